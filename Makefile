@@ -1,0 +1,49 @@
+# Plain targets; the README's quick start is `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+# GPU hosts may pin another torch build, e.g. TORCH_SPEC="torch==2.14.1+cu128".
+TORCH_SPEC ?=
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-fast venv install-core install-all system-deps bench clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+$(VENV)/.core-installed: pyproject.toml | $(VENV)/bin/python
+	$(PIP) install -q -e .
+	touch $@
+
+$(VENV)/.all-installed: pyproject.toml | $(VENV)/bin/python
+	$(PIP) install -q $(TORCH_SPEC) -e ".[imaging,test,ray]"
+	touch $@ $(VENV)/.core-installed
+
+install-core: $(VENV)/.core-installed
+install-all: $(VENV)/.all-installed
+
+# Debian packages for the browser and Quarto-source tests (root on CI; skipped quietly elsewhere).
+system-deps:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null || ! command -v pandoc >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver pandoc >/dev/null) \
+	      || echo "warning: could not install chromium/pandoc; browser tests will be skipped"; \
+	  else echo "warning: chromium/pandoc missing and not root; browser tests will be skipped"; fi; \
+	fi
+
+demo: install-core
+	$(PY) -m epi_spineage.report
+
+test: install-all system-deps
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: install-all
+	$(PY) -m pytest -m "not slow and not browser" $(PYTEST_ARGS)
+
+bench: install-all
+	for f in benchmarks/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
