@@ -1,0 +1,55 @@
+"""Statistics of the spine-age study. Plain functions returning tidy pandas DataFrames.
+
+Never imports torch. Names are loaded lazily so that importing one analysis does not pay for all.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+# public name -> module (inside epi_spineage.stats) that defines it
+_EXPORTS = {
+    # discrimination / agreement
+    "auc_ci": "discrimination",
+    "delong_test": "discrimination",
+    "roc_curve": "discrimination",
+    "pearson": "agreement",
+    "pad_summary": "agreement",
+    # descriptive
+    "table_one": "table1",
+    # grouping
+    "tertile_cuts": "grouping",
+    "TertileCuts": "grouping",
+    "accelerated": "grouping",
+    "four_groups": "grouping",
+    # regression
+    "age_gap_regression": "regression",
+    # FRAX
+    "frax_reclassification": "frax",
+    # survival
+    "km_cumulative_failure": "survival",
+    "km_curves": "survival",
+    "logrank": "survival",
+    "aalen_johansen": "survival",
+    "incidence_rates": "survival",
+    "median_followup": "survival",
+    "cox_per_sd": "cox",
+    "CoxResult": "cox",
+    "group_hazard_ratios": "cox",
+    "subgroup_hazard_ratios": "cox",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'epi_spineage.stats' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"epi_spineage.stats.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return __all__
