@@ -1,0 +1,39 @@
+"""The spine-age model: timm backbone + age head, mean-variance loss, checkpoints, bias correction.
+
+Importing this package does not import torch; names are resolved on first use, so
+``from epi_spineage.model import BiasCorrection`` stays torch-free.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "BiasCorrection": "bias",
+    "MeanVarianceLoss": "loss",
+    "SpineAgeNet": "network",
+    "build_model": "network",
+    "load_init_weights": "network",
+    "logits_to_age": "network",
+    "save_checkpoint": "checkpoint",
+    "load_checkpoint": "checkpoint",
+    "LoadedModel": "checkpoint",
+    "read_meta": "checkpoint",
+    "fit_temperature": "calibration",
+    "interval_coverage": "calibration",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

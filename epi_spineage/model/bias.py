@@ -1,0 +1,247 @@
+"""Age-level bias correction of predicted age (METHODS 2). Torch-free.
+
+Brain- and spine-age models regress towards the mean: old people come out younger and young people
+older, so the predicted-age difference (PAD = predicted - chronological age) correlates with age.
+``BiasCorrection`` removes that trend using pairs the network never trained on (out-of-fold or
+validation predictions), and is leakage-proof by construction: it records the keyed-hash ids and a hash
+of the data it was fitted on and refuses to be applied to them, because on its own fitting rows the
+corrected PAD is age-free by construction and every accuracy figure would be flattered.
+
+Methods
+-------
+``"beheshti"`` (default; Beheshti 2019): OLS ``PAD = alpha * age + beta``;
+``corrected = predicted - (alpha * age + beta)``.
+``"zhang"`` (Zhang 2023, age level): ``corrected = predicted - mu_g`` where ``mu_g`` is the mean PAD
+at integer age ``g = floor(age)`` in the fitting set; the window ``[g - h, g + h]`` widens while it holds
+``min_count`` or fewer pairs. Ages outside the fitted range use the nearest fitted level.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import warnings
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from epi_spineage.errors import UserError
+
+METHODS = ("beheshti", "zhang")
+_PSEUDONYM = re.compile(r"^p_[0-9a-f]{24}$")
+#: On its own fitting rows, a Beheshti fit leaves corr(PAD_c, age) at rounding level.
+_BEHESHTI_CORR_TOL = 1e-6
+
+
+def data_hash(chronological_age, predicted_age) -> str:
+    """SHA-256 of the (age, predicted age) pairs as float64, in row order."""
+    age = np.ascontiguousarray(np.asarray(chronological_age, dtype="float64"))
+    pred = np.ascontiguousarray(np.asarray(predicted_age, dtype="float64"))
+    h = hashlib.sha256()
+    h.update(str(age.shape).encode())
+    h.update(age.tobytes())
+    h.update(pred.tobytes())
+    return h.hexdigest()
+
+
+def hash_ids(ids: Iterable[object] | None, key: bytes | str | None = None) -> tuple[list[str] | None, str | None]:
+    """Return ``(pseudonymised ids, key fingerprint)``.
+
+    Ids that are already pseudonymised (``p_`` + 24 hex digits, as ``epi_spineage.privacy`` makes
+    them) pass through unchanged and give no fingerprint. Raw ids need a key: the argument or the
+    environment (``EPI_SPINEAGE_PSEUDONYM_KEY``), the same key the scorer uses.
+    """
+    if ids is None:
+        return None, None
+    from epi_spineage.privacy import key_fingerprint, load_key, pseudonymise
+
+    values = ["" if v is None else str(v).strip() for v in ids]
+    if all(_PSEUDONYM.match(v) for v in values):
+        return values, None
+    raw_key = load_key(key)  # raises UserError when there is none
+    return [pseudonymise(v, raw_key) for v in values], key_fingerprint(raw_key)
+
+
+def _as_arrays(chronological_age, predicted_age) -> tuple[np.ndarray, np.ndarray]:
+    age = np.asarray(chronological_age, dtype="float64").ravel()
+    pred = np.asarray(predicted_age, dtype="float64").ravel()
+    if age.shape != pred.shape:
+        raise UserError(f"chronological and predicted age differ in length ({age.size} vs {pred.size})")
+    if not (np.isfinite(age).all() and np.isfinite(pred).all()):
+        raise UserError("chronological or predicted age has missing or non-finite values")
+    return age, pred
+
+
+class BiasCorrection:
+    """Age-level bias correction; ``fit`` returns ``self``, fitted attributes end in ``_``.
+
+    Parameters
+    ----------
+    method : ``"beheshti"`` (linear, default) or ``"zhang"`` (per integer age level).
+    min_count : Zhang only: widen an age level's window while it holds this many pairs or fewer.
+    source : free text saying which predictions the fit used, e.g. ``"oof-10fold"`` or
+        ``"validation-fallback"``; stored with the parameters.
+
+    Attributes (after ``fit``)
+    --------------------------
+    alpha_, beta_ : slope and intercept of PAD on age (Beheshti; for Zhang the same OLS is kept for
+        reference). n_ : pairs used. corr_pad_age_ : corr(PAD_c, age) on the fitting data.
+    levels_ : Zhang: ``{integer age: mean PAD}``. fit_ids_ : keyed-hash ids (or None).
+    key_fingerprint_ : which key hashed them (None when ids came pseudonymised). data_hash_ : hash of
+    the fitting pairs.
+    """
+
+    def __init__(self, method: str = "beheshti", *, min_count: int = 10, source: str | None = None):
+        if method not in METHODS:
+            raise UserError(f"unknown bias-correction method {method!r}; choose one of {', '.join(METHODS)}")
+        if int(min_count) < 1:
+            raise UserError("min_count must be at least 1")
+        self.method = method
+        self.min_count = int(min_count)
+        self.source = source
+        self.alpha_: float | None = None
+        self.beta_: float | None = None
+        self.n_: int | None = None
+        self.corr_pad_age_: float | None = None
+        self.levels_: dict[int, float] | None = None
+        self.fit_ids_: list[str] | None = None
+        self.key_fingerprint_: str | None = None
+        self.data_hash_: str | None = None
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, chronological_age, predicted_age, ids: Sequence[object] | None = None, *, key=None) -> "BiasCorrection":
+        """Fit on out-of-fold (or validation) pairs. ``ids``: participant ids, raw (hashed with ``key``
+        or the environment key) or already pseudonymised."""
+        age, pred = _as_arrays(chronological_age, predicted_age)
+        if age.size < 3:
+            raise UserError(f"bias correction needs at least 3 pairs, got {age.size}")
+        if np.ptp(age) == 0:
+            raise UserError("bias correction needs a spread of chronological ages (all ages are equal)")
+        hashed, fingerprint = hash_ids(ids, key)
+        if hashed is not None and len(hashed) != age.size:
+            raise UserError(f"ids ({len(hashed)}) and ages ({age.size}) differ in length")
+        pad = pred - age
+        alpha, beta = np.polyfit(age, pad, 1)
+        self.alpha_, self.beta_ = float(alpha), float(beta)
+        self.n_ = int(age.size)
+        if self.method == "zhang":
+            self.levels_ = self._zhang_levels(age, pad)
+        self.fit_ids_ = sorted(set(hashed)) if hashed is not None else None
+        self.key_fingerprint_ = fingerprint
+        self.data_hash_ = data_hash(age, pred)
+        corrected_pad = self._correct(age, pred) - age
+        self.corr_pad_age_ = float(np.corrcoef(corrected_pad, age)[0, 1]) if np.std(corrected_pad) > 0 else 0.0
+        if self.method == "beheshti" and abs(self.corr_pad_age_) > _BEHESHTI_CORR_TOL:
+            raise RuntimeError(f"bias correction fit check failed: corr(PAD_c, age) = {self.corr_pad_age_:.3g}")
+        if self.method == "zhang" and abs(self.corr_pad_age_) > 0.05:
+            warnings.warn(
+                f"Zhang age-level correction leaves corr(PAD_c, age) = {self.corr_pad_age_:.3f} on its fitting "
+                "data (levels are integer ages; small levels are pooled)",
+                stacklevel=2,
+            )
+        return self
+
+    def _zhang_levels(self, age: np.ndarray, pad: np.ndarray) -> dict[int, float]:
+        level = np.floor(age).astype(int)
+        levels: dict[int, float] = {}
+        for g in range(int(level.min()), int(level.max()) + 1):
+            h = 0
+            while True:
+                inside = np.abs(level - g) <= h
+                if inside.sum() > self.min_count or inside.all():
+                    break
+                h += 1
+            levels[g] = float(pad[inside].mean())
+        return levels
+
+    def _check_fitted(self) -> None:
+        if self.alpha_ is None:
+            raise UserError("this BiasCorrection is not fitted; call fit() or load one with from_dict()")
+
+    def _correct(self, age: np.ndarray, pred: np.ndarray) -> np.ndarray:
+        if self.method == "beheshti":
+            return pred - (self.alpha_ * age + self.beta_)
+        keys = np.array(sorted(self.levels_), dtype=int)
+        values = np.array([self.levels_[k] for k in keys])
+        g = np.clip(np.floor(age).astype(int), keys.min(), keys.max())
+        return pred - values[np.searchsorted(keys, g)]
+
+    # ------------------------------------------------------------------ applying
+    def apply(self, chronological_age, predicted_age, ids: Sequence[object] | None = None, *, key=None) -> np.ndarray:
+        """Corrected predicted age (a new array: keep the uncorrected one beside it).
+
+        Refuses rows whose keyed-hash ids overlap the fitting ids, and refuses data identical to the
+        fitting pairs (by hash), because corrected accuracy on the fitting data is meaningless.
+        """
+        self._check_fitted()
+        age, pred = _as_arrays(chronological_age, predicted_age)
+        if self.data_hash_ is not None and data_hash(age, pred) == self.data_hash_:
+            raise UserError(
+                "refusing to apply bias correction to the data it was fitted on (same data hash); "
+                "apply it to held-out or external rows only"
+            )
+        if ids is not None and self.fit_ids_:
+            hashed, fingerprint = hash_ids(ids, key)
+            if fingerprint is not None and self.key_fingerprint_ is not None and fingerprint != self.key_fingerprint_:
+                raise UserError(
+                    "the pseudonymisation key differs from the one used when the bias correction was fitted "
+                    f"(key {fingerprint} vs {self.key_fingerprint_}); use the scorer's key"
+                )
+            overlap = set(hashed) & set(self.fit_ids_)
+            if overlap:
+                raise UserError(
+                    f"refusing to apply bias correction: {len(overlap)} of {len(hashed)} participant(s) were in "
+                    "the data it was fitted on (leakage); remove them or fit on other participants"
+                )
+        elif self.fit_ids_ and ids is None:
+            warnings.warn("no ids given: bias correction cannot check these rows against its fitting data", stacklevel=2)
+        return self._correct(age, pred)
+
+    def pad_corrected(self, chronological_age, predicted_age, ids=None, *, key=None) -> np.ndarray:
+        """Corrected PAD (``apply(...) - age``)."""
+        age = np.asarray(chronological_age, dtype="float64").ravel()
+        return self.apply(chronological_age, predicted_age, ids, key=key) - age
+
+    # ------------------------------------------------------------------ persistence
+    def to_dict(self) -> dict:
+        """JSON-serialisable parameters (stored in the checkpoint's ``meta.json``)."""
+        self._check_fitted()
+        return {
+            "method": self.method,
+            "alpha": self.alpha_,
+            "beta": self.beta_,
+            "levels": None if self.levels_ is None else {str(k): v for k, v in self.levels_.items()},
+            "min_count": self.min_count,
+            "n": self.n_,
+            "corr_pad_age": self.corr_pad_age_,
+            "source": self.source,
+            "fit_ids": self.fit_ids_,
+            "key_fingerprint": self.key_fingerprint_,
+            "data_hash": self.data_hash_,
+            "formula": "corrected = predicted - (alpha * age + beta)" if self.method == "beheshti"
+            else "corrected = predicted - levels[floor(age)] (nearest level outside the range)",
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "BiasCorrection":
+        try:
+            obj = cls(d.get("method", "beheshti"), min_count=int(d.get("min_count", 10)), source=d.get("source"))
+            obj.alpha_ = float(d["alpha"])
+            obj.beta_ = float(d["beta"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UserError(f"bad bias-correction parameters: {exc}") from None
+        levels = d.get("levels")
+        obj.levels_ = None if levels is None else {int(k): float(v) for k, v in levels.items()}
+        if obj.method == "zhang" and not obj.levels_:
+            raise UserError("bad bias-correction parameters: Zhang method without age levels")
+        obj.n_ = d.get("n")
+        obj.corr_pad_age_ = d.get("corr_pad_age")
+        obj.fit_ids_ = d.get("fit_ids")
+        obj.key_fingerprint_ = d.get("key_fingerprint")
+        obj.data_hash_ = d.get("data_hash")
+        return obj
+
+    def __repr__(self) -> str:
+        if self.alpha_ is None:
+            return f"BiasCorrection(method={self.method!r}, unfitted)"
+        return f"BiasCorrection(method={self.method!r}, alpha={self.alpha_:.4f}, beta={self.beta_:.3f}, n={self.n_})"
