@@ -1,0 +1,206 @@
+"""Table 1: baseline characteristics by a grouping variable (METHODS 10).
+
+Conventions (stated in the report):
+
+- continuous: mean ± SD (ddof=1) of the non-missing values; two groups: Student's t-test (equal
+  variances, as scipy and Stata; R's ``t.test`` defaults to Welch); more groups: one-way ANOVA;
+- categorical: n (%) of the non-missing values; Pearson's chi-square *without* Yates' correction
+  (R ``chisq.test(correct=FALSE)``), or Fisher's exact test when any expected count is below 5;
+- numbers are never rounded here: ``format_table_one`` rounds for display only.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from epi_spineage.errors import UserError
+
+__all__ = ["table_one", "format_table_one", "TABLE_ONE_COLUMNS"]
+
+TABLE_ONE_COLUMNS = ["variable", "level", "group", "n", "mean", "sd", "count", "percent",
+                     "statistic", "p_value", "test", "n_missing"]
+
+STUDENT_T = "Student t-test"
+ANOVA = "one-way ANOVA"
+CHI2 = "Pearson chi-square"
+FISHER = "Fisher exact"
+
+
+def _is_categorical(s: pd.Series) -> bool:
+    if isinstance(s.dtype, pd.CategoricalDtype) or s.dtype == bool or str(s.dtype) == "boolean":
+        return True
+    if not pd.api.types.is_numeric_dtype(s):
+        return True
+    vals = pd.unique(s.dropna())
+    return len(vals) > 0 and set(np.asarray(vals, dtype=float).tolist()) <= {0.0, 1.0}
+
+
+def _continuous_test(samples: list[np.ndarray]):
+    samples = [x for x in samples if x.size > 0]
+    if len(samples) < 2 or sum(x.size for x in samples) - len(samples) < 1:
+        return np.nan, np.nan, STUDENT_T if len(samples) <= 2 else ANOVA
+    if len(samples) == 2:
+        res = stats.ttest_ind(samples[0], samples[1], equal_var=True)
+        return float(res.statistic), float(res.pvalue), STUDENT_T
+    res = stats.f_oneway(*samples)
+    return float(res.statistic), float(res.pvalue), ANOVA
+
+
+def _categorical_test(table: np.ndarray):
+    table = table[table.sum(axis=1) > 0][:, table.sum(axis=0) > 0]
+    if table.shape[0] < 2 or table.shape[1] < 2:
+        return np.nan, np.nan, CHI2
+    expected = stats.contingency.expected_freq(table)
+    if (expected < 5).any():
+        res = stats.fisher_exact(table)
+        stat = float(res.statistic) if table.shape == (2, 2) else np.nan  # 2x2: the sample OR
+        return stat, float(res.pvalue), FISHER
+    res = stats.chi2_contingency(table, correction=False)
+    return float(res.statistic), float(res.pvalue), CHI2
+
+
+def table_one(df: pd.DataFrame, by: str, variables: Sequence[str], *,
+              categorical: Sequence[str] = (), continuous: Sequence[str] = (),
+              overall: bool = False) -> pd.DataFrame:
+    """Baseline table by ``by``, as a tidy long DataFrame.
+
+    A variable is categorical when listed in ``categorical``, or (unless listed in ``continuous``)
+    when it is non-numeric, categorical, boolean or holds only 0/1.
+
+    Returns columns ``TABLE_ONE_COLUMNS``:
+
+    - ``variable``; ``level`` (the category as a string; NaN for continuous variables);
+    - ``group`` (the value of ``by`` as a string, or ``"overall"``);
+    - ``n``: non-missing values of the variable in the group;
+    - ``mean``, ``sd`` (ddof=1): continuous rows; ``count`` and ``percent`` (of ``n``): categorical rows;
+    - ``statistic``, ``p_value``, ``test``: the test across groups (the same on every row of a
+      variable; the overall column takes part in no test). ``statistic`` is t, F, chi-square, or for
+      a 2x2 Fisher test the sample odds ratio;
+    - ``n_missing``: missing values of the variable in the group.
+
+    Rows whose ``by`` is missing are left out of the groups, with a warning giving their number.
+    """
+    if by not in df.columns:
+        raise UserError(f"table_one: grouping column {by!r} not found")
+    absent = [v for v in variables if v not in df.columns]
+    if absent:
+        raise UserError(f"table_one: column(s) not found: {absent}")
+    n_no_group = int(df[by].isna().sum())
+    if n_no_group:
+        warnings.warn(f"table_one: {n_no_group} row(s) with missing {by!r} are in no group", stacklevel=2)
+    sub = df[df[by].notna()]
+    keys = sorted(pd.unique(sub[by]), key=lambda k: (str(type(k)), k))
+    groups = [(str(k), sub[sub[by] == k]) for k in keys]
+    shown = groups + ([("overall", df)] if overall else [])
+    rows: list[dict] = []
+    for var in variables:
+        col = df[var]
+        is_cat = var in categorical or (var not in continuous and _is_categorical(col))
+        if not is_cat:
+            samples = [pd.to_numeric(g[var], errors="coerce").dropna().to_numpy(float) for _, g in groups]
+            stat, p, test = _continuous_test(samples)
+            for name, g in shown:
+                x = pd.to_numeric(g[var], errors="coerce")
+                xv = x.dropna().to_numpy(float)
+                rows.append({
+                    "variable": var, "level": np.nan, "group": name, "n": int(xv.size),
+                    "mean": float(xv.mean()) if xv.size else np.nan,
+                    "sd": float(xv.std(ddof=1)) if xv.size > 1 else np.nan,
+                    "count": np.nan, "percent": np.nan, "statistic": stat, "p_value": p,
+                    "test": test, "n_missing": int(x.isna().sum()),
+                })
+            continue
+        levels = _levels(col)
+        as_str = col.map(_level_str)
+        table = np.array([[int((as_str[g.index] == lv).sum()) for _, g in groups] for lv in levels])
+        stat, p, test = _categorical_test(table) if len(levels) else (np.nan, np.nan, CHI2)
+        for name, g in shown:
+            gs = as_str[g.index]
+            n = int(gs.notna().sum())
+            for lv in levels:
+                c = int((gs == lv).sum())
+                rows.append({
+                    "variable": var, "level": lv, "group": name, "n": n, "mean": np.nan, "sd": np.nan,
+                    "count": c, "percent": 100.0 * c / n if n else np.nan, "statistic": stat,
+                    "p_value": p, "test": test, "n_missing": int(gs.isna().sum()),
+                })
+    return pd.DataFrame(rows, columns=TABLE_ONE_COLUMNS)
+
+
+def _level_str(v):
+    if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA:
+        return None
+    if isinstance(v, (bool, np.bool_)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating)) and float(v).is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def _levels(col: pd.Series) -> list[str]:
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        return [_level_str(c) for c in col.cat.categories if (col == c).any()]
+    vals = [v for v in pd.unique(col.map(_level_str)) if v is not None]
+    try:
+        return sorted(vals, key=float)
+    except ValueError:
+        return sorted(vals)
+
+
+def _fmt_p(p: float, digits: int) -> str:
+    if p is None or not np.isfinite(p):
+        return ""
+    if p < 10 ** -digits:
+        return f"<{10 ** -digits:.{digits}f}"
+    return f"{p:.{digits}f}"
+
+
+def format_table_one(tidy: pd.DataFrame, *, digits: int = 1, p_digits: int = 3,
+                     labels: dict[str, str] | None = None, binary_level: str = "1") -> pd.DataFrame:
+    """The published layout of a ``table_one`` result (strings; rounding happens only here).
+
+    One row per continuous variable ("mean ± SD"), one per binary 0/1 variable (the count and
+    percentage of ``binary_level``, "n (%)"), and a header row plus one row per level for other
+    categorical variables. Columns: ``characteristic``, one per group (headed ``"<group> (n=N)"``
+    with N the largest ``n`` of that group), and ``p value``. ``labels`` renames variables.
+    """
+    labels = labels or {}
+    groups = list(dict.fromkeys(tidy["group"]))
+    group_n = {g: int(tidy.loc[tidy["group"] == g, "n"].max()) for g in groups}
+    heads = {g: f"{g} (n={group_n[g]})" for g in groups}
+    out = []
+    for var, block in tidy.groupby("variable", sort=False):
+        name = labels.get(var, var)
+        p = _fmt_p(block["p_value"].iloc[0], p_digits)
+        if block["level"].isna().all():
+            row = {"characteristic": f"{name}, mean ± SD"}
+            for g in groups:
+                r = block[block["group"] == g].iloc[0]
+                row[heads[g]] = f"{r['mean']:.{digits}f} ± {r['sd']:.{digits}f}" if r["n"] else ""
+            row["p value"] = p
+            out.append(row)
+            continue
+        levels = list(dict.fromkeys(block["level"]))
+        if set(levels) <= {"0", "1"}:
+            row = {"characteristic": f"{name}, n (%)"}
+            for g in groups:
+                r = block[(block["group"] == g) & (block["level"] == binary_level)]
+                row[heads[g]] = (f"{int(r['count'].iloc[0])} ({r['percent'].iloc[0]:.{digits}f})"
+                                 if len(r) else f"0 ({0:.{digits}f})")
+            row["p value"] = p
+            out.append(row)
+            continue
+        out.append({"characteristic": f"{name}, n (%)", **{heads[g]: "" for g in groups}, "p value": p})
+        for lv in levels:
+            row = {"characteristic": f"  {lv}"}
+            for g in groups:
+                r = block[(block["group"] == g) & (block["level"] == lv)].iloc[0]
+                row[heads[g]] = f"{int(r['count'])} ({r['percent']:.{digits}f})"
+            row["p value"] = ""
+            out.append(row)
+    return pd.DataFrame(out, columns=["characteristic", *heads.values(), "p value"])
