@@ -1,0 +1,140 @@
+"""AUROC, DeLong CI and the paired DeLong test against pROC 1.18 (tests/reference/proc_reference.R)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from epi_spineage.errors import UserError
+from epi_spineage.stats import auc_ci, delong_test, roc_curve
+from epi_spineage.stats.discrimination import delong_placements
+
+REF = Path(__file__).resolve().parents[1] / "reference"
+RTOL = 1e-9
+
+
+def _load(name):
+    data = pd.read_csv(REF / f"proc_{name}.csv")
+    return data, json.loads((REF / f"proc_{name}.json").read_text())
+
+
+ASAH, ASAH_REF = _load("asah")
+SIM, SIM_REF = _load("sim")
+CASES = [("asah", k) for k in ASAH_REF["single"]] + [("sim", k) for k in SIM_REF["single"] if k != "tiny"]
+PAIRS = [("asah", k) for k in ASAH_REF["paired"]] + [("sim", k) for k in SIM_REF["paired"] if k != "tiny"]
+
+
+def _data(which):
+    return (ASAH, ASAH_REF, "outcome") if which == "asah" else (SIM, SIM_REF, "y")
+
+
+def _column(key):
+    return key.split("_")[0] if key.endswith(("_90", "_gt")) else key
+
+
+@pytest.mark.parametrize("which,key", CASES)
+def test_single_auc_matches_proc(which, key):
+    data, ref, outcome = _data(which)
+    r_ = ref["single"][key]
+    res = auc_ci(data[outcome], data[_column(key)], direction=r_["direction"], level=r_["level"])
+    np.testing.assert_allclose(res.estimate, r_["auc"], rtol=RTOL)
+    np.testing.assert_allclose(res.std_error ** 2, r_["var"], rtol=RTOL)
+    np.testing.assert_allclose([res.ci_low, res.ci_high], [r_["ci_low"], r_["ci_high"]], rtol=RTOL)
+    assert (res.n_cases, res.n_controls, res.n_dropped) == (r_["n_cases"], r_["n_controls"], r_["n_dropped"])
+
+
+@pytest.mark.parametrize("which,key", PAIRS)
+def test_paired_delong_matches_proc(which, key):
+    data, ref, outcome = _data(which)
+    r_ = ref["paired"][key]
+    res = delong_test(data[outcome], data[r_["a"]], data[r_["b"]], names=(r_["a"], r_["b"]),
+                      level=r_["level"], direction=r_["direction"])
+    np.testing.assert_allclose([res.auc_a.estimate, res.auc_b.estimate], [r_["auc_a"], r_["auc_b"]], rtol=RTOL)
+    np.testing.assert_allclose(res.statistic, r_["z"], rtol=RTOL)
+    np.testing.assert_allclose(res.p_value, r_["p_value"], rtol=1e-8)
+    np.testing.assert_allclose([res.ci_low, res.ci_high], [r_["ci_low"], r_["ci_high"]], rtol=RTOL)
+    assert res.n_dropped == r_["n_dropped"]
+
+
+def test_tiny_groups_match_proc():
+    y = [1, 1, 0, 0, 0]
+    single = SIM_REF["single"]["tiny"]
+    res = auc_ci(y, [3, 2, 2, 1, 2])
+    np.testing.assert_allclose([res.ci_low, res.estimate, res.ci_high],
+                               [single["ci_low"], single["auc"], single["ci_high"]], rtol=RTOL)
+    pair = SIM_REF["paired"]["tiny"]
+    t = delong_test(y, [3, 2, 2, 1, 2], [1, 3, 2, 2, 1])
+    np.testing.assert_allclose([t.statistic, t.p_value, t.ci_low, t.ci_high],
+                               [pair["z"], pair["p_value"], pair["ci_low"], pair["ci_high"]], rtol=RTOL)
+
+
+def _naive_auc(y, s):
+    x, c = s[y == 1], s[y == 0]
+    diff = x[:, None] - c[None, :]
+    return ((diff > 0) + 0.5 * (diff == 0)).mean(), ((diff > 0) + 0.5 * (diff == 0))
+
+
+def test_placements_equal_the_pairwise_definition():
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 300)
+    s = rng.integers(0, 6, 300).astype(float)  # heavy ties
+    theta, v10, v01 = delong_placements(s[y == 1], s[y == 0])
+    naive, psi = _naive_auc(y, s)
+    np.testing.assert_allclose(theta, naive, rtol=1e-12)
+    np.testing.assert_allclose(v10, psi.mean(axis=1), rtol=1e-12)
+    np.testing.assert_allclose(v01, psi.mean(axis=0), rtol=1e-12)
+
+
+def test_invariants_ci_brackets_and_self_comparison():
+    rng = np.random.default_rng(11)
+    y = rng.integers(0, 2, 500)
+    a = rng.normal(size=500) + y
+    b = np.round(rng.normal(size=500) + 0.4 * y, 1)
+    r = auc_ci(y, a)
+    assert 0 <= r.ci_low <= r.estimate <= r.ci_high <= 1
+    same = delong_test(y, a, a)
+    assert same.difference == 0 and same.statistic == 0 and same.p_value == 1
+    ab, ba = delong_test(y, a, b), delong_test(y, b, a)
+    np.testing.assert_allclose(ab.difference, -ba.difference, rtol=1e-14)
+    np.testing.assert_allclose(ab.statistic, -ba.statistic, rtol=1e-12)
+    np.testing.assert_allclose(ab.p_value, ba.p_value, rtol=1e-12)
+    np.testing.assert_allclose([ab.ci_low, ab.ci_high], [-ba.ci_high, -ba.ci_low], rtol=1e-12)
+    assert ab.ci_low <= ab.difference <= ab.ci_high
+
+
+def test_direction_flips_auc_and_missing_rows_are_counted():
+    y = np.array([1, 0, 1, 0, 1, np.nan, 0, 1])
+    s = np.array([5, 1, 4, 2, np.nan, 3, 3, 2])
+    lt, gt = auc_ci(y, s), auc_ci(y, s, direction=">")
+    np.testing.assert_allclose(lt.estimate + gt.estimate, 1.0)
+    assert lt.n_dropped == 2 and lt.n_cases == 3 and lt.n_controls == 3
+    t = delong_test(y, s, -np.nan_to_num(s, nan=0.0))
+    assert t.n_dropped == 2
+
+
+def test_bad_input_is_a_user_error():
+    with pytest.raises(UserError):
+        auc_ci([0, 1, 2], [1, 2, 3])
+    with pytest.raises(UserError):
+        auc_ci([0, 1], [1, 2, 3])
+    with pytest.raises(UserError):
+        auc_ci([0, 1], [1, 2], direction="auto")
+
+
+def test_to_frame_is_tidy():
+    res = delong_test(ASAH["outcome"], ASAH["s100b"], ASAH["wfns"], names=("s100b", "wfns"))
+    f = res.to_frame()
+    assert list(f["term"]) == ["s100b", "wfns", "s100b - wfns"]
+    assert {"estimate", "ci_low", "ci_high", "p_value", "ci_level", "n", "events"} <= set(f.columns)
+    assert f.loc[2, "p_value"] == res.p_value
+
+
+def test_roc_curve_area_equals_auc():
+    curve = roc_curve(SIM["y"], SIM["spine"])
+    assert curve["fpr"].is_monotonic_increasing and curve["sensitivity"].is_monotonic_increasing
+    area = np.trapezoid(curve["sensitivity"], curve["fpr"])
+    np.testing.assert_allclose(area, SIM_REF["single"]["spine"]["auc"], rtol=1e-9)
