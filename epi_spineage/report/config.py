@@ -1,0 +1,151 @@
+"""The study configuration: which cohort plays which role, covariate sets, outcomes and thresholds.
+
+Read from a TOML file (``--config``; ``examples/study.toml`` documents every key). Unknown keys are
+refused so that a typo does not silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from epi_spineage.errors import UserError
+from epi_spineage.stats.cox import MODEL_COVARIATES
+from epi_spineage.stats.regression import DEFAULT_AGE_GAP_COVARIATES
+
+#: Model name -> covariates besides PAD per SD: the study's sets, from the stats layer (one definition).
+DEFAULT_FRACTURE_MODELS: dict[str, list[str]] = {k: list(v) for k, v in MODEL_COVARIATES["fracture"].items()}
+DEFAULT_MORTALITY_MODELS: dict[str, list[str]] = {k: list(v) for k, v in MODEL_COVARIATES["mortality"].items()}
+DEFAULT_REGRESSION_COVARIATES = list(DEFAULT_AGE_GAP_COVARIATES)
+DEFAULT_TABLE1_VARIABLES = [
+    "age_years", "spine_age_years", "female", "bmi", "prior_fracture", "prevalent_vf", "prosthesis",
+    "glucocorticoid", "rheumatoid_arthritis", "tscore_lumbar", "tscore_femoral_neck",
+    "tscore_total_hip", "osteoporosis",
+]
+
+
+@dataclass
+class StudyConfig:
+    """Everything the report's analyses can be told. Defaults reproduce the published study design."""
+
+    #: value of the ``cohort`` column for each role
+    derivation: str = "derivation"
+    external: str = "external"
+    #: rows of the derivation cohort that are analysed (the held-out test set); "" = all rows
+    derivation_split: str = "test"
+    #: which PAD each role uses: "auto" (corrected when spine_age_corrected_years is present),
+    #: "corrected" or "uncorrected"
+    pad_derivation: str = "uncorrected"
+    pad_external: str = "auto"
+    #: accelerated ageing: top tertile of PAD learned on the derivation (test) set, frozen
+    tertile_method: str = "type7"
+    accelerated_rule: str = ">="
+    fixed_cut_years: float | None = None
+    #: survival conventions
+    ties: str = "efron"
+    km_ci: str = "log-log"
+    km_times_years: list[float] = field(default_factory=lambda: [0.0, 2.0, 4.0, 6.0, 8.0])
+    ci_level: float = 0.95
+    #: outcomes: the fracture outcomes of Table 2, mortality, the KM/competing-risk outcome
+    fracture_outcomes: list[str] = field(
+        default_factory=lambda: ["fracture_any", "fracture_vertebral", "fracture_nonvertebral"])
+    mortality_outcome: str = "death"
+    km_outcome: str = "fracture_any"
+    fracture_models: dict[str, list[str]] = field(default_factory=lambda: {
+        k: list(v) for k, v in DEFAULT_FRACTURE_MODELS.items()})
+    mortality_models: dict[str, list[str]] = field(default_factory=lambda: {
+        k: list(v) for k, v in DEFAULT_MORTALITY_MODELS.items()})
+    regression_covariates: list[str] = field(default_factory=lambda: list(DEFAULT_REGRESSION_COVARIATES))
+    table1_variables: list[str] = field(default_factory=lambda: list(DEFAULT_TABLE1_VARIABLES))
+    #: FRAX high-risk thresholds (NOF / Cosman 2014)
+    frax_mof_threshold_pct: float = 20.0
+    frax_hip_threshold_pct: float = 3.0
+    #: title shown on the report
+    title: str = "Spine age and incident fracture and mortality"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> "StudyConfig":
+        if self.pad_derivation not in ("auto", "corrected", "uncorrected") or self.pad_external not in (
+                "auto", "corrected", "uncorrected"):
+            raise UserError("config: pad_derivation/pad_external must be auto, corrected or uncorrected")
+        if self.tertile_method not in ("type7", "type2"):
+            raise UserError(f"config: tertile_method must be type7 or type2, not {self.tertile_method!r}")
+        if self.accelerated_rule not in (">=", ">"):
+            raise UserError(f"config: accelerated_rule must be '>=' or '>', not {self.accelerated_rule!r}")
+        if self.ties not in ("efron", "breslow"):
+            raise UserError(f"config: ties must be efron or breslow, not {self.ties!r}")
+        if self.km_ci not in ("log-log", "log"):
+            raise UserError(f"config: km_ci must be log-log or log, not {self.km_ci!r}")
+        if not 0 < self.ci_level < 1:
+            raise UserError("config: ci_level must be between 0 and 1")
+        if not self.fracture_models or not self.fracture_outcomes:
+            raise UserError("config: at least one fracture model and outcome are needed")
+        if sorted(self.km_times_years) != list(self.km_times_years) or any(t < 0 for t in self.km_times_years):
+            raise UserError("config: km_times_years must be increasing and non-negative")
+        return self
+
+
+# TOML layout: [cohorts], [pad], [grouping], [survival], [outcomes], [models.fracture],
+# [models.mortality], [regression], [table1], [frax], [report]; each key maps to one field.
+_SECTIONS: dict[str, dict[str, str]] = {
+    "cohorts": {"derivation": "derivation", "external": "external", "derivation_split": "derivation_split"},
+    "pad": {"derivation": "pad_derivation", "external": "pad_external"},
+    "grouping": {"tertile_method": "tertile_method", "accelerated_rule": "accelerated_rule",
+                 "fixed_cut_years": "fixed_cut_years"},
+    "survival": {"ties": "ties", "km_ci": "km_ci", "km_times_years": "km_times_years", "ci_level": "ci_level"},
+    "outcomes": {"fracture": "fracture_outcomes", "mortality": "mortality_outcome", "km": "km_outcome"},
+    "regression": {"covariates": "regression_covariates"},
+    "table1": {"variables": "table1_variables"},
+    "frax": {"mof_threshold_pct": "frax_mof_threshold_pct", "hip_threshold_pct": "frax_hip_threshold_pct"},
+    "report": {"title": "title"},
+}
+
+
+def config_from_dict(data: dict[str, Any], *, source: str = "config") -> StudyConfig:
+    """Build a validated ``StudyConfig`` from the nested TOML dictionary."""
+    cfg = StudyConfig()
+    for section, body in data.items():
+        if section == "models":
+            if not isinstance(body, dict):
+                raise UserError(f"{source}: [models] must be a table")
+            for family, models in body.items():
+                if family not in ("fracture", "mortality"):
+                    raise UserError(f"{source}: unknown model family [models.{family}] (fracture, mortality)")
+                if not isinstance(models, dict) or not all(
+                        isinstance(v, list) and all(isinstance(c, str) for c in v) for v in models.values()):
+                    raise UserError(f"{source}: [models.{family}] maps model names to lists of column names")
+                setattr(cfg, f"{family}_models", {str(k): list(v) for k, v in models.items()})
+            continue
+        keys = _SECTIONS.get(section)
+        if keys is None or not isinstance(body, dict):
+            raise UserError(f"{source}: unknown section [{section}]; known: {', '.join([*_SECTIONS, 'models'])}")
+        for key, value in body.items():
+            attr = keys.get(key)
+            if attr is None:
+                raise UserError(f"{source}: unknown key {key!r} in [{section}]; known: {', '.join(keys)}")
+            default = getattr(StudyConfig(), attr)
+            if isinstance(default, list) and not isinstance(value, list):
+                raise UserError(f"{source}: [{section}] {key} must be a list")
+            if isinstance(default, float) and isinstance(value, int):
+                value = float(value)
+            setattr(cfg, attr, value)
+    return cfg.validate()
+
+
+def load_config(path: str | Path | None) -> StudyConfig:
+    """Read a study config TOML; ``None`` gives the defaults."""
+    if path is None:
+        return StudyConfig().validate()
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file not found: {path}")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: not valid TOML ({exc})") from None
+    return config_from_dict(data, source=str(path))

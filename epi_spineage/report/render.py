@@ -1,0 +1,275 @@
+"""Writes the report: ``index.html`` (Jinja2, self-contained: CSS inline, figures base64), ``report.qmd``
+(static Quarto source with Markdown tables and image links), ``tables/*.csv`` and ``results.json``.
+
+The document model is small: a list of ``Section`` holding paragraphs, ``FigureItem`` and ``TableItem``.
+Numbers are rounded here, at display time only; CSV and JSON keep full precision.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import json
+import math
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import numpy as np
+import pandas as pd
+
+from epi_spineage import __version__
+
+
+@dataclass
+class FigureItem:
+    name: str
+    caption: str
+    png: bytes
+    width: int = 900
+    number: int = 0
+
+
+@dataclass
+class TableItem:
+    """A table shown in the report. ``frame`` is the tidy table (written as CSV); ``display`` is what
+    the reader sees (strings, rounded); when ``display`` is None the tidy table is formatted generically."""
+
+    name: str
+    caption: str
+    frame: pd.DataFrame
+    display: pd.DataFrame | None = None
+    note: str = ""
+    number: int = 0
+    show: bool = True
+
+
+@dataclass
+class Section:
+    id: str
+    title: str
+    paragraphs: list[str] = field(default_factory=list)
+    bullets: list[str] = field(default_factory=list)
+    figures: list[FigureItem] = field(default_factory=list)
+    tables: list[TableItem] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------- display formatting
+_P_COLUMNS = ("p_value", "p_interaction", "p_delong", "p_logrank", "ph_p_value", "global_ph_p_value")
+_INT_COLUMNS = ("n", "events", "n_excluded", "n_at_risk", "count", "n_cases", "n_controls")
+
+
+def format_p(p: Any) -> str:
+    """p < 0.001, else three decimals; NA when missing."""
+    try:
+        p = float(p)
+    except (TypeError, ValueError):
+        return "" if p is None else str(p)
+    if not math.isfinite(p):
+        return "NA"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def format_number(v: Any, digits: int = 2) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, (bool, np.bool_)):
+        return "yes" if v else "no"
+    if isinstance(v, (int, np.integer)):
+        return f"{int(v):,}"
+    if isinstance(v, (float, np.floating)):
+        if not math.isfinite(float(v)):
+            return "" if math.isnan(float(v)) else str(v)
+        if float(v).is_integer() and abs(v) >= 1000:
+            return f"{int(v):,}"
+        return f"{float(v):.{digits}f}"
+    return str(v)
+
+
+def format_ci(est: float, lo: float, hi: float, digits: int = 2) -> str:
+    """``1.74 (1.46-2.07)``; negative bounds get ' to ' so the minus sign stays readable."""
+    vals = [est, lo, hi]
+    if any(v is None or not np.isfinite(float(v)) for v in vals):
+        return "NA" if est is None or not np.isfinite(float(est)) else f"{float(est):.{digits}f}"
+    sep = " to " if min(lo, hi) < 0 else "-"
+    return f"{est:.{digits}f} ({lo:.{digits}f}{sep}{hi:.{digits}f})"
+
+
+def format_frame(df: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
+    """Generic display: p values as p, counts as integers, other floats to ``digits`` decimals."""
+    out = pd.DataFrame(index=df.index)
+    for col in df.columns:
+        s = df[col]
+        if col in _P_COLUMNS or col.endswith("p_value"):
+            out[col] = [format_p(v) for v in s]
+        elif col in _INT_COLUMNS and pd.api.types.is_numeric_dtype(s):
+            out[col] = ["" if pd.isna(v) else f"{int(v):,}" for v in s]
+        elif pd.api.types.is_float_dtype(s):
+            out[col] = [format_number(v, digits) for v in s]
+        else:
+            out[col] = ["" if (v is None or (isinstance(v, float) and math.isnan(v))) else format_number(v, digits)
+                        for v in s]
+    return out
+
+
+def _display(t: TableItem) -> pd.DataFrame:
+    return t.display if t.display is not None else format_frame(t.frame)
+
+
+# ---------------------------------------------------------------- JSON
+def to_jsonable(obj: Any) -> Any:
+    """Numpy/pandas scalars and frames to plain JSON types; NaN and inf become null."""
+    if isinstance(obj, pd.DataFrame):
+        return [{k: to_jsonable(v) for k, v in row.items()} for row in obj.to_dict(orient="records")]
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return [to_jsonable(v) for v in obj.tolist()]
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        f = float(obj)
+        return f if math.isfinite(f) else None
+    if obj is None or isinstance(obj, str):
+        return obj
+    if obj is pd.NA or obj is pd.NaT:
+        return None
+    if isinstance(obj, (pd.Timestamp, _dt.datetime, _dt.date)):
+        return obj.isoformat()
+    return str(obj)
+
+
+# ---------------------------------------------------------------- numbering
+def number_items(sections: list[Section]) -> None:
+    fi = ti = 0
+    for s in sections:
+        for f in s.figures:
+            fi += 1
+            f.number = fi
+        for t in s.tables:
+            if t.show:
+                ti += 1
+                t.number = ti
+
+
+# ---------------------------------------------------------------- HTML
+def _env() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("epi_spineage.report", "templates"),
+        autoescape=jinja2.select_autoescape(["html", "j2"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+    )
+
+
+def render_html(sections: list[Section], *, title: str, banner: str | None, meta: dict[str, Any],
+                footer: str = "") -> str:
+    """The self-contained HTML page as a string."""
+    ctx_sections = []
+    for s in sections:
+        figs = [{"name": f.name, "caption": f.caption, "number": f.number, "width": f.width,
+                 "b64": base64.b64encode(f.png).decode("ascii")} for f in s.figures]
+        tabs = []
+        for t in s.tables:
+            if not t.show:
+                continue
+            d = _display(t)
+            tabs.append({"name": t.name, "caption": t.caption, "number": t.number, "note": t.note,
+                         "columns": [str(c) for c in d.columns],
+                         "rows": [["" if v is None else str(v) for v in row] for row in d.itertuples(index=False)]})
+        ctx_sections.append({"id": s.id, "title": s.title, "paragraphs": s.paragraphs, "bullets": s.bullets,
+                             "figures": figs, "tables": tabs})
+    banner_short = "Synthetic data" if banner else ""
+    return _env().get_template("report.html.j2").render(
+        title=title, banner=banner, banner_short=banner_short, sections=ctx_sections, meta=meta,
+        footer=footer or f"epi_spineage {__version__}. Tables as CSV in tables/, every number in results.json.")
+
+
+# ---------------------------------------------------------------- Quarto / Markdown
+def _md_cell(v: str) -> str:
+    return str(v).replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(df: pd.DataFrame) -> str:
+    """A pipe table (pandoc and Quarto read it); first column left-aligned, the rest right-aligned."""
+    cols = [str(c) for c in df.columns]
+    lines = ["| " + " | ".join(_md_cell(c) for c in cols) + " |",
+             "|" + "|".join([":---"] + ["---:"] * (len(cols) - 1)) + "|"]
+    for row in df.itertuples(index=False):
+        lines.append("| " + " | ".join(_md_cell("" if v is None else v) for v in row) + " |")
+    return "\n".join(lines)
+
+
+def _yaml_str(s: str) -> str:
+    return json.dumps(s, ensure_ascii=False)  # JSON strings are valid YAML scalars
+
+
+def render_qmd(sections: list[Section], *, title: str, banner: str | None, meta: dict[str, Any]) -> str:
+    """Static Quarto source: results written in, figures linked from ``figures/``; no code to run."""
+    out = ["---", f"title: {_yaml_str(title)}",
+           f"subtitle: {_yaml_str('Generated ' + str(meta.get('generated_utc', '')) + ' by epi_spineage ' + __version__)}",
+           "format:", "  html:", "    embed-resources: true", "    toc: true", "    number-sections: true",
+           "---", ""]
+    if banner:
+        out += ["::: {.callout-warning}", banner, ":::", ""]
+    for s in sections:
+        out += [f"## {s.title} {{#{s.id}}}", ""]
+        for p in s.paragraphs:
+            out += [p, ""]
+        if s.bullets:
+            out += [f"- {b}" for b in s.bullets] + [""]
+        for f in s.figures:
+            out += [f"![**Figure {f.number}.** {f.caption}](figures/{f.name}.png){{#fig-{f.name}}}", ""]
+        for t in s.tables:
+            if not t.show:
+                continue
+            out += [markdown_table(_display(t)), "",
+                    f": **Table {t.number}.** {t.caption} (tables/{t.name}.csv) {{#tbl-{t.name}}}", ""]
+            if t.note:
+                out += [f"*{t.note}*", ""]
+    return "\n".join(out)
+
+
+# ---------------------------------------------------------------- everything
+def write_report(out_dir: Path, sections: list[Section], *, title: str, banner: str | None,
+                 results_json: dict[str, Any], meta: dict[str, Any], tables: dict[str, pd.DataFrame]) -> Path:
+    """Write index.html, report.qmd, tables/*.csv and results.json under ``out_dir``; return index.html."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tdir = out_dir / "tables"
+    if tdir.exists():
+        shutil.rmtree(tdir)  # stale CSVs from a previous run would look like current results
+    tdir.mkdir()
+    for name, frame in tables.items():
+        frame.to_csv(tdir / f"{name}.csv", index=False)
+    number_items(sections)
+    (out_dir / "results.json").write_text(
+        json.dumps(to_jsonable(results_json), indent=1, ensure_ascii=False, allow_nan=False) + "\n",
+        encoding="utf-8")
+    (out_dir / "report.qmd").write_text(render_qmd(sections, title=title, banner=banner, meta=meta),
+                                        encoding="utf-8")
+    index = out_dir / "index.html"
+    index.write_text(render_html(sections, title=title, banner=banner, meta=meta), encoding="utf-8")
+    return index
+
+
+def pandoc_command(qmd: Path, html: Path) -> list[str] | None:
+    """The pandoc call that renders ``report.qmd`` self-contained (flag name depends on the version)."""
+    exe = shutil.which("pandoc")
+    if exe is None:
+        return None
+    version = subprocess.run([exe, "--version"], capture_output=True, text=True, check=False).stdout.split()
+    try:
+        major, minor = (int(x) for x in version[1].split(".")[:2])
+    except (IndexError, ValueError):
+        major, minor = 2, 0
+    flag = "--embed-resources" if (major, minor) >= (2, 19) else "--self-contained"
+    return [exe, str(qmd), "-f", "markdown", "-t", "html", "--standalone", flag, "-o", str(html),
+            "--metadata", "pagetitle=epi_spineage report"]
