@@ -1,0 +1,326 @@
+"""The DuckDB side: schema and views, loading result batches, models, runs, and what is done.
+
+Everything that writes goes through ``load_results`` (flat result rows, see ``results.py``) inside
+one transaction per batch, inserted from Arrow (DuckDB's ``executemany`` manages about 1,000 rows/s;
+an Arrow scan millions). Keys make every load idempotent: ``scores`` (content_hash, model_id),
+``images`` (source_path), ``errors`` (a deterministic error_id), so re-loading a spool file or a Ray
+shard after a crash adds nothing twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from epi_spineage.score.results import conform, now_utc
+
+log = logging.getLogger(__name__)
+
+#: Views in dependency order (each file ``sql/<name>.sql`` holds ``CREATE OR REPLACE VIEW <name>``).
+VIEWS = ("v_latest_score", "v_baseline_image", "v_cohort_scores", "v_accelerated", "v_drift")
+
+
+def sql_dir():
+    """The packaged ``sql`` folder (a Traversable; the repo's root ``sql/`` in a checkout)."""
+    return importlib.resources.files("epi_spineage") / "sql"
+
+
+def read_sql(name: str) -> str:
+    """Text of ``sql/<name>`` (``.sql`` added when missing)."""
+    if not name.endswith(".sql"):
+        name += ".sql"
+    return (sql_dir() / name).read_text(encoding="utf-8")
+
+
+def sql_test_names() -> list[str]:
+    """Names of the data tests in ``sql/tests`` (queries that must return zero rows)."""
+    folder = sql_dir() / "tests"
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".sql"))
+
+
+def apply_schema(con) -> None:
+    """Create missing tables and (re)create every view. Safe to run on every connection."""
+    con.execute(read_sql("schema.sql"))
+    for view in VIEWS:
+        con.execute(read_sql(view))
+
+
+def run_sql_tests(con) -> dict[str, int]:
+    """Run every ``sql/tests`` query; returns {test name: number of failing rows}."""
+    out = {}
+    for name in sql_test_names():
+        text = (sql_dir() / "tests" / name).read_text(encoding="utf-8")
+        out[name] = len(con.execute(text).fetchall())
+    return out
+
+
+# ---- result batches ---------------------------------------------------------------------------
+
+# Resolve duplicates against what is already stored and within the batch itself: a "scored" row
+# whose pixels this model already scored under another path becomes a duplicate of that path.
+_RESOLVE = """
+CREATE OR REPLACE TEMP TABLE _batch AS
+WITH incoming AS (
+    SELECT * FROM _incoming
+),
+first_in_batch AS (
+    SELECT
+        *,
+        first_value(source_path) OVER (
+            PARTITION BY content_hash, model_id, status = 'scored' ORDER BY source_path
+        ) AS first_path
+    FROM incoming
+)
+SELECT
+    b.* EXCLUDE (status, duplicate_of, first_path),
+    CASE
+        WHEN b.status = 'scored' AND s.source_path IS NOT NULL AND s.source_path <> b.source_path THEN 'duplicate'
+        WHEN b.status = 'scored' AND s.source_path IS NULL AND b.first_path <> b.source_path THEN 'duplicate'
+        ELSE b.status
+    END AS status,
+    CASE
+        WHEN b.status = 'scored' AND s.source_path IS NOT NULL AND s.source_path <> b.source_path THEN s.source_path
+        WHEN b.status = 'scored' AND s.source_path IS NULL AND b.first_path <> b.source_path THEN b.first_path
+        ELSE b.duplicate_of
+    END AS duplicate_of
+FROM first_in_batch AS b
+LEFT JOIN scores AS s
+    ON s.content_hash = b.content_hash AND s.model_id = b.model_id
+"""
+
+_INSERT_IMAGES = """
+INSERT INTO images BY NAME
+SELECT
+    source_path, content_hash, file_size_bytes, sop_instance_uid, sop_class_uid, format, modality,
+    dicom_modality, view_position, body_part_examined, series_description, study_date,
+    pixel_spacing_row_mm, pixel_spacing_col_mm, rows_px, columns_px, manufacturer,
+    photometric_interpretation, bits_stored, transfer_syntax_uid, participant_key, key_fingerprint,
+    CASE status WHEN 'scored' THEN 'ok' ELSE status END AS qc_status,
+    CASE WHEN status = 'duplicate' THEN coalesce(qc_reason, 'same pixels as ' || duplicate_of) ELSE qc_reason END AS qc_reason,
+    run_id, recorded_at
+FROM _batch
+WHERE status IN ('scored', 'not_spine', 'duplicate') AND content_hash IS NOT NULL
+QUALIFY row_number() OVER (PARTITION BY source_path ORDER BY recorded_at DESC) = 1
+ON CONFLICT (source_path) DO UPDATE SET
+    content_hash = excluded.content_hash, file_size_bytes = excluded.file_size_bytes,
+    qc_status = excluded.qc_status, qc_reason = excluded.qc_reason,
+    run_id = excluded.run_id, recorded_at = excluded.recorded_at
+"""
+
+_INSERT_SCORES = """
+INSERT OR IGNORE INTO scores BY NAME
+SELECT
+    content_hash, model_id, spine_age_years, spine_age_sd_years, source_path, sop_instance_uid,
+    weights_hash, preprocess_config_hash, package_version, run_id, photometric_interpretation,
+    bits_stored, manufacturer, device, recorded_at AS scored_at
+FROM _batch
+WHERE status = 'scored'
+"""
+
+_INSERT_ERRORS = """
+INSERT OR IGNORE INTO errors BY NAME
+SELECT
+    sha256(run_id || chr(0) || source_path || chr(0) || coalesce(error_type, status)) AS error_id,
+    run_id, source_path,
+    CASE WHEN status = 'duplicate' THEN 'duplicate' ELSE coalesce(error_type, 'error') END AS error_type,
+    CASE WHEN status = 'duplicate' THEN coalesce(message, 'same pixels as ' || duplicate_of) ELSE message END AS message,
+    recorded_at AS occurred_at
+FROM _batch
+WHERE status IN ('error', 'duplicate')
+"""
+
+
+@dataclass
+class LoadCounts:
+    """Rows offered and rows that were new, by outcome."""
+
+    offered: int = 0
+    scored: int = 0
+    duplicates: int = 0
+    not_spine: int = 0
+    errors: int = 0
+
+    def add(self, other: "LoadCounts") -> None:
+        for name in ("offered", "scored", "duplicates", "not_spine", "errors"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+def load_results(con, table: pa.Table) -> LoadCounts:
+    """Insert one batch of flat result rows; call inside a transaction. Idempotent."""
+    table = conform(table)
+    counts = LoadCounts(offered=table.num_rows)
+    if table.num_rows == 0:
+        return counts
+    con.register("_incoming", table)
+    try:
+        con.execute(_RESOLVE)
+        before = con.execute("SELECT count(*) FROM scores").fetchone()[0]
+        con.execute(_INSERT_IMAGES)
+        con.execute(_INSERT_SCORES)
+        con.execute(_INSERT_ERRORS)
+        counts.scored = con.execute("SELECT count(*) FROM scores").fetchone()[0] - before
+        by_status = dict(con.execute("SELECT status, count(*) FROM _batch GROUP BY status").fetchall())
+        counts.duplicates = by_status.get("duplicate", 0)
+        counts.not_spine = by_status.get("not_spine", 0)
+        counts.errors = by_status.get("error", 0)
+        con.execute("DROP TABLE _batch")
+    finally:
+        con.unregister("_incoming")
+    return counts
+
+
+# ---- models and runs --------------------------------------------------------------------------
+
+def normalise_bias_correction(bias) -> dict | None:
+    """``BiasCorrection`` (or its dict) to ``{"method", "alpha", "beta", ...}`` for the SQL views.
+
+    Beheshti: corrected = predicted - (alpha * age + beta). Other layouts keep their own keys and
+    get alpha/beta only when they name a slope and intercept.
+    """
+    if bias is None:
+        return None
+    d = bias.to_dict() if hasattr(bias, "to_dict") else dict(bias)
+    d = json.loads(json.dumps(d, default=_json_default))
+    alpha = _first(d, "alpha", "slope", "coef", "a")
+    beta = _first(d, "beta", "intercept", "b")
+    out = {"method": d.get("method", "beheshti"), "alpha": alpha, "beta": beta}
+    out["fit"] = {k: v for k, v in d.items() if k not in ("ids", "participant_ids", "fit_ids")}
+    return out
+
+
+def _first(d: Mapping, *names):
+    for name in names:
+        if name in d and isinstance(d[name], (int, float)):
+            return float(d[name])
+    return None
+
+
+def _json_default(obj):
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if hasattr(obj, "to_dict"):
+        return obj.to_dict()
+    return str(obj)
+
+
+def model_row(loaded) -> dict:
+    """The ``models`` row for a ``LoadedModel``."""
+    meta = dict(getattr(loaded, "meta", {}) or {})
+    meta["bias_correction"] = normalise_bias_correction(getattr(loaded, "bias_correction", None))
+    cfg = loaded.preprocess_config
+    return {
+        "model_id": loaded.model_id,
+        "weights_hash": loaded.weights_hash,
+        "backbone": meta.get("backbone"),
+        "min_age_years": float(getattr(loaded, "min_age", meta.get("min_age", 40)) or 40),
+        "max_age_years": float(getattr(loaded, "max_age", meta.get("max_age", 100)) or 100),
+        "temperature": float(getattr(loaded, "temperature", 1.0) or 1.0),
+        "preprocess_config_hash": cfg.config_hash(),
+        "preprocess_config_json": cfg.to_json(),
+        "metadata_json": json.dumps(meta, default=_json_default, sort_keys=True),
+        "registered_at": now_utc(),
+    }
+
+
+def register_model(con, row: Mapping) -> None:
+    """Insert the model row unless that model id is already known."""
+    con.register("_model", pa.Table.from_pylist([dict(row)]))
+    try:
+        con.execute("""
+            INSERT OR IGNORE INTO models BY NAME
+            SELECT model_id, weights_hash, backbone, min_age_years, max_age_years, temperature,
+                   preprocess_config_hash, preprocess_config_json::JSON AS preprocess_config_json,
+                   metadata_json::JSON AS metadata_json, registered_at::TIMESTAMP AS registered_at
+            FROM _model
+        """)
+    finally:
+        con.unregister("_model")
+
+
+RUN_COLUMNS = ("run_id", "started_at", "finished_at", "status", "model_id", "host", "package_version",
+               "device", "archives", "n_seen", "n_scored", "n_skipped_known", "n_not_spine",
+               "n_duplicates", "n_errors", "n_spooled")
+
+
+def upsert_run(con, row: Mapping) -> None:
+    """Insert or update one ``runs`` row (the start row, then the finished one)."""
+    full = {name: row.get(name) for name in RUN_COLUMNS}
+    con.register("_run", pa.Table.from_pylist([full]))
+    try:
+        sets = ", ".join(f"{c} = excluded.{c}" for c in RUN_COLUMNS if c not in ("run_id", "started_at"))
+        con.execute(f"""
+            INSERT INTO runs BY NAME
+            SELECT run_id, started_at::TIMESTAMP AS started_at, finished_at::TIMESTAMP AS finished_at,
+                   status, model_id, host, package_version, device, archives,
+                   n_seen, n_scored, n_skipped_known, n_not_spine, n_duplicates, n_errors, n_spooled
+            FROM _run
+            ON CONFLICT (run_id) DO UPDATE SET {sets}
+        """)
+    finally:
+        con.unregister("_run")
+
+
+def mark_abandoned_runs(con) -> int:
+    """Runs left 'running' by a killed process become 'interrupted'. Call only under the scorer lock."""
+    n = con.execute("SELECT count(*) FROM runs WHERE status = 'running'").fetchone()[0]
+    if n:
+        con.execute("UPDATE runs SET status = 'interrupted' WHERE status = 'running'")
+    return n
+
+
+# ---- what is already done ---------------------------------------------------------------------
+
+@dataclass
+class Known:
+    """What a model has already done, so a rerun skips it before decoding.
+
+    ``paths``: source path -> file size, for paths fully handled (scored, duplicate, QC skip);
+    ``sops``: SOPInstanceUID -> (content hash, path) scored; ``hashes``: content hash -> path scored.
+    """
+
+    paths: dict[str, int | None] = field(default_factory=dict)
+    qc_paths: dict[str, int | None] = field(default_factory=dict)
+    sops: dict[str, tuple[str, str]] = field(default_factory=dict)
+    hashes: dict[str, str] = field(default_factory=dict)
+
+    def done_paths(self, include_non_spine: bool) -> dict[str, int | None]:
+        """Paths to skip: everything handled, plus QC skips unless those are now wanted."""
+        if include_non_spine:
+            return dict(self.paths)
+        return {**self.paths, **self.qc_paths}
+
+
+def known_for_model(con, model_id: str) -> Known:
+    """Read the done sets for ``model_id`` (one scan of ``images`` and ``scores``)."""
+    known = Known()
+    rows = con.execute("""
+        SELECT s.content_hash, s.source_path, s.sop_instance_uid
+        FROM scores AS s WHERE s.model_id = ?
+    """, [model_id]).fetchall()
+    for content_hash, path, sop in rows:
+        known.hashes.setdefault(content_hash, path)
+        if sop:
+            known.sops.setdefault(sop, (content_hash, path))
+    img = con.execute("""
+        SELECT i.source_path, i.file_size_bytes, i.qc_status,
+               (s.content_hash IS NOT NULL) AS is_scored
+        FROM images AS i
+        LEFT JOIN scores AS s ON s.content_hash = i.content_hash AND s.model_id = ?
+    """, [model_id]).fetchall()
+    for path, size, qc_status, is_scored in img:
+        if is_scored:
+            known.paths[path] = size
+        elif qc_status == "not_spine":
+            known.qc_paths[path] = size
+    return known
+
+
+def error_id(run_id: str, source_path: str, error_type: str) -> str:
+    """The same id ``_INSERT_ERRORS`` computes in SQL (for tests and tools)."""
+    return hashlib.sha256(f"{run_id}\0{source_path}\0{error_type}".encode()).hexdigest()

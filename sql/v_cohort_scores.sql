@@ -1,0 +1,45 @@
+-- The cohort joined with each participant's baseline-image score: PAD and bias-corrected PAD.
+-- Beheshti correction (METHODS.md section 2): corrected = spine age - (alpha * age + beta), with
+-- alpha and beta from the scoring model's metadata. Both PADs are given; never overwritten.
+-- Corrected PAD is free of age only in the data the correction was fitted on: keep age in models.
+CREATE OR REPLACE VIEW v_cohort_scores AS
+WITH bias AS (
+    SELECT
+        model_id,
+        json_extract_string(metadata_json, '$.bias_correction.method') AS bias_method,
+        TRY_CAST(json_extract(metadata_json, '$.bias_correction.alpha') AS DOUBLE) AS bias_alpha,
+        TRY_CAST(json_extract(metadata_json, '$.bias_correction.beta') AS DOUBLE) AS bias_beta
+    FROM models
+),
+
+joined AS (
+    SELECT
+        cohort.participant_id,
+        cohort.cohort,
+        cohort.split,
+        coalesce(cohort.modality, baseline.modality) AS modality,
+        cohort.age_years,
+        cohort.sex,
+        baseline.content_hash,
+        baseline.source_path,
+        baseline.study_date,
+        baseline.manufacturer,
+        baseline.model_id,
+        baseline.spine_age_years,
+        baseline.spine_age_sd_years,
+        bias.bias_method,
+        bias.bias_alpha,
+        bias.bias_beta
+    FROM cohort
+    INNER JOIN v_baseline_image AS baseline
+        ON baseline.participant_key = cohort.participant_id
+    LEFT JOIN bias
+        ON bias.model_id = baseline.model_id
+)
+
+SELECT
+    *,
+    spine_age_years - age_years AS pad_years,
+    spine_age_years - (bias_alpha * age_years + bias_beta) AS spine_age_corrected_years,
+    spine_age_years - (bias_alpha * age_years + bias_beta) - age_years AS pad_corrected_years
+FROM joined;
