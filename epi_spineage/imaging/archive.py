@@ -1,0 +1,279 @@
+"""Iterate images in folders, zip and tar archives without extracting anything to disk.
+
+Members are named ``"ARCHIVE::MEMBER"`` (folder files keep their plain path), the form manifests
+use. Archives are untrusted input: a member path that climbs out of the archive (``../``) or is
+absolute refuses the whole archive, and so do absurd sizes (a member larger than
+``ArchiveLimits.max_member_bytes``, or a compression ratio above ``max_ratio`` once more than
+``ratio_floor_bytes`` would be inflated: the zip-bomb pattern). Directories, hidden files
+(any path part starting with ".") and ``__MACOSX`` resource forks are skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tarfile
+import zipfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from epi_spineage.errors import ImageReadError, UserError
+
+SEP = "::"
+IMAGE_SUFFIXES = (".dcm", ".dicom", ".dic", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class ArchiveLimits:
+    """Size limits that refuse hostile archives; the defaults are far above any radiograph."""
+
+    max_member_bytes: int = 2 * 1024**3
+    max_ratio: float = 200.0
+    ratio_floor_bytes: int = 64 * 1024**2
+
+    def __post_init__(self):
+        if self.max_member_bytes <= 0 or self.max_ratio <= 1 or self.ratio_floor_bytes < 0:
+            raise UserError(f"invalid archive limits: {self}")
+
+
+DEFAULT_LIMITS = ArchiveLimits()
+
+
+@dataclass(frozen=True)
+class ArchiveMember:
+    """One file of a folder or archive. ``read_bytes()`` returns its content."""
+
+    name: str
+    size: int
+    _reader: Callable[[], bytes] = field(repr=False, compare=False)
+
+    def read_bytes(self) -> bytes:
+        return self._reader()
+
+
+def safe_member_name(archive: str, name: str) -> str:
+    """The member's path with "/" separators; refuses absolute paths and ``..`` (UserError)."""
+    clean = name.replace("\\", "/")
+    if clean.startswith("/") or re.match(r"^[A-Za-z]:", clean):
+        raise UserError(f"{archive}: refusing archive with an absolute member path {name!r}")
+    parts = [p for p in clean.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise UserError(f"{archive}: refusing archive with a path-traversal member {name!r}")
+    return "/".join(parts)
+
+
+def _skipped(name: str) -> bool:
+    parts = name.split("/")
+    return not name or any(p.startswith(".") or p == "__MACOSX" for p in parts)
+
+
+def _suffix_ok(name: str, suffixes: tuple[str, ...] | None) -> bool:
+    if suffixes is None:
+        return True
+    low = name.lower()
+    return any(low.endswith(s) for s in suffixes)
+
+
+def _norm_suffixes(suffixes: Iterable[str] | None) -> tuple[str, ...] | None:
+    if suffixes is None:
+        return None
+    if isinstance(suffixes, str):
+        suffixes = [suffixes]
+    return tuple(s.lower() if s.startswith(".") else "." + s.lower() for s in suffixes)
+
+
+def _check_size(archive: str, member: str, size: int, packed: int | None, limits: ArchiveLimits) -> None:
+    if size > limits.max_member_bytes:
+        raise UserError(
+            f"{archive}: refusing member {member!r} of {size} bytes (limit {limits.max_member_bytes}; "
+            "raise ArchiveLimits.max_member_bytes if this is genuine)"
+        )
+    if packed is not None and size > limits.ratio_floor_bytes and size > limits.max_ratio * max(packed, 1):
+        raise UserError(
+            f"{archive}: refusing member {member!r}: compression ratio {size / max(packed, 1):.0f} "
+            f"exceeds {limits.max_ratio:g} (zip bomb?)"
+        )
+
+
+def _read_limited(fh, archive: str, member: str, declared: int, limits: ArchiveLimits) -> bytes:
+    """Read at most the declared size: a zip header can lie about the inflated size."""
+    cap = min(declared, limits.max_member_bytes)
+    chunks, total = [], 0
+    while True:
+        chunk = fh.read(min(_CHUNK, cap + 1 - total))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+        if total > cap:
+            raise UserError(f"{archive}: member {member!r} inflates beyond its declared size {declared} (zip bomb?)")
+    return b"".join(chunks)
+
+
+def archive_kind(path: str | os.PathLike) -> str:
+    """"folder", "zip" or "tar" (any compression tarfile reads); UserError otherwise."""
+    p = Path(path)
+    if p.is_dir():
+        return "folder"
+    if not p.exists():
+        raise UserError(f"{path}: no such file or folder")
+    if zipfile.is_zipfile(p):
+        return "zip"
+    try:
+        if tarfile.is_tarfile(p):
+            return "tar"
+    except (OSError, tarfile.TarError):
+        pass
+    raise UserError(f"{path}: not a folder, zip or tar archive")
+
+
+def _iter_folder(root: Path, suffixes) -> Iterator[ArchiveMember]:
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__MACOSX")
+        for fname in sorted(filenames):
+            if fname.startswith(".") or not _suffix_ok(fname, suffixes):
+                continue
+            fpath = Path(dirpath) / fname
+            if not fpath.is_file():
+                continue
+            yield ArchiveMember(str(fpath), fpath.stat().st_size, fpath.read_bytes)
+
+
+def _zip_reader(archive: str, info: zipfile.ZipInfo, limits: ArchiveLimits, zf_holder: list) -> Callable[[], bytes]:
+    def read() -> bytes:
+        zf = zf_holder[0] if zf_holder and zf_holder[0].fp is not None else None
+        if zf is None:  # read after the iteration closed the archive: reopen
+            with zipfile.ZipFile(archive) as zf2, zf2.open(info) as fh:
+                return _read_limited(fh, archive, info.filename, info.file_size, limits)
+        with zf.open(info) as fh:
+            return _read_limited(fh, archive, info.filename, info.file_size, limits)
+
+    return read
+
+
+def _iter_zip(archive: str, suffixes, limits: ArchiveLimits) -> Iterator[ArchiveMember]:
+    try:
+        zf = zipfile.ZipFile(archive)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise UserError(f"{archive}: unreadable zip archive ({exc})") from None
+    holder = [zf]
+    with zf:
+        infos = zf.infolist()
+        # Refuse the whole archive before yielding anything: the central directory is all here.
+        names = [safe_member_name(archive, i.filename) for i in infos]
+        for info, name in zip(infos, names):
+            if info.is_dir() or _skipped(name) or not _suffix_ok(name, suffixes):
+                continue
+            _check_size(archive, name, info.file_size, info.compress_size, limits)
+            yield ArchiveMember(f"{archive}{SEP}{name}", info.file_size, _zip_reader(archive, info, limits, holder))
+
+
+def _iter_tar(archive: str, suffixes, limits: ArchiveLimits, only: str | None = None) -> Iterator[ArchiveMember]:
+    packed = os.path.getsize(archive)
+    inflated = 0
+    try:
+        tf = tarfile.open(archive, mode="r|*")  # streaming: one pass, no seeks, no temp files
+    except (tarfile.TarError, OSError) as exc:
+        raise UserError(f"{archive}: unreadable tar archive ({exc})") from None
+    with tf:
+        try:
+            for info in tf:
+                name = safe_member_name(archive, info.name)
+                if not info.isfile():  # directories, links, devices
+                    continue
+                inflated += info.size
+                _check_size(archive, name, info.size, None, limits)
+                if inflated > limits.ratio_floor_bytes and inflated > limits.max_ratio * max(packed, 1):
+                    raise UserError(
+                        f"{archive}: refusing archive: it inflates more than {limits.max_ratio:g} times (tar bomb?)"
+                    )
+                if _skipped(name) or not _suffix_ok(name, suffixes) or (only is not None and name != only):
+                    continue
+                fh = tf.extractfile(info)
+                data = _read_limited(fh, archive, name, info.size, limits) if fh is not None else b""
+                yield ArchiveMember(f"{archive}{SEP}{name}", info.size, (lambda d=data: d))
+        except (tarfile.TarError, EOFError, OSError) as exc:
+            raise UserError(f"{archive}: truncated or corrupt tar archive ({type(exc).__name__}: {exc})") from None
+
+
+def iter_archive(
+    path: str | os.PathLike,
+    *,
+    suffixes: Iterable[str] | None = None,
+    limits: ArchiveLimits | None = None,
+) -> Iterator[ArchiveMember]:
+    """Yield the files of a folder (recursive, sorted), a zip, or a tar / tar.gz / tgz.
+
+    ``suffixes`` (e.g. ``IMAGE_SUFFIXES``) keeps only names ending so (case-insensitive); None keeps
+    every file, which matters because DICOM files often have no suffix. Tar archives are read as one
+    stream: their members' bytes are read during iteration, zip members when ``read_bytes()`` is
+    called. Raises ``UserError`` for traversal, absurd sizes and unreadable archives.
+    """
+    limits = limits or DEFAULT_LIMITS
+    sfx = _norm_suffixes(suffixes)
+    kind = archive_kind(path)
+    archive = os.fspath(path)
+    if kind == "folder":
+        yield from _iter_folder(Path(path), sfx)
+    elif kind == "zip":
+        yield from _iter_zip(archive, sfx, limits)
+    else:
+        yield from _iter_tar(archive, sfx, limits)
+
+
+def split_reference(name: str) -> tuple[str, str | None]:
+    """``"A.zip::x/y.dcm"`` -> ``("A.zip", "x/y.dcm")``; a plain path -> ``(path, None)``.
+
+    The archive part is the shortest prefix before a ``::`` that exists on disk, so member names
+    may themselves contain ``::``.
+    """
+    name = os.fspath(name)
+    start = 0
+    while True:
+        idx = name.find(SEP, start)
+        if idx < 0:
+            return name, None
+        head = name[:idx]
+        if os.path.exists(head):
+            return head, name[idx + len(SEP):]
+        start = idx + 1
+
+
+def read_reference(name: str | os.PathLike, *, limits: ArchiveLimits | None = None) -> bytes:
+    """The bytes of a path or of an ``"ARCHIVE::MEMBER"`` reference (ImageReadError if absent).
+
+    A tar member is found by streaming the archive up to it, so reading many members of one tar
+    this way costs one pass each: prefer ``iter_archive`` for batches.
+    """
+    limits = limits or DEFAULT_LIMITS
+    archive, member = split_reference(os.fspath(name))
+    if member is None:
+        p = Path(archive)
+        if not p.exists():
+            raise ImageReadError(archive, "no such file")
+        if p.is_dir():
+            raise ImageReadError(archive, "is a folder, not an image (use iter_archive)")
+        return p.read_bytes()
+    kind = archive_kind(archive)
+    member = safe_member_name(archive, member)
+    if kind == "folder":
+        p = Path(archive) / member
+        if not p.is_file():
+            raise ImageReadError(os.fspath(name), "no such file in folder")
+        return p.read_bytes()
+    if kind == "zip":
+        with zipfile.ZipFile(archive) as zf:
+            try:
+                info = zf.getinfo(member)
+            except KeyError:
+                info = next((i for i in zf.infolist() if safe_member_name(archive, i.filename) == member), None)
+            if info is None or info.is_dir():
+                raise ImageReadError(os.fspath(name), "no such member in archive")
+            _check_size(archive, member, info.file_size, info.compress_size, limits)
+            with zf.open(info) as fh:
+                return _read_limited(fh, archive, member, info.file_size, limits)
+    for item in _iter_tar(archive, None, limits, only=member):
+        return item.read_bytes()
+    raise ImageReadError(os.fspath(name), "no such member in archive")
