@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special, stats
 
 from epi_spineage.errors import UserError
 
@@ -51,15 +51,63 @@ def _continuous_test(samples: list[np.ndarray]):
     return float(res.statistic), float(res.pvalue), ANOVA
 
 
+FISHER_MC = "Fisher exact (Monte Carlo p, 100000 tables, seed 0)"
+_MC_RESAMPLES = 100_000
+_MAX_TABLES = 5_000_000
+_REL_ERR = 1 + 1e-7  # R fisher.test: tables this close to the observed probability count as "as extreme"
+
+
+def fisher_2xk(table: np.ndarray) -> float | None:
+    """Exact Fisher p value of a 2 x k (or k x 2) table by full enumeration, as R's ``fisher.test``.
+
+    Enumerates the cells of every column but the largest (whose cell follows from the margin), so
+    a rare category in a large cohort stays cheap. Returns None for other shapes or when more than
+    5 million tables would be needed (the caller then uses a seeded Monte Carlo p value).
+    """
+    t = np.asarray(table, dtype=np.int64)
+    if t.shape[0] != 2:
+        t = t.T
+    if t.shape[0] != 2:
+        return None
+    cols = t.sum(axis=0)
+    r1, n = int(t[0].sum()), int(t.sum())
+    big = int(np.argmax(cols))
+    others = [j for j in range(cols.size) if j != big]
+    if np.prod([min(int(cols[j]), r1) + 1.0 for j in others]) > _MAX_TABLES:
+        return None
+    lc = special.gammaln
+    log_comb = lambda c, a: lc(c + 1) - lc(a + 1) - lc(c - a + 1)  # noqa: E731
+    sums = np.zeros(1, dtype=np.int64)
+    logp = np.zeros(1)
+    for j in others:
+        a = np.arange(min(int(cols[j]), r1) + 1)
+        sums = (sums[:, None] + a[None, :]).ravel()
+        logp = (logp[:, None] + log_comb(cols[j], a)[None, :]).ravel()
+        ok = sums <= r1
+        sums, logp = sums[ok], logp[ok]
+    a_big = r1 - sums
+    ok = (a_big >= 0) & (a_big <= cols[big])
+    logp = logp[ok] + log_comb(cols[big], a_big[ok]) - log_comb(n, r1)
+    obs = float(sum(log_comb(cols[j], t[0, j]) for j in range(cols.size)) - log_comb(n, r1))
+    p = float(np.exp(logp[logp <= obs + np.log(_REL_ERR)]).sum())
+    return min(p, 1.0)
+
+
 def _categorical_test(table: np.ndarray):
     table = table[table.sum(axis=1) > 0][:, table.sum(axis=0) > 0]
     if table.shape[0] < 2 or table.shape[1] < 2:
         return np.nan, np.nan, CHI2
     expected = stats.contingency.expected_freq(table)
     if (expected < 5).any():
-        res = stats.fisher_exact(table)
-        stat = float(res.statistic) if table.shape == (2, 2) else np.nan  # 2x2: the sample OR
-        return stat, float(res.pvalue), FISHER
+        if table.shape == (2, 2):
+            res = stats.fisher_exact(table)
+            return float(res.statistic), float(res.pvalue), FISHER  # statistic: the sample OR
+        p = fisher_2xk(table)
+        if p is not None:
+            return np.nan, p, FISHER
+        res = stats.fisher_exact(table, method=stats.MonteCarloMethod(
+            n_resamples=_MC_RESAMPLES, rng=np.random.default_rng(0)))
+        return np.nan, float(res.pvalue), FISHER_MC
     res = stats.chi2_contingency(table, correction=False)
     return float(res.statistic), float(res.pvalue), CHI2
 
