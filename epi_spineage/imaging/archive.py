@@ -14,6 +14,7 @@ import os
 import re
 import tarfile
 import zipfile
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,11 +145,15 @@ def _iter_folder(root: Path, suffixes) -> Iterator[ArchiveMember]:
 def _zip_reader(archive: str, info: zipfile.ZipInfo, limits: ArchiveLimits, zf_holder: list) -> Callable[[], bytes]:
     def read() -> bytes:
         zf = zf_holder[0] if zf_holder and zf_holder[0].fp is not None else None
-        if zf is None:  # read after the iteration closed the archive: reopen
-            with zipfile.ZipFile(archive) as zf2, zf2.open(info) as fh:
+        try:
+            if zf is None:  # read after the iteration closed the archive: reopen
+                with zipfile.ZipFile(archive) as zf2, zf2.open(info) as fh:
+                    return _read_limited(fh, archive, info.filename, info.file_size, limits)
+            with zf.open(info) as fh:
                 return _read_limited(fh, archive, info.filename, info.file_size, limits)
-        with zf.open(info) as fh:
-            return _read_limited(fh, archive, info.filename, info.file_size, limits)
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError) as exc:
+            # one corrupt member (bad CRC, sizes that lie, unsupported method) must not end a batch
+            raise ImageReadError(f"{archive}{SEP}{info.filename}", f"corrupt zip member ({exc})") from None
 
     return read
 
@@ -272,8 +277,7 @@ def read_reference(name: str | os.PathLike, *, limits: ArchiveLimits | None = No
             if info is None or info.is_dir():
                 raise ImageReadError(os.fspath(name), "no such member in archive")
             _check_size(archive, member, info.file_size, info.compress_size, limits)
-            with zf.open(info) as fh:
-                return _read_limited(fh, archive, member, info.file_size, limits)
+            return _zip_reader(archive, info, limits, [zf])()
     for item in _iter_tar(archive, None, limits, only=member):
         return item.read_bytes()
     raise ImageReadError(os.fspath(name), "no such member in archive")

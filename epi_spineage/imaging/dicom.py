@@ -240,7 +240,7 @@ def read_dicom(data: bytes, source: str, *, apply_voi_lut: bool = False) -> tupl
     if apply_voi_lut and ("WindowCenter" in ds or ds.get("VOILUTSequence")):
         from pydicom.pixels import apply_voi_lut as _voi
 
-        voi = np.asarray(_voi(modality_values.astype(np.float64), ds), dtype=np.float64)
+        voi = np.asarray(_voi(modality_values, ds), dtype=np.float64)
         if monochrome1:
             if ds.get("VOILUTSequence"):
                 out_range = (0.0, float(2 ** int(ds.VOILUTSequence[0].LUTDescriptor[2]) - 1))
