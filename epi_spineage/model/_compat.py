@@ -10,10 +10,8 @@ from typing import Any
 
 
 def preprocess_config_cls():
-    try:
-        from epi_spineage.imaging.preprocess import PreprocessConfig
-    except ImportError:  # imaging not installed in this tree yet: the contract's stand-in
-        from epi_spineage.model._fallback import PreprocessConfig
+    from epi_spineage.imaging.preprocess import PreprocessConfig
+
     return PreprocessConfig
 
 
@@ -38,10 +36,7 @@ def preprocess_hash(value: Any) -> str:
 
 
 def preprocess(pixels, modality, config):
-    try:
-        from epi_spineage.imaging.preprocess import preprocess as _pre
-    except ImportError:
-        from epi_spineage.model._fallback import preprocess as _pre
+    from epi_spineage.imaging.preprocess import preprocess as _pre
 
     return _pre(pixels, modality=modality or "radiograph", config=config)
 

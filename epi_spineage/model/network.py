@@ -41,7 +41,8 @@ class SpineAgeNet(nn.Module):
         self.max_age = int(max_age)
         self.in_chans = int(in_chans)
         self.head_hidden = int(head_hidden)
-        feat = int(self.backbone.num_features)
+        # pooled width after any post-pooling head conv (MobileNetV3), else the feature channels
+        feat = int(getattr(self.backbone, "head_hidden_size", None) or self.backbone.num_features)
         self.head = nn.Sequential(
             nn.Linear(feat, head_hidden), nn.Linear(head_hidden, head_hidden), nn.Linear(head_hidden, self.num_classes)
         )

@@ -1,0 +1,276 @@
+"""Training loop: early stopping on validation MAE, resumable, bf16 + channels-last on CUDA, DDP.
+
+``run_training(TrainConfig)`` does the whole job (split, train, calibrate, bias-correct, evaluate,
+save); ``fit_network`` is the epoch loop, reused for the out-of-fold models of the bias correction.
+Under ``torchrun`` (``WORLD_SIZE`` > 1) every rank trains on its DistributedSampler shard, every
+rank evaluates the full validation set (so all take the same early-stopping decision), and only
+rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
+
+from epi_spineage.errors import UserError
+from epi_spineage.model.checkpoint import atomic_torch_save, atomic_write_bytes, atomic_write_json, save_checkpoint
+from epi_spineage.model.loss import MeanVarianceLoss
+from epi_spineage.model.network import build_model, load_init_weights, logits_to_age
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    """Every training setting; stored in ``meta.json`` under ``training``."""
+
+    manifest: object = None  # path or DataFrame
+    out: Path = Path("model")
+    backbone: str = "efficientnet_b4"
+    image_size: tuple[int, int] = (1024, 512)
+    batch_size: int = 45
+    eval_batch_size: int | None = None
+    epochs: int = 100
+    lr: float = 1e-4
+    patience: int = 10
+    workers: int = 4
+    device: str | None = None
+    init_weights: str | None = None
+    resume: bool = False
+    seed: int = 0
+    min_age: int = 40
+    max_age: int = 100
+    head_hidden: int = 100
+    lambda_mean: float = 0.2
+    lambda_var: float = 0.05
+    bias_folds: int = 10
+    bias_method: str = "beheshti"
+    fold_epochs: int | None = None  # epochs for the out-of-fold models (default: epochs)
+    augment: bool = False
+    cache: str = "auto"  # auto | yes | no: keep preprocessed tensors in memory
+    cache_max_gib: float = 4.0
+    preprocess: dict | None = None  # PreprocessConfig fields other than the size
+    table: str | None = None
+    max_minutes: float | None = None  # stop training epochs after this much time
+    synthetic: bool = False
+    preset: str | None = None
+    key: bytes | None = field(default=None, repr=False)
+
+    def public_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("key", None)
+        d["manifest"] = None if not isinstance(self.manifest, (str, Path)) else str(self.manifest)
+        d["out"] = str(self.out)
+        d["image_size"] = list(self.image_size)
+        return d
+
+
+# ---------------------------------------------------------------------------- distributed helpers
+def dist_info() -> tuple[int, int, int]:
+    """(rank, world size, local rank) from torchrun's environment."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+
+
+def _init_distributed(device: torch.device) -> None:
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+
+
+def choose_device(requested: str | None) -> torch.device:
+    _, world, local = dist_info()
+    if requested in (None, "", "auto"):
+        if torch.cuda.is_available():
+            return torch.device(f"cuda:{local}" if world > 1 else "cuda")
+        return torch.device("cpu")
+    dev = torch.device(requested)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda requested but no CUDA device is available")
+    return dev
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+# ---------------------------------------------------------------------------- batches
+def _to_input(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    x = x.to(device, non_blocking=True).float()
+    if device.type == "cuda":
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def augment_batch(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Small random affine (scale +-5%, shift +-3%, rotation +-3 degrees), zero padding."""
+    import torch.nn.functional as F
+
+    b = x.shape[0]
+    r = lambda lo, hi: lo + (hi - lo) * torch.rand(b, generator=gen)  # noqa: E731
+    s, ang = r(0.95, 1.05), r(-3.0, 3.0) * np.pi / 180
+    tx, ty = r(-0.03, 0.03), r(-0.03, 0.03)
+    theta = torch.stack([
+        torch.stack([s * torch.cos(ang), -s * torch.sin(ang), tx], 1),
+        torch.stack([s * torch.sin(ang), s * torch.cos(ang), ty], 1),
+    ], 1).to(x.device, x.dtype)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+@torch.no_grad()
+def predict_logits(net: torch.nn.Module, dataset, device: torch.device, batch_size: int = 64,
+                   workers: int = 0, desc: str | None = None) -> np.ndarray:
+    """Logits (N, C) float32 for a dataset of ``(x, age)`` pairs, in order."""
+    from tqdm.auto import tqdm
+
+    net = getattr(net, "module", net)
+    was_training = net.training
+    net.eval()
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
+    out = []
+    cuda = device.type == "cuda"
+    for x, _ in tqdm(loader, desc=desc, leave=False, disable=None if desc else True):
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+            out.append(net(_to_input(x, device)).float().cpu())
+    net.train(was_training)
+    if not out:
+        return np.zeros((0, net.num_classes), dtype="float32")
+    return torch.cat(out).numpy()
+
+
+def mae_of(logits: np.ndarray, ages: np.ndarray, net) -> float:
+    mean, _ = logits_to_age(torch.from_numpy(logits), getattr(net, "module", net).ages.cpu())
+    return float(np.mean(np.abs(mean.numpy() - np.asarray(ages, dtype="float64"))))
+
+
+# ---------------------------------------------------------------------------- the epoch loop
+def fit_network(net, train_ds, val_ds, cfg: TrainConfig, device: torch.device, *, state_dir: Path | None = None,
+                desc: str = "train", epochs: int | None = None, workers: int = 0) -> tuple[torch.nn.Module, list[dict]]:
+    """Train with Adam and the mean-variance loss, early stopping on validation MAE.
+
+    With ``state_dir``, writes ``last.pt`` (model, optimizer, epoch, RNG, best weights) and
+    ``metrics.csv``/``metrics.jsonl`` after every epoch (rank 0), and resumes from ``last.pt`` when
+    ``cfg.resume``. Returns the network holding the best validation weights, and the history.
+    """
+    from tqdm.auto import tqdm
+
+    rank, world, _ = dist_info()
+    epochs = cfg.epochs if epochs is None else epochs
+    net.to(device)
+    if device.type == "cuda":
+        net.to(memory_format=torch.channels_last)
+    loss_fn = MeanVarianceLoss(cfg.min_age, cfg.max_age, cfg.lambda_mean, cfg.lambda_var).to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    model = net
+    if world > 1:
+        _init_distributed(device)
+        model = torch.nn.parallel.DistributedDataParallel(
+            net, device_ids=[device.index] if device.type == "cuda" else None)
+    start_epoch, best_mae, best_epoch, stale = 0, float("inf"), -1, 0
+    best_state = copy.deepcopy({k: v.detach().cpu() for k, v in net.state_dict().items()})
+    history: list[dict] = []
+    last_path = state_dir / "last.pt" if state_dir else None
+    if last_path and cfg.resume and last_path.is_file():
+        state = torch.load(last_path, map_location="cpu", weights_only=False)
+        net.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        start_epoch, best_mae, best_epoch, stale = state["epoch"] + 1, state["best_mae"], state["best_epoch"], state["stale"]
+        best_state, history = state["best_state"], state["history"]
+        torch.set_rng_state(state["rng"]["torch"])
+        np.random.set_state(state["rng"]["numpy"])
+        random.setstate(state["rng"]["python"])
+        log.warning("resumed from %s at epoch %d (best validation MAE %.3f at epoch %d)",
+                    last_path, start_epoch, best_mae, best_epoch)
+    elif cfg.resume and last_path:
+        log.warning("--resume: no %s yet; starting from scratch", last_path)
+    val_ages = np.asarray(val_ds.tensors[1] if hasattr(val_ds, "tensors") else val_ds.ages, dtype="float64")
+    eval_bs = cfg.eval_batch_size or max(cfg.batch_size, 32)
+    t_start = time.monotonic()
+    cuda = device.type == "cuda"
+    for epoch in range(start_epoch, epochs):
+        if stale >= cfg.patience:
+            break
+        sampler = None
+        gen = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
+        if world > 1:
+            from torch.utils.data.distributed import DistributedSampler
+
+            sampler = DistributedSampler(train_ds, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed)
+            sampler.set_epoch(epoch)
+        loader = DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler,
+                            num_workers=workers, generator=gen if sampler is None else None,
+                            pin_memory=cuda, persistent_workers=False)
+        model.train()
+        t0 = time.monotonic()
+        total, parts_sum, seen = 0.0, {"softmax": 0.0, "mean": 0.0, "variance": 0.0}, 0
+        bar = tqdm(loader, desc=f"{desc} epoch {epoch + 1}/{epochs}", leave=False, disable=None if rank == 0 else True)
+        for x, ages in bar:
+            x = _to_input(x, device)
+            if cfg.augment:
+                x = augment_batch(x, gen)
+            ages = ages.to(device)
+            opt.zero_grad(set_to_none=True)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+                logits = model(x)
+            loss = loss_fn(logits.float(), ages)
+            loss.backward()
+            opt.step()
+            n = x.shape[0]
+            seen += n
+            total += float(loss.detach()) * n
+            for k in parts_sum:
+                parts_sum[k] += loss_fn.last_components[k] * n
+            bar.set_postfix(loss=f"{total / seen:.3f}")
+        val_logits = predict_logits(net, val_ds, device, eval_bs)
+        val_mae = mae_of(val_logits, val_ages, net)
+        improved = val_mae < best_mae - 1e-9
+        if improved:
+            best_mae, best_epoch, stale = val_mae, epoch, 0
+            best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+        else:
+            stale += 1
+        row = {"stage": desc, "epoch": epoch + 1, "train_loss": total / max(seen, 1),
+               **{f"train_{k}_loss": v / max(seen, 1) for k, v in parts_sum.items()},
+               "val_mae_years": val_mae, "best_val_mae_years": best_mae, "best_epoch": best_epoch + 1,
+               "lr": cfg.lr, "epoch_seconds": time.monotonic() - t0, "images": seen * world}
+        history.append(row)
+        log.info("%s epoch %d: loss %.3f, validation MAE %.3f%s", desc, epoch + 1, row["train_loss"], val_mae,
+                 " (best)" if improved else "")
+        if state_dir and rank == 0:
+            _append_metrics(state_dir, row)
+            atomic_torch_save({
+                "model": net.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch, "best_mae": best_mae,
+                "best_epoch": best_epoch, "stale": stale, "best_state": best_state, "history": history,
+                "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+                "config": cfg.public_dict(),
+            }, last_path)
+        if cfg.max_minutes is not None and (time.monotonic() - t_start) / 60 > cfg.max_minutes:
+            log.warning("%s: time budget of %.1f min reached after epoch %d", desc, cfg.max_minutes, epoch + 1)
+            break
+    net.load_state_dict(best_state)
+    return net, history
+
+
+def _append_metrics(state_dir: Path, row: dict) -> None:
+    jsonl = state_dir / "metrics.jsonl"
+    csv = state_dir / "metrics.csv"
+    lines = jsonl.read_text().splitlines() if jsonl.is_file() else []
+    # after a resume, drop rows of epochs being redone
+    rows = [json.loads(s) for s in lines if s.strip()]
+    rows = [r for r in rows if not (r.get("stage") == row["stage"] and r["epoch"] >= row["epoch"])] + [row]
+    atomic_write_bytes(jsonl, ("\n".join(json.dumps(r) for r in rows) + "\n").encode())
+    atomic_write_bytes(csv, pd.DataFrame(rows).to_csv(index=False).encode())
