@@ -177,7 +177,9 @@ def table_one(df: pd.DataFrame, by: str, variables: Sequence[str], *,
                     "count": c, "percent": 100.0 * c / n if n else np.nan, "statistic": stat,
                     "p_value": p, "test": test, "n_missing": int(gs.isna().sum()),
                 })
-    return pd.DataFrame(rows, columns=TABLE_ONE_COLUMNS)
+    out = pd.DataFrame(rows, columns=TABLE_ONE_COLUMNS)
+    out["count"] = out["count"].astype("Int64")
+    return out
 
 
 def _level_str(v):
