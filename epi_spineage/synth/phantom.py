@@ -66,8 +66,8 @@ def _draw_conditions(age: float, rng: np.random.Generator, style: str, given: di
     c["sex"] = given.get("sex", "F" if rng.random() < 0.6 else "M")
     fem = c["sex"] == "F"
     # Bone density on a T-score-like scale; wide individual spread so ages overlap.
-    c["bmd_tscore"] = float(given.get("bmd_tscore", 0.3 - 3.0 * t - 0.5 * fem * t + rng.normal(0, 0.9)))
-    c["disc_height"] = float(given.get("disc_height", np.clip(1.0 - 0.45 * t + rng.normal(0, 0.12), 0.25, 1.3)))
+    c["bmd_tscore"] = float(given.get("bmd_tscore", 0.3 - 3.0 * t - 0.5 * fem * t + rng.normal(0, 1.2)))
+    c["disc_height"] = float(given.get("disc_height", np.clip(1.0 - 0.45 * t + rng.normal(0, 0.16), 0.25, 1.3)))
     c["concavity"] = float(np.clip(0.02 + 0.06 * t + rng.normal(0, 0.015), 0.0, 0.15))
     c["texture"] = float(np.clip(0.08 + 0.14 * t + rng.normal(0, 0.03), 0.02, 0.4))
     c["osteophyte_rate"] = float(given.get("osteophyte_rate", np.clip(0.04 + 0.45 * t + rng.normal(0, 0.08), 0.0, 0.9)))
@@ -229,8 +229,11 @@ def render_phantom_with_truth(spine_age: float, *, style: str = "radiograph", se
     img = np.zeros((h, w), np.float32)
     # Soft tissue: a thick trunk (lateral view), thicker in the middle; the anterior belly wall curves.
     st = c["soft_tissue"]
-    belly = -0.92 + 0.08 * np.cos(yy * 2.0) * st
-    back = 0.95 - 0.02 * st
+    if style == "vfa":  # the DXA field is narrow: the trunk fills it
+        belly, back = -1.5 + 0 * yy, 1.5
+    else:
+        belly = -0.92 + 0.08 * np.cos(yy * 2.0) * st
+        back = 0.95 - 0.02 * st
     trunk = np.clip((xx - belly) * 25, 0, 1) * np.clip((back - xx) * 25, 0, 1)
     img += (0.16 + 0.06 * st) * trunk * (1.0 - 0.25 * xx * xx)
 
@@ -316,7 +319,8 @@ def render_phantom_with_truth(spine_age: float, *, style: str = "radiograph", se
     ang = rng.normal(0, 2.0)
     zoom = rng.uniform(0.94, 1.06)
     M = cv2.getRotationMatrix2D((w / 2 + rng.normal(0, 0.02) * w, h / 2 + rng.normal(0, 0.02) * h), ang, zoom)
-    img = cv2.warpAffine(img, M, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    border = cv2.BORDER_REPLICATE if style == "vfa" else cv2.BORDER_CONSTANT
+    img = cv2.warpAffine(img, M, (w, h), flags=cv2.INTER_LINEAR, borderMode=border, borderValue=0)
     mask = cv2.warpAffine(mask, M, (w, h), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     scatter = cv2.GaussianBlur(img, (0, 0), sigmaX=max(2.0, 60 * s))
     img = img + rng.uniform(0.1, 0.3) * scatter
