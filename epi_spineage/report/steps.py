@@ -288,6 +288,35 @@ def competing_risk(results: StudyResults) -> None:
     results.curves["cuminc"] = _concat(curves)
 
 
+# ---------------------------------------------------------------------------------- FRAX
+FRAX_COLUMNS = ("frax_mof_pct", "frax_hip_pct", "frax_mof_spine_pct", "frax_hip_spine_pct")
+
+
+def frax(results: StudyResults) -> None:
+    """Reclassification of FRAX high risk with spine age in place of age, NRI and AUROC comparison."""
+    cfg = results.config
+    parts: dict[str, list] = {k: [] for k in ("crosstab", "reclassification", "performance", "nri", "auroc")}
+    for role, c in results.cohorts.items():
+        df = c.frame
+        if not all(col in df.columns and df[col].notna().any() for col in FRAX_COLUMNS):
+            continue
+        event = OUTCOMES[cfg.km_outcome][0]
+        res = stats.frax_reclassification(df, event=event, mof_threshold=cfg.frax_mof_threshold_pct,
+                                          hip_threshold=cfg.frax_hip_threshold_pct, level=cfg.ci_level)
+        parts["crosstab"].append(_tag(res.crosstab, cohort=role))
+        parts["reclassification"].append(_tag(res.reclassification, cohort=role))
+        parts["performance"].append(_tag(res.performance, cohort=role))
+        parts["nri"].append(_tag(res.nri, cohort=role))
+        parts["auroc"].append(_tag(res.delong, cohort=role))
+        nri = res.nri.set_index("term")["estimate"]
+        results.numbers.setdefault("frax_nri_total", {})[role] = float(nri.get("nri_total", np.nan))
+        results.numbers.setdefault("frax_n", {})[role] = {"n": res.n, "events": res.events,
+                                                         "n_excluded": res.n_excluded}
+        results.numbers["frax_notes"] = list(res.notes)
+    for k, v in parts.items():
+        results.tables[f"frax_{k}"] = _concat(v)
+
+
 # ---------------------------------------------------------------------------------- age-gap regression
 def age_gap(results: StudyResults) -> None:
     cfg = results.config
@@ -315,5 +344,6 @@ STEPS = [
     ("incidence rates", rates),
     ("competing risk", competing_risk),
     ("subgroups by sex", subgroups),
+    ("FRAX reclassification", frax),
     ("age-gap regression", age_gap),
 ]

@@ -1,0 +1,515 @@
+"""Turns ``StudyResults`` into the report's sections (text, figures, display tables) and writes it.
+
+This is the only place that decides what the reader sees and in which order (the study's order:
+cohorts, agreement, discrimination, accelerated ageing, Cox, mortality, rates, competing risk,
+subgroups, FRAX, age-gap regression, Grad-CAM, scoring QC, synthetic truth, data quality, methods).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import platform
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from epi_spineage import __version__
+from epi_spineage.report import figures as F
+from epi_spineage.report import labels as L
+from epi_spineage.report.analyses import AGE_PREDICTOR, SPINE_PREDICTOR, StudyResults
+from epi_spineage.report.config import StudyConfig
+from epi_spineage.report.render import Section, FigureItem, TableItem, format_ci, format_p, write_report
+from epi_spineage.schema import PAD_COLUMN, SYNTHETIC_NOTICE
+from epi_spineage.stats.grouping import FOUR_GROUP_LABELS, REFERENCE_GROUP
+
+log = logging.getLogger(__name__)
+
+
+class _Doc:
+    def __init__(self, results: StudyResults, fig_dir: Path, svg: bool):
+        self.r = results
+        self.fig_dir = fig_dir
+        self.svg = svg
+        self.sections: list[Section] = []
+
+    def section(self, id_: str, title: str) -> Section:
+        s = Section(id_, title)
+        self.sections.append(s)
+        return s
+
+    def figure(self, s: Section, name: str, fig, caption: str, width: int = 900) -> None:
+        png = F.save_figure(fig, self.fig_dir, name, svg=self.svg)
+        s.figures.append(FigureItem(name, caption, png, width))
+
+    def table(self, s: Section, name: str, caption: str, display: pd.DataFrame | None = None, note: str = "",
+              frame: pd.DataFrame | None = None) -> None:
+        frame = self.r.tables.get(name) if frame is None else frame
+        if frame is None or len(frame) == 0:
+            return
+        s.tables.append(TableItem(name, caption, frame, display, note))
+
+    def t(self, name: str) -> pd.DataFrame:
+        return self.r.tables.get(name, pd.DataFrame())
+
+
+def _ci(row, digits=2) -> str:
+    return format_ci(float(row["estimate"]), float(row["ci_low"]), float(row["ci_high"]), digits)
+
+
+# ------------------------------------------------------------------------------------- sections
+def _summary(d: _Doc, synthetic: bool) -> None:
+    s = d.section("summary", "Summary")
+    n = d.r.numbers
+    cfg = d.r.config
+    if synthetic:
+        s.paragraphs.append(SYNTHETIC_NOTICE + " The study design follows Cho, Hong et al., npj Aging 2025 "
+                            "(doi:10.1038/s41514-025-00271-8); the numbers below are the simulator's, not theirs.")
+    for role in d.r.roles:
+        parts = [f"{L.cohort(role)}: {n.get('n_analysed', {}).get(role, 0):,} participants"]
+        if role in n.get("events", {}):
+            parts.append(f"{n['events'][role]:,} with incident {L.outcome(cfg.km_outcome)} "
+                         f"({n['incidence_per_1000py'][role]:.1f} per 1,000 person-years; median follow-up "
+                         f"{n['median_followup_years'][role]:.1f} y)")
+        if role in n.get("pearson_r", {}):
+            parts.append(f"r(age, spine age) = {n['pearson_r'][role]:.2f}; PAD mean (SD) "
+                         f"{n['pad_mean_years'][role]:.1f} ({n['pad_sd_years'][role]:.1f}) y, {n['pad_used'][role]}")
+        hr = n.get("hr_per_sd_fracture", {}).get(role, {}).get(cfg.fracture_outcomes[0], {})
+        if hr:
+            first = next(iter(hr))
+            h = hr[first]
+            parts.append(f"HR per SD of PAD for {L.outcome(cfg.fracture_outcomes[0])}, {first}: "
+                         f"{format_ci(h['estimate'], h['ci_low'], h['ci_high'])}")
+        s.bullets.append("; ".join(parts) + ".")
+    if "accelerated_cut_years" in n:
+        s.bullets.append(f"Accelerated spine ageing: PAD {cfg.accelerated_rule} {n['accelerated_cut_years']:.2f} y "
+                         f"(top tertile of the derivation test set, quantile {cfg.tertile_method}), applied "
+                         "unchanged to the external cohort.")
+
+
+def _cohorts(d: _Doc) -> None:
+    s = d.section("cohorts", "Cohorts and baseline characteristics")
+    s.paragraphs.append("Participant flow: rows given, rows analysed and why the others were left out. "
+                        "Each model below also reports how many participants it excluded for missing covariates.")
+    flow = d.t("cohort_flow")
+    if len(flow):
+        disp = flow.assign(cohort=flow["cohort"].map(L.cohort), n=flow["n"].map("{:,}".format),
+                           n_excluded=flow["n_excluded"].map(lambda v: f"{v:,}" if v else ""))
+        disp.columns = ["cohort", "step", "n", "excluded", "reason"]
+        d.table(s, "cohort_flow", "Cohort flow.", disp)
+    t1 = d.t("table1")
+    from epi_spineage.stats.table1 import format_table_one
+
+    for role in d.r.roles:
+        block = t1[t1["cohort"] == role] if len(t1) else t1
+        if not len(block):
+            continue
+        disp = format_table_one(block, labels=L.VARIABLES)
+        disp.columns = [c.replace("0 (n=", "no fracture (n=").replace("1 (n=", "incident fracture (n=")
+                        if c not in ("characteristic", "p value") else c for c in disp.columns]
+        d.table(s, f"table1_{role}", f"Baseline characteristics of the {L.cohort(role)} cohort by incident "
+                f"{L.outcome(d.r.config.km_outcome)}: mean ± SD (Student t-test) or n (%) (Pearson chi-square "
+                "without Yates' correction; Fisher's exact test when an expected count is below 5).",
+                disp, frame=block.reset_index(drop=True))
+    fu = d.t("median_followup")
+    if len(fu):
+        disp = pd.DataFrame({"cohort": fu["cohort"].map(L.cohort), "outcome": fu["outcome"].map(L.outcome),
+                             "median follow-up, y (IQR)": [f"{e:.1f} ({a:.1f}-{b:.1f})" for e, a, b in
+                                                          zip(fu["estimate"], fu["q1"], fu["q3"])],
+                             "n": fu["n"].map("{:,}".format), "events": fu["events"].map("{:,}".format)})
+        d.table(s, "median_followup", "Median follow-up by the reverse Kaplan-Meier method.", disp)
+
+
+def _agreement(d: _Doc) -> None:
+    s = d.section("agreement", "Spine age and chronological age")
+    panels = []
+    pear = d.t("agreement_pearson")
+    for role in d.r.roles:
+        sc = d.r.curves.get(f"scatter_{role}")
+        row = pear[pear["cohort"] == role]
+        if sc is None or not len(row):
+            continue
+        r = row.iloc[0]
+        panels.append({"title": L.cohort(role), "age": sc["age_years"], "spine_age": sc["spine_age_years"],
+                       "r": r["estimate"], "ci_low": r["ci_low"], "ci_high": r["ci_high"]})
+    if panels:
+        d.figure(s, "age_scatter", F.age_scatter(panels),
+                 "Predicted (uncorrected) spine age against chronological age, with the identity line and the "
+                 "least-squares line; Pearson r with its Fisher-z 95% CI.", width=860)
+    ps = d.t("pad_summary")
+    if len(ps):
+        disp = pd.DataFrame({
+            "cohort": ps["cohort"].map(L.cohort), "PAD used": ps["pad"], "n": ps["n"].map("{:,}".format),
+            "PAD mean (SD), y": [f"{m:.2f} ({sd:.2f})" for m, sd in zip(ps["pad_mean_years"], ps["pad_sd_years"])],
+            "MAE, y": ps["mae_years"].map("{:.2f}".format),
+            "r (95% CI)": [format_ci(a, b, c) for a, b, c in zip(ps["pearson_r"], ps["ci_low"], ps["ci_high"])],
+        })
+        d.table(s, "pad_summary", "Predicted age difference (PAD = spine age - chronological age) as analysed; "
+                "r and MAE here use the PAD the analyses use (bias-corrected where stated, which inflates r).", disp)
+    if len(pear):
+        d.table(s, "agreement_pearson", "Pearson correlation of chronological and uncorrected spine age.")
+
+
+def _discrimination(d: _Doc) -> None:
+    s = d.section("discrimination", "Discrimination: prevalent vertebral fracture and osteoporosis")
+    t = d.t("discrimination")
+    curves = d.r.curves.get("roc")
+    if not len(t):
+        s.paragraphs.append("Not available (no prevalent_vf or osteoporosis in the data).")
+        return
+    aucs = t[t["term"].isin([SPINE_PREDICTOR, AGE_PREDICTOR])].rename(columns={"term": "predictor"})
+    diff = t[~t["term"].isin([SPINE_PREDICTOR, AGE_PREDICTOR])]
+    aucs = aucs.merge(diff[["cohort", "outcome", "p_value"]].rename(columns={"p_value": "p_delong"}),
+                      on=["cohort", "outcome"], how="left")
+    order = list(dict.fromkeys(zip(aucs["cohort"], aucs["outcome"])))
+    titles = {k: f"{L.cohort(k[0])}: {L.outcome(k[1])}" for k in order}
+    if curves is not None and len(curves):
+        d.figure(s, "roc", F.roc_panels(curves, aucs, order, titles),
+                 "ROC curves of spine age (as analysed: chronological age + PAD) and chronological age; AUROC "
+                 "with DeLong 95% CI; paired DeLong test of the difference.", width=760)
+    rows = []
+    for (cohort, outcome), blk in t.groupby(["cohort", "outcome"], sort=False):
+        a = blk[blk["term"] == SPINE_PREDICTOR].iloc[0]
+        b = blk[blk["term"] == AGE_PREDICTOR].iloc[0]
+        dd = blk[~blk["term"].isin([SPINE_PREDICTOR, AGE_PREDICTOR])].iloc[0]
+        rows.append({"cohort": L.cohort(cohort), "outcome": L.outcome(outcome),
+                     "cases / controls": f"{int(a['events']):,} / {int(a['n_controls']):,}",
+                     "AUROC spine age": _ci(a, 3), "AUROC chronological age": _ci(b, 3),
+                     "difference": format_ci(dd["estimate"], dd["ci_low"], dd["ci_high"], 3),
+                     "p (DeLong)": format_p(dd["p_value"])})
+    d.table(s, "discrimination", "AUROC (95% DeLong CI) and the paired DeLong comparison.", pd.DataFrame(rows))
+
+
+def _km(d: _Doc) -> None:
+    cfg = d.r.config
+    s = d.section("accelerated", "Accelerated spine ageing: four groups and Kaplan-Meier")
+    n = d.r.numbers
+    if "accelerated_cut_years" in n:
+        s.paragraphs.append(
+            f"Accelerated ageing is PAD {cfg.accelerated_rule} {n['accelerated_cut_years']:.3f} years, the upper "
+            f"tertile cut ({cfg.tertile_method} quantile) of the derivation test set, frozen and applied to the "
+            "external cohort. The four groups split each cohort at its own median age "
+            + ", ".join(f"({L.cohort(r)}: {a:.1f} y)" for r, a in n.get("median_age_years", {}).items())
+            + f". Reference group: {REFERENCE_GROUP}.")
+    km = d.r.curves.get("km")
+    at = d.t("km_failure")
+    hrs = d.t("group_hazard_ratios")
+    lr = d.t("logrank")
+    if km is None or not len(km):
+        return
+    panels = []
+    short = {"younger, not accelerated": "young, not acc.", "younger, accelerated": "young, acc.",
+             "older, not accelerated": "old, not acc.", "older, accelerated": "old, acc."}
+    for role in d.r.roles:
+        c = km[km["cohort"] == role].rename(columns={"time": "time_years"})
+        if not len(c):
+            continue
+        a = at[at["cohort"] == role].rename(columns={"time": "time_years"})
+        h = hrs[hrs["cohort"] == role] if len(hrs) else hrs
+        lab = {}
+        for g in FOUR_GROUP_LABELS:
+            row = h[h["group"] == g] if len(h) else h
+            if len(row) and g != REFERENCE_GROUP and np.isfinite(row.iloc[0]["estimate"]):
+                lab[g] = f"{g}: HR {_ci(row.iloc[0])}"
+            else:
+                lab[g] = f"{g} (reference)" if g == REFERENCE_GROUP else g
+        l = lr[lr["cohort"] == role]
+        note = f"log-rank {format_p(l.iloc[0]['p_value']).replace('<', 'p < ') if len(l) else ''}"
+        note = note if "p <" in note else (f"log-rank p = {format_p(l.iloc[0]['p_value'])}" if len(l) else "")
+        panels.append({"title": L.cohort(role), "curves": c, "at_risk": a[["group", "time_years", "n_at_risk"]],
+                       "groups": list(FOUR_GROUP_LABELS), "labels": lab, "short": short, "note": note})
+    d.figure(s, "km_four_groups", F.km_panels(panels, ylabel=f"cumulative incidence, {L.outcome(cfg.km_outcome)}"),
+             f"Kaplan-Meier cumulative incidence (1 - S) of {L.outcome(cfg.km_outcome)} in the four age x "
+             f"acceleration groups with {cfg.km_ci} 95% CIs (Greenwood), unadjusted Cox HRs against the reference "
+             "group, the log-rank test, and numbers at risk.", width=980)
+    if len(hrs):
+        disp = pd.DataFrame({
+            "cohort": hrs["cohort"].map(L.cohort), "group": hrs["group"],
+            "n": hrs["n_group"].map(lambda v: f"{int(v):,}" if pd.notna(v) else ""),
+            "events": hrs["events_group"].map(lambda v: f"{int(v):,}" if pd.notna(v) else ""),
+            "HR (95% CI)": [("1 (reference)" if sc == "reference" else format_ci(e, lo, hi))
+                            for e, lo, hi, sc in zip(hrs["estimate"], hrs["ci_low"], hrs["ci_high"], hrs["scale"])],
+            "p": hrs["p_value"].map(format_p).replace("NA", ""),
+        })
+        d.table(s, "group_hazard_ratios", f"Unadjusted hazard ratios of {L.outcome(cfg.km_outcome)} by group.", disp)
+    if len(lr):
+        d.table(s, "logrank", "Log-rank test across the four groups.")
+
+
+def _hr_pivot(summary: pd.DataFrame, models: list[str]) -> pd.DataFrame:
+    pad = summary[summary["term"] == PAD_COLUMN]
+    rows = []
+    for (cohort, outcome), blk in pad.groupby(["cohort", "outcome"], sort=False):
+        row = {"cohort": L.cohort(cohort), "outcome": L.outcome(outcome)}
+        for m in models:
+            r = blk[blk["model"] == m]
+            row[m] = _ci(r.iloc[0]) if len(r) else "not fitted"
+            if len(r):
+                row[f"{m} p"] = format_p(r.iloc[0]["p_value"])
+                row[f"{m} n/events"] = f"{int(r.iloc[0]['n']):,}/{int(r.iloc[0]['events']):,}"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _cox(d: _Doc) -> None:
+    cfg = d.r.config
+    s = d.section("cox", "Incident fracture: hazard ratio per SD of PAD")
+    summ = d.t("cox_fracture")
+    if not len(summ):
+        s.paragraphs.append("Not available.")
+        return
+    s.paragraphs.append(
+        "Cox proportional-hazards models; HR per 1 SD of PAD (the SD of the analysed cohort, the same for all "
+        "models of a cohort). " + "; ".join(f"{m}: PAD + {', '.join(L.var(v) for v in covs)}"
+                                             for m, covs in cfg.fracture_models.items())
+        + ". Complete cases per model (n/events shown).")
+    d.table(s, "cox_fracture", "Hazard ratio (95% CI) per 1 SD of PAD for incident fracture.",
+            _hr_pivot(summ, list(cfg.fracture_models)))
+    pad = summ[summ["term"] == PAD_COLUMN].copy()
+    pad["label"] = [f"{L.cohort(c)}, {L.outcome(o)}, {m}" for c, o, m in zip(pad["cohort"], pad["outcome"], pad["model"])]
+    d.figure(s, "forest_fracture", F.forest(pad, label="label", group="cohort", xlabel="HR per SD of PAD (95% CI)"),
+             "Hazard ratios per SD of PAD by cohort, outcome and model.", width=760)
+
+
+def _mortality(d: _Doc) -> None:
+    cfg = d.r.config
+    s = d.section("mortality", "Mortality")
+    summ = d.t("cox_mortality")
+    if not len(summ):
+        s.paragraphs.append("Not available (no death outcome in the data).")
+        return
+    rows = []
+    models = list(cfg.mortality_models)
+    for cohort, blk in summ.groupby("cohort", sort=False):
+        terms = list(dict.fromkeys(blk["term"]))
+        for term in terms:
+            sub = blk[blk["term"] == term]
+            row = {"cohort": L.cohort(cohort), "term": L.term(term, sub.iloc[0]["scale"])}
+            for m in models:
+                r = sub[sub["model"] == m]
+                row[m] = _ci(r.iloc[0]) if len(r) else ""
+            rows.append(row)
+    d.table(s, "cox_mortality", "Hazard ratios (95% CI) for death: PAD per SD; age per year; biomarkers per SD "
+            "decrement (albumin, haemoglobin) or increment (creatinine).", pd.DataFrame(rows))
+    acc = d.t("mortality_accelerated")
+    if len(acc):
+        a = acc[acc["scale"] != "reference"]
+        disp = pd.DataFrame({"cohort": a["cohort"].map(L.cohort), "comparison": "accelerated vs not",
+                             "HR (95% CI)": [_ci(r) for _, r in a.iterrows()],
+                             "p": a["p_value"].map(format_p), "n": a["n"].map("{:,}".format),
+                             "deaths": a["events"].map("{:,}".format)})
+        d.table(s, "mortality_accelerated", "Mortality, accelerated vs not accelerated (unadjusted).", disp)
+
+
+def _rates(d: _Doc) -> None:
+    s = d.section("rates", "Incidence rates, C-indices and proportional hazards")
+    inc = d.t("incidence_rates")
+    if len(inc):
+        disp = pd.DataFrame({
+            "cohort": inc["cohort"].map(L.cohort), "outcome": inc["outcome"].map(L.outcome),
+            "group": inc["group"], "events / n": [f"{int(e):,} / {int(n):,}" for e, n in zip(inc["events"], inc["n"])],
+            "person-years": inc["person_years"].map("{:,.0f}".format),
+            "per 1,000 py (95% CI)": [format_ci(e, lo, hi, 1) for e, lo, hi in
+                                      zip(inc["estimate"], inc["ci_low"], inc["ci_high"])]})
+        d.table(s, "incidence_rates", "Incidence per 1,000 person-years with exact Poisson 95% CIs.", disp)
+    for fam in ("fracture", "mortality"):
+        c = d.t(f"c_index_{fam}")
+        if len(c):
+            disp = pd.DataFrame({
+                "cohort": c["cohort"].map(L.cohort), "outcome": c["outcome"].map(L.outcome), "model": c["model"],
+                "Harrell's C": c["concordance"].map("{:.3f}".format), "n": c["n"].map("{:,}".format),
+                "events": c["events"].map("{:,}".format), "excluded (missing)": c["n_excluded"].map("{:,}".format),
+                "PH global p": c["ph_global_p_value"].map(format_p)})
+            d.table(s, f"c_index_{fam}", f"Harrell's C of each {fam} model and the global proportional-hazards "
+                    "test (scaled Schoenfeld residuals vs 1 - KM(t), as cox.zph(transform='km')).", disp)
+
+
+def _competing(d: _Doc) -> None:
+    cfg = d.r.config
+    s = d.section("competing", "Competing risk of death")
+    cur = d.r.curves.get("cuminc")
+    if cur is None or not len(cur):
+        s.paragraphs.append("Not available (needs both fracture and death outcomes).")
+        return
+    s.paragraphs.append("1 - Kaplan-Meier treats deaths as censored and so overstates the risk of fracture where "
+                        "mortality is high. The Aalen-Johansen estimator counts death as a competing event.")
+    panels = []
+    for role in d.r.roles:
+        c = cur[cur["cohort"] == role].rename(columns={"time": "time_years"})
+        if len(c):
+            panels.append({"title": L.cohort(role), "curves": c, "groups": ["not accelerated", "accelerated"]})
+    d.figure(s, "competing_risk", F.cuminc_panels(panels),
+             f"Cumulative incidence of {L.outcome(cfg.km_outcome)} by accelerated ageing: Aalen-Johansen with death "
+             "as a competing event (solid, 95% CI band) against 1 - KM (dashed).", width=900)
+    t = d.t("competing_risk")
+    if len(t):
+        wide = t.pivot_table(index=["cohort", "group", "time"], columns="method_label", values="estimate",
+                             aggfunc="first").reset_index()
+        disp = pd.DataFrame({"cohort": wide["cohort"].map(L.cohort), "group": wide["group"],
+                             "years": wide["time"].map("{:g}".format),
+                             "1 - KM": wide.get("1 - KM", pd.Series(np.nan, index=wide.index)).map("{:.3f}".format),
+                             "Aalen-Johansen": wide.get("Aalen-Johansen", pd.Series(np.nan, index=wide.index)).map("{:.3f}".format)})
+        d.table(s, "competing_risk", "Cumulative incidence at fixed times: 1 - KM vs Aalen-Johansen.", disp)
+
+
+def _subgroups(d: _Doc) -> None:
+    s = d.section("subgroups", "Subgroups by sex")
+    t = d.t("subgroup_sex")
+    if not len(t):
+        s.paragraphs.append("Not available.")
+        return
+    disp = pd.DataFrame({
+        "cohort": t["cohort"].map(L.cohort), "outcome": t["outcome"].map(L.outcome),
+        "sex": t["level"].map({"F": "women", "M": "men"}).fillna(t["level"]),
+        "n / events": [f"{int(n):,} / {int(e):,}" if pd.notna(e) else f"{int(n):,} / -" for n, e in zip(t["n"], t["events"])],
+        "HR per SD (95% CI)": [_ci(r) for _, r in t.iterrows()],
+        "p interaction": t["p_interaction"].map(format_p)})
+    first = next(iter(d.r.config.fracture_models))
+    d.table(s, "subgroup_sex", f"Hazard ratio per SD of PAD within women and men ({first} covariates less sex); "
+            "p for the PAD x sex interaction (likelihood-ratio test).", disp)
+    lab = t.assign(label=[f"{L.cohort(c)}, {L.outcome(o)}, {'women' if lv == 'F' else 'men' if lv == 'M' else lv}"
+                          for c, o, lv in zip(t["cohort"], t["outcome"], t["level"])])
+    d.figure(s, "forest_sex", F.forest(lab, label="label", group="level", xlabel="HR per SD of PAD (95% CI)"),
+             "Hazard ratio per SD of PAD by sex.", width=760)
+
+
+def _age_gap(d: _Doc) -> None:
+    s = d.section("agegap", "What the age gap reflects: regression of PAD")
+    t = d.t("age_gap_regression")
+    if not len(t):
+        s.paragraphs.append("Not available.")
+        return
+    for role in d.r.roles:
+        blk = t[t["cohort"] == role]
+        if not len(blk):
+            continue
+        s.paragraphs.append(f"{L.cohort(role)}: n = {int(blk['n'].iloc[0]):,} complete cases "
+                            f"({int(blk['n_excluded'].iloc[0]):,} excluded), R² = {blk['r2'].iloc[0]:.3f}, "
+                            f"adjusted R² = {blk['adj_r2'].iloc[0]:.3f}.")
+    disp = pd.DataFrame({"cohort": t["cohort"].map(L.cohort), "term": t["term"].map(L.var),
+                         "years (95% CI)": [_ci(r) for _, r in t.iterrows()], "p": t["p_value"].map(format_p)})
+    d.table(s, "age_gap_regression", "Linear regression of PAD (years) on clinical factors: coefficients with "
+            "t-based 95% CIs.", disp)
+
+
+def _quality(d: _Doc) -> None:
+    s = d.section("quality", "Data quality: exclusions and warnings")
+    q = d.t("data_quality")
+    if len(q):
+        d.table(s, "data_quality", "Data-quality items found while preparing and analysing the cohorts.")
+    if d.r.warnings:
+        s.bullets.extend(d.r.warnings)
+    else:
+        s.paragraphs.append("No warnings were raised.")
+
+
+def _methods(d: _Doc, meta: dict) -> None:
+    cfg = d.r.config
+    s = d.section("methods", "Methods and software")
+    pads = ", ".join(f"{L.cohort(r)}: {c.pad_kind}" for r, c in d.r.cohorts.items())
+    s.bullets.extend([
+        f"PAD = spine age - chronological age ({pads} spine age); PAD is rounded to 1e-9 years before comparison "
+        "with a cut point.",
+        f"Accelerated ageing: PAD {cfg.accelerated_rule} the upper tertile cut, quantile {cfg.tertile_method} "
+        "(R's default type 7 unless configured), learned on the derivation test set and applied unchanged elsewhere.",
+        f"Cox models: ties by {cfg.ties.capitalize()}; Wald CIs; HR per 1 SD of PAD (sample SD of the analysed cohort); "
+        "complete cases per model; Harrell's C; PH check by scaled Schoenfeld residuals.",
+        f"Kaplan-Meier: cumulative failure 1 - S(t), Greenwood variance, {cfg.km_ci} CIs; log-rank test across groups.",
+        "Table 1: mean ± SD with Student's t-test (equal variances, as scipy and Stata; R's t.test defaults to Welch); "
+        "n (%) with Pearson's chi-square without Yates' correction, Fisher's exact test when an expected count < 5.",
+        "AUROC: DeLong CIs and paired DeLong tests (Sun & Xu fast algorithm; ties count one half).",
+        "Competing risk: Aalen-Johansen cumulative incidence, death as the competing event.",
+        f"FRAX high risk: MOF >= {cfg.frax_mof_threshold_pct:g}% or hip >= {cfg.frax_hip_threshold_pct:g}%; "
+        "FRAX AUROC ignores censoring.",
+        "Incidence: exact Poisson CIs; median follow-up by reverse Kaplan-Meier.",
+        f"Confidence level {cfg.ci_level:.0%}. Numbers are rounded only for display; tables/*.csv and results.json "
+        "hold full precision.",
+    ])
+    sw = pd.DataFrame([{"software": k, "version": v} for k, v in meta["software"].items()])
+    d.table(s, "software", "Software versions.", sw.rename(columns={"software": "package"}), frame=sw)
+    cfg_rows = [{"setting": k, "value": str(v)} for k, v in cfg.to_dict().items()]
+    d.table(s, "study_config", "Study configuration used (--config).", frame=pd.DataFrame(cfg_rows))
+
+
+# ------------------------------------------------------------------------------------- entry point
+def software_versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version(), "epi_spineage": __version__}
+    for pkg in ("numpy", "pandas", "scipy", "matplotlib", "jinja2", "duckdb", "lifelines", "statsmodels"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def build_sections(results: StudyResults, fig_dir: Path, *, synthetic: bool, svg: bool = True, qc=None,
+                   gallery=None, meta: dict | None = None) -> list[Section]:
+    meta = meta or {"software": software_versions()}
+    d = _Doc(results, fig_dir, svg)
+    for name, func in (("summary", lambda: _summary(d, synthetic)), ("cohorts", lambda: _cohorts(d)),
+                       ("agreement", lambda: _agreement(d)), ("discrimination", lambda: _discrimination(d)),
+                       ("accelerated", lambda: _km(d)), ("cox", lambda: _cox(d)),
+                       ("mortality", lambda: _mortality(d)), ("rates", lambda: _rates(d)),
+                       ("competing", lambda: _competing(d)), ("subgroups", lambda: _subgroups(d)),
+                       ("frax", lambda: _frax(d)), ("agegap", lambda: _age_gap(d)),
+                       ("gradcam", lambda: _gradcam(d, gallery)), ("scoring", lambda: _scoring(d, qc)),
+                       ("truth", lambda: _truth(d)), ("quality", lambda: _quality(d)),
+                       ("methods", lambda: _methods(d, meta))):
+        func()
+    return [s for s in d.sections if s.paragraphs or s.bullets or s.figures or s.tables]
+
+
+def _frax(d: _Doc) -> None:
+    from epi_spineage.report.document_extra import frax_section
+
+    frax_section(d)
+
+
+def _gradcam(d: _Doc, gallery) -> None:
+    from epi_spineage.report.document_extra import gradcam_section
+
+    gradcam_section(d, gallery)
+
+
+def _scoring(d: _Doc, qc) -> None:
+    from epi_spineage.report.document_extra import scoring_section
+
+    scoring_section(d, qc)
+
+
+def _truth(d: _Doc) -> None:
+    from epi_spineage.report.document_extra import truth_section
+
+    truth_section(d)
+
+
+def write_study_report(out: Path, results: StudyResults, *, config: StudyConfig, synthetic: bool, source: str = "",
+                       qc=None, gallery=None, svg: bool = True) -> Path:
+    """Figures, tables, results.json, report.qmd and index.html under ``out``; returns index.html."""
+    out = Path(out)
+    meta = {"version": __version__, "generated_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "source": source, "synthetic": synthetic, "software": software_versions()}
+    fig_dir = out / "figures"
+    if fig_dir.exists():
+        for old in list(fig_dir.glob("*.png")) + list(fig_dir.glob("*.svg")):
+            old.unlink()
+    sections = build_sections(results, fig_dir, synthetic=synthetic, svg=svg, qc=qc, gallery=gallery, meta=meta)
+    data_dir = fig_dir / "data"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for name, frame in results.curves.items():
+        frame.to_csv(data_dir / f"{name}.csv", index=False)
+    tables = dict(results.tables)
+    for s in sections:  # display-only tables (e.g. per-cohort Table 1) are written too
+        for t in s.tables:
+            tables.setdefault(t.name, t.frame)
+    payload = {"meta": meta, **results.to_json()}
+    payload["tables"] = tables
+    if qc is not None:
+        payload["scoring_qc"] = qc.to_json()
+    banner = SYNTHETIC_NOTICE if synthetic else None
+    title = config.title + (" (synthetic demo)" if synthetic else "")
+    return write_report(out, sections, title=title, banner=banner, results_json=payload, meta=meta, tables=tables)

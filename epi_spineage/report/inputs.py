@@ -1,0 +1,170 @@
+"""What the report reads: the synthetic demo, a cohort file, or a scored DuckDB database.
+
+Every problem with the input is a ``UserError`` (one line, exit 2): a missing file, an unknown
+format, a table that fails validation, no cohort with the configured role names.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from epi_spineage.errors import UserError
+from epi_spineage.report.config import StudyConfig
+
+log = logging.getLogger(__name__)
+
+_DUCKDB_SUFFIXES = (".duckdb", ".db", ".ddb")
+
+
+@dataclass
+class Inputs:
+    derivation: pd.DataFrame | None
+    external: pd.DataFrame | None
+    truth: dict[str, Any] | None
+    synthetic: bool
+    source: str
+    warnings: list[str] = field(default_factory=list)
+
+
+def _split_table_ref(ref: str) -> tuple[Path, str | None]:
+    """``FILE.duckdb::TABLE`` -> (FILE.duckdb, TABLE); other paths have no table."""
+    if "::" in ref:
+        path, table = ref.rsplit("::", 1)
+        return Path(path), table or None
+    return Path(ref), None
+
+
+def read_cohort_file(ref: str, mapping: str | None) -> pd.DataFrame:
+    from epi_spineage.tables import load_mapping, read_table
+
+    path, table = _split_table_ref(ref)
+    if not path.exists():
+        raise UserError(f"cohort file not found: {path}")
+    if path.is_dir():
+        raise UserError(f"--cohort {path} is a folder; give a CSV, Parquet or DuckDB file")
+    m = None
+    if mapping is not None:
+        if not Path(mapping).is_file():
+            raise UserError(f"mapping file not found: {mapping}")
+        m = load_mapping(mapping)
+    try:
+        return read_table(path, mapping=m, table=table)
+    except UserError:
+        raise
+    except Exception as exc:  # a corrupt/unparsable file is the user's input, not our bug
+        raise UserError(f"{path}: could not read the table ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+
+
+def split_roles(df: pd.DataFrame, config: StudyConfig) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """The rows of each role, by the ``cohort`` column and the config's role names."""
+    values = sorted(df["cohort"].dropna().astype(str).unique())
+    der = df[df["cohort"].astype(str) == config.derivation]
+    ext = df[df["cohort"].astype(str) == config.external]
+    if der.empty and ext.empty:
+        raise UserError(f"no rows with cohort {config.derivation!r} or {config.external!r} (found: "
+                        f"{', '.join(values[:8]) or 'none'}); set [cohorts] derivation/external in --config")
+    others = [v for v in values if v not in (config.derivation, config.external)]
+    if others:
+        log.warning("cohort value(s) not analysed: %s", ", ".join(others))
+    return (der.reset_index(drop=True) if len(der) else None, ext.reset_index(drop=True) if len(ext) else None)
+
+
+def open_db(path: str):
+    """An in-memory DuckDB with the file attached read-only and the package's views built over it,
+    so that a report never writes to (or locks) the scoring database."""
+    import duckdb
+
+    from epi_spineage.score.db import VIEWS, read_sql
+
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"database not found: {p}")
+    con = duckdb.connect(":memory:")
+    try:
+        con.execute(f"ATTACH '{str(p)}' AS src (READ_ONLY)".replace("\\", "/"))
+    except duckdb.Error as exc:
+        con.close()
+        raise UserError(f"{p}: not a DuckDB database or busy ({str(exc).splitlines()[0]})") from None
+    tables = {r[0] for r in con.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_catalog = 'src' AND table_type = 'BASE TABLE'"
+    ).fetchall()}
+    if "cohort" not in tables and "scores" not in tables:
+        con.close()
+        raise UserError(f"{p}: no cohort or scores table; load one with `epi-spineage cohort` / `epi-spineage score`")
+    from epi_spineage.schema import DB_TABLES
+
+    for t in DB_TABLES:
+        if t in tables:
+            con.execute(f'CREATE VIEW main."{t}" AS SELECT * FROM src.main."{t}"')
+    missing = [t for t in ("images", "scores", "models", "cohort") if t not in tables]
+    if missing:
+        # build the missing tables empty (schema.sql) so the views resolve
+        con.execute(read_sql("schema.sql"))
+    for view in VIEWS:
+        con.execute(read_sql(view))
+    return con
+
+
+def read_db_cohort(con) -> pd.DataFrame:
+    """The cohort table with spine ages taken from the scores (through ``v_cohort_scores``) where scored."""
+    n = con.execute("SELECT count(*) FROM cohort").fetchone()[0]
+    if not n:
+        raise UserError("the database's cohort table is empty: load it with `epi-spineage cohort load`")
+    df = con.execute("""
+        SELECT c.* EXCLUDE (spine_age_years, spine_age_corrected_years),
+               coalesce(s.spine_age_years, c.spine_age_years) AS spine_age_years,
+               CASE WHEN s.spine_age_years IS NOT NULL THEN s.spine_age_corrected_years
+                    ELSE c.spine_age_corrected_years END AS spine_age_corrected_years
+        FROM cohort AS c
+        LEFT JOIN v_cohort_scores AS s USING (participant_id)
+    """).df()
+    return df
+
+
+def load_inputs(*, cohort: str | None, mapping: str | None, db: str | None, config: StudyConfig,
+                seed: int, n_derivation: int, n_external: int) -> Inputs:
+    from epi_spineage.tables import validate_cohort
+
+    if cohort is None and db is None:
+        from epi_spineage.report import demo_study
+
+        der, ext, truth = demo_study(seed, n_derivation, n_external)
+        return Inputs(der, ext, truth, True, f"the built-in simulator (seed {seed}, n = {n_derivation:,} + {n_external:,})")
+    warn: list[str] = []
+    if cohort is not None:
+        df = read_cohort_file(cohort, mapping)
+        source = Path(_split_table_ref(cohort)[0]).name
+        if db is not None:
+            con = open_db(db)
+            try:
+                scores = con.execute("SELECT participant_id, spine_age_years, spine_age_corrected_years "
+                                     "FROM v_cohort_scores").df()
+            finally:
+                con.close()
+            if len(scores):
+                df = df.drop(columns=[c for c in ("spine_age_years", "spine_age_corrected_years") if c in df.columns])
+                df = df.merge(scores, on="participant_id", how="left")
+            source += f" + scores from {Path(db).name}"
+    else:
+        con = open_db(db)
+        try:
+            df = read_db_cohort(con)
+        finally:
+            con.close()
+        source = Path(db).name
+    problems = validate_cohort(df, raise_on_error=True)
+    warn.extend(problems)
+    der, ext = split_roles(df, config)
+    return Inputs(der, ext, None, False, source, warn)
+
+
+def load_gallery(model: str | None, images: str | None, n: int = 8):
+    """Grad-CAM gallery items, or a one-line reason why there is none (torch missing, no model)."""
+    from epi_spineage.report.gallery import build_gallery
+
+    return build_gallery(model, images, n=n)
