@@ -24,6 +24,7 @@ class CoxFit:
     loglik: float
     loglik_null: float
     score_test: float
+    score: np.ndarray  # gradient at the final coefficients (R's infinite-coefficient check)
     iterations: int
     converged: bool
     information_singular: bool
@@ -190,7 +191,7 @@ def fit_cox(X: np.ndarray, time: np.ndarray, event: np.ndarray, strata: np.ndarr
         var = np.linalg.pinv(info)
     ev = lay.ev_rows
     return CoxFit(
-        beta=beta, var=var, loglik=loglik, loglik_null=loglik0, score_test=score_test,
+        beta=beta, var=var, loglik=loglik, loglik_null=loglik0, score_test=score_test, score=grad,
         iterations=it, converged=converged, information_singular=singular,
         event_time=lay.time[ev], event_x=Xs[ev],
         event_xbar=_efron_mean(lay, xbar) + means if p else np.zeros((len(ev), 0)),

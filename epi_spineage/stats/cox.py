@@ -249,22 +249,26 @@ def _fit_frame(df, time, event, terms, *, exposure=None, sd=None, ties="efron", 
         notes.append(msg)
         warnings.warn(msg, CoxConvergenceWarning, stacklevel=3)
     se = np.sqrt(np.maximum(np.diag(fit.var), 0.0)) if X.shape[1] else np.zeros(0)
-    big = [n_ for n_, b, s_ in zip(names, fit.beta, se) if abs(b) * max(np.std(X[:, names.index(n_)]), 1e-300) > 15]
+    # R coxph.fit: a remaining Newton step that is large relative to the coefficient means the
+    # log-likelihood converged while the coefficient kept growing (monotone likelihood).
+    infs = np.abs(fit.score @ fit.var) if X.shape[1] else np.zeros(0)
+    big = [n_ for n_, inf, b in zip(names, infs, fit.beta) if inf > 1e-9 and inf > np.sqrt(1e-9) * abs(b)]
     if big:
-        msg = f"coefficient(s) may be infinite (monotone likelihood): {', '.join(big)}"
+        msg = f"log-likelihood converged before {', '.join(big)}: coefficient may be infinite"
         notes.append(msg)
         warnings.warn(msg, CoxConvergenceWarning, stacklevel=3)
     beta = fit.beta
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         zstat = beta / se
+        hr, lo, hi = np.exp(beta), np.exp(beta - z * se), np.exp(beta + z * se)
     pval = 2.0 * _sps.norm.sf(np.abs(zstat))
     eta = (X - X.mean(axis=0)) @ beta if X.shape[1] else np.zeros(len(t))
     c, counts = harrell_c(t, ev, eta, strata_codes)
     method = f"Cox PH ({ties} ties, Wald CI)" + (f", stratified by {strata}" if strata else "")
     summary = pd.DataFrame({
         "analysis": analysis, "model": model, "term": names,
-        "estimate": np.exp(beta), "log_hr": beta, "std_error": se, "statistic": zstat, "p_value": pval,
-        "ci_low": np.exp(beta - z * se), "ci_high": np.exp(beta + z * se), "ci_level": float(level),
+        "estimate": hr, "log_hr": beta, "std_error": se, "statistic": zstat, "p_value": pval,
+        "ci_low": lo, "ci_high": hi, "ci_level": float(level),
         "scale": scales, "sd": np.asarray(sd_cols, dtype=float), "n": len(frame), "events": int(ev.sum()),
         "n_excluded": n_excluded, "method": method,
     })
@@ -312,6 +316,8 @@ def cox_per_sd(df: pd.DataFrame, time: str, event: str, exposure: str, covariate
     events, ``ZeroVarianceError`` when the SD is 0, ``CoxModelError`` for a constant term; warns
     ``CoxConvergenceWarning`` on non-convergence (``.converged`` is then False).
     """
+    if ties not in TIES:
+        raise UserError(f"ties must be 'efron' or 'breslow', got {ties!r}")
     require_columns(df, [exposure])
     if sd is None:
         sd = exposure_sd(df, exposure)
