@@ -2,8 +2,9 @@
 
 The DeLong placements come from the fast midrank algorithm of Sun & Xu (2014): a case's placement
 V10 is the share of controls below it (ties count one half), a control's V01 the share of cases above
-it. Both are obtained from two sorts and a ``searchsorted`` per predictor, i.e. O(N log N), which is
-the midrank formula ``V10_i = (T_Z,i - T_X,i) / n`` written without forming the ranks.
+it. One sort of all values per predictor gives both, i.e. O(N log N): counting the cases and
+controls before and inside each tie group is the midrank formula ``V10_i = (T_Z,i - T_X,i) / n``
+without forming the three rank vectors.
 
 Conventions (the same as ``pROC::roc(direction="<")``):
 
@@ -39,7 +40,11 @@ def _two_sided_p(z: float) -> float:
 
 def _as_outcome(y) -> np.ndarray:
     """Outcome as float (1 case, 0 control, NaN missing); anything else is a user error."""
-    arr = pd.to_numeric(pd.Series(np.asarray(y).ravel()), errors="coerce").to_numpy(dtype=float)
+    raw = np.asarray(y).ravel()
+    if raw.dtype.kind in "biuf":
+        arr = raw.astype(float)
+    else:
+        arr = pd.to_numeric(pd.Series(raw), errors="coerce").to_numpy(dtype=float)
     bad = ~np.isnan(arr) & (arr != 0) & (arr != 1)
     if bad.any():
         raise UserError(f"the outcome must be 0/1 (case = 1); found {np.unique(arr[bad])[:5].tolist()}")
@@ -64,20 +69,46 @@ def _check_direction(direction: str) -> float:
 def delong_placements(cases: np.ndarray, controls: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
     """AUC and the DeLong placements of cases (V10) and controls (V01); ties count 1/2.
 
-    Equivalent to the midrank formulas of Sun & Xu (2014): the count of controls strictly below a
-    case plus half of those tied with it is ``(T_Z - T_X)`` for that case.
+    ``V10_i`` = (controls below case i + half of those tied with it) / n, i.e. ``(T_Z - T_X) / n``
+    in Sun & Xu's midrank notation; ``V01_j`` = (cases above control j + half the tied) / m.
     """
-    m, n = cases.shape[0], controls.shape[0]
-    xs = np.sort(cases)
-    ys = np.sort(controls)
-    below = np.searchsorted(ys, cases, side="left")
-    below_or_tied = np.searchsorted(ys, cases, side="right")
-    v10 = (below + below_or_tied) * (0.5 / n)
-    above = m - np.searchsorted(xs, controls, side="right")
-    above_or_tied = m - np.searchsorted(xs, controls, side="left")
-    v01 = (above + above_or_tied) * (0.5 / m)
-    theta = float(v10.mean())
-    return theta, v10, v01
+    m = cases.shape[0]
+    values = np.concatenate([cases, controls])
+    is_case = np.zeros(values.shape[0], dtype=bool)
+    is_case[:m] = True
+    theta, placement = _placements(values, is_case, m, values.shape[0] - m)
+    return theta, placement[:m], placement[m:]
+
+
+def _placements(values: np.ndarray, is_case: np.ndarray, m: int, n: int) -> tuple[float, np.ndarray]:
+    """One sort of all values; each subject's placement (V10 for a case, V01 for a control), in input order.
+
+    Walking the sorted values, the number of controls (cases) before a tie group and inside it give
+    the midrank differences of Sun & Xu directly, without ranking cases and controls separately.
+    """
+    total = values.shape[0]
+    order = np.argsort(values)
+    sv = values[order]
+    sc = is_case[order]
+    new_group = np.empty(total, dtype=bool)
+    new_group[0] = True
+    np.not_equal(sv[1:], sv[:-1], out=new_group[1:])
+    starts = np.flatnonzero(new_group)
+    ends = np.append(starts[1:], total)
+    cum_case = np.zeros(total + 1, dtype=np.int64)
+    np.cumsum(sc, out=cum_case[1:])
+    cases_before = cum_case[starts]
+    cases_in = cum_case[ends] - cases_before
+    controls_before = starts - cases_before
+    controls_in = (ends - starts) - cases_in
+    v10_group = (controls_before + 0.5 * controls_in) / n
+    v01_group = (m - cases_before - 0.5 * cases_in) / m
+    gid = np.cumsum(new_group) - 1
+    placement_sorted = np.where(sc, v10_group[gid], v01_group[gid])
+    placement = np.empty(total)
+    placement[order] = placement_sorted
+    theta = float(np.dot(v10_group, cases_in) / m)
+    return theta, placement
 
 
 @dataclass(frozen=True)
@@ -129,13 +160,20 @@ def _auc_from_placements(theta, v10, v01, level, direction, term, n_dropped) -> 
     return AUCResult(theta, se, lo, hi, level, m, n, n_dropped, direction, term)
 
 
-def _split(y: np.ndarray, *scores: np.ndarray):
+def _complete(y: np.ndarray, *scores: np.ndarray):
+    """Complete cases: the kept scores, the case mask among them, and how many rows were dropped."""
     keep = ~np.isnan(y)
     for s in scores:
         keep &= ~np.isnan(s)
     n_dropped = int(y.shape[0] - keep.sum())
-    case = y[keep] == 1
-    return [(s[keep][case], s[keep][~case]) for s in scores], n_dropped
+    if n_dropped:
+        return [s[keep] for s in scores], y[keep] == 1, n_dropped
+    return list(scores), y == 1, 0
+
+
+def _fit(values: np.ndarray, is_case: np.ndarray, m: int, n: int):
+    theta, placement = _placements(values, is_case, m, n)
+    return theta, placement[is_case], placement[~is_case]
 
 
 def auc_ci(y, score, direction: str = "<", level: float = 0.95, *, name: str = "score") -> AUCResult:
@@ -148,11 +186,13 @@ def auc_ci(y, score, direction: str = "<", level: float = 0.95, *, name: str = "
     sign = _check_direction(direction)
     yy = _as_outcome(y)
     s = _as_score(score, yy.shape[0], "score") * sign
-    [(xc, yc)], n_dropped = _split(yy, s)
-    if xc.size == 0 or yc.size == 0:
+    [sk], case, n_dropped = _complete(yy, s)
+    m = int(case.sum())
+    n = int(case.size - m)
+    if m == 0 or n == 0:
         return AUCResult(float("nan"), float("nan"), float("nan"), float("nan"), level,
-                         int(xc.size), int(yc.size), n_dropped, direction, name)
-    theta, v10, v01 = delong_placements(xc, yc)
+                         m, n, n_dropped, direction, name)
+    theta, v10, v01 = _fit(sk, case, m, n)
     return _auc_from_placements(theta, v10, v01, level, direction, name, n_dropped)
 
 
@@ -224,14 +264,15 @@ def delong_test(y, score_a, score_b, names=None, level: float = 0.95, direction:
     yy = _as_outcome(y)
     a = _as_score(score_a, yy.shape[0], "score_a") * sign
     b = _as_score(score_b, yy.shape[0], "score_b") * sign
-    ((xa, ya), (xb, yb)), n_dropped = _split(yy, a, b)
-    m, n = xa.size, ya.size
+    (ak, bk), case, n_dropped = _complete(yy, a, b)
+    m = int(case.sum())
+    n = int(case.size - m)
     nan = float("nan")
     if m == 0 or n == 0:
         empty = [AUCResult(nan, nan, nan, nan, level, m, n, n_dropped, direction, nm) for nm in names]
         return DeLongResult(empty[0], empty[1], nan, nan, nan, nan, nan, nan, level, nan, m, n, n_dropped, names)
-    ta, v10a, v01a = delong_placements(xa, ya)
-    tb, v10b, v01b = delong_placements(xb, yb)
+    ta, v10a, v01a = _fit(ak, case, m, n)
+    tb, v10b, v01b = _fit(bk, case, m, n)
     auc_a = _auc_from_placements(ta, v10a, v01a, level, direction, names[0], n_dropped)
     auc_b = _auc_from_placements(tb, v10b, v01b, level, direction, names[1], n_dropped)
     d = ta - tb
