@@ -38,6 +38,8 @@ __all__ = [
     "ZeroVarianceError",
     "CoxConvergenceWarning",
     "cox_per_sd",
+    "cox_model_set",
+    "exposure_sd",
     "cause_specific_cox",
     "group_hazard_ratios",
     "subgroup_hazard_ratios",
@@ -435,3 +437,32 @@ def subgroup_hazard_ratios(df: pd.DataFrame, time: str, event: str, exposure: st
         if c not in out.columns:
             out[c] = np.nan
     return out[cols]
+
+
+def cox_model_set(df: pd.DataFrame, time: str, event: str, exposure: str = MODEL_EXPOSURE,
+                  models: str | dict[str, list[str]] = "fracture", ties: str = "efron", level: float = 0.95,
+                  analysis: str | None = None, reference_levels: dict | None = None,
+                  ) -> tuple[pd.DataFrame, dict[str, CoxResult]]:
+    """Fit a named set of models (``MODEL_COVARIATES["fracture"]`` models 1-3 by default) with one SD.
+
+    ``models`` is a key of ``MODEL_COVARIATES`` or a dict ``{model name: covariates}``. The SD of
+    ``exposure`` is computed once over ``df`` and shared by every model, so their HRs compare;
+    each model uses its own complete cases (``n``, ``n_excluded`` per row).
+
+    Returns
+    -------
+    (table, results): ``table`` stacks ``CoxResult.to_frame()`` of every model (column ``model``
+    names it; ``concordance`` and ``ph_global_p_value`` per model); ``results`` maps model name to
+    its ``CoxResult``.
+    """
+    if isinstance(models, str):
+        if models not in MODEL_COVARIATES:
+            raise UserError(f"unknown model set {models!r}; choose from {', '.join(MODEL_COVARIATES)}")
+        models = MODEL_COVARIATES[models]
+    sd = exposure_sd(df, exposure)
+    results: dict[str, CoxResult] = {}
+    for name, covs in models.items():
+        results[name] = cox_per_sd(df, time, event, exposure, covs, ties=ties, sd=sd, level=level, model=name,
+                                   analysis=analysis, reference_levels=reference_levels)
+    table = pd.concat([r.to_frame() for r in results.values()], ignore_index=True)
+    return table, results

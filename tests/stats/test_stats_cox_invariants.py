@@ -184,3 +184,18 @@ def test_stratified_fit_differs_and_runs():
     res = cox_per_sd(df, "time", "event", "pad_years", ["age_years"], strata="site")
     assert "stratified" in res.summary["method"].iloc[0]
     assert res.converged and len(res.summary) == 2
+
+
+def test_model_set_shares_one_sd_and_uses_own_complete_cases():
+    from epi_spineage.stats.cox import cox_model_set
+
+    df = _cohort(10)
+    df.loc[:19, "prevalent_vf"] = np.nan
+    models = {"model 1": ["age_years", "sex"], "model 2": ["age_years", "sex", "prevalent_vf"]}
+    table, results = cox_model_set(df, "time", "event", "pad_years", models, analysis="fracture_any")
+    assert set(results) == {"model 1", "model 2"}
+    assert results["model 1"].sd == results["model 2"].sd == df["pad_years"].std(ddof=1)
+    assert results["model 1"].n_excluded == 0 and results["model 2"].n_excluded == 20
+    assert list(table["model"].unique()) == ["model 1", "model 2"] and (table["analysis"] == "fracture_any").all()
+    with pytest.raises(Exception):
+        cox_model_set(df, "time", "event", "pad_years", "no such set")
