@@ -134,6 +134,42 @@ def has_outcome(df: pd.DataFrame, outcome: str) -> bool:
     return event in df.columns and time_col in df.columns and df[event].notna().any()
 
 
+def _data_quality(results: StudyResults, quality: pd.DataFrame) -> pd.DataFrame:
+    """Exclusions (flow, per model for missing covariates), missing values, skipped analyses, warnings."""
+    rows = list(quality.to_dict(orient="records"))
+    flow = results.tables.get("cohort_flow", pd.DataFrame())
+    for r in flow.itertuples(index=False):
+        if r.n_excluded:
+            rows.append({"cohort": r.cohort, "item": f"excluded: {r.reason}", "n": r.n_excluded, "detail": r.step})
+    for role, c in results.cohorts.items():
+        for col in ("spine_age_years", "tscore_femoral_neck", "osteoporosis", "height_cm", "albumin_g_l",
+                    "frax_mof_pct"):
+            if col in c.frame.columns:
+                miss = int(c.frame[col].isna().sum())
+                if miss:
+                    rows.append({"cohort": role, "item": f"missing {col}", "n": miss,
+                                 "detail": f"{100 * miss / c.n:.1f}% of analysed rows"})
+    for fam in ("fracture", "mortality"):
+        ci = results.tables.get(f"c_index_{fam}", pd.DataFrame())
+        for r in ci.itertuples(index=False):
+            if r.n_excluded:
+                rows.append({"cohort": r.cohort, "item": f"Cox {fam} {r.model}, {r.outcome}: complete cases only",
+                             "n": r.n_excluded, "detail": "excluded for a missing covariate, time or event"})
+    reg = results.tables.get("age_gap_regression", pd.DataFrame())
+    if len(reg):
+        for role, blk in reg.groupby("cohort", sort=False):
+            if blk["n_excluded"].iloc[0]:
+                rows.append({"cohort": role, "item": "age-gap regression: complete cases only",
+                             "n": int(blk["n_excluded"].iloc[0]), "detail": "excluded for a missing covariate"})
+    for role, v in results.numbers.get("frax_n", {}).items():
+        if v["n_excluded"]:
+            rows.append({"cohort": role, "item": "FRAX: complete cases only", "n": v["n_excluded"],
+                         "detail": "missing a FRAX probability or the outcome"})
+    for k, v in results.skipped.items():
+        rows.append({"cohort": "", "item": f"analysis skipped: {k}", "n": np.nan, "detail": v})
+    return pd.DataFrame(rows, columns=["cohort", "item", "n", "detail"])
+
+
 # ------------------------------------------------------------------------------------------------
 def run_study(derivation: pd.DataFrame | None, external: pd.DataFrame | None,
               config: StudyConfig | None = None) -> StudyResults:
@@ -156,10 +192,7 @@ def run_study(derivation: pd.DataFrame | None, external: pd.DataFrame | None,
 
     for name, func in steps.STEPS:
         _step(results, name, lambda func=func: func(results))
-    quality_rows = [{"cohort": "", "item": f"analysis skipped: {k}", "n": np.nan, "detail": v}
-                    for k, v in results.skipped.items()]
-    if quality_rows:
-        results.tables["data_quality"] = pd.concat([quality, pd.DataFrame(quality_rows)], ignore_index=True)
+    results.tables["data_quality"] = _data_quality(results, quality)
     results.numbers.setdefault("n_warnings", len(results.warnings))
     results.timings_s["total"] = time.perf_counter() - t0
     return results

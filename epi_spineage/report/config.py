@@ -47,7 +47,7 @@ class StudyConfig:
     #: survival conventions
     ties: str = "efron"
     km_ci: str = "log-log"
-    km_times_years: list[float] = field(default_factory=lambda: [0.0, 2.0, 4.0, 6.0, 8.0])
+    km_times_years: list[float] = field(default_factory=lambda: [0.0, 2.0, 4.0, 6.0, 8.0, 10.0])
     ci_level: float = 0.95
     #: outcomes: the fracture outcomes of Table 2, mortality, the KM/competing-risk outcome
     fracture_outcomes: list[str] = field(

@@ -65,8 +65,9 @@ def _summary(d: _Doc, synthetic: bool) -> None:
     n = d.r.numbers
     cfg = d.r.config
     if synthetic:
-        s.paragraphs.append(SYNTHETIC_NOTICE + " The study design follows Cho, Hong et al., npj Aging 2025 "
-                            "(doi:10.1038/s41514-025-00271-8); the numbers below are the simulator's, not theirs.")
+        s.paragraphs.append("These cohorts are simulated (see the banner). The study design follows Cho, Hong et al., "
+                            "npj Aging 2025 (doi:10.1038/s41514-025-00271-8); the numbers below are the simulator's, "
+                            "not the study's findings.")
     for role in d.r.roles:
         parts = [f"{L.cohort(role)}: {n.get('n_analysed', {}).get(role, 0):,} participants"]
         if role in n.get("events", {}):
@@ -225,6 +226,9 @@ def _km(d: _Doc) -> None:
              f"acceleration groups with {cfg.km_ci} 95% CIs (Greenwood), unadjusted Cox HRs against the reference "
              "group, the log-rank test, and numbers at risk.", width=980)
     if len(hrs):
+        order = {g: i for i, g in enumerate(FOUR_GROUP_LABELS)}
+        hrs = hrs.assign(_o=hrs["group"].map(order)).sort_values(["cohort", "_o"], kind="stable",
+                                                                 key=lambda c: c.map(d.r.roles.index) if c.name == "cohort" else c)
         disp = pd.DataFrame({
             "cohort": hrs["cohort"].map(L.cohort), "group": hrs["group"],
             "n": hrs["n_group"].map(lambda v: f"{int(v):,}" if pd.notna(v) else ""),

@@ -111,8 +111,10 @@ def truth_section(d) -> None:
         "The simulator planted these values (truth.json); the pipeline estimated them from the simulated data alone. "
         f"{int(cov.sum())} of {len(cov)} planted values lie inside the estimate's 95% CI (about 95% expected). "
         "Hazard ratios here use the generating covariates and the planted SD, so they differ from Table 2's models.")
-    d.figure(s, "truth_vs_estimate", F.truth_vs_estimate(t), "Planted truth (open diamonds) and the pipeline's "
-             "estimate with its 95% CI.", width=760)
+    hr = t[t["quantity"].str.startswith("hr_per_sd_") & t["ci_low"].gt(0)]
+    if len(hr):
+        d.figure(s, "truth_vs_estimate", F.truth_vs_estimate(hr), "Planted hazard ratio per SD of PAD (open "
+                 "diamonds) and the pipeline's estimate with its 95% CI.", width=760)
     disp = pd.DataFrame({"quantity": t["label"], "planted": t["truth"].map("{:.3f}".format),
                          "estimate (95% CI)": [format_ci(e, lo, hi, 3) for e, lo, hi in
                                                zip(t["estimate"], t["ci_low"], t["ci_high"])],

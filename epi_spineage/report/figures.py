@@ -173,6 +173,7 @@ def km_panels(panels: list[dict], *, ylabel: str = "cumulative incidence of frac
             tab.invert_yaxis()
             tab.set_yticks(range(len(groups)))
             tab.set_yticklabels([panel.get("short", {}).get(g, g) for g in groups], fontsize=7.8)
+            tab.tick_params(axis="y", pad=16)
             for i, g in enumerate(groups):
                 tab.get_yticklabels()[i].set_color(PALETTE[i % len(PALETTE)])
                 a = at_risk[at_risk["group"] == g]
@@ -244,7 +245,7 @@ def forest(table: pd.DataFrame, *, label: str = "label", title: str = "", xlabel
                 ax.plot([l, h], [y, y], color=c, lw=1.6)
                 ax.plot([e], [y], "s", color=c, ms=5)
         ax.axvline(1.0, color="0.5", lw=0.8, ls="--")
-        ax.set_xscale("log")
+        _log_hr_axis(ax)
         ax.set_yticks(ys)
         ax.set_yticklabels(t[label], fontsize=8.5)
         text = [f"{e:.2f} ({l:.2f}-{h:.2f})" if g else "NA" for e, l, h, g in zip(est, lo, hi, ok)]
@@ -259,7 +260,19 @@ def forest(table: pd.DataFrame, *, label: str = "label", title: str = "", xlabel
     return fig
 
 
-def truth_vs_estimate(table: pd.DataFrame):
+def _log_hr_axis(ax) -> None:
+    """Log x axis with plain tick labels (0.5, 1, 2) instead of powers of ten."""
+    from matplotlib.ticker import FixedLocator, NullFormatter, ScalarFormatter
+
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(FixedLocator([0.25, 0.5, 0.75, 1, 1.5, 2, 3, 4, 6, 8, 10, 15, 20]))
+    fmt = ScalarFormatter()
+    fmt.set_scientific(False)
+    ax.xaxis.set_major_formatter(fmt)
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def truth_vs_estimate(table: pd.DataFrame, *, xlabel: str = "hazard ratio per SD of PAD", log: bool = True):
     """Planted value vs estimate (with CI) for the synthetic demo. Columns label, truth, estimate, ci_low, ci_high."""
     t = table.reset_index(drop=True)
     n = len(t)
@@ -271,7 +284,10 @@ def truth_vs_estimate(table: pd.DataFrame):
         ax.plot(t["truth"], ys, "D", mfc="none", mec=PALETTE[3], ms=7, mew=1.6, label="planted truth")
         ax.set_yticks(ys)
         ax.set_yticklabels(t["label"], fontsize=8.5)
-        ax.set_xlabel("value")
+        if log:
+            ax.axvline(1.0, color="0.5", lw=0.8, ls="--")
+            _log_hr_axis(ax)
+        ax.set_xlabel(xlabel)
         ax.legend(loc="lower right", frameon=False)
         ax.set_title("Synthetic demo: does the pipeline recover what was planted?")
         fig.tight_layout()
