@@ -320,9 +320,8 @@ def validate_cohort(df: pd.DataFrame, *, raise_on_error: bool = True) -> list[st
                                 f"{_rows(bad)}; recode with [values.{col.name}] or [binary_values]")
         elif col.allowed is not None:
             text = s.map(_code_text)
-            bad = present & ~text.isin(col.allowed).to_numpy()
-            if col.name != "sex":  # optional codes: an empty string counts as missing
-                bad &= text.fillna("").ne("").to_numpy()
+            # an empty string counts as missing (reported above for required columns)
+            bad = present & ~text.isin(col.allowed).to_numpy() & text.fillna("").ne("").to_numpy()
             if bad.any():
                 what = "unknown code(s)" if col.name == "sex" else "value(s) not allowed"
                 problems.append(f"{col.name}: {int(bad.sum())} row(s) with {what} {_codes(s[bad].tolist())} "

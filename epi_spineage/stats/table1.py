@@ -141,41 +141,43 @@ def table_one(df: pd.DataFrame, by: str, variables: Sequence[str], *,
     n_no_group = int(df[by].isna().sum())
     if n_no_group:
         warnings.warn(f"table_one: {n_no_group} row(s) with missing {by!r} are in no group", stacklevel=2)
-    sub = df[df[by].notna()]
-    keys = sorted(pd.unique(sub[by]), key=lambda k: (str(type(k)), k))
-    groups = [(str(k), sub[sub[by] == k]) for k in keys]
-    shown = groups + ([("overall", df)] if overall else [])
+    has_group = df[by].notna().to_numpy()
+    keys = sorted(pd.unique(df.loc[has_group, by]), key=lambda k: (str(type(k)), k))
+    by_values = df[by].to_numpy()
+    groups = [(_level_str(k), has_group & (by_values == k)) for k in keys]
+    shown = groups + ([("overall", np.ones(len(df), dtype=bool))] if overall else [])
     rows: list[dict] = []
     for var in variables:
         col = df[var]
         is_cat = var in categorical or (var not in continuous and _is_categorical(col))
         if not is_cat:
-            samples = [pd.to_numeric(g[var], errors="coerce").dropna().to_numpy(float) for _, g in groups]
-            stat, p, test = _continuous_test(samples)
-            for name, g in shown:
-                x = pd.to_numeric(g[var], errors="coerce")
-                xv = x.dropna().to_numpy(float)
+            x = pd.to_numeric(col, errors="coerce").to_numpy(dtype=float)
+            ok = ~np.isnan(x)
+            stat, p, test = _continuous_test([x[mask & ok] for _, mask in groups])
+            for name, mask in shown:
+                xv = x[mask & ok]
                 rows.append({
                     "variable": var, "level": np.nan, "group": name, "n": int(xv.size),
                     "mean": float(xv.mean()) if xv.size else np.nan,
                     "sd": float(xv.std(ddof=1)) if xv.size > 1 else np.nan,
                     "count": np.nan, "percent": np.nan, "statistic": stat, "p_value": p,
-                    "test": test, "n_missing": int(x.isna().sum()),
+                    "test": test, "n_missing": int((mask & ~ok).sum()),
                 })
             continue
-        levels = _levels(col)
-        as_str = col.map(_level_str)
-        table = np.array([[int((as_str[g.index] == lv).sum()) for _, g in groups] for lv in levels])
+        text = _as_level_text(col)
+        levels = _levels(col, text)
+        present = pd.notna(text)
+        level_masks = [text == lv for lv in levels]
+        table = np.array([[int((lm & mask).sum()) for _, mask in groups] for lm in level_masks])
         stat, p, test = _categorical_test(table) if len(levels) else (np.nan, np.nan, CHI2)
-        for name, g in shown:
-            gs = as_str[g.index]
-            n = int(gs.notna().sum())
-            for lv in levels:
-                c = int((gs == lv).sum())
+        for name, mask in shown:
+            n = int((mask & present).sum())
+            for lv, lm in zip(levels, level_masks):
+                c = int((lm & mask).sum())
                 rows.append({
                     "variable": var, "level": lv, "group": name, "n": n, "mean": np.nan, "sd": np.nan,
                     "count": c, "percent": 100.0 * c / n if n else np.nan, "statistic": stat,
-                    "p_value": p, "test": test, "n_missing": int(gs.isna().sum()),
+                    "p_value": p, "test": test, "n_missing": int((mask & ~present).sum()),
                 })
     out = pd.DataFrame(rows, columns=TABLE_ONE_COLUMNS)
     out["count"] = out["count"].astype("Int64")
@@ -192,10 +194,25 @@ def _level_str(v):
     return str(v)
 
 
-def _levels(col: pd.Series) -> list[str]:
+def _as_level_text(col: pd.Series) -> np.ndarray:
+    """Each value as its level text (None when missing); whole numbers print as integers."""
+    if pd.api.types.is_numeric_dtype(col) and not isinstance(col.dtype, pd.CategoricalDtype):
+        x = pd.to_numeric(col, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        out = np.full(x.shape, None, dtype=object)
+        ok = ~np.isnan(x)
+        whole = ok & (x == np.round(x))
+        out[whole] = x[whole].astype(np.int64).astype(str)
+        frac = ok & ~whole
+        out[frac] = [str(v) for v in x[frac]]
+        return out
+    return np.array([_level_str(v) for v in col.tolist()], dtype=object)
+
+
+def _levels(col: pd.Series, text: np.ndarray) -> list[str]:
     if isinstance(col.dtype, pd.CategoricalDtype):
-        return [_level_str(c) for c in col.cat.categories if (col == c).any()]
-    vals = [v for v in pd.unique(col.map(_level_str)) if v is not None]
+        present = set(text[pd.notna(text)].tolist())
+        return [lv for lv in (_level_str(c) for c in col.cat.categories) if lv in present]
+    vals = list(dict.fromkeys(v for v in text.tolist() if v is not None))
     try:
         return sorted(vals, key=float)
     except ValueError:

@@ -138,3 +138,24 @@ def test_roc_curve_area_equals_auc():
     assert curve["fpr"].is_monotonic_increasing and curve["sensitivity"].is_monotonic_increasing
     area = np.trapezoid(curve["sensitivity"], curve["fpr"])
     np.testing.assert_allclose(area, SIM_REF["single"]["spine"]["auc"], rtol=1e-9)
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(st.lists(st.tuples(st.integers(0, 1), st.integers(-3, 3), st.integers(-3, 3)), min_size=4, max_size=40))
+def test_fast_delong_equals_pairwise_definition_property(rows):
+    y, a, b = (np.array(c, dtype=float) for c in zip(*rows))
+    if y.min() == y.max():
+        return
+    res = delong_test(y, a, b)
+    for s, r in ((a, res.auc_a), (b, res.auc_b)):
+        naive, psi = _naive_auc(y, s)
+        np.testing.assert_allclose(r.estimate, naive, rtol=1e-12)
+        m, n = psi.shape
+        if m > 1 and n > 1:
+            var = psi.mean(axis=1).var(ddof=1) / m + psi.mean(axis=0).var(ddof=1) / n
+            np.testing.assert_allclose(r.std_error ** 2, var, rtol=1e-9, atol=1e-15)
+    assert res.ci_low <= res.difference <= res.ci_high or not np.isfinite(res.std_error)
