@@ -25,19 +25,24 @@ _MAX_BINS = 1 << 22
 
 def _as_tensor(image, device) -> torch.Tensor:
     if isinstance(image, torch.Tensor):
-        t = image
+        t = image.to(device)
     else:
-        a = np.asarray(image)
-        if a.dtype == np.uint16 or a.dtype == np.uint32:  # torch lacks full unsigned support
-            a = a.astype(np.int64 if a.dtype == np.uint32 else np.int32)
-        elif a.dtype == np.bool_:
-            a = a.astype(np.uint8)
-        t = torch.from_numpy(np.ascontiguousarray(a))
+        a = np.ascontiguousarray(image)
+        if a.dtype == np.uint16:
+            # torch's uint16 support is partial: ship the bits as int16 (half the bytes of int32)
+            # and widen on the device, where it is cheap.
+            t = torch.from_numpy(a.view(np.int16)).to(device).to(torch.int32) & 0xFFFF
+        elif a.dtype == np.uint32:
+            t = torch.from_numpy(a.view(np.int32)).to(device).to(torch.int64) & 0xFFFFFFFF
+        else:
+            if a.dtype == np.bool_:
+                a = a.astype(np.uint8)
+            t = torch.from_numpy(a).to(device)
     if t.ndim != 2:
         raise PreprocessError(f"preprocess_batch expects 2-D images, got shape {tuple(t.shape)}")
     if t.numel() == 0:
         raise PreprocessError("preprocess_batch got an empty image")
-    return t.to(device)
+    return t
 
 
 def _equalize_lut_u8(hist: torch.Tensor) -> torch.Tensor:

@@ -86,3 +86,11 @@ def test_imaging_package_does_not_import_torch():
         "assert 'torch' not in sys.modules, 'torch imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_full_16_bit_range_survives_the_int16_transfer():
+    img = ramp((70, 50), top=65535, seed=24)
+    assert img.max() > 60000
+    cfg = PreprocessConfig(height=64, width=32)
+    out = pt.preprocess_batch([img], "vfa", cfg)[0].numpy()
+    assert np.abs(out - preprocess(img, "vfa", cfg)).mean() <= 1e-4
