@@ -306,7 +306,6 @@ def _calibrate_uncached(spec: CohortSpec) -> dict:
     lam_death = solve(e_death, lp_death, spec.death_shape, cens, spec.death_share)
     t_death = (e_death / (lam_death * np.exp(lp_death))) ** (1.0 / spec.death_shape)
     lam_frac = solve(e_frac, lp_frac, spec.fracture_shape, np.minimum(cens, t_death), spec.fracture_share)
-    corrected_sd = None
     # R^2 of the age-gap regression in the reference population (complete data, as planted).
     d = _pad_design(c)
     x = np.column_stack([np.ones(n), c["age_years"]] + [d[t] for t in PAD_TERMS])
@@ -317,9 +316,11 @@ def _calibrate_uncached(spec: CohortSpec) -> dict:
         "intercepts": intercepts, "alpha": alpha, "noise_sd": noise_sd, "pad_intercept": intercept,
         "pad_sd_population": pad_sd_pop, "pad_mean_population": float(pad.mean()),
         "r2_population": r2_pop, "beta_pad_fracture": beta_pad_frac, "beta_pad_death": beta_pad_death,
-        "lam_fracture": lam_frac, "lam_death": lam_death, "corrected_sd": corrected_sd,
+        "lam_fracture": lam_frac, "lam_death": lam_death,
         "fn_sd_population": float(c["tscore_femoral_neck"].std(ddof=1)),
         "age_pad_coef_population": float(coef[1]),
+        "moments": {"var_pad": float(pad.var(ddof=1)), "var_age": float(c["age_years"].var(ddof=1)),
+                    "cov_pad_age": float(np.cov(pad, c["age_years"])[0, 1])},
     }
 
 
@@ -456,10 +457,9 @@ def simulate_cohort(spec: CohortSpec, n: int, rng: np.random.Generator) -> tuple
         corrected = spine - (a * c["age_years"] + b)
         beheshti = {"alpha": a, "beta": b, "n_out_of_fold": n_oof, "method": "beheshti",
                     "fitted_on": "simulated out-of-fold set (ages >= 40, same generator), not this cohort"}
-        # Population SD of corrected PAD: corrected PAD = PAD - a*age - b.
-        ref = np.random.default_rng(_REFERENCE_SEED + 7)
-        rc, _, rpad = _simulate_latent(ref, 100_000, spec, cal)
-        corrected_sd = float((rpad - a * rc["age_years"]).std(ddof=1))
+        # Population SD of corrected PAD (= PAD - a*age - b) from the reference moments.
+        m = cal["moments"]
+        corrected_sd = float(np.sqrt(m["var_pad"] - 2 * a * m["cov_pad_age"] + a * a * m["var_age"]))
     df = _frame(c, spine, pad, out, spec, rng, corrected=corrected, split=split)
     fr = _outcome_truth(spec, cal, "fracture", corrected_sd)
     truth = {
