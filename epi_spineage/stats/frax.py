@@ -123,8 +123,9 @@ def frax_reclassification(df: pd.DataFrame, event: str = "fracture_any", mof: st
     """Reclassification of FRAX high/low risk when spine age replaces chronological age.
 
     Complete cases on ``event`` and the four probabilities; ``n_excluded`` counts the others.
-    The paired DeLong comparisons: MOF (chronological vs spine) and hip (chronological vs spine) for
-    ``event``, and, when ``hip_event`` is a column, hip probabilities for that outcome.
+    The paired DeLong comparisons, on the same participants: MOF (chronological vs spine) and hip
+    (chronological vs spine) for ``event``, and, when ``hip_event`` is a column, hip probabilities
+    for that outcome (rows missing ``hip_event`` are then dropped from that comparison only).
     """
     cols = [event, mof, hip, mof_spine, hip_spine]
     absent = [c for c in cols if c not in df.columns]
@@ -216,8 +217,9 @@ def frax_reclassification(df: pd.DataFrame, event: str = "fracture_any", mof: st
     comparisons = [(event, mof, mof_spine, "MOF"), (event, hip, hip_spine, "hip")]
     if hip_event and hip_event in df.columns and hip_event != event:
         comparisons.append((hip_event, hip, hip_spine, "hip"))
+    kept = df[keep]  # the same participants as the cross-tables
     for outcome, a, b, what in comparisons:
-        res = delong_test(df[outcome], df[a], df[b], names=(f"FRAX {what} (chronological age)",
+        res = delong_test(kept[outcome], kept[a], kept[b], names=(f"FRAX {what} (chronological age)",
                                                               f"FRAX {what} (spine age)"), level=level)
         f = res.to_frame()
         f["analysis"] = "frax_auroc"
