@@ -107,8 +107,11 @@ def test_export_clamps_and_import_round_trips(tmp_path):
     res[13] = np.arange(12) + 10.0
     res[14] = np.arange(12) / 10
     res.to_csv(tmp_path / "frax_spine_results.csv", header=False, index=False)
-    got = frax_cli.import_frax_results(tmp_path / "frax_spine_results.csv", rows_path := frax_cli.rows_path(out))
-    assert rows_path.exists()
+    rows_file = frax_cli.rows_path(out)
+    assert rows_file.exists()
+    got = frax_cli.import_frax_results(tmp_path / "frax_spine_results.csv", rows_file)
+    # without --rows, the rows file beside the export is found from the results' name
+    pd.testing.assert_frame_equal(got, frax_cli.import_frax_results(tmp_path / "frax_spine_results.csv"))
     assert list(got["participant_id"]) == list(df["participant_id"])
     np.testing.assert_allclose(got["frax_mof_spine_pct"], np.arange(12) + 10.0)
 
