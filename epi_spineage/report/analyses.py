@@ -63,10 +63,11 @@ class StudyResults:
 
         self.truth = truth
         try:
-            with warnings.catch_warnings():
-                # a rare generating covariate can give an unbounded CI (exp overflow); that is data, not a bug
-                warnings.simplefilter("ignore", RuntimeWarning)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
                 table = truth_table(truth, self)
+            # a rare generating covariate can give an unbounded coefficient; note it, it is data, not a bug
+            _collect_warnings(self, "truth comparison", caught)
         except Exception as exc:  # the comparison is a courtesy; never lose the report over it
             log.warning("truth comparison failed: %s", exc)
             self.warnings.append(f"truth comparison skipped: {exc}")

@@ -1,0 +1,125 @@
+"""The command line: the demo path, real-data paths (--cohort, --db) and one-line errors (exit 2)."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from epi_spineage.report import main
+
+SMALL = ["--n-derivation", "1200", "--n-external", "600", "--seed", "3"]
+
+
+def _one_line_error(capsys, argv) -> str:
+    try:
+        rc = main(argv)
+    except SystemExit as exc:  # argparse's own usage errors exit from inside the parser
+        rc = exc.code
+    err = capsys.readouterr().err.strip()
+    assert rc == 2, err
+    assert len(err.splitlines()) == 1, err
+    assert "Traceback" not in err
+    return err
+
+
+def test_demo_cli_prints_index_path(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main([*SMALL, "--out", str(out), "--no-svg"]) == 0
+    printed = capsys.readouterr().out.strip()
+    assert printed == str(out / "index.html")
+    payload = json.loads((out / "results.json").read_text())
+    assert payload["meta"]["synthetic"] is True
+    assert payload["numbers"]["n_analysed"]["external"] == 600
+    assert not list((out / "figures").glob("*.svg"))
+
+
+@pytest.fixture(scope="module")
+def cohort_csv(tmp_path_factory, demo_inputs):
+    der, ext, _ = demo_inputs
+    path = tmp_path_factory.mktemp("cohort") / "cohort.csv"
+    pd.concat([der, ext], ignore_index=True).to_csv(path, index=False)
+    return path
+
+
+def test_cohort_file_with_mapping_and_config(tmp_path, capsys, demo_inputs):
+    der, ext, _ = demo_inputs
+    df = pd.concat([der.head(1500), ext.head(800)], ignore_index=True)
+    df = df.rename(columns={"age_years": "AGE"}).assign(sex=df["sex"].map({"F": 2, "M": 1}))
+    path = tmp_path / "mine.parquet"
+    df.to_parquet(path)
+    mapping = tmp_path / "map.toml"
+    mapping.write_text('[columns]\nAGE = "age_years"\n\n[values.sex]\n"1" = "M"\n"2" = "F"\n')
+    config = tmp_path / "study.toml"
+    config.write_text('[report]\ntitle = "My study"\n[survival]\nties = "breslow"\n'
+                      '[models.fracture]\n"model 1" = ["age_years", "sex"]\n')
+    out = tmp_path / "out"
+    rc = main(["--cohort", str(path), "--mapping", str(mapping), "--config", str(config), "--out", str(out),
+               "--no-svg"])
+    assert rc == 0, capsys.readouterr().err
+    payload = json.loads((out / "results.json").read_text())
+    assert payload["meta"]["synthetic"] is False
+    assert payload["config"]["ties"] == "breslow"
+    models = {r["model"] for r in payload["tables"]["cox_fracture"]}
+    assert models == {"model 1"}
+    text = (out / "index.html").read_text()
+    assert "My study" in text and 'class="banner"' not in text
+
+
+def test_db_with_scoring_section(tmp_path, capsys, demo_inputs):
+    duckdb = pytest.importorskip("duckdb")
+    from epi_spineage.score.db import apply_schema
+
+    der, ext, _ = demo_inputs
+    df = pd.concat([der.head(1500), ext.head(800)], ignore_index=True)
+    db = tmp_path / "scores.duckdb"
+    with duckdb.connect(str(db)) as con:
+        apply_schema(con)
+        cols = [r[0] for r in con.execute("DESCRIBE cohort").fetchall()]
+        con.register("df", df[[c for c in df.columns if c in cols]])
+        con.execute("INSERT INTO cohort BY NAME SELECT * FROM df")
+    out = tmp_path / "dbout"
+    rc = main(["--db", str(db), "--out", str(out), "--no-svg"])
+    assert rc == 0, capsys.readouterr().err
+    text = (out / "index.html").read_text()
+    assert 'id="scoring"' in text
+    payload = json.loads((out / "results.json").read_text())
+    assert payload["numbers"]["n_analysed"]["external"] == 800
+    assert payload["scoring_qc"]["tables"]["qc_linkage"][0]["cohort_rows"] == len(df)
+
+
+def test_bad_inputs_give_one_line_and_exit_2(tmp_path, capsys, cohort_csv):
+    assert "not found" in _one_line_error(capsys, ["--cohort", str(tmp_path / "nope.csv")])
+    assert "--mapping needs --cohort" in _one_line_error(capsys, ["--mapping", "x.toml"])
+    bad_cfg = tmp_path / "bad.toml"
+    bad_cfg.write_text("[survival]\ntiez = 'efron'\n")
+    assert "tiez" in _one_line_error(capsys, ["--config", str(bad_cfg)])
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[survival\n")
+    assert "TOML" in _one_line_error(capsys, ["--config", str(broken)])
+    no_age = tmp_path / "no_age.csv"
+    pd.read_csv(cohort_csv).drop(columns=["age_years"]).to_csv(no_age, index=False)
+    assert "age_years" in _one_line_error(capsys, ["--cohort", str(no_age), "--out", str(tmp_path / "o")])
+    wrong_roles = tmp_path / "roles.csv"
+    pd.read_csv(cohort_csv).assign(cohort="other").to_csv(wrong_roles, index=False)
+    assert "cohort" in _one_line_error(capsys, ["--cohort", str(wrong_roles), "--out", str(tmp_path / "o")])
+    notdb = tmp_path / "x.duckdb"
+    notdb.write_text("not a database")
+    _one_line_error(capsys, ["--db", str(notdb), "--out", str(tmp_path / "o")])
+    _one_line_error(capsys, ["--db", str(tmp_path / "missing.duckdb")])
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert "not a folder" in _one_line_error(capsys, [*SMALL, "--out", str(afile)])
+    assert "n-derivation" in _one_line_error(capsys, ["--n-derivation", "10"])
+    _one_line_error(capsys, ["--no-such-option"])
+    junk = tmp_path / "junk.parquet"
+    junk.write_bytes(b"PAR1 not really")
+    _one_line_error(capsys, ["--cohort", str(junk)])
+
+
+def test_help_has_examples(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    assert "examples:" in capsys.readouterr().out
