@@ -21,7 +21,8 @@ import pandas as pd
 from scipy import stats as _sps
 
 from epi_spineage.errors import UserError
-from epi_spineage.stats._survdata import group_labels, time_event, z_value
+from epi_spineage.stats._gray import gray_score_variance
+from epi_spineage.stats._survdata import group_labels, require_columns, time_event, z_value
 
 CI_TYPES = ("log-log", "log", "plain")
 
@@ -33,6 +34,7 @@ __all__ = [
     "median_followup",
     "aalen_johansen",
     "competing_event_type",
+    "gray_test",
     "CI_TYPES",
 ]
 
@@ -344,8 +346,6 @@ def competing_event_type(df: pd.DataFrame, fracture: str = "fracture_any", death
     (``<fracture>_years``). Rows missing any of the four columns get missing values.
     Returns a copy of ``df`` with the two columns added.
     """
-    from epi_spineage.stats._survdata import require_columns
-
     ft = fracture_time or f"{fracture}_years"
     dt = death_time or f"{death}_years"
     require_columns(df, [fracture, death, ft, dt])
@@ -427,8 +427,6 @@ def aalen_johansen(df: pd.DataFrame, time: str, event_type: str, group: str | No
     """
     _check_ci(ci)
     z = z_value(level)
-    from epi_spineage.stats._survdata import require_columns
-
     require_columns(df, [event_type])
     codes = pd.to_numeric(df[event_type], errors="coerce")
     if (codes.dropna() < 0).any() or (codes.dropna() % 1 != 0).any():
@@ -469,3 +467,50 @@ def aalen_johansen(df: pd.DataFrame, time: str, event_type: str, group: str | No
             "method": f"Aalen-Johansen, infinitesimal-jackknife SE, {ci} CI",
         }))
     return pd.concat(rows, ignore_index=True)
+
+
+def gray_test(df: pd.DataFrame, time: str, event_type: str, group: str, cause: int = 1,
+              strata: str | None = None, rho: float = 0.0) -> pd.DataFrame:
+    """Gray's test of equal cumulative incidence of ``cause`` across the groups of ``group``.
+
+    ``event_type``: 0 censored, ``cause`` the event of interest, any other positive code a
+    competing event. ``strata``: optional column; scores and variances add over strata (as
+    ``cmprsk::cuminc(..., strata)``). ``rho``: weight ``(1 - F(t-))^rho`` (0 = log-rank-like).
+
+    Returns
+    -------
+    One-row DataFrame: ``statistic`` (chi-square), ``df`` (groups - 1), ``p_value``, ``n``,
+    ``events`` (of ``cause``), ``groups``, ``cause``, ``method``.
+    """
+    require_columns(df, [event_type, group] + ([strata] if strata else []))
+    codes = pd.to_numeric(df[event_type], errors="coerce")
+    indicator = (codes > 0).astype(float).where(codes.notna())
+    frame, _ = time_event(df.assign(_any_event=indicator), time, "_any_event",
+                          extra=[event_type, group] + ([strata] if strata else []))
+    labels = group_labels(frame, group)
+    k = len(labels)
+    et = pd.to_numeric(frame[event_type]).to_numpy().astype(np.int64)
+    code = np.where(et == cause, 1, np.where(et > 0, 2, 0))
+    g = pd.Categorical(frame[group], categories=labels).codes.astype(np.int64)
+    t = frame["_time"].to_numpy()
+    st = np.zeros(len(t), dtype=np.int64) if not strata else pd.factorize(frame[strata], sort=True)[0]
+    score = np.zeros(max(k - 1, 0))
+    var = np.zeros((max(k - 1, 0), max(k - 1, 0)))
+    if k >= 2:
+        for s_ in np.unique(st):
+            m = st == s_
+            sc, v = gray_score_variance(t[m], code[m], g[m], k, rho=rho)
+            score += sc
+            var += v
+        try:
+            stat = float(score @ np.linalg.solve(var, score))
+        except np.linalg.LinAlgError:
+            stat = float(score @ np.linalg.pinv(var) @ score)
+        p = float(_sps.chi2.sf(stat, k - 1))
+    else:
+        stat, p = np.nan, np.nan
+    return pd.DataFrame({
+        "statistic": [stat], "df": [k - 1], "p_value": [p], "n": [len(t)],
+        "events": [int((code == 1).sum())], "groups": [k], "cause": [int(cause)],
+        "method": [f"Gray's test (rho={rho:g})" + (f", stratified by {strata}" if strata else "")],
+    })
