@@ -162,7 +162,7 @@ def _iter_zip(archive: str, suffixes, limits: ArchiveLimits) -> Iterator[Archive
     try:
         zf = zipfile.ZipFile(archive)
     except (zipfile.BadZipFile, OSError) as exc:
-        raise UserError(f"{archive}: unreadable zip archive ({exc})") from None
+        raise UserError(f"{archive}: unreadable zip archive ({' '.join(str(exc).split())})") from None
     holder = [zf]
     with zf:
         infos = zf.infolist()
@@ -181,7 +181,7 @@ def _iter_tar(archive: str, suffixes, limits: ArchiveLimits, only: str | None = 
     try:
         tf = tarfile.open(archive, mode="r|*")  # streaming: one pass, no seeks, no temp files
     except (tarfile.TarError, OSError) as exc:
-        raise UserError(f"{archive}: unreadable tar archive ({exc})") from None
+        raise UserError(f"{archive}: unreadable tar archive ({' '.join(str(exc).split())})") from None
     with tf:
         try:
             for info in tf:

@@ -21,6 +21,12 @@ from epi_spineage.errors import ImageReadError
 _LUMA = np.array([0.299, 0.587, 0.114])
 
 
+def _reason(exc: BaseException) -> str:
+    """One line, however chatty the decoder's message (some plugins list every attempt)."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:300]}"
+
+
 def is_dicom_bytes(data: bytes) -> bool:
     """True when the Part 10 preamble marker ``DICM`` sits at byte 128."""
     return len(data) >= 132 and data[128:132] == b"DICM"
@@ -189,9 +195,9 @@ def read_dicom(data: bytes, source: str, *, apply_voi_lut: bool = False) -> tupl
     try:
         ds = pydicom.dcmread(io.BytesIO(data), force=not is_dicom_bytes(data))
     except (InvalidDicomError, EOFError, ValueError, TypeError, KeyError, OSError) as exc:
-        raise ImageReadError(source, f"not a readable DICOM file ({type(exc).__name__}: {exc})") from None
+        raise ImageReadError(source, f"not a readable DICOM file ({_reason(exc)})") from None
     except Exception as exc:  # pydicom raises a variety of errors on garbage bytes
-        raise ImageReadError(source, f"not a readable DICOM file ({type(exc).__name__}: {exc})") from None
+        raise ImageReadError(source, f"not a readable DICOM file ({_reason(exc)})") from None
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         if not is_dicom_bytes(data) and len(ds) == 0:
             raise ImageReadError(source, "not a DICOM, PNG, JPEG or TIFF file")
@@ -208,7 +214,7 @@ def read_dicom(data: bytes, source: str, *, apply_voi_lut: bool = False) -> tupl
             ds.pixel_array_options(index=0)
         arr = ds.pixel_array
     except Exception as exc:  # truncated data, missing decoder, corrupt codestream
-        raise ImageReadError(source, f"cannot decode pixel data ({type(exc).__name__}: {exc})") from None
+        raise ImageReadError(source, f"cannot decode pixel data ({_reason(exc)})") from None
     arr = np.asarray(arr)
     photometric = (meta["photometric_interpretation"] or "MONOCHROME2").upper()
     samples = _int(ds, "SamplesPerPixel") or 1

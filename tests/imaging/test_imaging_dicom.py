@@ -290,3 +290,23 @@ def test_infer_modality(meta, expected):
 def test_file_object_source_not_needed_bytes_work(dicom_bytes):
     data = dicom_bytes(ramp())
     assert load_image(io.BytesIO(data).getvalue(), name="x").pixels.shape == (40, 30)
+
+
+def test_bundled_multiframe_colour_and_palette():
+    with pytest.warns(UserWarning) as record:
+        img = load_image(bundled("examples_ybr_color.dcm"))
+    messages = " ".join(str(w.message) for w in record)
+    assert "multi-frame" in messages and "colour" in messages
+    assert img.pixels.shape == (240, 320)
+    with pytest.warns(UserWarning, match="PALETTE"):
+        pal = load_image(bundled("examples_palette.dcm"))
+    assert pal.pixels.shape == (350, 800) and pal.pixels.ndim == 2
+
+
+def test_decoder_failure_is_one_line():
+    # pydicom's JPEG-lossy.dcm is a known-awkward 12-bit file the installed plugins refuse
+    path = bundled("JPEG-lossy.dcm")
+    try:
+        load_image(path)
+    except ImageReadError as exc:
+        assert "\n" not in str(exc) and "JPEG-lossy.dcm" in str(exc)
