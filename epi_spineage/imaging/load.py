@@ -7,21 +7,22 @@ from typing import Any
 
 from epi_spineage.errors import ImageReadError
 
-from .archive import read_reference
+from .archive import ArchiveMember, read_reference
 from .dicom import is_dicom_bytes, read_dicom
 from .image import LoadedImage, content_hash, infer_modality
 from .raster import read_raster, sniff_raster
 
 
 def load_image(
-    source: str | os.PathLike | bytes | bytearray | memoryview,
+    source: str | os.PathLike | bytes | bytearray | memoryview | ArchiveMember,
     *,
     name: str | None = None,
     apply_voi_lut: bool = False,
 ) -> LoadedImage:
     """Read a DICOM, PNG, JPEG or TIFF image.
 
-    ``source`` is a path, the file's bytes, or a manifest reference ``"ARCHIVE::MEMBER"``; ``name``
+    ``source`` is a path, the file's bytes, a manifest reference ``"ARCHIVE::MEMBER"``, or an
+    ``ArchiveMember`` from ``iter_archive`` (its bytes are used, no second read); ``name``
     labels bytes in messages and ``meta["source"]``. The format is sniffed from the content, not
     the suffix. ``apply_voi_lut`` applies the DICOM VOI LUT / window to ``pixels`` (float32); the
     content hash always covers the modality values, so it does not depend on that choice.
@@ -31,6 +32,9 @@ def load_image(
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
         label = name or "<bytes>"
+    elif isinstance(source, ArchiveMember):
+        data = source.read_bytes()
+        label = name or source.name
     else:
         label = name or os.fspath(source)
         data = read_reference(source)

@@ -7,10 +7,8 @@ import io
 import numpy as np
 import pytest
 
-pydicom = pytest.importorskip("pydicom")
-
-from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid  # noqa: E402
+# pydicom is imported inside the helpers, so the torch and preprocessing tests also run where only
+# torch and OpenCV are installed (a GPU host, say).
 
 DX_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.1.1"  # Digital X-Ray Image Storage - For Presentation
 SC_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.7"  # Secondary Capture
@@ -18,6 +16,7 @@ SC_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.7"  # Secondary Capture
 
 def bundled(name: str) -> str:
     """Path of a pydicom test file that ships offline; skips the test when it is absent."""
+    pytest.importorskip("pydicom")
     from pydicom.data import get_testdata_file
 
     try:
@@ -40,8 +39,12 @@ def make_dataset(
     frames: int | None = None,
     patient_id: str = "PID-SECRET-42",
     **tags,
-) -> Dataset:
+):
     """A minimal, valid Part 10 dataset with native (uncompressed) pixel data."""
+    pytest.importorskip("pydicom")
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
     arr = np.asarray(pixels)
     signed = arr.dtype.kind == "i"
     meta = FileMetaDataset()
@@ -82,7 +85,7 @@ def make_dataset(
     return ds
 
 
-def to_bytes(ds: Dataset) -> bytes:
+def to_bytes(ds) -> bytes:
     buf = io.BytesIO()
     ds.save_as(buf, enforce_file_format=True)
     return buf.getvalue()

@@ -90,6 +90,8 @@ def test_iterates_members_and_skips_noise(kind, contents, tmp_path):
     for m in pngs:
         img = load_image(m.name)
         assert img.pixels.shape == (12, 9)
+        same = load_image(m)  # the member itself: no second read of the archive
+        assert same.source == m.name and same.content_hash == img.content_hash
         assert read_reference(m.name) == m.read_bytes()
 
 
