@@ -183,12 +183,17 @@ def write_dicom(pixels, target, *, modality: str = "radiograph", photometric: st
     if compression == "jpeg2000" and not jpeg2000_available():
         log.info("JPEG 2000 encoder unavailable (install pylibjpeg-openjpeg); using RLE lossless instead")
         compression = "rle"
-    if compression is not None:
-        uid = RLE_LOSSLESS if compression == "rle" else JPEG2000_LOSSLESS
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ds.compress(uid, arr, encoding_plugin="pylibjpeg" if compression == "jpeg2000" else "",
-                        generate_instance_uid=False)
+    if compression == "jpeg2000":
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ds.compress(JPEG2000_LOSSLESS, arr, encoding_plugin="pylibjpeg", generate_instance_uid=False)
+        except RuntimeError as exc:  # openjpeg refuses images smaller than its 6 wavelet levels need
+            log.info("JPEG 2000 encoding failed for a %dx%d image (%s); using RLE lossless instead",
+                     arr.shape[0], arr.shape[1], exc)
+            compression = "rle"
+    if compression == "rle":
+        ds.compress(RLE_LOSSLESS, arr, generate_instance_uid=False)
     if isinstance(target, (str, os.PathLike)):
         ds.save_as(str(target), enforce_file_format=True)
     else:

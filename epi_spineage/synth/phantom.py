@@ -322,7 +322,10 @@ def render_phantom_with_truth(spine_age: float, *, style: str = "radiograph", se
     border = cv2.BORDER_REPLICATE if style == "vfa" else cv2.BORDER_CONSTANT
     img = cv2.warpAffine(img, M, (w, h), flags=cv2.INTER_LINEAR, borderMode=border, borderValue=0)
     mask = cv2.warpAffine(mask, M, (w, h), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    scatter = cv2.GaussianBlur(img, (0, 0), sigmaX=max(2.0, 60 * s))
+    # Scatter is very low-frequency: blur a 1/8-size copy (a full-size sigma-60 blur costs seconds).
+    small = cv2.resize(img, (max(w // 8, 2), max(h // 8, 2)), interpolation=cv2.INTER_AREA)
+    small = cv2.GaussianBlur(small, (0, 0), sigmaX=max(0.5, 60 * s / 8))
+    scatter = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
     img = img + rng.uniform(0.1, 0.3) * scatter
     gain = rng.normal(1.0, 0.08)
     gamma = rng.uniform(0.85, 1.15)
@@ -512,6 +515,8 @@ def write_phantom_archive(out, n: int = 200, *, seed: int = 0, scale: float = DE
                 photometric = "MONOCHROME1" if rng.random() < 0.3 else "MONOCHROME2"
                 r = rng.random()
                 compression = "rle" if r < 0.15 else "jpeg2000" if r < 0.30 else None
+                if compression == "jpeg2000" and (min(pixels.shape) < 64 or not dcm.jpeg2000_available()):
+                    compression = "rle"  # openjpeg needs >= 64 px for its default wavelet levels
                 if mod == "radiograph" and rng.random() < 0.2:
                     dmod = "CR"
                 name, patient_id = dcm.fake_identity(rng, truth["sex"])
