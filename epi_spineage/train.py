@@ -81,6 +81,7 @@ def config_from_args(args):
         settings = preset(args.preset)
         phantoms = settings.pop("phantoms")
         phantom_seed = settings.pop("phantom_seed")
+        phantom_scale = settings.pop("phantom_scale")
     elif not args.manifest:
         raise UserError("give --manifest FILE (or --preset phantom-tiny)")
     for name in ("backbone", "image_size", "batch_size", "epochs", "lr", "patience", "workers", "device",
@@ -103,7 +104,7 @@ def config_from_args(args):
     manifest = args.manifest
     if manifest is None:
         n = args.phantoms or phantoms
-        manifest = make_phantoms(args.out / "phantoms", n, seed=phantom_seed)
+        manifest = make_phantoms(args.out / "phantoms", n, seed=phantom_seed, scale=phantom_scale)
     elif not Path(manifest).is_file():
         raise UserError(f"manifest not found: {manifest}")
     return TrainConfig(manifest=manifest, out=args.out, resume=args.resume, preset=args.preset, **settings)

@@ -30,6 +30,7 @@ PRESETS: dict[str, dict] = {
         "max_minutes": 2.0,
         "phantoms": 400,
         "phantom_seed": 0,
+        "phantom_scale": 0.1,
     },
     "phantom-bench": {  # benchmarks/train_phantom.py
         "backbone": "mobilenetv3_small_100",
@@ -45,6 +46,7 @@ PRESETS: dict[str, dict] = {
         "max_minutes": 8.0,
         "phantoms": 2000,
         "phantom_seed": 1,
+        "phantom_scale": 0.15,
     },
 }
 
@@ -56,7 +58,7 @@ def preset(name: str) -> dict:
         raise UserError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None
 
 
-def make_phantoms(out_dir: Path, n: int, seed: int = 0, modality: str = "mixed"):
+def make_phantoms(out_dir: Path, n: int, seed: int = 0, scale: float = 0.1, modality: str = "mixed"):
     """Write ``n`` phantom DICOMs into ``out_dir/phantoms.zip``; return the manifest DataFrame."""
     try:
         from epi_spineage.synth.phantom import write_phantom_archive
@@ -65,4 +67,4 @@ def make_phantoms(out_dir: Path, n: int, seed: int = 0, modality: str = "mixed")
     out_dir.mkdir(parents=True, exist_ok=True)
     archive = out_dir / "phantoms.zip"
     log.warning("writing %d synthetic phantoms to %s", n, archive)
-    return write_phantom_archive(archive, n=n, seed=seed, modality=modality, image_format="dicom")
+    return write_phantom_archive(archive, n=n, seed=seed, scale=scale, modality=modality, image_format="dicom")

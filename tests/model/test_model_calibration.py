@@ -1,0 +1,35 @@
+import numpy as np
+import pytest
+
+from epi_spineage.model.calibration import fit_temperature, interval_coverage, predictive_interval
+
+
+def _gaussian_logits(centres, sd, ages=np.arange(40, 101)):
+    # log of an (unnormalised) Gaussian over the class ages
+    return -((ages[None, :] + 0.5 - centres[:, None]) ** 2) / (2 * sd ** 2)
+
+
+@pytest.mark.parametrize("model_sd", [1.5, 12.0])  # over- and under-confident
+def test_temperature_moves_coverage_to_090(model_sd):
+    rng = np.random.default_rng(0)
+    n = 600
+    truth = rng.uniform(50, 90, n)
+    centres = truth + rng.normal(0, 5.0, n)  # real error SD 5
+    logits = _gaussian_logits(centres, model_sd)
+    before = interval_coverage(logits, truth)
+    t = fit_temperature(logits, truth)
+    after = interval_coverage(logits, truth, t)
+    assert abs(after - 0.9) < abs(before - 0.9)
+    assert abs(after - 0.9) < 0.02
+    assert (t > 1) == (model_sd < 5)
+    # and on fresh data from the same process the fitted T still covers about 90%
+    truth2 = rng.uniform(50, 90, n)
+    logits2 = _gaussian_logits(truth2 + rng.normal(0, 5.0, n), model_sd)
+    assert abs(interval_coverage(logits2, truth2, t) - 0.9) < 0.04
+
+
+def test_interval_of_a_point_mass_is_its_year():
+    logits = np.full((1, 61), -1e4)
+    logits[0, 20] = 0.0  # all mass on class 60 = [60, 61)
+    lo, hi = predictive_interval(logits, 1.0, 0.9)
+    assert lo[0] == pytest.approx(60.05) and hi[0] == pytest.approx(60.95)
