@@ -1,12 +1,12 @@
 """Speed of the statistics layer. Prints its figures; run from the repository root:
 
-    .venv/bin/python benchmarks/stats.py [--quick]
+    .venv/bin/python benchmarks/stats.py [--quick] [--r]
 
 (a) paired DeLong test with both single-AUC DeLong CIs on 1,000,000 cases (C1's discrimination
     module; target < 1 s, R pROC took 2.3 s for the same work on this machine);
 (b) a 10-covariate Cox fit on 100,000 participants: ours vs lifelines in this process, and R
     ``coxph`` quoted as a constant (target: within 1.5x of R);
-(c) Kaplan-Meier (4 groups) + log-rank on 100,000 participants, and Aalen-Johansen.
+(c) Kaplan-Meier (4 groups) + log-rank on 100,000 participants, Aalen-Johansen and Gray's test.
 Each figure is the best of a few repeats (wall clock, ``time.perf_counter``).
 """
 
@@ -65,7 +65,31 @@ def _cox_data(n: int, p: int = 10) -> pd.DataFrame:
     return df
 
 
-def bench_cox(n: int) -> None:
+_R_TIMING = r"""
+suppressPackageStartupMessages(library(survival))
+set.seed(1); n <- %d
+X <- matrix(rnorm(n * 10), n, 10)
+tb <- ceiling(rexp(n, 0.1 * exp(X %%*%% seq(-0.3, 0.3, length.out = 10))) * 365)
+bench <- data.frame(time = tb, status = rbinom(n, 1, 0.3), X)
+cat(min(replicate(3, system.time(coxph(Surv(time, status) ~ ., data = bench))[["elapsed"]])))
+"""
+
+
+def r_coxph_seconds(n: int) -> float | None:
+    """Time R coxph now, on the same design (best of 3), or None without Rscript."""
+    import shutil
+    import subprocess
+
+    if shutil.which("Rscript") is None:
+        return None
+    try:
+        out = subprocess.run(["Rscript", "-e", _R_TIMING % n], capture_output=True, text=True, timeout=300)
+        return float(out.stdout.strip().split()[-1])
+    except (subprocess.SubprocessError, ValueError, IndexError):
+        return None
+
+
+def bench_cox(n: int, live_r: bool = False) -> None:
     from epi_spineage.stats import cox_per_sd
     from epi_spineage.stats._coxfit import fit_cox
 
@@ -78,6 +102,13 @@ def bench_cox(n: int) -> None:
     print(f"    ours, Newton-Raphson fit only       {t_fit:.3f} s  ({t_fit / R_COXPH_SECONDS:.2f}x R coxph)")
     print(f"    ours, cox_per_sd (+ C, PH test)     {t_full:.3f} s  ({t_full / R_COXPH_SECONDS:.2f}x R coxph)")
     print(f"    R coxph (constant, measured once)   {R_COXPH_SECONDS:.3f} s")
+    if live_r:
+        r_now = r_coxph_seconds(n)
+        if r_now is None:
+            print("    R coxph now: Rscript/survival not available")
+        else:
+            print(f"    R coxph now (same load as above)    {r_now:.3f} s  (ours: fit {t_fit / r_now:.2f}x, "
+                  f"cox_per_sd {t_full / r_now:.2f}x)")
     try:
         from lifelines import CoxPHFitter
     except ImportError:
@@ -93,6 +124,7 @@ def bench_cox(n: int) -> None:
 
 def bench_km(n: int) -> None:
     from epi_spineage.stats import aalen_johansen, km_cumulative_failure, km_curves, logrank
+    from epi_spineage.stats.survival import gray_test
 
     rng = np.random.default_rng(2)
     g = rng.integers(0, 4, n)
@@ -113,15 +145,18 @@ def bench_km(n: int) -> None:
     print(f"(c) KM curves + KM at 4 times + log-rank, 4 groups, n = {n:,}: {secs:.3f} s")
     secs, _ = _best(lambda: aalen_johansen(df, "time", "etype", group="group"))
     print(f"    Aalen-Johansen with IJ variance, 4 groups, n = {n:,}: {secs:.3f} s")
+    secs, _ = _best(lambda: gray_test(df, "time", "etype", "group"))
+    print(f"    Gray's test, 4 groups, n = {n:,}: {secs:.3f} s")
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="10x smaller inputs (smoke run)")
+    ap.add_argument("--r", action="store_true", help="also time R coxph now (needs Rscript + survival)")
     args = ap.parse_args(argv)
     scale = 10 if args.quick else 1
     bench_delong(1_000_000 // scale)
-    bench_cox(100_000 // scale)
+    bench_cox(100_000 // scale, live_r=args.r)
     bench_km(100_000 // scale)
     return 0
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 import numpy as np
 
 
-def _prefix_counts(pos_limit: np.ndarray, query_rank: np.ndarray, rank_by_pos: np.ndarray):
+def _prefix_counts(pos_limit: np.ndarray, query_rank: np.ndarray, rank_by_pos: np.ndarray, ties: bool = True):
     """For each query: among positions [0, pos_limit) count ranks < query and ranks == query.
 
     Dyadic decomposition of the prefix: at level L the prefix holds block (limit >> (L+1)) * 2 of
-    size 2^L when bit L of the limit is set; each level is one sort and two searchsorted calls.
+    size 2^L when bit L of the limit is set; each level is one sort and one or two searchsorted
+    calls (a block's keys start at block * 2^L in the sorted array, as every block is full).
+    Without ties in the ranks (``ties=False``) the equal counts are not computed (returned as 0).
     """
     n = len(rank_by_pos)
     less = np.zeros(len(query_rank), dtype=np.int64)
@@ -29,13 +31,15 @@ def _prefix_counts(pos_limit: np.ndarray, query_rank: np.ndarray, rank_by_pos: n
         if len(sel):
             keys = np.sort((pos >> level) * K + rank_by_pos)
             block = (pos_limit[sel] >> (level + 1)) * 2
-            base = block * K
-            q = base + query_rank[sel]
-            lo = np.searchsorted(keys, q, side="left")
-            hi = np.searchsorted(keys, q, side="right")
-            start = np.searchsorted(keys, base, side="left")
-            less[sel] += lo - start
-            equal[sel] += hi - lo
+            q = block * K + query_rank[sel]
+            # sorted needles make searchsorted cache-friendly (several times faster)
+            qo = np.argsort(q)
+            qs = q[qo]
+            sel_o = sel[qo]
+            lo = np.searchsorted(keys, qs, side="left")
+            less[sel_o] += lo - (block[qo] << level)
+            if ties:
+                equal[sel_o] += np.searchsorted(keys, qs, side="right") - lo
         level += 1
     return less, equal
 
@@ -53,7 +57,10 @@ def concordance_counts(time: np.ndarray, event: np.ndarray, risk: np.ndarray) ->
     ev_idx = np.flatnonzero(event)
     # rows with time >= t_i form a prefix of the descending order
     limit = np.searchsorted(-t_sorted, -time[ev_idx], side="right").astype(np.int64)
-    less, equal = _prefix_counts(limit, rank[ev_idx], rank[order])
+    has_ties = rank.max() + 1 < n
+    less, equal = _prefix_counts(limit, rank[ev_idx], rank[order], ties=has_ties)
+    if not has_ties:
+        equal = np.ones(len(ev_idx), dtype=np.int64)  # each event ties with itself only
     # remove pairs with another event at the same time (and the event itself)
     tk = np.unique(time, return_inverse=True)[1].astype(np.int64)
     K = np.int64(n + 2)

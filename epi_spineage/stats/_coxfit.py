@@ -12,9 +12,20 @@ second-moment term ``sum_k c_k S2_k`` is ``X' diag(w C) X`` with ``C_j`` the run
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import numpy as np
+
+
+def _single_thread_blas():
+    """One BLAS thread for the fit: its products are tall and thin (n x p with p ~ 10), where
+    threads gain nothing and, on a busy machine, oversubscription made the fit 2-3x slower."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        return contextlib.nullcontext()
+    return threadpool_limits(1, user_api="blas")
 
 
 @dataclass
@@ -103,32 +114,31 @@ def _revcumsum_within(a: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.n
     return cs[end] - cs[start]
 
 
-def _loglik_parts(lay: _Layout, X: np.ndarray, beta: np.ndarray, want_info: bool = True):
+def _loglik_parts(lay: _Layout, X: np.ndarray, Xe: np.ndarray, beta: np.ndarray):
+    """Log partial likelihood, score, information and the per-event weighted means."""
     eta = X @ beta
     m = eta.max() if len(eta) else 0.0
     w = np.exp(eta - m)
-    wx = X * w[:, None]
     ev = lay.ev_rows
-    S0 = _revcumsum_within(w, lay.eg_start, lay.eg_stratum_end)
-    S1 = _revcumsum_within(wx, lay.eg_start, lay.eg_stratum_end)
-    A0 = np.add.reduceat(w[ev], lay.eg_first_event)
-    A1 = np.add.reduceat(wx[ev], lay.eg_first_event, axis=0)
+    # one cumulative sum for S0 and S1: columns [w, w * x]
+    W = np.empty((len(w), X.shape[1] + 1))
+    W[:, 0] = w
+    np.multiply(X, w[:, None], out=W[:, 1:])
+    S = _revcumsum_within(W, lay.eg_start, lay.eg_stratum_end)
+    A = np.add.reduceat(W[ev], lay.eg_first_event, axis=0)
     k = lay.k_of_event
     f = lay.frac
-    phi = S0[k] - f * A0[k]
-    V = S1[k] - f[:, None] * A1[k]
+    SA = S[k] - f[:, None] * A[k]
+    phi = SA[:, 0]
     loglik = float(np.sum(eta[ev] - m) - np.sum(np.log(phi)))
-    xbar = V / phi[:, None]
-    grad = X[ev].sum(axis=0) - xbar.sum(axis=0)
-    if not want_info:
-        return loglik, grad, None, xbar
+    xbar = SA[:, 1:] / phi[:, None]
+    grad = lay.xe_sum - xbar.sum(axis=0)
     inv_phi = 1.0 / phi
-    c = np.bincount(k, weights=inv_phi, minlength=len(S0))
-    e = np.bincount(k, weights=f * inv_phi, minlength=len(S0))
+    c = np.bincount(k, weights=inv_phi, minlength=len(S))
+    e = np.bincount(k, weights=f * inv_phi, minlength=len(S))
     cc = np.concatenate(([0.0], np.cumsum(c)))
     C = np.where(lay.has_eg, cc[lay.last_eg + 1] - cc[lay.first_eg_of_stratum], 0.0)
     info = (X * (w * C)[:, None]).T @ X
-    Xe = X[ev]
     info -= (Xe * (w[ev] * e[k])[:, None]).T @ Xe
     info -= xbar.T @ xbar
     return loglik, grad, info, xbar
@@ -137,14 +147,21 @@ def _loglik_parts(lay: _Layout, X: np.ndarray, beta: np.ndarray, want_info: bool
 def fit_cox(X: np.ndarray, time: np.ndarray, event: np.ndarray, strata: np.ndarray | None = None,
             ties: str = "efron", max_iter: int = 20, eps: float = 1e-9) -> CoxFit:
     """Fit the Cox model. ``X`` is n x p (already complete), ``event`` 0/1, ``strata`` codes."""
+    with _single_thread_blas():
+        return _fit_cox(X, time, event, strata, ties, max_iter, eps)
+
+
+def _fit_cox(X, time, event, strata, ties, max_iter, eps) -> CoxFit:
     X = np.asarray(X, dtype=float)
     n, p = X.shape
     lay = _Layout(np.asarray(time, float), np.asarray(event), strata, ties)
     Xs = X[lay.order]
     means = Xs.mean(axis=0) if n else np.zeros(p)
     Xc = Xs - means
+    Xe = Xc[lay.ev_rows]
+    lay.xe_sum = Xe.sum(axis=0)
     beta = np.zeros(p)
-    loglik, grad, info, xbar = _loglik_parts(lay, Xc, beta)
+    loglik, grad, info, xbar = _loglik_parts(lay, Xc, Xe, beta)
     loglik0 = loglik
     singular = False
 
@@ -166,7 +183,7 @@ def fit_cox(X: np.ndarray, time: np.ndarray, event: np.ndarray, strata: np.ndarr
     for it in range(1, max_iter + 1):
         if p == 0:
             break
-        new_ll, new_grad, new_info, new_xbar = _loglik_parts(lay, Xc, new_beta)
+        new_ll, new_grad, new_info, new_xbar = _loglik_parts(lay, Xc, Xe, new_beta)
         finite = np.isfinite(new_ll)
         if finite and abs(1.0 - loglik / new_ll) <= eps and halving == 0:
             beta, loglik, grad, info, xbar = new_beta, new_ll, new_grad, new_info, new_xbar
@@ -181,7 +198,7 @@ def fit_cox(X: np.ndarray, time: np.ndarray, event: np.ndarray, strata: np.ndarr
             new_beta = beta + _solve(info, grad)
     if not converged and p:
         # report the last accepted point
-        loglik, grad, info, xbar = _loglik_parts(lay, Xc, beta)
+        loglik, grad, info, xbar = _loglik_parts(lay, Xc, Xe, beta)
     try:
         var = np.linalg.inv(info) if p else np.zeros((0, 0))
         if p and (not np.all(np.isfinite(var)) or np.any(np.diag(var) <= 0)):

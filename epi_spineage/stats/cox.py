@@ -355,10 +355,15 @@ def group_hazard_ratios(df: pd.DataFrame, time: str, event: str, group: str, ref
     ``events`` (model), ``n_excluded``, ``method``.
     """
     require_columns(df, [group])
-    tmp = df.assign(**{group: df[group].astype("string").where(df[group].notna())})
-    labels = sorted(tmp[group].dropna().unique())
-    if str(reference) not in labels:
+    values = df[group].dropna().unique()
+    # match the reference by value first (1 == 1.0), then by its text
+    ref_value = next((v for v in values if v == reference), None)
+    if ref_value is None:
+        ref_value = next((v for v in values if str(v) == str(reference)), None)
+    if ref_value is None:
         raise UserError(f"reference group {reference!r} is not a value of {group!r}")
+    reference = str(ref_value)
+    tmp = df.assign(**{group: df[group].map(str).where(df[group].notna())})
     res = _fit_frame(tmp, time, event, [group] + list(covariates), ties=ties, level=level,
                      reference_levels={group: str(reference)})
     s = res.summary

@@ -199,3 +199,17 @@ def test_model_set_shares_one_sd_and_uses_own_complete_cases():
     assert list(table["model"].unique()) == ["model 1", "model 2"] and (table["analysis"] == "fracture_any").all()
     with pytest.raises(Exception):
         cox_model_set(df, "time", "event", "pad_years", "no such set")
+
+
+def test_group_hazard_ratios_numeric_groups_and_reference():
+    from epi_spineage.errors import UserError
+    from epi_spineage.stats import group_hazard_ratios
+
+    df = _cohort(11)
+    df["g4"] = (df["prevalent_vf"] * 2 + (df["sex"] == "M")).astype(float)
+    df.loc[:4, "g4"] = np.nan
+    res = group_hazard_ratios(df, "time", "event", "g4", reference=0)
+    assert res["group"].iloc[0] == "0.0" and res["estimate"].iloc[0] == 1.0 and len(res) == 4
+    assert res["n"].iloc[0] == len(df) - 5 and res["n_group"].sum() == len(df) - 5
+    with pytest.raises(UserError):
+        group_hazard_ratios(df, "time", "event", "g4", reference=7)
