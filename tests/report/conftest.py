@@ -44,3 +44,22 @@ def built_report(tmp_path_factory, demo_inputs) -> BuiltReport:
     index = write_study_report(out, results, config=config, synthetic=True, source="test", svg=True)
     payload = json.loads((out / "results.json").read_text())
     return BuiltReport(out, index, results, payload, der, ext)
+
+
+@pytest.fixture(scope="session")
+def scored_db(tmp_path_factory, demo_inputs):
+    """A DuckDB in the package schema holding a small cohort (spine ages in the cohort table)."""
+    duckdb = pytest.importorskip("duckdb")
+    import pandas as pd
+
+    from epi_spineage.score.db import apply_schema
+
+    der, ext, _ = demo_inputs
+    df = pd.concat([der.head(1500), ext.head(800)], ignore_index=True)
+    db = tmp_path_factory.mktemp("db") / "scores.duckdb"
+    with duckdb.connect(str(db)) as con:
+        apply_schema(con)
+        cols = [r[0] for r in con.execute("DESCRIBE cohort").fetchall()]
+        con.register("df", df[[c for c in df.columns if c in cols]])
+        con.execute("INSERT INTO cohort BY NAME SELECT * FROM df")
+    return db, df

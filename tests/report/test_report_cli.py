@@ -67,18 +67,8 @@ def test_cohort_file_with_mapping_and_config(tmp_path, capsys, demo_inputs):
     assert "My study" in text and 'class="banner"' not in text
 
 
-def test_db_with_scoring_section(tmp_path, capsys, demo_inputs):
-    duckdb = pytest.importorskip("duckdb")
-    from epi_spineage.score.db import apply_schema
-
-    der, ext, _ = demo_inputs
-    df = pd.concat([der.head(1500), ext.head(800)], ignore_index=True)
-    db = tmp_path / "scores.duckdb"
-    with duckdb.connect(str(db)) as con:
-        apply_schema(con)
-        cols = [r[0] for r in con.execute("DESCRIBE cohort").fetchall()]
-        con.register("df", df[[c for c in df.columns if c in cols]])
-        con.execute("INSERT INTO cohort BY NAME SELECT * FROM df")
+def test_db_with_scoring_section(tmp_path, capsys, scored_db):
+    db, df = scored_db
     out = tmp_path / "dbout"
     rc = main(["--db", str(db), "--out", str(out), "--no-svg"])
     assert rc == 0, capsys.readouterr().err
