@@ -84,16 +84,13 @@ class _Layout:
         # Efron: the l-th of d tied events (l = 0..d-1) removes l/d of the tied events' weight
         rank_in_group = np.arange(len(ev_rows)) - self.eg_first_event[k_of_event] if len(ev_rows) else np.zeros(0)
         self.frac = rank_in_group / dk[k_of_event] if ties == "efron" else np.zeros(len(ev_rows))
-        # For each row: the event groups whose risk set holds it are those of its stratum with a
-        # time <= its own. Index of the last such group (in the global event-group order) and of
-        # the last group before its stratum.
+        # Row j lies in the risk set of the event groups of its stratum with time <= t_j: a
+        # contiguous run of the (stratum, time)-sorted event groups, from the stratum's first
+        # group to last_eg[j]. Located per stratum (few) with one searchsorted each.
         eg_time = t[self.eg_start]
-        eg_str = s[self.eg_start]
-        # global position key: stratum then time
-        key_rows = np.searchsorted(np.unique(s), s)
-        key_eg = np.searchsorted(np.unique(s), eg_str)
-        # lexicographic search via combined float key is unsafe; do it per row using the sort order:
-        # event groups are sorted by (stratum, time) like the rows.
+        strata_values = np.unique(s)
+        key_rows = np.searchsorted(strata_values, s)  # block index of each row's stratum
+        key_eg = np.searchsorted(strata_values, s[self.eg_start])
         self.last_eg = np.full(n, -1, dtype=np.int64)
         self.first_eg_of_stratum = np.zeros(n, dtype=np.int64)
         for st in np.unique(key_rows):
