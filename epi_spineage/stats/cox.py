@@ -37,6 +37,7 @@ __all__ = [
     "NoEventsError",
     "ZeroVarianceError",
     "CoxConvergenceWarning",
+    "CoxTermWarning",
     "cox_per_sd",
     "cox_model_set",
     "exposure_sd",
@@ -82,6 +83,10 @@ class ZeroVarianceError(CoxModelError):
 
 class CoxConvergenceWarning(UserWarning):
     """Newton-Raphson did not converge, or a coefficient looks infinite."""
+
+
+class CoxTermWarning(UserWarning):
+    """A term is constant among the analysed rows and was left out of the fit (NaN row)."""
 
 
 @dataclass
@@ -237,9 +242,20 @@ def _fit_frame(df, time, event, terms, *, exposure=None, sd=None, ties="efron", 
     if strata:
         strata_codes = pd.factorize(frame[strata].astype(str), sort=True)[0]
     notes = []
-    const = [n_ for n_, j in zip(names, range(X.shape[1])) if np.ptp(X[:, j]) == 0]
-    if const:
-        raise CoxModelError(f"term(s) constant among the analysed rows: {', '.join(const)}")
+    constant = np.array([np.ptp(X[:, j]) == 0 for j in range(X.shape[1])], dtype=bool)
+    if exposure is not None and constant[0]:
+        raise CoxModelError(f"{exposure!r} is constant among the {len(frame)} analysed rows")
+    all_names, all_scales, all_sd = names, scales, sd_cols
+    if constant.any():
+        # R's coxph gives such a term NA; we drop it from the fit and report it with NaN figures
+        dropped = [n_ for n_, c_ in zip(names, constant) if c_]
+        msg = f"term(s) constant among the analysed rows, not estimable: {', '.join(dropped)}"
+        notes.append(msg)
+        warnings.warn(msg, CoxTermWarning, stacklevel=3)
+        X = X[:, ~constant]
+        names = [n_ for n_, c_ in zip(names, constant) if not c_]
+        scales = [s_ for s_, c_ in zip(scales, constant) if not c_]
+        sd_cols = [s_ for s_, c_ in zip(sd_cols, constant) if not c_]
     t = frame["_time"].to_numpy()
     fit = fit_cox(X, t, ev, strata=strata_codes, ties=ties)
     if not fit.converged:
@@ -274,6 +290,16 @@ def _fit_frame(df, time, event, terms, *, exposure=None, sd=None, ties="efron", 
         "scale": scales, "sd": np.asarray(sd_cols, dtype=float), "n": len(frame), "events": int(ev.sum()),
         "n_excluded": n_excluded, "method": method,
     })
+    if constant.any():  # dropped terms keep their row, in the requested order, with NaN figures
+        summary = summary.set_index("term").reindex(all_names).reset_index()
+        summary["scale"] = all_scales
+        summary["sd"] = np.asarray(all_sd, dtype=float)
+        for col, val in (("analysis", analysis), ("model", model), ("ci_level", float(level)), ("n", len(frame)),
+                         ("events", int(ev.sum())), ("n_excluded", n_excluded)):
+            summary[col] = val
+        summary["method"] = np.where(constant, method + "; constant term, not estimable", method)
+        summary = summary[["analysis", "model", "term", "estimate", "log_hr", "std_error", "statistic", "p_value",
+                           "ci_low", "ci_high", "ci_level", "scale", "sd", "n", "events", "n_excluded", "method"]]
     return CoxResult(
         summary=summary, concordance=c, ph_test=_ph_test(fit, names, t, ev), converged=fit.converged,
         warnings=notes, n=len(frame), events=int(ev.sum()), n_excluded=n_excluded,
@@ -315,8 +341,10 @@ def cox_per_sd(df: pd.DataFrame, time: str, event: str, exposure: str, covariate
     Returns
     -------
     CoxResult (see its docstring for the ``summary`` columns). Raises ``NoEventsError`` without
-    events, ``ZeroVarianceError`` when the SD is 0, ``CoxModelError`` for a constant term; warns
-    ``CoxConvergenceWarning`` on non-convergence (``.converged`` is then False).
+    events, ``ZeroVarianceError`` when the SD is 0, ``CoxModelError`` when the exposure is constant
+    among the complete cases; warns ``CoxConvergenceWarning`` on non-convergence (``.converged`` is
+    then False) or an infinite coefficient, and ``CoxTermWarning`` when a covariate is constant
+    (it is left out of the fit and its row holds NaN, as R's NA coefficient).
     """
     if ties not in TIES:
         raise UserError(f"ties must be 'efron' or 'breslow', got {ties!r}")

@@ -10,8 +10,8 @@ import pytest
 
 from epi_spineage.errors import UserError
 from epi_spineage.stats import CoxResult, cox_per_sd, subgroup_hazard_ratios
-from epi_spineage.stats.cox import (MODEL_COVARIATES, CoxConvergenceWarning, CoxModelError, NoEventsError,
-                                    ZeroVarianceError, cause_specific_cox)
+from epi_spineage.stats.cox import (MODEL_COVARIATES, CoxConvergenceWarning, CoxModelError, CoxTermWarning,
+                                    NoEventsError, ZeroVarianceError, cause_specific_cox)
 from epi_spineage.stats._concordance import harrell_c
 
 
@@ -137,8 +137,17 @@ def test_typed_errors_and_warnings():
         cox_per_sd(df.assign(pad_years=1.0), "time", "event", "pad_years", ["age_years"])
     with pytest.raises(ZeroVarianceError):
         cox_per_sd(df, "time", "event", "pad_years", ["age_years"], sd=0.0)
+    with pytest.warns(CoxTermWarning):
+        const = cox_per_sd(df.assign(age_years=70.0), "time", "event", "pad_years", ["age_years", "prevalent_vf"])
+    assert list(const.summary["term"]) == ["pad_years", "age_years", "prevalent_vf"]
+    assert np.isnan(const.summary["estimate"].iloc[1]) and const.summary["scale"].iloc[1] == "per unit"
+    alone = cox_per_sd(df, "time", "event", "pad_years", ["prevalent_vf"])
+    np.testing.assert_allclose(const.summary["log_hr"].iloc[[0, 2]], alone.summary["log_hr"], rtol=1e-12)
+    # the SD (over everyone with PAD) is positive, but PAD is constant among the complete cases
+    flat = df.assign(pad_years=1.0)
+    flat.loc[0, ["pad_years", "age_years"]] = [2.0, np.nan]
     with pytest.raises(CoxModelError):
-        cox_per_sd(df.assign(age_years=70.0), "time", "event", "pad_years", ["age_years"])
+        cox_per_sd(flat, "time", "event", "pad_years", ["age_years"])
     with pytest.raises(UserError):
         cox_per_sd(df, "time", "event", "pad_years", ["age_years"], ties="exact")
     # monotone likelihood: every event has the exposure's top values -> infinite coefficient
