@@ -428,7 +428,12 @@ def _outcome_truth(spec, cal, kind, corrected_sd=None):
         "log_hr_per_year_pad": bpad,
         "pad_sd_population": cal["pad_sd_population"],
         "covariates": {"pad_years": bpad, **{k: float(v) for k, v in beta.items()}},
-        "female_means": "sex == 'F'",
+        "covariate_notes": {
+            "female": "1 if sex == 'F' else 0",
+            "pad_years": "spine_age_years - age_years (uncorrected); the per-year coefficient is the same for "
+                         "the Beheshti-corrected PAD because age_years is a generating covariate",
+            "tscore_femoral_neck": "per T-score unit (missing completely at random where DXA is missing: fit complete cases)",
+        },
         "baseline": {"family": "weibull", "shape": spec.fracture_shape if kind == "fracture" else spec.death_shape,
                      "rate": cal["lam_fracture"] if kind == "fracture" else cal["lam_death"],
                      "hazard": "rate * shape * t**(shape-1) * exp(sum(coef * x))"},
