@@ -25,6 +25,7 @@ from epi_spineage.stats._gray import gray_score_variance
 from epi_spineage.stats._survdata import group_labels, require_columns, time_event, z_value
 
 CI_TYPES = ("log-log", "log", "plain")
+_AJ_VARIANCE = {"ij": "infinitesimal-jackknife", "cmprsk": "Gray delta-method (cmprsk)"}
 
 __all__ = [
     "km_cumulative_failure",
@@ -365,7 +366,33 @@ def competing_event_type(df: pd.DataFrame, fracture: str = "fracture_any", death
     return out
 
 
-def _aj_one(t: np.ndarray, etype: np.ndarray, cause: int):
+def _cmprsk_variance(y, d, dk, s_prev, surv, cif) -> np.ndarray:
+    """Gray's delta-method variance of the cumulative incidence (``cmprsk::cuminc``).
+
+    Accumulates, over event times u, the three sums of the paper's estimator with
+    ``w = S(u-)^2 (1 - (m-1)/(Y-1)) m / Y^2`` for the m failures of each cause; the variance at t is
+    ``v1 + F^2 v3 - 2 F v2`` evaluated at the last failure from the cause of interest <= t (cmprsk
+    updates it only there, so it stays flat across competing-only times, which we reproduce).
+    """
+    dc = d - dk
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inv_s = np.where(surv > 0, 1.0 / np.where(surv > 0, surv, 1.0), 0.0)
+        tie_c = np.where(dc > 1, 1.0 - (dc - 1.0) / (y - 1.0), 1.0)
+        tie_k = np.where(dk > 1, 1.0 - (dk - 1.0) / (y - 1.0), 1.0)
+        w_c = np.where((dc > 0) & (surv > 0), s_prev**2 * tie_c * dc / y**2, 0.0)
+        w_k = np.where(dk > 0, s_prev**2 * tie_k * dk / y**2, 0.0)
+    a_c = cif * inv_s  # competing failures: t3 = 1/S(u), t4 = F(u)/S(u)
+    a_k = 1.0 + inv_s * cif  # failures from the cause: t3 = 1/S(u), t4 = 1 + F(u)/S(u)
+    v1 = np.cumsum(a_c**2 * w_c + a_k**2 * w_k)
+    v2 = np.cumsum(inv_s * a_c * w_c + inv_s * a_k * w_k)
+    v3 = np.cumsum(inv_s**2 * (w_c + w_k))
+    var = v1 + cif**2 * v3 - 2.0 * cif * v2
+    # hold the value of the last failure from the cause (0 before the first)
+    last = np.maximum.accumulate(np.where(dk > 0, np.arange(len(dk)), -1))
+    return np.where(last >= 0, np.maximum(var[np.maximum(last, 0)], 0.0), 0.0)
+
+
+def _aj_one(t: np.ndarray, etype: np.ndarray, cause: int, variance: str = "ij"):
     uniq, inv, counts = np.unique(t, return_inverse=True, return_counts=True)
     d = np.bincount(inv, weights=(etype != 0).astype(float), minlength=len(uniq))
     dk = np.bincount(inv, weights=(etype == cause).astype(float), minlength=len(uniq))
@@ -388,6 +415,8 @@ def _aj_one(t: np.ndarray, etype: np.ndarray, cause: int):
     C = np.cumsum(c)
     var = cif**2 * G - 2 * cif * GF + GF2 - 2 * (cif * H - HF) + C
     var = np.maximum(var, 0.0)
+    if variance == "cmprsk":
+        var = _cmprsk_variance(y, d, dk, s_prev, surv, cif)
     return {"time": uniq, "n_risk": y.astype(np.int64), "d": d, "dk": dk, "dc": dc,
             "cif": cif, "var": var}
 
@@ -409,14 +438,17 @@ def _cif_ci(f: np.ndarray, se: np.ndarray, z: float, ci: str):
 
 
 def aalen_johansen(df: pd.DataFrame, time: str, event_type: str, group: str | None = None,
-                   cause: int = 1, times=None, ci: str = "log-log", level: float = 0.95) -> pd.DataFrame:
+                   cause: int = 1, times=None, ci: str = "log-log", level: float = 0.95,
+                   variance: str = "ij") -> pd.DataFrame:
     """Aalen-Johansen cumulative incidence of ``cause`` with competing events.
 
     ``event_type`` is 0 for censored, ``cause`` (default 1, fracture) for the event of interest and
     any other positive code (e.g. 2, death) for a competing event. The estimate equals R
     ``survfit(Surv(time, factor(event_type)) ~ 1)``'s probability of state ``cause``; the standard
-    error is the infinitesimal jackknife (R's default for multi-state curves). Without competing
-    events it equals ``km_cumulative_failure``.
+    error is the infinitesimal jackknife (R's default for multi-state curves;
+    ``variance="ij"``), or ``variance="cmprsk"``: Gray's delta-method estimator of
+    ``cmprsk::cuminc``. Without competing events the estimate equals ``km_cumulative_failure``
+    (and the IJ standard error its Greenwood one).
 
     Returns
     -------
@@ -426,6 +458,8 @@ def aalen_johansen(df: pd.DataFrame, time: str, event_type: str, group: str | No
     ``cause``), ``competing_events`` (cumulative competing events), ``n``, ``method``.
     """
     _check_ci(ci)
+    if variance not in _AJ_VARIANCE:
+        raise UserError(f"variance must be one of {', '.join(_AJ_VARIANCE)}; got {variance!r}")
     z = z_value(level)
     require_columns(df, [event_type])
     codes = pd.to_numeric(df[event_type], errors="coerce")
@@ -439,7 +473,7 @@ def aalen_johansen(df: pd.DataFrame, time: str, event_type: str, group: str | No
         sub = frame if g is None else frame[frame[group] == g]
         t = sub["_time"].to_numpy()
         et = pd.to_numeric(sub[event_type]).to_numpy().astype(np.int64)
-        tab = _aj_one(t, et, cause)
+        tab = _aj_one(t, et, cause, variance)
         cum_k = np.cumsum(tab["dk"])
         cum_c = np.cumsum(tab["dc"])
         if times is None:
@@ -464,7 +498,7 @@ def aalen_johansen(df: pd.DataFrame, time: str, event_type: str, group: str | No
             "estimate": f, "std_error": se, "ci_low": lo, "ci_high": hi, "ci_level": float(level),
             "n_at_risk": np.asarray(nrisk, dtype=np.int64), "events": np.asarray(ek, dtype=np.int64),
             "competing_events": np.asarray(ec, dtype=np.int64), "n": len(t),
-            "method": f"Aalen-Johansen, infinitesimal-jackknife SE, {ci} CI",
+            "method": f"Aalen-Johansen, {_AJ_VARIANCE[variance]} SE, {ci} CI",
         }))
     return pd.concat(rows, ignore_index=True)
 

@@ -77,3 +77,29 @@ def test_gray_properties():
     tt = np.minimum(t1, t2)
     strong = pd.DataFrame({"t": tt, "g": g, "e": np.where(t1 < t2, 1, 2)})
     assert gray_test(strong, "t", "e", "g")["p_value"].iloc[0] < 1e-6
+
+
+# cmprsk tests/test.Rout.save: cuminc(ss, cc) variances at t = 1..5, and cuminc(ss, cc, gg, strt)
+# estimates and variances by group at t = 1, 2, 3 (NA where the group's follow-up has ended)
+CMPRSK_VAR = {1: [0.002062112, 0.002957844, 0.004170634, 0.004170634, 0.004170634],
+              2: [0.002190305, 0.003273248, 0.004004514, 0.004369940, 0.004369940]}
+CMPRSK_GROUP = {
+    ("a", 1): ([0.1311269, 0.2699184, 0.3420625], [0.003922836, 0.009113464, 0.012507959]),
+    ("b", 1): ([0.2176471, 0.2615686], [0.005528913, 0.006916070]),
+    ("c", 1): ([0.3816280, 0.4889137, 0.5723581], [0.009854126, 0.012351948, 0.015575726]),
+    ("a", 2): ([0.2257601, 0.2972171, 0.4415053], [0.005947601, 0.007356628, 0.014479506]),
+    ("b", 2): ([0.3117647, 0.5878431], [0.007033454, 0.010927780]),
+    ("c", 2): ([0.2160508, 0.2607532, 0.2607532], [0.006497566, 0.007867543, 0.007867543]),
+}
+
+
+def test_cmprsk_variance_matches_cuminc(gray):
+    data, _ = gray
+    for cause, expected in CMPRSK_VAR.items():
+        aj = aalen_johansen(data, "ss", "cc", cause=cause, times=[1, 2, 3, 4, 5], variance="cmprsk")
+        np.testing.assert_allclose(aj["std_error"] ** 2, expected, rtol=5e-7)
+    for (grp, cause), (est, var) in CMPRSK_GROUP.items():
+        aj = aalen_johansen(data, "ss", "cc", group="gg", cause=cause, times=[1, 2, 3], variance="cmprsk")
+        aj = aj[aj["group"] == grp].iloc[: len(est)]
+        np.testing.assert_allclose(aj["estimate"], est, rtol=5e-7)
+        np.testing.assert_allclose(aj["std_error"] ** 2, var, rtol=5e-7)
