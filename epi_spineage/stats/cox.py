@@ -110,6 +110,7 @@ class CoxResult:
     events: int = 0
     n_excluded: int = 0
     sd: float | None = None
+    exposure: str | None = None
     ties: str = "efron"
     loglik: float = np.nan
     loglik_null: float = np.nan
@@ -303,7 +304,7 @@ def _fit_frame(df, time, event, terms, *, exposure=None, sd=None, ties="efron", 
     return CoxResult(
         summary=summary, concordance=c, ph_test=_ph_test(fit, names, t, ev), converged=fit.converged,
         warnings=notes, n=len(frame), events=int(ev.sum()), n_excluded=n_excluded,
-        sd=None if exposure is None else float(sd), ties=ties, loglik=fit.loglik,
+        sd=None if exposure is None else float(sd), exposure=exposure, ties=ties, loglik=fit.loglik,
         loglik_null=fit.loglik_null, iterations=fit.iterations, coef=beta, var=fit.var, terms=names,
         concordance_counts=counts,
     )

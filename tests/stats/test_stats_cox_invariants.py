@@ -46,6 +46,7 @@ def test_result_shape_and_columns():
     assert list(s["term"]) == ["pad_years", "age_years", "sex[M]"]
     assert (s["ci_low"] <= s["estimate"]).all() and (s["estimate"] <= s["ci_high"]).all()
     assert 0.5 < res.concordance < 1 and res.converged and res.warnings == []
+    assert res.exposure == "pad_years" and res.sd == s["sd"].iloc[0]
     frame = res.to_frame()
     assert {"concordance", "ph_global_p_value"} <= set(frame.columns) and len(frame) == 3
     assert s["model"].iloc[0] == "model 1"
