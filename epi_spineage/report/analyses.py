@@ -90,8 +90,9 @@ class StudyResults:
 # ------------------------------------------------------------------------------------------------
 def _collect_warnings(results: StudyResults, where: str, caught) -> None:
     for w in caught:
-        if issubclass(w.category, RuntimeWarning) and not issubclass(w.category, UserWarning):
-            # numpy floating-point chatter (e.g. exp overflow inside a Newton step) is not a data problem
+        if issubclass(w.category, (RuntimeWarning, DeprecationWarning, FutureWarning, PendingDeprecationWarning)) \
+                and not issubclass(w.category, UserWarning):
+            # numpy floating-point and library-deprecation chatter is not a data problem
             log.debug("%s: %s", where, w.message)
             continue
         msg = f"{where}: {w.message}"

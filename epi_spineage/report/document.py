@@ -45,11 +45,11 @@ class _Doc:
         s.figures.append(FigureItem(name, caption, png, width))
 
     def table(self, s: Section, name: str, caption: str, display: pd.DataFrame | None = None, note: str = "",
-              frame: pd.DataFrame | None = None) -> None:
+              frame: pd.DataFrame | None = None, show: bool = True) -> None:
         frame = self.r.tables.get(name) if frame is None else frame
         if frame is None or len(frame) == 0:
             return
-        s.tables.append(TableItem(name, caption, frame, display, note))
+        s.tables.append(TableItem(name, caption, frame, display, note, show=show))
 
     def t(self, name: str) -> pd.DataFrame:
         return self.r.tables.get(name, pd.DataFrame())
@@ -150,7 +150,7 @@ def _agreement(d: _Doc) -> None:
         d.table(s, "pad_summary", "Predicted age difference (PAD = spine age - chronological age) as analysed; "
                 "r and MAE here use the PAD the analyses use (bias-corrected where stated, which inflates r).", disp)
     if len(pear):
-        d.table(s, "agreement_pearson", "Pearson correlation of chronological and uncorrected spine age.")
+        d.table(s, "agreement_pearson", "Pearson correlation of chronological and uncorrected spine age.", show=False)
 
 
 def _discrimination(d: _Doc) -> None:
@@ -349,12 +349,14 @@ def _competing(d: _Doc) -> None:
              "as a competing event (solid, 95% CI band) against 1 - KM (dashed).", width=900)
     t = d.t("competing_risk")
     if len(t):
-        wide = t.pivot_table(index=["cohort", "group", "time"], columns="method_label", values="estimate",
-                             aggfunc="first").reset_index()
-        disp = pd.DataFrame({"cohort": wide["cohort"].map(L.cohort), "group": wide["group"],
-                             "years": wide["time"].map("{:g}".format),
-                             "1 - KM": wide.get("1 - KM", pd.Series(np.nan, index=wide.index)).map("{:.3f}".format),
-                             "Aalen-Johansen": wide.get("Aalen-Johansen", pd.Series(np.nan, index=wide.index)).map("{:.3f}".format)})
+        wide = t.pivot_table(index=["cohort", "time"], columns=["group", "method_label"], values="estimate",
+                             aggfunc="first", sort=False)
+        disp = pd.DataFrame({"cohort": [L.cohort(c) for c, _ in wide.index],
+                             "years": [f"{y:g}" for _, y in wide.index]})
+        for g in ("not accelerated", "accelerated"):
+            for m in ("1 - KM", "Aalen-Johansen"):
+                if (g, m) in wide.columns:
+                    disp[f"{g}: {m}"] = [f"{v:.3f}" if pd.notna(v) else "" for v in wide[(g, m)]]
         d.table(s, "competing_risk", "Cumulative incidence at fixed times: 1 - KM vs Aalen-Johansen.", disp)
 
 

@@ -48,10 +48,16 @@ def frax_section(d) -> None:
         d.table(s, "frax_nri", "Categorical net reclassification index.", disp)
     perf = d.t("frax_performance")
     if len(perf):
-        p = perf[perf["model"].isin(["chronological", "spine"])]
-        disp = pd.DataFrame({"cohort": p["cohort"].map(L.cohort), "FRAX with": p["model"].map(
-            {"chronological": "chronological age", "spine": "spine age"}), "measure": p["term"],
-            "estimate (95% CI)": [format_ci(e, lo, hi, 3) for e, lo, hi in zip(p["estimate"], p["ci_low"], p["ci_high"])]})
+        p = perf[perf["model"].isin(["chronological", "spine"])].copy()
+        p["cell"] = [format_ci(e, lo, hi, 3) for e, lo, hi in zip(p["estimate"], p["ci_low"], p["ci_high"])]
+        wide = p.pivot_table(index=["cohort", "term"], columns="model", values="cell", aggfunc="first", sort=False)
+        mc = perf[perf["model"] == "spine vs chronological"].set_index(["cohort", "term"])["p_value"]
+        disp = pd.DataFrame({
+            "cohort": [L.cohort(c) for c, _ in wide.index],
+            "measure": [{"ppv": "PPV", "npv": "NPV", "odds_ratio": "odds ratio"}.get(m, m) for _, m in wide.index],
+            "FRAX with age": wide.get("chronological", pd.Series("", index=wide.index)).to_list(),
+            "FRAX with spine age": wide.get("spine", pd.Series("", index=wide.index)).to_list(),
+            "p (McNemar)": [format_p(mc.get(k)) if k in mc.index else "" for k in wide.index]})
         d.table(s, "frax_performance", "High-risk classification against incident fracture: sensitivity, "
                 "specificity, PPV, NPV (Wilson CIs) and odds ratio (Woolf CI).", disp)
     au = d.t("frax_auroc")

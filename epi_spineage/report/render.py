@@ -11,6 +11,7 @@ import base64
 import datetime as _dt
 import json
 import math
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -115,6 +116,18 @@ def format_frame(df: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
     return out
 
 
+_NUMERIC_CELL = re.compile(r"^\s*[-−<>≤≥+]?\s*\d")
+
+
+def numeric_columns(df: pd.DataFrame) -> list[bool]:
+    """Columns whose (non-empty) cells mostly start with a number: right-aligned in the HTML."""
+    out = []
+    for col in df.columns:
+        cells = [str(v) for v in df[col] if v is not None and str(v).strip() != ""]
+        out.append(bool(cells) and sum(bool(_NUMERIC_CELL.match(c)) for c in cells) >= 0.5 * len(cells))
+    return out
+
+
 def _display(t: TableItem) -> pd.DataFrame:
     return t.display if t.display is not None else format_frame(t.frame)
 
@@ -183,7 +196,7 @@ def render_html(sections: list[Section], *, title: str, banner: str | None, meta
                 continue
             d = _display(t)
             tabs.append({"name": t.name, "caption": t.caption, "number": t.number, "note": t.note,
-                         "columns": [str(c) for c in d.columns],
+                         "columns": [str(c) for c in d.columns], "numeric": numeric_columns(d),
                          "rows": [["" if v is None else str(v) for v in row] for row in d.itertuples(index=False)]})
         ctx_sections.append({"id": s.id, "title": s.title, "paragraphs": s.paragraphs, "bullets": s.bullets,
                              "figures": figs, "tables": tabs})

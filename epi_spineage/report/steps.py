@@ -132,7 +132,7 @@ def groups_km(results: StudyResults) -> None:
 
 
 def _group_hrs(df: pd.DataFrame, time_col: str, event: str, cfg) -> pd.DataFrame:
-    sub = df[df[GROUP_COLUMN].notna()]
+    sub = df[df[GROUP_COLUMN].notna()].assign(**{GROUP_COLUMN: lambda d: d[GROUP_COLUMN].astype(str)})
     return stats.group_hazard_ratios(sub, time_col, event, GROUP_COLUMN, REFERENCE_GROUP, ties=cfg.ties,
                                      level=cfg.ci_level)
 
