@@ -21,6 +21,8 @@ examples:
   python -m epi_spineage.synth images --n 200 --out phantoms.zip
       writes phantoms.zip (DICOM + manifest.csv inside) and phantoms.zip.manifest.csv beside it
   python -m epi_spineage.synth images --n 50 --out phantom_dir --modality vfa --scale 0.25 --format png
+  python -m epi_spineage.synth images --participants demo_data/external.parquet --out external_vfa.tar.gz
+      one phantom per cohort participant, drawn from that participant's spine age and conditions
 
 {SYNTHETIC_NOTICE}
 """
@@ -70,9 +72,26 @@ def _parser():
     i.add_argument("--scale", type=_scale, default=None,
                    help="size factor (default 0.25: radiographs ~600 px tall; 1.0 is full size)")
     i.add_argument("--format", choices=("dicom", "png"), default="dicom", help="file format (default dicom)")
+    i.add_argument("--participants", metavar="TABLE", default=None,
+                   help="cohort table (.parquet or .csv, e.g. from `synth cohort`): one image per row, driven by "
+                        "its spine_age_years, sex, prevalent_vf, prosthesis and tscore_lumbar; --n is ignored")
     for q in (c, i):
         q.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     return p
+
+
+def _read_participants(path: str):
+    import pandas as pd
+    from pathlib import Path
+
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"--participants: file not found: {p}")
+    if p.suffix.lower() == ".parquet":
+        return pd.read_parquet(p)
+    if p.suffix.lower() in (".csv", ".txt"):
+        return pd.read_csv(p, dtype={"participant_id": str})
+    raise UserError(f"--participants must be a .parquet or .csv file: {p}")
 
 
 def _main(argv: Sequence[str] | None) -> int:
@@ -93,7 +112,8 @@ def _main(argv: Sequence[str] | None) -> int:
         return 0
     from epi_spineage.synth.phantom import DEFAULT_SCALE, write_phantom_archive
 
-    manifest = write_phantom_archive(args.out, n=args.n, seed=args.seed,
+    participants = _read_participants(args.participants) if args.participants else None
+    manifest = write_phantom_archive(args.out, n=args.n, seed=args.seed, participants=participants,
                                      scale=args.scale if args.scale is not None else DEFAULT_SCALE,
                                      modality=args.modality, image_format=args.format)
     print(f"wrote {len(manifest)} synthetic phantom images to {args.out}")

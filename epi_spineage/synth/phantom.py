@@ -454,9 +454,76 @@ def _encode_png(pixels: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
+def _safe_member(pid: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in pid)
+
+
+def _check_participants(df: pd.DataFrame) -> pd.DataFrame:
+    if not isinstance(df, pd.DataFrame):
+        raise UserError("participants must be a pandas DataFrame")
+    missing = [c for c in ("participant_id", "age_years") if c not in df.columns]
+    if missing:
+        raise UserError(f"participants table lacks column(s): {', '.join(missing)}")
+    if len(df) == 0:
+        raise UserError("participants table is empty")
+    if not df["participant_id"].is_unique:
+        raise UserError("participants table has duplicate participant_id values")
+    return df.reset_index(drop=True)
+
+
+def _from_participants(df, ages, spine_ages, mods, split, modality, rng):
+    n = len(df)
+    pids = df["participant_id"].astype(str).to_numpy(dtype=object)
+    ages = pd.to_numeric(df["age_years"], errors="coerce").to_numpy(float)
+    if "spine_age_years" in df.columns:
+        sp = pd.to_numeric(df["spine_age_years"], errors="coerce").to_numpy(float)
+        spine_ages = np.where(np.isfinite(sp), sp, spine_ages[:n])
+    spine_ages = np.where(np.isfinite(spine_ages), spine_ages, ages)
+    if not np.isfinite(ages).all():
+        raise UserError("participants table has missing or non-numeric age_years")
+    if "modality" in df.columns and modality == "mixed":
+        m = df["modality"].astype(object).where(df["modality"].isin(["radiograph", "vfa"]), None).to_numpy(object)
+        mods = np.where(pd.isna(m), mods, m)
+    if "split" in df.columns:  # the table's own split (empty stays empty, e.g. an external cohort)
+        sp = df["split"].astype(object).to_numpy(object)
+        split = np.where(pd.isna(sp), None, sp)
+    given = []
+    for row in df.itertuples(index=False):
+        g = {}
+        r = row._asdict()
+        if r.get("sex") in ("F", "M"):
+            g["sex"] = r["sex"]
+        for k in ("prevalent_vf", "prosthesis", "tscore_lumbar"):
+            v = r.get(k)
+            if v is not None and not pd.isna(v):
+                g[k] = float(v)
+        given.append(g)
+    return pids, ages, np.clip(spine_ages, 30.0, 105.0), mods, split, given
+
+
+def _conditions_for(g: dict, style: str, rng: np.random.Generator) -> dict:
+    """Phantom conditions from a participant's cohort row (fracture, prosthesis, BMD, sex)."""
+    c = {}
+    if "sex" in g:
+        c["sex"] = g["sex"]
+    if "prosthesis" in g:
+        c["prosthesis"] = bool(g["prosthesis"])
+    if "tscore_lumbar" in g:
+        c["bmd_tscore"] = g["tscore_lumbar"]
+    if "prevalent_vf" in g:
+        if g["prevalent_vf"]:
+            levels = _levels(style)
+            lev = levels[int(rng.integers(len(levels) // 3, len(levels)))]
+            c["fractures"] = [(lev, FRACTURE_KINDS[int(rng.integers(3))], int(rng.choice([1, 2, 3], p=[0.5, 0.3, 0.2])))]
+        else:
+            c["fractures"] = []
+    return c
+
+
 def write_phantom_archive(out, n: int = 200, *, seed: int = 0, scale: float = DEFAULT_SCALE,
                           modality: str = "mixed", image_format: str = "dicom",
                           age_range: tuple[float, float] = (40.0, 90.0), spine_age_sd: float = 4.5,
+                          participants: pd.DataFrame | None = None,
                           progress: bool | None = None) -> pd.DataFrame:
     """Write ``n`` phantoms to a folder, ``.zip``, ``.tar`` or ``.tar.gz`` with a manifest; return the manifest.
 
@@ -465,6 +532,12 @@ def write_phantom_archive(out, n: int = 200, *, seed: int = 0, scale: float = DE
     (``age_years``) is a noisy target, as in real data. ``split`` is a participant-level 60/20/20 split.
     DICOM variety (deterministic per seed): about 30% MONOCHROME1, 15% RLE and 15% JPEG 2000 lossless,
     radiographs DX or CR (VFA: BMD, Secondary Capture), fake names and IDs.
+
+    ``participants`` (e.g. ``simulate_study().derivation``) draws one image per row instead, for an
+    end-to-end demo: ``participant_id``, ``age_years`` and ``sex`` are kept, ``spine_age_years`` (when
+    present) drives the image, ``modality`` and ``split`` are used when present, ``prevalent_vf`` puts a
+    fracture in the image, ``prosthesis`` a prosthesis, and ``tscore_lumbar`` sets the bone density;
+    ``n`` is then ignored.
 
     The manifest (columns ``image, participant_id, age_years, modality, split`` and ``true_*``) is
     written as ``manifest.csv`` inside the archive and beside it as ``<out>.manifest.csv`` (for a
@@ -476,6 +549,9 @@ def write_phantom_archive(out, n: int = 200, *, seed: int = 0, scale: float = DE
     from epi_spineage.synth import dicom as dcm
 
     out = os.fspath(out)
+    if participants is not None:
+        participants = _check_participants(participants)
+        n = len(participants)
     n = int(n)
     if n < 1:
         raise UserError(f"n must be at least 1, got {n}")
@@ -497,6 +573,11 @@ def write_phantom_archive(out, n: int = 200, *, seed: int = 0, scale: float = DE
     split = np.empty(n, dtype=object)
     n_tr, n_va = int(round(0.6 * n)), int(round(0.2 * n))
     split[order[:n_tr]], split[order[n_tr:n_tr + n_va]], split[order[n_tr + n_va:]] = "train", "val", "test"
+    pids = np.array([f"P{i + 1:06d}" for i in range(n)], dtype=object)
+    given: list[dict] = [{} for _ in range(n)]
+    if participants is not None:
+        pids, ages, spine_ages, mods, split, given = _from_participants(participants, ages, spine_ages, mods, split,
+                                                                        modality, top_rng)
     ext = "dcm" if image_format == "dicom" else "png"
     rows = []
     sink = _Sink(out, kind)
@@ -506,10 +587,11 @@ def write_phantom_archive(out, n: int = 200, *, seed: int = 0, scale: float = DE
         for i in tqdm(range(n), desc="phantoms", unit="img", disable=None if progress is None else not progress,
                       leave=False):
             rng = np.random.default_rng([int(seed), i])
-            pid = f"P{i + 1:06d}"
+            pid = str(pids[i])
             mod = str(mods[i])
-            pixels, truth = render_phantom_with_truth(float(spine_ages[i]), style=mod, rng=rng, scale=scale)
-            member = f"images/{pid}_{mod}.{ext}"
+            pixels, truth = render_phantom_with_truth(float(spine_ages[i]), style=mod, rng=rng, scale=scale,
+                                                      **_conditions_for(given[i], mod, rng))
+            member = f"images/{_safe_member(pid)}_{mod}.{ext}"
             photometric, compression, dmod = "MONOCHROME2", None, ("BMD" if mod == "vfa" else "DX")
             if image_format == "dicom":
                 photometric = "MONOCHROME1" if rng.random() < 0.3 else "MONOCHROME2"

@@ -87,3 +87,20 @@ def test_imaging_iter_archive_sees_every_image(tmp_path):
     m = write_phantom_archive(out, n=6, seed=2, scale=0.05)
     names = {a.name for a in imaging.iter_archive(out, suffixes=[".dcm"])}
     assert names == set(m["image"])
+
+
+def test_images_for_cohort_participants(tmp_path):
+    from epi_spineage.synth import simulate_study
+
+    study = simulate_study(seed=8, n_derivation=30, n_external=12)
+    d = study.derivation
+    m = write_phantom_archive(tmp_path / "d.zip", participants=d, scale=0.05)
+    assert list(m["participant_id"]) == list(d["participant_id"])
+    np.testing.assert_allclose(m["true_spine_age_years"], np.clip(d["spine_age_years"], 30, 105))
+    assert (m["split"].to_numpy() == d["split"].to_numpy()).all() and (m["modality"] == "radiograph").all()
+    assert ((m["true_n_fractures"] > 0).astype(int).to_numpy() == d["prevalent_vf"].to_numpy()).all()
+    assert (m["true_prosthesis"].to_numpy() == d["prosthesis"].to_numpy()).all()
+    e = write_phantom_archive(tmp_path / "e.tar", participants=study.external, scale=0.05)
+    assert (e["modality"] == "vfa").all() and e["split"].isna().all()
+    with pytest.raises(UserError):
+        write_phantom_archive(tmp_path / "x.zip", participants=d.drop(columns="age_years"), scale=0.05)

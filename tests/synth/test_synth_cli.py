@@ -57,3 +57,12 @@ def test_user_errors_exit_2(tmp_path, monkeypatch, capsys, argv):
 def test_module_help_has_examples():
     r = subprocess.run([sys.executable, "-m", "epi_spineage.synth", "--help"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "examples:" in r.stdout and "synth images" in r.stdout
+
+
+def test_images_from_participants_table(tmp_path):
+    assert main(["cohort", "--out", str(tmp_path), "--n-derivation", "20", "--n-external", "10"]) == 0
+    out = tmp_path / "ext.tar.gz"
+    assert main(["images", "--participants", str(tmp_path / "external.parquet"), "--out", str(out), "--scale", "0.05"]) == 0
+    m = pd.read_csv(str(out) + ".manifest.csv")
+    assert len(m) == 10 and m["participant_id"].str.startswith("E").all()
+    assert main(["images", "--participants", str(tmp_path / "nope.parquet"), "--out", str(out)]) == 2
