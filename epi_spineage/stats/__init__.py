@@ -37,6 +37,13 @@ _EXPORTS = {
     "CoxResult": "cox",
     "group_hazard_ratios": "cox",
     "subgroup_hazard_ratios": "cox",
+    "cox_model_set": "cox",
+    "cause_specific_cox": "cox",
+    "exposure_sd": "cox",
+    "MODEL_COVARIATES": "cox",
+    "CoxTermWarning": "cox",
+    "gray_test": "survival",
+    "competing_event_type": "survival",
 }
 
 __all__ = sorted(_EXPORTS)
