@@ -66,3 +66,11 @@ def test_images_from_participants_table(tmp_path):
     m = pd.read_csv(str(out) + ".manifest.csv")
     assert len(m) == 10 and m["participant_id"].str.startswith("E").all()
     assert main(["images", "--participants", str(tmp_path / "nope.parquet"), "--out", str(out)]) == 2
+
+
+def test_synth_never_imports_torch():
+    code = ("import sys; from epi_spineage.synth import simulate_study, render_phantom, write_dicom; "
+            "simulate_study(n_derivation=50, n_external=30); render_phantom(50, seed=1, scale=0.05); "
+            "print('torch' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "False", r.stderr
