@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -148,7 +149,13 @@ class ImageDataset:
         from epi_spineage.model._compat import load_image, preprocess
 
         try:
-            img = load_image(self.images[i])
+            # Per-image notes (e.g. "MONOCHROME1 inverted") would repeat thousands of times in training;
+            # they go to the debug log instead.
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                img = load_image(self.images[i])
+            for w in caught:
+                log.debug("%s", w.message)
         except ImageReadError:
             raise
         except Exception as exc:  # noqa: BLE001 - name the file, keep the reason

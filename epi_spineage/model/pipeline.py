@@ -112,6 +112,11 @@ def run_training(cfg: TrainConfig) -> dict:
                                       workers=loader_workers)
             logits = predict_logits(fold_net, _subset(data, tr[folds == k]), device, cfg.eval_batch_size or 64)
             oof[folds == k] = logits_to_age(torch.from_numpy(logits), fold_net.ages.cpu())[0].numpy()
+    if world > 1:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()
     if rank != 0:
         return {}
 

@@ -92,12 +92,14 @@ def _init_distributed(device: torch.device) -> None:
 def choose_device(requested: str | None) -> torch.device:
     _, world, local = dist_info()
     if requested in (None, "", "auto"):
-        if torch.cuda.is_available():
-            return torch.device(f"cuda:{local}" if world > 1 else "cuda")
-        return torch.device("cpu")
+        requested = "cuda" if torch.cuda.is_available() else "cpu"
     dev = torch.device(requested)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda requested but no CUDA device is available")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError("--device cuda requested but no CUDA device is available")
+        if world > 1:  # one GPU per torchrun process
+            dev = torch.device("cuda", local)
+        torch.cuda.set_device(dev)
     return dev
 
 
