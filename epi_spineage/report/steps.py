@@ -8,6 +8,8 @@ same functions directly and compare.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 
@@ -155,11 +157,18 @@ def _fit_models(results: StudyResults, family: str, outcomes: list[str], models:
                                             f"{', '.join(absent)} in the data")
                     continue
                 try:
-                    res = stats.cox_per_sd(df, time_col, event, PAD_COLUMN, covs, ties=cfg.ties, sd=sd,
-                                           level=cfg.ci_level, model=model, analysis=f"cox_{family}")
+                    with warnings.catch_warnings(record=True) as caught:
+                        warnings.simplefilter("always", UserWarning)
+                        res = stats.cox_per_sd(df, time_col, event, PAD_COLUMN, covs, ties=cfg.ties, sd=sd,
+                                               level=cfg.ci_level, model=model, analysis=f"cox_{family}")
                 except stats.cox.CoxModelError as exc:  # one model failing keeps the others
                     results.warnings.append(f"{family} {model} ({role}, {outcome}) not fitted: {exc}")
                     continue
+                for w in caught:  # say which model a convergence warning belongs to
+                    if issubclass(w.category, UserWarning):
+                        results.warnings.append(f"{family} {model} ({role}, {outcome}): {w.message}")
+                    else:
+                        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
                 results.cox[(family, role, outcome, model)] = res
                 tags = dict(cohort=role, outcome=outcome, model=model)
                 summaries.append(_tag(res.summary, **tags))
