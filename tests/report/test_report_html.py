@@ -118,3 +118,13 @@ def test_qmd_renders_with_pandoc(built_report, tmp_path):
     assert "<table" in text and "Hazard ratio" in text
     external = [v for t, k, v in c.urls if t in ("img", "script", "link") and v.startswith(("http://", "https://"))]
     assert external == []
+
+
+@pytest.mark.skipif(shutil.which("quarto") is None, reason="quarto not installed")
+def test_qmd_renders_with_quarto(built_report, tmp_path):
+    work = tmp_path / "q"
+    shutil.copytree(built_report.out, work)
+    proc = subprocess.run(["quarto", "render", "report.qmd", "--to", "html"], cwd=work, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert (work / "report.html").is_file()
