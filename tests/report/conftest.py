@@ -48,7 +48,12 @@ def built_report(tmp_path_factory, demo_inputs) -> BuiltReport:
 
 @pytest.fixture(scope="session")
 def scored_db(tmp_path_factory, demo_inputs):
-    """A DuckDB in the package schema holding a small cohort (spine ages in the cohort table)."""
+    """A DuckDB in the package schema: a small cohort whose first rows of each role are scored.
+
+    For scored participants the spine age lives only in ``images``/``scores`` (the cohort row has
+    none), so the report can only see it through the SQL views. The model's bias correction is the
+    identity (alpha = beta = 0), so corrected and uncorrected spine age agree for scored rows.
+    """
     duckdb = pytest.importorskip("duckdb")
     import pandas as pd
 
@@ -56,10 +61,29 @@ def scored_db(tmp_path_factory, demo_inputs):
 
     der, ext, _ = demo_inputs
     df = pd.concat([der.head(1500), ext.head(800)], ignore_index=True)
+    scored = df.groupby("cohort").head(400).index
     db = tmp_path_factory.mktemp("db") / "scores.duckdb"
+    cohort = df.copy()
+    cohort.loc[scored, ["spine_age_years", "spine_age_corrected_years"]] = float("nan")
+    images = pd.DataFrame({"source_path": [f"archive.zip::img{i:05d}.dcm" for i in scored],
+                           "content_hash": [f"h{i:05d}" for i in scored],
+                           "participant_key": df.loc[scored, "participant_id"].to_numpy(),
+                           "qc_status": "ok", "manufacturer": "ACME", "modality": df.loc[scored, "modality"].to_numpy(),
+                           "study_date": pd.Timestamp("2015-01-01")})
+    scores = pd.DataFrame({"content_hash": images["content_hash"], "model_id": "m1",
+                           "spine_age_years": df.loc[scored, "spine_age_years"].to_numpy(),
+                           "spine_age_sd_years": 3.0, "source_path": images["source_path"], "weights_hash": "w",
+                           "preprocess_config_hash": "p", "package_version": "0", "run_id": "r1",
+                           "scored_at": pd.Timestamp("2020-01-01")})
     with duckdb.connect(str(db)) as con:
         apply_schema(con)
         cols = [r[0] for r in con.execute("DESCRIBE cohort").fetchall()]
-        con.register("df", df[[c for c in df.columns if c in cols]])
-        con.execute("INSERT INTO cohort BY NAME SELECT * FROM df")
+        con.register("c", cohort[[c for c in cohort.columns if c in cols]])
+        con.execute("INSERT INTO cohort BY NAME SELECT * FROM c")
+        con.register("i", images)
+        con.execute("INSERT INTO images BY NAME SELECT * FROM i")
+        con.register("s", scores)
+        con.execute("INSERT INTO scores BY NAME SELECT * FROM s")
+        con.execute("""INSERT INTO models (model_id, weights_hash, metadata_json) VALUES
+                       ('m1', 'w', '{"bias_correction": {"method": "beheshti", "alpha": 0.0, "beta": 0.0}}')""")
     return db, df

@@ -75,8 +75,16 @@ def test_db_with_scoring_section(tmp_path, capsys, scored_db):
     text = (out / "index.html").read_text()
     assert 'id="scoring"' in text
     payload = json.loads((out / "results.json").read_text())
+    # scored participants have a spine age only in the scores table: none may be lost in the join
     assert payload["numbers"]["n_analysed"]["external"] == 800
-    assert payload["scoring_qc"]["tables"]["qc_linkage"][0]["cohort_rows"] == len(df)
+    linkage = payload["scoring_qc"]["tables"]["qc_linkage"][0]
+    assert linkage["cohort_rows"] == len(df) and linkage["with_score"] == 800
+    # the spine ages seen are the original ones (uncorrected r of the external cohort)
+    from epi_spineage import stats
+
+    ext = df[df["cohort"] == "external"]
+    r = stats.pearson(ext["age_years"], ext["spine_age_years"]).estimate
+    assert abs(payload["numbers"]["pearson_r"]["external"] - r) < 1e-12
 
 
 def test_bad_inputs_give_one_line_and_exit_2(tmp_path, capsys, cohort_csv):
