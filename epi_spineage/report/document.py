@@ -416,8 +416,10 @@ def _methods(d: _Doc, meta: dict) -> None:
     s = d.section("methods", "Methods and software")
     pads = ", ".join(f"{L.cohort(r)}: {c.pad_kind}" for r, c in d.r.cohorts.items())
     s.bullets.extend([
-        f"PAD = spine age - chronological age ({pads} spine age); PAD is rounded to 1e-9 years before comparison "
-        "with a cut point.",
+        f"PAD = spine age - chronological age ({pads} spine age; 'corrected' means the bias-corrected spine age "
+        "of spine_age_corrected_years, Beheshti's age-level correction fitted out of fold, where the cohort has "
+        "one); PAD is rounded to 1e-9 years before comparison with a cut point. Chronological age stays in every "
+        "model because corrected PAD is age-free only in the data the correction was fitted on.",
         f"Accelerated ageing: PAD {cfg.accelerated_rule} the upper tertile cut, quantile {cfg.tertile_method} "
         "(R's default type 7 unless configured), learned on the derivation test set and applied unchanged elsewhere.",
         f"Cox models: ties by {cfg.ties.capitalize()}; Wald CIs; HR per 1 SD of PAD (sample SD of the analysed cohort); "
