@@ -105,7 +105,7 @@ DERIVATION = CohortSpec(
                 "glucocorticoid": 0.048, "rheumatoid_arthritis": 0.031, "diabetes": 0.18},
     fn_noise_sd=1.1, dxa_missing=0.30, lab_missing=0.08,
     pad_effects=_PAD_EFFECTS, pad_mean=-0.8, pad_sd=4.9, r2_target=0.40,
-    fracture_beta=_FRACTURE_BETA, fracture_hr_per_sd_pad=1.70, fracture_share=0.122,
+    fracture_beta=_FRACTURE_BETA, fracture_hr_per_sd_pad=1.55, fracture_share=0.122,
     death_beta=_DEATH_BETA, death_hr_per_sd_pad=1.30, death_share=0.06,
     admin_years=(0.5, 11.6), ltfu_rate=0.01, make_split=True,
 )

@@ -78,8 +78,11 @@ def test_truth_is_json_and_complete(study):
         for o in outs.values():
             assert o["hr_per_sd_pad"] > 1 and "pad_years" in o["covariates"]
             assert o["log_hr_per_year_pad"] == pytest.approx(np.log(o["hr_per_sd_pad"]) / o["pad_sd_population"])
-    assert t["cohorts"]["derivation"]["outcomes"]["fracture_any"]["hr_per_sd_pad"] == pytest.approx(1.70)
+    assert t["cohorts"]["derivation"]["outcomes"]["fracture_any"]["hr_per_sd_pad"] == DERIVATION.fracture_hr_per_sd_pad
+    # Near PUBLISHED Table 2 (derivation 1.54-1.74, external 1.22-1.28) and Table 3 (death 1.31-1.32).
+    assert 1.4 <= t["cohorts"]["derivation"]["outcomes"]["fracture_any"]["hr_per_sd_pad"] <= 1.8
     assert t["cohorts"]["external"]["outcomes"]["fracture_any"]["hr_per_sd_pad"] == pytest.approx(1.28)
+    assert t["cohorts"]["external"]["outcomes"]["death"]["hr_per_sd_pad"] == pytest.approx(1.32)
     assert t["cohorts"]["derivation"]["pad_model"]["r2_population"] == pytest.approx(0.40, abs=0.01)
     assert "bias_correction" in t["cohorts"]["external"]
 
