@@ -33,6 +33,8 @@ _EPILOG = """examples:
       a smaller demo
   python -m epi_spineage.report --cohort cohort.parquet --mapping mapping.toml --config study.toml --out reports/mystudy
       a real cohort table (CSV, Parquet, or DUCKDB_FILE::TABLE) in the documented schema
+  python -m epi_spineage.report --cohort sim/derivation.parquet sim/external.parquet
+      tables written by `epi-spineage synth cohort` (labelled synthetic: truth.json sits beside them)
   python -m epi_spineage.report --db scores.duckdb --out reports/scored
       a scored database: the cohort table and spine ages joined through the SQL views, plus a
       scoring-QC / drift section
@@ -46,8 +48,9 @@ def _parser():
     p = make_parser("epi-spineage report", "Render the spine-age study as one self-contained HTML report.",
                     _EPILOG)
     src = p.add_argument_group("data (none: the synthetic demo)")
-    src.add_argument("--cohort", help="cohort table: CSV, Parquet, or a DuckDB file with ::TABLE (default "
-                                      "table 'cohort')")
+    src.add_argument("--cohort", nargs="+", metavar="FILE",
+                     help="cohort table(s): CSV, Parquet, or a DuckDB file with ::TABLE (default table 'cohort'); "
+                          "several files (e.g. derivation.parquet external.parquet) are stacked")
     src.add_argument("--mapping", help="column-mapping TOML for --cohort (rename columns, recode values)")
     src.add_argument("--db", help="DuckDB file from `epi-spineage score`/`cohort`: spine ages joined through "
                                   "the SQL views, plus a scoring-QC section")

@@ -126,19 +126,21 @@ def read_db_cohort(con) -> pd.DataFrame:
     return df
 
 
-def load_inputs(*, cohort: str | None, mapping: str | None, db: str | None, config: StudyConfig,
+def load_inputs(*, cohort: str | list[str] | None, mapping: str | None, db: str | None, config: StudyConfig,
                 seed: int, n_derivation: int, n_external: int) -> Inputs:
     from epi_spineage.tables import validate_cohort
 
-    if cohort is None and db is None:
+    if not cohort and db is None:
         from epi_spineage.report import demo_study
 
         der, ext, truth = demo_study(seed, n_derivation, n_external)
         return Inputs(der, ext, truth, True, f"the built-in simulator (seed {seed}, n = {n_derivation:,} + {n_external:,})")
     warn: list[str] = []
-    if cohort is not None:
-        df = read_cohort_file(cohort, mapping)
-        source = Path(_split_table_ref(cohort)[0]).name
+    cohorts = [cohort] if isinstance(cohort, str) else list(cohort or [])
+    if cohorts:
+        frames = [read_cohort_file(c, mapping) for c in cohorts]
+        df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+        source = " + ".join(Path(_split_table_ref(c)[0]).name for c in cohorts)
         if db is not None:
             con = open_db(db)
             try:
@@ -160,7 +162,26 @@ def load_inputs(*, cohort: str | None, mapping: str | None, db: str | None, conf
     problems = validate_cohort(df, raise_on_error=True)
     warn.extend(problems)
     der, ext = split_roles(df, config)
-    return Inputs(der, ext, None, False, source, warn)
+    truth = _simulator_truth(cohorts[0]) if cohorts else None
+    if truth is not None:
+        source += " (written by the simulator: truth.json beside it)"
+    return Inputs(der, ext, truth, truth is not None, source, warn)
+
+
+def _simulator_truth(cohort: str | None) -> dict | None:
+    """The simulator writes ``truth.json`` beside its tables; a cohort from it is labelled synthetic."""
+    if cohort is None:
+        return None
+    path = _split_table_ref(cohort)[0].parent / "truth.json"
+    if not path.is_file():
+        return None
+    import json
+
+    try:
+        truth = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return truth if isinstance(truth, dict) and truth.get("synthetic") is True else None
 
 
 def load_gallery(model: str | None, images: str | None, n: int = 8):

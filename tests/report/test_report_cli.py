@@ -121,3 +121,16 @@ def test_help_has_examples(capsys):
         main(["--help"])
     assert exc.value.code == 0
     assert "examples:" in capsys.readouterr().out
+
+
+def test_simulator_files_are_labelled_synthetic(tmp_path, capsys):
+    from epi_spineage.synth.cohort import simulate_study
+
+    paths = simulate_study(seed=9, n_derivation=1200, n_external=600).write(tmp_path / "sim", fmt="parquet")
+    out = tmp_path / "out"
+    rc = main(["--cohort", str(paths["derivation"]), str(paths["external"]), "--out", str(out), "--no-svg"])
+    assert rc == 0, capsys.readouterr().err
+    payload = json.loads((out / "results.json").read_text())
+    assert payload["meta"]["synthetic"] is True
+    assert payload["numbers"]["n_analysed"]["external"] == 600
+    assert len(payload["tables"]["truth_vs_estimate"]) > 0
