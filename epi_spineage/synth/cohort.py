@@ -399,7 +399,9 @@ def _frame(c, spine, pad, out, spec, rng, corrected=None, split=None):
         df[k] = c[k].astype(np.int64)
     dxa_miss = rng.random(n) < spec.dxa_missing
     for k in ("tscore_lumbar", "tscore_femoral_neck", "tscore_total_hip"):
-        df[k] = np.where(dxa_miss, np.nan, c[k])
+        # Densitometers report T-scores within about +/-6; the latent normal tail would otherwise
+        # leave a few values outside the schema's valid range and fail validation.
+        df[k] = np.where(dxa_miss, np.nan, np.clip(c[k], -6.0, 6.0))
     tmin = df[["tscore_lumbar", "tscore_femoral_neck", "tscore_total_hip"]].min(axis=1, skipna=True)
     df["osteoporosis"] = pd.array(np.where(dxa_miss, pd.NA, (tmin <= -2.5).astype(int)), dtype="Int64")
     lab_miss = rng.random(n) < spec.lab_missing

@@ -191,3 +191,12 @@ def test_frax_surrogate_reference_values_and_clamp():
     assert risk[0][0] > base[0][0] and risk[1][0] > base[1][0]
     missing = frax_surrogate([70.0], female=[0], bmi=[np.nan], prior_fracture=[np.nan])
     assert missing[0][0] == pytest.approx(base[0][0])  # blank counts as "no", missing BMI as 24
+
+
+def test_large_simulated_cohort_passes_validation():
+    # The latent T-score tail once produced values below -8, which validation rightly refused.
+    from epi_spineage.tables import validate_cohort
+
+    study = simulate_study(seed=3, n_derivation=60000, n_external=5000)
+    assert validate_cohort(study.derivation, raise_on_error=False) == []
+    assert validate_cohort(study.external, raise_on_error=False) == []
