@@ -69,8 +69,14 @@ def _prepare_one(df: pd.DataFrame, role: str, config: StudyConfig, flow: list, q
     frame = derive_variables(frame.reset_index(drop=True), corrected=choice, by=None)
     no_pad = frame[PAD_COLUMN].isna()
     if no_pad.any():
-        _flow(flow, role, "with spine age (PAD)", int((~no_pad).sum()), int(no_pad.sum()),
-              "no spine age (image missing, unreadable or not scored)")
+        uses_corrected = bool(frame["pad_corrected"].any())
+        reason = "no spine age (image missing, unreadable or not scored)"
+        if uses_corrected and "spine_age_years" in frame.columns:
+            n_raw_only = int((no_pad & frame["spine_age_years"].notna()).sum())
+            if n_raw_only:
+                reason += (f"; {n_raw_only} of them have an uncorrected spine age but no corrected one, and this "
+                           "cohort's PAD is the corrected one (set [pad] in --config to choose)")
+        _flow(flow, role, "with spine age (PAD)", int((~no_pad).sum()), int(no_pad.sum()), reason)
         frame = frame[~no_pad].reset_index(drop=True)
         # z-scores must describe the analysed rows, so derive again on them
         frame = derive_variables(frame, corrected=choice, by=None)
