@@ -502,7 +502,9 @@ def write_study_report(out: Path, results: StudyResults, *, config: StudyConfig,
     meta = {"version": __version__, "generated_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "source": source, "synthetic": synthetic, "software": software_versions()}
     fig_dir = out / "figures"
-    if fig_dir.exists():
+    from epi_spineage.report.render import is_previous_report
+
+    if fig_dir.exists() and is_previous_report(out):
         for old in list(fig_dir.glob("*.png")) + list(fig_dir.glob("*.svg")):
             old.unlink()
     sections = build_sections(results, fig_dir, synthetic=synthetic, svg=svg, qc=qc, gallery=gallery, meta=meta)

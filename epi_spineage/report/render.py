@@ -252,14 +252,25 @@ def render_qmd(sections: list[Section], *, title: str, banner: str | None, meta:
 
 
 # ---------------------------------------------------------------- everything
+def is_previous_report(out_dir: Path) -> bool:
+    """True when ``out_dir`` holds a report this package wrote (so its outputs may be replaced)."""
+    try:
+        meta = json.loads((out_dir / "results.json").read_text(encoding="utf-8")).get("meta", {})
+    except (OSError, ValueError, AttributeError):
+        return False
+    return isinstance(meta, dict) and "version" in meta and "software" in meta
+
+
 def write_report(out_dir: Path, sections: list[Section], *, title: str, banner: str | None,
                  results_json: dict[str, Any], meta: dict[str, Any], tables: dict[str, pd.DataFrame]) -> Path:
     """Write index.html, report.qmd, tables/*.csv and results.json under ``out_dir``; return index.html."""
     out_dir.mkdir(parents=True, exist_ok=True)
     tdir = out_dir / "tables"
-    if tdir.exists():
-        shutil.rmtree(tdir)  # stale CSVs from a previous run would look like current results
-    tdir.mkdir()
+    if is_previous_report(out_dir) and tdir.is_dir():
+        # stale CSVs from a previous run would look like current results; only ours are removed
+        for old in tdir.glob("*.csv"):
+            old.unlink()
+    tdir.mkdir(exist_ok=True)
     for name, frame in tables.items():
         frame.to_csv(tdir / f"{name}.csv", index=False)
     number_items(sections)

@@ -83,3 +83,21 @@ def test_report_never_imports_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+def test_rewrite_replaces_own_outputs_but_not_foreign_files(tmp_path):
+    from epi_spineage.report.render import Section, TableItem, write_report
+
+    def write(names):
+        tables = {n: pd.DataFrame({"x": [1.0]}) for n in names}
+        sec = Section("s", "S", tables=[TableItem(n, n, f) for n, f in tables.items()])
+        meta = {"version": "0", "software": {}, "generated_utc": "now"}
+        write_report(tmp_path, [sec], title="t", banner=None, results_json={"meta": meta, "tables": tables},
+                     meta=meta, tables=tables)
+
+    (tmp_path / "tables").mkdir()
+    (tmp_path / "tables" / "mine.csv").write_text("a\n1\n")
+    write(["a", "b"])
+    assert (tmp_path / "tables" / "mine.csv").exists()  # not our folder yet: nothing removed
+    write(["a"])
+    assert sorted(p.name for p in (tmp_path / "tables").glob("*.csv")) == ["a.csv"]
