@@ -57,6 +57,7 @@ class TrainConfig:
     bias_folds: int = 10
     bias_method: str = "beheshti"
     fold_epochs: int | None = None  # epochs for the out-of-fold models (default: epochs)
+    lr_schedule: str = "constant"  # constant (the study) | cosine (decay to 1% over the epochs)
     augment: bool = False
     cache: str = "auto"  # auto | yes | no: keep preprocessed tensors in memory
     cache_max_gib: float = 4.0
@@ -177,6 +178,11 @@ def fit_network(net, train_ds, val_ds, cfg: TrainConfig, device: torch.device, *
         net.to(memory_format=torch.channels_last)
     loss_fn = MeanVarianceLoss(cfg.min_age, cfg.max_age, cfg.lambda_mean, cfg.lambda_var).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    if cfg.lr_schedule not in ("constant", "cosine"):
+        raise UserError(f"unknown lr schedule {cfg.lr_schedule!r}; use constant or cosine")
+    sched = None
+    if cfg.lr_schedule == "cosine":
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(epochs, 1), eta_min=cfg.lr * 0.01)
     model = net
     if world > 1:
         _init_distributed(device)
@@ -190,6 +196,8 @@ def fit_network(net, train_ds, val_ds, cfg: TrainConfig, device: torch.device, *
         state = torch.load(last_path, map_location="cpu", weights_only=False)
         net.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
+        if sched is not None and state.get("scheduler"):
+            sched.load_state_dict(state["scheduler"])
         start_epoch, best_mae, best_epoch, stale = state["epoch"] + 1, state["best_mae"], state["best_epoch"], state["stale"]
         best_state, history = state["best_state"], state["history"]
         torch.set_rng_state(state["rng"]["torch"])
@@ -237,6 +245,9 @@ def fit_network(net, train_ds, val_ds, cfg: TrainConfig, device: torch.device, *
             for k in parts_sum:
                 parts_sum[k] += loss_fn.last_components[k] * n
             bar.set_postfix(loss=f"{total / seen:.3f}")
+        lr_now = opt.param_groups[0]["lr"]
+        if sched is not None:
+            sched.step()
         val_logits = predict_logits(net, val_ds, device, eval_bs)
         val_mae = mae_of(val_logits, val_ages, net)
         improved = val_mae < best_mae - 1e-9
@@ -248,14 +259,15 @@ def fit_network(net, train_ds, val_ds, cfg: TrainConfig, device: torch.device, *
         row = {"stage": desc, "epoch": epoch + 1, "train_loss": total / max(seen, 1),
                **{f"train_{k}_loss": v / max(seen, 1) for k, v in parts_sum.items()},
                "val_mae_years": val_mae, "best_val_mae_years": best_mae, "best_epoch": best_epoch + 1,
-               "lr": cfg.lr, "epoch_seconds": time.monotonic() - t0, "images": seen * world}
+               "lr": lr_now, "epoch_seconds": time.monotonic() - t0, "images": seen * world}
         history.append(row)
         log.info("%s epoch %d: loss %.3f, validation MAE %.3f%s", desc, epoch + 1, row["train_loss"], val_mae,
                  " (best)" if improved else "")
         if state_dir and rank == 0:
             _append_metrics(state_dir, row)
             atomic_torch_save({
-                "model": net.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch, "best_mae": best_mae,
+                "model": net.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
+                "scheduler": None if sched is None else sched.state_dict(), "best_mae": best_mae,
                 "best_epoch": best_epoch, "stale": stale, "best_state": best_state, "history": history,
                 "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
                 "config": cfg.public_dict(),
