@@ -187,9 +187,14 @@ def normalise_bias_correction(bias) -> dict | None:
         return None
     d = bias.to_dict() if hasattr(bias, "to_dict") else dict(bias)
     d = json.loads(json.dumps(d, default=_json_default))
+    method = str(d.get("method", "beheshti")).lower()
     alpha = _first(d, "alpha", "slope", "coef", "a")
     beta = _first(d, "beta", "intercept", "b")
-    out = {"method": d.get("method", "beheshti"), "alpha": alpha, "beta": beta}
+    if method != "beheshti":
+        # Zhang's per-age-level table does not fit a linear SQL formula: the views leave the
+        # corrected columns NULL and the report applies it in Python.
+        alpha = beta = None
+    out = {"method": method, "alpha": alpha, "beta": beta}
     out["fit"] = {k: v for k, v in d.items() if k not in ("ids", "participant_ids", "fit_ids")}
     return out
 
@@ -249,7 +254,11 @@ RUN_COLUMNS = ("run_id", "started_at", "finished_at", "status", "model_id", "hos
 
 
 def upsert_run(con, row: Mapping) -> None:
-    """Insert or update one ``runs`` row (the start row, then the finished one)."""
+    """Insert or update one ``runs`` row (the start row, then the finished one).
+
+    A late "running" row (say, from a spool loaded after the run finished) never overwrites a
+    finished one.
+    """
     full = {name: row.get(name) for name in RUN_COLUMNS}
     con.register("_run", pa.Table.from_pylist([full]))
     try:
@@ -261,6 +270,7 @@ def upsert_run(con, row: Mapping) -> None:
                    n_seen, n_scored, n_skipped_known, n_not_spine, n_duplicates, n_errors, n_spooled
             FROM _run
             ON CONFLICT (run_id) DO UPDATE SET {sets}
+            WHERE excluded.status <> 'running' OR runs.status = 'running'
         """)
     finally:
         con.unregister("_run")

@@ -1,0 +1,83 @@
+"""``python -m epi_spineage.score``: the nightly scoring job."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from epi_spineage.cli import EXIT_FAILURE, EXIT_OK, make_parser, run_main, setup_logging
+from epi_spineage.errors import UserError
+
+log = logging.getLogger("epi_spineage.score")
+
+EPILOG = """\
+examples:
+  # score a night's archives with a trained model (creates the database if missing)
+  export EPI_SPINEAGE_PSEUDONYM_KEY_FILE=/etc/epi-spineage/key
+  python -m epi_spineage.score /data/pacs/2026-01-01.tar.gz --model models/b4 --db spine.duckdb
+
+  # how many files would be scored, without reading them
+  python -m epi_spineage.score /data/pacs --model models/b4 --db spine.duckdb --dry-run
+
+  # GPU, 8 decode workers, bigger batches
+  python -m epi_spineage.score /data/pacs --model models/b4 --db spine.duckdb \\
+      --device cuda --workers 8 --batch-size 64
+
+behaviour:
+  Images already scored by the same model (same path and size, same SOPInstanceUID, or same
+  pixels) are skipped, so reruns are cheap and resume after a crash. Every batch commits in one
+  transaction. While another process has the database open the scorer retries for --lock-timeout
+  seconds, then writes batches to the spool folder (default FILE.duckdb.spool), which the next run
+  or `python -m epi_spineage.ingest` loads. A second scorer on the same database is refused.
+  Patient ids are stored only as keyed hashes (EPI_SPINEAGE_PSEUDONYM_KEY, ..._KEY_FILE or
+  --key-file; no key, no run); names are never stored. Exit 0 when the job ran, even if some
+  files were bad (they are listed in the errors table); 1 when the job itself failed; 2 for
+  usage errors.
+"""
+
+
+def build_parser():
+    p = make_parser("epi-spineage score", "Score every new image of one or more archives into a DuckDB file.", EPILOG)
+    p.add_argument("archives", nargs="+", metavar="ARCHIVE", help="folder, .zip, .tar, .tar.gz or .tgz")
+    p.add_argument("--model", required=True, metavar="CKPT_DIR", help="model checkpoint folder (meta.json + weights)")
+    p.add_argument("--db", required=True, metavar="FILE.duckdb", help="DuckDB file (created if missing)")
+    p.add_argument("--batch-size", type=int, default=16, help="images per model batch and per commit (default 16)")
+    p.add_argument("--workers", type=int, default=1, help="decode/preprocess worker processes (default 1; 0 = in-process)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where the model runs (default auto)")
+    p.add_argument("--limit", type=int, default=None, help="score at most this many new files, then stop")
+    p.add_argument("--dry-run", action="store_true", help="count what would be scored; write nothing")
+    p.add_argument("--include-non-spine", action="store_true",
+                   help="score images whose DICOM tags say they are not a lateral spine view")
+    p.add_argument("--key-file", default=None, help="file holding the pseudonymisation key")
+    p.add_argument("--spool", default=None, metavar="DIR", help="spool folder (default FILE.duckdb.spool)")
+    p.add_argument("--lock-timeout", type=float, default=60.0, metavar="SECONDS",
+                   help="how long one commit waits for a busy database before spooling (default 60)")
+    p.add_argument("--progress", action=__import__("argparse").BooleanOptionalAction, default=None,
+                   help="progress bar on stderr (default: when stderr is a terminal)")
+    return p
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    from epi_spineage.score.pipeline import score_archives
+
+    try:
+        summary = score_archives(
+            args.archives, args.model, args.db, batch_size=args.batch_size, workers=args.workers,
+            device=args.device, limit=args.limit, dry_run=args.dry_run, include_non_spine=args.include_non_spine,
+            key_file=args.key_file, spool_dir=args.spool, lock_timeout_s=args.lock_timeout, progress=args.progress,
+        )
+    except UserError:
+        raise
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # the job itself failed: one clear line, traceback with -vv
+        log.error("scoring failed: %s: %s", type(exc).__name__, exc, exc_info=args.verbose >= 2)
+        return EXIT_FAILURE
+    print(summary.line())
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_main(_main, argv, prog="epi-spineage score")

@@ -1,0 +1,339 @@
+"""``score_archives``: archives -> DataLoader (decode + preprocess in workers) -> model -> DuckDB.
+
+Exactly once, even under SIGKILL: a batch's rows (images, scores, errors) commit in one DuckDB
+transaction, keyed so that nothing can be inserted twice; a rerun skips every path already handled
+(before reading it) and every SOPInstanceUID already scored (before decoding it), and whatever a
+killed run had not committed is simply scored again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from epi_spineage.errors import UserError
+from epi_spineage.privacy import load_key
+from epi_spineage.score import db
+from epi_spineage.score.locking import DatabaseBusy, ScorerLock, connect_with_retry
+from epi_spineage.score.members import MemberContext, is_done, iter_members
+from epi_spineage.score.provenance import PACKAGE_VERSION, host_name, model_provenance, new_run_id
+from epi_spineage.score.results import now_utc, to_table
+from epi_spineage.score.spool import Spool, default_spool_dir, ingest_into
+from epi_spineage.score.writer import ResultWriter, db_exists
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ScoreSummary:
+    """Counts of one run. ``n_seen`` counts every member looked at, including skipped ones."""
+
+    run_id: str
+    model_id: str
+    device: str
+    n_seen: int = 0
+    n_scored: int = 0
+    n_skipped_known: int = 0
+    n_not_spine: int = 0
+    n_duplicates: int = 0
+    n_errors: int = 0
+    n_spooled: int = 0
+    seconds: float = 0.0
+    dry_run: bool = False
+    n_would_score: int = 0
+
+    @property
+    def images_per_s(self) -> float:
+        return self.n_scored / self.seconds if self.seconds > 0 else 0.0
+
+    def line(self) -> str:
+        if self.dry_run:
+            return (f"dry run: {self.n_would_score} of {self.n_seen} file(s) would be read and scored by "
+                    f"{self.model_id}; {self.n_skipped_known} already done")
+        spool = f", {self.n_spooled} spooled" if self.n_spooled else ""
+        return (f"scored {self.n_scored} image(s) in {self.seconds:.1f} s ({self.images_per_s:.1f} images/s, "
+                f"{self.device}); skipped {self.n_skipped_known} already scored, {self.n_not_spine} not lateral "
+                f"spine, {self.n_duplicates} duplicate(s); {self.n_errors} error(s){spool}; run {self.run_id}")
+
+    def to_run_row(self, started_at, archives, status: str, finished_at=None) -> dict:
+        return {
+            "run_id": self.run_id, "started_at": started_at, "finished_at": finished_at, "status": status,
+            "model_id": self.model_id, "host": host_name(), "package_version": PACKAGE_VERSION,
+            "device": self.device, "archives": json.dumps([str(a) for a in archives]),
+            "n_seen": self.n_seen, "n_scored": self.n_scored, "n_skipped_known": self.n_skipped_known,
+            "n_not_spine": self.n_not_spine, "n_duplicates": self.n_duplicates, "n_errors": self.n_errors,
+            "n_spooled": self.n_spooled,
+        }
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda was asked for but torch sees no CUDA device")
+    if device not in ("cpu", "cuda"):
+        raise UserError(f"--device must be auto, cpu or cuda, not {device!r}")
+    return device
+
+
+def _resolve_archives(archives: Sequence[str | os.PathLike]) -> list[str]:
+    if not archives:
+        raise UserError("give at least one archive (a folder, .zip, .tar or .tar.gz)")
+    out = []
+    for a in archives:
+        p = Path(a).expanduser()
+        if not p.exists():
+            raise UserError(f"archive not found: {a}")
+        # Absolute paths: the stored source_path must not depend on the directory cron starts in.
+        out.append(str(p.resolve()))
+    return out
+
+
+def _read_known(db_path: Path, model_id: str, lock_timeout_s: float, spool: Spool, *, write: bool):
+    """Open the database once: schema, pending spool, stale runs, and what this model has done."""
+    if not db_exists(db_path) and not write:
+        return db.Known()
+    con = connect_with_retry(db_path, timeout_s=lock_timeout_s, read_only=not write)
+    try:
+        if write:
+            db.apply_schema(con)
+            if spool.pending():
+                summary = ingest_into(con, spool.folder, delete=True)
+                log.warning("loaded the spool left by an earlier run: %s", summary.line())
+            n = db.mark_abandoned_runs(con)
+            if n:
+                log.warning("%d earlier run(s) had stopped without finishing; marked interrupted", n)
+        return db.known_for_model(con, model_id)
+    finally:
+        con.close()
+
+
+def _install_sigterm() -> object:
+    """systemd stops a service with SIGTERM: finish like Ctrl-C so the run row says 'interrupted'."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        return None
+
+
+def score_archives(
+    archives: Sequence[str | os.PathLike],
+    model_dir: str | os.PathLike,
+    db_path: str | os.PathLike,
+    *,
+    batch_size: int = 16,
+    workers: int = 1,
+    device: str = "auto",
+    limit: int | None = None,
+    dry_run: bool = False,
+    include_non_spine: bool = False,
+    key: bytes | str | None = None,
+    key_file: str | os.PathLike | None = None,
+    spool_dir: str | os.PathLike | None = None,
+    lock_timeout_s: float = 60.0,
+    progress: bool | None = None,
+) -> ScoreSummary:
+    """Score every new image of ``archives`` with the checkpoint in ``model_dir`` into ``db_path``.
+
+    Returns the run's ``ScoreSummary``. Individual bad files are recorded in ``errors``, never
+    raised; ``UserError`` for bad options, a missing key, or a second concurrent scorer.
+    """
+    if batch_size < 1:
+        raise UserError("--batch-size must be at least 1")
+    if workers < 0:
+        raise UserError("--workers must be 0 or more")
+    if limit is not None and limit < 1:
+        raise UserError("--limit must be at least 1")
+    key_bytes = load_key(key, key_file)  # refuse before touching anything without a key
+    archive_paths = _resolve_archives(archives)
+    db_path = Path(db_path).expanduser().resolve()
+    if not Path(model_dir).exists():
+        raise UserError(f"model folder not found: {model_dir}")
+    spool = Spool(spool_dir or default_spool_dir(db_path))
+
+    if dry_run:
+        return _dry_run(archive_paths, model_dir, db_path, lock_timeout_s, include_non_spine)
+
+    lock = ScorerLock(db_path).acquire(what="scorer")
+    previous_handler = _install_sigterm()
+    try:
+        return _score_locked(archive_paths, model_dir, db_path, spool, key_bytes, batch_size=batch_size,
+                             workers=workers, device=device, limit=limit, include_non_spine=include_non_spine,
+                             lock_timeout_s=lock_timeout_s, progress=progress)
+    finally:
+        lock.release()
+        if previous_handler is not None:
+            signal.signal(signal.SIGTERM, previous_handler)
+
+
+def _dry_run(archive_paths, model_dir, db_path, lock_timeout_s, include_non_spine) -> ScoreSummary:
+    from epi_spineage.model.checkpoint import read_meta
+
+    meta = read_meta(model_dir)
+    model_id = str(meta.get("model_id"))
+    known = _read_known(db_path, model_id, lock_timeout_s, Spool(default_spool_dir(db_path)), write=False)
+    ctx = MemberContext(run_id="dry-run", key=b"", preprocess_config=None,
+                        done_paths=known.done_paths(include_non_spine))
+    summary = ScoreSummary(run_id="dry-run", model_id=model_id, device="-", dry_run=True)
+    for name, size, _member in iter_members(archive_paths):
+        summary.n_seen += 1
+        if is_done(ctx, name, size):
+            summary.n_skipped_known += 1
+        else:
+            summary.n_would_score += 1
+    return summary
+
+
+def _score_locked(archive_paths, model_dir, db_path, spool, key_bytes, *, batch_size, workers, device, limit,
+                  include_non_spine, lock_timeout_s, progress) -> ScoreSummary:
+    import torch
+    from torch.utils.data import DataLoader
+
+    from epi_spineage.model.checkpoint import load_checkpoint
+    from epi_spineage.score.dataset import ArchiveDataset, collate, worker_init
+
+    device = resolve_device(device)
+    if device == "cpu":
+        # Leave a core per decode worker; the model gets the rest.
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) - workers))
+    loaded = load_checkpoint(model_dir, map_location=device)
+    provenance = model_provenance(loaded, "cuda-bf16" if device == "cuda" else "cpu")
+    run_id = new_run_id()
+    summary = ScoreSummary(run_id=run_id, model_id=loaded.model_id, device=provenance["device"])
+    started_at = now_utc()
+    writer = ResultWriter(db_path, spool, run_id, lock_timeout_s=lock_timeout_s)
+
+    try:
+        known = _read_known(db_path, loaded.model_id, lock_timeout_s, spool, write=True)
+    except DatabaseBusy as exc:
+        # Score anyway: the spool and ingest are idempotent, so re-scoring a few known images is
+        # the price of not losing the night.
+        log.warning("could not read %s (held by %s); scoring everything given into the spool", db_path, exc.holder)
+        writer.spooling = True
+        known = db.Known()
+    writer.write_model(db.model_row(loaded))
+    writer.write_run(summary.to_run_row(started_at, archive_paths, "running"))
+
+    ctx = MemberContext(run_id=run_id, key=key_bytes, preprocess_config=loaded.preprocess_config,
+                        include_non_spine=include_non_spine, done_paths=known.done_paths(include_non_spine),
+                        known_sops=known.sops)
+    dataset = ArchiveDataset(archive_paths, ctx, limit=limit)
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate,
+                        worker_init_fn=worker_init if workers else None, pin_memory=(device == "cuda"),
+                        prefetch_factor=4 if workers else None, persistent_workers=False,
+                        multiprocessing_context=_mp_context() if workers else None)
+    seen_hashes = dict(known.hashes)
+    status = "failed"
+    bar = _progress_bar(progress)
+    t0 = time.perf_counter()
+    try:
+        processed = 0
+        for rows, batch, ready in loader:
+            keep = []
+            for i, row in enumerate(rows):
+                summary.n_seen += 1
+                if row["status"] == "known":
+                    summary.n_skipped_known += 1
+                    continue
+                if limit is not None and processed >= limit:
+                    continue  # past the limit: left for the next run, never half-written
+                processed += 1
+                keep.append(i)
+            batch_rows = _score_batch(loaded, rows, batch, ready, set(keep), seen_hashes, provenance)
+            for row in batch_rows:
+                st = row["status"]
+                summary.n_scored += st == "scored"
+                summary.n_not_spine += st == "not_spine"
+                summary.n_duplicates += st == "duplicate"
+                summary.n_errors += st == "error"
+            if batch_rows and writer.commit(to_table(batch_rows)) == "spool":
+                summary.n_spooled += len(batch_rows)
+            bar.update(len(rows))
+            bar.set_postfix_str(f"scored={summary.n_scored} errors={summary.n_errors}", refresh=False)
+            if limit is not None and processed >= limit:
+                break
+        status = "finished"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    finally:
+        del loader
+        bar.close()
+        summary.seconds = time.perf_counter() - t0
+        try:
+            writer.write_run(summary.to_run_row(started_at, archive_paths, status, finished_at=now_utc()))
+        except Exception as exc:  # the run row must not hide the original error
+            log.error("could not record the end of run %s: %s", run_id, exc)
+    if spool.pending() and not writer.spooling:
+        try:
+            summary_ingest = _ingest_pending(db_path, spool, min(lock_timeout_s, 5.0))
+            log.info("loaded the spool: %s", summary_ingest.line())
+        except DatabaseBusy:
+            log.warning("results wait in the spool %s; the next run loads them", spool.folder)
+    return summary
+
+
+def _ingest_pending(db_path, spool, timeout_s):
+    con = connect_with_retry(db_path, timeout_s=timeout_s)
+    try:
+        return ingest_into(con, spool.folder, delete=True)
+    finally:
+        con.close()
+
+
+def _score_batch(loaded, rows, batch, ready, keep, seen_hashes, provenance) -> list[dict]:
+    """Predict the ready images of one batch that are new; turn rows into final result rows."""
+    out = []
+    to_predict = []  # (row position, position in batch)
+    for pos_in_batch, i in enumerate(ready):
+        if i not in keep:
+            continue
+        row = rows[i]
+        first = seen_hashes.get(row["content_hash"])
+        if first is not None and first != row["source_path"]:
+            row.update(status="duplicate", duplicate_of=first, message=f"same pixels as {first}")
+            continue
+        seen_hashes[row["content_hash"]] = row["source_path"]
+        to_predict.append((i, pos_in_batch))
+    if to_predict:
+        import torch
+
+        index = torch.tensor([p for _, p in to_predict])
+        mean, sd = loaded.predict(batch.index_select(0, index) if len(index) < batch.shape[0] else batch)
+        for (i, _), m, s in zip(to_predict, mean, sd):
+            rows[i].update(status="scored", spine_age_years=float(m), spine_age_sd_years=float(s))
+    for i in sorted(keep):
+        row = rows[i]
+        if row["status"] == "ready":  # a duplicate within this batch was handled above
+            continue
+        row.update(provenance)
+        out.append(row)
+    return out
+
+
+def _progress_bar(progress: bool | None):
+    from tqdm.auto import tqdm
+
+    disable = not sys.stderr.isatty() if progress is None else not progress
+    return tqdm(unit="img", desc="scoring", disable=disable, file=sys.stderr, smoothing=0.1)
+
+
+__all__ = ["ScoreSummary", "score_archives", "resolve_device"]
+
+
+def _mp_context() -> str:
+    """Start decode workers with forkserver: a plain fork copies the parent's thread pools (torch's
+    OpenMP, DuckDB's, tqdm's monitor) with whatever locks they held, and the child can hang on
+    one. ``EPI_SPINEAGE_MP_CONTEXT`` overrides (fork / spawn / forkserver)."""
+    return os.environ.get("EPI_SPINEAGE_MP_CONTEXT", "forkserver")

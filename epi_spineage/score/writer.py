@@ -1,0 +1,94 @@
+"""Where a batch of results goes: the database when it can be had in time, else the spool.
+
+Each commit opens the file, writes one transaction and closes it again, so the scorer holds
+DuckDB's lock only for that moment. While another process holds the file, the commit retries with
+back-off for up to ``lock_timeout_s``; past that the batch goes to the Parquet spool and later
+batches try the database only briefly (``retry_s``) until it is free again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+
+from epi_spineage.score import db
+from epi_spineage.score.locking import DatabaseBusy, write_transaction
+from epi_spineage.score.spool import Spool
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ResultWriter:
+    db_path: Path
+    spool: Spool
+    run_id: str
+    lock_timeout_s: float = 60.0
+    retry_s: float = 1.0
+    spooling: bool = False
+    n_spooled_rows: int = 0
+    n_spool_files: int = 0
+    seq: int = 0
+    holder: str | None = None
+    counts: db.LoadCounts = field(default_factory=db.LoadCounts)
+
+    def _timeout(self) -> float:
+        return min(self.retry_s, self.lock_timeout_s) if self.spooling else self.lock_timeout_s
+
+    def _enter_spool_mode(self, exc: DatabaseBusy) -> None:
+        if not self.spooling:
+            log.warning("database %s stayed locked by %s for %.0f s; writing results to the spool %s "
+                        "(loaded by the next run or `python -m epi_spineage.ingest %s --db %s`)",
+                        self.db_path, exc.holder, exc.waited_s, self.spool.folder, self.spool.folder, self.db_path)
+        self.spooling = True
+        self.holder = exc.holder
+
+    def commit(self, table: pa.Table) -> str:
+        """Write one batch; returns ``"db"`` or ``"spool"``."""
+        self.seq += 1
+        if table.num_rows == 0:
+            return "db"
+        try:
+            with write_transaction(self.db_path, timeout_s=self._timeout()) as con:
+                counts = db.load_results(con, table)
+        except DatabaseBusy as exc:
+            self._enter_spool_mode(exc)
+            self.spool.write_batch(table, self.run_id, self.seq)
+            self.n_spooled_rows += table.num_rows
+            self.n_spool_files += 1
+            return "spool"
+        if self.spooling:
+            log.warning("database %s is free again; writing to it directly", self.db_path)
+            self.spooling = False
+        self.counts.add(counts)
+        return "db"
+
+    def write_model(self, row: dict) -> str:
+        try:
+            with write_transaction(self.db_path, timeout_s=self._timeout()) as con:
+                db.register_model(con, row)
+            return "db"
+        except DatabaseBusy as exc:
+            self._enter_spool_mode(exc)
+            self.spool.write_json("model", row["model_id"], row)
+            return "spool"
+
+    def write_run(self, row: dict) -> str:
+        try:
+            with write_transaction(self.db_path, timeout_s=self._timeout()) as con:
+                db.upsert_run(con, row)
+            stale = self.spool.folder / f"run-{row['run_id']}.json"
+            stale.unlink(missing_ok=True)
+            return "db"
+        except DatabaseBusy as exc:
+            self._enter_spool_mode(exc)
+            self.spool.write_json("run", row["run_id"], row)
+            return "spool"
+
+
+def db_exists(path: str | os.PathLike) -> bool:
+    return Path(path).is_file() and Path(path).stat().st_size > 0
