@@ -26,7 +26,7 @@ from epi_spineage.score.members import MemberContext, is_done, iter_members
 from epi_spineage.score.provenance import PACKAGE_VERSION, host_name, model_provenance, new_run_id
 from epi_spineage.score.results import now_utc, to_table
 from epi_spineage.score.spool import Spool, default_spool_dir, ingest_into
-from epi_spineage.score.writer import ResultWriter, db_exists
+from epi_spineage.score.writer import BackgroundCommitter, ResultWriter, db_exists
 
 log = logging.getLogger(__name__)
 
@@ -236,6 +236,7 @@ def _score_locked(archive_paths, model_dir, db_path, spool, key_bytes, *, batch_
     seen_hashes = dict(known.hashes)
     status = "failed"
     bar = _progress_bar(progress)
+    committer = BackgroundCommitter(writer)
     t0 = time.perf_counter()
     try:
         processed = 0
@@ -257,8 +258,8 @@ def _score_locked(archive_paths, model_dir, db_path, spool, key_bytes, *, batch_
                 summary.n_not_spine += st == "not_spine"
                 summary.n_duplicates += st == "duplicate"
                 summary.n_errors += st == "error"
-            if batch_rows and writer.commit(to_table(batch_rows)) == "spool":
-                summary.n_spooled += len(batch_rows)
+            if batch_rows:
+                committer.put(to_table(batch_rows))
             bar.update(len(rows))
             bar.set_postfix_str(f"scored={summary.n_scored} errors={summary.n_errors}", refresh=False)
             if limit is not None and processed >= limit:
@@ -270,11 +271,19 @@ def _score_locked(archive_paths, model_dir, db_path, spool, key_bytes, *, batch_
     finally:
         del loader
         bar.close()
+        commit_error = None
+        try:
+            committer.close()
+        except BaseException as exc:
+            commit_error, status = exc, "failed"
+        summary.n_spooled = committer.n_spooled
         summary.seconds = time.perf_counter() - t0
         try:
             writer.write_run(summary.to_run_row(started_at, archive_paths, status, finished_at=now_utc()))
         except Exception as exc:  # the run row must not hide the original error
             log.error("could not record the end of run %s: %s", run_id, exc)
+        if commit_error is not None:
+            raise commit_error
     if spool.pending() and not writer.spooling:
         try:
             summary_ingest = _ingest_pending(db_path, spool, min(lock_timeout_s, 5.0))

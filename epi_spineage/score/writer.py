@@ -92,3 +92,61 @@ class ResultWriter:
 
 def db_exists(path: str | os.PathLike) -> bool:
     return Path(path).is_file() and Path(path).stat().st_size > 0
+
+
+class BackgroundCommitter:
+    """Commits in a writer thread so inference never waits on the database.
+
+    Batches queue up (at most ``max_pending``, which bounds memory and what a crash re-scores);
+    the thread takes everything waiting and commits it as one transaction, so commits grow when the
+    database is slow instead of stalling the GPU. Errors are raised in the caller at the next
+    ``put`` or at ``close``.
+    """
+
+    def __init__(self, writer: ResultWriter, max_pending: int = 8):
+        import queue
+        import threading
+
+        self.writer = writer
+        self.queue: "queue.Queue" = queue.Queue(maxsize=max_pending)
+        self.error: BaseException | None = None
+        self.n_spooled = 0
+        self._thread = threading.Thread(target=self._run, name="epi-spineage-commit", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import queue
+
+        while True:
+            item = self.queue.get()
+            items = [item]
+            while item is not None:
+                try:
+                    item = self.queue.get_nowait()
+                except queue.Empty:
+                    break
+                items.append(item)
+            tables = [t for t in items if t is not None]
+            if tables and self.error is None:
+                try:
+                    table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+                    if self.writer.commit(table) == "spool":
+                        self.n_spooled += table.num_rows
+                except BaseException as exc:  # surfaced in the main thread
+                    self.error = exc
+            if items[-1] is None:
+                return
+
+    def _raise(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def put(self, table: pa.Table) -> None:
+        self._raise()
+        self.queue.put(table)
+
+    def close(self) -> None:
+        """Wait until everything queued is committed (or spooled); re-raise a writer error."""
+        self.queue.put(None)
+        self._thread.join()
+        self._raise()

@@ -1,0 +1,71 @@
+"""Drift watch: does a manufacturer's or a month's mean prediction move away from the reference?
+
+``v_drift`` (``sql/v_drift.sql``) summarises scores per model, run, manufacturer and study month;
+``drift_summary`` reads those groups and flags the ones whose mean moved more than ``bound_years``
+from the reference period. PAD is compared when the cohort gives chronological age (it removes the
+age mix of the month), else the mean predicted age.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+
+import numpy as np
+import pandas as pd
+
+GROUP_COLUMNS = ["model_id", "run_id", "manufacturer", "study_month", "n_images", "mean_spine_age_years",
+                 "sd_spine_age_years", "mean_spine_age_sd_years", "n_with_age", "mean_pad_years"]
+
+
+def drift_summary(con, bound_years: float = 2.0, *, reference_months: int = 12,
+                  reference: tuple[_dt.date | str, _dt.date | str] | None = None) -> pd.DataFrame:
+    """One row per (model, run, manufacturer, study month) with a drift flag.
+
+    Parameters: ``con`` a DuckDB connection to a scored database; ``bound_years`` the largest
+    allowed move of a group mean; ``reference`` an explicit [start, end) date range, else the first
+    ``reference_months`` study months of each model's scores (all manufacturers pooled).
+
+    Returns columns: model_id, run_id, manufacturer, study_month (first day; NaT when the image
+    had no study date), n_images, mean_spine_age_years, sd_spine_age_years (between images),
+    mean_spine_age_sd_years (mean predictive SD), n_with_age (images with cohort age), mean_pad_years,
+    reference_start, reference_end, reference_spine_age_years, reference_pad_years, drift_metric
+    ("pad_years" or "spine_age_years"), delta_years (group mean minus reference mean), bound_years,
+    drift_flag (|delta_years| > bound_years).
+    """
+    if bound_years <= 0 or not np.isfinite(bound_years):
+        raise ValueError("bound_years must be a positive number")
+    groups = con.execute(f"SELECT {', '.join(GROUP_COLUMNS)} FROM v_drift ORDER BY model_id, study_month, "
+                         "manufacturer, run_id").df()
+    if groups.empty:
+        return groups.assign(reference_start=pd.Series(dtype="datetime64[ns]"),
+                             reference_end=pd.Series(dtype="datetime64[ns]"),
+                             reference_spine_age_years=pd.Series(dtype=float),
+                             reference_pad_years=pd.Series(dtype=float), drift_metric=pd.Series(dtype=str),
+                             delta_years=pd.Series(dtype=float), bound_years=pd.Series(dtype=float),
+                             drift_flag=pd.Series(dtype=bool))
+    groups["study_month"] = pd.to_datetime(groups["study_month"])
+    parts = []
+    for _model, g in groups.groupby("model_id", sort=False):
+        g = g.copy()
+        if reference is not None:
+            start, end = pd.Timestamp(reference[0]), pd.Timestamp(reference[1])
+        else:
+            start = g["study_month"].min()
+            end = start + pd.DateOffset(months=reference_months) if pd.notna(start) else start
+        in_ref = (g["study_month"] >= start) & (g["study_month"] < end)
+        ref = g[in_ref]
+        n = ref["n_images"].to_numpy(float)
+        ref_age = float(np.average(ref["mean_spine_age_years"], weights=n)) if n.sum() > 0 else np.nan
+        with_age = ref["n_with_age"].to_numpy(float)
+        ref_pad = (float(np.average(ref["mean_pad_years"].fillna(0.0), weights=with_age))
+                   if with_age.sum() > 0 else np.nan)
+        g["reference_start"], g["reference_end"] = start, end
+        g["reference_spine_age_years"], g["reference_pad_years"] = ref_age, ref_pad
+        use_pad = g["mean_pad_years"].notna() & np.isfinite(ref_pad)
+        g["drift_metric"] = np.where(use_pad, "pad_years", "spine_age_years")
+        g["delta_years"] = np.where(use_pad, g["mean_pad_years"] - ref_pad, g["mean_spine_age_years"] - ref_age)
+        parts.append(g)
+    out = pd.concat(parts, ignore_index=True)
+    out["bound_years"] = float(bound_years)
+    out["drift_flag"] = (out["delta_years"].abs() > bound_years).fillna(False).astype(bool)
+    return out
