@@ -46,12 +46,19 @@ class ScoreSummary:
     n_errors: int = 0
     n_spooled: int = 0
     seconds: float = 0.0
+    steady_seconds: float = 0.0
+    steady_images: int = 0
     dry_run: bool = False
     n_would_score: int = 0
 
     @property
     def images_per_s(self) -> float:
         return self.n_scored / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def steady_images_per_s(self) -> float:
+        """images/s after the first batch arrived (worker start-up and model warm-up excluded)."""
+        return self.steady_images / self.steady_seconds if self.steady_seconds > 0 else 0.0
 
     def line(self) -> str:
         if self.dry_run:
@@ -238,6 +245,7 @@ def _score_locked(archive_paths, model_dir, db_path, spool, key_bytes, *, batch_
     bar = _progress_bar(progress)
     committer = BackgroundCommitter(writer)
     t0 = time.perf_counter()
+    t_first, n_first = None, 0
     try:
         processed = 0
         for rows, batch, ready in loader:
@@ -260,6 +268,8 @@ def _score_locked(archive_paths, model_dir, db_path, spool, key_bytes, *, batch_
                 summary.n_errors += st == "error"
             if batch_rows:
                 committer.put(to_table(batch_rows))
+            if t_first is None:
+                t_first, n_first = time.perf_counter(), summary.n_scored
             bar.update(len(rows))
             bar.set_postfix_str(f"scored={summary.n_scored} errors={summary.n_errors}", refresh=False)
             if limit is not None and processed >= limit:
@@ -278,6 +288,9 @@ def _score_locked(archive_paths, model_dir, db_path, spool, key_bytes, *, batch_
             commit_error, status = exc, "failed"
         summary.n_spooled = committer.n_spooled
         summary.seconds = time.perf_counter() - t0
+        if t_first is not None:
+            summary.steady_seconds = time.perf_counter() - t_first
+            summary.steady_images = summary.n_scored - n_first
         try:
             writer.write_run(summary.to_run_row(started_at, archive_paths, status, finished_at=now_utc()))
         except Exception as exc:  # the run row must not hide the original error

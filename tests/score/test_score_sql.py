@@ -1,0 +1,141 @@
+"""Every SQL file runs against a fixture database; the data tests return zero rows there and
+catch planted violations; the views compute PAD, corrected PAD, baseline image and the flag."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+from epi_spineage.privacy import pseudonymise
+from epi_spineage.score import db
+from epi_spineage.score.drift import drift_summary
+from epi_spineage.score.results import to_table
+
+KEY = b"sql-test-key-0123456789"
+ALPHA, BETA = -0.25, 15.0
+
+
+def _row(i, pid, *, age, month, manufacturer="ACME", model="m1", status="scored", path=None, h=None):
+    return {
+        "run_id": "run1", "source_path": path or f"/a.zip::img{i:03d}.dcm", "status": status,
+        "content_hash": h or f"hash{i:03d}", "file_size_bytes": 1000 + i, "sop_instance_uid": f"1.2.{i}",
+        "format": "dicom", "modality": "radiograph", "dicom_modality": "DX", "view_position": "LL",
+        "study_date": dt.date(2024, month, 10), "manufacturer": manufacturer, "bits_stored": 12,
+        "photometric_interpretation": "MONOCHROME2", "participant_key": pseudonymise(pid, KEY),
+        "model_id": model, "weights_hash": "w" * 64, "preprocess_config_hash": "c" * 64,
+        "package_version": "0.1.0", "device": "cpu", "spine_age_years": age, "spine_age_sd_years": 3.0,
+        "recorded_at": dt.datetime(2025, 1, 1, 0, 0, i % 60),
+    }
+
+
+@pytest.fixture
+def con():
+    """A scored database: 12 participants, two images for participant P000 (baseline = earlier)."""
+    con = duckdb.connect()
+    db.apply_schema(con)
+    con.execute("BEGIN TRANSACTION")
+    db.register_model(con, {
+        "model_id": "m1", "weights_hash": "w" * 64, "backbone": "test", "min_age_years": 40, "max_age_years": 100,
+        "temperature": 1.0, "preprocess_config_hash": "c" * 64, "preprocess_config_json": "{}",
+        "metadata_json": json.dumps({"bias_correction": {"method": "beheshti", "alpha": ALPHA, "beta": BETA}}),
+        "registered_at": dt.datetime(2025, 1, 1),
+    })
+    rng = np.random.default_rng(5)
+    ages = np.linspace(55, 85, 12)
+    # Spine age close to age: small PADs, so no month of the first half-year drifts.
+    rows = [_row(i, f"P{i:03d}", age=float(ages[i] + rng.normal(0, 0.5)), month=1 + i % 6) for i in range(12)]
+    rows.append(_row(99, "P000", age=77.0, month=11))  # a later image of P000
+    db.load_results(con, to_table(rows))
+    cohort = pd.DataFrame({
+        "participant_id": [pseudonymise(f"P{i:03d}", KEY) for i in range(12)],
+        "cohort": "derivation", "age_years": ages, "sex": ["F", "M"] * 6,
+    })
+    con.register("c_in", cohort)
+    con.execute("INSERT INTO cohort BY NAME SELECT * FROM c_in")
+    con.execute("INSERT INTO cutpoints (name, value, source_cohort, method, comparison) "
+                "VALUES ('pad_tertile_years', 1.0, 'derivation', 'quantile type 7', '>=')")
+    con.execute("COMMIT")
+    yield con
+    con.close()
+
+
+def test_every_sql_file_runs_and_data_tests_pass(con):
+    for view in db.VIEWS:
+        con.execute(f"SELECT * FROM {view}").fetchall()
+    failures = db.run_sql_tests(con)
+    assert len(failures) >= 8
+    assert failures == {name: 0 for name in failures}
+
+
+def test_sql_files_are_one_view_per_file():
+    names = {p.name for p in db.sql_dir().iterdir() if p.name.endswith(".sql")}
+    assert names == {"schema.sql"} | {f"{v}.sql" for v in db.VIEWS}
+    for view in db.VIEWS:
+        assert f"CREATE OR REPLACE VIEW {view} AS" in db.read_sql(view)
+
+
+@pytest.mark.parametrize("plant, test_name", [
+    ("UPDATE images SET qc_status = 'maybe' WHERE source_path LIKE '%img001%'", "images_accepted_values.sql"),
+    ("UPDATE images SET participant_key = 'H0001234' WHERE source_path LIKE '%img002%'",
+     "participant_keys_pseudonymised.sql"),
+    ("UPDATE scores SET spine_age_years = 130 WHERE content_hash = 'hash003'", "scores_within_model_range.sql"),
+    ("INSERT INTO cutpoints (name, value, comparison) VALUES ('x', 1, '=<')", "cutpoints_accepted_values.sql"),
+    ("INSERT INTO errors VALUES ('e1', 'r', '/x', 'kaput', 'm', NULL)", "errors_accepted_values.sql"),
+    ("DELETE FROM images WHERE source_path LIKE '%img004%'", "scores_have_image.sql"),
+])
+def test_data_tests_catch_planted_violations(con, plant, test_name):
+    con.execute(plant)
+    assert db.run_sql_tests(con)[test_name] > 0
+
+
+def test_views_compute_pad_corrected_pad_and_baseline(con):
+    df = con.execute("SELECT * FROM v_cohort_scores ORDER BY participant_id").df()
+    assert len(df) == 12
+    np.testing.assert_allclose(df.pad_years, df.spine_age_years - df.age_years)
+    np.testing.assert_allclose(df.spine_age_corrected_years, df.spine_age_years - (ALPHA * df.age_years + BETA))
+    np.testing.assert_allclose(df.pad_corrected_years, df.spine_age_corrected_years - df.age_years)
+    p0 = pseudonymise("P000", KEY)
+    base = con.execute("SELECT source_path, n_images FROM v_baseline_image WHERE participant_key = ?", [p0]).fetchone()
+    assert base == ("/a.zip::img000.dcm", 2)  # January image, not the November one
+
+
+def test_accelerated_flag_uses_cutpoint_and_comparison(con):
+    # Plant a PAD exactly at the cut (float noise included): >= flags it, > does not.
+    pid = pseudonymise("P005", KEY)
+    age = con.execute("SELECT age_years FROM cohort WHERE participant_id = ?", [pid]).fetchone()[0]
+    con.execute("UPDATE scores SET spine_age_years = ? + 1.0 + 1e-12 WHERE content_hash = 'hash005'", [age])
+    flag = con.execute("SELECT accelerated FROM v_accelerated WHERE participant_id = ?", [pid]).fetchone()[0]
+    assert flag is True
+    con.execute("UPDATE scores SET spine_age_years = ? + 1.0 - 1e-12 WHERE content_hash = 'hash005'", [age])
+    assert con.execute("SELECT accelerated FROM v_accelerated WHERE participant_id = ?", [pid]).fetchone()[0] is True
+    con.execute("UPDATE cutpoints SET comparison = '>'")
+    assert con.execute("SELECT accelerated FROM v_accelerated WHERE participant_id = ?", [pid]).fetchone()[0] is False
+    df = con.execute("SELECT * FROM v_accelerated").df()
+    expected = (df.pad_years.round(9) > 1.0)
+    assert (df.accelerated == expected).all()
+    assert df.accelerated_corrected.isna().all()  # no cut point for corrected PAD
+
+
+def test_drift_summary_flags_a_shifted_manufacturer(con):
+    # A later month from a new vendor reads 6 years older than everything before.
+    rows = [_row(200 + i, f"Q{i:03d}", age=90.0 + i * 0.1, month=12, manufacturer="NEWCO") for i in range(4)]
+    con.execute("BEGIN TRANSACTION")
+    db.load_results(con, to_table(rows))
+    con.execute("COMMIT")
+    out = drift_summary(con, bound_years=2.0, reference=("2024-01-01", "2024-07-01"))
+    newco = out[out.manufacturer == "NEWCO"]
+    assert len(newco) == 1 and bool(newco.drift_flag.iloc[0])
+    assert newco.drift_metric.iloc[0] == "spine_age_years"  # NEWCO participants are not in the cohort
+    ref = out[(out.study_month < "2024-07-01")]
+    assert not ref.drift_flag.any()
+    loose = drift_summary(con, bound_years=1000.0)
+    assert not loose.drift_flag.any()
+    view = con.execute("SELECT drift_flag FROM v_drift WHERE manufacturer = 'NEWCO'").fetchone()[0]
+    assert view is True
+    with pytest.raises(ValueError):
+        drift_summary(con, bound_years=0)
