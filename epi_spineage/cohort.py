@@ -96,9 +96,9 @@ def load_cohort(df, db_path, *, key: bytes, table: str = "cohort", replace: bool
         raise UserError(str(exc)) from None
     try:
         db.apply_schema(con)
-        con.execute("BEGIN TRANSACTION")
+        con.execute("BEGIN TRANSACTION").fetchall()
         if table != "cohort":
-            con.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM cohort LIMIT 0")
+            con.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM cohort LIMIT 0").fetchall()
         con.register("_cohort_in", data)
         existing = {r[0] for r in con.execute(
             "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table]).fetchall()}
@@ -107,11 +107,11 @@ def load_cohort(df, db_path, *, key: bytes, table: str = "cohort", replace: bool
             if column not in existing:
                 if not _IDENT.match(column):
                     raise UserError(f"column name {column!r} is not a plain SQL name; rename it with --mapping")
-                con.execute(f'ALTER TABLE {table} ADD COLUMN "{column}" {in_types[column]}')
+                con.execute(f'ALTER TABLE {table} ADD COLUMN "{column}" {in_types[column]}').fetchall()
         if replace:
-            con.execute(f"DELETE FROM {table}")
-        con.execute(f"INSERT OR REPLACE INTO {table} BY NAME SELECT * FROM _cohort_in")
-        con.execute("COMMIT")
+            con.execute(f"DELETE FROM {table}").fetchall()
+        con.execute(f"INSERT OR REPLACE INTO {table} BY NAME SELECT * FROM _cohort_in").fetchall()
+        con.execute("COMMIT").fetchall()
         con.unregister("_cohort_in")
         return len(data)
     finally:

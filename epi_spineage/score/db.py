@@ -5,6 +5,9 @@ one transaction per batch, inserted from Arrow (DuckDB's ``executemany`` manages
 an Arrow scan millions). Keys make every load idempotent: ``scores`` (content_hash, model_id),
 ``images`` (source_path), ``errors`` (a deterministic error_id), so re-loading a spool file or a Ray
 shard after a crash adds nothing twice.
+
+DuckDB 2.0 refuses ``register`` on a connection with an unread result, so every statement here is
+fetched to the end (``.fetchall()``), DDL included.
 """
 
 from __future__ import annotations
@@ -46,9 +49,9 @@ def sql_test_names() -> list[str]:
 
 def apply_schema(con) -> None:
     """Create missing tables and (re)create every view. Safe to run on every connection."""
-    con.execute(read_sql("schema.sql"))
+    con.execute(read_sql("schema.sql")).fetchall()
     for view in VIEWS:
-        con.execute(read_sql(view))
+        con.execute(read_sql(view)).fetchall()
 
 
 def run_sql_tests(con) -> dict[str, int]:
@@ -159,17 +162,17 @@ def load_results(con, table: pa.Table) -> LoadCounts:
         return counts
     con.register("_incoming", table)
     try:
-        con.execute(_RESOLVE)
-        before = con.execute("SELECT count(*) FROM scores").fetchone()[0]
-        con.execute(_INSERT_IMAGES)
-        con.execute(_INSERT_SCORES)
-        con.execute(_INSERT_ERRORS)
-        counts.scored = con.execute("SELECT count(*) FROM scores").fetchone()[0] - before
+        con.execute(_RESOLVE).fetchall()
+        before = con.execute("SELECT count(*) FROM scores").fetchall()[0][0]
+        con.execute(_INSERT_IMAGES).fetchall()
+        con.execute(_INSERT_SCORES).fetchall()
+        con.execute(_INSERT_ERRORS).fetchall()
+        counts.scored = con.execute("SELECT count(*) FROM scores").fetchall()[0][0] - before
         by_status = dict(con.execute("SELECT status, count(*) FROM _batch GROUP BY status").fetchall())
         counts.duplicates = by_status.get("duplicate", 0)
         counts.not_spine = by_status.get("not_spine", 0)
         counts.errors = by_status.get("error", 0)
-        con.execute("DROP TABLE _batch")
+        con.execute("DROP TABLE _batch").fetchall()
     finally:
         con.unregister("_incoming")
     return counts
@@ -243,7 +246,7 @@ def register_model(con, row: Mapping) -> None:
                    preprocess_config_hash, preprocess_config_json::JSON AS preprocess_config_json,
                    metadata_json::JSON AS metadata_json, registered_at::TIMESTAMP AS registered_at
             FROM _model
-        """)
+        """).fetchall()
     finally:
         con.unregister("_model")
 
@@ -271,16 +274,16 @@ def upsert_run(con, row: Mapping) -> None:
             FROM _run
             ON CONFLICT (run_id) DO UPDATE SET {sets}
             WHERE excluded.status <> 'running' OR runs.status = 'running'
-        """)
+        """).fetchall()
     finally:
         con.unregister("_run")
 
 
 def mark_abandoned_runs(con) -> int:
     """Runs left 'running' by a killed process become 'interrupted'. Call only under the scorer lock."""
-    n = con.execute("SELECT count(*) FROM runs WHERE status = 'running'").fetchone()[0]
+    n = con.execute("SELECT count(*) FROM runs WHERE status = 'running'").fetchall()[0][0]
     if n:
-        con.execute("UPDATE runs SET status = 'interrupted' WHERE status = 'running'")
+        con.execute("UPDATE runs SET status = 'interrupted' WHERE status = 'running'").fetchall()
     return n
 
 

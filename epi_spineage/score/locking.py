@@ -101,13 +101,13 @@ def write_transaction(path: str | os.PathLike, *, timeout_s: float = 60.0) -> It
     """
     con = connect_with_retry(path, timeout_s=timeout_s)
     try:
-        con.execute("BEGIN TRANSACTION")
+        con.execute("BEGIN TRANSACTION").fetchall()
         try:
             yield con
         except BaseException:
-            con.execute("ROLLBACK")
+            con.execute("ROLLBACK").fetchall()
             raise
-        con.execute("COMMIT")
+        con.execute("COMMIT").fetchall()
     finally:
         con.close()
 

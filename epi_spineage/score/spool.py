@@ -120,9 +120,9 @@ def ingest_into(con, folder: str | os.PathLike, *, delete: bool | None = None) -
     # Models before scores (the views join them); runs last so a run's final counts win.
     for path in models:
         row = _parse_json_row(path)
-        con.execute("BEGIN TRANSACTION")
+        con.execute("BEGIN TRANSACTION").fetchall()
         db.register_model(con, row)
-        con.execute("COMMIT")
+        con.execute("COMMIT").fetchall()
         summary.models += 1
     for path in batches:
         try:
@@ -130,13 +130,13 @@ def ingest_into(con, folder: str | os.PathLike, *, delete: bool | None = None) -
         except (OSError, pa.ArrowInvalid) as exc:
             log.warning("skipping unreadable shard %s: %s", path, exc)
             continue
-        con.execute("BEGIN TRANSACTION")
+        con.execute("BEGIN TRANSACTION").fetchall()
         try:
             counts = db.load_results(con, table)
         except BaseException:
-            con.execute("ROLLBACK")
+            con.execute("ROLLBACK").fetchall()
             raise
-        con.execute("COMMIT")
+        con.execute("COMMIT").fetchall()
         summary.counts.add(counts)
         summary.files += 1
         if delete:
@@ -144,9 +144,9 @@ def ingest_into(con, folder: str | os.PathLike, *, delete: bool | None = None) -
             summary.deleted += 1
     for path in runs:
         row = _parse_json_row(path)
-        con.execute("BEGIN TRANSACTION")
+        con.execute("BEGIN TRANSACTION").fetchall()
         db.upsert_run(con, row)
-        con.execute("COMMIT")
+        con.execute("COMMIT").fetchall()
         summary.runs += 1
     if delete:
         for path in models + runs:
