@@ -7,7 +7,6 @@ Writes ``model.safetensors`` + ``meta.json`` (the checkpoint), ``last.pt`` (resu
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import sys
@@ -64,6 +63,8 @@ def build_parser():
                    "0 = fit on validation predictions, the quick fallback)")
     p.add_argument("--fold-epochs", type=int, help="maximum epochs of each out-of-fold model (default --epochs)")
     p.add_argument("--bias-method", choices=("beheshti", "zhang"), help="bias correction (default beheshti)")
+    p.add_argument("--bias-by-modality", action="store_true", default=None,
+                   help="also fit a separate bias correction per modality (stored beside the pooled one)")
     p.add_argument("--augment", action="store_true", default=None, help="small random affine augmentation")
     p.add_argument("--cache", choices=("auto", "yes", "no"), help="keep preprocessed images in memory (auto: < 4 GiB)")
     p.add_argument("--max-minutes", type=float, help="stop training after this many minutes (after an epoch)")
@@ -86,7 +87,7 @@ def config_from_args(args):
     elif not args.manifest:
         raise UserError("give --manifest FILE (or --preset phantom-tiny)")
     for name in ("backbone", "image_size", "batch_size", "epochs", "lr", "lr_schedule", "patience", "workers", "device",
-                 "init_weights", "seed", "max_age", "bias_folds", "fold_epochs", "bias_method", "augment",
+                 "init_weights", "seed", "max_age", "bias_folds", "fold_epochs", "bias_method", "bias_by_modality", "augment",
                  "cache", "table", "max_minutes"):
         value = getattr(args, name)
         if value is not None:

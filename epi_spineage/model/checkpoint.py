@@ -154,6 +154,11 @@ class LoadedModel:
         return int(self.meta["max_age"])
 
     @property
+    def bias_correction_by_modality(self) -> dict[str, BiasCorrection]:
+        """Per-modality corrections (``--bias-by-modality``); empty when only the pooled one exists."""
+        return {m: BiasCorrection.from_dict(d) for m, d in (self.meta.get("bias_correction_by_modality") or {}).items()}
+
+    @property
     def preprocess_hash(self) -> str:
         return str(self.meta["preprocess_hash"])
 

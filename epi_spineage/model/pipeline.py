@@ -143,23 +143,35 @@ def run_training(cfg: TrainConfig) -> dict:
 
     # ---------------------------------------------------------------- bias correction
     ids = df["participant_id"].to_numpy()
+    modality = df["modality"].to_numpy()
     if oof is not None:
-        tr = index["train"]
-        bias = BiasCorrection(cfg.bias_method, source=f"oof-{cfg.bias_folds}fold").fit(ages[tr], oof, ids=ids[tr], key=key)
-        corrected_splits = ("val", "test")
-        log.warning("bias correction fitted on %d-fold out-of-fold predictions of the training split: %r",
-                    cfg.bias_folds, bias)
+        fit_rows, fit_pred = index["train"], oof
+        source, corrected_splits = f"oof-{cfg.bias_folds}fold", ("val", "test")
+        log.warning("bias correction fitted on %d-fold out-of-fold predictions of the training split", cfg.bias_folds)
     else:
-        bias = BiasCorrection(cfg.bias_method, source="validation-fallback").fit(ages[val], mean[val], ids=ids[val], key=key)
-        corrected_splits = ("test",)
-        msg = ("bias correction fitted on validation predictions (fallback, not out-of-fold: quick preset); "
-               f"use --bias-folds 10 for the study's method: {bias!r}")
-        log.warning(msg)
+        fit_rows, fit_pred = val, mean[val]
+        source, corrected_splits = "validation-fallback", ("test",)
+        log.warning("bias correction fitted on validation predictions (fallback, not out-of-fold: quick preset); "
+                    "use --bias-folds 10 for the study's method")
+    bias = BiasCorrection(cfg.bias_method, source=source).fit(ages[fit_rows], fit_pred, ids=ids[fit_rows], key=key)
+    by_modality: dict[str, BiasCorrection] = {}
+    if cfg.bias_by_modality:
+        for mod in sorted(set(modality[fit_rows])):
+            sel = modality[fit_rows] == mod
+            if sel.sum() >= 10:
+                by_modality[mod] = BiasCorrection(cfg.bias_method, source=f"{source}, {mod} only").fit(
+                    ages[fit_rows][sel], fit_pred[sel], ids=ids[fit_rows][sel], key=key)
+            else:
+                log.warning("bias correction by modality: only %d %s pair(s); %s uses the pooled fit", sel.sum(), mod, mod)
+    log.warning("bias correction: %r%s", bias,
+                "".join(f"; {m}: {b!r}" for m, b in by_modality.items()))
     pred["spine_age_corrected_years"] = np.nan
     for split in corrected_splits:
-        rows = index[split]
-        if len(rows):
-            pred.loc[rows, "spine_age_corrected_years"] = bias.apply(ages[rows], mean[rows], ids=ids[rows], key=key)
+        for mod in sorted(set(modality[index[split]])):
+            rows = index[split][modality[index[split]] == mod]
+            if len(rows):
+                fit = by_modality.get(mod, bias)
+                pred.loc[rows, "spine_age_corrected_years"] = fit.apply(ages[rows], mean[rows], ids=ids[rows], key=key)
 
     # ---------------------------------------------------------------- metrics
     metrics = age_metrics(pred, "spine_age_years", "uncorrected")
@@ -175,6 +187,7 @@ def run_training(cfg: TrainConfig) -> dict:
         "temperature": temperature,
         "bias_correction": bias,
         "bias_correction_source": bias.source,
+        "bias_correction_by_modality": {m: b.to_dict() for m, b in by_modality.items()} or None,
         "manifest_hash": mhash,
         "metrics": metrics.to_dict(orient="records"),
         "coverage": coverage,

@@ -17,12 +17,12 @@ log = logging.getLogger(__name__)
 
 PRESETS: dict[str, dict] = {
     "phantom-tiny": {
-        "backbone": "mobilenetv3_small_100",
+        "backbone": "lcnet_075",
         "image_size": (128, 64),
-        "batch_size": 32,
-        "epochs": 12,
-        "patience": 12,
-        "lr": 2e-3,
+        "batch_size": 16,
+        "epochs": 15,
+        "patience": 15,
+        "lr": 3e-3,
         "lr_schedule": "cosine",
         "bias_folds": 0,
         "workers": 0,
@@ -34,12 +34,12 @@ PRESETS: dict[str, dict] = {
         "phantom_scale": 0.1,
     },
     "phantom-bench": {  # benchmarks/train_phantom.py
-        "backbone": "mobilenetv3_small_100",
+        "backbone": "lcnet_075",
         "image_size": (256, 128),
-        "batch_size": 32,
+        "batch_size": 16,
         "epochs": 40,
         "patience": 40,
-        "lr": 2e-3,
+        "lr": 3e-3,
         "lr_schedule": "cosine",
         "bias_folds": 0,
         "workers": 0,

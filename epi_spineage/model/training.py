@@ -24,9 +24,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from epi_spineage.errors import UserError
-from epi_spineage.model.checkpoint import atomic_torch_save, atomic_write_bytes, atomic_write_json, save_checkpoint
+from epi_spineage.model.checkpoint import atomic_torch_save, atomic_write_bytes
 from epi_spineage.model.loss import MeanVarianceLoss
-from epi_spineage.model.network import build_model, load_init_weights, logits_to_age
+from epi_spineage.model.network import logits_to_age
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,7 @@ class TrainConfig:
     lambda_var: float = 0.05
     bias_folds: int = 10
     bias_method: str = "beheshti"
+    bias_by_modality: bool = False  # also fit one correction per modality (>= 10 pairs each)
     fold_epochs: int | None = None  # epochs for the out-of-fold models (default: epochs)
     lr_schedule: str = "constant"  # constant (the study) | cosine (decay to 1% over the epochs)
     augment: bool = False
@@ -180,9 +181,6 @@ def fit_network(net, train_ds, val_ds, cfg: TrainConfig, device: torch.device, *
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     if cfg.lr_schedule not in ("constant", "cosine"):
         raise UserError(f"unknown lr schedule {cfg.lr_schedule!r}; use constant or cosine")
-    sched = None
-    if cfg.lr_schedule == "cosine":
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(epochs, 1), eta_min=cfg.lr * 0.01)
     model = net
     if world > 1:
         _init_distributed(device)
@@ -196,8 +194,6 @@ def fit_network(net, train_ds, val_ds, cfg: TrainConfig, device: torch.device, *
         state = torch.load(last_path, map_location="cpu", weights_only=False)
         net.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
-        if sched is not None and state.get("scheduler"):
-            sched.load_state_dict(state["scheduler"])
         start_epoch, best_mae, best_epoch, stale = state["epoch"] + 1, state["best_mae"], state["best_epoch"], state["stale"]
         best_state, history = state["best_state"], state["history"]
         torch.set_rng_state(state["rng"]["torch"])
@@ -246,8 +242,15 @@ def fit_network(net, train_ds, val_ds, cfg: TrainConfig, device: torch.device, *
                 parts_sum[k] += loss_fn.last_components[k] * n
             bar.set_postfix(loss=f"{total / seen:.3f}")
         lr_now = opt.param_groups[0]["lr"]
-        if sched is not None:
-            sched.step()
+        if cfg.lr_schedule == "cosine":
+            # Progress is the larger of epochs done and time budget used, so a run cut short by
+            # --max-minutes still ends at the low learning rate.
+            frac = (epoch + 1) / max(epochs, 1)
+            if cfg.max_minutes:
+                frac = max(frac, (time.monotonic() - t_start) / 60 / cfg.max_minutes)
+            frac = min(frac, 1.0)
+            for group in opt.param_groups:
+                group["lr"] = cfg.lr * (0.01 + 0.99 * 0.5 * (1 + np.cos(np.pi * frac)))
         val_logits = predict_logits(net, val_ds, device, eval_bs)
         val_mae = mae_of(val_logits, val_ages, net)
         improved = val_mae < best_mae - 1e-9
@@ -267,7 +270,7 @@ def fit_network(net, train_ds, val_ds, cfg: TrainConfig, device: torch.device, *
             _append_metrics(state_dir, row)
             atomic_torch_save({
                 "model": net.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
-                "scheduler": None if sched is None else sched.state_dict(), "best_mae": best_mae,
+                "best_mae": best_mae,
                 "best_epoch": best_epoch, "stale": stale, "best_state": best_state, "history": history,
                 "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
                 "config": cfg.public_dict(),

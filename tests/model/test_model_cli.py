@@ -20,7 +20,7 @@ def trained(toy_manifest, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
     args = ["--manifest", str(toy_manifest), "--out", str(out), "--backbone", "mobilenetv3_small_050",
             "--image-size", "64x32", "--batch-size", "16", "--epochs", "2", "--lr", "1e-3", "--workers", "0",
-            "--bias-folds", "2", "--fold-epochs", "1"]
+            "--bias-folds", "2", "--fold-epochs", "1", "--bias-by-modality"]
     mp = pytest.MonkeyPatch()
     mp.setenv("EPI_SPINEAGE_PSEUDONYM_KEY", "test-key-0123456789abcdef")
     try:
@@ -42,6 +42,9 @@ def test_train_writes_a_loadable_checkpoint(trained, capsys):
     assert ("test", "corrected") in kinds and ("test", "uncorrected") in kinds and ("train", "corrected") not in kinds
     assert {c["modality"] for c in meta["coverage"]} >= {"all", "radiograph", "vfa"}
     assert len(meta["history"]) == 2
+    per_mod = loaded.bias_correction_by_modality
+    assert "radiograph" in per_mod and per_mod["radiograph"].source == "oof-2fold, radiograph only"
+    assert per_mod["radiograph"].n_ < loaded.bias_correction.n_
 
 
 def test_resume_continues_from_last_epoch(trained, tmp_path, monkeypatch, capsys):
