@@ -15,6 +15,7 @@ Needs only torch, timm and numpy (run from the repository root).
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import sys
 import time
@@ -117,6 +118,7 @@ def fits(backbone, batch, size, device) -> bool:
         measure(backbone, batch, size, device, steps=1, warmup=1)
         return True
     except _oom_types():
+        gc.collect()  # drop the failed step's tensors before the next probe
         torch.cuda.empty_cache()
         return False
 
