@@ -102,7 +102,7 @@ def load_cohort(df, db_path, *, key: bytes, table: str = "cohort", replace: bool
         con.register("_cohort_in", data)
         existing = {r[0] for r in con.execute(
             "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table]).fetchall()}
-        in_types = dict(con.execute("SELECT column_name, data_type FROM (DESCRIBE _cohort_in)").fetchall())
+        in_types = dict(con.execute("SELECT column_name, column_type FROM (DESCRIBE _cohort_in)").fetchall())
         for column in data.columns:
             if column not in existing:
                 if not _IDENT.match(column):

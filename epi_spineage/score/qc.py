@@ -60,7 +60,7 @@ def lateral_spine_problem(meta: Mapping) -> str | None:
 def classify_read_error(reason: str) -> str:
     """A short ``errors.error_type`` for an ``ImageReadError`` reason."""
     text = reason.lower()
-    if "truncat" in text or "end of file" in text or "incomplete" in text or "short" in text:
+    if "truncat" in text or "end of file" in text or "incomplete" in text or "less than expected" in text:
         return "truncated"
     if "not an image" in text or "not a dicom" in text or "no pixel" in text or "unknown format" in text \
             or "not a supported" in text or "unsupported" in text or "unrecognised" in text:
