@@ -65,6 +65,7 @@ class ResultWriter:
             log.warning("database %s is free again; writing to it directly", self.db_path)
             self.spooling = False
         self.counts.add(counts)
+        log.info("committed %d row(s): %d new score(s)", table.num_rows, counts.scored)
         return "db"
 
     def write_model(self, row: dict) -> str:
