@@ -56,8 +56,24 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         raise
 
 
+def _finite(obj: Any) -> Any:
+    """NaN/inf become null so that meta.json is strict JSON (DuckDB and browsers reject NaN)."""
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    if isinstance(obj, np.generic):
+        return _finite(obj.item())
+    if isinstance(obj, np.ndarray):
+        return _finite(obj.tolist())
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 def atomic_write_json(path: str | Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n").encode())
+    text = json.dumps(_finite(obj), indent=2, sort_keys=True, default=_json_default, allow_nan=False)
+    atomic_write_bytes(path, (text + "\n").encode())
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:

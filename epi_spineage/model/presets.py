@@ -37,7 +37,7 @@ PRESETS: dict[str, dict] = {
     },
     "phantom-bench": {  # benchmarks/train_phantom.py
         "backbone": "lcnet_075",
-        "image_size": (256, 128),
+        "image_size": (128, 64),
         "batch_size": 16,
         "epochs": 40,
         "patience": 40,
@@ -50,7 +50,7 @@ PRESETS: dict[str, dict] = {
         "max_minutes": 7.0,
         "phantoms": 2000,
         "phantom_seed": 1,
-        "phantom_scale": 0.15,
+        "phantom_scale": 0.1,
     },
 }
 
