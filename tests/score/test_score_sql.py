@@ -100,21 +100,21 @@ def test_views_compute_pad_corrected_pad_and_baseline(con):
     np.testing.assert_allclose(df.spine_age_corrected_years, df.spine_age_years - (ALPHA * df.age_years + BETA))
     np.testing.assert_allclose(df.pad_corrected_years, df.spine_age_corrected_years - df.age_years)
     p0 = pseudonymise("P000", KEY)
-    base = con.execute("SELECT source_path, n_images FROM v_baseline_image WHERE participant_key = ?", [p0]).fetchone()
+    base = con.execute("SELECT source_path, n_images FROM v_baseline_image WHERE participant_key = ?", [p0]).fetchall()[0]
     assert base == ("/a.zip::img000.dcm", 2)  # January image, not the November one
 
 
 def test_accelerated_flag_uses_cutpoint_and_comparison(con):
     # Plant a PAD exactly at the cut (float noise included): >= flags it, > does not.
     pid = pseudonymise("P005", KEY)
-    age = con.execute("SELECT age_years FROM cohort WHERE participant_id = ?", [pid]).fetchone()[0]
+    age = con.execute("SELECT age_years FROM cohort WHERE participant_id = ?", [pid]).fetchall()[0][0]
     con.execute("UPDATE scores SET spine_age_years = ? + 1.0 + 1e-12 WHERE content_hash = 'hash005'", [age])
-    flag = con.execute("SELECT accelerated FROM v_accelerated WHERE participant_id = ?", [pid]).fetchone()[0]
+    flag = con.execute("SELECT accelerated FROM v_accelerated WHERE participant_id = ?", [pid]).fetchall()[0][0]
     assert flag is True
     con.execute("UPDATE scores SET spine_age_years = ? + 1.0 - 1e-12 WHERE content_hash = 'hash005'", [age])
-    assert con.execute("SELECT accelerated FROM v_accelerated WHERE participant_id = ?", [pid]).fetchone()[0] is True
+    assert con.execute("SELECT accelerated FROM v_accelerated WHERE participant_id = ?", [pid]).fetchall()[0][0] is True
     con.execute("UPDATE cutpoints SET comparison = '>'")
-    assert con.execute("SELECT accelerated FROM v_accelerated WHERE participant_id = ?", [pid]).fetchone()[0] is False
+    assert con.execute("SELECT accelerated FROM v_accelerated WHERE participant_id = ?", [pid]).fetchall()[0][0] is False
     df = con.execute("SELECT * FROM v_accelerated").df()
     expected = (df.pad_years.round(9) > 1.0)
     assert (df.accelerated == expected).all()
@@ -135,7 +135,30 @@ def test_drift_summary_flags_a_shifted_manufacturer(con):
     assert not ref.drift_flag.any()
     loose = drift_summary(con, bound_years=1000.0)
     assert not loose.drift_flag.any()
-    view = con.execute("SELECT drift_flag FROM v_drift WHERE manufacturer = 'NEWCO'").fetchone()[0]
+    view = con.execute("SELECT drift_flag FROM v_drift WHERE manufacturer = 'NEWCO'").fetchall()[0][0]
     assert view is True
     with pytest.raises(ValueError):
         drift_summary(con, bound_years=0)
+
+
+README_QUERIES = [
+    """SELECT participant_id, cohort, age_years, spine_age_years, pad_years, pad_corrected_years, accelerated
+       FROM v_accelerated ORDER BY pad_years DESC LIMIT 20""",
+    """SELECT sex, floor(age_years / 10) * 10 AS age_band, count(*) AS n,
+              round(avg(pad_years), 2) AS mean_pad_years, round(stddev_samp(pad_years), 2) AS sd_pad_years
+       FROM v_cohort_scores GROUP BY ALL ORDER BY sex, age_band""",
+    """SELECT run_id, status, n_scored, n_not_spine, n_duplicates, n_errors, n_spooled, finished_at - started_at AS took
+       FROM runs ORDER BY started_at DESC LIMIT 1""",
+    """SELECT manufacturer, study_month, n_images, round(delta_years, 2) AS delta_years FROM v_drift WHERE drift_flag""",
+]
+
+
+def test_readme_queries_run(con):
+    """The example queries of docs/readme/scoring.md run against a scored database."""
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "readme" / "scoring.md").read_text()
+    for query in README_QUERIES:
+        assert " ".join(query.split()).split(" FROM ")[0] in " ".join(doc.split())
+        con.execute(query).fetchall()
+    assert len(con.execute(README_QUERIES[0]).fetchall()) == 12
