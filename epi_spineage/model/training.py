@@ -59,6 +59,8 @@ class TrainConfig:
     bias_by_modality: bool = False  # also fit one correction per modality (>= 10 pairs each)
     fold_epochs: int | None = None  # epochs for the out-of-fold models (default: epochs)
     lr_schedule: str = "constant"  # constant (the study) | cosine (decay to 1% over the epochs)
+    warmup_steps: int = 0  # linear learning-rate warm-up over the first steps (0: none, the study)
+    clip_grad: float | None = None  # clip the gradient norm (None: no clipping, the study)
     augment: bool = False
     cache: str = "auto"  # auto | yes | no: keep preprocessed tensors in memory
     cache_max_gib: float = 4.0
@@ -190,12 +192,14 @@ def fit_network(net, train_ds, val_ds, cfg: TrainConfig, device: torch.device, *
     best_state = copy.deepcopy({k: v.detach().cpu() for k, v in net.state_dict().items()})
     history: list[dict] = []
     last_path = state_dir / "last.pt" if state_dir else None
+    resumed_lr = None
     if last_path and cfg.resume and last_path.is_file():
         state = torch.load(last_path, map_location="cpu", weights_only=False)
         net.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         start_epoch, best_mae, best_epoch, stale = state["epoch"] + 1, state["best_mae"], state["best_epoch"], state["stale"]
         best_state, history = state["best_state"], state["history"]
+        resumed_lr = state.get("sched_lr")
         torch.set_rng_state(state["rng"]["torch"])
         np.random.set_state(state["rng"]["numpy"])
         random.setstate(state["rng"]["python"])
@@ -207,6 +211,7 @@ def fit_network(net, train_ds, val_ds, cfg: TrainConfig, device: torch.device, *
     eval_bs = cfg.eval_batch_size or max(cfg.batch_size, 32)
     t_start = time.monotonic()
     cuda = device.type == "cuda"
+    sched_lr = float(resumed_lr if resumed_lr is not None else cfg.lr)
     for epoch in range(start_epoch, epochs):
         if stale >= cfg.patience:
             break
@@ -224,7 +229,8 @@ def fit_network(net, train_ds, val_ds, cfg: TrainConfig, device: torch.device, *
         t0 = time.monotonic()
         total, parts_sum, seen = 0.0, {"softmax": 0.0, "mean": 0.0, "variance": 0.0}, 0
         bar = tqdm(loader, desc=f"{desc} epoch {epoch + 1}/{epochs}", leave=False, disable=None if rank == 0 else True)
-        for x, ages in bar:
+        epoch_lr = sched_lr  # the schedule's value for this epoch; warm-up scales it
+        for i, (x, ages) in enumerate(bar):
             x = _to_input(x, device)
             if cfg.augment:
                 x = augment_batch(x, gen)
@@ -234,6 +240,12 @@ def fit_network(net, train_ds, val_ds, cfg: TrainConfig, device: torch.device, *
                 logits = model(x)
             loss = loss_fn(logits.float(), ages)
             loss.backward()
+            if cfg.clip_grad:
+                torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.clip_grad)
+            step_in_run = epoch * len(loader) + i
+            if cfg.warmup_steps and step_in_run <= cfg.warmup_steps:
+                for group in opt.param_groups:
+                    group["lr"] = epoch_lr * min(1.0, (step_in_run + 1) / cfg.warmup_steps)
             opt.step()
             n = x.shape[0]
             seen += n
@@ -241,7 +253,7 @@ def fit_network(net, train_ds, val_ds, cfg: TrainConfig, device: torch.device, *
             for k in parts_sum:
                 parts_sum[k] += loss_fn.last_components[k] * n
             bar.set_postfix(loss=f"{total / seen:.3f}")
-        lr_now = opt.param_groups[0]["lr"]
+        lr_now = epoch_lr
         if cfg.lr_schedule == "cosine":
             # Progress is the larger of epochs done and time budget used, so a run cut short by
             # --max-minutes still ends at the low learning rate.
@@ -249,8 +261,9 @@ def fit_network(net, train_ds, val_ds, cfg: TrainConfig, device: torch.device, *
             if cfg.max_minutes:
                 frac = max(frac, (time.monotonic() - t_start) / 60 / cfg.max_minutes)
             frac = min(frac, 1.0)
-            for group in opt.param_groups:
-                group["lr"] = cfg.lr * (0.01 + 0.99 * 0.5 * (1 + np.cos(np.pi * frac)))
+            sched_lr = cfg.lr * (0.01 + 0.99 * 0.5 * (1 + np.cos(np.pi * frac)))
+        for group in opt.param_groups:
+            group["lr"] = sched_lr
         val_logits = predict_logits(net, val_ds, device, eval_bs)
         val_mae = mae_of(val_logits, val_ages, net)
         improved = val_mae < best_mae - 1e-9
@@ -270,7 +283,7 @@ def fit_network(net, train_ds, val_ds, cfg: TrainConfig, device: torch.device, *
             _append_metrics(state_dir, row)
             atomic_torch_save({
                 "model": net.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
-                "best_mae": best_mae,
+                "best_mae": best_mae, "sched_lr": sched_lr,
                 "best_epoch": best_epoch, "stale": stale, "best_state": best_state, "history": history,
                 "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
                 "config": cfg.public_dict(),
