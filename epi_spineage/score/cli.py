@@ -52,6 +52,8 @@ def build_parser():
     p.add_argument("--spool", default=None, metavar="DIR", help="spool folder (default FILE.duckdb.spool)")
     p.add_argument("--lock-timeout", type=float, default=60.0, metavar="SECONDS",
                    help="how long one commit waits for a busy database before spooling (default 60)")
+    p.add_argument("--commit-interval", type=float, default=1.0, metavar="SECONDS",
+                   help="gather results for at least this long per commit (default 1; a crash re-scores at most that much)")
     p.add_argument("--progress", action=__import__("argparse").BooleanOptionalAction, default=None,
                    help="progress bar on stderr (default: when stderr is a terminal)")
     return p
@@ -66,7 +68,8 @@ def _main(argv: Sequence[str] | None) -> int:
         summary = score_archives(
             args.archives, args.model, args.db, batch_size=args.batch_size, workers=args.workers,
             device=args.device, limit=args.limit, dry_run=args.dry_run, include_non_spine=args.include_non_spine,
-            key_file=args.key_file, spool_dir=args.spool, lock_timeout_s=args.lock_timeout, progress=args.progress,
+            key_file=args.key_file, spool_dir=args.spool, lock_timeout_s=args.lock_timeout, commit_interval_s=args.commit_interval,
+            progress=args.progress,
         )
     except UserError:
         raise

@@ -62,7 +62,7 @@ def lock_holder_pid(message: str) -> int | None:
 
 
 def connect_with_retry(path: str | os.PathLike, *, timeout_s: float = 60.0, read_only: bool = False,
-                       first_delay_s: float = 0.05, max_delay_s: float = 5.0):
+                       first_delay_s: float = 0.05, max_delay_s: float = 5.0, threads: int | None = None):
     """Open ``path`` with DuckDB, retrying with exponential back-off while another process holds it.
 
     Raises ``DatabaseBusy`` (naming the holder) once ``timeout_s`` has passed; other errors pass
@@ -75,7 +75,8 @@ def connect_with_retry(path: str | os.PathLike, *, timeout_s: float = 60.0, read
     warned = False
     while True:
         try:
-            return duckdb.connect(str(path), read_only=read_only)
+            config = {"threads": threads} if threads else {}
+            return duckdb.connect(str(path), read_only=read_only, config=config)
         except duckdb.IOException as exc:
             if not is_lock_error(exc):
                 raise
@@ -93,13 +94,14 @@ def connect_with_retry(path: str | os.PathLike, *, timeout_s: float = 60.0, read
 
 
 @contextlib.contextmanager
-def write_transaction(path: str | os.PathLike, *, timeout_s: float = 60.0) -> Iterator[object]:
+def write_transaction(path: str | os.PathLike, *, timeout_s: float = 60.0, threads: int | None = 1) -> Iterator[object]:
     """A connection with an open transaction, committed on success and closed straight after.
 
     The file lock is held only between open and close, so an analyst waiting on the file gets in
-    between two batches.
+    between two batches. One DuckDB thread by default: a batch insert is small, and more threads
+    would compete with decoding and the model for the same cores.
     """
-    con = connect_with_retry(path, timeout_s=timeout_s)
+    con = connect_with_retry(path, timeout_s=timeout_s, threads=threads)
     try:
         con.execute("BEGIN TRANSACTION").fetchall()
         try:

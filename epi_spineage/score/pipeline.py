@@ -149,6 +149,7 @@ def score_archives(
     key_file: str | os.PathLike | None = None,
     spool_dir: str | os.PathLike | None = None,
     lock_timeout_s: float = 60.0,
+    commit_interval_s: float = 1.0,
     progress: bool | None = None,
 ) -> ScoreSummary:
     """Score every new image of ``archives`` with the checkpoint in ``model_dir`` into ``db_path``.
@@ -177,7 +178,8 @@ def score_archives(
     try:
         return _score_locked(archive_paths, model_dir, db_path, spool, key_bytes, batch_size=batch_size,
                              workers=workers, device=device, limit=limit, include_non_spine=include_non_spine,
-                             lock_timeout_s=lock_timeout_s, progress=progress)
+                             lock_timeout_s=lock_timeout_s, commit_interval_s=commit_interval_s,
+                             progress=progress)
     finally:
         lock.release()
         if previous_handler is not None:
@@ -203,7 +205,7 @@ def _dry_run(archive_paths, model_dir, db_path, lock_timeout_s, include_non_spin
 
 
 def _score_locked(archive_paths, model_dir, db_path, spool, key_bytes, *, batch_size, workers, device, limit,
-                  include_non_spine, lock_timeout_s, progress) -> ScoreSummary:
+                  include_non_spine, lock_timeout_s, commit_interval_s, progress) -> ScoreSummary:
     import torch
     from torch.utils.data import DataLoader
 
@@ -214,6 +216,8 @@ def _score_locked(archive_paths, model_dir, db_path, spool, key_bytes, *, batch_
     if device == "cpu":
         # Leave a core per decode worker; the model gets the rest.
         torch.set_num_threads(max(1, (os.cpu_count() or 1) - workers))
+    if workers == 0:
+        worker_init(0)  # decoding in this process: keep cv2 off the model's cores
     loaded = load_checkpoint(model_dir, map_location=device)
     provenance = model_provenance(loaded, "cuda-bf16" if device == "cuda" else "cpu")
     run_id = new_run_id()
@@ -243,7 +247,7 @@ def _score_locked(archive_paths, model_dir, db_path, spool, key_bytes, *, batch_
     seen_hashes = dict(known.hashes)
     status = "failed"
     bar = _progress_bar(progress)
-    committer = BackgroundCommitter(writer)
+    committer = BackgroundCommitter(writer, min_interval_s=commit_interval_s)
     t0 = time.perf_counter()
     t_first, n_first = None, 0
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -104,11 +105,12 @@ class BackgroundCommitter:
     ``put`` or at ``close``.
     """
 
-    def __init__(self, writer: ResultWriter, max_pending: int = 8):
+    def __init__(self, writer: ResultWriter, max_pending: int = 8, min_interval_s: float = 1.0):
         import queue
         import threading
 
         self.writer = writer
+        self.min_interval_s = min_interval_s
         self.queue: "queue.Queue" = queue.Queue(maxsize=max_pending)
         self.error: BaseException | None = None
         self.n_spooled = 0
@@ -118,12 +120,17 @@ class BackgroundCommitter:
     def _run(self) -> None:
         import queue
 
+        last = 0.0
         while True:
             item = self.queue.get()
             items = [item]
+            # Gather for at least min_interval_s since the last commit: each commit opens the file,
+            # writes and checkpoints, so fewer, larger commits leave the cores to decode and model.
+            deadline = last + self.min_interval_s
             while item is not None:
+                remaining = deadline - time.monotonic()
                 try:
-                    item = self.queue.get_nowait()
+                    item = self.queue.get(timeout=remaining) if remaining > 0 else self.queue.get_nowait()
                 except queue.Empty:
                     break
                 items.append(item)
@@ -135,6 +142,7 @@ class BackgroundCommitter:
                         self.n_spooled += table.num_rows
                 except BaseException as exc:  # surfaced in the main thread
                     self.error = exc
+                last = time.monotonic()
             if items[-1] is None:
                 return
 

@@ -19,7 +19,7 @@ N = 24
 def _start(archive, model, dbfile, env):
     return subprocess.Popen(
         [sys.executable, "-m", "epi_spineage.score", str(archive), "--model", str(model), "--db", str(dbfile),
-         "--batch-size", "2", "--workers", "1", "-v"],
+         "--batch-size", "2", "--workers", "1", "--commit-interval", "0", "-v"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
