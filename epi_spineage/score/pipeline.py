@@ -348,11 +348,27 @@ def _score_batch(loaded, rows, batch, ready, keep, seen_hashes, provenance) -> l
     return out
 
 
-def _progress_bar(progress: bool | None):
-    from tqdm.auto import tqdm
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
 
+    def set_postfix_str(self, text: str, refresh: bool = True) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress_bar(progress: bool | None):
+    """tqdm on stderr (images/s in its rate), or a silent stand-in when off or tqdm is missing."""
     disable = not sys.stderr.isatty() if progress is None else not progress
-    return tqdm(unit="img", desc="scoring", disable=disable, file=sys.stderr, smoothing=0.1)
+    if disable:
+        return _NoBar()
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return _NoBar()
+    return tqdm(unit="img", desc="scoring", file=sys.stderr, smoothing=0.1)
 
 
 __all__ = ["ScoreSummary", "score_archives", "resolve_device"]
