@@ -242,7 +242,7 @@ def _score_locked(archive_paths, model_dir, db_path, spool, key_bytes, *, batch_
     dataset = ArchiveDataset(archive_paths, ctx, limit=limit)
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate,
                         worker_init_fn=worker_init if workers else None, pin_memory=(device == "cuda"),
-                        prefetch_factor=4 if workers else None, persistent_workers=False,
+                        prefetch_factor=2 if workers else None, persistent_workers=False,
                         multiprocessing_context=_mp_context() if workers else None)
     seen_hashes = dict(known.hashes)
     status = "failed"
