@@ -95,7 +95,8 @@ def test_bad_input_exits_2_with_one_line(trained, toy_manifest, tmp_path, capsys
 @pytest.mark.slow
 def test_phantom_tiny_preset_end_to_end(tmp_path, capsys):
     out = tmp_path / "tiny"
-    assert train.main(["--preset", "phantom-tiny", "--out", str(out)]) == 0
+    # the preset as shipped, with fewer phantoms to keep the suite short (the full preset: about 1 min)
+    assert train.main(["--preset", "phantom-tiny", "--out", str(out), "--phantoms", "300"]) == 0
     loaded = load_checkpoint(out)
     assert loaded.meta["synthetic"] and "SYNTHETIC" in loaded.meta["notice"]
     assert loaded.meta["bias_correction_source"] == "validation-fallback"
