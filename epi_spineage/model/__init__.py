@@ -21,6 +21,10 @@ _EXPORTS = {
     "read_meta": "checkpoint",
     "fit_temperature": "calibration",
     "interval_coverage": "calibration",
+    "predictive_interval": "calibration",
+    "TrainConfig": "training",
+    "run_training": "pipeline",
+    "predict_table": "inference",
 }
 
 __all__ = sorted(_EXPORTS)
