@@ -42,6 +42,10 @@ def test_train_writes_a_loadable_checkpoint(trained, capsys):
     assert ("test", "corrected") in kinds and ("test", "uncorrected") in kinds and ("train", "corrected") not in kinds
     assert {c["modality"] for c in meta["coverage"]} >= {"all", "radiograph", "vfa"}
     assert len(meta["history"]) == 2
+    # raw participant ids never leave the manifest: outputs hold keyed hashes only
+    for name in ("meta.json", "predictions.csv", "metrics.csv"):
+        assert "P000" not in (out / name).read_text().replace("img0", ""), name
+    assert "participant_pseudonym" in (out / "predictions.csv").read_text().splitlines()[0]
     per_mod = loaded.bias_correction_by_modality
     assert "radiograph" in per_mod and per_mod["radiograph"].source == "oof-2fold, radiograph only"
     assert per_mod["radiograph"].n_ < loaded.bias_correction.n_
