@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
-# GPU hosts may pin another torch build, e.g. TORCH_SPEC="torch==2.14.1+cu128".
-TORCH_SPEC ?=
+# The torch/torchvision pair that imports on our CI machines (wheels on local disk there).
+# GPU hosts override it, e.g. make test TORCH_SPEC="torch==2.9.1 torchvision==0.24.1".
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 PYTEST_ARGS ?=
 
 .PHONY: demo test test-fast venv install-core install-all system-deps bench clean
