@@ -62,7 +62,7 @@ def test_cr_modality_and_file_target(tmp_path, pixels):
 
 def test_jpeg2000_falls_back_to_rle(monkeypatch, pixels, caplog):
     monkeypatch.setattr(dcm, "jpeg2000_available", lambda: False)
-    with caplog.at_level("INFO"):
+    with caplog.at_level("INFO", logger=dcm.log.name):
         data = dcm.dicom_bytes(pixels, compression="jpeg2000")
     assert pydicom.dcmread(io.BytesIO(data)).file_meta.TransferSyntaxUID == dcm.RLE_LOSSLESS
     assert "RLE" in caplog.text
