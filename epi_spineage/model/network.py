@@ -68,10 +68,19 @@ class SpineAgeNet(nn.Module):
 
 
 def logits_to_age(logits: torch.Tensor, ages: torch.Tensor, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Expected age and SD of the tempered softmax distribution over ``ages``."""
-    p = torch.softmax(logits.float() / float(temperature), dim=1)
+    """Expected age under the model's softmax, and the SD of the tempered distribution around it.
+
+    The temperature calibrates the uncertainty only. Dividing the logits by T > 1 also pulls the
+    expectation toward the middle of the age range, so the point estimate (METHODS: m_i, the spine age
+    everything downstream uses) is always taken at T = 1; the SD is that of the tempered distribution,
+    measured around the same m_i.
+    """
+    z = logits.float()
+    p = torch.softmax(z, dim=1)
     a = ages.to(device=p.device, dtype=p.dtype)
     mean = (p * a).sum(dim=1)
+    if float(temperature) != 1.0:
+        p = torch.softmax(z / float(temperature), dim=1)
     var = (p * (a[None, :] - mean[:, None]) ** 2).sum(dim=1)
     return mean, var.clamp_min(0).sqrt()
 

@@ -33,3 +33,21 @@ def test_interval_of_a_point_mass_is_its_year():
     logits[0, 20] = 0.0  # all mass on class 60 = [60, 61)
     lo, hi = predictive_interval(logits, 1.0, 0.9)
     assert lo[0] == pytest.approx(60.05) and hi[0] == pytest.approx(60.95)
+
+
+def test_temperature_widens_sd_but_keeps_the_point_estimate():
+    # A temperature fitted for coverage must not move the spine age itself: T > 1 flattens the
+    # softmax, which would drag every expectation toward the middle of the age range.
+    import torch
+
+    from epi_spineage.model.network import logits_to_age
+
+    gen = torch.Generator().manual_seed(3)
+    ages = torch.arange(40, 101, dtype=torch.float32)
+    logits = 4 * torch.randn(8, ages.numel(), generator=gen)
+    m1, sd1 = logits_to_age(logits, ages, 1.0)
+    m3, sd3 = logits_to_age(logits, ages, 3.0)
+    p = torch.softmax(logits, dim=1)
+    assert torch.allclose(m1, (p * ages).sum(dim=1), atol=1e-4)
+    assert torch.allclose(m3, m1)
+    assert bool((sd3 > sd1).all())
