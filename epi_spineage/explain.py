@@ -95,7 +95,7 @@ def write_overlays(loaded, refs: Sequence[str], out_dir: Path, modality: str | S
         mods = modality if isinstance(modality, str) else list(modality[start:start + batch_size])
         x, _ = prepare_images(chunk, loaded.preprocess_config, mods)
         xt = torch.from_numpy(x).to(loaded.device)
-        cams = gradcam(loaded.network, xt, target, loaded.temperature)
+        cams = gradcam(loaded.network, xt, target)  # the reported spine age: untempered expectation
         for i, ref in enumerate(chunk):
             stem = Path(ref.split("::")[-1]).stem[:60] or "image"
             path = out_dir / f"{first_index + start + i:03d}_{stem}_gradcam_{target}.png"

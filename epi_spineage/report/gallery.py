@@ -40,7 +40,7 @@ def build_gallery(model: str | None, images: str | None, n: int = 8):
         chosen = pred.sort_values("pad", ascending=False, kind="stable").head(max(1, n)) \
             if pred["pad"].notna().any() else pred.head(max(1, n))
         x, _ = prepare_images(list(chosen["image"]), loaded.preprocess_config, list(chosen["modality"]))
-        cams = gradcam(loaded.network, torch.from_numpy(x), "older", loaded.temperature)
+        cams = gradcam(loaded.network, torch.from_numpy(x), "older")  # target = the reported (untempered) spine age
     except Exception as exc:  # the gallery is an extra: say why, keep the report
         log.warning("Grad-CAM gallery failed: %s", exc)
         return f"Grad-CAM failed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
