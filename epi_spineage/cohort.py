@@ -80,8 +80,11 @@ def pseudonymise_ids(df, key: bytes):
 
 
 def load_cohort(df, db_path, *, key: bytes, table: str = "cohort", replace: bool = False,
-                lock_timeout_s: float = 60.0) -> int:
-    """Pseudonymise and upsert ``df`` (already validated) into ``table``; returns rows loaded."""
+                lock_timeout_s: float = 60.0, synthetic: bool = False) -> int:
+    """Pseudonymise and upsert ``df`` (already validated) into ``table``; returns rows loaded.
+
+    ``synthetic``: the rows come from the simulator; the table is marked so that reports say so.
+    """
     from epi_spineage.privacy import key_fingerprint
     from epi_spineage.score import db
     from epi_spineage.score.locking import DatabaseBusy, connect_with_retry
@@ -111,6 +114,11 @@ def load_cohort(df, db_path, *, key: bytes, table: str = "cohort", replace: bool
         if replace:
             con.execute(f"DELETE FROM {table}").fetchall()
         con.execute(f"INSERT OR REPLACE INTO {table} BY NAME SELECT * FROM _cohort_in").fetchall()
+        if synthetic:
+            from epi_spineage.provenance import SYNTHETIC_TABLE_COMMENT
+
+            comment = SYNTHETIC_TABLE_COMMENT.replace("'", "''")
+            con.execute(f"COMMENT ON TABLE {table} IS '{comment}'").fetchall()
         con.execute("COMMIT").fetchall()
         con.unregister("_cohort_in")
         return len(data)
@@ -137,9 +145,13 @@ def _main(argv: Sequence[str] | None) -> int:
     from epi_spineage.privacy import load_key
 
     key = load_key(key_file=args.key_file)
+    from epi_spineage.provenance import simulator_truth
+
+    synthetic = args.source_table is None and simulator_truth(args.file) is not None
     n = load_cohort(df, Path(args.db).expanduser(), key=key, table=args.table, replace=args.replace,
-                    lock_timeout_s=args.lock_timeout)
-    print(f"loaded {n} participant(s) into {args.db}:{args.table} (ids pseudonymised)")
+                    lock_timeout_s=args.lock_timeout, synthetic=synthetic)
+    print(f"loaded {n} participant(s) into {args.db}:{args.table} (ids pseudonymised"
+          + ("; synthetic: simulator output" if synthetic else "") + ")")
     return EXIT_OK
 
 

@@ -156,6 +156,7 @@ def load_inputs(*, cohort: str | list[str] | None, mapping: str | None, db: str 
         con = open_db(db)
         try:
             df = read_db_cohort(con)
+            db_marks = db_synthetic_marks(con)
         finally:
             con.close()
         source = Path(db).name
@@ -163,25 +164,37 @@ def load_inputs(*, cohort: str | list[str] | None, mapping: str | None, db: str 
     warn.extend(problems)
     der, ext = split_roles(df, config)
     truth = _simulator_truth(cohorts[0]) if cohorts else None
+    synthetic = truth is not None
     if truth is not None:
         source += " (written by the simulator: truth.json beside it)"
-    return Inputs(der, ext, truth, truth is not None, source, warn)
+    elif not cohorts and db_marks:
+        synthetic = True
+        source += " (synthetic: " + "; ".join(db_marks) + ")"
+    return Inputs(der, ext, truth, synthetic, source, warn)
 
 
 def _simulator_truth(cohort: str | None) -> dict | None:
     """The simulator writes ``truth.json`` beside its tables; a cohort from it is labelled synthetic."""
-    if cohort is None:
-        return None
-    path = _split_table_ref(cohort)[0].parent / "truth.json"
-    if not path.is_file():
-        return None
-    import json
+    from epi_spineage.provenance import simulator_truth
 
-    try:
-        truth = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return truth if isinstance(truth, dict) and truth.get("synthetic") is True else None
+    return simulator_truth(_split_table_ref(cohort)[0]) if cohort is not None else None
+
+
+def db_synthetic_marks(con) -> list[str]:
+    """Why a scored database holds synthetic data: its cohort was loaded from the simulator's output
+    (table comment), or its images are phantoms (DICOM Manufacturer). Empty when neither."""
+    from epi_spineage.provenance import SYNTHETIC_MANUFACTURER_MARK, SYNTHETIC_TABLE_COMMENT
+
+    marks = []
+    comment = con.execute("SELECT comment FROM duckdb_tables() WHERE database_name = 'src' "
+                          "AND table_name = 'cohort'").fetchall()
+    if comment and comment[0][0] == SYNTHETIC_TABLE_COMMENT:
+        marks.append("its cohort table was loaded from the simulator's output")
+    n = con.execute("SELECT count(*) FROM images WHERE upper(manufacturer) LIKE ?",
+                    [f"%{SYNTHETIC_MANUFACTURER_MARK}%"]).fetchone()[0]
+    if n:
+        marks.append(f"{n:,} of its images are synthetic phantoms")
+    return marks
 
 
 def load_gallery(model: str | None, images: str | None, n: int = 8):

@@ -21,7 +21,8 @@ from epi_spineage.synth.phantom import DEFAULT_SCALE, FRACTURE_KINDS, _levels, r
 
 log = logging.getLogger(__name__)
 
-_MANUFACTURERS = ("SYNTHETIC PHANTOM CO", "PHANTOMRAD", "ACME IMAGING (SYNTHETIC)")
+# Each name carries "SYNTHETIC" (provenance.SYNTHETIC_MANUFACTURER_MARK): reports of scored phantoms say so.
+_MANUFACTURERS = ("SYNTHETIC PHANTOM CO", "PHANTOMRAD (SYNTHETIC)", "ACME IMAGING (SYNTHETIC)")
 _ZIP_DATE = (2020, 1, 1, 0, 0, 0)
 
 

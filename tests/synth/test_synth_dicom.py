@@ -102,3 +102,15 @@ def test_imaging_reader_reads_it_back(pixels):
     assert im.meta["modality"] == "vfa" and im.meta["dicom_modality"] == "BMD"
     im2 = imaging.load_image(dcm.dicom_bytes(pixels), name="r.dcm")
     assert im2.meta["modality"] == "radiograph"
+
+
+def test_every_phantom_says_synthetic_in_its_manufacturer(tmp_path):
+    # The report recognises scored phantoms by this tag (provenance.SYNTHETIC_MANUFACTURER_MARK).
+    from epi_spineage.provenance import SYNTHETIC_MANUFACTURER_MARK
+    from epi_spineage.synth.archive import write_phantom_archive
+
+    write_phantom_archive(tmp_path / "ph", n=12, seed=1, scale=0.1)
+    files = sorted((tmp_path / "ph").rglob("*.dcm"))
+    assert len(files) == 12
+    for f in files:
+        assert SYNTHETIC_MANUFACTURER_MARK in str(pydicom.dcmread(f, stop_before_pixels=True).Manufacturer).upper()
