@@ -8,6 +8,7 @@ killed run had not committed is simply scored again.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -22,6 +23,7 @@ from epi_spineage.errors import UserError
 from epi_spineage.privacy import load_key
 from epi_spineage.score import db
 from epi_spineage.score.locking import DatabaseBusy, ScorerLock, connect_with_retry
+from epi_spineage.score.malloc import keep_freed_memory
 from epi_spineage.score.members import MemberContext, is_done, iter_members
 from epi_spineage.score.provenance import PACKAGE_VERSION, host_name, model_provenance, new_run_id
 from epi_spineage.score.results import now_utc, to_table
@@ -48,6 +50,8 @@ class ScoreSummary:
     seconds: float = 0.0
     steady_seconds: float = 0.0
     steady_images: int = 0
+    loop_seconds: float = 0.0
+    loop_images: int = 0
     dry_run: bool = False
     n_would_score: int = 0
 
@@ -59,6 +63,12 @@ class ScoreSummary:
     def steady_images_per_s(self) -> float:
         """images/s after the first batch arrived (worker start-up and model warm-up excluded)."""
         return self.steady_images / self.steady_seconds if self.steady_seconds > 0 else 0.0
+
+    @property
+    def loop_images_per_s(self) -> float:
+        """images/s from the first batch to the last one scored: the per-image rate, without the
+        per-run costs at either end (worker start-up; the final commit and worker shutdown)."""
+        return self.loop_images / self.loop_seconds if self.loop_seconds > 0 else 0.0
 
     def line(self) -> str:
         if self.dry_run:
@@ -213,6 +223,7 @@ def _score_locked(archive_paths, model_dir, db_path, spool, key_bytes, *, batch_
     from epi_spineage.score.dataset import ArchiveDataset, collate, worker_init
 
     device = resolve_device(device)
+    keep_freed_memory()  # this process runs the model (and decodes with workers=0): see malloc.py
     if device == "cpu":
         # Leave a core per decode worker; the model gets the rest.
         torch.set_num_threads(max(1, (os.cpu_count() or 1) - workers))
@@ -240,11 +251,15 @@ def _score_locked(archive_paths, model_dir, db_path, spool, key_bytes, *, batch_
                         include_non_spine=include_non_spine, done_paths=known.done_paths(include_non_spine),
                         known_sops=known.sops)
     dataset = ArchiveDataset(archive_paths, ctx, limit=limit)
+    prefetch = 2
+    # One shared buffer per batch in flight plus the one being scored; see SharedBatches.
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate,
-                        worker_init_fn=worker_init if workers else None, pin_memory=(device == "cuda"),
-                        prefetch_factor=2 if workers else None, persistent_workers=False,
+                        worker_init_fn=functools.partial(worker_init, shared_slots=prefetch + 1) if workers else None,
+                        pin_memory=(device == "cuda"), prefetch_factor=prefetch if workers else None,
+                        persistent_workers=False,
                         multiprocessing_context=_mp_context() if workers else None)
     seen_hashes = dict(known.hashes)
+    mapped = {}  # the workers' shared batch buffers, kept mapped here for their next batches
     status = "failed"
     bar = _progress_bar(progress)
     committer = BackgroundCommitter(writer, min_interval_s=commit_interval_s)
@@ -252,7 +267,7 @@ def _score_locked(archive_paths, model_dir, db_path, spool, key_bytes, *, batch_
     t_first, n_first = None, 0
     try:
         processed = 0
-        for rows, batch, ready in loader:
+        for rows, batch, ready, lease in loader:
             keep = []
             for i, row in enumerate(rows):
                 summary.n_seen += 1
@@ -264,6 +279,9 @@ def _score_locked(archive_paths, model_dir, db_path, spool, key_bytes, *, batch_
                 processed += 1
                 keep.append(i)
             batch_rows = _score_batch(loaded, rows, batch, ready, set(keep), seen_hashes, provenance)
+            if lease is not None:  # predict has returned: nothing reads the shared buffer any more
+                mapped[lease.key] = lease.buffer
+                lease.release()
             for row in batch_rows:
                 st = row["status"]
                 summary.n_scored += st == "scored"
@@ -274,6 +292,8 @@ def _score_locked(archive_paths, model_dir, db_path, spool, key_bytes, *, batch_
                 committer.put(to_table(batch_rows))
             if t_first is None:
                 t_first, n_first = time.perf_counter(), summary.n_scored
+            else:
+                summary.loop_seconds, summary.loop_images = time.perf_counter() - t_first, summary.n_scored - n_first
             bar.update(len(rows))
             bar.set_postfix_str(f"scored={summary.n_scored} errors={summary.n_errors}", refresh=False)
             if limit is not None and processed >= limit:

@@ -30,9 +30,11 @@ class _ScoreBatch:
 
     def __init__(self, model_dir: str, key: bytes, run_id: str, include_non_spine: bool, device: str):
         from epi_spineage.model.checkpoint import load_checkpoint
+        from epi_spineage.score.malloc import keep_freed_memory
         from epi_spineage.score.members import MemberContext
         from epi_spineage.score.provenance import model_provenance
 
+        keep_freed_memory()  # the actor decodes and runs the model: see malloc.py
         if device == "auto":
             import torch
 
