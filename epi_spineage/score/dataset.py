@@ -86,10 +86,11 @@ class SharedBatches:
         self.next = 0
 
     def take(self, capacity: int, shape: tuple, dtype) -> SlotLease | None:
-        key = (capacity, *shape, np.dtype(dtype).str)
-        if key not in self.pool:
-            # Another image size: drop the old buffers (the main process may still hold its own
-            # mapping of them; they are freed when both sides let go).
+        """A free slot for up to ``capacity`` images of ``shape``/``dtype``, marked busy; or None."""
+        key = (*shape, np.dtype(dtype).str)
+        if key not in self.pool or self.pool[key][0][0].shape[0] < capacity:
+            # First batch, another image size, or a bigger batch: drop the old buffers (the main
+            # process may still hold its own mapping of them; they are freed when both let go).
             self.pool.clear()
             torch_dtype = torch.from_numpy(np.empty(0, dtype)).dtype
             buffers = [torch.empty((capacity, *shape), dtype=torch_dtype).share_memory_() for _ in range(self.n_slots)]
