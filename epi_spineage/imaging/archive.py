@@ -65,9 +65,18 @@ def safe_member_name(archive: str, name: str) -> str:
     return "/".join(parts)
 
 
+#: Sidecar files that travel with image archives (manifests, notes, reports) and are never images.
+#: Skipped like hidden files, so a nightly run does not log the same "not an image" error every time.
+SIDECAR_SUFFIXES = (".csv", ".tsv", ".txt", ".json", ".xml", ".md", ".html", ".htm", ".pdf", ".log",
+                    ".ini", ".yaml", ".yml", ".toml", ".parquet", ".xlsx", ".xls", ".sha256", ".md5")
+
+
 def _skipped(name: str) -> bool:
     parts = name.split("/")
-    return not name or any(p.startswith(".") or p == "__MACOSX" for p in parts)
+    if not name or any(p.startswith(".") or p == "__MACOSX" for p in parts):
+        return True
+    # DICOMDIR is the media's directory record: DICOM, but never an image.
+    return parts[-1].upper() == "DICOMDIR" or parts[-1].lower().endswith(SIDECAR_SUFFIXES)
 
 
 def _suffix_ok(name: str, suffixes: tuple[str, ...] | None) -> bool:
@@ -134,7 +143,7 @@ def _iter_folder(root: Path, suffixes) -> Iterator[ArchiveMember]:
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__MACOSX")
         for fname in sorted(filenames):
-            if fname.startswith(".") or not _suffix_ok(fname, suffixes):
+            if _skipped(fname) or not _suffix_ok(fname, suffixes):
                 continue
             fpath = Path(dirpath) / fname
             if not fpath.is_file():
@@ -212,7 +221,8 @@ def iter_archive(
     """Yield the files of a folder (recursive, sorted), a zip, or a tar / tar.gz / tgz.
 
     ``suffixes`` (e.g. ``IMAGE_SUFFIXES``) keeps only names ending so (case-insensitive); None keeps
-    every file, which matters because DICOM files often have no suffix. Tar archives are read as one
+    every file, which matters because DICOM files often have no suffix. Hidden files, ``__MACOSX``,
+    ``DICOMDIR`` and sidecar files (``SIDECAR_SUFFIXES``: manifest.csv, notes, reports) are always skipped. Tar archives are read as one
     stream: their members' bytes are read during iteration, zip members when ``read_bytes()`` is
     called. Raises ``UserError`` for traversal, absurd sizes and unreadable archives.
     """

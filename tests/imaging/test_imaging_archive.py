@@ -20,7 +20,10 @@ cv2 = pytest.importorskip("cv2")
 FILES = {
     "p001/lat.png": None,  # filled with PNG bytes
     "p002/deep/lat.png": None,
-    "readme.txt": b"not an image",
+    "p004/IM0001": b"not an image",  # DICOM files often have no suffix: kept
+    "readme.txt": b"notes",  # sidecars (SIDECAR_SUFFIXES) and DICOMDIR are skipped
+    "manifest.csv": b"image,participant_id\n",
+    "DICOMDIR": b"directory record",
     ".hidden.png": b"x",
     "__MACOSX/p001/._lat.png": b"resource fork",
     "p003/.DS_Store": b"junk",
@@ -60,7 +63,7 @@ def _tar(path, contents, mode="w"):
     return path
 
 
-EXPECTED = {"p001/lat.png", "p002/deep/lat.png", "readme.txt"}
+EXPECTED = {"p001/lat.png", "p002/deep/lat.png", "p004/IM0001"}
 
 
 @pytest.mark.parametrize("kind", ["zip", "tar", "tar.gz", "tgz", "folder"])
@@ -83,7 +86,7 @@ def test_iterates_members_and_skips_noise(kind, contents, tmp_path):
     assert rel == EXPECTED
     by_rel = {(m.name.split("::", 1)[1] if "::" in m.name else str(m.name)[len(str(arc)) + 1:]): m for m in members}
     assert by_rel["p001/lat.png"].read_bytes() == contents["p001/lat.png"]
-    assert by_rel["readme.txt"].size == len(b"not an image")
+    assert by_rel["p004/IM0001"].size == len(b"not an image")
     pngs = list(iter_archive(arc, suffixes=[".PNG"]))
     assert len(pngs) == 2
     # the names are manifest references: load_image and read_reference take them

@@ -27,7 +27,8 @@ def messy_zip(tmp_path, phantoms):
     members["bad/corrupt.dcm"] = b"\0" * 128 + b"DICM" + bytes(range(256)) * 4
     extra = phantom_dicoms(1, seed=3, start=60)[0].data  # its SOPInstanceUID is nowhere else
     members["bad/truncated.dcm"] = extra[: len(extra) // 2]
-    members["bad/readme.txt"] = b"not an image at all\n"
+    members["bad/IM0042"] = b"not an image at all\n"  # no suffix, as DICOM files often are
+    members["manifest.csv"] = b"image,participant_id\n"  # a sidecar: skipped, never an error
     members["copy/img0000.dcm"] = phantoms[0].data
     ap = phantom_dicoms(1, seed=2, view_position="AP", start=50)[0]
     members["views/ap.dcm"] = ap.data
@@ -55,7 +56,7 @@ def test_bad_inputs_recorded_rest_scored_and_rerun_is_cheap(tmp_path, messy_zip,
     con = duckdb.connect(str(dbfile))
     errors = dict(con.execute("SELECT regexp_extract(source_path, '[^:/]+$'), error_type FROM errors").fetchall())
     assert errors == {"corrupt.dcm": errors["corrupt.dcm"], "truncated.dcm": "truncated",
-                      "readme.txt": "not_an_image", "img0000.dcm": "duplicate"}
+                      "IM0042": "not_an_image", "img0000.dcm": "duplicate"}
     assert errors["corrupt.dcm"] in ("not_an_image", "unreadable")
     qc = con.execute("SELECT qc_status, qc_reason FROM images WHERE source_path LIKE '%ap.dcm'").fetchall()
     assert qc == [("not_spine", "ViewPosition AP is not lateral")]
@@ -70,7 +71,7 @@ def test_bad_inputs_recorded_rest_scored_and_rerun_is_cheap(tmp_path, messy_zip,
     calls = _count_decodes(monkeypatch)
     s2 = score_archives([messy_zip], tiny_model, dbfile, batch_size=4, workers=0, device="cpu")
     assert s2.n_scored == 0 and s2.n_skipped_known == N_GOOD + 2 and s2.n_errors == 3
-    assert sorted(c.rsplit("/", 1)[-1] for c in calls) == ["corrupt.dcm", "readme.txt", "truncated.dcm"]
+    assert sorted(c.rsplit("/", 1)[-1] for c in calls) == ["IM0042", "corrupt.dcm", "truncated.dcm"]
 
     # The QC flag overrides: the AP view is scored on request.
     s3 = score_archives([messy_zip], tiny_model, dbfile, batch_size=4, workers=0, device="cpu",
