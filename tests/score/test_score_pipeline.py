@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -160,3 +161,24 @@ def test_privacy_and_cohort_join_through_the_clis(tmp_path, phantoms, tiny_model
         assert secret.encode() not in raw
         assert secret not in outputs
     assert "p_" in blob  # the keyed hashes are there instead
+
+
+def test_per_image_reader_warnings_stay_out_of_the_job_output(tmp_path, tiny_model, key_env):
+    # MONOCHROME1 inversion warns once per image; a nightly run over thousands must not flood stderr.
+    import warnings
+
+    from epi_spineage.synth.dicom import dicom_bytes
+    from epi_spineage.synth.phantom import render_phantom
+
+    members = {}
+    for i in range(3):
+        pixels = np.minimum(render_phantom(50.0 + 10 * i, style="radiograph", seed=i, scale=0.08, bits_stored=12),
+                            4095).astype(np.uint16)
+        members[f"m1_{i}.dcm"] = dicom_bytes(pixels, photometric="MONOCHROME1", patient_name="DOE^JANE",
+                                             patient_id=f"H{i:06d}", bits_stored=12)
+    archive = write_zip(tmp_path / "m1.zip", members)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        summary = score_archives([archive], tiny_model, tmp_path / "s.duckdb", batch_size=4, workers=0, device="cpu")
+    assert summary.n_scored == 3
+    assert not [w for w in caught if "MONOCHROME1" in str(w.message)]
