@@ -243,7 +243,10 @@ def write_phantom_archive(out, n: int = 200, *, seed: int = 0, scale: float = DE
                     compression = "rle"  # openjpeg needs >= 64 px for its default wavelet levels
                 if mod == "radiograph" and rng.random() < 0.2:
                     dmod = "CR"
-                name, patient_id = dcm.fake_identity(rng, truth["sex"])
+                # PatientID is the participant id, so scored images join the cohort table (both are keyed
+                # hashes of it); the fake name and birth date still give privacy tests something to catch.
+                name, _ = dcm.fake_identity(rng, truth["sex"])
+                patient_id = pid
                 year = int(rng.integers(2012, 2024))
                 study_date = f"{year}{int(rng.integers(1, 13)):02d}{int(rng.integers(1, 29)):02d}"
                 data = dcm.dicom_bytes(

@@ -39,7 +39,8 @@ def test_archive_round_trip(tmp_path, suffix):
         archive, member = row.image.split("::")
         assert archive == out
         ds = pydicom.dcmread(io.BytesIO(_read_member(archive, member)))
-        assert ds.PatientName and ds.PatientID.startswith("H")
+        # PatientID links the image to its cohort row (the scorer and cohort load hash both with one key)
+        assert ds.PatientName and ds.PatientID == row.participant_id
         assert (ds.Modality == "BMD") == (row.modality == "vfa")
         assert ds.PhotometricInterpretation == row.true_photometric
         assert ds.pixel_array.shape[0] > 0
