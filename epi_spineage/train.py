@@ -86,6 +86,9 @@ def config_from_args(args):
         phantoms = settings.pop("phantoms")
         phantom_seed = settings.pop("phantom_seed")
         phantom_scale = settings.pop("phantom_scale")
+        if args.manifest:
+            # A preset's settings on the user's own images: not synthetic, and never the public demo key.
+            settings["synthetic"] = False
     elif not args.manifest:
         raise UserError("give --manifest FILE (or --preset phantom-tiny)")
     for name in ("backbone", "image_size", "batch_size", "epochs", "lr", "lr_schedule", "warmup_steps", "clip_grad", "patience", "workers", "device",

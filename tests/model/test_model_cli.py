@@ -105,3 +105,20 @@ def test_phantom_tiny_preset_end_to_end(tmp_path, capsys):
     assert loaded.meta["synthetic"] and "SYNTHETIC" in loaded.meta["notice"]
     assert loaded.meta["bias_correction_source"] == "validation-fallback"
     assert "SYNTHETIC" in capsys.readouterr().out
+
+
+def test_preset_on_a_real_manifest_is_not_synthetic_and_needs_the_key(tmp_path, monkeypatch):
+    # A preset's settings on the user's own images must not borrow the demo's public key or label.
+    from epi_spineage.errors import UserError
+    from epi_spineage.model.pipeline import _pseudonym_key
+    from epi_spineage.train import build_parser, config_from_args
+
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("image,participant_id,age_years,modality\nx.dcm,P1,60,radiograph\n")
+    monkeypatch.delenv("EPI_SPINEAGE_PSEUDONYM_KEY", raising=False)
+    monkeypatch.delenv("EPI_SPINEAGE_PSEUDONYM_KEY_FILE", raising=False)
+    args = build_parser().parse_args(["--preset", "phantom-tiny", "--manifest", str(manifest), "--out", str(tmp_path / "o")])
+    cfg = config_from_args(args)
+    assert cfg.synthetic is False
+    with pytest.raises(UserError):
+        _pseudonym_key(cfg)
