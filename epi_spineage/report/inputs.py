@@ -126,6 +126,29 @@ def read_db_cohort(con) -> pd.DataFrame:
     return df
 
 
+def _merge_db_scores(df: pd.DataFrame, scores: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Spine ages from the database where it scored the participant; the file's elsewhere.
+
+    The database holds keyed hashes of participant ids, so the file's ids are hashed with the same key
+    (ids that are already pseudonyms, e.g. a table exported from the database, are used as they are).
+    """
+    from epi_spineage.privacy import load_key, pseudonymise
+
+    key = load_key()
+    raw = df["participant_id"].astype(str)
+    keyed = raw.where(raw.str.fullmatch(r"p_[0-9a-f]{24}"), raw.map(lambda v: pseudonymise(v, key)))
+    db = (scores.drop_duplicates("participant_id")
+          .rename(columns={"participant_id": "_key", "spine_age_years": "_db_spine",
+                           "spine_age_corrected_years": "_db_corrected"}))
+    merged = df.assign(_key=keyed.to_numpy()).merge(db, on="_key", how="left")
+    hit = merged["_db_spine"].notna()
+    for column, from_db in (("spine_age_years", "_db_spine"), ("spine_age_corrected_years", "_db_corrected")):
+        file_values = merged[column] if column in merged else pd.Series(float("nan"), index=merged.index)
+        # where the database scored the participant, both columns come from it (as in read_db_cohort)
+        merged[column] = merged[from_db].where(hit, file_values)
+    return merged.drop(columns=["_key", "_db_spine", "_db_corrected"]), int(hit.sum())
+
+
 def load_inputs(*, cohort: str | list[str] | None, mapping: str | None, db: str | None, config: StudyConfig,
                 seed: int, n_derivation: int, n_external: int) -> Inputs:
     from epi_spineage.tables import validate_cohort
@@ -149,8 +172,9 @@ def load_inputs(*, cohort: str | list[str] | None, mapping: str | None, db: str 
             finally:
                 con.close()
             if len(scores):
-                df = df.drop(columns=[c for c in ("spine_age_years", "spine_age_corrected_years") if c in df.columns])
-                df = df.merge(scores, on="participant_id", how="left")
+                df, n_hit = _merge_db_scores(df, scores)
+                warn.append(f"{n_hit:,} of {len(df):,} participants take their spine age from {Path(db).name}; "
+                            "the others keep the cohort file's")
             source += f" + scores from {Path(db).name}"
     else:
         con = open_db(db)
