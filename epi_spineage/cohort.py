@@ -79,6 +79,18 @@ def pseudonymise_ids(df, key: bytes):
     return out
 
 
+#: Column names that hold direct identifiers: refused, because the database keeps only keyed hashes.
+_IDENTIFIER_COLUMN = re.compile(
+    r"^names?$|(^|_)((patient|full|first|last|given|family|middle)_?names?|surname|mrn|medical_record|hospital_?(id|number|no)|"
+    r"nhs|ssn|social_security|national_id|resident_?(id|number)|birth_?date|date_of_birth|dob|address|street|"
+    r"post_?code|zip_?code|phone|telephone|mobile|email|accession)($|_)", re.IGNORECASE)
+
+
+def identifier_columns(columns) -> list[str]:
+    """Columns whose names say they hold direct identifiers (names, record numbers, birth dates...)."""
+    return [c for c in columns if c != "participant_id" and _IDENTIFIER_COLUMN.search(str(c))]
+
+
 def load_cohort(df, db_path, *, key: bytes, table: str = "cohort", replace: bool = False,
                 lock_timeout_s: float = 60.0, synthetic: bool = False) -> int:
     """Pseudonymise and upsert ``df`` (already validated) into ``table``; returns rows loaded.
@@ -91,6 +103,10 @@ def load_cohort(df, db_path, *, key: bytes, table: str = "cohort", replace: bool
 
     if not _IDENT.match(table):
         raise UserError(f"--table must be a plain SQL name, not {table!r}")
+    leaking = identifier_columns(df.columns)
+    if leaking:
+        raise UserError(f"column(s) {', '.join(map(repr, leaking))} look like direct identifiers, which the "
+                        "database never stores: drop them from the file (or map them away with --mapping) first")
     data = pseudonymise_ids(df, key)
     data["key_fingerprint"] = key_fingerprint(key)
     try:

@@ -69,3 +69,14 @@ def test_cohort_load_pseudonymises_validates_and_upserts(tmp_path, key_env, caps
     assert cohort_main(["validate", str(bad)]) == 1
     assert cohort_main(["load", str(bad), "--db", str(dbfile)]) == 2
     assert "failed validation" in capsys.readouterr().err
+
+
+def test_cohort_load_refuses_identifier_columns(tmp_path, key_env, capsys):
+    csv = tmp_path / "c.csv"
+    pd.DataFrame({"participant_id": ["007"], "cohort": "derivation", "age_years": [61.5], "sex": ["F"],
+                  "patient_name": ["KIM^MINJI"], "site_name": ["A"]}).to_csv(csv, index=False)
+    dbfile = tmp_path / "x.duckdb"
+    assert cohort_main(["load", str(csv), "--db", str(dbfile)]) == 2
+    err = capsys.readouterr().err
+    assert "patient_name" in err and "site_name" not in err and len(err.strip().splitlines()) == 1
+    assert not dbfile.exists() or b"KIM^MINJI" not in dbfile.read_bytes()
