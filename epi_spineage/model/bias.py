@@ -34,9 +34,16 @@ _BEHESHTI_CORR_TOL = 1e-6
 
 
 def data_hash(chronological_age, predicted_age) -> str:
-    """SHA-256 of the (age, predicted age) pairs as float64, in row order."""
-    age = np.ascontiguousarray(np.asarray(chronological_age, dtype="float64"))
-    pred = np.ascontiguousarray(np.asarray(predicted_age, dtype="float64"))
+    """SHA-256 of the (age, predicted age) pairs as float64, whatever their row order.
+
+    Sorting first means the fitting rows shuffled (or read back in another order) still match.
+    """
+    age = np.asarray(chronological_age, dtype="float64").ravel()
+    pred = np.asarray(predicted_age, dtype="float64").ravel()
+    if age.shape == pred.shape:
+        order = np.lexsort((pred, age))
+        age, pred = age[order], pred[order]
+    age, pred = np.ascontiguousarray(age), np.ascontiguousarray(pred)
     h = hashlib.sha256()
     h.update(str(age.shape).encode())
     h.update(age.tobytes())

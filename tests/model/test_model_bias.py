@@ -39,6 +39,8 @@ def test_refuses_overlapping_ids_and_the_fitting_data():
     bc = BiasCorrection().fit(age, pred, ids=ids, key=KEY)
     with pytest.raises(UserError, match="fitted on"):
         bc.apply(age, pred)  # same data, no ids: refused by data hash
+    with pytest.raises(UserError, match="fitted on"):
+        bc.apply(age[::-1], pred[::-1])  # the same rows in another order are the same data
     age2, pred2 = _data(n=10, seed=5)
     with pytest.raises(UserError, match="1 of 10"):
         bc.apply(age2, pred2, ids=[f"Q{i}" for i in range(9)] + ["P3"], key=KEY)
