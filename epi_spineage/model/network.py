@@ -70,14 +70,17 @@ class SpineAgeNet(nn.Module):
 def logits_to_age(logits: torch.Tensor, ages: torch.Tensor, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Expected age under the model's softmax, and the SD of the tempered distribution around it.
 
+    Class j holds the completed year a_j, i.e. ages in [a_j, a_j + 1), so the spine age in continuous
+    years is m_i + 0.5 (METHODS' m_i taken over the classes' midpoints): without the half year, PAD
+    against a fractional chronological age would be biased by -0.5 y.
+
     The temperature calibrates the uncertainty only. Dividing the logits by T > 1 also pulls the
-    expectation toward the middle of the age range, so the point estimate (METHODS: m_i, the spine age
-    everything downstream uses) is always taken at T = 1; the SD is that of the tempered distribution,
-    measured around the same m_i.
+    expectation toward the middle of the age range, so the point estimate is always taken at T = 1;
+    the SD is that of the tempered distribution, measured around the same mean.
     """
     z = logits.float()
     p = torch.softmax(z, dim=1)
-    a = ages.to(device=p.device, dtype=p.dtype)
+    a = ages.to(device=p.device, dtype=p.dtype) + 0.5
     mean = (p * a).sum(dim=1)
     if float(temperature) != 1.0:
         p = torch.softmax(z / float(temperature), dim=1)

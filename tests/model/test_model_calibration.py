@@ -48,6 +48,21 @@ def test_temperature_widens_sd_but_keeps_the_point_estimate():
     m1, sd1 = logits_to_age(logits, ages, 1.0)
     m3, sd3 = logits_to_age(logits, ages, 3.0)
     p = torch.softmax(logits, dim=1)
-    assert torch.allclose(m1, (p * ages).sum(dim=1), atol=1e-4)
+    assert torch.allclose(m1, (p * (ages + 0.5)).sum(dim=1), atol=1e-4)  # completed years at their midpoints
     assert torch.allclose(m3, m1)
     assert bool((sd3 > sd1).all())
+
+
+def test_a_perfect_completed_year_model_has_no_pad_bias():
+    # Targets are completed years; a model certain of floor(age) must still give PAD ~ 0 on fractional ages.
+    import torch
+
+    from epi_spineage.model.network import logits_to_age
+
+    rng = np.random.default_rng(0)
+    age = rng.uniform(40, 99.99, 2000)
+    ages = torch.arange(40, 101, dtype=torch.float32)
+    logits = torch.full((age.size, ages.numel()), -30.0)
+    logits[torch.arange(age.size), torch.from_numpy(np.floor(age).astype(np.int64) - 40)] = 30.0
+    mean, _ = logits_to_age(logits, ages)
+    assert abs(float(np.mean(mean.numpy() - age))) < 0.03

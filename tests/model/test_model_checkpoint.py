@@ -41,10 +41,10 @@ def test_round_trip_predicts_the_same(saved):
     with torch.no_grad():
         logits = net(x)
     ages = torch.arange(40, 91, dtype=torch.float32)
-    m = (torch.softmax(logits, dim=1) * ages).sum(1)  # the point estimate ignores the temperature
+    m = (torch.softmax(logits, dim=1) * (ages + 0.5)).sum(1)  # class midpoints; ignores the temperature
     p_t = torch.softmax(logits / 1.7, dim=1)  # the stored temperature widens the spread only
     np.testing.assert_allclose(mean, m.numpy(), rtol=1e-5)
-    np.testing.assert_allclose(sd, (p_t * (ages - m[:, None]) ** 2).sum(1).sqrt().numpy(), rtol=1e-4)
+    np.testing.assert_allclose(sd, (p_t * (ages + 0.5 - m[:, None]) ** 2).sum(1).sqrt().numpy(), rtol=1e-4)
     assert mean.shape == sd.shape == (3,) and (sd > 0).all()
     stored = json.loads((out / "meta.json").read_text())
     for key in ("backbone", "preprocess", "preprocess_hash", "image_size", "manifest_hash", "metrics",
