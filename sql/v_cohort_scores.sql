@@ -2,13 +2,16 @@
 -- Beheshti correction (METHODS.md section 2): corrected = spine age - (alpha * age + beta), with
 -- alpha and beta from the scoring model's metadata. Both PADs are given; never overwritten.
 -- Corrected PAD is free of age only in the data the correction was fitted on: keep age in models.
+-- Participants the correction was fitted on (bias_correction.fit_ids, keyed hashes) get NULL corrected
+-- values, as BiasCorrection.apply refuses them: their corrected accuracy would be flattered.
 CREATE OR REPLACE VIEW v_cohort_scores AS
 WITH bias AS (
     SELECT
         model_id,
         json_extract_string(metadata_json, '$.bias_correction.method') AS bias_method,
         TRY_CAST(json_extract(metadata_json, '$.bias_correction.alpha') AS DOUBLE) AS bias_alpha,
-        TRY_CAST(json_extract(metadata_json, '$.bias_correction.beta') AS DOUBLE) AS bias_beta
+        TRY_CAST(json_extract(metadata_json, '$.bias_correction.beta') AS DOUBLE) AS bias_beta,
+        json_extract_string(metadata_json, '$.bias_correction.fit_ids[*]') AS bias_fit_ids
     FROM models
 ),
 
@@ -29,7 +32,8 @@ joined AS (
         baseline.spine_age_sd_years,
         bias.bias_method,
         bias.bias_alpha,
-        bias.bias_beta
+        bias.bias_beta,
+        coalesce(list_contains(bias.bias_fit_ids, cohort.participant_id), false) AS in_bias_fit
     FROM cohort
     INNER JOIN v_baseline_image AS baseline
         ON baseline.participant_key = cohort.participant_id
@@ -40,6 +44,8 @@ joined AS (
 SELECT
     *,
     spine_age_years - age_years AS pad_years,
-    spine_age_years - (bias_alpha * age_years + bias_beta) AS spine_age_corrected_years,
-    spine_age_years - (bias_alpha * age_years + bias_beta) - age_years AS pad_corrected_years
+    CASE WHEN NOT in_bias_fit
+        THEN spine_age_years - (bias_alpha * age_years + bias_beta) END AS spine_age_corrected_years,
+    CASE WHEN NOT in_bias_fit
+        THEN spine_age_years - (bias_alpha * age_years + bias_beta) - age_years END AS pad_corrected_years
 FROM joined;

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import importlib.resources
 import json
+import re
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -180,6 +181,9 @@ def load_results(con, table: pa.Table) -> LoadCounts:
 
 # ---- models and runs --------------------------------------------------------------------------
 
+_PSEUDONYM = re.compile(r"^p_[0-9a-f]{24}$")
+
+
 def normalise_bias_correction(bias) -> dict | None:
     """``BiasCorrection`` (or its dict) to ``{"method", "alpha", "beta", ...}`` for the SQL views.
 
@@ -199,6 +203,11 @@ def normalise_bias_correction(bias) -> dict | None:
         alpha = beta = None
     out = {"method": method, "alpha": alpha, "beta": beta}
     out["fit"] = {k: v for k, v in d.items() if k not in ("ids", "participant_ids", "fit_ids")}
+    # The keyed hashes of the participants it was fitted on (already pseudonyms, like cohort ids):
+    # the views refuse to correct those rows, as BiasCorrection.apply does.
+    fit_ids = d.get("fit_ids")
+    if isinstance(fit_ids, list) and all(isinstance(i, str) and _PSEUDONYM.match(i) for i in fit_ids):
+        out["fit_ids"] = fit_ids
     return out
 
 

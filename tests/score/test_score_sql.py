@@ -162,3 +162,17 @@ def test_readme_queries_run(con):
         assert " ".join(query.split()).split(" FROM ")[0] in " ".join(doc.split())
         con.execute(query).fetchall()
     assert len(con.execute(README_QUERIES[0]).fetchall()) == 12
+
+
+def test_view_refuses_to_correct_the_participants_the_correction_was_fitted_on(con):
+    # As BiasCorrection.apply refuses them: their corrected values would be flattered.
+    fitted = [pseudonymise(f"P{i:03d}", KEY) for i in (1, 2)]
+    bias = db.normalise_bias_correction({"method": "beheshti", "alpha": ALPHA, "beta": BETA, "fit_ids": fitted})
+    assert bias["fit_ids"] == fitted
+    con.execute("UPDATE models SET metadata_json = ? WHERE model_id = 'm1'", [json.dumps({"bias_correction": bias})])
+    df = con.execute("SELECT participant_id, spine_age_years, age_years, spine_age_corrected_years, "
+                     "pad_corrected_years FROM v_cohort_scores").df().set_index("participant_id")
+    assert df.loc[fitted, ["spine_age_corrected_years", "pad_corrected_years"]].isna().all().all()
+    rest = df.drop(index=fitted)
+    assert len(rest) == 10
+    np.testing.assert_allclose(rest.spine_age_corrected_years, rest.spine_age_years - (ALPHA * rest.age_years + BETA))
