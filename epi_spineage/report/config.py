@@ -83,6 +83,11 @@ class StudyConfig:
             raise UserError(f"config: km_ci must be log-log or log, not {self.km_ci!r}")
         if not 0 < self.ci_level < 1:
             raise UserError("config: ci_level must be between 0 and 1")
+        if abs(self.ci_level - 0.95) > 1e-12:
+            # The statistics take any level, but the report's captions, headers and figure labels say
+            # "95%": refuse rather than print a 90% interval under a 95% label.
+            raise UserError("config: the report supports ci_level = 0.95 only (its tables and figures are "
+                            "labelled 95%); call epi_spineage.stats directly for other levels")
         if not self.fracture_models or not self.fracture_outcomes:
             raise UserError("config: at least one fracture model and outcome are needed")
         if sorted(self.km_times_years) != list(self.km_times_years) or any(t < 0 for t in self.km_times_years):

@@ -134,3 +134,10 @@ def test_simulator_files_are_labelled_synthetic(tmp_path, capsys):
     assert payload["meta"]["synthetic"] is True
     assert payload["numbers"]["n_analysed"]["external"] == 600
     assert len(payload["tables"]["truth_vs_estimate"]) > 0
+
+
+def test_a_ci_level_the_labels_do_not_show_is_refused(tmp_path, capsys):
+    # Every caption and figure says 95%: another level would print mislabelled intervals.
+    cfg = tmp_path / "study.toml"
+    cfg.write_text("[survival]\nci_level = 0.9\n")
+    assert "0.95" in _one_line_error(capsys, ["--config", str(cfg), "--out", str(tmp_path / "o")])
