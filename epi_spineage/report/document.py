@@ -86,8 +86,7 @@ def _summary(d: _Doc, synthetic: bool) -> None:
         s.bullets.append("; ".join(parts) + ".")
     if "accelerated_cut_years" in n:
         s.bullets.append(f"Accelerated spine ageing: PAD {cfg.accelerated_rule} {n['accelerated_cut_years']:.2f} y "
-                         f"(top tertile of the derivation test set, quantile {cfg.tertile_method}), applied "
-                         "unchanged to the external cohort.")
+                         f"({n['accelerated_cut_source']}).")
 
 
 def _cohorts(d: _Doc) -> None:
@@ -189,9 +188,8 @@ def _km(d: _Doc) -> None:
     n = d.r.numbers
     if "accelerated_cut_years" in n:
         s.paragraphs.append(
-            f"Accelerated ageing is PAD {cfg.accelerated_rule} {n['accelerated_cut_years']:.3f} years, the upper "
-            f"tertile cut ({cfg.tertile_method} quantile) of the derivation test set, frozen and applied to the "
-            "external cohort. The four groups split each cohort at its own median age "
+            f"Accelerated ageing is PAD {cfg.accelerated_rule} {n['accelerated_cut_years']:.3f} years: "
+            f"{n['accelerated_cut_source']}. The four groups split each cohort at its own median age "
             + ", ".join(f"({L.cohort(r)}: {a:.1f} y)" for r, a in n.get("median_age_years", {}).items())
             + f". Reference group: {REFERENCE_GROUP}.")
     km = d.r.curves.get("km")
@@ -420,8 +418,9 @@ def _methods(d: _Doc, meta: dict) -> None:
         "of spine_age_corrected_years, Beheshti's age-level correction fitted out of fold, where the cohort has "
         "one); PAD is rounded to 1e-9 years before comparison with a cut point. Chronological age stays in every "
         "model because corrected PAD is age-free only in the data the correction was fitted on.",
-        f"Accelerated ageing: PAD {cfg.accelerated_rule} the upper tertile cut, quantile {cfg.tertile_method} "
-        "(R's default type 7 unless configured), learned on the derivation test set and applied unchanged elsewhere.",
+        f"Accelerated ageing: PAD {cfg.accelerated_rule} the cut, here the "
+        f"{d.r.numbers.get('accelerated_cut_source', 'cut of the study config')} (quantile type 7, R's default, "
+        "unless configured).",
         f"Cox models: ties by {cfg.ties.capitalize()}; Wald CIs; HR per 1 SD of PAD (sample SD of the analysed cohort); "
         "complete cases per model; Harrell's C; PH check by scaled Schoenfeld residuals.",
         f"Kaplan-Meier: cumulative failure 1 - S(t), Greenwood variance, {cfg.km_ci} CIs; log-rank test across groups.",

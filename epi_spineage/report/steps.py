@@ -90,6 +90,20 @@ def discrimination(results: StudyResults) -> None:
 
 
 # ---------------------------------------------------------------------------------- groups and KM
+def _cut_source(cfg, ref_role: str, ref) -> str:
+    """Where the accelerated-ageing cut came from, in words, for every place the report states it."""
+    if cfg.fixed_cut_years is not None:
+        return "a fixed cut set in the study config"
+    what = f"top tertile (quantile {cfg.tertile_method})"
+    if ref_role != "derivation":
+        return f"{what} of the {ref_role} cohort itself (there is no derivation cohort to learn it on)"
+    split = cfg.derivation_split
+    if split and "split" in ref.columns and len(ref) and (ref["split"] == split).all():
+        return f"{what} of the derivation {split} set, applied unchanged to the other cohorts"
+    return (f"{what} of all derivation rows (no '{split}' split to learn it on), applied unchanged to the "
+            "other cohorts")
+
+
 def groups_km(results: StudyResults) -> None:
     """Tertile cut from the derivation (test) set, applied to every cohort; four groups; KM; HRs."""
     cfg = results.config
@@ -102,6 +116,7 @@ def groups_km(results: StudyResults) -> None:
                                  source=f"{ref_role} {cfg.derivation_split}".strip())
     results.tables["tertile_cuts"] = cut.to_frame()
     results.numbers["accelerated_cut_years"] = cut.upper
+    results.numbers["accelerated_cut_source"] = _cut_source(cfg, ref_role, ref)
     results.numbers["accelerated_rule"] = f"PAD {cfg.accelerated_rule} cut"
     event, time_col = OUTCOMES[cfg.km_outcome]
     km_at, km_full, lr, hrs, counts = [], [], [], [], []

@@ -101,3 +101,17 @@ def test_rewrite_replaces_own_outputs_but_not_foreign_files(tmp_path):
     assert (tmp_path / "tables" / "mine.csv").exists()  # not our folder yet: nothing removed
     write(["a"])
     assert sorted(p.name for p in (tmp_path / "tables").glob("*.csv")) == ["a.csv"]
+
+
+def test_the_report_says_where_the_accelerated_cut_came_from(demo_inputs):
+    # The summary, the KM section and the methods quote this sentence; it must match what was done.
+    from epi_spineage.report.analyses import run_study
+    from epi_spineage.report.config import StudyConfig
+
+    der, ext, _ = demo_inputs
+    learned = run_study(der, ext, StudyConfig()).numbers["accelerated_cut_source"]
+    assert "derivation test set" in learned
+    fixed = run_study(der, ext, StudyConfig(fixed_cut_years=1.0)).numbers
+    assert fixed["accelerated_cut_years"] == 1.0 and "fixed cut" in fixed["accelerated_cut_source"]
+    alone = run_study(None, ext, StudyConfig()).numbers["accelerated_cut_source"]
+    assert "external cohort itself" in alone
