@@ -54,10 +54,8 @@ def scored_db(tmp_path_factory, demo_inputs):
     none), so the report can only see it through the SQL views. The model's bias correction is the
     identity (alpha = beta = 0), so corrected and uncorrected spine age agree for scored rows.
     """
-    duckdb = pytest.importorskip("duckdb")
+    pytest.importorskip("duckdb")
     import pandas as pd
-
-    from epi_spineage.score.db import apply_schema
 
     der, ext, _ = demo_inputs
     df = pd.concat([der.head(1500), ext.head(800)], ignore_index=True)
@@ -65,13 +63,28 @@ def scored_db(tmp_path_factory, demo_inputs):
     db = tmp_path_factory.mktemp("db") / "scores.duckdb"
     cohort = df.copy()
     cohort.loc[scored, ["spine_age_years", "spine_age_corrected_years"]] = float("nan")
-    images = pd.DataFrame({"source_path": [f"archive.zip::img{i:05d}.dcm" for i in scored],
-                           "content_hash": [f"h{i:05d}" for i in scored],
-                           "participant_key": df.loc[scored, "participant_id"].to_numpy(),
-                           "qc_status": "ok", "manufacturer": "ACME", "modality": df.loc[scored, "modality"].to_numpy(),
+    write_scored_db(db, cohort, keys=df.loc[scored, "participant_id"].to_numpy(),
+                    spine_ages=df.loc[scored, "spine_age_years"].to_numpy(),
+                    modalities=df.loc[scored, "modality"].to_numpy())
+    return db, df
+
+
+def write_scored_db(db, cohort, *, keys, spine_ages, modalities=None):
+    """A DuckDB in the package schema: ``cohort`` rows, and one scored image per participant key.
+
+    The model's bias correction is the identity (alpha = beta = 0).
+    """
+    import duckdb
+    import pandas as pd
+
+    from epi_spineage.score.db import apply_schema
+
+    n = len(keys)
+    images = pd.DataFrame({"source_path": [f"archive.zip::img{i:05d}.dcm" for i in range(n)],
+                           "content_hash": [f"h{i:05d}" for i in range(n)], "participant_key": keys,
+                           "qc_status": "ok", "manufacturer": "ACME", "modality": modalities,
                            "study_date": pd.Timestamp("2015-01-01")})
-    scores = pd.DataFrame({"content_hash": images["content_hash"], "model_id": "m1",
-                           "spine_age_years": df.loc[scored, "spine_age_years"].to_numpy(),
+    scores = pd.DataFrame({"content_hash": images["content_hash"], "model_id": "m1", "spine_age_years": spine_ages,
                            "spine_age_sd_years": 3.0, "source_path": images["source_path"], "weights_hash": "w",
                            "preprocess_config_hash": "p", "package_version": "0", "run_id": "r1",
                            "scored_at": pd.Timestamp("2020-01-01")})
@@ -86,4 +99,4 @@ def scored_db(tmp_path_factory, demo_inputs):
         con.execute("INSERT INTO scores BY NAME SELECT * FROM s")
         con.execute("""INSERT INTO models (model_id, weights_hash, metadata_json) VALUES
                        ('m1', 'w', '{"bias_correction": {"method": "beheshti", "alpha": 0.0, "beta": 0.0}}')""")
-    return db, df
+    return db
