@@ -98,6 +98,21 @@ def _subsets(frame: pd.DataFrame, group: str | None):
         yield _label(g), sub["_time"].to_numpy(), sub["_event"].to_numpy()
 
 
+def _step_values(step_time, t, times, series: dict) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Right-continuous step functions read at ``times``: ``(times, n at risk, {name: values})``.
+
+    ``series`` maps a name to (its values at ``step_time``, its value before the first step); ``t``
+    holds every participant's follow-up time, for the numbers at risk.
+    """
+    at = np.asarray(times, dtype=float).ravel()
+    pos = np.searchsorted(step_time, at, side="right") - 1
+    ok = pos >= 0
+    safe = np.where(ok, pos, 0)
+    values = {name: np.where(ok, v[safe], before) for name, (v, before) in series.items()}
+    n_at_risk = len(t) - np.searchsorted(np.sort(t), at, side="left")
+    return at, n_at_risk, values
+
+
 def km_cumulative_failure(df: pd.DataFrame, time: str, event: str, group: str | None = None,
                           times=None, ci: str = "log-log", level: float = 0.95) -> pd.DataFrame:
     """Kaplan-Meier cumulative failure ``1 - S(t)`` with a Greenwood confidence interval.
@@ -132,15 +147,10 @@ def km_cumulative_failure(df: pd.DataFrame, time: str, event: str, group: str | 
             surv, gw, nrisk = tab["surv"][idx], tab["greenwood"][idx], tab["n_risk"][idx]
             cum_events = np.cumsum(tab["events"])[idx]
         else:
-            at = np.asarray(times, dtype=float).ravel()
-            pos = np.searchsorted(tab["time"], at, side="right") - 1
-            ok = pos >= 0
-            safe = np.where(ok, pos, 0)
-            surv = np.where(ok, tab["surv"][safe], 1.0)
-            gw = np.where(ok, tab["greenwood"][safe], 0.0)
-            ts = np.sort(t)
-            nrisk = len(t) - np.searchsorted(ts, at, side="left")
-            cum_events = np.where(ok, np.cumsum(tab["events"])[safe], 0)
+            at, nrisk, v = _step_values(tab["time"], t, times, {
+                "surv": (tab["surv"], 1.0), "gw": (tab["greenwood"], 0.0),
+                "events": (np.cumsum(tab["events"]), 0)})
+            surv, gw, cum_events = v["surv"], v["gw"], v["events"]
         lo, hi = _surv_ci(surv, gw, z, ci)
         rows.append(pd.DataFrame({
             "group": [label] * len(at),
@@ -482,15 +492,9 @@ def aalen_johansen(df: pd.DataFrame, time: str, event_type: str, group: str | No
             f, var, nrisk = tab["cif"][idx], tab["var"][idx], tab["n_risk"][idx]
             ek, ec = cum_k[idx], cum_c[idx]
         else:
-            at = np.asarray(times, dtype=float).ravel()
-            pos = np.searchsorted(tab["time"], at, side="right") - 1
-            ok = pos >= 0
-            safe = np.where(ok, pos, 0)
-            f = np.where(ok, tab["cif"][safe], 0.0)
-            var = np.where(ok, tab["var"][safe], 0.0)
-            nrisk = len(t) - np.searchsorted(np.sort(t), at, side="left")
-            ek = np.where(ok, cum_k[safe], 0)
-            ec = np.where(ok, cum_c[safe], 0)
+            at, nrisk, v = _step_values(tab["time"], t, times, {
+                "cif": (tab["cif"], 0.0), "var": (tab["var"], 0.0), "k": (cum_k, 0), "c": (cum_c, 0)})
+            f, var, ek, ec = v["cif"], v["var"], v["k"], v["c"]
         se = np.sqrt(var)
         lo, hi = _cif_ci(f, se, z, ci)
         rows.append(pd.DataFrame({
