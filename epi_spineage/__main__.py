@@ -43,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"epi-spineage: error: unknown tool {tool!r}; choose one of: {', '.join(TOOLS)}", file=sys.stderr)
         return 2
     try:
-        module = importlib.import_module(f"epi_spineage.{tool}")
+        module = importlib.import_module(f"epi_spineage.cli.{tool}")
     except ModuleNotFoundError as exc:
         print(f"epi-spineage: error: tool {tool!r} needs a package that is not installed ({exc.name}); "
               "install the extra, e.g. pip install 'epi-spineage[imaging]'", file=sys.stderr)

@@ -1,9 +1,8 @@
-"""``python -m epi_spineage.report``: the whole study as one self-contained HTML report.
+"""The study report: every analysis, written as one self-contained HTML report with tables and figures.
 
-With no arguments it simulates the synthetic demo cohorts (seeded), runs every analysis and writes
-``reports/demo/index.html``; with ``--cohort`` it reports on real data. Never imports torch: the
-optional Grad-CAM gallery loads ``epi_spineage.explain`` only when asked for and skips cleanly when
-torch is missing.
+``build_report`` runs the analyses and writes the output folder; ``demo_study`` simulates the synthetic demo
+cohorts. The tool ``python -m epi_spineage.report`` lives in ``epi_spineage.cli.report``. Never imports
+torch: the optional Grad-CAM gallery loads the model only when asked for.
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from epi_spineage.cli import make_parser, run_main, setup_logging
 from epi_spineage.errors import UserError
 
 __all__ = ["main", "build_report", "demo_study"]
@@ -25,50 +23,6 @@ DEFAULT_OUT = Path("reports/study")
 DEMO_SEED = 2025
 DEMO_N_DERIVATION = 10341
 DEMO_N_EXTERNAL = 3508
-
-_EPILOG = """examples:
-  python -m epi_spineage.report
-      the synthetic demo (seeded) -> reports/demo/index.html
-  python -m epi_spineage.report --n-derivation 3000 --n-external 1500 --out /tmp/small
-      a smaller demo
-  python -m epi_spineage.report --cohort cohort.parquet --mapping mapping.toml --config study.toml --out reports/mystudy
-      a real cohort table (CSV, Parquet, or DUCKDB_FILE::TABLE) in the documented schema
-  python -m epi_spineage.report --cohort sim/derivation.parquet sim/external.parquet
-      tables written by `epi-spineage synth cohort` (labelled synthetic: truth.json sits beside them)
-  python -m epi_spineage.report --db scores.duckdb --out reports/scored
-      a scored database: the cohort table and spine ages joined through the SQL views, plus a
-      scoring-QC / drift section
-
-outputs (in --out): index.html (self-contained: opens offline), tables/*.csv, results.json,
-figures/*.png and *.svg, report.qmd (Quarto source; `quarto render report.qmd` where installed).
-"""
-
-
-def _parser():
-    p = make_parser("epi-spineage report", "Render the spine-age study as one self-contained HTML report.",
-                    _EPILOG)
-    src = p.add_argument_group("data (none: the synthetic demo)")
-    src.add_argument("--cohort", nargs="+", metavar="FILE",
-                     help="cohort table(s): CSV, Parquet, or a DuckDB file with ::TABLE (default table 'cohort'); "
-                          "several files (e.g. derivation.parquet external.parquet) are stacked")
-    src.add_argument("--mapping", help="column-mapping TOML for --cohort (rename columns, recode values)")
-    src.add_argument("--db", help="DuckDB file from `epi-spineage score`/`cohort`: spine ages joined through "
-                                  "the SQL views, plus a scoring-QC section")
-    p.add_argument("--config", help="study config TOML (cohort roles, covariate sets, outcomes, thresholds); "
-                                    "see examples/study.toml")
-    p.add_argument("--out", help="output folder (default reports/demo for the demo, reports/study otherwise)")
-    demo = p.add_argument_group("demo")
-    demo.add_argument("--seed", type=int, default=DEMO_SEED, help=f"simulator seed (default {DEMO_SEED})")
-    demo.add_argument("--n-derivation", type=int, default=DEMO_N_DERIVATION,
-                      help=f"derivation cohort size (default {DEMO_N_DERIVATION})")
-    demo.add_argument("--n-external", type=int, default=DEMO_N_EXTERNAL,
-                      help=f"external cohort size (default {DEMO_N_EXTERNAL})")
-    extra = p.add_argument_group("Grad-CAM gallery (optional; needs the imaging extra)")
-    extra.add_argument("--model", help="checkpoint folder or file for a Grad-CAM gallery")
-    extra.add_argument("--images", help="image manifest CSV or archive for the gallery")
-    extra.add_argument("--gallery-size", type=int, default=8, help="images in the gallery (default 8)")
-    p.add_argument("--no-svg", action="store_true", help="write PNG figures only (faster)")
-    return p
 
 
 def demo_study(seed: int = DEMO_SEED, n_derivation: int = DEMO_N_DERIVATION, n_external: int = DEMO_N_EXTERNAL):
@@ -105,27 +59,8 @@ def build_report(out: Path, *, derivation=None, external=None, truth=None, confi
                               gallery=gallery, svg=svg)
 
 
-def _main(argv: Sequence[str] | None) -> int:
-    args = _parser().parse_args(argv)
-    setup_logging(args.verbose)
-    from epi_spineage.report.config import load_config
-    from epi_spineage.report.inputs import load_gallery, load_inputs
-
-    config = load_config(args.config)
-    if args.mapping and not args.cohort:
-        raise UserError("--mapping needs --cohort")
-    inputs = load_inputs(cohort=args.cohort, mapping=args.mapping, db=args.db, config=config,
-                         seed=args.seed, n_derivation=args.n_derivation, n_external=args.n_external)
-    out = Path(args.out) if args.out else (DEFAULT_DEMO_OUT if inputs.synthetic else DEFAULT_OUT)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} exists and is not a folder")
-    gallery = load_gallery(args.model, args.images, n=args.gallery_size) if (args.model or args.images) else None
-    index = build_report(out, derivation=inputs.derivation, external=inputs.external, truth=inputs.truth,
-                         config=config, synthetic=inputs.synthetic, source=inputs.source,
-                         db_path=args.db, gallery=gallery, svg=not args.no_svg, extra_warnings=inputs.warnings)
-    print(index)
-    return 0
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_main(_main, argv, prog="epi-spineage report")
+    """``python -m epi_spineage.report``: the tool lives in ``epi_spineage.cli.report``."""
+    from epi_spineage.cli.report import main as _main
+
+    return _main(argv)

@@ -23,10 +23,10 @@ def build_gallery(model: str | None, images: str | None, n: int = 8):
     try:
         import torch
 
-        from epi_spineage.explain import gradcam
         from epi_spineage.model.checkpoint import load_checkpoint
-        from epi_spineage.model.data import read_manifest
+        from epi_spineage.model.gradcam import gradcam
         from epi_spineage.model.inference import predict_table, prepare_images
+        from epi_spineage.tables.manifest import read_manifest
     except ImportError as exc:
         return f"the imaging extra is not installed ({exc.name}); pip install 'epi-spineage[imaging]'"
     try:

@@ -75,39 +75,10 @@ def split_roles(df: pd.DataFrame, config: StudyConfig) -> tuple[pd.DataFrame | N
 
 
 def open_db(path: str):
-    """An in-memory DuckDB with the file attached read-only and the package's views built over it,
-    so that a report never writes to (or locks) the scoring database."""
-    import duckdb
+    """The database read-only, with the package's views built over it (``epi_spineage.db.readonly``)."""
+    from epi_spineage.db.readonly import open_readonly
 
-    from epi_spineage.score.db import VIEWS, read_sql
-
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"database not found: {p}")
-    con = duckdb.connect(":memory:")
-    try:
-        con.execute(f"ATTACH '{str(p)}' AS src (READ_ONLY)".replace("\\", "/"))
-    except duckdb.Error as exc:
-        con.close()
-        raise UserError(f"{p}: not a DuckDB database or busy ({str(exc).splitlines()[0]})") from None
-    tables = {r[0] for r in con.execute(
-        "SELECT table_name FROM information_schema.tables WHERE table_catalog = 'src' AND table_type = 'BASE TABLE'"
-    ).fetchall()}
-    if "cohort" not in tables and "scores" not in tables:
-        con.close()
-        raise UserError(f"{p}: no cohort or scores table; load one with `epi-spineage cohort` / `epi-spineage score`")
-    from epi_spineage.schema import DB_TABLES
-
-    for t in DB_TABLES:
-        if t in tables:
-            con.execute(f'CREATE VIEW main."{t}" AS SELECT * FROM src.main."{t}"')
-    missing = [t for t in ("images", "scores", "models", "cohort") if t not in tables]
-    if missing:
-        # build the missing tables empty (schema.sql) so the views resolve
-        con.execute(read_sql("schema.sql"))
-    for view in VIEWS:
-        con.execute(read_sql(view))
-    return con
+    return open_readonly(path)
 
 
 def read_db_cohort(con) -> pd.DataFrame:
@@ -207,7 +178,10 @@ def _simulator_truth(cohort: str | None) -> dict | None:
 def db_synthetic_marks(con) -> list[str]:
     """Why a scored database holds synthetic data: its cohort was loaded from the simulator's output
     (table comment), or its images are phantoms (DICOM Manufacturer). Empty when neither."""
-    from epi_spineage.provenance import SYNTHETIC_MANUFACTURER_MARK, SYNTHETIC_TABLE_COMMENT
+    from epi_spineage.provenance import (
+        SYNTHETIC_MANUFACTURER_MARK,
+        SYNTHETIC_TABLE_COMMENT,
+    )
 
     marks = []
     comment = con.execute("SELECT comment FROM duckdb_tables() WHERE database_name = 'src' "

@@ -16,17 +16,17 @@ _LAZY = {
     "ScoreSummary": "epi_spineage.score.pipeline",
     "drift_summary": "epi_spineage.score.drift",
     "ingest_folder": "epi_spineage.score.spool",
-    "apply_schema": "epi_spineage.score.db",
-    "load_results": "epi_spineage.score.db",
-    "ScorerLock": "epi_spineage.score.locking",
-    "DatabaseBusy": "epi_spineage.score.locking",
+    "apply_schema": "epi_spineage.db.schema",
+    "load_results": "epi_spineage.db.store",
+    "ScorerLock": "epi_spineage.db.locking",
+    "DatabaseBusy": "epi_spineage.db.locking",
     "lateral_spine_problem": "epi_spineage.score.qc",
 }
 
 
 def main(argv=None) -> int:
     """``python -m epi_spineage.score``: see ``--help``."""
-    from epi_spineage.score.cli import main as _main
+    from epi_spineage.cli.score import main as _main
 
     return _main(argv)
 

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from epi_spineage.db.results import meta_fields, now_utc
 from epi_spineage.errors import ImageReadError, UserError
 from epi_spineage.privacy import key_fingerprint, pseudonymise
 from epi_spineage.score.qc import classify_read_error, lateral_spine_problem
-from epi_spineage.score.results import meta_fields, now_utc
 
 log = logging.getLogger(__name__)
 

@@ -19,14 +19,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from epi_spineage.db import schema as dbschema
+from epi_spineage.db import store as db
+from epi_spineage.db.locking import DatabaseBusy, ScorerLock, connect_with_retry
+from epi_spineage.db.results import now_utc, to_table
 from epi_spineage.errors import UserError
 from epi_spineage.privacy import load_key
-from epi_spineage.score import db
-from epi_spineage.score.locking import DatabaseBusy, ScorerLock, connect_with_retry
+from epi_spineage.provenance import (
+    PACKAGE_VERSION,
+    host_name,
+    model_provenance,
+    new_run_id,
+)
 from epi_spineage.score.malloc import keep_freed_memory
 from epi_spineage.score.members import MemberContext, is_done, iter_members
-from epi_spineage.score.provenance import PACKAGE_VERSION, host_name, model_provenance, new_run_id
-from epi_spineage.score.results import now_utc, to_table
 from epi_spineage.score.spool import Spool, default_spool_dir, ingest_into
 from epi_spineage.score.writer import BackgroundCommitter, ResultWriter, db_exists
 
@@ -122,7 +128,7 @@ def _read_known(db_path: Path, model_id: str, lock_timeout_s: float, spool: Spoo
     con = connect_with_retry(db_path, timeout_s=lock_timeout_s, read_only=not write)
     try:
         if write:
-            db.apply_schema(con)
+            dbschema.apply_schema(con)
             if spool.pending():
                 summary = ingest_into(con, spool.folder, delete=True)
                 log.warning("loaded the spool left by an earlier run: %s", summary.line())

@@ -30,9 +30,9 @@ class _ScoreBatch:
 
     def __init__(self, model_dir: str, key: bytes, run_id: str, include_non_spine: bool, device: str):
         from epi_spineage.model.checkpoint import load_checkpoint
+        from epi_spineage.provenance import model_provenance
         from epi_spineage.score.malloc import keep_freed_memory
         from epi_spineage.score.members import MemberContext
-        from epi_spineage.score.provenance import model_provenance
 
         keep_freed_memory()  # the actor decodes and runs the model: see malloc.py
         if device == "auto":
@@ -48,9 +48,9 @@ class _ScoreBatch:
         import numpy as np
         import torch
 
+        from epi_spineage.db.results import to_table
         from epi_spineage.imaging import read_reference
         from epi_spineage.score.members import process_member
-        from epi_spineage.score.results import to_table
 
         rows, arrays = [], []
         for name, size in zip(batch["name"], batch["size"]):
@@ -85,13 +85,13 @@ def score_with_ray(archives: Sequence[str | os.PathLike], model_dir: str | os.Pa
     """
     import ray
 
+    from epi_spineage.db import store as db
+    from epi_spineage.db.results import now_utc
     from epi_spineage.model.checkpoint import load_checkpoint
     from epi_spineage.privacy import load_key
-    from epi_spineage.score import db
+    from epi_spineage.provenance import new_run_id
     from epi_spineage.score.members import iter_members
     from epi_spineage.score.pipeline import ScoreSummary, _resolve_archives
-    from epi_spineage.score.provenance import new_run_id
-    from epi_spineage.score.results import now_utc
 
     key_bytes = load_key(key, key_file)
     paths = _resolve_archives(archives)

@@ -19,9 +19,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from epi_spineage.db import schema as dbschema
+from epi_spineage.db import store as db
+from epi_spineage.db.locking import connect_with_retry
 from epi_spineage.errors import UserError
-from epi_spineage.score import db
-from epi_spineage.score.locking import connect_with_retry
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +112,7 @@ def ingest_into(con, folder: str | os.PathLike, *, delete: bool | None = None) -
         raise UserError(f"not a folder: {folder}")
     if delete is None:
         delete = (folder / SPOOL_MARKER).exists()
-    db.apply_schema(con)
+    dbschema.apply_schema(con)
     files = list(_data_files(folder))
     summary = IngestSummary()
     models = [p for p in files if p.suffix == ".json" and p.name.startswith("model-")]

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from epi_spineage.score import db
-from epi_spineage.score.locking import DatabaseBusy, write_transaction
+from epi_spineage.db import store as db
+from epi_spineage.db.locking import DatabaseBusy, write_transaction
 from epi_spineage.score.spool import Spool
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from epi_spineage.synth.frax_surrogate import frax_surrogate
 
 
 def main(argv=None) -> int:
-    from epi_spineage.synth.cli import main as _main
+    from epi_spineage.cli.synth import main as _main
 
     return _main(argv)
 

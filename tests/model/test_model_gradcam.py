@@ -4,7 +4,7 @@ import pytest
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
-from epi_spineage.explain import gradcam, overlay  # noqa: E402
+from epi_spineage.model.gradcam import gradcam, overlay  # noqa: E402
 
 
 class BrightnessAgeNet(nn.Module):

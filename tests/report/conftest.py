@@ -77,7 +77,7 @@ def write_scored_db(db, cohort, *, keys, spine_ages, modalities=None):
     import duckdb
     import pandas as pd
 
-    from epi_spineage.score.db import apply_schema
+    from epi_spineage.db.schema import apply_schema
 
     n = len(keys)
     images = pd.DataFrame({"source_path": [f"archive.zip::img{i:05d}.dcm" for i in range(n)],

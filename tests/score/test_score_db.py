@@ -9,10 +9,17 @@ import sys
 import duckdb
 import pytest
 
-from epi_spineage.score import db
-from epi_spineage.score.locking import (DatabaseBusy, ScorerAlreadyRunning, ScorerLock, connect_with_retry,
-                                        lock_holder, lock_holder_pid)
-from epi_spineage.score.results import to_table
+from epi_spineage.db import schema as dbschema
+from epi_spineage.db import store as db
+from epi_spineage.db.locking import (
+    DatabaseBusy,
+    ScorerAlreadyRunning,
+    ScorerLock,
+    connect_with_retry,
+    lock_holder,
+    lock_holder_pid,
+)
+from epi_spineage.db.results import to_table
 from epi_spineage.score.spool import Spool, ingest_folder
 
 
@@ -30,7 +37,7 @@ def _counts(con):
 
 def test_load_results_is_idempotent_and_resolves_duplicates():
     con = duckdb.connect()
-    db.apply_schema(con)
+    dbschema.apply_schema(con)
     rows = _rows(0, 5) + _rows(5, 2, status="error")
     # /x/7 and /x/8 carry the pixels of /x/0 (one earlier in the DB, one in the same batch)
     rows += _rows(7, 2, hash_of=lambda i: "h0")
@@ -48,7 +55,7 @@ def test_load_results_is_idempotent_and_resolves_duplicates():
 
 def test_known_for_model_lists_done_paths_and_sops():
     con = duckdb.connect()
-    db.apply_schema(con)
+    dbschema.apply_schema(con)
     rows = _rows(0, 3)
     for r in rows:
         r["sop_instance_uid"] = "1.2." + r["source_path"][3]

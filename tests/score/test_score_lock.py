@@ -8,7 +8,7 @@ import sys
 
 import duckdb
 
-from epi_spineage.score import db
+from epi_spineage.db import schema as dbschema
 from epi_spineage.score.pipeline import score_archives
 
 from .conftest import phantom_dicoms, run_cli, write_zip
@@ -20,7 +20,7 @@ def test_busy_database_spools_then_ingest_loads(tmp_path, tiny_model, key_env, c
     archive = write_zip(tmp_path / "a.zip", {p.member: p.data for p in phantom_dicoms(N, seed=11)})
     dbfile = tmp_path / "s.duckdb"
     con = duckdb.connect(str(dbfile))
-    db.apply_schema(con)
+    dbschema.apply_schema(con)
     con.close()
     holder = subprocess.Popen([sys.executable, "-c", (
         "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); c.execute('SELECT 1').fetchall(); "

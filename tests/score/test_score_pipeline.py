@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from epi_spineage.db import schema as dbschema
 from epi_spineage.errors import UserError
-from epi_spineage.score import db
 from epi_spineage.score.pipeline import score_archives
 
 from .conftest import phantom_dicoms, run_cli, write_tar, write_zip
@@ -65,7 +65,7 @@ def test_bad_inputs_recorded_rest_scored_and_rerun_is_cheap(tmp_path, messy_zip,
                        "photometric_interpretation, bits_stored, manufacturer FROM scores").fetchall()
     assert len(prov) == 2 and {r[6] for r in prov} == {"ACME", "GLOBEX"} and all(r[5] == 12 for r in prov)
     assert con.execute("SELECT status, n_scored, n_errors FROM runs").fetchall() == [("finished", N_GOOD, 3)]
-    assert all(v == 0 for v in db.run_sql_tests(con).values())
+    assert all(v == 0 for v in dbschema.run_sql_tests(con).values())
     con.close()
 
     # Rerun: nothing new is decoded except the files that failed (they may have been fixed).
@@ -89,9 +89,9 @@ def test_same_sop_instance_uid_is_skipped_before_decoding(tmp_path, phantoms, ti
     first = write_zip(tmp_path / "a.zip", {p.member: p.data for p in phantoms[:3]})
     score_archives([first], tiny_model, dbfile, batch_size=4, workers=0, device="cpu")
     # The same instance re-exported (other pixels, e.g. re-compressed) under another name, plus a new one.
-    from epi_spineage.synth.dicom import dicom_bytes
-
     import numpy as np
+
+    from epi_spineage.synth.dicom import dicom_bytes
 
     px = np.full((64, 48), 900, np.uint16)
     px[10:50, 10:30] = 2000

@@ -11,10 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from epi_spineage.db import schema as dbschema
+from epi_spineage.db import store as db
+from epi_spineage.db.results import to_table
 from epi_spineage.privacy import pseudonymise
-from epi_spineage.score import db
 from epi_spineage.score.drift import drift_summary
-from epi_spineage.score.results import to_table
 
 KEY = b"sql-test-key-0123456789"
 ALPHA, BETA = -0.25, 15.0
@@ -37,7 +38,7 @@ def _row(i, pid, *, age, month, manufacturer="ACME", model="m1", status="scored"
 def con():
     """A scored database: 12 participants, two images for participant P000 (baseline = earlier)."""
     con = duckdb.connect()
-    db.apply_schema(con)
+    dbschema.apply_schema(con)
     con.execute("BEGIN TRANSACTION")
     db.register_model(con, {
         "model_id": "m1", "weights_hash": "w" * 64, "backbone": "test", "min_age_years": 40, "max_age_years": 100,
@@ -65,18 +66,18 @@ def con():
 
 
 def test_every_sql_file_runs_and_data_tests_pass(con):
-    for view in db.VIEWS:
+    for view in dbschema.VIEWS:
         con.execute(f"SELECT * FROM {view}").fetchall()
-    failures = db.run_sql_tests(con)
+    failures = dbschema.run_sql_tests(con)
     assert len(failures) >= 8
     assert failures == {name: 0 for name in failures}
 
 
 def test_sql_files_are_one_view_per_file():
-    names = {p.name for p in db.sql_dir().iterdir() if p.name.endswith(".sql")}
-    assert names == {"schema.sql"} | {f"{v}.sql" for v in db.VIEWS}
-    for view in db.VIEWS:
-        assert f"CREATE OR REPLACE VIEW {view} AS" in db.read_sql(view)
+    names = {p.name for p in dbschema.sql_dir().iterdir() if p.name.endswith(".sql")}
+    assert names == {"schema.sql"} | {f"{v}.sql" for v in dbschema.VIEWS}
+    for view in dbschema.VIEWS:
+        assert f"CREATE OR REPLACE VIEW {view} AS" in dbschema.read_sql(view)
 
 
 @pytest.mark.parametrize("plant, test_name", [
@@ -90,7 +91,7 @@ def test_sql_files_are_one_view_per_file():
 ])
 def test_data_tests_catch_planted_violations(con, plant, test_name):
     con.execute(plant)
-    assert db.run_sql_tests(con)[test_name] > 0
+    assert dbschema.run_sql_tests(con)[test_name] > 0
 
 
 def test_views_compute_pad_corrected_pad_and_baseline(con):

@@ -81,8 +81,9 @@ def _parser():
 
 
 def _read_participants(path: str):
-    import pandas as pd
     from pathlib import Path
+
+    import pandas as pd
 
     p = Path(path)
     if not p.is_file():

@@ -1,4 +1,4 @@
-"""The DuckDB side: schema and views, loading result batches, models, runs, and what is done.
+"""The scorer's side of the database: loading result batches, models, runs, and what is already done.
 
 Everything that writes goes through ``load_results`` (flat result rows, see ``results.py``) inside
 one transaction per batch, inserted from Arrow (DuckDB's ``executemany`` manages about 1,000 rows/s;
@@ -13,56 +13,17 @@ fetched to the end (``.fetchall()``), DDL included.
 from __future__ import annotations
 
 import hashlib
-import importlib.resources
 import json
-import re
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-from epi_spineage.score.results import conform, now_utc
+from epi_spineage.db.results import conform, now_utc
 
 log = logging.getLogger(__name__)
-
-#: Views in dependency order (each file ``sql/<name>.sql`` holds ``CREATE OR REPLACE VIEW <name>``).
-VIEWS = ("v_latest_score", "v_baseline_image", "v_cohort_scores", "v_accelerated", "v_drift")
-
-
-def sql_dir():
-    """The packaged ``sql`` folder (a Traversable; the repo's root ``sql/`` in a checkout)."""
-    return importlib.resources.files("epi_spineage") / "sql"
-
-
-def read_sql(name: str) -> str:
-    """Text of ``sql/<name>`` (``.sql`` added when missing)."""
-    if not name.endswith(".sql"):
-        name += ".sql"
-    return (sql_dir() / name).read_text(encoding="utf-8")
-
-
-def sql_test_names() -> list[str]:
-    """Names of the data tests in ``sql/tests`` (queries that must return zero rows)."""
-    folder = sql_dir() / "tests"
-    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".sql"))
-
-
-def apply_schema(con) -> None:
-    """Create missing tables and (re)create every view. Safe to run on every connection."""
-    con.execute(read_sql("schema.sql")).fetchall()
-    for view in VIEWS:
-        con.execute(read_sql(view)).fetchall()
-
-
-def run_sql_tests(con) -> dict[str, int]:
-    """Run every ``sql/tests`` query; returns {test name: number of failing rows}."""
-    out = {}
-    for name in sql_test_names():
-        text = (sql_dir() / "tests" / name).read_text(encoding="utf-8")
-        out[name] = len(con.execute(text).fetchall())
-    return out
-
 
 # ---- result batches ---------------------------------------------------------------------------
 

@@ -33,13 +33,13 @@ so that validation names them instead of losing them.
 from __future__ import annotations
 
 import logging
-import tomllib
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import tomllib
 
 from epi_spineage.errors import UserError, ValidationError
 from epi_spineage.schema import (

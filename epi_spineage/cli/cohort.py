@@ -1,0 +1,125 @@
+"""``python -m epi_spineage.cohort``: validate a clinical cohort table and load it into DuckDB.
+
+Participant ids are replaced by the same keyed hash the scorer stores for DICOM PatientIDs, so
+``cohort`` rows and scored images join on ``cohort.participant_id = images.participant_key``
+without a raw identifier ever reaching the database.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+from epi_spineage.cli import EXIT_OK, make_parser, run_main, setup_logging
+from epi_spineage.errors import UserError
+
+log = logging.getLogger("epi_spineage.cohort")
+
+EPILOG = """\
+examples:
+  export EPI_SPINEAGE_PSEUDONYM_KEY_FILE=/etc/epi-spineage/key   # the scorer's key
+  python -m epi_spineage.cohort validate clinic.csv --mapping mapping.toml
+  python -m epi_spineage.cohort load clinic.csv --db spine.duckdb --mapping mapping.toml
+  python -m epi_spineage.cohort load clinic.parquet --db spine.duckdb --replace
+  python -m epi_spineage.cohort upgrade --db spine.duckdb      # apply schema migrations in place
+
+`load` validates first (one line per problem, nothing loaded on failure), pseudonymises
+participant_id with the key (EPI_SPINEAGE_PSEUDONYM_KEY, ..._KEY_FILE or --key-file), and
+upserts by participant (--replace empties the table first). Columns outside the cohort schema are
+added to the table as they are.
+"""
+
+
+def build_parser():
+    p = make_parser("epi-spineage cohort", "Validate a cohort table, or load it into DuckDB with pseudonymised ids.",
+                    EPILOG)
+    sub = p.add_subparsers(dest="command", required=True, metavar="{load,validate,upgrade}")
+    up = sub.add_parser("upgrade", help="bring a database's schema to this package's version (nothing is rescored)",
+                        description="Apply the pending schema migrations to a database in place.", epilog=EPILOG,
+                        formatter_class=p.formatter_class)
+    up.error = p.error  # type: ignore[method-assign]
+    up.add_argument("--db", required=True, metavar="FILE.duckdb", help="DuckDB file to upgrade")
+    up.add_argument("--key-file", default=None, help="file holding the pseudonymisation key (some migrations need it)")
+    up.add_argument("--lock-timeout", type=float, default=60.0, metavar="SECONDS",
+                    help="how long to wait while another process holds the database (default 60)")
+    for name, text in (("load", "validate, pseudonymise and load into DuckDB"), ("validate", "check a table only")):
+        s = sub.add_parser(name, help=text, description=text, epilog=EPILOG,
+                           formatter_class=p.formatter_class)
+        s.error = p.error  # one-line usage errors, exit 2
+        s.add_argument("file", metavar="FILE", help="CSV, Parquet or DuckDB file")
+        s.add_argument("--mapping", metavar="TOML", help="column-mapping config (renames and recodes)")
+        s.add_argument("--source-table", default=None, help="table to read when FILE is a DuckDB file")
+        if name == "load":
+            s.add_argument("--db", required=True, metavar="FILE.duckdb", help="DuckDB file (created if missing)")
+            s.add_argument("--table", default="cohort", help="destination table (default cohort)")
+            s.add_argument("--replace", action="store_true", help="empty the table before loading")
+            s.add_argument("--key-file", default=None, help="file holding the pseudonymisation key")
+            s.add_argument("--lock-timeout", type=float, default=60.0, metavar="SECONDS",
+                           help="how long to wait while another process holds the database (default 60)")
+    return p
+
+
+def _read(args):
+    from epi_spineage.tables import read_table, validate_cohort
+
+    if not Path(args.file).exists():
+        raise UserError(f"file not found: {args.file}")
+    df = read_table(args.file, mapping=args.mapping, table=args.source_table)
+    problems = validate_cohort(df, raise_on_error=False)
+    return df, problems
+
+
+def _upgrade(args) -> int:
+    from epi_spineage.db.schema import upgrade_database
+    from epi_spineage.privacy import load_key
+
+    db_path = Path(args.db).expanduser()
+    if not db_path.is_file():
+        raise UserError(f"database not found: {db_path}")
+    key = load_key(key_file=args.key_file) if args.key_file else None
+    before, after = upgrade_database(db_path, key=key, lock_timeout_s=args.lock_timeout)
+    print(f"{args.db}: schema version {before} -> {after}" if before != after
+          else f"{args.db}: already at schema version {after}")
+    return EXIT_OK
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    if args.command == "upgrade":
+        return _upgrade(args)
+    df, problems = _read(args)
+    if args.command == "validate":
+        if problems:
+            for line in problems:
+                print(line)
+            print(f"{args.file}: {len(problems)} problem(s)")
+            return 1
+        print(f"{args.file}: {len(df)} rows, valid")
+        return EXIT_OK
+    if problems:
+        from epi_spineage.errors import ValidationError
+
+        raise ValidationError(problems, what=str(args.file))
+    from epi_spineage.privacy import load_key
+
+    key = load_key(key_file=args.key_file)
+    from epi_spineage.provenance import simulator_truth
+
+    synthetic = args.source_table is None and simulator_truth(args.file) is not None
+    from epi_spineage.db.cohort import load_cohort
+
+    n = load_cohort(df, Path(args.db).expanduser(), key=key, table=args.table, replace=args.replace,
+                    lock_timeout_s=args.lock_timeout, synthetic=synthetic)
+    print(f"loaded {n} participant(s) into {args.db}:{args.table} (ids pseudonymised"
+          + ("; synthetic: simulator output" if synthetic else "") + ")")
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_main(_main, argv, prog="epi-spineage cohort")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

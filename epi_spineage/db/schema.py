@@ -1,0 +1,70 @@
+"""The database schema: tables and views from the top-level ``sql/`` folder, and the zero-row SQL tests.
+
+The SQL lives in files (one view per file) that run in the plain ``duckdb`` shell; this module only
+reads and applies them. Every writer applies the schema (and its migrations, ``epi_spineage.db.migrations``)
+when it opens the database.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+
+#: Views in dependency order (each file ``sql/<name>.sql`` holds ``CREATE OR REPLACE VIEW <name>``).
+VIEWS = ("v_latest_score", "v_baseline_image", "v_cohort_scores", "v_accelerated", "v_drift")
+
+
+def sql_dir():
+    """The packaged ``sql`` folder (a Traversable; the repo's root ``sql/`` in a checkout)."""
+    return importlib.resources.files("epi_spineage") / "sql"
+
+
+def read_sql(name: str) -> str:
+    """Text of ``sql/<name>`` (``.sql`` added when missing)."""
+    if not name.endswith(".sql"):
+        name += ".sql"
+    return (sql_dir() / name).read_text(encoding="utf-8")
+
+
+def sql_test_names() -> list[str]:
+    """Names of the data tests in ``sql/tests`` (queries that must return zero rows)."""
+    folder = sql_dir() / "tests"
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".sql"))
+
+
+def apply_schema(con, *, key: bytes | None = None) -> None:
+    """Bring the tables to the latest schema version (creating or migrating) and (re)create every view.
+
+    Safe to run on every writable connection; ``key`` is for migrations that hash stored values.
+    """
+    from epi_spineage.db.migrations import migrate
+
+    migrate(con, key=key)
+    for view in VIEWS:
+        con.execute(read_sql(view)).fetchall()
+
+
+def run_sql_tests(con) -> dict[str, int]:
+    """Run every ``sql/tests`` query; returns {test name: number of failing rows}."""
+    out = {}
+    for name in sql_test_names():
+        text = (sql_dir() / "tests" / name).read_text(encoding="utf-8")
+        out[name] = len(con.execute(text).fetchall())
+    return out
+
+
+def upgrade_database(path, *, key: bytes | None = None, lock_timeout_s: float = 60.0) -> tuple[int | None, int]:
+    """Open ``path`` for writing, apply pending migrations and the views; returns (version before, after)."""
+    from epi_spineage.db.locking import DatabaseBusy, connect_with_retry
+    from epi_spineage.db.migrations import LATEST, schema_version
+    from epi_spineage.errors import UserError
+
+    try:
+        con = connect_with_retry(path, timeout_s=lock_timeout_s)
+    except DatabaseBusy as exc:
+        raise UserError(str(exc)) from None
+    try:
+        before = schema_version(con)
+        apply_schema(con, key=key)
+        return before, LATEST
+    finally:
+        con.close()
