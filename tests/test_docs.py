@@ -119,3 +119,12 @@ def test_generated_tables_follow_the_code_and_never_import_torch():
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_sql_comment_citations_become_links_to_this_site():
+    hook = load_hook()
+    text = hook._methods_links("cut (METHODS.md section 7); Beheshti (METHODS 2); see `docs/conventions.md#cut-rule`", 1)
+    assert "[methods](../methods.md#accelerated)" in text
+    assert "[methods](../methods.md#bias-correction)" in text
+    assert "[conventions#cut-rule](../conventions.md#cut-rule)" in text
+    assert "METHODS" not in text

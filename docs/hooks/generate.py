@@ -77,7 +77,7 @@ def _methods_links(text: str, page_depth: int) -> str:
         anchor = METHODS_SECTIONS.get(m.group(1), "")
         return f"[methods]({prefix}methods.md#{anchor})" if anchor else f"[methods]({prefix}methods.md)"
 
-    text = re.sub(r"METHODS(?:\.md)?,? (?:section |§ ?)(\d+)", methods, text)
+    text = re.sub(r"METHODS(?:\.md)?,? (?:section |§ ?)?(\d+)", methods, text)
     text = re.sub(r"`?docs/([a-z_/]+)\.md(#[a-z0-9-]+)?`?",
                   lambda m: f"[{m.group(1)}{m.group(2) or ''}]({prefix}{m.group(1)}.md{m.group(2) or ''})", text)
     return text.replace("SCHEMA.md", "the schema")
@@ -258,6 +258,11 @@ def render_db_tables(page_depth: int = 1) -> str:
                 rows.append([f"`{name}`", typ, c.get("constraints", ""), _methods_links(c.get("note", ""), page_depth)])
             out.append(f"### `{t['name']}` {{#table-{t['name']}}}\n\n{_methods_links(t['comment'], page_depth)}\n\n"
                        + _table(["column", "type", "constraints", "note"], rows))
+        # Tables the package creates outside schema.sql (e.g. by a migration) are listed too.
+        for name in sorted(live - named):
+            rows = [[f"`{c}`", typ, "", ""] for c, typ in _columns(con, name)]
+            out.append(f"### `{name}` {{#table-{name}}}\n\nCreated by the package's database code, not in "
+                       "`sql/schema.sql`.\n\n" + _table(["column", "type", "constraints", "note"], rows))
         return "\n\n".join(out)
     finally:
         con.close()
