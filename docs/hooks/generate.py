@@ -291,12 +291,18 @@ def render_sql_tests(page_depth: int = 1) -> str:
 
 
 def render_derived() -> str:
-    try:
-        from epi_spineage.tables import DERIVED_COLUMNS
-    except ImportError as exc:  # moved: say so in the build (a warning fails --strict)
-        log.warning("docs hook: cannot import epi_spineage.tables.DERIVED_COLUMNS (%s)", exc)
+    derived = None
+    for module_name in ("epi_spineage.tables", "epi_spineage.tables.cohort"):
+        try:
+            derived = getattr(importlib.import_module(module_name), "DERIVED_COLUMNS", None)
+        except ImportError:
+            continue
+        if derived:
+            break
+    if not derived:  # moved: say so in the build (a warning fails --strict)
+        log.warning("docs hook: cannot find DERIVED_COLUMNS in epi_spineage.tables")
         return ""
-    return _table(["column", "meaning"], [[f"`{k}`", v] for k, v in DERIVED_COLUMNS.items()])
+    return _table(["column", "meaning"], [[f"`{k}`", v] for k, v in derived.items()])
 
 
 RENDERERS = {
