@@ -128,3 +128,10 @@ def test_sql_comment_citations_become_links_to_this_site():
     assert "[methods](../methods.md#bias-correction)" in text
     assert "[conventions#cut-rule](../conventions.md#cut-rule)" in text
     assert "METHODS" not in text
+
+
+def test_headings_after_a_generated_table_survive(site):
+    # A placeholder swallowing the blank line after it would glue the next heading onto the table.
+    assert {"tables", "views", "sql-tests", "view-v_cohort_scores"} <= _ids(site / "reference" / "database.html")
+    assert {"cohort", "manifest"} <= _ids(site / "reference" / "schema.html")
+    assert "rounding" in _ids(site / "conventions.html")

@@ -34,7 +34,7 @@ SQL_DIR = ROOT / "sql"
 # Under the "mkdocs" logger, so that --strict counts our warnings.
 log = logging.getLogger("mkdocs.hooks.epi_spineage")
 
-PLACEHOLDER = re.compile(r"^<!--\s*schema:([a-z-]+)\s*-->\s*$", re.M)
+PLACEHOLDER = re.compile(r"^<!--[ \t]*schema:([a-z-]+)[ \t]*-->[ \t]*$", re.M)
 
 #: The manifest's meanings (schema.py holds the names only).
 MANIFEST_MEANINGS = {
