@@ -8,7 +8,7 @@ PIP := $(PY) -m pip
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast venv install-core install-all system-deps bench clean
+.PHONY: demo test test-fast venv install-core install-all system-deps bench docs clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +19,13 @@ $(VENV)/.core-installed: pyproject.toml | $(VENV)/bin/python
 	touch $@
 
 $(VENV)/.all-installed: pyproject.toml | $(VENV)/bin/python
-	$(PIP) install -q $(TORCH_SPEC) -e ".[imaging,test,ray]"
-	touch $@ $(VENV)/.core-installed
+	$(PIP) install -q $(TORCH_SPEC) -e ".[imaging,test,ray,docs]"
+	touch $@ $(VENV)/.core-installed $(VENV)/.docs-installed
+
+# The documentation tools (MkDocs, Material, mkdocstrings), on top of the core install.
+$(VENV)/.docs-installed: pyproject.toml | $(VENV)/.core-installed
+	$(PIP) install -q -e ".[docs]"
+	touch $@
 
 install-core: $(VENV)/.core-installed
 install-all: $(VENV)/.all-installed
@@ -45,6 +50,10 @@ test-fast: install-all
 
 bench: install-all
 	for f in benchmarks/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+
+# The documentation site, offline, warnings as errors; open build/site/index.html.
+docs: $(VENV)/.docs-installed
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir build/site
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

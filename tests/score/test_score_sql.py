@@ -155,10 +155,10 @@ README_QUERIES = [
 
 
 def test_readme_queries_run(con):
-    """The example queries of the README (batch scoring section) run against a scored database."""
+    """The example queries of the scoring guide (docs/guides/score.md) run against a scored database."""
     from pathlib import Path
 
-    doc = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "guides" / "score.md").read_text()
     for query in README_QUERIES:
         assert " ".join(query.split()).split(" FROM ")[0] in " ".join(doc.split())
         con.execute(query).fetchall()
