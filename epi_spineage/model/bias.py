@@ -33,6 +33,16 @@ _PSEUDONYM = re.compile(r"^p_[0-9a-f]{24}$")
 _BEHESHTI_CORR_TOL = 1e-6
 
 
+def beheshti_correct(predicted_age, chronological_age, alpha: float, beta: float) -> np.ndarray:
+    """The Beheshti correction, the one formula every caller uses (docs/methods.md#beheshti):
+    ``corrected = predicted - (alpha * age + beta)``, with ``alpha, beta`` the OLS slope and intercept of
+    PAD on age in the fitting data. Elementwise, float64; NaN stays NaN. ``sql/v_cohort_scores.sql``
+    writes the same arithmetic (a test checks that they agree)."""
+    pred = np.asarray(predicted_age, dtype="float64")
+    age = np.asarray(chronological_age, dtype="float64")
+    return pred - (float(alpha) * age + float(beta))
+
+
 def data_hash(chronological_age, predicted_age) -> str:
     """SHA-256 of the (age, predicted age) pairs as float64, whatever their row order.
 
@@ -167,7 +177,7 @@ class BiasCorrection:
 
     def _correct(self, age: np.ndarray, pred: np.ndarray) -> np.ndarray:
         if self.method == "beheshti":
-            return pred - (self.alpha_ * age + self.beta_)
+            return beheshti_correct(pred, age, self.alpha_, self.beta_)
         keys = np.array(sorted(self.levels_), dtype=int)
         values = np.array([self.levels_[k] for k in keys])
         g = np.clip(np.floor(age).astype(int), keys.min(), keys.max())
