@@ -376,7 +376,8 @@ def _fit_frame(df, time, event, terms, *, exposure=None, sd=None, ties="efron", 
         eta = (X - X.mean(axis=0)) @ beta if p else np.zeros(len(t))
         c, counts = harrell_c(t, ev, eta, strata_codes)
         ph = _ph_test(fit, names, t, ev)
-        loglik, loglik0, iterations, converged, var = fit.loglik, fit.loglik_null, fit.iterations, fit.converged, fit.var
+        loglik, loglik0, iterations = fit.loglik, fit.loglik_null, fit.iterations
+        converged, var = fit.converged, fit.var
     else:
         beta = np.full(p, np.nan)
         se = zstat = hr = lo = hi = pval = np.full(p, np.nan)

@@ -384,7 +384,8 @@ def derive_variables(df: pd.DataFrame, *, corrected: bool | None = None, bias=No
       and ``beta`` -> ``spine_age_corrected_years`` = spine age - (alpha * age + beta) for every row
       (``model.bias.beheshti_correct``).
     - ``pad_raw_years`` = spine age - age; ``pad_corrected_years`` = corrected spine age - age (NaN
-      where there is none); ``pad_years`` = the analysed PAD (docs/conventions.md#pad). ``corrected=None``: per ``by`` group, the corrected spine age
+      where there is none); ``pad_years`` = the analysed PAD (docs/conventions.md#pad).
+      ``corrected=None``: per ``by`` group, the corrected spine age
       where that group has any, else the uncorrected one; ``True``: always corrected (error if the
       column is absent); ``False``: always uncorrected. ``pad_corrected`` says which, per row.
       PAD itself is not rounded; ``stats.grouping`` rounds it to 1e-9 before comparing with a cut.

@@ -11,8 +11,13 @@ import pandas as pd
 import pytest
 
 from epi_spineage.errors import UserError
-from epi_spineage.stats import (cause_specific_cox, cox_model_set, cox_per_sd, group_hazard_ratios,
-                                subgroup_hazard_ratios)
+from epi_spineage.stats import (
+    cause_specific_cox,
+    cox_model_set,
+    cox_per_sd,
+    group_hazard_ratios,
+    subgroup_hazard_ratios,
+)
 from epi_spineage.stats.cox import CoxTermWarning
 from tests.stats.test_stats_cox_invariants import _cohort
 
@@ -85,7 +90,7 @@ def test_infinite_coefficient_is_never_printed_as_a_number():
 
 
 def test_non_convergence_under_the_rule(monkeypatch):
-    import epi_spineage.stats.cox as cox
+    from epi_spineage.stats import cox
 
     real = cox.fit_cox
 
