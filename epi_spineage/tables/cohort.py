@@ -265,7 +265,11 @@ def validate_cohort(df: pd.DataFrame, *, raise_on_error: bool = True) -> list[st
 
     Checks: required columns present and filled; participant ids unique; numbers numeric and in
     range (T-scores within -8..8, ...); follow-up times > 0; every event (=1) has a time; sex is F/M;
-    0/1 columns hold only 0/1; split and modality use the schema's codes. Never changes ``df``.
+    0/1 columns hold only 0/1; split and modality use the schema's codes. Between outcomes: where
+    ``death`` = 1 no fracture time (event or censoring) is later than ``death_years`` (equal is
+    allowed; a censored death time is not checked, registries may end on different dates);
+    ``fracture_any`` = 1 where any site is 1; a site's time is not earlier than ``fracture_any_years``.
+    Never changes ``df``.
     Raises ``ValidationError`` (a ``UserError``: exit 2 in CLIs) when ``raise_on_error`` and any
     problem is found; otherwise returns the list (empty when the table is valid).
     """
@@ -340,8 +344,68 @@ def validate_cohort(df: pd.DataFrame, *, raise_on_error: bool = True) -> list[st
         no_time = ev & pd.to_numeric(df[time], errors="coerce").isna().to_numpy()
         if no_time.any():
             problems.append(f"{event}: {int(no_time.sum())} event(s) without a time in '{time}' {_rows(no_time)}")
+    problems += _consistency(df)
     if problems and raise_on_error:
         raise ValidationError(problems, what="cohort table")
+    return problems
+
+
+#: Times closer than this (years, about 30 seconds) count as equal in the consistency checks.
+_TIME_TOL = 1e-6
+_SITES = tuple(name for name in OUTCOMES if name.startswith("fracture_") and name != "fracture_any")
+
+
+def _consistency(df: pd.DataFrame) -> list[str]:
+    """Checks between outcomes (docs/guides/cohort.md#validation). Rows where a value is missing or
+    not numeric are skipped here (the checks above name them)."""
+    problems: list[str] = []
+
+    def num(col: str) -> np.ndarray | None:
+        return pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float) if col in df.columns else None
+
+    any_ev, any_t = num("fracture_any"), num("fracture_any_years")
+    death, death_t = num("death"), num("death_years")
+    # a recorded death ends follow-up: no fracture time (event or censoring) may run past it; a
+    # censored death time may be earlier (the death registry can end before the fracture registry)
+    if death is not None and death_t is not None:
+        dead = (death == 1) & np.isfinite(death_t)
+        beyond = np.zeros(len(df), dtype=bool)
+        cols = []
+        for name in ("fracture_any", *_SITES):
+            t = num(OUTCOMES[name][1])
+            if t is None:
+                continue
+            past = dead & np.isfinite(t) & (t > death_t + _TIME_TOL)
+            if past.any():
+                cols.append(OUTCOMES[name][1])
+                beyond |= past
+        if beyond.any():
+            problems.append(f"{', '.join(cols)}: {int(beyond.sum())} row(s) with follow-up beyond the death "
+                            f"time (death = 1, death_years earlier) {_rows(beyond)}")
+    if any_ev is not None:
+        flagged = np.zeros(len(df), dtype=bool)
+        which = []
+        for name in _SITES:
+            ev = num(name)
+            if ev is None:
+                continue
+            bad = (ev == 1) & (any_ev == 0)
+            if bad.any():
+                which.append(name)
+                flagged |= bad
+        if flagged.any():
+            problems.append(f"fracture_any: {int(flagged.sum())} row(s) with a site fracture ({', '.join(which)}) "
+                            f"but fracture_any = 0 {_rows(flagged)}")
+    if any_t is not None:
+        # the first fracture of any site cannot come after the first fracture of one site
+        for name in _SITES:
+            t = num(OUTCOMES[name][1])
+            if t is None:
+                continue
+            early = np.isfinite(t) & np.isfinite(any_t) & (t < any_t - _TIME_TOL)
+            if early.any():
+                problems.append(f"{OUTCOMES[name][1]}: {int(early.sum())} row(s) earlier than fracture_any_years "
+                                f"{_rows(early)}")
     return problems
 
 
