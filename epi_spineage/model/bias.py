@@ -1,4 +1,4 @@
-"""Age-level bias correction of predicted age (METHODS 2). Torch-free.
+"""Age-level bias correction of predicted age (docs/methods.md#bias-correction). Torch-free.
 
 Brain- and spine-age models regress towards the mean: old people come out younger and young people
 older, so the predicted-age difference (PAD = predicted - chronological age) correlates with age.

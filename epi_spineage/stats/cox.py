@@ -1,6 +1,6 @@
 """Cox proportional-hazards models: HR per 1 SD of an exposure (PAD), group and subgroup HRs.
 
-Conventions (METHODS.md section 6), checked against R ``survival::coxph`` in ``tests/reference/``:
+Conventions (docs/methods.md#cox), checked against R ``survival::coxph`` in ``tests/reference/``:
 
 - Ties: Efron by default (R ``coxph``, lifelines); ``ties="breslow"`` as Stata ``stcox``.
 - Convergence as R: Newton-Raphson from 0, step-halving, ``|1 - ll_old/ll_new| <= 1e-9``,
@@ -10,6 +10,10 @@ Conventions (METHODS.md section 6), checked against R ``survival::coxph`` in ``t
   the same cohort share one SD and their HRs compare. ``HR = exp(beta_raw * SD)``.
 - Complete cases per model: rows missing the time, event, exposure or any covariate are excluded
   and counted in ``n_excluded``.
+- Guards (docs/methods.md#cox-guards): covariates constant or missing in the complete cases are
+  dropped and listed (``dropped_terms``, ``note``); ``min_events_per_parameter`` (off by default,
+  R's behaviour) blanks fits with too few events per coefficient or that did not converge; a row
+  with a non-finite SE or an infinite CI is always null with "not estimable: <reason>" in ``note``.
 - Wald intervals ``exp(beta +/- z SE)``; Harrell's C as R ``concordance``; the PH check is the
   Grambsch-Therneau score test of scaled Schoenfeld residuals against ``1 - KM(t-)`` (the
   ``cox.zph(transform="km")`` of survival 2.x; R's newer ``cox.zph`` differs a little).

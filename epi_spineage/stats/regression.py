@@ -1,4 +1,4 @@
-"""Multivariable linear regression of PAD on covariates (METHODS 9).
+"""Multivariable linear regression of PAD on covariates (docs/methods.md#age-gap-regression).
 
 Ordinary least squares by a QR decomposition (no statsmodels dependency at import), with
 t-based CIs and p values, R² and adjusted R² = 1 - (1 - R²)(n - 1)/(n - p - 1) as R's ``lm`` and
@@ -29,7 +29,7 @@ from epi_spineage.schema import PAD_COLUMN
 
 __all__ = ["RegressionResult", "age_gap_regression", "DEFAULT_AGE_GAP_COVARIATES"]
 
-#: METHODS 9: age, sex, height per 5 cm decrement, diabetes, VF, FN T-score per SD decrement, prosthesis.
+#: docs/methods.md#age-gap-regression: age, sex, height per 5 cm decrement, diabetes, VF, FN T-score per SD decrement, prosthesis.
 DEFAULT_AGE_GAP_COVARIATES = ("age_years", "sex", "height_dec5_cm", "diabetes", "prevalent_vf",
                               "fn_tscore_dec", "prosthesis")
 
