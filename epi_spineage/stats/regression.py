@@ -29,7 +29,8 @@ from epi_spineage.schema import PAD_COLUMN
 
 __all__ = ["RegressionResult", "age_gap_regression", "DEFAULT_AGE_GAP_COVARIATES"]
 
-#: docs/methods.md#age-gap-regression: age, sex, height per 5 cm decrement, diabetes, VF, FN T-score per SD decrement, prosthesis.
+#: docs/methods.md#age-gap-regression:
+#: age, sex, height per 5 cm decrement, diabetes, VF, FN T-score per SD decrement, prosthesis.
 DEFAULT_AGE_GAP_COVARIATES = ("age_years", "sex", "height_dec5_cm", "diabetes", "prevalent_vf",
                               "fn_tscore_dec", "prosthesis")
 

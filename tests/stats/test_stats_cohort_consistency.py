@@ -35,7 +35,8 @@ def test_consistent_cohort_passes_and_allowed_cases_are_not_errors():
     # a censored death time before fracture follow-up ends: registries end on different dates
     df.loc[2, "death_years"] = 4.0
     # a site fracture after another (site time later than the any-fracture time)
-    df.loc[3, ["fracture_vertebral", "fracture_vertebral_years", "fracture_any", "fracture_any_years"]] = [1, 2.0, 1, 2.0]
+    first = ["fracture_vertebral", "fracture_vertebral_years", "fracture_any", "fracture_any_years"]
+    df.loc[3, first] = [1, 2.0, 1, 2.0]
     df.loc[3, ["fracture_hip", "fracture_hip_years"]] = [1, 5.0]
     assert validate_cohort(df) == []
 
