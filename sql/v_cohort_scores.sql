@@ -1,6 +1,8 @@
 -- The cohort joined with each participant's baseline-image score: PAD and bias-corrected PAD.
--- Beheshti correction (METHODS.md section 2): corrected = spine age - (alpha * age + beta), with
--- alpha and beta from the scoring model's metadata. Both PADs are given; never overwritten.
+-- Beheshti correction (docs/methods.md#beheshti): corrected = spine age - (alpha * age + beta), with
+-- alpha and beta from the scoring model's metadata: the arithmetic of epi_spineage.model.bias.beheshti_correct
+-- (tests/stats/test_stats_beheshti_sql.py checks that they agree). Both PADs are given; never overwritten:
+-- pad_years here is the raw PAD, also named pad_raw_years as in Python (docs/conventions.md#pad).
 -- Corrected PAD is free of age only in the data the correction was fitted on: keep age in models.
 -- Participants the correction was fitted on (bias_correction.fit_ids, keyed hashes) get NULL corrected
 -- values, as BiasCorrection.apply refuses them: their corrected accuracy would be flattered.
@@ -44,6 +46,7 @@ joined AS (
 SELECT
     *,
     spine_age_years - age_years AS pad_years,
+    spine_age_years - age_years AS pad_raw_years,
     CASE WHEN NOT in_bias_fit
         THEN spine_age_years - (bias_alpha * age_years + bias_beta) END AS spine_age_corrected_years,
     CASE WHEN NOT in_bias_fit

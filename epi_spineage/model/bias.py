@@ -1,4 +1,4 @@
-"""Age-level bias correction of predicted age (METHODS 2). Torch-free.
+"""Age-level bias correction of predicted age (docs/methods.md#bias-correction). Torch-free.
 
 Brain- and spine-age models regress towards the mean: old people come out younger and young people
 older, so the predicted-age difference (PAD = predicted - chronological age) correlates with age.
@@ -31,6 +31,16 @@ METHODS = ("beheshti", "zhang")
 _PSEUDONYM = re.compile(r"^p_[0-9a-f]{24}$")
 #: On its own fitting rows, a Beheshti fit leaves corr(PAD_c, age) at rounding level.
 _BEHESHTI_CORR_TOL = 1e-6
+
+
+def beheshti_correct(predicted_age, chronological_age, alpha: float, beta: float) -> np.ndarray:
+    """The Beheshti correction, the one formula every caller uses (docs/methods.md#beheshti):
+    ``corrected = predicted - (alpha * age + beta)``, with ``alpha, beta`` the OLS slope and intercept of
+    PAD on age in the fitting data. Elementwise, float64; NaN stays NaN. ``sql/v_cohort_scores.sql``
+    writes the same arithmetic (a test checks that they agree)."""
+    pred = np.asarray(predicted_age, dtype="float64")
+    age = np.asarray(chronological_age, dtype="float64")
+    return pred - (float(alpha) * age + float(beta))
 
 
 def data_hash(chronological_age, predicted_age) -> str:
@@ -167,7 +177,7 @@ class BiasCorrection:
 
     def _correct(self, age: np.ndarray, pred: np.ndarray) -> np.ndarray:
         if self.method == "beheshti":
-            return pred - (self.alpha_ * age + self.beta_)
+            return beheshti_correct(pred, age, self.alpha_, self.beta_)
         keys = np.array(sorted(self.levels_), dtype=int)
         values = np.array([self.levels_[k] for k in keys])
         g = np.clip(np.floor(age).astype(int), keys.min(), keys.max())

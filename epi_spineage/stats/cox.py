@@ -1,6 +1,6 @@
 """Cox proportional-hazards models: HR per 1 SD of an exposure (PAD), group and subgroup HRs.
 
-Conventions (METHODS.md section 6), checked against R ``survival::coxph`` in ``tests/reference/``:
+Conventions (docs/methods.md#cox), checked against R ``survival::coxph`` in ``tests/reference/``:
 
 - Ties: Efron by default (R ``coxph``, lifelines); ``ties="breslow"`` as Stata ``stcox``.
 - Convergence as R: Newton-Raphson from 0, step-halving, ``|1 - ll_old/ll_new| <= 1e-9``,
@@ -10,6 +10,10 @@ Conventions (METHODS.md section 6), checked against R ``survival::coxph`` in ``t
   the same cohort share one SD and their HRs compare. ``HR = exp(beta_raw * SD)``.
 - Complete cases per model: rows missing the time, event, exposure or any covariate are excluded
   and counted in ``n_excluded``.
+- Guards (docs/methods.md#cox-guards): covariates constant or missing in the complete cases are
+  dropped and listed (``dropped_terms``, ``note``); ``min_events_per_parameter`` (off by default,
+  R's behaviour) blanks fits with too few events per coefficient or that did not converge; a row
+  with a non-finite SE or an infinite CI is always null with "not estimable: <reason>" in ``note``.
 - Wald intervals ``exp(beta +/- z SE)``; Harrell's C as R ``concordance``; the PH check is the
   Grambsch-Therneau score test of scaled Schoenfeld residuals against ``1 - KM(t-)`` (the
   ``cox.zph(transform="km")`` of survival 2.x; R's newer ``cox.zph`` differs a little).
@@ -119,6 +123,12 @@ class CoxResult:
     var: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     terms: list[str] = field(default_factory=list)
     concordance_counts: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    #: False when the fit (or the exposure's row; without an exposure, any row) is not estimable
+    estimable: bool = True
+    #: model-level note: "not estimable: <reason>", dropped terms, convergence messages (None when fine)
+    note: str | None = None
+    #: covariates left out because they are constant (or missing) in the complete cases
+    dropped_terms: tuple[str, ...] = ()
 
     @property
     def lr_test(self) -> tuple[float, int, float]:
@@ -214,22 +224,63 @@ def _km_left(time: np.ndarray, event: np.ndarray, at: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # public API
 # ---------------------------------------------------------------------------------------------
+_SUMMARY_COLUMNS = ["analysis", "model", "term", "estimate", "log_hr", "std_error", "statistic", "p_value",
+                    "ci_low", "ci_high", "ci_level", "scale", "sd", "n", "events", "n_excluded", "method", "note"]
+_NUMBERS = ["estimate", "log_hr", "std_error", "statistic", "p_value", "ci_low", "ci_high"]
+_DROPPED_CONSTANT = "dropped (constant in the complete cases)"
+_DROPPED_MISSING = "dropped (missing in every analysed row)"
+
+
+def _check_min_epp(value) -> float | None:
+    if value is None:
+        return None
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        v = np.nan
+    if not np.isfinite(v) or v <= 0:
+        raise UserError(f"min_events_per_parameter must be a positive number or None, got {value!r}")
+    return v
+
+
+def _join(parts) -> str | None:
+    parts = [p_ for p_ in dict.fromkeys(parts) if p_]
+    return "; ".join(parts) if parts else None
+
+
 def _fit_frame(df, time, event, terms, *, exposure=None, sd=None, ties="efron", level=0.95,
-               strata=None, reference_levels=None, model=None, analysis=None) -> CoxResult:
+               strata=None, reference_levels=None, model=None, analysis=None,
+               min_events_per_parameter: float | None = None) -> CoxResult:
+    """Fit one Cox model; the guards of docs/methods.md#cox-guards (constant covariates dropped and
+    listed, not-estimable fits and rows blanked with a note)."""
     if ties not in TIES:
         raise UserError(f"ties must be 'efron' or 'breslow', got {ties!r}")
+    min_epp = _check_min_epp(min_events_per_parameter)
     z = z_value(level)
     cols = list(terms) + ([strata] if strata else [])
     require_columns(df, cols)
+    covars = [c for c in terms if c != exposure]
+    # a covariate with no value in any row that has the rest (e.g. not recorded in this cohort) is
+    # dropped and listed rather than emptying the complete cases
+    needed = [time, event] + ([exposure] if exposure is not None else []) + ([strata] if strata else [])
+    base = df[needed].notna().all(axis=1)
+    all_missing = [c for c in covars if not df.loc[base, c].notna().any()]
+    if all_missing and (exposure is not None or len(all_missing) < len(covars)):
+        covars = [c for c in covars if c not in all_missing]
+        cols = [c for c in cols if c not in all_missing]
+    else:  # nothing would be left to fit: the complete-case error below says so
+        all_missing = []
     frame, n_excluded = time_event(df, time, event, extra=cols)
     if len(frame) == 0:
         raise CoxModelError(f"no complete rows for the Cox model ({n_excluded} excluded for missing data)")
     ev = frame["_event"].to_numpy()
     if ev.sum() == 0:
         raise NoEventsError(f"no events in {event!r} among the {len(frame)} analysed rows")
-    covars = [c for c in terms if c != exposure]
-    X_cov, names, scales = _design(frame, covars, reference_levels)
-    sd_cols = []
+    n_events = int(ev.sum())
+    # covariates constant in the complete cases: a numeric one gives a constant column, a text one
+    # a single level (no indicator at all); both are dropped, kept as a NaN row and listed
+    single_level = [c for c in covars if not _is_numeric(frame[c]) and frame[c].astype(str).nunique() < 2]
+    X_cov, names, scales = _design(frame, [c for c in covars if c not in single_level], reference_levels)
     if exposure is not None:
         x = pd.to_numeric(frame[exposure], errors="coerce").to_numpy(float)
         X = np.hstack([(x / sd)[:, None], X_cov])
@@ -242,71 +293,159 @@ def _fit_frame(df, time, event, terms, *, exposure=None, sd=None, ties="efron", 
     strata_codes = None
     if strata:
         strata_codes = pd.factorize(frame[strata].astype(str), sort=True)[0]
-    notes = []
+    notes: list[str] = []
     constant = np.array([np.ptp(X[:, j]) == 0 for j in range(X.shape[1])], dtype=bool)
     if exposure is not None and constant[0]:
         raise CoxModelError(f"{exposure!r} is constant among the {len(frame)} analysed rows")
-    all_names, all_scales, all_sd = names, scales, sd_cols
-    if constant.any():
+    row_note: dict[str, list[str]] = {}
+    for c in all_missing:
+        row_note[c] = [_DROPPED_MISSING]
+    for c in single_level:
+        row_note[c] = [_DROPPED_CONSTANT]
+    for n_, c_ in zip(names, constant):
+        if c_:
+            row_note[n_] = [_DROPPED_CONSTANT]
+    dropped_constant = single_level + [n_ for n_, c_ in zip(names, constant) if c_]
+    if dropped_constant:
         # R's coxph gives such a term NA; we drop it from the fit and report it with NaN figures
-        dropped = [n_ for n_, c_ in zip(names, constant) if c_]
-        msg = f"term(s) constant among the analysed rows, not estimable: {', '.join(dropped)}"
-        notes.append(msg)
-        warnings.warn(msg, CoxTermWarning, stacklevel=3)
-        X = X[:, ~constant]
-        names = [n_ for n_, c_ in zip(names, constant) if not c_]
-        scales = [s_ for s_, c_ in zip(scales, constant) if not c_]
-        sd_cols = [s_ for s_, c_ in zip(sd_cols, constant) if not c_]
+        warnings.warn(f"term(s) constant among the analysed rows, dropped: {', '.join(dropped_constant)}",
+                      CoxTermWarning, stacklevel=3)
+        notes.append(f"{_DROPPED_CONSTANT}: {', '.join(dropped_constant)}")
+    if all_missing:
+        warnings.warn(f"term(s) missing in every analysed row, dropped: {', '.join(all_missing)}",
+                      CoxTermWarning, stacklevel=3)
+        notes.append(f"{_DROPPED_MISSING}: {', '.join(all_missing)}")
+    dropped_terms = tuple(all_missing) + tuple(dropped_constant)
+    # rows in the order asked: dropped ones keep their place with NaN figures
+    all_names, all_scales, all_sd = [], [], []
+    design_names = dict(zip(names, zip(scales, sd_cols)))
+    order_terms = ([exposure] if exposure is not None else []) + [c for c in terms if c != exposure]
+    for term in order_terms:
+        if term in all_missing or term in single_level:
+            all_names.append(term)
+            all_scales.append("per unit" if term in all_missing or _is_numeric(frame[term]) else "categorical")
+            all_sd.append(np.nan)
+            continue
+        for n_ in [n_ for n_ in design_names if n_ == term or n_.startswith(f"{term}[")]:
+            all_names.append(n_)
+            all_scales.append(design_names[n_][0])
+            all_sd.append(design_names[n_][1])
+    keep = ~constant
+    X = X[:, keep]
+    names = [n_ for n_, k_ in zip(names, keep) if k_]
     t = frame["_time"].to_numpy()
-    fit = fit_cox(X, t, ev, strata=strata_codes, ties=ties)
-    if not fit.converged:
-        msg = f"Cox model did not converge in {fit.iterations} iterations"
-        notes.append(msg)
-        warnings.warn(msg, CoxConvergenceWarning, stacklevel=3)
-    if fit.information_singular:
-        msg = "information matrix singular: collinear terms or an infinite coefficient"
-        notes.append(msg)
-        warnings.warn(msg, CoxConvergenceWarning, stacklevel=3)
-    se = np.sqrt(np.maximum(np.diag(fit.var), 0.0)) if X.shape[1] else np.zeros(0)
-    # R coxph.fit: a remaining Newton step that is large relative to the coefficient means the
-    # log-likelihood converged while the coefficient kept growing (monotone likelihood).
-    infs = np.abs(fit.score @ fit.var) if X.shape[1] else np.zeros(0)
-    big = [n_ for n_, inf, b in zip(names, infs, fit.beta) if inf > 1e-9 and inf > np.sqrt(1e-9) * abs(b)]
-    if big:
-        msg = f"log-likelihood converged before {', '.join(big)}: coefficient may be infinite"
-        notes.append(msg)
-        warnings.warn(msg, CoxConvergenceWarning, stacklevel=3)
-    beta = fit.beta
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        zstat = beta / se
-        hr, lo, hi = np.exp(beta), np.exp(beta - z * se), np.exp(beta + z * se)
-    pval = 2.0 * _sps.norm.sf(np.abs(zstat))
-    eta = (X - X.mean(axis=0)) @ beta if X.shape[1] else np.zeros(len(t))
-    c, counts = harrell_c(t, ev, eta, strata_codes)
+    p = X.shape[1]
     method = f"Cox PH ({ties} ties, Wald CI)" + (f", stratified by {strata}" if strata else "")
+    model_unestimable: str | None = None
+    big: list[str] = []
+    big_note: dict[str, str] = {}
+    if min_epp is not None and p and n_events < min_epp * p:
+        # events per parameter below the rule: not fitted at all (docs/methods.md#events-per-parameter)
+        model_unestimable = (f"{n_events} event{'s' if n_events != 1 else ''} for {p} parameter{'s' if p != 1 else ''}"
+                             f" (fewer than {min_epp:g} per parameter)")
+        fit = None
+    else:
+        fit = fit_cox(X, t, ev, strata=strata_codes, ties=ties)
+    if fit is not None:
+        beta = fit.beta
+        if not fit.converged:
+            msg = f"did not converge in {fit.iterations} iteration{'s' if fit.iterations != 1 else ''}"
+            notes.append(f"Cox model {msg}")
+            warnings.warn(f"Cox model {msg}", CoxConvergenceWarning, stacklevel=3)
+            if min_epp is not None:
+                model_unestimable = msg
+        if fit.information_singular:
+            msg = "information matrix singular: collinear terms or an infinite coefficient"
+            notes.append(msg)
+            warnings.warn(msg, CoxConvergenceWarning, stacklevel=3)
+            if min_epp is not None and model_unestimable is None:
+                model_unestimable = "information matrix singular (collinear terms)"
+        diag = np.diag(fit.var) if p else np.zeros(0)
+        with np.errstate(invalid="ignore"):
+            se = np.where(np.isfinite(diag) & (diag > 0), np.sqrt(np.abs(diag)), np.nan) if p else np.zeros(0)
+        # R coxph.fit: a remaining Newton step that is large relative to the coefficient means the
+        # log-likelihood converged while the coefficient kept growing (monotone likelihood).
+        infs = np.abs(fit.score @ fit.var) if p else np.zeros(0)
+        big = [n_ for n_, inf, b in zip(names, infs, beta) if inf > 1e-9 and inf > np.sqrt(1e-9) * abs(b)]
+        if big:
+            msg = f"log-likelihood converged before {', '.join(big)}: coefficient may be infinite"
+            notes.append(msg)
+            warnings.warn(msg, CoxConvergenceWarning, stacklevel=3)
+            for n_ in big:
+                big_note[n_] = "coefficient may be infinite (monotone likelihood)"
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            zstat = beta / se
+            hr, lo, hi = np.exp(beta), np.exp(beta - z * se), np.exp(beta + z * se)
+        pval = 2.0 * _sps.norm.sf(np.abs(zstat))
+        eta = (X - X.mean(axis=0)) @ beta if p else np.zeros(len(t))
+        c, counts = harrell_c(t, ev, eta, strata_codes)
+        ph = _ph_test(fit, names, t, ev)
+        loglik, loglik0, iterations = fit.loglik, fit.loglik_null, fit.iterations
+        converged, var = fit.converged, fit.var
+    else:
+        beta = np.full(p, np.nan)
+        se = zstat = hr = lo = hi = pval = np.full(p, np.nan)
+        c, counts = np.nan, np.zeros(3)
+        ph = pd.DataFrame(columns=["term", "statistic", "df", "p_value", "rho", "method"])
+        loglik = loglik0 = np.nan
+        iterations, converged, var = 0, False, np.full((p, p), np.nan)
     summary = pd.DataFrame({
         "analysis": analysis, "model": model, "term": names,
         "estimate": hr, "log_hr": beta, "std_error": se, "statistic": zstat, "p_value": pval,
         "ci_low": lo, "ci_high": hi, "ci_level": float(level),
-        "scale": scales, "sd": np.asarray(sd_cols, dtype=float), "n": len(frame), "events": int(ev.sum()),
-        "n_excluded": n_excluded, "method": method,
+        "scale": "", "sd": np.nan, "n": len(frame), "events": n_events,
+        "n_excluded": n_excluded, "method": method, "note": None,
     })
-    if constant.any():  # dropped terms keep their row, in the requested order, with NaN figures
-        summary = summary.set_index("term").reindex(all_names).reset_index()
-        summary["scale"] = all_scales
-        summary["sd"] = np.asarray(all_sd, dtype=float)
-        for col, val in (("analysis", analysis), ("model", model), ("ci_level", float(level)), ("n", len(frame)),
-                         ("events", int(ev.sum())), ("n_excluded", n_excluded)):
-            summary[col] = val
-        summary["method"] = np.where(constant, method + "; constant term, not estimable", method)
-        summary = summary[["analysis", "model", "term", "estimate", "log_hr", "std_error", "statistic", "p_value",
-                           "ci_low", "ci_high", "ci_level", "scale", "sd", "n", "events", "n_excluded", "method"]]
+    summary = summary.set_index("term").reindex(all_names).reset_index()
+    summary["scale"] = all_scales
+    summary["sd"] = np.asarray(all_sd, dtype=float)
+    for col, val in (("analysis", analysis), ("model", model), ("ci_level", float(level)), ("n", len(frame)),
+                     ("events", n_events), ("n_excluded", n_excluded), ("method", method)):
+        summary[col] = val
+    fitted_rows = summary["term"].isin(names).to_numpy()
+    unestimable = np.zeros(len(summary), dtype=bool)
+    reasons: list[str | None] = [None] * len(summary)
+    for i, term in enumerate(summary["term"]):
+        if not fitted_rows[i]:
+            continue
+        r = summary.iloc[i]
+        why = model_unestimable
+        if why is None and not (np.isfinite(r["std_error"]) and r["std_error"] > 0):
+            why = "non-finite standard error"
+        elif why is None and not (np.isfinite(r["ci_low"]) and np.isfinite(r["ci_high"]) and r["ci_low"] > 0):
+            why = "infinite confidence interval"
+        elif why is None and min_epp is not None and term in big:
+            why = "coefficient may be infinite (monotone likelihood)"
+        if why is not None:
+            unestimable[i] = True
+            reasons[i] = f"not estimable: {why}"
+    summary.loc[unestimable, _NUMBERS] = np.nan
+    drop_note = [n_ for n_ in notes if n_.startswith("dropped")]
+    other_notes = [n_ for n_ in notes if not n_.startswith("dropped")]
+    exposure_rows = (summary["term"] == exposure).to_numpy() if exposure is not None else fitted_rows
+    row_notes = []
+    for i, term in enumerate(summary["term"]):
+        parts = [reasons[i]] + row_note.get(term, [])
+        if fitted_rows[i] and model_unestimable is None:
+            parts += [n_ for n_ in other_notes if n_.startswith("Cox model did not converge")]
+            if not unestimable[i] and term in big_note:
+                parts.append(big_note[term])
+        if exposure_rows[i]:
+            parts += drop_note
+        row_notes.append(_join(parts))
+    summary["note"] = row_notes
+    summary.loc[~fitted_rows, "method"] = method + "; term dropped, not estimable"
+    summary = summary[_SUMMARY_COLUMNS]
+    key_rows = exposure_rows & fitted_rows
+    estimable = not bool(unestimable[key_rows].any()) and model_unestimable is None and bool(key_rows.any())
+    model_note = _join([f"not estimable: {model_unestimable}"] + drop_note if model_unestimable else
+                       [r_ for r_, k_ in zip(reasons, key_rows) if k_ and r_] + notes)
     return CoxResult(
-        summary=summary, concordance=c, ph_test=_ph_test(fit, names, t, ev), converged=fit.converged,
-        warnings=notes, n=len(frame), events=int(ev.sum()), n_excluded=n_excluded,
-        sd=None if exposure is None else float(sd), exposure=exposure, ties=ties, loglik=fit.loglik,
-        loglik_null=fit.loglik_null, iterations=fit.iterations, coef=beta, var=fit.var, terms=names,
-        concordance_counts=counts,
+        summary=summary, concordance=c, ph_test=ph, converged=converged,
+        warnings=notes, n=len(frame), events=n_events, n_excluded=n_excluded,
+        sd=None if exposure is None else float(sd), exposure=exposure, ties=ties, loglik=loglik,
+        loglik_null=loglik0, iterations=iterations, coef=beta, var=var, terms=names,
+        concordance_counts=counts, estimable=estimable, note=model_note, dropped_terms=dropped_terms,
     )
 
 
@@ -323,7 +462,7 @@ def exposure_sd(df: pd.DataFrame, exposure: str) -> float:
 def cox_per_sd(df: pd.DataFrame, time: str, event: str, exposure: str, covariates=(),
                ties: str = "efron", sd: float | None = None, level: float = 0.95, strata: str | None = None,
                *, model: str | None = None, analysis: str | None = None,
-               reference_levels: dict | None = None) -> CoxResult:
+               reference_levels: dict | None = None, min_events_per_parameter: float | None = None) -> CoxResult:
     """Cox model giving the hazard ratio per 1 SD of ``exposure``, adjusted for ``covariates``.
 
     Parameters
@@ -338,6 +477,12 @@ def cox_per_sd(df: pd.DataFrame, time: str, event: str, exposure: str, covariate
         it is present (pass one SD to models 1-3 so they share it).
     strata : optional column; a stratified model (separate baseline hazards).
     model, analysis : labels copied into the summary.
+    min_events_per_parameter : the events-per-parameter rule (docs/methods.md#events-per-parameter);
+        None (default) keeps R's behaviour. When set (the report uses 5), a model with fewer events
+        than this many per fitted coefficient is not fitted, and a fit that did not converge, has a
+        singular information matrix or a coefficient that looks infinite is not estimable: its
+        numbers are NaN and ``note`` says "not estimable: <reason>". Whatever the rule, a row with a
+        non-finite standard error or an infinite CI is NaN with such a note.
 
     Returns
     -------
@@ -345,7 +490,10 @@ def cox_per_sd(df: pd.DataFrame, time: str, event: str, exposure: str, covariate
     events, ``ZeroVarianceError`` when the SD is 0, ``CoxModelError`` when the exposure is constant
     among the complete cases; warns ``CoxConvergenceWarning`` on non-convergence (``.converged`` is
     then False) or an infinite coefficient, and ``CoxTermWarning`` when a covariate is constant
-    (it is left out of the fit and its row holds NaN, as R's NA coefficient).
+    (it is left out of the fit, its row holds NaN as R's NA coefficient, ``dropped_terms`` lists it
+    and the exposure row's ``note`` says "dropped (constant in the complete cases): <terms>"); a
+    text covariate with one level (a one-sex cohort) and a covariate missing in every analysed row
+    are dropped the same way.
     """
     if ties not in TIES:
         raise UserError(f"ties must be 'efron' or 'breslow', got {ties!r}")
@@ -356,24 +504,27 @@ def cox_per_sd(df: pd.DataFrame, time: str, event: str, exposure: str, covariate
         raise ZeroVarianceError(f"sd must be positive, got {sd!r}")
     terms = [exposure] + [c for c in covariates if c != exposure]
     return _fit_frame(df, time, event, terms, exposure=exposure, sd=float(sd), ties=ties, level=level,
-                      strata=strata, reference_levels=reference_levels, model=model, analysis=analysis)
+                      strata=strata, reference_levels=reference_levels, model=model, analysis=analysis,
+                      min_events_per_parameter=min_events_per_parameter)
 
 
 def cause_specific_cox(df: pd.DataFrame, time: str, event_type: str, exposure: str, covariates=(),
-                       cause: int = 1, **kwargs) -> CoxResult:
+                       cause: int = 1, *, min_events_per_parameter: float | None = None, **kwargs) -> CoxResult:
     """Cause-specific Cox model: ``cox_per_sd`` with competing events (codes other than ``cause``)
     treated as censoring. ``event_type``: 0 censored, 1 fracture, 2 death (see
     ``survival.competing_event_type``)."""
     require_columns(df, [event_type])
     codes = pd.to_numeric(df[event_type], errors="coerce")
     tmp = df.assign(_cause_event=(codes == cause).astype(float).where(codes.notna()))
-    res = cox_per_sd(tmp, time, "_cause_event", exposure, covariates, **kwargs)
+    res = cox_per_sd(tmp, time, "_cause_event", exposure, covariates,
+                     min_events_per_parameter=min_events_per_parameter, **kwargs)
     res.summary["method"] = res.summary["method"] + f", cause-specific (cause {cause}, others censored)"
     return res
 
 
 def group_hazard_ratios(df: pd.DataFrame, time: str, event: str, group: str, reference,
-                        ties: str = "efron", level: float = 0.95, covariates=()) -> pd.DataFrame:
+                        ties: str = "efron", level: float = 0.95, covariates=(), *,
+                        min_events_per_parameter: float | None = None) -> pd.DataFrame:
     """Hazard ratio of each level of ``group`` against ``reference`` (unadjusted by default).
 
     Returns
@@ -381,7 +532,9 @@ def group_hazard_ratios(df: pd.DataFrame, time: str, event: str, group: str, ref
     DataFrame, one row per group level (the reference first, with estimate 1 and no CI):
     ``group``, ``term``, ``estimate`` (HR), ``log_hr``, ``std_error``, ``statistic``, ``p_value``,
     ``ci_low``, ``ci_high``, ``ci_level``, ``scale``, ``n`` (model rows), ``n_group``, ``events_group``,
-    ``events`` (model), ``n_excluded``, ``method``.
+    ``events`` (model), ``n_excluded``, ``method``, ``note`` ("not estimable: <reason>" where the
+    numbers are NaN, e.g. a group without events; see ``cox_per_sd`` for ``min_events_per_parameter``).
+    When no group besides the reference has complete rows, only the reference row comes back, with a note.
     """
     require_columns(df, [group])
     values = df[group].dropna().unique()
@@ -394,16 +547,17 @@ def group_hazard_ratios(df: pd.DataFrame, time: str, event: str, group: str, ref
     reference = str(ref_value)
     tmp = df.assign(**{group: df[group].map(str).where(df[group].notna())})
     res = _fit_frame(tmp, time, event, [group] + list(covariates), ties=ties, level=level,
-                     reference_levels={group: str(reference)})
+                     reference_levels={group: str(reference)}, min_events_per_parameter=min_events_per_parameter)
     s = res.summary
-    s = s[s["term"].str.startswith(f"{group}[")].copy()
+    s = s[s["term"].astype(str).str.startswith(f"{group}[")].copy()
     s.insert(0, "group", s["term"].str.slice(len(group) + 1, -1))
     frame, _ = time_event(tmp, time, event, extra=[group] + list(covariates))
-    counts = frame.groupby(group)["_event"].agg(["size", "sum"])
+    counts = frame.groupby(group, observed=True)["_event"].agg(["size", "sum"])
     ref = {c: np.nan for c in s.columns}
     ref.update(group=str(reference), term=f"{group}[{reference}]", estimate=1.0, log_hr=0.0,
                ci_level=float(level), scale="reference", n=res.n, events=res.events,
-               n_excluded=res.n_excluded, method=s["method"].iloc[0] if len(s) else "")
+               n_excluded=res.n_excluded, method=s["method"].iloc[0] if len(s) else res.summary["method"].iloc[0],
+               note=None if len(s) else f"not estimable: no group besides {reference!r} has complete rows")
     out = pd.concat([pd.DataFrame([ref]), s], ignore_index=True)
     out["n_group"] = out["group"].map(counts["size"]).astype("Int64")
     out["events_group"] = out["group"].map(counts["sum"]).astype("Int64")
@@ -412,7 +566,7 @@ def group_hazard_ratios(df: pd.DataFrame, time: str, event: str, group: str, ref
 
 def subgroup_hazard_ratios(df: pd.DataFrame, time: str, event: str, exposure: str, by: str = "sex",
                            covariates=(), ties: str = "efron", sd: float | None = None,
-                           level: float = 0.95) -> pd.DataFrame:
+                           level: float = 0.95, *, min_events_per_parameter: float | None = None) -> pd.DataFrame:
     """HR per SD of ``exposure`` within each level of ``by``, with the interaction p value.
 
     The SD is the whole cohort's (as ``cox_per_sd``), so subgroup HRs share one scale. ``by`` is
@@ -424,7 +578,9 @@ def subgroup_hazard_ratios(df: pd.DataFrame, time: str, event: str, exposure: st
     DataFrame, one row per subgroup: ``subgroup`` (the ``by`` column name), ``level``, ``term``,
     ``estimate`` (HR per SD), ``std_error``, ``statistic``, ``p_value``, ``ci_low``, ``ci_high``,
     ``ci_level``, ``scale``, ``sd``, ``n``, ``events``, ``n_excluded``, ``p_interaction``,
-    ``interaction_df``, ``method``. A subgroup that cannot be fitted (no events) gets NaN figures.
+    ``interaction_df``, ``method``, ``note``. A subgroup that cannot be fitted (no events) or is not
+    estimable (``min_events_per_parameter``, see ``cox_per_sd``) gets NaN figures and a ``note``
+    "not estimable: <reason>"; the interaction p value is NaN when either of its models is not estimable.
     """
     require_columns(df, [exposure, by])
     if sd is None:
@@ -435,12 +591,14 @@ def subgroup_hazard_ratios(df: pd.DataFrame, time: str, event: str, exposure: st
     for lev in levels:
         sub = df[df[by].astype(str) == lev]
         try:
-            r = cox_per_sd(sub, time, event, exposure, covs, ties=ties, sd=sd, level=level)
+            r = cox_per_sd(sub, time, event, exposure, covs, ties=ties, sd=sd, level=level,
+                           min_events_per_parameter=min_events_per_parameter)
             row = r.summary.iloc[0].to_dict()
         except CoxModelError as exc:
             warnings.warn(f"subgroup {by}={lev}: {exc}", CoxConvergenceWarning, stacklevel=2)
             row = {"term": exposure, "estimate": np.nan, "scale": "per SD", "sd": sd, "ci_level": level,
-                   "n": int(len(sub)), "events": np.nan, "n_excluded": np.nan, "method": str(exc)}
+                   "n": int(len(sub)), "events": np.nan, "n_excluded": np.nan, "method": str(exc),
+                   "note": f"not estimable: {exc}"}
         row.update(subgroup=by, level=lev)
         rows.append(row)
     # interaction: LR test of product terms on the complete cases of the full model
@@ -452,12 +610,17 @@ def subgroup_hazard_ratios(df: pd.DataFrame, time: str, event: str, exposure: st
     tmp = pd.concat([cc, ind, prod], axis=1)
     base_terms = covs + list(ind.columns)
     try:
-        m0 = cox_per_sd(tmp, time, event, exposure, base_terms, ties=ties, sd=sd, level=level)
-        m1 = cox_per_sd(tmp, time, event, exposure, base_terms + list(prod.columns), ties=ties, sd=sd,
-                        level=level)
+        with warnings.catch_warnings():
+            # the product terms' own convergence and constant-term messages are not the user's models
+            warnings.simplefilter("ignore", CoxTermWarning)
+            m0 = cox_per_sd(tmp, time, event, exposure, base_terms, ties=ties, sd=sd, level=level,
+                            min_events_per_parameter=min_events_per_parameter)
+            m1 = cox_per_sd(tmp, time, event, exposure, base_terms + list(prod.columns), ties=ties, sd=sd,
+                            level=level, min_events_per_parameter=min_events_per_parameter)
         lr = 2.0 * (m1.loglik - m0.loglik)
-        k = prod.shape[1]
-        p_int = float(_sps.chi2.sf(lr, k)) if k else np.nan
+        k = prod.shape[1] - sum(1 for t_ in m1.dropped_terms if t_.startswith("_x_"))
+        guarded = min_events_per_parameter is not None and not (m0.estimable and m1.estimable)
+        p_int = float(_sps.chi2.sf(lr, k)) if k and not guarded and np.isfinite(lr) else np.nan
     except CoxModelError as exc:
         warnings.warn(f"interaction model: {exc}", CoxConvergenceWarning, stacklevel=2)
         p_int, k = np.nan, prod.shape[1]
@@ -466,16 +629,18 @@ def subgroup_hazard_ratios(df: pd.DataFrame, time: str, event: str, exposure: st
     out["interaction_df"] = k
     cols = ["subgroup", "level", "term", "estimate", "std_error", "statistic", "p_value", "ci_low",
             "ci_high", "ci_level", "scale", "sd", "n", "events", "n_excluded", "p_interaction",
-            "interaction_df", "method"]
+            "interaction_df", "method", "note"]
     for c in cols:
         if c not in out.columns:
-            out[c] = np.nan
+            out[c] = None if c == "note" else np.nan
+    out["note"] = out["note"].astype(object).where(out["note"].notna(), None)
     return out[cols]
 
 
 def cox_model_set(df: pd.DataFrame, time: str, event: str, exposure: str = MODEL_EXPOSURE,
                   models: str | dict[str, list[str]] = "fracture", ties: str = "efron", level: float = 0.95,
-                  analysis: str | None = None, reference_levels: dict | None = None,
+                  analysis: str | None = None, reference_levels: dict | None = None, *,
+                  min_events_per_parameter: float | None = None,
                   ) -> tuple[pd.DataFrame, dict[str, CoxResult]]:
     """Fit a named set of models (``MODEL_COVARIATES["fracture"]`` models 1-3 by default) with one SD.
 
@@ -497,6 +662,7 @@ def cox_model_set(df: pd.DataFrame, time: str, event: str, exposure: str = MODEL
     results: dict[str, CoxResult] = {}
     for name, covs in models.items():
         results[name] = cox_per_sd(df, time, event, exposure, covs, ties=ties, sd=sd, level=level, model=name,
-                                   analysis=analysis, reference_levels=reference_levels)
+                                   analysis=analysis, reference_levels=reference_levels,
+                                   min_events_per_parameter=min_events_per_parameter)
     table = pd.concat([r.to_frame() for r in results.values()], ignore_index=True)
     return table, results

@@ -1,14 +1,22 @@
-"""Multivariable linear regression of PAD on covariates (METHODS 9).
+"""Multivariable linear regression of PAD on covariates (docs/methods.md#age-gap-regression).
 
 Ordinary least squares by a QR decomposition (no statsmodels dependency at import), with
 t-based CIs and p values, R² and adjusted R² = 1 - (1 - R²)(n - 1)/(n - p - 1) as R's ``lm`` and
 statsmodels' ``rsquared_adj`` give them. Complete cases only; ``n_excluded`` counts the rows left out.
 Non-numeric covariates (e.g. ``sex`` F/M) are coded as indicators against their first level in sorted
 order (``sex[M]``: M vs F), as R's treatment contrasts do.
+
+Aliased terms are dropped as R's ``lm`` drops them (docs/methods.md#age-gap-regression): columns are
+taken in order and one whose part not explained by the intercept and the columns kept before it has a
+norm below 1e-7 of its own (R's ``dqrdc2`` tolerance) is left out; the rest is fitted, the dropped term
+keeps a row with NaN figures (R's NA) and is listed in ``dropped_terms`` and the ``note``. A constant
+covariate (e.g. prosthesis 0 wherever the femoral-neck T-score is measured) and a text covariate with a
+single level (a one-sex cohort) are the common cases.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -21,7 +29,8 @@ from epi_spineage.schema import PAD_COLUMN
 
 __all__ = ["RegressionResult", "age_gap_regression", "DEFAULT_AGE_GAP_COVARIATES"]
 
-#: METHODS 9: age, sex, height per 5 cm decrement, diabetes, VF, FN T-score per SD decrement, prosthesis.
+#: docs/methods.md#age-gap-regression:
+#: age, sex, height per 5 cm decrement, diabetes, VF, FN T-score per SD decrement, prosthesis.
 DEFAULT_AGE_GAP_COVARIATES = ("age_years", "sex", "height_dec5_cm", "diabetes", "prevalent_vf",
                               "fn_tscore_dec", "prosthesis")
 
@@ -29,8 +38,10 @@ DEFAULT_AGE_GAP_COVARIATES = ("age_years", "sex", "height_dec5_cm", "diabetes", 
 @dataclass(frozen=True)
 class RegressionResult:
     """OLS fit. ``coefficients``: tidy DataFrame with columns term, estimate, std_error, statistic
-    (t), p_value, ci_low, ci_high, ci_level (intercept first). ``r2``, ``adj_r2``, ``n`` (complete
-    cases), ``n_excluded``, ``df_resid``, ``sigma`` (residual SD), ``outcome``."""
+    (t), p_value, ci_low, ci_high, ci_level, note (intercept first; a dropped term's row is NaN with a
+    note). ``r2``, ``adj_r2``, ``n`` (complete cases), ``n_excluded``, ``df_resid``, ``sigma``
+    (residual SD), ``outcome``; ``dropped_terms`` (covariates left out, as R's NA coefficients) and
+    ``note`` (None when nothing was dropped)."""
 
     coefficients: pd.DataFrame
     r2: float
@@ -40,6 +51,8 @@ class RegressionResult:
     df_resid: int
     sigma: float
     outcome: str
+    dropped_terms: tuple[str, ...] = ()
+    note: str | None = None
 
     def to_frame(self) -> pd.DataFrame:
         """The coefficient table plus analysis, model (the outcome), n, n_excluded, r2, adj_r2 and
@@ -53,6 +66,28 @@ class RegressionResult:
         out["adj_r2"] = self.adj_r2
         out["method"] = "OLS"
         return out
+
+
+#: R's ``lm`` (``dqrdc2``) tolerance for an aliased column
+_ALIAS_TOL = 1e-7
+_CONSTANT = "dropped (constant in the complete cases)"
+_ALIASED = "dropped (aliased with earlier terms in the complete cases)"
+
+
+def _aliased(X: np.ndarray) -> np.ndarray:
+    """Columns (after the intercept, column 0) that R's pivoting QR would alias, taken in order."""
+    p = X.shape[1]
+    out = np.zeros(p, dtype=bool)
+    kept = [0]
+    for j in range(1, p):
+        x = X[:, j]
+        q, _ = np.linalg.qr(X[:, kept])
+        resid = x - q @ (q.T @ x)
+        if np.linalg.norm(resid) <= _ALIAS_TOL * np.linalg.norm(x):
+            out[j] = True
+        else:
+            kept.append(j)
+    return out
 
 
 def _design(df: pd.DataFrame, covariates: Sequence[str]) -> pd.DataFrame:
@@ -91,15 +126,22 @@ def age_gap_regression(df: pd.DataFrame, outcome: str = PAD_COLUMN,
     n_excluded = int(len(df) - n)
     Xm = np.column_stack([np.ones(n), X[keep].to_numpy(float)])
     yv = y[keep].to_numpy(float)
-    p = Xm.shape[1]
+    names = ["(Intercept)", *X.columns]
+    # a text covariate with one level in the complete cases has no indicator at all
+    single = [c for c in covariates if not any(n_ == c or n_.startswith(f"{c}[") for n_ in X.columns)]
+    alias = _aliased(Xm) if n else np.zeros(Xm.shape[1], dtype=bool)
+    row_note = {nm: (_CONSTANT if np.ptp(Xm[:, j]) == 0 else _ALIASED)
+                for j, nm in enumerate(names) if alias[j]}
+    row_note.update({c: _CONSTANT for c in single})
+    dropped = tuple(dict.fromkeys(
+        [c for c in covariates if c in single or any(nm == c or nm.startswith(f"{c}[") for nm in row_note)]))
+    Xf = Xm[:, ~alias]
+    p = Xf.shape[1]
     if n <= p:
         raise UserError(f"age_gap_regression: {n} complete case(s) for {p} coefficients")
-    q, r = np.linalg.qr(Xm)
-    if np.min(np.abs(np.diag(r))) < 1e-10 * np.max(np.abs(np.diag(r))):
-        raise UserError("age_gap_regression: the covariates are collinear (a column is constant or "
-                        "a combination of others)")
+    q, r = np.linalg.qr(Xf)
     beta = np.linalg.solve(r, q.T @ yv)
-    resid = yv - Xm @ beta
+    resid = yv - Xf @ beta
     rss = float(resid @ resid)
     tss = float(((yv - yv.mean()) ** 2).sum())
     df_resid = n - p
@@ -109,11 +151,24 @@ def age_gap_regression(df: pd.DataFrame, outcome: str = PAD_COLUMN,
     t = beta / se
     pval = 2.0 * stats.t.sf(np.abs(t), df_resid)
     tq = stats.t.ppf(0.5 + level / 2, df_resid)
-    coef = pd.DataFrame({
-        "term": ["(Intercept)", *X.columns], "estimate": beta, "std_error": se, "statistic": t,
-        "p_value": pval, "ci_low": beta - tq * se, "ci_high": beta + tq * se, "ci_level": level,
+    fitted = pd.DataFrame({
+        "term": [nm for nm, a_ in zip(names, alias) if not a_], "estimate": beta, "std_error": se,
+        "statistic": t, "p_value": pval, "ci_low": beta - tq * se, "ci_high": beta + tq * se,
     })
+    rows = names + [c for c in single if c not in names]
+    coef = fitted.set_index("term").reindex(rows).rename_axis("term").reset_index()
+    coef["ci_level"] = level
+    coef["note"] = [row_note.get(nm) for nm in rows]
+    note_parts = []
+    for label in (_CONSTANT, _ALIASED):
+        terms = [nm for nm in rows if row_note.get(nm) == label]
+        if terms:
+            note_parts.append(f"{label}: {', '.join(terms)}")
+    note = "; ".join(note_parts) or None
+    if note:
+        warnings.warn(f"age_gap_regression: {note}", UserWarning, stacklevel=2)
     r2 = 1.0 - rss / tss if tss > 0 else np.nan
     k = p - 1
     adj = 1.0 - (1.0 - r2) * (n - 1) / (n - k - 1)
-    return RegressionResult(coef, float(r2), float(adj), n, n_excluded, df_resid, float(np.sqrt(sigma2)), outcome)
+    return RegressionResult(coef, float(r2), float(adj), n, n_excluded, df_resid, float(np.sqrt(sigma2)), outcome,
+                            dropped, note)

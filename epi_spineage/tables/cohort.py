@@ -61,7 +61,9 @@ log = logging.getLogger(__name__)
 
 #: Columns ``derive_variables`` adds (name -> meaning); documented in the README.
 DERIVED_COLUMNS = {
-    PAD_COLUMN: "spine age - chronological age (corrected spine age where chosen), years",
+    PAD_COLUMN: "the analysed PAD: spine age - chronological age (corrected spine age where chosen), years",
+    "pad_raw_years": "uncorrected PAD: spine_age_years - age_years",
+    "pad_corrected_years": "corrected PAD: spine_age_corrected_years - age_years (NaN where none)",
     "pad_corrected": "True where pad_years uses spine_age_corrected_years",
     "pad_z": "PAD standardised within the cohort (per 1 SD, sample SD)",
     "bmi": "weight_kg / (height_cm/100)^2 where bmi is missing",
@@ -263,7 +265,11 @@ def validate_cohort(df: pd.DataFrame, *, raise_on_error: bool = True) -> list[st
 
     Checks: required columns present and filled; participant ids unique; numbers numeric and in
     range (T-scores within -8..8, ...); follow-up times > 0; every event (=1) has a time; sex is F/M;
-    0/1 columns hold only 0/1; split and modality use the schema's codes. Never changes ``df``.
+    0/1 columns hold only 0/1; split and modality use the schema's codes. Between outcomes: where
+    ``death`` = 1 no fracture time (event or censoring) is later than ``death_years`` (equal is
+    allowed; a censored death time is not checked, registries may end on different dates);
+    ``fracture_any`` = 1 where any site is 1; a site's time is not earlier than ``fracture_any_years``.
+    Never changes ``df``.
     Raises ``ValidationError`` (a ``UserError``: exit 2 in CLIs) when ``raise_on_error`` and any
     problem is found; otherwise returns the list (empty when the table is valid).
     """
@@ -338,23 +344,90 @@ def validate_cohort(df: pd.DataFrame, *, raise_on_error: bool = True) -> list[st
         no_time = ev & pd.to_numeric(df[time], errors="coerce").isna().to_numpy()
         if no_time.any():
             problems.append(f"{event}: {int(no_time.sum())} event(s) without a time in '{time}' {_rows(no_time)}")
+    problems += _consistency(df)
     if problems and raise_on_error:
         raise ValidationError(problems, what="cohort table")
     return problems
 
 
+#: Times closer than this (years, about 30 seconds) count as equal in the consistency checks.
+_TIME_TOL = 1e-6
+_SITES = tuple(name for name in OUTCOMES if name.startswith("fracture_") and name != "fracture_any")
+
+
+def _consistency(df: pd.DataFrame) -> list[str]:
+    """Checks between outcomes (docs/guides/cohort.md#validation). Rows where a value is missing or
+    not numeric are skipped here (the checks above name them)."""
+    problems: list[str] = []
+
+    def num(col: str) -> np.ndarray | None:
+        return pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float) if col in df.columns else None
+
+    any_ev, any_t = num("fracture_any"), num("fracture_any_years")
+    death, death_t = num("death"), num("death_years")
+    # a recorded death ends follow-up: no fracture time (event or censoring) may run past it; a
+    # censored death time may be earlier (the death registry can end before the fracture registry)
+    if death is not None and death_t is not None:
+        dead = (death == 1) & np.isfinite(death_t)
+        beyond = np.zeros(len(df), dtype=bool)
+        cols = []
+        for name in ("fracture_any", *_SITES):
+            t = num(OUTCOMES[name][1])
+            if t is None:
+                continue
+            past = dead & np.isfinite(t) & (t > death_t + _TIME_TOL)
+            if past.any():
+                cols.append(OUTCOMES[name][1])
+                beyond |= past
+        if beyond.any():
+            problems.append(f"{', '.join(cols)}: {int(beyond.sum())} row(s) with follow-up beyond the death "
+                            f"time (death = 1, death_years earlier) {_rows(beyond)}")
+    if any_ev is not None:
+        flagged = np.zeros(len(df), dtype=bool)
+        which = []
+        for name in _SITES:
+            ev = num(name)
+            if ev is None:
+                continue
+            bad = (ev == 1) & (any_ev == 0)
+            if bad.any():
+                which.append(name)
+                flagged |= bad
+        if flagged.any():
+            problems.append(f"fracture_any: {int(flagged.sum())} row(s) with a site fracture ({', '.join(which)}) "
+                            f"but fracture_any = 0 {_rows(flagged)}")
+    if any_t is not None:
+        # the first fracture of any site cannot come after the first fracture of one site
+        for name in _SITES:
+            t = num(OUTCOMES[name][1])
+            if t is None:
+                continue
+            early = np.isfinite(t) & np.isfinite(any_t) & (t < any_t - _TIME_TOL)
+            if early.any():
+                problems.append(f"{OUTCOMES[name][1]}: {int(early.sum())} row(s) earlier than fracture_any_years "
+                                f"{_rows(early)}")
+    return problems
+
+
 # ----------------------------------------------------------------------------- derived variables
-def _bias_apply(bias, spine: np.ndarray, age: np.ndarray) -> np.ndarray:
-    """Beheshti correction y_c = y - (alpha*age + beta) from (alpha, beta), a dict or an object."""
+def _bias_apply(bias, spine: np.ndarray, age: np.ndarray, ids, key) -> np.ndarray:
+    """Corrected spine age from a ``BiasCorrection`` (its own method, leakage checks included), or the
+    Beheshti formula from ``(alpha, beta)``, a dict or an object with ``alpha`` and ``beta``."""
+    from epi_spineage.model.bias import beheshti_correct
+
     if hasattr(bias, "apply") and callable(bias.apply):
-        return np.asarray(bias.apply(spine, age), dtype=float)
-    if isinstance(bias, dict):
-        alpha, beta = bias["alpha"], bias["beta"]
-    elif hasattr(bias, "alpha") and hasattr(bias, "beta"):
-        alpha, beta = bias.alpha, bias.beta
-    else:
-        alpha, beta = bias
-    return spine - (float(alpha) * age + float(beta))
+        # apply(chronological_age, predicted_age, ids): its refusals (fitting data, overlapping ids) stand
+        return np.asarray(bias.apply(age, spine, ids, key=key), dtype=float)
+    try:
+        if isinstance(bias, dict):
+            alpha, beta = bias["alpha"], bias["beta"]
+        elif hasattr(bias, "alpha") and hasattr(bias, "beta"):
+            alpha, beta = bias.alpha, bias.beta
+        else:
+            alpha, beta = bias
+        return beheshti_correct(spine, age, float(alpha), float(beta))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UserError(f"bias must be a BiasCorrection, (alpha, beta) or {{'alpha': .., 'beta': ..}}: {exc}") from None
 
 
 def _zscore(s: pd.Series, groups) -> pd.Series:
@@ -366,13 +439,17 @@ def _zscore(s: pd.Series, groups) -> pd.Series:
 
 
 def derive_variables(df: pd.DataFrame, *, corrected: bool | None = None, bias=None,
-                     by: str | None = "cohort") -> pd.DataFrame:
+                     by: str | None = "cohort", key: bytes | str | None = None) -> pd.DataFrame:
     """Add the analysis variables (``DERIVED_COLUMNS``) to a copy of ``df``; no row is dropped.
 
-    - ``bias``: Beheshti parameters ``(alpha, beta)`` (or a dict / an object with ``alpha``,
-      ``beta`` or ``apply(spine, age)``) -> ``spine_age_corrected_years`` = spine age -
-      (alpha * age + beta) for every row.
-    - ``pad_years`` = spine age - age. ``corrected=None``: per ``by`` group, the corrected spine age
+    - ``bias``: a fitted ``model.BiasCorrection`` (applied with its own method and leakage checks:
+      ``participant_id`` is checked against its fitting ids, raw ids hashed with ``key`` or the
+      environment key), or Beheshti parameters ``(alpha, beta)`` / a dict / an object with ``alpha``
+      and ``beta`` -> ``spine_age_corrected_years`` = spine age - (alpha * age + beta) for every row
+      (``model.bias.beheshti_correct``).
+    - ``pad_raw_years`` = spine age - age; ``pad_corrected_years`` = corrected spine age - age (NaN
+      where there is none); ``pad_years`` = the analysed PAD (docs/conventions.md#pad).
+      ``corrected=None``: per ``by`` group, the corrected spine age
       where that group has any, else the uncorrected one; ``True``: always corrected (error if the
       column is absent); ``False``: always uncorrected. ``pad_corrected`` says which, per row.
       PAD itself is not rounded; ``stats.grouping`` rounds it to 1e-9 before comparing with a cut.
@@ -384,12 +461,18 @@ def derive_variables(df: pd.DataFrame, *, corrected: bool | None = None, bias=No
     """
     out = df.copy()
     groups = out[by] if by is not None and by in out.columns else None
-    has = out.columns.__contains__
+    def has(name: str) -> bool:
+        # reads ``out.columns`` at each call: a bound ``out.columns.__contains__`` would miss the
+        # corrected spine age added below (pandas makes a new Index when a column is added)
+        return name in out.columns
+
     if bias is not None:
         if not (has("spine_age_years") and has("age_years")):
             raise UserError("bias correction needs spine_age_years and age_years")
+        ids = out["participant_id"].tolist() if has("participant_id") else None
         out["spine_age_corrected_years"] = _bias_apply(
-            bias, out["spine_age_years"].to_numpy(float), out["age_years"].to_numpy(float))
+            bias, pd.to_numeric(out["spine_age_years"], errors="coerce").to_numpy(float),
+            pd.to_numeric(out["age_years"], errors="coerce").to_numpy(float), ids, key)
     if has("age_years") and (has("spine_age_years") or has("spine_age_corrected_years")):
         age = pd.to_numeric(out["age_years"], errors="coerce").astype(float)
         raw = (pd.to_numeric(out["spine_age_years"], errors="coerce").astype(float)
@@ -406,6 +489,8 @@ def derive_variables(df: pd.DataFrame, *, corrected: bool | None = None, bias=No
             any_cor = cor.notna() if groups is None else cor.notna().groupby(groups, dropna=False).transform("any")
             use = pd.Series(bool(cor.notna().any()), index=out.index) if groups is None else any_cor.astype(bool)
         spine = raw.where(~use, cor if cor is not None else raw)
+        out["pad_raw_years"] = raw - age
+        out["pad_corrected_years"] = (cor - age) if cor is not None else np.nan
         out[PAD_COLUMN] = spine - age
         out["pad_corrected"] = use.to_numpy(bool)
         out["pad_z"] = _zscore(out[PAD_COLUMN], groups)

@@ -138,7 +138,11 @@ def test_regression_scaling_and_collinearity():
     np.testing.assert_allclose(b.loc["h5", "estimate"], -5 * a.loc["h", "estimate"], rtol=1e-10)
     np.testing.assert_allclose(b.loc["h5", "p_value"], a.loc["h", "p_value"], rtol=1e-8)
     df["h2"] = df["h"] * 2
-    with pytest.raises(UserError, match="collinear"):
-        age_gap_regression(df, covariates=["h", "h2"])
+    with pytest.warns(UserWarning, match="aliased"):  # as R's lm: h2 is NA, h is fitted
+        both = age_gap_regression(df, covariates=["h", "h2"])
+    assert both.dropped_terms == ("h2",)
+    c = both.coefficients.set_index("term")
+    assert c.loc["h2", ["estimate", "std_error", "p_value"]].isna().all()
+    np.testing.assert_allclose(c.loc[["(Intercept)", "h"], "estimate"], a[["estimate"]].to_numpy().ravel(), rtol=1e-10)
     f = age_gap_regression(df, covariates=["h"]).to_frame()
     assert {"analysis", "term", "estimate", "ci_low", "ci_high", "p_value", "n", "r2", "adj_r2"} <= set(f.columns)
