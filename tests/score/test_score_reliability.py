@@ -465,3 +465,24 @@ def test_v_latest_score_never_mixes_models(tmp_path):
     failing = {k: v for k, v in dbschema.run_sql_tests(con).items() if v}
     assert set(failing) <= {"scores_within_model_range.sql"}, failing  # no models rows here
     con.close()
+
+
+def test_config_title_and_csv_cells_are_neutralised_in_the_report_files(tmp_path):
+    import pandas as pd
+
+    from epi_spineage.report.render import write_report
+
+    title = 'Spine <img src=x onerror=alert(1)> [click](http://evil) **bold**\n---\nformat: pdf'
+    config = pd.DataFrame({"key": ["title", "note"], "value": ["=HYPERLINK(\"http://evil\",\"x\")", "@SUM(A1)"],
+                           "number": [-1.5, 2.0]})
+    write_report(tmp_path, [], title=title, banner=None, results_json={}, meta={"generated_utc": "now", "version": "x"},
+                 tables={"study_config": config})
+    qmd = (tmp_path / "report.qmd").read_text()
+    header = qmd.split("\n---\n", 1)[0]
+    import re
+
+    assert "format: pdf" not in header and not re.search(r"(?<!\\)<img", qmd) and "](http" not in qmd
+    title_line = next(line for line in qmd.splitlines() if line.startswith("title:"))
+    assert "format" in title_line  # the title's own "---" and lines stayed inside the one title line
+    csv = (tmp_path / "tables" / "study_config.csv").read_text()
+    assert "'=HYPERLINK" in csv and "'@SUM" in csv and "-1.5" in csv and "'-1.5" not in csv
