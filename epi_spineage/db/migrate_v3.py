@@ -76,14 +76,18 @@ def hash_stored_paths(con: Any, key: bytes | None) -> None:
         paths.update(r[0] for r in con.execute(f"SELECT DISTINCT source_path FROM {table}").fetchall())
     mapping = {p: (p if is_path_hash(p) else hash_path(p, key)) for p in paths}
 
-    def quoted(text):
+    def quoted(text, own_path=None):
+        """The message with paths hashed: "... as PATH" messages, and the row's own path (or its
+        archive and member parts, as archive errors name them)."""
         if text is None:
             return None
         m = _QUOTED_PATH.match(text)
         if m and m.group(2) in mapping:
             return m.group(1) + mapping[m.group(2)] + (m.group(3) or "")
-        for old in sorted((p for p in mapping if p in text), key=len, reverse=True):
-            text = text.replace(old, mapping[old])
+        if own_path and not is_path_hash(own_path):
+            new = mapping.get(own_path) or hash_path(own_path, key)
+            for part in sorted({own_path, *own_path.split("::")} - {""}, key=len, reverse=True):
+                text = text.replace(part, new)
         return text
 
     # images: source_path is the primary key, so rewrite its rows (delete + insert) rather than update
@@ -91,7 +95,7 @@ def hash_stored_paths(con: Any, key: bytes | None) -> None:
     if images.num_rows:
         cols = {name: images.column(name).to_pylist() for name in images.column_names}
         cols["source_path"] = [mapping[p] for p in cols["source_path"]]
-        cols["qc_reason"] = [quoted(t) for t in cols["qc_reason"]]
+        cols["qc_reason"] = [quoted(t, p) for t, p in zip(cols["qc_reason"], images.column("source_path").to_pylist())]
         new = pa.table({name: pa.array(cols[name], type=images.schema.field(name).type)
                         for name in images.column_names})
         con.register("_images_v3", new)
@@ -104,8 +108,11 @@ def hash_stored_paths(con: Any, key: bytes | None) -> None:
         con.execute(f"UPDATE {table} SET source_path = m.new FROM _paths_v3 AS m "
                     f"WHERE {table}.source_path = m.old AND m.old <> m.new").fetchall()
     con.unregister("_paths_v3")
-    for error_id, message in con.execute("SELECT error_id, message FROM errors WHERE message IS NOT NULL").fetchall():
-        new_message = quoted(message)
+    # (errors.source_path is already hashed here, so the raw one comes from the mapping's other side)
+    raw_of = {new: old for old, new in mapping.items()}
+    for error_id, path, message in con.execute(
+            "SELECT error_id, source_path, message FROM errors WHERE message IS NOT NULL").fetchall():
+        new_message = quoted(message, raw_of.get(path))
         if new_message != message:
             con.execute("UPDATE errors SET message = ? WHERE error_id = ?", [new_message, error_id]).fetchall()
     for run_id, archives in con.execute("SELECT run_id, archives FROM runs WHERE archives IS NOT NULL").fetchall():

@@ -318,7 +318,6 @@ def process_entry(ctx: MemberContext, name: str, size: int | None, member) -> tu
             return process_member(ctx, name, size, None, read_error=reason, fingerprint=fp())
         return process_member(ctx, name, size, data, fingerprint=fp())
     except (MemoryError, Exception) as exc:  # noqa: BLE001 - one member must never end the run
-        data = None
         row = {"run_id": ctx.run_id, "source_path": ctx.ref(name), "file_size_bytes": size, "recorded_at": now_utc(),
                "status": "error", "error_type": "unreadable", "file_fingerprint": fp(),
                "message": _scrub(f"failed while decoding ({type(exc).__name__}: {exc})", name, ctx.ref(name))}

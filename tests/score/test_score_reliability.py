@@ -324,6 +324,8 @@ def test_a_double_colon_member_is_scored_and_traversal_still_refused(tmp_path, p
     evil = write_zip(tmp_path / "e.zip", {"../x.dcm": phantoms[0].data, "C:/y.dcm": phantoms[1].data})
     s = score_archives([evil], tiny_model, tmp_path / "s.duckdb", workers=0, device="cpu")
     assert (s.n_scored, s.n_errors) == (0, 1)
+    rows = _count(tmp_path / "s.duckdb", "SELECT source_path, message FROM errors")
+    assert rows == [(stored(str(evil.resolve())), "refusing archive with a path-traversal member")]
 
 
 # ---- 7. a bad file is recorded once, however many runs see it --------------------------------------
