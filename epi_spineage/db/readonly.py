@@ -24,7 +24,6 @@ def open_readonly(path: str | Path, *, timeout_s: float = 60.0):
     import duckdb
 
     from epi_spineage.db.locking import is_lock_error
-
     from epi_spineage.db.migrations import check_readable
     from epi_spineage.db.schema import VIEWS, read_sql
 

@@ -116,7 +116,7 @@ class LoadCounts:
     not_spine: int = 0
     errors: int = 0
 
-    def add(self, other: "LoadCounts") -> None:
+    def add(self, other: LoadCounts) -> None:
         for name in ("offered", "scored", "duplicates", "not_spine", "errors"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
 

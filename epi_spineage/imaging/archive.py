@@ -85,7 +85,7 @@ def _file_fingerprint(path: Path) -> str | None:
     return f"f:{st.st_size}:{st.st_mtime_ns}:{_head_tail_hash(head, tail)}"
 
 
-def _data_fingerprint(data: bytes, mtime: float | int | None) -> str:
+def _data_fingerprint(data: bytes, mtime: float | None) -> str:
     return f"t:{len(data)}:{int(mtime or 0)}:{_head_tail_hash(data[:_CHUNK], data[-_CHUNK:] if len(data) > _CHUNK else b'')}"
 
 

@@ -211,7 +211,8 @@ def process_member(ctx: MemberContext, name: str, size: int | None, data: bytes 
         return row, None
     if ctx.known_sops:
         sop = _sop_from_header(data)
-        if sop and sop in ctx.known_sops:
+        # (the same instance at the same path has changed: a corrected re-export, so decode and score it)
+        if sop and sop in ctx.known_sops and ctx.known_sops[sop][1] != ref:
             content_hash, path = ctx.known_sops[sop]
             row.update(status="duplicate", sop_instance_uid=sop, content_hash=content_hash, duplicate_of=path,
                        qc_reason=f"same SOPInstanceUID as {path}",

@@ -34,7 +34,12 @@ from epi_spineage.provenance import (
     new_run_id,
 )
 from epi_spineage.score.malloc import keep_freed_memory
-from epi_spineage.score.members import DEFAULT_MAX_PIXELS, MemberContext, is_done, iter_members
+from epi_spineage.score.members import (
+    DEFAULT_MAX_PIXELS,
+    MemberContext,
+    is_done,
+    iter_members,
+)
 from epi_spineage.score.spool import Spool, default_spool_dir, ingest_into
 from epi_spineage.score.writer import BackgroundCommitter, ResultWriter, db_exists
 
@@ -449,7 +454,7 @@ def locate(path_hash: str, archives: Sequence[str | os.PathLike], *, key: bytes)
     return found
 
 
-__all__ = ["ScoreSummary", "score_archives", "resolve_device", "locate"]
+__all__ = ["ScoreSummary", "locate", "resolve_device", "score_archives"]
 
 
 def _mp_context():

@@ -16,7 +16,6 @@ import sys
 import tarfile
 import time
 import zipfile
-import zlib
 from pathlib import Path
 
 import duckdb
@@ -24,11 +23,11 @@ import numpy as np
 import pytest
 
 from epi_spineage.db import schema as dbschema
-from epi_spineage.db.paths import hash_path, is_path_hash
+from epi_spineage.db.paths import is_path_hash
 from epi_spineage.errors import UserError
 from epi_spineage.score.pipeline import locate, score_archives
 
-from .conftest import TEST_KEY, phantom_dicoms, run_cli, stored, write_tar, write_zip
+from .conftest import TEST_KEY, phantom_dicoms, run_cli, stored, write_zip
 
 N = 6
 
@@ -65,8 +64,8 @@ class _held:
     """Another process holds the database open (as a report or a second writer would) until exit."""
 
     def __init__(self, dbfile: Path, seconds: float = 600):
-        code = (f"import duckdb,sys,time; c=duckdb.connect(sys.argv[1]); print('held', flush=True); "
-                f"sys.stdin.read(); c.close()")
+        code = ("import duckdb,sys,time; c=duckdb.connect(sys.argv[1]); print('held', flush=True); "
+                "sys.stdin.read(); c.close()")
         self.args = [sys.executable, "-c", code, str(dbfile)]
 
     def __enter__(self):
@@ -355,7 +354,7 @@ def test_a_same_size_re_export_is_rescored_and_an_unchanged_file_is_not(tmp_path
     first = dicom_bytes(px, patient_id="HOSP0001", sop_instance_uid="1.2.3.4")
     px2 = px.copy()
     px2[20:40, 10:30] = 1500  # corrected pixels, same dimensions: same file size
-    second = dicom_bytes(px2, patient_id="HOSP0001", sop_instance_uid="1.2.3.5")
+    second = dicom_bytes(px2, patient_id="HOSP0001", sop_instance_uid="1.2.3.4")  # same instance, corrected
     assert len(first) == len(second)
     target = folder / "img.dcm"
     target.write_bytes(first)
@@ -366,6 +365,11 @@ def test_a_same_size_re_export_is_rescored_and_an_unchanged_file_is_not(tmp_path
     os.utime(target, ns=(target.stat().st_atime_ns, target.stat().st_mtime_ns + 10**9))
     s = score_archives([folder], tiny_model, dbfile, workers=0, device="cpu")
     assert (s.n_scored, s.n_skipped_known) == (1, 0)
+    con = duckdb.connect(str(dbfile), read_only=True)
+    try:
+        assert all(v == 0 for v in dbschema.run_sql_tests(con).values())
+    finally:
+        con.close()
     # the same in a zip, where the central directory's CRC-32 tells (no mtime needed)
     z = tmp_path / "n.zip"
     write_zip(z, {"img.dcm": first})
