@@ -296,7 +296,7 @@ def _alive(pids) -> set[int]:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc and PR_SET_PDEATHSIG are Linux")
 def test_sigkill_leaves_no_worker_forkserver_or_tracker_behind(tmp_path, tiny_model, key_env):
-    archive = write_zip(tmp_path / "a.zip", {p.member: p.data for p in phantom_dicoms(40, seed=6)})
+    archive = write_zip(tmp_path / "a.zip", {p.member: p.data for p in phantom_dicoms(16, seed=6)})
     proc = subprocess.Popen(
         [sys.executable, "-m", "epi_spineage.score", str(archive), "--model", str(tiny_model), "--db",
          str(tmp_path / "s.duckdb"), "--batch-size", "1", "--workers", "2", "--device", "cpu"],
