@@ -3,7 +3,8 @@
 -- Identifiers: participant ids appear only as keyed hashes (HMAC-SHA256, "p_" + 24 hex);
 -- patient names are never stored.
 
--- One row per file path seen by the scorer (a folder path or "ARCHIVE::MEMBER").
+-- One row per file path seen by the scorer. source_path is the keyed hash of the path (a folder path or
+-- "ARCHIVE::MEMBER"): "h_" + 32 hex digits (docs/privacy.md#stored-paths); raw only with --store-paths.
 -- Two paths holding the same pixels share a content_hash (qc_status = 'duplicate' for the later one).
 CREATE TABLE IF NOT EXISTS images (
     source_path                VARCHAR PRIMARY KEY,
@@ -31,7 +32,8 @@ CREATE TABLE IF NOT EXISTS images (
     qc_status                  VARCHAR NOT NULL,   -- ok / not_spine / duplicate
     qc_reason                  VARCHAR,
     run_id                     VARCHAR,            -- the run that last recorded this path
-    recorded_at                TIMESTAMP
+    recorded_at                TIMESTAMP,
+    file_fingerprint           VARCHAR             -- cheap change test for the rerun skip (size, CRC / head+tail)
 );
 
 -- One row per (image content, model): uncorrected spine age and its SD, with provenance.
@@ -89,9 +91,15 @@ CREATE TABLE IF NOT EXISTS runs (
     n_spooled                  BIGINT
 );
 
+-- The key this database belongs to: one row, recorded by the first writer; any other key is refused.
+CREATE TABLE IF NOT EXISTS db_key (
+    key_fingerprint            VARCHAR PRIMARY KEY, -- privacy.key_fingerprint of the database's key
+    recorded_at                TIMESTAMP NOT NULL DEFAULT current_timestamp
+);
+
 -- One row per file that could not be scored (unreadable, truncated, not an image, duplicate).
 CREATE TABLE IF NOT EXISTS errors (
-    error_id                   VARCHAR PRIMARY KEY, -- deterministic: reruns and re-ingests do not double it
+    error_id                   VARCHAR PRIMARY KEY, -- per path, content and error type: reruns add nothing
     run_id                     VARCHAR NOT NULL,
     source_path                VARCHAR NOT NULL,
     error_type                 VARCHAR NOT NULL,

@@ -1,13 +1,25 @@
--- Latest score per image content: the most recent score of each content hash (any model), with
--- the image's tags. One row per content_hash.
+-- Latest score per image content from ONE model, so that no analysis mixes models: the current model
+-- is the one that has scored the most images (ties: the most recently used), and every row carries its
+-- model_id. Images that model has not scored yet are absent until it scores them (a nightly run with a
+-- new model rescores everything, so it takes over once it covers more images than the old one).
+-- One row per content_hash.
 CREATE OR REPLACE VIEW v_latest_score AS
-WITH ranked_scores AS (
+WITH current_model AS (
+    SELECT model_id
+    FROM scores
+    GROUP BY model_id
+    ORDER BY count(DISTINCT content_hash) DESC, max(scored_at) DESC, model_id
+    LIMIT 1
+),
+
+ranked_scores AS (
     SELECT
         s.*,
         row_number() OVER (
-            PARTITION BY s.content_hash ORDER BY s.scored_at DESC, s.model_id
+            PARTITION BY s.content_hash ORDER BY s.scored_at DESC
         ) AS score_rank
     FROM scores AS s
+    WHERE s.model_id = (SELECT model_id FROM current_model)
 ),
 
 latest AS (

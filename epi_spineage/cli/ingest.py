@@ -31,6 +31,9 @@ def build_parser():
     p.add_argument("folders", nargs="+", metavar="FOLDER", help="spool folder or folder of Parquet shards")
     p.add_argument("--db", required=True, metavar="FILE.duckdb", help="DuckDB file (created if missing)")
     p.add_argument("--delete", action="store_true", help="delete each file after it is loaded (spool folders always)")
+    p.add_argument("--key-file", default=None,
+                   help="pseudonymisation key file (or EPI_SPINEAGE_PSEUDONYM_KEY[_FILE]); needed only to migrate an "
+                        "older database whose stored paths are not yet hashed")
     p.add_argument("--lock-timeout", type=float, default=60.0, metavar="SECONDS",
                    help="how long to wait while another process holds the database (default 60)")
     return p
@@ -46,18 +49,31 @@ def _main(argv: Sequence[str] | None) -> int:
         if not Path(folder).is_dir():
             raise UserError(f"not a folder: {folder}")
     db_path = Path(args.db).expanduser().resolve()
+    key = _optional_key(args.key_file)
     lock = ScorerLock(db_path).acquire(what="ingest", wait_s=0.0)
     try:
         for folder in args.folders:
             try:
                 summary = ingest_folder(db_path, folder, delete=True if args.delete else None,
-                                        lock_timeout_s=args.lock_timeout)
+                                        lock_timeout_s=args.lock_timeout, key=key)
             except DatabaseBusy as exc:
                 raise UserError(f"{exc}; nothing was loaded from {folder}, try again later") from None
             print(f"{folder}: {summary.line()}")
     finally:
         lock.release()
     return EXIT_OK
+
+
+def _optional_key(key_file) -> bytes | None:
+    """The key when one is configured; ingest needs it only for migration 3 (which refuses without it)."""
+    import os
+
+    from epi_spineage.privacy import load_key
+    from epi_spineage.schema import PSEUDONYM_KEY_ENV, PSEUDONYM_KEY_FILE_ENV
+
+    if key_file or os.environ.get(PSEUDONYM_KEY_ENV) or os.environ.get(PSEUDONYM_KEY_FILE_ENV):
+        return load_key(key_file=key_file)
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

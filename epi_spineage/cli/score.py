@@ -19,6 +19,9 @@ examples:
   # how many files would be scored, without reading them
   python -m epi_spineage.score /data/pacs --model models/b4 --db spine.duckdb --dry-run
 
+  # find the file behind a stored path hash (on a machine with the archive and the key)
+  python -m epi_spineage.score --locate h_0123456789abcdef0123456789abcdef /data/pacs/2026-01-01.tar.gz
+
   # GPU, 8 decode workers, bigger batches
   python -m epi_spineage.score /data/pacs --model models/b4 --db spine.duckdb \\
       --device cuda --workers 8 --batch-size 64
@@ -30,7 +33,11 @@ behaviour:
   seconds, then writes batches to the spool folder (default FILE.duckdb.spool), which the next run
   or `python -m epi_spineage.ingest` loads. A second scorer on the same database is refused.
   Patient ids are stored only as keyed hashes (EPI_SPINEAGE_PSEUDONYM_KEY, ..._KEY_FILE or
-  --key-file; no key, no run); names are never stored. Exit 0 when the job ran, even if some
+  --key-file; no key, no run); names are never stored. File paths are stored as keyed hashes
+  too (h_...), because PACS folder and file names carry record numbers; --locate finds the file
+  again, --store-paths keeps raw paths (flagged in the report). A database belongs to one key:
+  another key is refused. Images declaring more than --max-megapixels (rows x columns x frames)
+  are recorded as errors without being decoded. Exit 0 when the job ran, even if some
   files were bad (they are listed in the errors table); 1 when the job itself failed; 2 for
   usage errors.
 """
@@ -39,8 +46,14 @@ behaviour:
 def build_parser():
     p = make_parser("epi-spineage score", "Score every new image of one or more archives into a DuckDB file.", EPILOG)
     p.add_argument("archives", nargs="+", metavar="ARCHIVE", help="folder, .zip, .tar, .tar.gz or .tgz")
-    p.add_argument("--model", required=True, metavar="CKPT_DIR", help="model checkpoint folder (meta.json + weights)")
-    p.add_argument("--db", required=True, metavar="FILE.duckdb", help="DuckDB file (created if missing)")
+    p.add_argument("--model", metavar="CKPT_DIR", help="model checkpoint folder (meta.json + weights); required")
+    p.add_argument("--db", metavar="FILE.duckdb", help="DuckDB file (created if missing); required")
+    p.add_argument("--locate", metavar="HASH", default=None,
+                   help="print the member(s) of ARCHIVE... whose stored path hash is HASH, then exit (needs the key)")
+    p.add_argument("--store-paths", action="store_true",
+                   help="store raw file paths instead of keyed hashes (they may hold identifiers; the report flags it)")
+    p.add_argument("--max-megapixels", type=float, default=50.0, metavar="MP",
+                   help="refuse images declaring more rows x columns x frames than this, before decoding (default 50)")
     p.add_argument("--batch-size", type=int, default=16, help="images per model batch and per commit (default 16)")
     p.add_argument("--workers", type=int, default=1, help="decode/preprocess worker processes (default 1; 0 = in-process)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where the model runs (default auto)")
@@ -62,14 +75,25 @@ def build_parser():
 def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
-    from epi_spineage.score.pipeline import score_archives
+    from epi_spineage.score.pipeline import locate, score_archives
 
+    if args.locate is not None:
+        from epi_spineage.privacy import load_key
+
+        found = locate(args.locate, args.archives, key=load_key(key_file=args.key_file))
+        if not found:
+            raise UserError(f"no member of the given archive(s) has path hash {args.locate} with this key")
+        for name in found:
+            print(name)
+        return EXIT_OK
+    if not args.model or not args.db:
+        raise UserError("--model and --db are required (except with --locate)")
     try:
         summary = score_archives(
             args.archives, args.model, args.db, batch_size=args.batch_size, workers=args.workers,
             device=args.device, limit=args.limit, dry_run=args.dry_run, include_non_spine=args.include_non_spine,
             key_file=args.key_file, spool_dir=args.spool, lock_timeout_s=args.lock_timeout, commit_interval_s=args.commit_interval,
-            progress=args.progress,
+            progress=args.progress, store_paths=args.store_paths, max_megapixels=args.max_megapixels,
         )
     except UserError:
         raise

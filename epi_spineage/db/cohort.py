@@ -66,11 +66,21 @@ def load_cohort(df, db_path, *, key: bytes, table: str = "cohort", replace: bool
         con = connect_with_retry(db_path, timeout_s=lock_timeout_s)
     except DatabaseBusy as exc:
         raise UserError(str(exc)) from None
+    from epi_spineage.db.migrate_v3 import compact_database
+    from epi_spineage.db.migrations import schema_version
+    from epi_spineage.db.store import check_database_key
+
     try:
-        dbschema.apply_schema(con)
+        before = schema_version(con)
+        dbschema.apply_schema(con, key=key)
+        if before is not None and before < 3:  # migration 3 rewrote stored paths: drop their old bytes
+            con.close()
+            compact_database(db_path, timeout_s=lock_timeout_s)
+            con = connect_with_retry(db_path, timeout_s=lock_timeout_s)
         con.execute("BEGIN TRANSACTION").fetchall()
+        check_database_key(con, key_fingerprint(key))
         if table != "cohort":
-            con.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM cohort LIMIT 0").fetchall()
+            con.execute(f'CREATE TABLE IF NOT EXISTS "{table}" AS SELECT * FROM cohort LIMIT 0').fetchall()
         con.register("_cohort_in", data)
         existing = {r[0] for r in con.execute(
             "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table]).fetchall()}
@@ -79,15 +89,15 @@ def load_cohort(df, db_path, *, key: bytes, table: str = "cohort", replace: bool
             if column not in existing:
                 if not _IDENT.match(column):
                     raise UserError(f"column name {column!r} is not a plain SQL name; rename it with --mapping")
-                con.execute(f'ALTER TABLE {table} ADD COLUMN "{column}" {in_types[column]}').fetchall()
+                con.execute(f'ALTER TABLE "{table}" ADD COLUMN "{column}" {in_types[column]}').fetchall()
         if replace:
-            con.execute(f"DELETE FROM {table}").fetchall()
-        con.execute(f"INSERT OR REPLACE INTO {table} BY NAME SELECT * FROM _cohort_in").fetchall()
+            con.execute(f'DELETE FROM "{table}"').fetchall()
+        con.execute(f'INSERT OR REPLACE INTO "{table}" BY NAME SELECT * FROM _cohort_in').fetchall()
         if synthetic:
             from epi_spineage.provenance import SYNTHETIC_TABLE_COMMENT
 
             comment = SYNTHETIC_TABLE_COMMENT.replace("'", "''")
-            con.execute(f"COMMENT ON TABLE {table} IS '{comment}'").fetchall()
+            con.execute(f"COMMENT ON TABLE \"{table}\" IS '{comment}'").fetchall()
         con.execute("COMMIT").fetchall()
         con.unregister("_cohort_in")
         return len(data)

@@ -82,8 +82,18 @@ def _strip_comments(sql: str) -> str:
     return "\n".join(line for line in sql.splitlines() if not line.strip().startswith("--")).strip()
 
 
-#: Every migration, in order. Version 1 (release 0.1.0) is the baseline and has none.
-MIGRATIONS: tuple[Migration, ...] = ()
+def _v3_hash_paths(con: Any, context: MigrationContext) -> None:
+    from epi_spineage.db.migrate_v3 import hash_stored_paths
+
+    hash_stored_paths(con, context.key)
+
+
+#: Every migration, in order. Version 1 (release 0.1.0) is the baseline.
+MIGRATIONS: tuple[Migration, ...] = (
+    # Version 3: paths stored as keyed hashes, the database's key fingerprint, cheap file fingerprints
+    # for the skip test (docs/privacy.md#stored-paths). Needs the key when any path is stored.
+    Migration(3, "hashed paths, one key per database, file fingerprints", apply=_v3_hash_paths),
+)
 
 #: The schema version this package writes.
 LATEST: int = max([1, *(m.version for m in MIGRATIONS)])

@@ -54,6 +54,7 @@ RESULT_SCHEMA = pa.schema([
     ("error_type", pa.string()),
     ("message", pa.string()),
     ("recorded_at", pa.timestamp("us")),
+    ("file_fingerprint", pa.string()),  # cheap change test for the rerun skip (db/store.py)
 ])
 
 RESULT_COLUMNS = tuple(RESULT_SCHEMA.names)

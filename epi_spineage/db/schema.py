@@ -65,6 +65,10 @@ def upgrade_database(path, *, key: bytes | None = None, lock_timeout_s: float = 
     try:
         before = schema_version(con)
         apply_schema(con, key=key)
-        return before, LATEST
     finally:
         con.close()
+    if before is not None and before < 3:
+        from epi_spineage.db.migrate_v3 import compact_database
+
+        compact_database(path, timeout_s=lock_timeout_s)  # migration 3 rewrote paths: drop the old bytes
+    return before, LATEST

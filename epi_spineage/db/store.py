@@ -66,6 +66,7 @@ SELECT
     dicom_modality, view_position, body_part_examined, series_description, study_date,
     pixel_spacing_row_mm, pixel_spacing_col_mm, rows_px, columns_px, manufacturer,
     photometric_interpretation, bits_stored, transfer_syntax_uid, participant_key, key_fingerprint,
+    file_fingerprint,
     CASE status WHEN 'scored' THEN 'ok' ELSE status END AS qc_status,
     CASE WHEN status = 'duplicate' THEN coalesce(qc_reason, 'same pixels as ' || duplicate_of) ELSE qc_reason END AS qc_reason,
     run_id, recorded_at
@@ -74,6 +75,7 @@ WHERE status IN ('scored', 'not_spine', 'duplicate') AND content_hash IS NOT NUL
 QUALIFY row_number() OVER (PARTITION BY source_path ORDER BY recorded_at DESC) = 1
 ON CONFLICT (source_path) DO UPDATE SET
     content_hash = excluded.content_hash, file_size_bytes = excluded.file_size_bytes,
+    file_fingerprint = excluded.file_fingerprint,
     qc_status = excluded.qc_status, qc_reason = excluded.qc_reason,
     run_id = excluded.run_id, recorded_at = excluded.recorded_at
 """
@@ -88,10 +90,13 @@ FROM _batch
 WHERE status = 'scored'
 """
 
+# One row per path, content and error type (not per run): a bad file seen by every nightly run is
+# recorded once (by the first run that saw it), so QC counts stay true; a changed file is new content.
 _INSERT_ERRORS = """
 INSERT OR IGNORE INTO errors BY NAME
 SELECT
-    sha256(run_id || chr(0) || source_path || chr(0) || coalesce(error_type, status)) AS error_id,
+    sha256(source_path || chr(0) || coalesce(file_fingerprint, file_size_bytes::VARCHAR, message, '')
+           || chr(0) || coalesce(error_type, status)) AS error_id,
     run_id, source_path,
     CASE WHEN status = 'duplicate' THEN 'duplicate' ELSE coalesce(error_type, 'error') END AS error_type,
     CASE WHEN status = 'duplicate' THEN coalesce(message, 'same pixels as ' || duplicate_of) ELSE message END AS message,
@@ -111,17 +116,45 @@ class LoadCounts:
     not_spine: int = 0
     errors: int = 0
 
-    def add(self, other: "LoadCounts") -> None:
+    def add(self, other: LoadCounts) -> None:
         for name in ("offered", "scored", "duplicates", "not_spine", "errors"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
+def database_keys(con) -> list[str]:
+    """The key fingerprint(s) recorded in ``db_key`` (one, once a key has been used; none before)."""
+    return [r[0] for r in con.execute("SELECT key_fingerprint FROM db_key ORDER BY recorded_at").fetchall()]
+
+
+def check_database_key(con, fingerprint: str, *, record: bool = True) -> None:
+    """Refuse (UserError, one line) a key other than the one this database belongs to.
+
+    The first writer with a key records its fingerprint (``record``); call inside the writer's
+    transaction or on an open writable connection. See docs/privacy.md#one-key-per-database.
+    """
+    from epi_spineage.errors import UserError
+
+    known = database_keys(con)
+    if not known:
+        if record:
+            con.execute("INSERT OR IGNORE INTO db_key (key_fingerprint) VALUES (?)", [fingerprint]).fetchall()
+        return
+    if fingerprint not in known:
+        raise UserError(f"this database belongs to the key with fingerprint {known[0]}, not {fingerprint}: "
+                        "one key per database (use the key it was created with, or another database)")
+
+
 def load_results(con, table: pa.Table) -> LoadCounts:
-    """Insert one batch of flat result rows; call inside a transaction. Idempotent."""
+    """Insert one batch of flat result rows; call inside a transaction. Idempotent.
+
+    Refuses (UserError) rows pseudonymised with a key other than the database's.
+    """
     table = conform(table)
     counts = LoadCounts(offered=table.num_rows)
     if table.num_rows == 0:
         return counts
+    for fingerprint in sorted({f for f in table.column("key_fingerprint").to_pylist() if f}):
+        check_database_key(con, fingerprint)
     con.register("_incoming", table)
     try:
         con.execute(_RESOLVE).fetchall()
@@ -263,16 +296,17 @@ def mark_abandoned_runs(con) -> int:
 class Known:
     """What a model has already done, so a rerun skips it before decoding.
 
-    ``paths``: source path -> file size, for paths fully handled (scored, duplicate, QC skip);
+    ``paths``: stored source path -> (file size, file fingerprint or None), for paths fully handled
+    (scored, duplicate, QC skip);
     ``sops``: SOPInstanceUID -> (content hash, path) scored; ``hashes``: content hash -> path scored.
     """
 
-    paths: dict[str, int | None] = field(default_factory=dict)
-    qc_paths: dict[str, int | None] = field(default_factory=dict)
+    paths: dict[str, tuple[int | None, str | None]] = field(default_factory=dict)
+    qc_paths: dict[str, tuple[int | None, str | None]] = field(default_factory=dict)
     sops: dict[str, tuple[str, str]] = field(default_factory=dict)
     hashes: dict[str, str] = field(default_factory=dict)
 
-    def done_paths(self, include_non_spine: bool) -> dict[str, int | None]:
+    def done_paths(self, include_non_spine: bool) -> dict[str, tuple[int | None, str | None]]:
         """Paths to skip: everything handled, plus QC skips unless those are now wanted."""
         if include_non_spine:
             return dict(self.paths)
@@ -290,20 +324,23 @@ def known_for_model(con, model_id: str) -> Known:
         known.hashes.setdefault(content_hash, path)
         if sop:
             known.sops.setdefault(sop, (content_hash, path))
-    img = con.execute("""
-        SELECT i.source_path, i.file_size_bytes, i.qc_status,
+    has_fp = bool(con.execute("SELECT count(*) FROM information_schema.columns WHERE table_name = 'images' "
+                              "AND column_name = 'file_fingerprint'").fetchall()[0][0])
+    img = con.execute(f"""
+        SELECT i.source_path, i.file_size_bytes, {'i.file_fingerprint' if has_fp else 'NULL'}, i.qc_status,
                (s.content_hash IS NOT NULL) AS is_scored
         FROM images AS i
         LEFT JOIN scores AS s ON s.content_hash = i.content_hash AND s.model_id = ?
     """, [model_id]).fetchall()
-    for path, size, qc_status, is_scored in img:
+    for path, size, fingerprint, qc_status, is_scored in img:
         if is_scored:
-            known.paths[path] = size
+            known.paths[path] = (size, fingerprint)
         elif qc_status == "not_spine":
-            known.qc_paths[path] = size
+            known.qc_paths[path] = (size, fingerprint)
     return known
 
 
-def error_id(run_id: str, source_path: str, error_type: str) -> str:
-    """The same id ``_INSERT_ERRORS`` computes in SQL (for tests and tools)."""
-    return hashlib.sha256(f"{run_id}\0{source_path}\0{error_type}".encode()).hexdigest()
+def error_id(source_path: str, content: str, error_type: str) -> str:
+    """The same id ``_INSERT_ERRORS`` computes in SQL (for tests and tools): ``content`` is the file
+    fingerprint, else the size, else the message."""
+    return hashlib.sha256(f"{source_path}\0{content}\0{error_type}".encode()).hexdigest()

@@ -225,9 +225,29 @@ def _yaml_str(s: str) -> str:
     return json.dumps(s, ensure_ascii=False)  # JSON strings are valid YAML scalars
 
 
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~$@=:&])")
+
+
+def md_escape(text: str) -> str:
+    """Plain text for a Markdown field (pandoc reads the YAML title as Markdown): punctuation backslash-
+    escaped, line breaks flattened, so a config title cannot add markup, links or HTML."""
+    return _MD_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
+
+
+def csv_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """Text cells starting with ``=``, ``+``, ``-``, ``@`` (or a tab / carriage return) get a leading ``'``
+    so that a spreadsheet shows them instead of running them as formulas; numbers are left alone."""
+    out = frame.copy()
+    for col in out.columns:
+        if out[col].dtype == object:
+            out[col] = out[col].map(lambda v: "'" + v if isinstance(v, str) and v[:1] in ("=", "+", "-", "@", "\t", "\r")
+                                    else v)
+    return out
+
+
 def render_qmd(sections: list[Section], *, title: str, banner: str | None, meta: dict[str, Any]) -> str:
     """Static Quarto source: results written in, figures linked from ``figures/``; no code to run."""
-    out = ["---", f"title: {_yaml_str(title)}",
+    out = ["---", f"title: {_yaml_str(md_escape(title))}",
            f"subtitle: {_yaml_str('Generated ' + str(meta.get('generated_utc', '')) + ' by epi_spineage ' + __version__)}",
            "format:", "  html:", "    embed-resources: true", "    toc: true", "    number-sections: true",
            "---", ""]
@@ -272,7 +292,7 @@ def write_report(out_dir: Path, sections: list[Section], *, title: str, banner: 
             old.unlink()
     tdir.mkdir(exist_ok=True)
     for name, frame in tables.items():
-        frame.to_csv(tdir / f"{name}.csv", index=False)
+        csv_safe(frame).to_csv(tdir / f"{name}.csv", index=False)
     number_items(sections)
     (out_dir / "results.json").write_text(
         json.dumps(to_jsonable(results_json), indent=1, ensure_ascii=False, allow_nan=False) + "\n",

@@ -18,6 +18,8 @@ log = logging.getLogger(__name__)
 class ScoringQC:
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    #: some stored paths are raw (scored with --store-paths): they may carry identifiers (docs/privacy.md)
+    raw_paths_stored: bool = False
 
     def to_json(self) -> dict:
         return {"tables": self.tables, "notes": self.notes}
@@ -56,6 +58,12 @@ def scoring_qc(db_path: str) -> ScoringQC:
                    (SELECT count(DISTINCT participant_id) FROM v_cohort_scores) AS with_score,
                    (SELECT count(*) FROM scores) AS scores,
                    (SELECT count(*) FROM images) AS images""")
+        raw = _query(con, """
+            SELECT count(*) AS n FROM (
+                SELECT source_path FROM images UNION ALL SELECT source_path FROM scores
+                UNION ALL SELECT source_path FROM errors)
+            WHERE NOT regexp_full_match(source_path, 'h_[0-9a-f]{32}')""")
+        qc.raw_paths_stored = bool(len(raw) and int(raw["n"].iloc[0]) > 0)
         drift = None
         try:
             from epi_spineage.score.drift import drift_summary

@@ -131,15 +131,20 @@ def collate(items):
     return rows, batch, ready, lease
 
 
-def worker_init(_worker_id: int, shared_slots: int = 0) -> None:
+def worker_init(_worker_id: int, shared_slots: int = 0, parent_pid: int | None = None) -> None:
     """One thread per decode worker: the cores belong to the workers and the model, not to cv2.
 
     Not ``torch.set_num_threads`` here: after a fork from a parent whose OpenMP pool is running,
     touching OpenMP in the child can deadlock (GNU libgomp is not fork-safe). Workers do no torch
     maths anyway. ``shared_slots`` > 0 gives the worker that many reused shared batch buffers
-    (``SharedBatches``).
+    (``SharedBatches``). ``parent_pid``: the scorer's pid; the worker dies with it (``lifetime.py``).
     """
     global _SHARED
+    if parent_pid is not None:
+        from epi_spineage.score.lifetime import die_with_parent, watch_parent
+
+        die_with_parent()
+        watch_parent(parent_pid)
     _SHARED = SharedBatches(shared_slots) if shared_slots > 0 else None
     keep_freed_memory()
     try:

@@ -22,6 +22,8 @@ from pathlib import Path
 from epi_spineage.db import schema as dbschema
 from epi_spineage.db import store as db
 from epi_spineage.db.locking import DatabaseBusy, ScorerLock, connect_with_retry
+from epi_spineage.db.migrations import schema_version
+from epi_spineage.db.paths import hash_path
 from epi_spineage.db.results import now_utc, to_table
 from epi_spineage.errors import UserError
 from epi_spineage.privacy import load_key
@@ -32,7 +34,12 @@ from epi_spineage.provenance import (
     new_run_id,
 )
 from epi_spineage.score.malloc import keep_freed_memory
-from epi_spineage.score.members import MemberContext, is_done, iter_members
+from epi_spineage.score.members import (
+    DEFAULT_MAX_PIXELS,
+    MemberContext,
+    is_done,
+    iter_members,
+)
 from epi_spineage.score.spool import Spool, default_spool_dir, ingest_into
 from epi_spineage.score.writer import BackgroundCommitter, ResultWriter, db_exists
 
@@ -121,14 +128,27 @@ def _resolve_archives(archives: Sequence[str | os.PathLike]) -> list[str]:
     return out
 
 
-def _read_known(db_path: Path, model_id: str, lock_timeout_s: float, spool: Spool, *, write: bool):
-    """Open the database once: schema, pending spool, stale runs, and what this model has done."""
+def _read_known(db_path: Path, model_id: str, lock_timeout_s: float, spool: Spool, *, write: bool,
+                key: bytes | None = None):
+    """Open the database once: schema (migrations need ``key``), the database's key, pending spool, stale
+    runs, and what this model has done."""
+    from epi_spineage.db.migrate_v3 import compact_database
+    from epi_spineage.privacy import key_fingerprint
+
     if not db_exists(db_path) and not write:
         return db.Known()
     con = connect_with_retry(db_path, timeout_s=lock_timeout_s, read_only=not write)
     try:
         if write:
-            dbschema.apply_schema(con)
+            before = schema_version(con)
+            dbschema.apply_schema(con, key=key)
+            if before is not None and before < 3:
+                # migration 3 rewrote stored paths: copy the file so the old bytes leave it
+                con.close()
+                compact_database(db_path, timeout_s=lock_timeout_s)
+                con = connect_with_retry(db_path, timeout_s=lock_timeout_s)
+            if key is not None:
+                db.check_database_key(con, key_fingerprint(key))
             if spool.pending():
                 summary = ingest_into(con, spool.folder, delete=True)
                 log.warning("loaded the spool left by an earlier run: %s", summary.line())
@@ -167,12 +187,19 @@ def score_archives(
     lock_timeout_s: float = 60.0,
     commit_interval_s: float = 1.0,
     progress: bool | None = None,
+    store_paths: bool = False,
+    max_megapixels: float = DEFAULT_MAX_PIXELS / 1e6,
 ) -> ScoreSummary:
     """Score every new image of ``archives`` with the checkpoint in ``model_dir`` into ``db_path``.
 
     Returns the run's ``ScoreSummary``. Individual bad files are recorded in ``errors``, never
-    raised; ``UserError`` for bad options, a missing key, or a second concurrent scorer.
+    raised; ``UserError`` for bad options, a missing key, a key other than the database's, or a
+    second concurrent scorer. Paths are stored as keyed hashes unless ``store_paths``
+    (docs/privacy.md#stored-paths); images declaring more than ``max_megapixels`` (rows x columns x
+    frames) are refused before decoding.
     """
+    if not max_megapixels or max_megapixels <= 0:
+        raise UserError("--max-megapixels must be positive")
     if batch_size < 1:
         raise UserError("--batch-size must be at least 1")
     if workers < 0:
@@ -186,8 +213,9 @@ def score_archives(
         raise UserError(f"model folder not found: {model_dir}")
     spool = Spool(spool_dir or default_spool_dir(db_path))
 
+    options = {"store_paths": bool(store_paths), "max_pixels": int(max_megapixels * 1e6)}
     if dry_run:
-        return _dry_run(archive_paths, model_dir, db_path, lock_timeout_s, include_non_spine)
+        return _dry_run(archive_paths, model_dir, db_path, lock_timeout_s, include_non_spine, key_bytes, options)
 
     lock = ScorerLock(db_path).acquire(what="scorer")
     previous_handler = _install_sigterm()
@@ -195,25 +223,25 @@ def score_archives(
         return _score_locked(archive_paths, model_dir, db_path, spool, key_bytes, batch_size=batch_size,
                              workers=workers, device=device, limit=limit, include_non_spine=include_non_spine,
                              lock_timeout_s=lock_timeout_s, commit_interval_s=commit_interval_s,
-                             progress=progress)
+                             progress=progress, options=options)
     finally:
         lock.release()
         if previous_handler is not None:
             signal.signal(signal.SIGTERM, previous_handler)
 
 
-def _dry_run(archive_paths, model_dir, db_path, lock_timeout_s, include_non_spine) -> ScoreSummary:
+def _dry_run(archive_paths, model_dir, db_path, lock_timeout_s, include_non_spine, key_bytes, options) -> ScoreSummary:
     from epi_spineage.model.checkpoint import read_meta
 
     meta = read_meta(model_dir)
     model_id = str(meta.get("model_id"))
     known = _read_known(db_path, model_id, lock_timeout_s, Spool(default_spool_dir(db_path)), write=False)
-    ctx = MemberContext(run_id="dry-run", key=b"", preprocess_config=None,
-                        done_paths=known.done_paths(include_non_spine))
+    ctx = MemberContext(run_id="dry-run", key=key_bytes, preprocess_config=None,
+                        done_paths=known.done_paths(include_non_spine), **options)
     summary = ScoreSummary(run_id="dry-run", model_id=model_id, device="-", dry_run=True)
-    for name, size, _member in iter_members(archive_paths):
+    for name, size, member in iter_members(archive_paths):
         summary.n_seen += 1
-        if is_done(ctx, name, size):
+        if is_done(ctx, name, size, getattr(member, "fingerprint", None)):
             summary.n_skipped_known += 1
         else:
             summary.n_would_score += 1
@@ -221,7 +249,7 @@ def _dry_run(archive_paths, model_dir, db_path, lock_timeout_s, include_non_spin
 
 
 def _score_locked(archive_paths, model_dir, db_path, spool, key_bytes, *, batch_size, workers, device, limit,
-                  include_non_spine, lock_timeout_s, commit_interval_s, progress) -> ScoreSummary:
+                  include_non_spine, lock_timeout_s, commit_interval_s, progress, options) -> ScoreSummary:
     import torch
     from torch.utils.data import DataLoader
 
@@ -243,24 +271,27 @@ def _score_locked(archive_paths, model_dir, db_path, spool, key_bytes, *, batch_
     writer = ResultWriter(db_path, spool, run_id, lock_timeout_s=lock_timeout_s)
 
     try:
-        known = _read_known(db_path, loaded.model_id, lock_timeout_s, spool, write=True)
+        known = _read_known(db_path, loaded.model_id, lock_timeout_s, spool, write=True, key=key_bytes)
     except DatabaseBusy as exc:
         # Score anyway: the spool and ingest are idempotent, so re-scoring a few known images is
         # the price of not losing the night.
         log.warning("could not read %s (held by %s); scoring everything given into the spool", db_path, exc.holder)
         writer.spooling = True
         known = db.Known()
+    # the runs table lists the archives in their stored form too (a folder may be named after a patient)
+    stored_archives = archive_paths if options["store_paths"] else [hash_path(a, key_bytes) for a in archive_paths]
     writer.write_model(db.model_row(loaded))
-    writer.write_run(summary.to_run_row(started_at, archive_paths, "running"))
+    writer.write_run(summary.to_run_row(started_at, stored_archives, "running"))
 
     ctx = MemberContext(run_id=run_id, key=key_bytes, preprocess_config=loaded.preprocess_config,
                         include_non_spine=include_non_spine, done_paths=known.done_paths(include_non_spine),
-                        known_sops=known.sops)
+                        known_sops=known.sops, **options)
     dataset = ArchiveDataset(archive_paths, ctx, limit=limit)
     prefetch = 2
     # One shared buffer per batch in flight plus the one being scored; see SharedBatches.
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate,
-                        worker_init_fn=functools.partial(worker_init, shared_slots=prefetch + 1) if workers else None,
+                        worker_init_fn=functools.partial(worker_init, shared_slots=prefetch + 1,
+                                                         parent_pid=os.getpid()) if workers else None,
                         pin_memory=(device == "cuda"), prefetch_factor=prefetch if workers else None,
                         persistent_workers=False,
                         multiprocessing_context=_mp_context() if workers else None)
@@ -322,7 +353,7 @@ def _score_locked(archive_paths, model_dir, db_path, spool, key_bytes, *, batch_
             summary.steady_seconds = time.perf_counter() - t_first
             summary.steady_images = summary.n_scored - n_first
         try:
-            writer.write_run(summary.to_run_row(started_at, archive_paths, status, finished_at=now_utc()))
+            writer.write_run(summary.to_run_row(started_at, stored_archives, status, finished_at=now_utc()))
         except Exception as exc:  # the run row must not hide the original error
             log.error("could not record the end of run %s: %s", run_id, exc)
         if commit_error is not None:
@@ -397,11 +428,43 @@ def _progress_bar(progress: bool | None):
     return tqdm(unit="img", desc="scoring", file=sys.stderr, smoothing=0.1)
 
 
-__all__ = ["ScoreSummary", "score_archives", "resolve_device"]
+def locate(path_hash: str, archives: Sequence[str | os.PathLike], *, key: bytes) -> list[str]:
+    """The members of ``archives`` whose stored path hash is ``path_hash`` (normally one, or none).
+
+    Walks the listings only (no member is read): the way back from a hashed ``source_path`` in the
+    database to the file, on a machine that has the archive and the key. Archives are resolved to
+    absolute paths as the scorer does, so give them as the scorer was given them (any spelling of
+    the same location works).
+    """
+    from epi_spineage.db.paths import is_path_hash
+    from epi_spineage.imaging import iter_archive
+
+    if not is_path_hash(path_hash):
+        raise UserError(f"--locate takes a stored path hash (h_ + 32 hex digits), not {path_hash!r}")
+    found = []
+    for archive in _resolve_archives(archives):
+        if hash_path(archive, key) == path_hash:
+            found.append(archive)
+        try:
+            for member in iter_archive(archive, odd_members=True):
+                if hash_path(member.name, key) == path_hash:
+                    found.append(member.name)
+        except UserError as exc:
+            log.warning("could not list %s: %s", archive, exc)
+    return found
 
 
-def _mp_context() -> str:
+__all__ = ["ScoreSummary", "locate", "resolve_device", "score_archives"]
+
+
+def _mp_context():
     """Start decode workers with forkserver: a plain fork copies the parent's thread pools (torch's
     OpenMP, DuckDB's, tqdm's monitor) with whatever locks they held, and the child can hang on
-    one. ``EPI_SPINEAGE_MP_CONTEXT`` overrides (fork / spawn / forkserver)."""
-    return os.environ.get("EPI_SPINEAGE_MP_CONTEXT", "forkserver")
+    one. ``EPI_SPINEAGE_MP_CONTEXT`` overrides (fork / spawn / forkserver). The forkserver imports
+    ``_forkserver_preload`` first, so it dies with this process even under SIGKILL (``lifetime.py``)."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context(os.environ.get("EPI_SPINEAGE_MP_CONTEXT", "forkserver"))
+    if ctx.get_start_method() == "forkserver":
+        ctx.set_forkserver_preload(["epi_spineage.score._forkserver_preload"])
+    return ctx

@@ -118,7 +118,10 @@ def score_with_ray(archives: Sequence[str | os.PathLike], model_dir: str | os.Pa
     ds.write_parquet(str(out / "shards"))
     _write_json(out / f"model-{loaded.model_id}.json", db.model_row(loaded))
     summary = ScoreSummary(run_id=run_id, model_id=loaded.model_id, device=f"ray:{device}", n_seen=len(items))
-    row = summary.to_run_row(started, paths, "finished", finished_at=now_utc())
+    from epi_spineage.db.paths import hash_path
+
+    # archives in their stored form, as the scorer writes them (docs/privacy.md#stored-paths)
+    row = summary.to_run_row(started, [hash_path(p, key_bytes) for p in paths], "finished", finished_at=now_utc())
     for name in ("n_scored", "n_skipped_known", "n_not_spine", "n_duplicates", "n_errors", "n_spooled"):
         row[name] = None  # known only after ingest resolves duplicates
     _write_json(out / f"run-{run_id}.json", row)

@@ -102,17 +102,20 @@ def _parse_json_row(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def ingest_into(con, folder: str | os.PathLike, *, delete: bool | None = None) -> IngestSummary:
+def ingest_into(con, folder: str | os.PathLike, *, delete: bool | None = None,
+                key: bytes | None = None) -> IngestSummary:
     """Load every spool/shard file under ``folder`` through an open connection.
 
-    ``delete``: remove each file after its commit; default: only in a marked spool folder.
+    ``delete``: remove each file after its commit; default: only in a marked spool folder. ``key``:
+    needed only to migrate a database whose stored paths are not yet hashed (migration 3); rows
+    keyed with another key than the database's are refused either way.
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError(f"not a folder: {folder}")
     if delete is None:
         delete = (folder / SPOOL_MARKER).exists()
-    dbschema.apply_schema(con)
+    dbschema.apply_schema(con, key=key)
     files = list(_data_files(folder))
     summary = IngestSummary()
     models = [p for p in files if p.suffix == ".json" and p.name.startswith("model-")]
@@ -158,10 +161,23 @@ def ingest_into(con, folder: str | os.PathLike, *, delete: bool | None = None) -
 
 
 def ingest_folder(db_path: str | os.PathLike, folder: str | os.PathLike, *, delete: bool | None = None,
-                  lock_timeout_s: float = 60.0) -> IngestSummary:
+                  lock_timeout_s: float = 60.0, key: bytes | None = None) -> IngestSummary:
     """Open ``db_path`` (waiting up to ``lock_timeout_s`` while it is busy) and ingest ``folder``."""
+    from epi_spineage.db.migrate_v3 import compact_database
+    from epi_spineage.db.migrations import schema_version
+
     con = connect_with_retry(db_path, timeout_s=lock_timeout_s)
     try:
-        return ingest_into(con, folder, delete=delete)
+        before = schema_version(con)
+        dbschema.apply_schema(con, key=key)
+    except BaseException:
+        con.close()
+        raise
+    if before is not None and before < 3:  # migration 3 rewrote stored paths: drop their old bytes
+        con.close()
+        compact_database(db_path, timeout_s=lock_timeout_s)
+        con = connect_with_retry(db_path, timeout_s=lock_timeout_s)
+    try:
+        return ingest_into(con, folder, delete=delete, key=key)
     finally:
         con.close()

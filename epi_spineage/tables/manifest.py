@@ -76,7 +76,8 @@ def _read_duckdb(path: Path, table: str | None) -> pd.DataFrame:
             table = "manifest" if "manifest" in tables else (tables[0] if len(tables) == 1 else None)
         if table not in tables:
             raise UserError(f"{path}: choose a table with --table (has: {', '.join(tables) or 'none'})")
-        return con.execute(f'SELECT * FROM "{table}"').df()
+        quoted = '"' + table.replace('"', '""') + '"'  # a table name may hold quotes
+        return con.execute(f"SELECT * FROM {quoted}").df()
     finally:
         con.close()
 

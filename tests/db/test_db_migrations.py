@@ -103,10 +103,14 @@ def test_report_reads_the_migrated_fixture(v1_db):
         ro.close()
 
 
-def test_cohort_upgrade_command(v1_db, capsys):
+def test_cohort_upgrade_command(v1_db, capsys, tmp_path):
     from epi_spineage.cli.cohort import main
 
-    assert main(["upgrade", "--db", str(v1_db)]) == 0
+    key_file = tmp_path / "key"
+    key_file.write_bytes(V1_KEY)
+    assert main(["upgrade", "--db", str(v1_db)]) == 2  # migration 3 hashes stored paths: no key, no upgrade
+    assert "needs the pseudonymisation key" in capsys.readouterr().err
+    assert main(["upgrade", "--db", str(v1_db), "--key-file", str(key_file)]) == 0
     assert "schema version" in capsys.readouterr().out
     con = duckdb.connect(str(v1_db), read_only=True)
     assert migrations.schema_version(con) == migrations.LATEST

@@ -104,3 +104,15 @@ def key_env(monkeypatch) -> dict:
 def run_cli(args: list[str], env: dict, *, timeout: float = 120, **kw) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, timeout=timeout,
                           cwd=REPO, **kw)
+
+
+def stored(reference: str | Path) -> str:
+    """The stored (hashed) form of a path or ``ARCHIVE::MEMBER`` reference under the test key."""
+    from epi_spineage.db.paths import hash_path
+
+    return hash_path(str(reference), TEST_KEY.encode())
+
+
+def member_names(archive: Path, members) -> dict[str, str]:
+    """stored path -> member name, for reading hashed ``source_path`` columns back in tests."""
+    return {stored(f"{Path(archive).resolve()}::{m}"): m.rsplit("/", 1)[-1] for m in members}

@@ -87,7 +87,7 @@ def test_worker_batches_arrive_intact(tmp_path, tiny_model, hold):
     expected = {}
     for name, size, member in iter_members([str(folder)]):
         row, array = process_entry(ctx, name, size, member)
-        expected[name] = array
+        expected[row["source_path"]] = array
     loader = DataLoader(ArchiveDataset([str(folder)], ctx), batch_size=2, num_workers=1, collate_fn=collate,
                         worker_init_fn=functools.partial(worker_init, shared_slots=2), prefetch_factor=2,
                         multiprocessing_context="forkserver")

@@ -63,7 +63,7 @@ def test_known_for_model_lists_done_paths_and_sops():
     rows += [dict(_rows(3, 1, status="not_spine")[0], qc_reason="ViewPosition AP is not lateral")]
     db.load_results(con, to_table(rows))
     known = db.known_for_model(con, "m")
-    assert set(known.paths) == {"/x/0.dcm", "/x/1.dcm", "/x/2.dcm"} and known.paths["/x/0.dcm"] == 100
+    assert set(known.paths) == {"/x/0.dcm", "/x/1.dcm", "/x/2.dcm"} and known.paths["/x/0.dcm"] == (100, None)
     assert set(known.done_paths(False)) == {"/x/0.dcm", "/x/1.dcm", "/x/2.dcm", "/x/3.dcm"}
     assert "/x/3.dcm" not in known.done_paths(True)
     assert known.sops["1.2.1"] == ("h1", "/x/1.dcm")
