@@ -44,6 +44,9 @@ _EXPORTS = {
     "CoxTermWarning": "cox",
     "gray_test": "survival",
     "competing_event_type": "survival",
+    # competing risks, missing data, domain shift (issue 15)
+    "fine_gray": "finegray",
+    "FineGrayResult": "finegray",
 }
 
 __all__ = sorted(_EXPORTS)
