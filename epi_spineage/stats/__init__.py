@@ -47,6 +47,10 @@ _EXPORTS = {
     # competing risks, missing data, domain shift (issue 15)
     "fine_gray": "finegray",
     "FineGrayResult": "finegray",
+    "impute_mice": "imputation",
+    "MIData": "imputation",
+    "pool_rubin": "imputation",
+    "mi_cox_per_sd": "imputation",
 }
 
 __all__ = sorted(_EXPORTS)
