@@ -20,6 +20,11 @@ Generative story (every number lives in a :class:`CohortSpec`; ``truth`` records
 4. External cohort: ``spine_age_corrected_years`` by the Beheshti fit (PAD = a*age + b) on a separate
    simulated out-of-fold set drawn from the same generator with ages >= 40, never on the cohort itself.
 
+5. Missing data: labs completely at random (``lab_missing``); DXA (the T-scores and osteoporosis) completely
+   at random by default (``dxa_missing``), or, with ``dxa_missing_mechanism="mar"``, at random given the
+   observed age, sex and any-fracture outcome (``dxa_mar_log_odds``; ``truth["missing"]["dxa_mar"]``), the
+   case where complete-case Cox models are biased and multiple imputation is not.
+
 Because PAD_corrected = PAD - a*age - b and age is a generating covariate, the per-year log-HR of PAD is
 the same for raw and corrected PAD; the per-SD HRs differ only by the SD (both are in ``truth``).
 """
@@ -63,6 +68,12 @@ class CohortSpec:
     fn_noise_sd: float = 1.1
     dxa_missing: float = 0.0
     lab_missing: float = 0.0
+    # "mcar" (the demo): DXA missing completely at random with probability dxa_missing. "mar": missing
+    # at random given observed age, sex and outcome, logit P = a + sum(dxa_mar_log_odds[k] * term_k),
+    # terms (age - 65) / 10, male (0/1) and fracture_any (0/1); a is solved so that the cohort's
+    # expected missing share equals dxa_missing (see _dxa_missing_probability).
+    dxa_missing_mechanism: str = "mcar"
+    dxa_mar_log_odds: dict = field(default_factory=lambda: dict(_DXA_MAR_LOG_ODDS))
     # PAD model.
     pad_effects: dict = field(default_factory=dict)  # per PAD_TERMS unit, years
     pad_mean: float = -0.8
@@ -84,6 +95,9 @@ class CohortSpec:
     make_split: bool = False  # participant-level 60/20/20 train/val/test
     bias_correct: bool = False  # Beheshti-corrected spine age from a simulated out-of-fold fit
 
+
+_DXA_MAR_LOG_ODDS = {"age_per_10_years": 0.5, "male": 0.7, "fracture_any": 1.5}
+MISSING_MECHANISMS = ("mcar", "mar")
 
 _FRACTURE_BETA = {
     "age_years": 0.055, "female": 0.60, "prevalent_vf": 0.55, "prior_fracture": 0.80,
@@ -229,7 +243,8 @@ _CAL_CACHE: dict[str, dict] = {}
 
 
 def _calibrate(spec: CohortSpec) -> dict:
-    key = repr(spec)
+    # missingness plays no part in the calibration: specs differing only there share one
+    key = repr(replace(spec, dxa_missing=0.0, lab_missing=0.0, dxa_missing_mechanism="mcar", dxa_mar_log_odds={}))
     if key not in _CAL_CACHE:
         _CAL_CACHE[key] = _calibrate_uncached(spec)
     return _CAL_CACHE[key]
@@ -382,6 +397,58 @@ def _split(rng, n):
     return split
 
 
+def _dxa_mar_terms(c, out):
+    return {"age_per_10_years": (c["age_years"] - 65.0) / 10.0, "male": c["male"].astype(float),
+            "fracture_any": out["fracture_any"].astype(float)}
+
+
+def _dxa_mar_intercept(c, out, spec) -> float:
+    """Intercept a with mean(expit(a + lin)) = dxa_missing in this cohort (bisection; the mean is monotone in a)."""
+    terms = _dxa_mar_terms(c, out)
+    lin = sum(float(spec.dxa_mar_log_odds.get(k, 0.0)) * v for k, v in terms.items())
+    lo, hi = -30.0, 30.0
+    for _ in range(80):
+        mid = 0.5 * (lo + hi)
+        if _expit(mid + lin).mean() < spec.dxa_missing:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+def _dxa_missing_probability(c, out, spec):
+    """P(DXA missing) per row: the constant ``dxa_missing`` (MCAR) or the MAR logistic model."""
+    if spec.dxa_missing_mechanism not in MISSING_MECHANISMS:
+        raise UserError(f"dxa_missing_mechanism must be one of {', '.join(MISSING_MECHANISMS)}, "
+                        f"got {spec.dxa_missing_mechanism!r}")
+    if spec.dxa_missing_mechanism == "mcar" or spec.dxa_missing <= 0.0:
+        return spec.dxa_missing
+    unknown = set(spec.dxa_mar_log_odds) - {"age_per_10_years", "male", "fracture_any"}
+    if unknown:
+        raise UserError(f"dxa_mar_log_odds: unknown term(s) {', '.join(sorted(unknown))}")
+    terms = _dxa_mar_terms(c, out)
+    a = _dxa_mar_intercept(c, out, spec)
+    return _expit(a + sum(float(spec.dxa_mar_log_odds.get(k, 0.0)) * v for k, v in terms.items()))
+
+
+def _missing_truth(c, out, spec) -> dict:
+    t = {"dxa_share": spec.dxa_missing, "labs_share": spec.lab_missing, "mechanism": "completely at random"}
+    if spec.dxa_missing_mechanism == "mar" and spec.dxa_missing > 0.0:
+        t["mechanism"] = ("DXA (T-scores, osteoporosis) missing at random given observed age, sex and the "
+                          "any-fracture outcome; labs completely at random")
+        t["dxa_mar"] = {
+            "model": "logit P(DXA missing) = intercept + sum(log_odds[k] * term_k)",
+            "terms": {"age_per_10_years": "(age_years - 65) / 10", "male": "1 if sex == 'M'",
+                      "fracture_any": "fracture_any (0/1), the observed outcome"},
+            "log_odds": {k: float(v) for k, v in spec.dxa_mar_log_odds.items()},
+            "intercept": _dxa_mar_intercept(c, out, spec),
+            "intercept_rule": "solved so that the cohort's expected DXA-missing share equals dxa_share",
+            "consequence": "complete-case Cox models that drop participants without DXA are biased; "
+                           "multiple imputation with the outcome in the imputation model is not",
+        }
+    return t
+
+
 def _frame(c, spine, pad, out, spec, rng, corrected=None, split=None):
     n = spine.shape[0]
     df = pd.DataFrame({
@@ -397,7 +464,7 @@ def _frame(c, spine, pad, out, spec, rng, corrected=None, split=None):
     })
     for k in ("diabetes", "prior_fracture", "prevalent_vf", "prosthesis", "glucocorticoid", "rheumatoid_arthritis"):
         df[k] = c[k].astype(np.int64)
-    dxa_miss = rng.random(n) < spec.dxa_missing
+    dxa_miss = rng.random(n) < _dxa_missing_probability(c, out, spec)  # one uniform per row either way
     for k in ("tscore_lumbar", "tscore_femoral_neck", "tscore_total_hip"):
         # Densitometers report T-scores within about +/-6; the latent normal tail would otherwise
         # leave a few values outside the schema's valid range and fail validation.
@@ -434,7 +501,10 @@ def _outcome_truth(spec, cal, kind, corrected_sd=None):
             "female": "1 if sex == 'F' else 0",
             "pad_years": "spine_age_years - age_years (uncorrected); the per-year coefficient is the same for "
                          "the Beheshti-corrected PAD because age_years is a generating covariate",
-            "tscore_femoral_neck": "per T-score unit (missing completely at random where DXA is missing: fit complete cases)",
+            "tscore_femoral_neck": ("per T-score unit (missing completely at random where DXA is missing: fit complete cases)"
+                                    if spec.dxa_missing_mechanism != "mar" else
+                                    "per T-score unit (missing at random given age, sex and fracture outcome where "
+                                    "DXA is missing, see missing.dxa_mar: complete cases are biased)"),
         },
         "baseline": {"family": "weibull", "shape": spec.fracture_shape if kind == "fracture" else spec.death_shape,
                      "rate": cal["lam_fracture"] if kind == "fracture" else cal["lam_death"],
@@ -502,7 +572,7 @@ def simulate_cohort(spec: CohortSpec, n: int, rng: np.random.Generator) -> tuple
         "targets": {"fracture_any_share": spec.fracture_share, "death_share": spec.death_share,
                     "female_share": spec.female_share, "prevalence": dict(spec.prevalence)},
         "follow_up": {"administrative_uniform_years": list(spec.admin_years), "loss_to_follow_up_rate_per_year": spec.ltfu_rate},
-        "missing": {"dxa_share": spec.dxa_missing, "labs_share": spec.lab_missing, "mechanism": "completely at random"},
+        "missing": _missing_truth(c, out, spec),
         "condition_logistic": {"intercepts": cal["intercepts"], "slopes": _LOGIT_SLOPES},
     }
     if beheshti is not None:
