@@ -51,6 +51,8 @@ _EXPORTS = {
     "MIData": "imputation",
     "pool_rubin": "imputation",
     "mi_cox_per_sd": "imputation",
+    "agreement_by_group": "domain",
+    "pad_shift_test": "domain",
 }
 
 __all__ = sorted(_EXPORTS)
