@@ -140,6 +140,6 @@ def test_scales_n_log_n():
         return _time.perf_counter() - t0
 
     run(2000)
-    small = min(run(5000) for _ in range(2))
-    big = min(run(20000) for _ in range(2))
+    small = min(run(5000) for _ in range(3))
+    big = min(run(20000) for _ in range(3))
     assert big / small < 10.0
