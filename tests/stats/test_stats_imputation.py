@@ -151,3 +151,14 @@ def test_mi_recovers_planted_hr_where_complete_cases_are_biased():
     assert row["n"] == 2000 and row["n_imputed"] == int(d["z"].isna().sum())
     assert row["dfcom"] == row["events"] - 2
     assert row["m"] == 10 and 0 < row["fmi"] < 1
+
+
+def test_pmm_donors_are_the_k_nearest():
+    from epi_spineage.stats.imputation import _pmm_donors
+
+    rng = np.random.default_rng(0)
+    obs = np.array([9.0, 0.0, 5.0, 3.0, 4.0, 7.0, 1.0])  # unsorted on purpose
+    picks = _pmm_donors(obs, np.full(3000, 4.2), 3, rng)
+    assert set(obs[picks]) == {3.0, 4.0, 5.0}
+    assert _pmm_donors(obs, np.array([-5.0, 100.0]), 1, rng).tolist() == [1, 0]
+    assert set(obs[_pmm_donors(obs, np.full(500, 4.2), 50, rng)]) == set(obs)  # k above the donor count
