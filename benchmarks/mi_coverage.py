@@ -9,6 +9,19 @@ censoring on 1-8 years; z missing at random given the observed x and outcome,
 complete cases and MI (m imputations, 10 cycles, event indicator and Nelson-Aalen H(t) in the
 imputation model), prints the mean log HR of x, its bias, the empirical SD over seeds, the mean
 model SE, and the 95% CI coverage with its Monte-Carlo SE ``sqrt(p (1 - p) / seeds)``.
+
+Measured on 2026-11-30 (2 shared cores), ``--seeds 60 --n 1000 --m 20`` (963 s):
+
+    method              mean    bias  emp SD  mean SE  coverage  MC SE
+    full data         0.4083  0.0028  0.0583   0.0593     0.983  0.017
+    complete cases    0.1631 -0.2424  0.1069   0.1120     0.417  0.064
+    MI (m = 20)       0.4275  0.0221  0.0759   0.0658     0.900  0.039
+
+With statsmodels' own MICEData step (normal parameter draw, type-2 matching), 120 seeds: MI mean
+0.4233, emp SD 0.0775, mean SE 0.0638, coverage 0.883 (MC SE 0.029); hence impute_mice's mice-style
+step. The remaining shortfall (pooled SE about 13% below the empirical SD, bias +0.02) is the known
+approximation of imputing with D and H(T) when the incomplete covariate's effect is large (White and
+Royston 2009); more seeds would tell whether 0.90 differs from 0.95.
 """
 
 from __future__ import annotations
