@@ -44,6 +44,15 @@ _EXPORTS = {
     "CoxTermWarning": "cox",
     "gray_test": "survival",
     "competing_event_type": "survival",
+    # competing risks, missing data, domain shift (issue 15)
+    "fine_gray": "finegray",
+    "FineGrayResult": "finegray",
+    "impute_mice": "imputation",
+    "MIData": "imputation",
+    "pool_rubin": "imputation",
+    "mi_cox_per_sd": "imputation",
+    "agreement_by_group": "domain",
+    "pad_shift_test": "domain",
 }
 
 __all__ = sorted(_EXPORTS)

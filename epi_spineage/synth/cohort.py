@@ -12,13 +12,23 @@ Generative story (every number lives in a :class:`CohortSpec`; ``truth`` records
    ``spine_age_years = clip(age + PAD, 40, 100)`` (the network's class range) and
    ``pad_years = spine_age_years - age_years`` is the PAD every outcome model uses.
 3. Outcomes: Weibull proportional-hazards models, ``h(t|x) = lam * k * t^(k-1) * exp(x'beta)``.
-   All fracture sites share one covariate vector beta (different baselines), so vertebral,
-   hip, other non-vertebral, non-vertebral (= first of hip / other) and any fracture (= first of
-   vertebral / non-vertebral) are each exactly PH with the same, known HR. Death has its own model,
+   All fracture sites share the covariate coefficients (different baselines); the PAD coefficient is
+   the vertebral one for vertebral fractures and the non-vertebral one for hip and other
+   non-vertebral fractures (``site_hr_per_sd_pad``: the published model-1 contrast, vertebral 1.63 vs
+   non-vertebral 1.92 in derivation and 1.41 vs 1.20 external, scaled around the planted any-fracture
+   HR by ``published_site_hrs``). So vertebral, hip and non-vertebral (= first of hip / other) are each
+   exactly PH with a known HR; any fracture (= first of vertebral / non-vertebral) is not exactly PH and
+   its truth is the least-false Cox coefficient on a 200,000-participant reference draw. With
+   ``site_hr_per_sd_pad=None`` every site has ``fracture_hr_per_sd_pad`` and all are exact. Death has its own model,
    is a competing event (it censors fractures), and everything is censored by administrative end
    of follow-up (uniform accrual) and loss to follow-up (exponential).
 4. External cohort: ``spine_age_corrected_years`` by the Beheshti fit (PAD = a*age + b) on a separate
    simulated out-of-fold set drawn from the same generator with ages >= 40, never on the cohort itself.
+
+5. Missing data: labs completely at random (``lab_missing``); DXA (the T-scores and osteoporosis) completely
+   at random by default (``dxa_missing``), or, with ``dxa_missing_mechanism="mar"``, at random given the
+   observed age, sex and any-fracture outcome (``dxa_mar_log_odds``; ``truth["missing"]["dxa_mar"]``), the
+   case where complete-case Cox models are biased and multiple imputation is not.
 
 Because PAD_corrected = PAD - a*age - b and age is a generating covariate, the per-year log-HR of PAD is
 the same for raw and corrected PAD; the per-SD HRs differ only by the SD (both are in ``truth``).
@@ -63,6 +73,12 @@ class CohortSpec:
     fn_noise_sd: float = 1.1
     dxa_missing: float = 0.0
     lab_missing: float = 0.0
+    # "mcar" (the demo): DXA missing completely at random with probability dxa_missing. "mar": missing
+    # at random given observed age, sex and outcome, logit P = a + sum(dxa_mar_log_odds[k] * term_k),
+    # terms (age - 65) / 10, male (0/1) and fracture_any (0/1); a is solved so that the cohort's
+    # expected missing share equals dxa_missing (see _dxa_missing_probability).
+    dxa_missing_mechanism: str = "mcar"
+    dxa_mar_log_odds: dict = field(default_factory=lambda: dict(_DXA_MAR_LOG_ODDS))
     # PAD model.
     pad_effects: dict = field(default_factory=dict)  # per PAD_TERMS unit, years
     pad_mean: float = -0.8
@@ -75,6 +91,11 @@ class CohortSpec:
     fracture_share: float = 0.122  # observed share with a fracture (any)
     fracture_shape: float = 1.1
     site_share: dict = field(default_factory=lambda: {"vertebral": 0.45, "hip": 0.12, "other_nonvertebral": 0.43})
+    # Site-specific HR per SD of PAD, {"vertebral": hr, "nonvertebral": hr} (hip and other non-vertebral
+    # share the non-vertebral one, so non-vertebral stays exactly PH); None: every site has
+    # fracture_hr_per_sd_pad. With two values, any fracture (the first of the two) is no longer exactly
+    # PH and its truth is the large-sample (least-false) Cox coefficient on the reference draw.
+    site_hr_per_sd_pad: dict | None = None
     death_beta: dict = field(default_factory=dict)
     death_hr_per_sd_pad: float = 1.3
     death_share: float = 0.06
@@ -83,6 +104,27 @@ class CohortSpec:
     ltfu_rate: float = 0.02  # per year
     make_split: bool = False  # participant-level 60/20/20 train/val/test
     bias_correct: bool = False  # Beheshti-corrected spine age from a simulated out-of-fold fit
+
+
+_DXA_MAR_LOG_ODDS = {"age_per_10_years": 0.5, "male": 0.7, "fracture_any": 1.5}
+MISSING_MECHANISMS = ("mcar", "mar")
+
+# PUBLISHED Table 2, model 1 (age, sex): HR per SD of PAD, overall and by fracture site.
+PUBLISHED_MODEL1_HR = {
+    "derivation": {"overall": 1.74, "vertebral": 1.63, "nonvertebral": 1.92},
+    "external": {"overall": 1.28, "vertebral": 1.41, "nonvertebral": 1.20},
+}
+
+
+def published_site_hrs(any_hr: float, cohort: str) -> dict:
+    """Site HRs with the published vertebral/non-vertebral contrast around a planted any-fracture HR:
+    ``log HR_site = log(any_hr) * log(published site HR) / log(published overall HR)``, so the
+    any-fracture HR stays near ``any_hr`` (the demo's other numbers stay put) while the sites differ
+    as published. In the external cohort the planted any-fracture HR is the published 1.28, so the
+    sites get the published 1.41 and 1.20 exactly."""
+    pub = PUBLISHED_MODEL1_HR[cohort]
+    scale = np.log(any_hr) / np.log(pub["overall"])
+    return {k: float(np.exp(scale * np.log(pub[k]))) for k in ("vertebral", "nonvertebral")}
 
 
 _FRACTURE_BETA = {
@@ -106,6 +148,7 @@ DERIVATION = CohortSpec(
     fn_noise_sd=1.1, dxa_missing=0.30, lab_missing=0.08,
     pad_effects=_PAD_EFFECTS, pad_mean=-0.8, pad_sd=4.9, r2_target=0.40,
     fracture_beta=_FRACTURE_BETA, fracture_hr_per_sd_pad=1.55, fracture_share=0.122,
+    site_hr_per_sd_pad=published_site_hrs(1.55, "derivation"),
     death_beta=_DEATH_BETA, death_hr_per_sd_pad=1.30, death_share=0.06,
     admin_years=(0.5, 11.6), ltfu_rate=0.01, make_split=True,
 )
@@ -118,6 +161,7 @@ EXTERNAL = CohortSpec(
     fn_noise_sd=0.82, dxa_missing=0.0, lab_missing=0.0,
     pad_effects=_PAD_EFFECTS, pad_mean=-0.5, pad_sd=8.0, r2_target=None, pad_age_slope=-0.18,
     fracture_beta=_FRACTURE_BETA, fracture_hr_per_sd_pad=1.28, fracture_share=0.135,
+    site_hr_per_sd_pad=published_site_hrs(1.28, "external"),
     death_beta=_DEATH_BETA, death_hr_per_sd_pad=1.32, death_share=0.09,
     admin_years=(5.0, 8.8), ltfu_rate=0.008, bias_correct=True,
 )
@@ -225,11 +269,46 @@ def _lp(c, beta, pad, beta_pad):
 
 
 # ----------------------------------------------------------------------------- calibration
+def _site_beta_pad(spec: CohortSpec, pad_sd_pop: float) -> dict:
+    """Per-year log-HR of PAD for each fracture site."""
+    if spec.site_hr_per_sd_pad is None:
+        b = float(np.log(spec.fracture_hr_per_sd_pad) / pad_sd_pop)
+        return {s: b for s in FRACTURE_SITES}
+    hrs = spec.site_hr_per_sd_pad
+    if set(hrs) != {"vertebral", "nonvertebral"}:
+        raise UserError("site_hr_per_sd_pad needs exactly the keys 'vertebral' and 'nonvertebral'")
+    bv = float(np.log(hrs["vertebral"]) / pad_sd_pop)
+    bnv = float(np.log(hrs["nonvertebral"]) / pad_sd_pop)
+    return {"vertebral": bv, "hip": bnv, "other_nonvertebral": bnv}
+
+
+def _any_fracture_least_false(c, pad, spec, lam, e, lp, end) -> dict:
+    """Cox fit of any fracture on its generating covariates in the reference draw (n = 200,000).
+
+    With different vertebral and non-vertebral PAD effects the first fracture's hazard is a sum of two
+    log-linear hazards, not itself log-linear, so a Cox model of any fracture estimates the
+    large-sample (least-false) coefficients, which depend on the censoring too; this fit, with the
+    cohort's own censoring, is that target (its SE is recorded as the uncertainty of the truth).
+    """
+    from epi_spineage.stats._coxfit import fit_cox
+
+    t = (e / (lam * np.exp(lp))) ** (1.0 / spec.fracture_shape)
+    ev = (t <= end).astype(np.int64)
+    time = np.where(ev == 1, t, end)
+    names = ["pad_years", *spec.fracture_beta]
+    X = np.column_stack([pad] + [np.asarray(c[k], dtype=float) for k in spec.fracture_beta])
+    fit = fit_cox(X, time, ev, ties="breslow")
+    se = np.sqrt(np.diag(fit.var))
+    return {"coef": {k: float(b) for k, b in zip(names, fit.beta)}, "se_pad": float(se[0]),
+            "n_reference": int(len(time)), "events_reference": int(ev.sum())}
+
+
 _CAL_CACHE: dict[str, dict] = {}
 
 
 def _calibrate(spec: CohortSpec) -> dict:
-    key = repr(spec)
+    # missingness plays no part in the calibration: specs differing only there share one
+    key = repr(replace(spec, dxa_missing=0.0, lab_missing=0.0, dxa_missing_mechanism="mcar", dxa_mar_log_odds={}))
     if key not in _CAL_CACHE:
         _CAL_CACHE[key] = _calibrate_uncached(spec)
     return _CAL_CACHE[key]
@@ -287,7 +366,12 @@ def _calibrate_uncached(spec: CohortSpec) -> dict:
     cens = np.minimum(admin, ltfu)
     e_death, e_frac = rng.exponential(1.0, n), rng.exponential(1.0, n)
     lp_death = _lp(c, spec.death_beta, pad, beta_pad_death)
-    lp_frac = _lp(c, spec.fracture_beta, pad, beta_pad_frac)
+    beta_pad_site = _site_beta_pad(spec, pad_sd_pop)
+    if spec.site_hr_per_sd_pad is None:
+        lp_frac = _lp(c, spec.fracture_beta, pad, beta_pad_frac)
+    else:  # the first of independent site times: one Weibull with the summed site hazards
+        mix = sum(spec.site_share[s] * np.exp(beta_pad_site[s] * pad) for s in FRACTURE_SITES)
+        lp_frac = _lp(c, spec.fracture_beta, pad, 0.0) + np.log(mix)
 
     def share(lam, e, lp, shape, censor):
         t = (e / (lam * np.exp(lp))) ** (1.0 / shape)
@@ -306,6 +390,9 @@ def _calibrate_uncached(spec: CohortSpec) -> dict:
     lam_death = solve(e_death, lp_death, spec.death_shape, cens, spec.death_share)
     t_death = (e_death / (lam_death * np.exp(lp_death))) ** (1.0 / spec.death_shape)
     lam_frac = solve(e_frac, lp_frac, spec.fracture_shape, np.minimum(cens, t_death), spec.fracture_share)
+    any_least_false = None
+    if spec.site_hr_per_sd_pad is not None:
+        any_least_false = _any_fracture_least_false(c, pad, spec, lam_frac, e_frac, lp_frac, np.minimum(cens, t_death))
     # R^2 of the age-gap regression in the reference population (complete data, as planted).
     d = _pad_design(c)
     x = np.column_stack([np.ones(n), c["age_years"]] + [d[t] for t in PAD_TERMS])
@@ -316,7 +403,8 @@ def _calibrate_uncached(spec: CohortSpec) -> dict:
         "intercepts": intercepts, "alpha": alpha, "noise_sd": noise_sd, "pad_intercept": intercept,
         "pad_sd_population": pad_sd_pop, "pad_mean_population": float(pad.mean()),
         "r2_population": r2_pop, "beta_pad_fracture": beta_pad_frac, "beta_pad_death": beta_pad_death,
-        "lam_fracture": lam_frac, "lam_death": lam_death,
+        "lam_fracture": lam_frac, "lam_death": lam_death, "beta_pad_site": beta_pad_site,
+        "any_fracture_least_false": any_least_false,
         "fn_sd_population": float(c["tscore_femoral_neck"].std(ddof=1)),
         "age_pad_coef_population": float(coef[1]),
         "moments": {"var_pad": float(pad.var(ddof=1)), "var_age": float(c["age_years"].var(ddof=1)),
@@ -340,8 +428,13 @@ def _outcomes(rng, c, pad, spec, cal):
     cens = np.minimum(admin, ltfu)
     lp_death = _lp(c, spec.death_beta, pad, cal["beta_pad_death"])
     t_death = _weibull_times(rng, cal["lam_death"], spec.death_shape, lp_death)
-    lp_frac = _lp(c, spec.fracture_beta, pad, cal["beta_pad_fracture"])
-    site_t = {s: _weibull_times(rng, cal["lam_fracture"] * spec.site_share[s], spec.fracture_shape, lp_frac)
+    if spec.site_hr_per_sd_pad is None:
+        lp_frac = _lp(c, spec.fracture_beta, pad, cal["beta_pad_fracture"])
+        lp_site = {s: lp_frac for s in FRACTURE_SITES}
+    else:
+        lp0 = _lp(c, spec.fracture_beta, pad, 0.0)
+        lp_site = {s: lp0 + cal["beta_pad_site"][s] * pad for s in FRACTURE_SITES}
+    site_t = {s: _weibull_times(rng, cal["lam_fracture"] * spec.site_share[s], spec.fracture_shape, lp_site[s])
               for s in FRACTURE_SITES}
     end = np.minimum(cens, t_death)  # death is a competing event: it ends fracture follow-up
     out = {}
@@ -382,6 +475,58 @@ def _split(rng, n):
     return split
 
 
+def _dxa_mar_terms(c, out):
+    return {"age_per_10_years": (c["age_years"] - 65.0) / 10.0, "male": c["male"].astype(float),
+            "fracture_any": out["fracture_any"].astype(float)}
+
+
+def _dxa_mar_intercept(c, out, spec) -> float:
+    """Intercept a with mean(expit(a + lin)) = dxa_missing in this cohort (bisection; the mean is monotone in a)."""
+    terms = _dxa_mar_terms(c, out)
+    lin = sum(float(spec.dxa_mar_log_odds.get(k, 0.0)) * v for k, v in terms.items())
+    lo, hi = -30.0, 30.0
+    for _ in range(80):
+        mid = 0.5 * (lo + hi)
+        if _expit(mid + lin).mean() < spec.dxa_missing:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+def _dxa_missing_probability(c, out, spec):
+    """P(DXA missing) per row: the constant ``dxa_missing`` (MCAR) or the MAR logistic model."""
+    if spec.dxa_missing_mechanism not in MISSING_MECHANISMS:
+        raise UserError(f"dxa_missing_mechanism must be one of {', '.join(MISSING_MECHANISMS)}, "
+                        f"got {spec.dxa_missing_mechanism!r}")
+    if spec.dxa_missing_mechanism == "mcar" or spec.dxa_missing <= 0.0:
+        return spec.dxa_missing
+    unknown = set(spec.dxa_mar_log_odds) - {"age_per_10_years", "male", "fracture_any"}
+    if unknown:
+        raise UserError(f"dxa_mar_log_odds: unknown term(s) {', '.join(sorted(unknown))}")
+    terms = _dxa_mar_terms(c, out)
+    a = _dxa_mar_intercept(c, out, spec)
+    return _expit(a + sum(float(spec.dxa_mar_log_odds.get(k, 0.0)) * v for k, v in terms.items()))
+
+
+def _missing_truth(c, out, spec) -> dict:
+    t = {"dxa_share": spec.dxa_missing, "labs_share": spec.lab_missing, "mechanism": "completely at random"}
+    if spec.dxa_missing_mechanism == "mar" and spec.dxa_missing > 0.0:
+        t["mechanism"] = ("DXA (T-scores, osteoporosis) missing at random given observed age, sex and the "
+                          "any-fracture outcome; labs completely at random")
+        t["dxa_mar"] = {
+            "model": "logit P(DXA missing) = intercept + sum(log_odds[k] * term_k)",
+            "terms": {"age_per_10_years": "(age_years - 65) / 10", "male": "1 if sex == 'M'",
+                      "fracture_any": "fracture_any (0/1), the observed outcome"},
+            "log_odds": {k: float(v) for k, v in spec.dxa_mar_log_odds.items()},
+            "intercept": _dxa_mar_intercept(c, out, spec),
+            "intercept_rule": "solved so that the cohort's expected DXA-missing share equals dxa_share",
+            "consequence": "complete-case Cox models that drop participants without DXA are biased; "
+                           "multiple imputation with the outcome in the imputation model is not",
+        }
+    return t
+
+
 def _frame(c, spine, pad, out, spec, rng, corrected=None, split=None):
     n = spine.shape[0]
     df = pd.DataFrame({
@@ -397,7 +542,7 @@ def _frame(c, spine, pad, out, spec, rng, corrected=None, split=None):
     })
     for k in ("diabetes", "prior_fracture", "prevalent_vf", "prosthesis", "glucocorticoid", "rheumatoid_arthritis"):
         df[k] = c[k].astype(np.int64)
-    dxa_miss = rng.random(n) < spec.dxa_missing
+    dxa_miss = rng.random(n) < _dxa_missing_probability(c, out, spec)  # one uniform per row either way
     for k in ("tscore_lumbar", "tscore_femoral_neck", "tscore_total_hip"):
         # Densitometers report T-scores within about +/-6; the latent normal tail would otherwise
         # leave a few values outside the schema's valid range and fail validation.
@@ -420,10 +565,31 @@ def _frame(c, spine, pad, out, spec, rng, corrected=None, split=None):
     return df
 
 
-def _outcome_truth(spec, cal, kind, corrected_sd=None):
+_OUTCOME_SITE = {"fracture_vertebral": "vertebral", "fracture_hip": "hip", "fracture_nonvertebral": "hip"}
+
+
+def _outcome_truth(spec, cal, kind, corrected_sd=None, outcome=None):
     beta = spec.fracture_beta if kind == "fracture" else spec.death_beta
     bpad = cal["beta_pad_fracture"] if kind == "fracture" else cal["beta_pad_death"]
     hr = spec.fracture_hr_per_sd_pad if kind == "fracture" else spec.death_hr_per_sd_pad
+    exact = None
+    if kind == "fracture" and spec.site_hr_per_sd_pad is not None:
+        if outcome in _OUTCOME_SITE:  # each site (and hip + other non-vertebral) is exactly PH
+            bpad = cal["beta_pad_site"][_OUTCOME_SITE[outcome]]
+            hr = float(np.exp(bpad * cal["pad_sd_population"]))
+        else:  # any fracture: the least-false Cox coefficients (see _any_fracture_least_false)
+            lf = cal["any_fracture_least_false"]
+            beta = {k: v for k, v in lf["coef"].items() if k != "pad_years"}
+            bpad = lf["coef"]["pad_years"]
+            hr = float(np.exp(bpad * cal["pad_sd_population"]))
+            exact = {
+                "exact_ph": False,
+                "rule": "vertebral and non-vertebral PAD effects differ, so the hazard of the first fracture is "
+                        "their sum and not exactly PH; the coefficients are the large-sample Cox fit on the "
+                        "generating covariates in the reference draw (the least-false values)",
+                "pad_log_hr_per_year_se": lf["se_pad"], "n_reference": lf["n_reference"],
+                "events_reference": lf["events_reference"],
+            }
     t = {
         "hr_per_sd_pad": hr,
         "log_hr_per_sd_pad": float(np.log(hr)),
@@ -434,12 +600,17 @@ def _outcome_truth(spec, cal, kind, corrected_sd=None):
             "female": "1 if sex == 'F' else 0",
             "pad_years": "spine_age_years - age_years (uncorrected); the per-year coefficient is the same for "
                          "the Beheshti-corrected PAD because age_years is a generating covariate",
-            "tscore_femoral_neck": "per T-score unit (missing completely at random where DXA is missing: fit complete cases)",
+            "tscore_femoral_neck": ("per T-score unit (missing completely at random where DXA is missing: fit complete cases)"
+                                    if spec.dxa_missing_mechanism != "mar" else
+                                    "per T-score unit (missing at random given age, sex and fracture outcome where "
+                                    "DXA is missing, see missing.dxa_mar: complete cases are biased)"),
         },
         "baseline": {"family": "weibull", "shape": spec.fracture_shape if kind == "fracture" else spec.death_shape,
                      "rate": cal["lam_fracture"] if kind == "fracture" else cal["lam_death"],
                      "hazard": "rate * shape * t**(shape-1) * exp(sum(coef * x))"},
     }
+    if exact is not None:
+        t["least_false"] = exact
     if corrected_sd is not None:
         t["pad_corrected_sd_population"] = corrected_sd
         t["hr_per_sd_pad_corrected"] = float(np.exp(bpad * corrected_sd))
@@ -468,7 +639,6 @@ def simulate_cohort(spec: CohortSpec, n: int, rng: np.random.Generator) -> tuple
         m = cal["moments"]
         corrected_sd = float(np.sqrt(m["var_pad"] - 2 * a * m["cov_pad_age"] + a * a * m["var_age"]))
     df = _frame(c, spine, pad, out, spec, rng, corrected=corrected, split=split)
-    fr = _outcome_truth(spec, cal, "fracture", corrected_sd)
     truth = {
         "n": int(n),
         "modality": spec.modality,
@@ -492,17 +662,24 @@ def simulate_cohort(spec: CohortSpec, n: int, rng: np.random.Generator) -> tuple
             "r2_regression": "OLS of pad_years on age, sex, -height/5, diabetes, prevalent VF, FN T-score, prosthesis",
         },
         "outcomes": {
-            **{o: fr for o in ("fracture_any", "fracture_vertebral", "fracture_nonvertebral", "fracture_hip")},
+            **{o: _outcome_truth(spec, cal, "fracture", corrected_sd, o)
+               for o in ("fracture_any", "fracture_vertebral", "fracture_nonvertebral", "fracture_hip")},
             "death": _outcome_truth(spec, cal, "death", corrected_sd),
         },
         "fracture_sites": {"baseline_share": dict(spec.site_share),
+                           "hr_per_sd_pad": (dict(spec.site_hr_per_sd_pad) if spec.site_hr_per_sd_pad is not None
+                                             else {"all sites": spec.fracture_hr_per_sd_pad}),
+                           "hr_rule": ("site HRs carry the published model-1 vertebral/non-vertebral contrast around "
+                                       "the planted any-fracture HR (published_site_hrs)"
+                                       if spec.site_hr_per_sd_pad is not None else "one HR for every site"),
                            "rule": "vertebral, hip and other non-vertebral are independent Weibull PH times sharing "
-                                   "one coefficient vector; nonvertebral = min(hip, other); any = min(vertebral, "
-                                   "nonvertebral); death censors fractures (competing event)"},
+                                   "the covariate coefficients, with the site's PAD coefficient (hip and other "
+                                   "non-vertebral share the non-vertebral one); nonvertebral = min(hip, other); "
+                                   "any = min(vertebral, nonvertebral); death censors fractures (competing event)"},
         "targets": {"fracture_any_share": spec.fracture_share, "death_share": spec.death_share,
                     "female_share": spec.female_share, "prevalence": dict(spec.prevalence)},
         "follow_up": {"administrative_uniform_years": list(spec.admin_years), "loss_to_follow_up_rate_per_year": spec.ltfu_rate},
-        "missing": {"dxa_share": spec.dxa_missing, "labs_share": spec.lab_missing, "mechanism": "completely at random"},
+        "missing": _missing_truth(c, out, spec),
         "condition_logistic": {"intercepts": cal["intercepts"], "slopes": _LOGIT_SLOPES},
     }
     if beheshti is not None:
