@@ -68,7 +68,8 @@ def mark_not_estimable(summary: pd.DataFrame, events: int, rule: float | None, *
     n_params = int(len(s)) if n_params is None else int(n_params)
     if rule is not None and n_params and events / n_params < rule:
         reason = f"{NOT_ESTIMABLE}: {events} event(s) for {n_params} parameter(s), fewer than {rule:g} per parameter"
-    check = s.index if rows is None else s.index[rows.to_numpy(bool)]
+    # rows stats already marked keep their note and are not checked again
+    check = s.index[~has_note.to_numpy(bool) & (True if rows is None else rows.to_numpy(bool))]
     bad = pd.Series(False, index=s.index)
     for col in ("std_error", "ci_low", "ci_high"):
         if col in s.columns:
