@@ -112,3 +112,43 @@ def test_report_never_raises_on_odd_cohorts(small_study, tmp_path_factory, spec)
     assert index.exists()
     html = index.read_text(encoding="utf-8")
     assert "0.00 (0.00-0.00)" not in html
+
+
+# ------------------------------------------------------------------------------- what _step catches
+def test_step_skips_a_data_problem_but_a_programming_error_fails(small_study, monkeypatch):
+    from epi_spineage.errors import AnalysisNotPossible
+    from epi_spineage.report import steps
+
+    der, ext = small_study
+
+    def cannot(results):
+        raise AnalysisNotPossible("only one group has participants")
+
+    def bug(results):
+        return {}["typo"]
+
+    monkeypatch.setattr(steps, "STEPS", [("impossible", "table1", cannot)])
+    res = run_study(der, ext, StudyConfig())
+    assert res.skipped == {"impossible": "only one group has participants"}
+    assert res.data_quality["detail"].str.contains("only one group").any()
+    monkeypatch.setattr(steps, "STEPS", [("buggy", "table1", bug)])
+    with pytest.raises(KeyError):
+        run_study(der, ext, StudyConfig())
+
+
+def test_report_modules_import_in_one_direction():
+    """results <- steps <- analyses <- document: no module imports one to its right."""
+    import ast
+    from pathlib import Path
+
+    import epi_spineage.report as pkg
+
+    order = ["results", "steps", "analyses", "document"]
+    root = Path(pkg.__file__).parent
+    for i, name in enumerate(order):
+        tree = ast.parse((root / f"{name}.py").read_text())
+        imported = {n.module.rsplit(".", 1)[-1] for n in ast.walk(tree)
+                    if isinstance(n, ast.ImportFrom) and n.module and n.module.startswith("epi_spineage.report")}
+        imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
+                     and n.module == "epi_spineage.report" for a in n.names}
+        assert not imported & set(order[i + 1:]), (name, imported & set(order[i + 1:]))
