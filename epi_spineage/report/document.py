@@ -11,7 +11,6 @@ import datetime as _dt
 import logging
 import platform
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd

@@ -74,7 +74,8 @@ def mark_not_estimable(summary: pd.DataFrame, events: int, rule: float | None, *
     for col in ("std_error", "ci_low", "ci_high"):
         if col in s.columns:
             v = pd.to_numeric(s.loc[check, col], errors="coerce")
-            bad.loc[check] |= ~np.isfinite(v.to_numpy(float)) | (v.to_numpy(float) == 0 if col == "std_error" else False)
+            x = v.to_numpy(float)
+            bad.loc[check] |= ~np.isfinite(x) | ((x == 0) if col == "std_error" else False)
     if reason is None and bad.any():
         reason = f"{NOT_ESTIMABLE}: infinite confidence interval or no standard error (separation or too few events)"
     if reason is not None:
