@@ -75,7 +75,7 @@ def truth_table(truth: dict[str, Any], results) -> pd.DataFrame:
                              true_hr, r["estimate"], r["ci_low"], r["ci_high"], res.n,
                              "Cox with the generating covariates, planted SD"))
         # R² of the age-gap regression (derivation: uncorrected PAD)
-        reg = results.tables.get("age_gap_regression")
+        reg = results.age_gap.table if results.age_gap is not None else None
         if reg is not None and len(reg) and pm.get("r2_population") is not None and prepared.pad_kind == "uncorrected":
             blk = reg[reg["cohort"] == role]
             if len(blk):
