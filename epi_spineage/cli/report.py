@@ -35,7 +35,8 @@ _EPILOG = """examples:
       scoring-QC / drift section
 
 outputs (in --out): index.html (self-contained: opens offline), tables/*.csv, results.json,
-figures/*.png and *.svg, report.qmd (Quarto source; `quarto render report.qmd` where installed).
+figures/*.png and *.svg, report.qmd (Quarto source; `quarto render report.qmd` where installed);
+with --pdf also report.pdf (needs Chromium).
 """
 
 
@@ -63,6 +64,8 @@ def _parser():
     extra.add_argument("--images", help="image manifest CSV or archive for the gallery")
     extra.add_argument("--gallery-size", type=int, default=8, help="images in the gallery (default 8)")
     p.add_argument("--no-svg", action="store_true", help="write PNG figures only (faster)")
+    p.add_argument("--pdf", action="store_true",
+                   help="also print the report to report.pdf with headless Chromium (exit 2 when none is installed)")
     return p
 
 
@@ -85,6 +88,10 @@ def _main(argv: Sequence[str] | None) -> int:
                          config=config, synthetic=inputs.synthetic, source=inputs.source,
                          db_path=args.db, gallery=gallery, svg=not args.no_svg, extra_warnings=inputs.warnings)
     print(index)
+    if args.pdf:
+        from epi_spineage.report.pdf import write_pdf
+
+        print(write_pdf(index))
     return 0
 
 

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from epi_spineage import __version__
+from epi_spineage.report.layout import table_classes
 
 
 @dataclass
@@ -198,6 +199,7 @@ def render_html(sections: list[Section], *, title: str, banner: str | None, meta
             tabs.append({"name": t.name, "caption": t.caption, "number": t.number, "note": t.note,
                          "columns": [str(c) for c in d.columns], "numeric": numeric_columns(d),
                          "rows": [["" if v is None else str(v) for v in row] for row in d.itertuples(index=False)]})
+            tabs[-1]["classes"] = table_classes(d)  # print layout (landscape page for wide tables): layout.py
         ctx_sections.append({"id": s.id, "title": s.title, "paragraphs": s.paragraphs, "bullets": s.bullets,
                              "figures": figs, "tables": tabs})
     banner_short = "Synthetic data" if banner else ""
