@@ -504,7 +504,8 @@ def write_study_report(out: Path, results: StudyResults, *, config: StudyConfig,
     from epi_spineage.report.render import is_previous_report
 
     if fig_dir.exists() and is_previous_report(out):
-        for old in list(fig_dir.glob("*.png")) + list(fig_dir.glob("*.svg")):
+        for old in list(fig_dir.glob("*.png")) + list(fig_dir.glob("*.svg")) \
+                + list(fig_dir.glob("print/*.png")) + list(fig_dir.glob("print/*.pdf")):  # print copies: figures.py
             old.unlink()
     sections = build_sections(results, fig_dir, synthetic=synthetic, svg=svg, qc=qc, gallery=gallery, meta=meta)
     data_dir = fig_dir / "data"

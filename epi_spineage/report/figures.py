@@ -1,8 +1,8 @@
 """Figures of the report (matplotlib, Agg): each function takes tidy frames and returns a Figure.
 
 Publication conventions: 10-11 pt fonts, confidence bands drawn, numbers at risk under Kaplan-Meier
-plots, colour-blind-safe palette (Okabe-Ito). ``save_figure`` writes PNG + SVG and returns the PNG
-bytes so the HTML can embed them.
+plots, colour-blind-safe palette (Okabe-Ito). ``save_figure`` writes PNG + SVG (and 300 dpi PNG + vector
+PDF under ``print/``) and returns the PNG bytes so the HTML can embed them.
 """
 
 from __future__ import annotations
@@ -39,8 +39,13 @@ def _style():
     return plt.rc_context(_RC)
 
 
+#: resolution of the print copies (figures/print/*.png), as journals ask
+PRINT_DPI = 300
+
+
 def save_figure(fig, out_dir: Path | None, name: str, *, dpi: int = 130, svg: bool = True) -> bytes:
-    """Write ``name.png`` (and ``name.svg``) under ``out_dir``; return the PNG bytes."""
+    """Write ``name.png`` (and, unless ``svg`` is False, ``name.svg`` and the print copies
+    ``print/name.png`` at 300 dpi and ``print/name.pdf``, vector) under ``out_dir``; return the PNG bytes."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", metadata={"Software": None})
     png = buf.getvalue()
@@ -49,6 +54,12 @@ def save_figure(fig, out_dir: Path | None, name: str, *, dpi: int = 130, svg: bo
         (out_dir / f"{name}.png").write_bytes(png)
         if svg:
             fig.savefig(out_dir / f"{name}.svg", format="svg", bbox_inches="tight", metadata={"Date": None})
+            # for a journal: 300 dpi PNG and vector PDF under figures/print/
+            (out_dir / "print").mkdir(exist_ok=True)
+            fig.savefig(out_dir / "print" / f"{name}.png", format="png", dpi=PRINT_DPI, bbox_inches="tight",
+                        metadata={"Software": None})
+            fig.savefig(out_dir / "print" / f"{name}.pdf", format="pdf", bbox_inches="tight",
+                        metadata={"CreationDate": None, "ModDate": None})
     plt.close(fig)
     return png
 

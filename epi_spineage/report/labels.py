@@ -66,3 +66,45 @@ def term(name: str, scale: str | None = None) -> str:
         return VARIABLES.get(name, name)
     base = var(name)
     return base
+
+
+#: column names of the tidy tables (CSV, results.json) in words, for table headers (XLSX, DOCX, HTML)
+COLUMNS = {
+    "cohort": "cohort", "outcome": "outcome", "model": "model", "analysis": "analysis", "term": "term",
+    "estimate": "estimate", "log_hr": "log hazard ratio", "std_error": "standard error", "statistic": "statistic",
+    "p_value": "p", "ci_low": "CI lower", "ci_high": "CI upper", "ci_level": "CI level", "scale": "scale",
+    "sd": "SD", "n": "n", "events": "events", "n_excluded": "excluded (missing)", "method": "method",
+    "note": "note", "step": "step", "reason": "reason", "item": "item", "detail": "detail", "by": "by",
+    "variable": "variable", "level": "level", "group": "group", "mean": "mean", "count": "count",
+    "percent": "percent", "test": "test", "n_missing": "n missing", "n_dropped": "n dropped",
+    "pad": "PAD", "pad_mean_years": "PAD mean, y", "pad_sd_years": "PAD SD, y", "mae_years": "MAE, y",
+    "rmse_years": "RMSE, y", "pearson_r": "Pearson r", "pad_column": "PAD column", "n_controls": "controls",
+    "direction": "direction", "source": "source", "median_age_years": "median age, y", "time": "time, y",
+    "n_at_risk": "number at risk", "df": "degrees of freedom", "groups": "groups", "n_group": "n in group",
+    "events_group": "events in group", "concordance": "Harrell's C", "ph_global_p_value": "PH global p",
+    "converged": "converged", "ties": "ties", "rho": "rho", "person_years": "person-years",
+    "per_person_years": "per person-years", "q1": "first quartile", "q3": "third quartile",
+    "method_label": "estimator", "cause": "cause", "competing_events": "competing events",
+    "subgroup": "subgroup", "p_interaction": "p interaction", "interaction_df": "interaction df",
+    "stratum": "stratum", "chronological": "FRAX with age", "spine": "FRAX with spine age",
+    "observed_risk": "observed risk", "up": "up (low to high)", "down": "down (high to low)",
+    "unchanged": "unchanged", "net_correct": "net correct", "r2": "R²", "adj_r2": "adjusted R²",
+    "quantity": "quantity", "label": "label", "truth": "planted value", "covered": "inside CI",
+    "software": "package", "version": "version", "setting": "setting", "value": "value",
+    "p_delong": "p (DeLong)", "p_logrank": "p (log-rank)", "global_ph_p_value": "PH global p",
+}
+
+
+def column(name: str) -> str:
+    """A tidy column name in words: the map above, else the name's variable label, else spaces for '_'."""
+    name = str(name)
+    if name in COLUMNS:
+        return COLUMNS[name]
+    if name in VARIABLES:
+        return VARIABLES[name]
+    return name.replace("_", " ")
+
+
+def humanize_columns(frame):
+    """``frame`` with its column names in words (a copy; the values are untouched)."""
+    return frame.rename(columns={c: column(c) for c in frame.columns})
