@@ -270,8 +270,9 @@ def _cox(d: _Doc) -> None:
     d.table(s, "cox_fracture", "Hazard ratio (95% CI) per 1 SD of PAD for incident fracture.",
             _hr_pivot(summ, list(cfg.fracture_models)))
     pad = summ[summ["term"] == PAD_COLUMN].copy()
-    pad["label"] = [f"{L.cohort(c)}, {L.outcome(o)}, {m}" for c, o, m in zip(pad["cohort"], pad["outcome"], pad["model"])]
-    d.figure(s, "forest_fracture", F.forest(pad, label="label", group="cohort", xlabel="HR per SD of PAD (95% CI)"),
+    pad = pad.assign(cohort=pad["cohort"].map(L.cohort), outcome=pad["outcome"].map(L.outcome))
+    d.figure(s, "forest_fracture", F.forest(pad, label="model", group="model", headings=("cohort", "outcome"),
+                                            xlabel="HR per SD of PAD (95% CI)"),
              "Hazard ratios per SD of PAD by cohort, outcome and model.", width=760)
 
 
@@ -373,9 +374,10 @@ def _subgroups(d: _Doc) -> None:
     first = next(iter(d.r.config.fracture_models))
     d.table(s, "subgroup_sex", f"Hazard ratio per SD of PAD within women and men ({first} covariates less sex); "
             "p for the PAD x sex interaction (likelihood-ratio test).", disp)
-    lab = t.assign(label=[f"{L.cohort(c)}, {L.outcome(o)}, {'women' if lv == 'F' else 'men' if lv == 'M' else lv}"
-                          for c, o, lv in zip(t["cohort"], t["outcome"], t["level"])])
-    d.figure(s, "forest_sex", F.forest(lab, label="label", group="level", xlabel="HR per SD of PAD (95% CI)"),
+    lab = t.assign(cohort=t["cohort"].map(L.cohort), outcome=t["outcome"].map(L.outcome),
+                   label=t["level"].map({"F": "women", "M": "men"}).fillna(t["level"]))
+    d.figure(s, "forest_sex", F.forest(lab, label="label", group="level", headings=("cohort", "outcome"),
+                                       xlabel="HR per SD of PAD (95% CI)"),
              "Hazard ratio per SD of PAD by sex.", width=760)
 
 

@@ -25,6 +25,7 @@ import pandas as pd
 
 from epi_spineage import __version__
 from epi_spineage.report.exports import write_exports
+from epi_spineage.report.figures import png_size
 from epi_spineage.report.labels import humanize_columns
 from epi_spineage.report.layout import table_classes
 
@@ -192,7 +193,9 @@ def render_html(sections: list[Section], *, title: str, banner: str | None, meta
     """The self-contained HTML page as a string."""
     ctx_sections = []
     for s in sections:
-        figs = [{"name": f.name, "caption": f.caption, "number": f.number, "width": f.width,
+        # never wider than drawn (a one-panel figure is not blown up): figures.png_size
+        figs = [{"name": f.name, "caption": f.caption, "number": f.number,
+                 "width": min(f.width, png_size(f.png)[0] or f.width),
                  "b64": base64.b64encode(f.png).decode("ascii")} for f in s.figures]
         tabs = []
         for t in s.tables:
