@@ -41,7 +41,7 @@ def frax_section(d) -> None:
     d.table(s, "frax_reclassification", "Reclassification among participants with and without incident fracture.", disp)
     nri = d.t("frax_nri")
     if len(nri):
-        disp = pd.DataFrame({"cohort": nri["cohort"].map(L.cohort), "term": nri["term"],
+        disp = pd.DataFrame({"cohort": nri["cohort"].map(L.cohort), "term": nri["term"].map(L.words),
                              "NRI (95% CI)": [format_ci(e, lo, hi, 3) for e, lo, hi in
                                               zip(nri["estimate"], nri["ci_low"], nri["ci_high"])],
                              "p": nri["p_value"].map(format_p)})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 VARIABLES = {
     "age_years": "age, y",
     "spine_age_years": "predicted spine age, y",
@@ -108,3 +110,48 @@ def column(name: str) -> str:
 def humanize_columns(frame):
     """``frame`` with its column names in words (a copy; the values are untouched)."""
     return frame.rename(columns={c: column(c) for c in frame.columns})
+
+
+VARIABLES.update({
+    "albumin_g_l": "serum albumin, g/L",
+    "hemoglobin_g_dl": "haemoglobin, g/dL",
+    "creatinine_mg_dl": "serum creatinine, mg/dL",
+    "spine_age_sd_years": "prediction SD, y",
+    "pad_raw_years": "PAD (uncorrected)",
+    "pad_corrected_years": "PAD (bias-corrected)",
+})
+
+#: row labels of the tidy tables that are identifiers in the data (terms of the FRAX NRI, ...)
+TERMS = {
+    "nri_events": "NRI among participants with fracture",
+    "nri_nonevents": "NRI among participants without fracture",
+    "nri_total": "NRI, total",
+}
+
+_SNAKE = re.compile(r"\b[a-z][a-z0-9]*(?:_[a-z0-9]+)+\b|\bsex\[[MF]\]")
+
+
+def words(text: str) -> str:
+    """Free text with every data identifier in it (``fracture_any``, ``tscore_femoral_neck``) in words."""
+    def one(m: re.Match) -> str:
+        name = m.group(0)
+        for table in (OUTCOMES, TERMS, VARIABLES):
+            if name in table:
+                return table[name]
+        return name.replace("_", " ")
+
+    return _SNAKE.sub(one, str(text))
+
+
+#: columns of a tidy table whose values are row labels (identifiers in the data)
+_ROW_LABELS = {"cohort": cohort, "outcome": outcome, "term": lambda v: words(v), "variable": var,
+               "item": lambda v: words(v), "detail": lambda v: words(v)}
+
+
+def humanize_cells(frame):
+    """``frame`` with its row-label columns (cohort, outcome, term, variable, item, detail) in words (a copy)."""
+    out = frame.copy()
+    for col, fn in _ROW_LABELS.items():
+        if col in out.columns and (out[col].dtype == object or str(out[col].dtype).startswith("string")):
+            out[col] = [v if v is None or (isinstance(v, float) and v != v) else fn(str(v)) for v in out[col]]
+    return out

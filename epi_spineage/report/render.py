@@ -26,7 +26,7 @@ import pandas as pd
 from epi_spineage import __version__
 from epi_spineage.report.exports import write_exports
 from epi_spineage.report.figures import png_size
-from epi_spineage.report.labels import humanize_columns
+from epi_spineage.report.labels import humanize_cells, humanize_columns
 from epi_spineage.report.layout import table_classes
 
 
@@ -134,7 +134,7 @@ def numeric_columns(df: pd.DataFrame) -> list[bool]:
 
 
 def _display(t: TableItem) -> pd.DataFrame:
-    return t.display if t.display is not None else format_frame(t.frame)
+    return t.display if t.display is not None else format_frame(humanize_cells(t.frame))  # row labels: labels.py
 
 
 # ---------------------------------------------------------------- JSON

@@ -177,3 +177,25 @@ def test_figures_for_print(built_report):
         assert (pdir / f"{stem}.pdf").read_bytes()[:5] == b"%PDF-"
         dpi = Image.open(pdir / f"{stem}.png").info.get("dpi")
         assert dpi and round(dpi[0]) == 300, (stem, dpi)
+
+
+#: the study configuration (setting names are the TOML keys) and package names are code, not labels
+CODE_TABLES = {"study_config", "software"}
+
+
+def test_no_snake_case_identifier_in_table_cells(html_tables, document):
+    bad = [(h["id"], m) for h in html_tables if h["id"] not in CODE_TABLES
+           for row in h["rows"][1:] for c in row for m in SNAKE.findall(c)]
+    assert bad == []
+    shown = [h["id"] for h in html_tables]
+    bad = [(name, m) for name, t in zip(shown, document.tables) if name not in CODE_TABLES
+           for row in t.rows[1:] for c in row.cells for m in SNAKE.findall(c.text)]
+    assert bad == []
+
+
+def test_words_for_identifiers():
+    assert L.words("missing tscore_femoral_neck") == "missing T-score, femoral neck"
+    assert L.words("fracture_any") == "any fracture" and L.words("nri_total") == "NRI, total"
+    assert L.words("an odd_name here") == "an odd name here"
+    f = pd.DataFrame({"cohort": ["derivation"], "outcome": ["fracture_any"], "n": [3]})
+    assert L.humanize_cells(f).iloc[0].tolist() == ["derivation (test set)", "any fracture", 3]
