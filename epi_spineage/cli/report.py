@@ -88,10 +88,12 @@ def _main(argv: Sequence[str] | None) -> int:
                          config=config, synthetic=inputs.synthetic, source=inputs.source,
                          db_path=args.db, gallery=gallery, svg=not args.no_svg, extra_warnings=inputs.warnings)
     print(index)
-    if args.pdf:
-        from epi_spineage.report.pdf import write_pdf
+    from epi_spineage.report.pdf import remove_stale_pdf, write_pdf
 
+    if args.pdf:
         print(write_pdf(index))
+    else:
+        remove_stale_pdf(index)  # one printed from an earlier run would show other numbers
     return 0
 
 

@@ -5,7 +5,8 @@
   with its CSV name, table number and caption.
 - ``tables.docx`` (python-docx): every table the report shows, as the reader sees it (rounded, labelled),
   set as a journal table: three horizontal rules (above and below the header row, below the last row), no
-  vertical lines, the caption above and a footnote below with n, the confidence level and the method.
+  vertical lines, the caption above and a footnote below with n, the confidence level and the method;
+  tables too wide for a portrait page (``layout.table_classes``) on landscape pages.
 
 Both libraries are core dependencies (pure Python apart from lxml, which has wheels everywhere): the report
 always writes both files, so what a reader finds in the output folder does not depend on the machine.
@@ -24,6 +25,7 @@ import pandas as pd
 
 from epi_spineage import __version__
 from epi_spineage.report import labels as L
+from epi_spineage.report.layout import table_classes
 
 XLSX_NAME = "tables.xlsx"
 DOCX_NAME = "tables.docx"
@@ -81,8 +83,8 @@ def write_xlsx(path: Path, tables: dict[str, pd.DataFrame], sections=(), *, titl
     readme.append([title or "epi_spineage report: tables"])
     readme["A1"].font = Font(bold=True, size=13)
     for line in (f"Written by epi_spineage {__version__} with the report (index.html) beside this file.",
-                 "One sheet per table of tables/*.csv: the same rows at full precision (the report rounds only "
-                 "for display); numbers are stored as numbers, empty cells are missing values.",
+                 ("One sheet per table of tables/*.csv: the same rows at full precision (the report rounds only "
+                  "for display); numbers are stored as numbers, empty cells are missing values."),
                  "Headers are in words; the CSV column names are listed under each sheet's name below.", ""):
         readme.append([line])
     readme.append(["sheet", "CSV file", "report table", "caption", "rows", "CSV columns"])
@@ -160,6 +162,19 @@ def table_footnote(frame: pd.DataFrame, note: str = "", ci_level: float | None =
     return (note + " " + text).strip() if note else text
 
 
+def _orient(doc, *, landscape: bool) -> None:
+    """Start a new section (new page) when the orientation a table needs differs from the current one."""
+    from docx.enum.section import WD_ORIENT, WD_SECTION
+
+    cur = doc.sections[-1]
+    if (cur.orientation == WD_ORIENT.LANDSCAPE) == landscape:
+        return
+    new = doc.add_section(WD_SECTION.NEW_PAGE)
+    new.orientation = WD_ORIENT.LANDSCAPE if landscape else WD_ORIENT.PORTRAIT
+    w, h = cur.page_width, cur.page_height
+    new.page_width, new.page_height = (max(w, h), min(w, h)) if landscape else (min(w, h), max(w, h))
+
+
 def write_docx(path: Path, sections, *, title: str = "", ci_level: float | None = None) -> Path:
     """``tables.docx``: each shown table with its caption, three rules, and a footnote."""
     from docx import Document
@@ -175,6 +190,7 @@ def write_docx(path: Path, sections, *, title: str = "", ci_level: float | None 
     doc.add_heading(title or "Tables", level=1)
     for t in _shown(sections):
         disp = L.humanize_columns(_display(t))
+        _orient(doc, landscape="wide" in table_classes(disp).split())  # as in print: layout.py
         cap = doc.add_paragraph()
         cap.paragraph_format.keep_with_next = True
         cap.paragraph_format.space_before = Pt(12)

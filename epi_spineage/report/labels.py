@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 VARIABLES = {
@@ -153,5 +154,5 @@ def humanize_cells(frame):
     out = frame.copy()
     for col, fn in _ROW_LABELS.items():
         if col in out.columns and (out[col].dtype == object or str(out[col].dtype).startswith("string")):
-            out[col] = [v if v is None or (isinstance(v, float) and v != v) else fn(str(v)) for v in out[col]]
+            out[col] = [v if v is None or (isinstance(v, float) and math.isnan(v)) else fn(str(v)) for v in out[col]]
     return out

@@ -67,3 +67,16 @@ def write_pdf(index: Path, pdf: Path | None = None, *, timeout_s: float = 180.0)
         raise UserError(f"--pdf: Chromium ({exe}) wrote no PDF (exit {proc.returncode})"
                         + (f": {last[-1][:200]}" if last else ""))
     return pdf
+
+
+def remove_stale_pdf(index: Path) -> bool:
+    """Remove a ``report.pdf`` beside ``index`` that is older than it (printed from an earlier report, so it
+    would show other numbers); True when one was removed."""
+    pdf = Path(index).with_name("report.pdf")
+    try:
+        if pdf.is_file() and pdf.stat().st_mtime < Path(index).stat().st_mtime:
+            pdf.unlink()
+            return True
+    except OSError:
+        pass
+    return False

@@ -149,6 +149,29 @@ def test_docx_three_rules_and_footnotes(document):
     assert any(re.search(r"N = [\d,]+", p) for p in body)
 
 
+def test_docx_wide_tables_on_landscape_pages(document, html_tables):
+    from docx.enum.section import WD_ORIENT
+
+    body = document.element.body
+    # the section a table belongs to ends at the first section break (sectPr) after it
+    order = [el for el in body.iterchildren() if el.tag.endswith(("}tbl", "}sectPr"))
+             or (el.tag.endswith("}p") and el.find(".//{*}sectPr") is not None)]
+    section_of, sec = {}, 0
+    pending = []
+    for el in order:
+        if el.tag.endswith("}tbl"):
+            pending.append(el)
+        else:
+            for tbl in pending:
+                section_of[tbl] = sec
+            pending, sec = [], sec + 1
+    by_id = {h["id"]: i for i, h in enumerate(html_tables)}
+    cox = document.tables[by_id["cox_fracture"]]._tbl
+    flow = document.tables[by_id["cohort_flow"]]._tbl
+    assert document.sections[section_of[cox]].orientation == WD_ORIENT.LANDSCAPE
+    assert document.sections[section_of[flow]].orientation == WD_ORIENT.PORTRAIT
+
+
 def test_no_snake_case_identifier_in_headers(html_tables, workbook, document):
     bad = [(h["id"], c) for h in html_tables for c in h["rows"][0] if SNAKE.search(c)]
     bad += [(ws.title, c) for ws in workbook.worksheets[1:] for c in next(ws.iter_rows(values_only=True))

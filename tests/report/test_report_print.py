@@ -20,8 +20,6 @@ import pytest
 from epi_spineage.errors import UserError
 from epi_spineage.report import pdf as report_pdf
 
-pytestmark = pytest.mark.browser
-
 
 class _Tables(HTMLParser):
     """Per table block: its id, number ("Table 7."), classes and column headers."""
@@ -65,7 +63,8 @@ def html_tables(index: Path) -> list[dict]:
 def pdf_words(pdf: Path) -> list[list[tuple[str, float, float, float, float]]]:
     """Words per page: (text, x_min, y_min, x_max, y_max)."""
     xml = subprocess.run(["pdftotext", "-bbox", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
-    root = ElementTree.fromstring(re.sub(r"<!DOCTYPE[^>]*>", "", xml).replace('xmlns="http://www.w3.org/1999/xhtml"', ""))
+    xml = re.sub(r"<!DOCTYPE[^>]*>", "", xml).replace('xmlns="http://www.w3.org/1999/xhtml"', "")
+    root = ElementTree.fromstring(xml)
     pages = []
     for page in root.iter("page"):
         pages.append([(w.text or "", float(w.get("xMin")), float(w.get("yMin")), float(w.get("xMax")),
@@ -92,7 +91,7 @@ def find_phrase(words, phrase: str) -> bool:
         _, _, y0, x1, y1 = last
         h = y1 - y0
         for w in words:
-            t, wx0, wy0, wx1, wy1 = w
+            t, wx0, wy0, wx1, _ = w
             if not t or not target.startswith(done + t):
                 continue
             same_line = abs(wy0 - y0) < 0.3 * h and x1 - 0.5 < wx0 < x1 + 2.5 * h
@@ -114,6 +113,7 @@ def printed(built_report, tmp_path_factory):
     return pdf, pdf_words(pdf)
 
 
+@pytest.mark.browser
 def test_every_column_header_is_printed(built_report, printed):
     _, pages = printed
     tables = html_tables(built_report.index)
@@ -133,6 +133,7 @@ def test_every_column_header_is_printed(built_report, printed):
     assert n_headers >= 100
 
 
+@pytest.mark.browser
 def test_wide_tables_print_landscape_and_no_page_is_near_empty(built_report, printed):
     pdf, pages = printed
     tables = html_tables(built_report.index)
@@ -171,3 +172,16 @@ def test_cli_pdf_flag_exits_2_without_chromium(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2
     assert len(err) == 1 and "--pdf needs Chromium" in err[0]
+
+
+def test_a_pdf_from_an_earlier_report_is_removed(tmp_path):
+    import os
+
+    index = tmp_path / "index.html"
+    pdf = tmp_path / "report.pdf"
+    pdf.write_bytes(b"%PDF-old")
+    index.write_text("<html></html>")
+    os.utime(pdf, (1_000_000, 1_000_000))
+    assert report_pdf.remove_stale_pdf(index) and not pdf.exists()
+    pdf.write_bytes(b"%PDF-new")  # newer than index.html: printed from this report
+    assert not report_pdf.remove_stale_pdf(index) and pdf.exists()
