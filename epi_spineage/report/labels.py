@@ -95,6 +95,18 @@ COLUMNS = {
     "quantity": "quantity", "label": "label", "truth": "planted value", "covered": "inside CI",
     "software": "package", "version": "version", "setting": "setting", "value": "value",
     "p_delong": "p (DeLong)", "p_logrank": "p (log-rank)", "global_ph_p_value": "PH global p",
+    # scoring QC (report --db)
+    "run_id": "run", "status": "status", "model_id": "model", "device": "device", "started_at": "started",
+    "finished_at": "finished", "n_seen": "images seen", "n_scored": "scored", "n_skipped_known": "already scored",
+    "n_not_spine": "not a spine image", "n_duplicates": "duplicates", "error_type": "error",
+    "modality": "modality", "manufacturer": "manufacturer", "mean_spine_age_years": "mean spine age, y",
+    "sd_spine_age_years": "SD of spine age, y", "mean_prediction_sd_years": "mean prediction SD, y",
+    "cohort_rows": "cohort rows", "with_score": "with a score", "scores": "scores", "images": "images",
+    "study_month": "study month", "n_images": "images", "mean_spine_age_sd_years": "mean prediction SD, y",
+    "n_with_age": "with age", "mean_pad_years": "mean PAD, y", "reference_start": "reference from",
+    "reference_end": "reference to", "reference_spine_age_years": "reference spine age, y",
+    "reference_pad_years": "reference PAD, y", "drift_metric": "drift measured on", "delta_years": "change, y",
+    "bound_years": "bound, y", "drift_flag": "flagged",
 }
 
 

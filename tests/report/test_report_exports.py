@@ -222,3 +222,20 @@ def test_words_for_identifiers():
     assert L.words("an odd_name here") == "an odd name here"
     f = pd.DataFrame({"cohort": ["derivation"], "outcome": ["fracture_any"], "n": [3]})
     assert L.humanize_cells(f).iloc[0].tolist() == ["derivation (test set)", "any fracture", 3]
+
+
+def test_xlsx_cells_of_every_kind(tmp_path):
+    """Timestamps (time-zoned or missing), lists, booleans and missing numbers as a database report has them."""
+    from epi_spineage.report.exports import write_xlsx
+
+    frame = pd.DataFrame({"run_id": ["r1", "r2"],
+                          "started_at": [pd.Timestamp("2024-05-01 10:00", tz="UTC"), pd.NaT],
+                          "n_scored": [10, 0], "mean_spine_age_years": [61.5, float("nan")],
+                          "drift_flag": [True, False], "groups": [["a", "b"], []]})
+    path = write_xlsx(tmp_path / "t.xlsx", {"qc_runs": frame})
+    ws = openpyxl.load_workbook(path)["qc_runs"]
+    rows = list(ws.iter_rows(values_only=True))
+    assert rows[0] == ("run", "started", "scored", "mean spine age, y", "flagged", "groups")
+    assert rows[1][1].year == 2024 and rows[2][1] is None
+    assert rows[1][2] == 10 and isinstance(rows[1][2], int) and rows[2][3] is None
+    assert rows[1][4] is True and rows[1][5] == "['a', 'b']"
