@@ -185,3 +185,11 @@ def test_a_pdf_from_an_earlier_report_is_removed(tmp_path):
     assert report_pdf.remove_stale_pdf(index) and not pdf.exists()
     pdf.write_bytes(b"%PDF-new")  # newer than index.html: printed from this report
     assert not report_pdf.remove_stale_pdf(index) and pdf.exists()
+
+
+@pytest.mark.browser
+def test_every_printed_page_says_synthetic_and_is_numbered(printed):
+    _, pages = printed
+    for i, words in enumerate(pages, start=1):
+        assert find_phrase(words, "Synthetic data"), f"page {i} lacks the synthetic-data mark"
+        assert find_phrase(words, f"{i} / {len(pages)}"), f"page {i} lacks its number"
