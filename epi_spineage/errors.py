@@ -27,3 +27,11 @@ class ValidationError(UserError):
         self.problems = list(problems)
         head = f"{what} failed validation ({len(self.problems)} problem(s))"
         super().__init__(head + ": " + "; ".join(self.problems[:10]))
+
+
+class AnalysisNotPossible(EpiSpineageError):
+    """An analysis cannot run on these data (an empty group, no events, a constant exposure).
+
+    The report skips the step and states the reason in its data-quality section; any other exception
+    inside a report step is a programming error and propagates.
+    """

@@ -33,6 +33,8 @@ _EPILOG = """examples:
   python -m epi_spineage.report --db scores.duckdb --out reports/scored
       a scored database: the cohort table and spine ages joined through the SQL views, plus a
       scoring-QC / drift section
+  python -m epi_spineage.report --db scores.duckdb --save-cutpoints
+      ... and write the accelerated-ageing cut it learned into the database (v_accelerated then flags rows)
 
 outputs (in --out): index.html (self-contained: opens offline), tables/*.csv, results.json,
 figures/*.png and *.svg, report.qmd (Quarto source; `quarto render report.qmd` where installed);
@@ -50,6 +52,9 @@ def _parser():
     src.add_argument("--mapping", help="column-mapping TOML for --cohort (rename columns, recode values)")
     src.add_argument("--db", help="DuckDB file from `epi-spineage score`/`cohort`: spine ages joined through "
                                   "the SQL views, plus a scoring-QC section")
+    src.add_argument("--save-cutpoints", action="store_true",
+                     help="with --db: write the accelerated-ageing cut the report learned into the database's "
+                          "cutpoints table (taking the writer lock), so that v_accelerated flags participants")
     p.add_argument("--config", help="study config TOML (cohort roles, covariate sets, outcomes, thresholds); "
                                     "see examples/study.toml")
     p.add_argument("--out", help="output folder (default reports/demo for the demo, reports/study otherwise)")
@@ -78,6 +83,8 @@ def _main(argv: Sequence[str] | None) -> int:
     config = load_config(args.config)
     if args.mapping and not args.cohort:
         raise UserError("--mapping needs --cohort")
+    if args.save_cutpoints and not args.db:
+        raise UserError("--save-cutpoints needs --db (the database to write the cut into)")
     inputs = load_inputs(cohort=args.cohort, mapping=args.mapping, db=args.db, config=config,
                          seed=args.seed, n_derivation=args.n_derivation, n_external=args.n_external)
     out = Path(args.out) if args.out else (DEFAULT_DEMO_OUT if inputs.synthetic else DEFAULT_OUT)
@@ -86,7 +93,8 @@ def _main(argv: Sequence[str] | None) -> int:
     gallery = load_gallery(args.model, args.images, n=args.gallery_size) if (args.model or args.images) else None
     index = build_report(out, derivation=inputs.derivation, external=inputs.external, truth=inputs.truth,
                          config=config, synthetic=inputs.synthetic, source=inputs.source,
-                         db_path=args.db, gallery=gallery, svg=not args.no_svg, extra_warnings=inputs.warnings)
+                         db_path=args.db, gallery=gallery, svg=not args.no_svg, extra_warnings=inputs.warnings,
+                         save_cutpoints=args.save_cutpoints)
     print(index)
     from epi_spineage.report.pdf import remove_stale_pdf, write_pdf
 

@@ -37,8 +37,12 @@ def demo_study(seed: int = DEMO_SEED, n_derivation: int = DEMO_N_DERIVATION, n_e
 
 def build_report(out: Path, *, derivation=None, external=None, truth=None, config=None, synthetic: bool,
                  source: str = "", db_path: str | None = None, gallery=None, svg: bool = True,
-                 extra_warnings: Sequence[str] = ()) -> Path:
-    """Run every analysis and write the report under ``out``; returns the path of ``index.html``."""
+                 extra_warnings: Sequence[str] = (), save_cutpoints: bool = False) -> Path:
+    """Run every analysis and write the report under ``out``; returns the path of ``index.html``.
+
+    ``save_cutpoints`` (needs ``db_path``): write the accelerated-ageing cut the report learned into the
+    database's ``cutpoints`` table, so that ``v_accelerated`` flags participants (docs/guides/report.md).
+    """
     from epi_spineage.report.analyses import run_study
     from epi_spineage.report.config import StudyConfig
     from epi_spineage.report.document import write_study_report
@@ -49,14 +53,56 @@ def build_report(out: Path, *, derivation=None, external=None, truth=None, confi
     results.warnings.extend(extra_warnings)
     if truth is not None:
         results.attach_truth(truth)
+    if save_cutpoints:
+        if db_path is None:
+            raise UserError("--save-cutpoints needs --db (the database to write the cut into)")
+        results.warnings.append(save_learned_cutpoint(db_path, results))
     qc = None
     if db_path is not None:
+        import inspect
+
         from epi_spineage.report.scoring_qc import scoring_qc
 
-        qc = scoring_qc(db_path)
+        if "drift_min_count" in inspect.signature(scoring_qc).parameters:
+            qc = scoring_qc(db_path, drift_min_count=config.drift_min_count)
+        else:
+            qc = scoring_qc(db_path)
+            if config.drift_min_count is not None:
+                results.warnings.append("[scoring] drift_min_count ignored: this installation's scoring QC does not "
+                                        "take it")
     log.info("analyses took %.1f s", time.perf_counter() - t0)
     return write_study_report(out, results, config=config, synthetic=synthetic, source=source, qc=qc,
                               gallery=gallery, svg=svg)
+
+
+def cutpoint_name(results) -> tuple[str, str]:
+    """(name, source role) of the cut the report learned: by which PAD the reference cohort used."""
+    role = "derivation" if "derivation" in results.cohorts else next(iter(results.cohorts))
+    corrected = results.cohorts[role].pad_kind == "corrected"
+    return ("pad_corrected_tertile_years" if corrected else "pad_tertile_years"), role
+
+
+def save_learned_cutpoint(db_path: str, results) -> str:
+    """Write the learned accelerated-ageing cut into ``db_path`` (taking the writer lock); returns a log line."""
+    import math
+
+    groups = results.groups
+    if groups is None or not math.isfinite(groups.cut_years):
+        raise UserError("--save-cutpoints: the report learned no accelerated-ageing cut (see the data-quality "
+                        "section)")
+    try:
+        from epi_spineage.db.cutpoints import save_cutpoint
+    except ImportError:
+        raise UserError("--save-cutpoints: this installation has no epi_spineage.db.cutpoints (a newer database "
+                        "schema is needed)") from None
+    name, role = cutpoint_name(results)
+    cfg = results.config
+    method = ("fixed cut from the study config" if cfg.fixed_cut_years is not None
+              else f"top tertile, quantile {cfg.tertile_method}")
+    save_cutpoint(db_path, name=name, value_years=float(groups.cut_years), cut_rule=cfg.cut_rule,
+                  source_cohort=role, method=method)
+    log.info("saved cut point %s = %.4f y into %s", name, groups.cut_years, db_path)
+    return f"saved the cut point {name} = PAD {cfg.cut_rule} {groups.cut_years:.3f} y ({method}) into the database"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,11 +1,12 @@
 """Runs every analysis of the study on the two cohorts and collects the results.
 
-``run_study(derivation, external, config) -> StudyResults``: every table a tidy DataFrame (in the
-order of the study), plot data for the figures, headline numbers in a JSON-serialisable dict, and the
-data-quality log (exclusions and warnings). Nothing here formats or rounds; ``document`` does that.
+``run_study(derivation, external, config) -> StudyResults``: one typed result per section
+(``report.results``), the data-quality log (exclusions, dropped terms, warnings, skipped analyses).
+Nothing here formats or rounds; ``document`` does that.
 
-One analysis failing on a user's data (a missing column, too few events) does not sink the report:
-the step is skipped, and the reason goes to the data-quality section.
+A step that cannot run on a user's data (``AnalysisNotPossible`` or a ``UserError`` from the stats layer:
+no events, an empty group, a missing column) is skipped and the reason goes to the data-quality section.
+Any other exception is a programming error and propagates, so that the test suite sees it.
 """
 
 from __future__ import annotations
@@ -14,133 +15,49 @@ import logging
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from epi_spineage import stats
-from epi_spineage.errors import UserError
+from epi_spineage.errors import AnalysisNotPossible, UserError
+from epi_spineage.report import steps
 from epi_spineage.report.config import StudyConfig
-from epi_spineage.report.prepare import PreparedCohort, prepare_cohorts
-from epi_spineage.schema import OUTCOMES, PAD_COLUMN
+from epi_spineage.report.prepare import prepare_cohorts
+from epi_spineage.report.results import (
+    ACCEL_COLUMN, AGE_PREDICTOR, GROUP_COLUMN, ROC_OUTCOMES, ROLES, SPINE_PREDICTOR, StudyResults, collect_warnings,
+    has_outcome,
+)
+from epi_spineage.schema import PAD_COLUMN
 
 log = logging.getLogger(__name__)
 
-ROLES = ("derivation", "external")
-GROUP_COLUMN = "group"
-ACCEL_COLUMN = "accelerated"
-ROC_OUTCOMES = ("prevalent_vf", "osteoporosis")
-SPINE_PREDICTOR = "spine age"
-AGE_PREDICTOR = "chronological age"
+#: the errors that mean "this analysis cannot run on these data"
+DATA_ERRORS = (AnalysisNotPossible, UserError)
 
 
-@dataclass
-class StudyResults:
-    """Everything the report shows. ``tables``: name -> tidy DataFrame (each becomes tables/NAME.csv
-    and an entry of results.json). ``curves``: plot data (figures/data/NAME.csv). ``numbers``:
-    headline numbers (JSON-serialisable). ``cohorts``: the analysed frames by role."""
-
-    config: StudyConfig
-    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
-    curves: dict[str, pd.DataFrame] = field(default_factory=dict)
-    numbers: dict[str, Any] = field(default_factory=dict)
-    cohorts: dict[str, PreparedCohort] = field(default_factory=dict)
-    cox: dict[tuple, Any] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
-    skipped: dict[str, str] = field(default_factory=dict)
-    timings_s: dict[str, float] = field(default_factory=dict)
-    truth: dict[str, Any] | None = None
-
-    @property
-    def roles(self) -> list[str]:
-        return list(self.cohorts)
-
-    def attach_truth(self, truth: dict[str, Any]) -> None:
-        """Keep the simulator's planted values and add the truth-vs-estimate table."""
-        from epi_spineage.report.truth import truth_table
-
-        self.truth = truth
-        try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                table = truth_table(truth, self)
-            # a rare generating covariate can give an unbounded coefficient; note it, it is data, not a bug
-            _collect_warnings(self, "truth comparison", caught)
-        except Exception as exc:  # the comparison is a courtesy; never lose the report over it
-            log.warning("truth comparison failed: %s", exc)
-            self.warnings.append(f"truth comparison skipped: {exc}")
-            return
-        if len(table):
-            self.tables["truth_vs_estimate"] = table
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "config": self.config.to_dict(),
-            "numbers": self.numbers,
-            "tables": {k: v for k, v in self.tables.items()},
-            "warnings": list(self.warnings),
-            "skipped": dict(self.skipped),
-            "truth": self.truth,
-            "timings_s": self.timings_s,
-        }
-
-
-# ------------------------------------------------------------------------------------------------
-def _collect_warnings(results: StudyResults, where: str, caught) -> None:
-    for w in caught:
-        if issubclass(w.category, (RuntimeWarning, DeprecationWarning, FutureWarning, PendingDeprecationWarning)) \
-                and not issubclass(w.category, UserWarning):
-            # numpy floating-point and library-deprecation chatter is not a data problem
-            log.debug("%s: %s", where, w.message)
-            continue
-        msg = f"{where}: {w.message}"
-        if msg not in results.warnings:
-            results.warnings.append(msg)
-
-
-def _step(results: StudyResults, name: str, func: Callable[[], None]) -> None:
-    """Run one analysis; a user-data problem skips it with a logged reason instead of failing."""
+def _step(results: StudyResults, name: str, func: Callable[[], Any]) -> Any:
+    """Run one analysis; a data problem skips it with a logged reason, a programming error propagates."""
     t0 = time.perf_counter()
+    out = None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            func()
-        except (UserError, ValueError, KeyError, np.linalg.LinAlgError, ZeroDivisionError) as exc:
+            out = func()
+        except DATA_ERRORS as exc:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             results.skipped[name] = reason
             results.warnings.append(f"{name} skipped: {reason}")
             log.warning("%s skipped: %s", name, reason)
-    _collect_warnings(results, name, caught)
+    collect_warnings(results, name, caught)
     results.timings_s[name] = time.perf_counter() - t0
-
-
-def _tag(frame: pd.DataFrame, **cols) -> pd.DataFrame:
-    """Prepend identifying columns (cohort, outcome, ...) to a tidy frame."""
-    frame = frame.copy()
-    for i, (k, v) in enumerate(cols.items()):
-        if k in frame.columns:
-            frame = frame.drop(columns=k)
-        frame.insert(i, k, v)
-    return frame
-
-
-def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    frames = [f for f in frames if f is not None and len(f)]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-
-
-def has_outcome(df: pd.DataFrame, outcome: str) -> bool:
-    event, time_col = OUTCOMES.get(outcome, (outcome, f"{outcome}_years"))
-    return event in df.columns and time_col in df.columns and df[event].notna().any()
+    return out
 
 
 def _data_quality(results: StudyResults, quality: pd.DataFrame) -> pd.DataFrame:
-    """Exclusions (flow, per model for missing covariates), missing values, skipped analyses, warnings."""
+    """Exclusions (flow, per model for missing covariates), missing values, dropped terms, skipped analyses."""
     rows = list(quality.to_dict(orient="records"))
-    flow = results.tables.get("cohort_flow", pd.DataFrame())
-    for r in flow.itertuples(index=False):
+    for r in results.flow.itertuples(index=False):
         if r.n_excluded:
             rows.append({"cohort": r.cohort, "item": f"excluded: {r.reason}", "n": r.n_excluded, "detail": r.step})
     for role, c in results.cohorts.items():
@@ -152,52 +69,68 @@ def _data_quality(results: StudyResults, quality: pd.DataFrame) -> pd.DataFrame:
                     rows.append({"cohort": role, "item": f"missing {col}", "n": miss,
                                  "detail": f"{100 * miss / c.n:.1f}% of analysed rows"})
     for fam in ("fracture", "mortality"):
-        ci = results.tables.get(f"c_index_{fam}", pd.DataFrame())
-        for r in ci.itertuples(index=False):
+        cox = results.cox(fam)
+        if cox is None:
+            continue
+        for r in cox.c_index.itertuples(index=False):
             if r.n_excluded:
                 rows.append({"cohort": r.cohort, "item": f"Cox {fam} {r.model}, {r.outcome}: complete cases only",
                              "n": r.n_excluded, "detail": "excluded for a missing covariate, time or event"})
-    reg = results.tables.get("age_gap_regression", pd.DataFrame())
-    if len(reg):
-        for role, blk in reg.groupby("cohort", sort=False):
-            if blk["n_excluded"].iloc[0]:
-                rows.append({"cohort": role, "item": "age-gap regression: complete cases only",
-                             "n": int(blk["n_excluded"].iloc[0]), "detail": "excluded for a missing covariate"})
-    for role, v in results.numbers.get("frax_n", {}).items():
-        if v["n_excluded"]:
-            rows.append({"cohort": role, "item": "FRAX: complete cases only", "n": v["n_excluded"],
-                         "detail": "missing a FRAX probability or the outcome"})
+        for (role, outcome, model), dropped in cox.dropped.items():
+            rows.append({"cohort": role, "item": f"Cox {fam} {model}, {outcome}: covariate(s) dropped",
+                         "n": np.nan, "detail": f"constant in the complete cases: {', '.join(dropped)}"})
+        summ = cox.summary
+        if len(summ) and "note" in summ.columns:
+            ne = summ[summ["note"].fillna("").astype(str).str.startswith("not estimable")]
+            for (role, outcome, model), blk in ne.groupby(["cohort", "outcome", "model"], sort=False):
+                rows.append({"cohort": role, "item": f"Cox {fam} {model}, {outcome}: not estimable",
+                             "n": np.nan, "detail": str(blk["note"].iloc[0])})
+    if results.age_gap is not None:
+        reg = results.age_gap.table
+        if len(reg):
+            for role, blk in reg.groupby("cohort", sort=False):
+                if blk["n_excluded"].iloc[0]:
+                    rows.append({"cohort": role, "item": "age-gap regression: complete cases only",
+                                 "n": int(blk["n_excluded"].iloc[0]), "detail": "excluded for a missing covariate"})
+        for role, dropped in results.age_gap.dropped.items():
+            rows.append({"cohort": role, "item": "age-gap regression: term(s) dropped", "n": np.nan,
+                         "detail": f"constant or aliased in the complete cases: {', '.join(dropped)}"})
+    if results.frax is not None:
+        for role, v in results.frax.n.items():
+            if v["n_excluded"]:
+                rows.append({"cohort": role, "item": "FRAX: complete cases only", "n": v["n_excluded"],
+                             "detail": "missing a FRAX probability or the outcome"})
     for k, v in results.skipped.items():
         rows.append({"cohort": "", "item": f"analysis skipped: {k}", "n": np.nan, "detail": v})
+    for w in results.warnings:
+        if "not estimated" in w or "empty at this cut" in w or "one sex only" in w:
+            rows.append({"cohort": "", "item": "not estimated", "n": np.nan, "detail": w})
     return pd.DataFrame(rows, columns=["cohort", "item", "n", "detail"])
 
 
-# ------------------------------------------------------------------------------------------------
 def run_study(derivation: pd.DataFrame | None, external: pd.DataFrame | None,
               config: StudyConfig | None = None) -> StudyResults:
     """Run every analysis; either cohort may be None (its sections then show the other alone)."""
-    from epi_spineage.report import steps
-
     config = (config or StudyConfig()).validate()
     results = StudyResults(config=config)
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         cohorts, flow, quality = prepare_cohorts(derivation, external, config)
-    _collect_warnings(results, "input", caught)
+    collect_warnings(results, "input", caught)
     if not cohorts:
         raise UserError("no cohort with spine ages to analyse")
     results.cohorts = cohorts
-    results.tables["cohort_flow"] = flow
-    results.tables["data_quality"] = quality
+    results.flow = flow
+    results.data_quality = quality
     results.timings_s["prepare"] = time.perf_counter() - t0
 
-    for name, func in steps.STEPS:
-        _step(results, name, lambda func=func: func(results))
-    results.tables["data_quality"] = _data_quality(results, quality)
-    results.numbers.setdefault("n_warnings", len(results.warnings))
+    for name, attr, func in steps.STEPS:
+        setattr(results, attr, _step(results, name, lambda func=func: func(results)))
+    results.data_quality = _data_quality(results, quality)
     results.timings_s["total"] = time.perf_counter() - t0
     return results
 
 
-__all__ = ["StudyResults", "run_study", "ROLES", "PAD_COLUMN", "has_outcome"]
+__all__ = ["StudyResults", "run_study", "ROLES", "PAD_COLUMN", "has_outcome", "ACCEL_COLUMN", "GROUP_COLUMN",
+           "ROC_OUTCOMES", "SPINE_PREDICTOR", "AGE_PREDICTOR"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import tomllib
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,13 +43,16 @@ class StudyConfig:
     pad_external: str = "auto"
     #: accelerated ageing: top tertile of PAD learned on the derivation (test) set, frozen
     tertile_method: str = "type7"
-    accelerated_rule: str = ">="
+    #: accelerated = PAD >= cut (">=", default) or PAD > cut (">", as Stata's xtile bins)
+    cut_rule: str = ">="
     fixed_cut_years: float | None = None
     #: survival conventions
     ties: str = "efron"
     km_ci: str = "log-log"
     km_times_years: list[float] = field(default_factory=lambda: [0.0, 2.0, 4.0, 6.0, 8.0, 10.0])
     ci_level: float = 0.95
+    #: a Cox fit with fewer events per model parameter is "not estimable" (docs/methods.md#epv); None = off
+    min_events_per_parameter: float | None = 5.0
     #: outcomes: the fracture outcomes of Table 2, mortality, the KM/competing-risk outcome
     fracture_outcomes: list[str] = field(
         default_factory=lambda: ["fracture_any", "fracture_vertebral", "fracture_nonvertebral"])
@@ -63,11 +67,19 @@ class StudyConfig:
     #: FRAX high-risk thresholds (NOF / Cosman 2014)
     frax_mof_threshold_pct: float = 20.0
     frax_hip_threshold_pct: float = 3.0
+    #: scoring QC: minimum images in a month x manufacturer cell before drift is flagged; None = the database's
+    drift_min_count: int | None = None
     #: title shown on the report
     title: str = "Spine age and incident fracture and mortality"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @property
+    def accelerated_rule(self) -> str:
+        """Deprecated name of ``cut_rule`` (kept so that code written against 0.1 keeps working)."""
+        warnings.warn("StudyConfig.accelerated_rule is deprecated; use cut_rule", DeprecationWarning, stacklevel=2)
+        return self.cut_rule
 
     def validate(self) -> "StudyConfig":
         if self.pad_derivation not in ("auto", "corrected", "uncorrected") or self.pad_external not in (
@@ -75,8 +87,14 @@ class StudyConfig:
             raise UserError("config: pad_derivation/pad_external must be auto, corrected or uncorrected")
         if self.tertile_method not in ("type7", "type2"):
             raise UserError(f"config: tertile_method must be type7 or type2, not {self.tertile_method!r}")
-        if self.accelerated_rule not in (">=", ">"):
-            raise UserError(f"config: accelerated_rule must be '>=' or '>', not {self.accelerated_rule!r}")
+        if self.cut_rule not in (">=", ">"):
+            raise UserError(f"config: cut_rule must be '>=' or '>', not {self.cut_rule!r}")
+        epp = self.min_events_per_parameter
+        if epp is not None and (isinstance(epp, bool) or not isinstance(epp, (int, float)) or epp < 0):
+            raise UserError("config: [survival] min_events_per_parameter must be a number >= 0 (0 = off)")
+        dmc = self.drift_min_count
+        if dmc is not None and (isinstance(dmc, bool) or not isinstance(dmc, int) or dmc < 1):
+            raise UserError("config: [scoring] drift_min_count must be a whole number >= 1")
         if self.ties not in ("efron", "breslow"):
             raise UserError(f"config: ties must be efron or breslow, not {self.ties!r}")
         if self.km_ci not in ("log-log", "log"):
@@ -100,15 +118,18 @@ class StudyConfig:
 _SECTIONS: dict[str, dict[str, str]] = {
     "cohorts": {"derivation": "derivation", "external": "external", "derivation_split": "derivation_split"},
     "pad": {"derivation": "pad_derivation", "external": "pad_external"},
-    "grouping": {"tertile_method": "tertile_method", "accelerated_rule": "accelerated_rule",
-                 "fixed_cut_years": "fixed_cut_years"},
-    "survival": {"ties": "ties", "km_ci": "km_ci", "km_times_years": "km_times_years", "ci_level": "ci_level"},
+    "grouping": {"tertile_method": "tertile_method", "cut_rule": "cut_rule", "fixed_cut_years": "fixed_cut_years"},
+    "survival": {"ties": "ties", "km_ci": "km_ci", "km_times_years": "km_times_years", "ci_level": "ci_level",
+                 "min_events_per_parameter": "min_events_per_parameter"},
     "outcomes": {"fracture": "fracture_outcomes", "mortality": "mortality_outcome", "km": "km_outcome"},
     "regression": {"covariates": "regression_covariates"},
     "table1": {"variables": "table1_variables"},
     "frax": {"mof_threshold_pct": "frax_mof_threshold_pct", "hip_threshold_pct": "frax_hip_threshold_pct"},
     "report": {"title": "title"},
+    "scoring": {"drift_min_count": "drift_min_count"},
 }
+#: old TOML keys that still work, with a DeprecationWarning: (section, old key) -> new key
+_DEPRECATED_KEYS = {("grouping", "accelerated_rule"): "cut_rule"}
 
 
 def config_from_dict(data: dict[str, Any], *, source: str = "config") -> StudyConfig:
@@ -130,14 +151,23 @@ def config_from_dict(data: dict[str, Any], *, source: str = "config") -> StudyCo
         if keys is None or not isinstance(body, dict):
             raise UserError(f"{source}: unknown section [{section}]; known: {', '.join([*_SECTIONS, 'models'])}")
         for key, value in body.items():
+            if (section, key) in _DEPRECATED_KEYS:
+                new = _DEPRECATED_KEYS[(section, key)]
+                if new in body:
+                    raise UserError(f"{source}: [{section}] has both {key!r} (deprecated) and {new!r}; keep {new!r}")
+                warnings.warn(f"{source}: [{section}] {key} is deprecated; call it {new}", DeprecationWarning,
+                              stacklevel=2)
+                key = new
             attr = keys.get(key)
             if attr is None:
                 raise UserError(f"{source}: unknown key {key!r} in [{section}]; known: {', '.join(keys)}")
             default = getattr(StudyConfig(), attr)
             if isinstance(default, list) and not isinstance(value, list):
                 raise UserError(f"{source}: [{section}] {key} must be a list")
-            if isinstance(default, float) and isinstance(value, int):
+            if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
                 value = float(value)
+            if attr == "min_events_per_parameter" and value == 0:
+                value = None  # 0 turns the rule off
             setattr(cfg, attr, value)
     return cfg.validate()
 

@@ -19,13 +19,22 @@ import pandas as pd
 from epi_spineage import __version__
 from epi_spineage.report import figures as F
 from epi_spineage.report import labels as L
-from epi_spineage.report.analyses import AGE_PREDICTOR, SPINE_PREDICTOR, StudyResults
 from epi_spineage.report.config import StudyConfig
+from epi_spineage.report.results import (
+    AGE_PREDICTOR, SPINE_PREDICTOR, AgeGapResult, AgreementResult, CompetingResult, CoxFractureResult,
+    DiscriminationResult, GroupsKMResult, MortalityResult, RatesResult, StudyResults, SubgroupResult, Table1Result,
+)
 from epi_spineage.report.render import Section, FigureItem, TableItem, format_ci, format_p, write_report
 from epi_spineage.schema import PAD_COLUMN, SYNTHETIC_NOTICE
 from epi_spineage.stats.grouping import FOUR_GROUP_LABELS, REFERENCE_GROUP
 
 log = logging.getLogger(__name__)
+
+KM_AXIS_LABEL = "cumulative incidence (1 - KM, deaths censored)"
+MORTALITY_VS_PAPER = (
+    "How this differs from the study: the study reports mortality for women vs men and per SD of age beside "
+    "PAD; here age is per year and sex is a model term ('men vs women'), with PAD per SD as in the fracture "
+    "models. The hazard ratios of sex and age are the same models' terms, only on these scales.")
 
 
 class _Doc:
@@ -44,62 +53,72 @@ class _Doc:
         png = F.save_figure(fig, self.fig_dir, name, svg=self.svg)
         s.figures.append(FigureItem(name, caption, png, width))
 
-    def table(self, s: Section, name: str, caption: str, display: pd.DataFrame | None = None, note: str = "",
-              frame: pd.DataFrame | None = None, show: bool = True) -> None:
-        frame = self.r.tables.get(name) if frame is None else frame
+    def table(self, s: Section, name: str, caption: str, display: pd.DataFrame | None = None, note: str = "", *,
+              frame: pd.DataFrame | None, show: bool = True) -> None:
+        """Show ``display`` (or ``frame``) and write ``frame`` (full precision) as tables/NAME.csv."""
         if frame is None or len(frame) == 0:
             return
         s.tables.append(TableItem(name, caption, frame, display, note, show=show))
 
-    def t(self, name: str) -> pd.DataFrame:
-        return self.r.tables.get(name, pd.DataFrame())
-
 
 def _ci(row, digits=2) -> str:
+    """'1.23 (1.01-1.50)', or 'not estimable (reason)' where the fit is not estimable (never 0.00 (0.00-0.00))."""
+    note = row.get("note") if hasattr(row, "get") else None
+    if isinstance(note, str) and note.startswith("not estimable"):
+        return "not estimable (" + note.split(":", 1)[-1].strip() + ")"
+    if not np.isfinite(float(row["estimate"])):
+        return "not estimable"
     return format_ci(float(row["estimate"]), float(row["ci_low"]), float(row["ci_high"]), digits)
 
 
 # ------------------------------------------------------------------------------------- sections
 def _summary(d: _Doc, synthetic: bool) -> None:
     s = d.section("summary", "Summary")
-    n = d.r.numbers
+    agr = d.r.agreement or AgreementResult()
+    rates = d.r.rates or RatesResult()
+    cox = d.r.cox_fracture or CoxFractureResult()
+    groups = d.r.groups
     cfg = d.r.config
     if synthetic:
         s.paragraphs.append("These cohorts are simulated (see the banner). The study design follows Cho, Hong et al., "
                             "npj Aging 2025 (doi:10.1038/s41514-025-00271-8); the numbers below are the simulator's, "
                             "not the study's findings.")
     for role in d.r.roles:
-        parts = [f"{L.cohort(role)}: {n.get('n_analysed', {}).get(role, 0):,} participants"]
-        if role in n.get("events", {}):
-            parts.append(f"{n['events'][role]:,} with incident {L.outcome(cfg.km_outcome)} "
-                         f"({n['incidence_per_1000py'][role]:.1f} per 1,000 person-years; median follow-up "
-                         f"{n['median_followup_years'][role]:.1f} y)")
-        if role in n.get("pearson_r", {}):
-            parts.append(f"r(age, spine age) = {n['pearson_r'][role]:.2f}; PAD mean (SD) "
-                         f"{n['pad_mean_years'][role]:.1f} ({n['pad_sd_years'][role]:.1f}) y, {n['pad_used'][role]}")
-        hr = n.get("hr_per_sd_fracture", {}).get(role, {}).get(cfg.fracture_outcomes[0], {})
+        parts = [f"{L.cohort(role)}: {agr.n_analysed.get(role, d.r.cohorts[role].n):,} participants"]
+        if role in rates.events:
+            fu = rates.median_followup_years.get(role)
+            parts.append(f"{rates.events[role]:,} with incident {L.outcome(cfg.km_outcome)} "
+                         f"({rates.incidence_per_1000py[role]:.1f} per 1,000 person-years"
+                         + (f"; median follow-up {fu:.1f} y)" if fu is not None else ")"))
+        if role in agr.pearson_r:
+            parts.append(f"r(age, spine age) = {agr.pearson_r[role]:.2f}; PAD mean (SD) "
+                         f"{agr.pad_mean_years[role]:.1f} ({agr.pad_sd_years[role]:.1f}) y, {agr.pad_used[role]}")
+        hr = cox.hr_per_sd.get(role, {}).get(cfg.fracture_outcomes[0], {})
         if hr:
             first = next(iter(hr))
-            h = hr[first]
-            parts.append(f"HR per SD of PAD for {L.outcome(cfg.fracture_outcomes[0])}, {first}: "
-                         f"{format_ci(h['estimate'], h['ci_low'], h['ci_high'])}")
+            parts.append(f"HR per SD of PAD for {L.outcome(cfg.fracture_outcomes[0])}, {first}: {_ci(hr[first])}")
+        side = cox.pad_side_by_side
+        if len(side):
+            other = side[(side["cohort"] == role) & ~side["analysed"].astype(bool)]
+            for _, o in other.iterrows():
+                parts.append(f"with {o['pad']} PAD instead: {_ci(o)}")
         s.bullets.append("; ".join(parts) + ".")
-    if "accelerated_cut_years" in n:
-        s.bullets.append(f"Accelerated spine ageing: PAD {cfg.accelerated_rule} {n['accelerated_cut_years']:.2f} y "
-                         f"({n['accelerated_cut_source']}).")
+    if groups is not None and np.isfinite(groups.cut_years):
+        s.bullets.append(f"Accelerated spine ageing: PAD {cfg.cut_rule} {groups.cut_years:.2f} y "
+                         f"({groups.cut_source}).")
 
 
 def _cohorts(d: _Doc) -> None:
     s = d.section("cohorts", "Cohorts and baseline characteristics")
     s.paragraphs.append("Participant flow: rows given, rows analysed and why the others were left out. "
                         "Each model below also reports how many participants it excluded for missing covariates.")
-    flow = d.t("cohort_flow")
+    flow = d.r.flow
     if len(flow):
         disp = flow.assign(cohort=flow["cohort"].map(L.cohort), n=flow["n"].map("{:,}".format),
                            n_excluded=flow["n_excluded"].map(lambda v: f"{v:,}" if v else ""))
         disp.columns = ["cohort", "step", "n", "excluded", "reason"]
-        d.table(s, "cohort_flow", "Cohort flow.", disp)
-    t1 = d.t("table1")
+        d.table(s, "cohort_flow", "Cohort flow.", disp, frame=flow)
+    t1 = (d.r.table1 or Table1Result()).table
     from epi_spineage.stats.table1 import format_table_one
 
     for role in d.r.roles:
@@ -113,22 +132,23 @@ def _cohorts(d: _Doc) -> None:
                 f"{L.outcome(d.r.config.km_outcome)}: mean ± SD (Student t-test) or n (%) (Pearson chi-square "
                 "without Yates' correction; Fisher's exact test when an expected count is below 5).",
                 disp, frame=block.reset_index(drop=True))
-    fu = d.t("median_followup")
+    fu = (d.r.rates or RatesResult()).followup
     if len(fu):
         disp = pd.DataFrame({"cohort": fu["cohort"].map(L.cohort), "outcome": fu["outcome"].map(L.outcome),
                              "median follow-up, y (IQR)": [f"{e:.1f} ({a:.1f}-{b:.1f})" for e, a, b in
                                                           zip(fu["estimate"], fu["q1"], fu["q3"])],
                              "n": fu["n"].map("{:,}".format), "events": fu["events"].map("{:,}".format)})
-        d.table(s, "median_followup", "Median follow-up by the reverse Kaplan-Meier method.", disp)
+        d.table(s, "median_followup", "Median follow-up by the reverse Kaplan-Meier method.", disp, frame=fu)
 
 
 def _agreement(d: _Doc) -> None:
     s = d.section("agreement", "Spine age and chronological age")
+    agr = d.r.agreement or AgreementResult()
     panels = []
-    pear = d.t("agreement_pearson")
+    pear = agr.pearson
     for role in d.r.roles:
-        sc = d.r.curves.get(f"scatter_{role}")
-        row = pear[pear["cohort"] == role]
+        sc = agr.scatter.get(role)
+        row = pear[pear["cohort"] == role] if len(pear) else pear
         if sc is None or not len(row):
             continue
         r = row.iloc[0]
@@ -138,24 +158,30 @@ def _agreement(d: _Doc) -> None:
         d.figure(s, "age_scatter", F.age_scatter(panels),
                  "Predicted (uncorrected) spine age against chronological age, with the identity line and the "
                  "least-squares line; Pearson r with its Fisher-z 95% CI.", width=860)
-    ps = d.t("pad_summary")
+    ps = agr.pad_summary
     if len(ps):
         disp = pd.DataFrame({
-            "cohort": ps["cohort"].map(L.cohort), "PAD used": ps["pad"], "n": ps["n"].map("{:,}".format),
+            "cohort": ps["cohort"].map(L.cohort),
+            "PAD": [f"{k} (analysed)" if a else k for k, a in zip(ps["pad"], ps["analysed"].astype(bool))],
+            "n": ps["n"].map("{:,}".format),
             "PAD mean (SD), y": [f"{m:.2f} ({sd:.2f})" for m, sd in zip(ps["pad_mean_years"], ps["pad_sd_years"])],
             "MAE, y": ps["mae_years"].map("{:.2f}".format),
             "r (95% CI)": [format_ci(a, b, c) for a, b, c in zip(ps["pearson_r"], ps["ci_low"], ps["ci_high"])],
         })
-        d.table(s, "pad_summary", "Predicted age difference (PAD = spine age - chronological age) as analysed; "
-                "r and MAE here use the PAD the analyses use (bias-corrected where stated, which inflates r).", disp)
+        d.table(s, "pad_summary", "Predicted age difference (PAD = spine age - chronological age): the PAD the "
+                "analyses use, and beside it the other one wherever the cohort has a bias-corrected spine age "
+                "(uncorrected and corrected side by side). r and MAE of corrected PAD are inflated by the correction.",
+                disp, frame=ps)
     if len(pear):
-        d.table(s, "agreement_pearson", "Pearson correlation of chronological and uncorrected spine age.", show=False)
+        d.table(s, "agreement_pearson", "Pearson correlation of chronological and uncorrected spine age.",
+                frame=pear, show=False)
 
 
 def _discrimination(d: _Doc) -> None:
     s = d.section("discrimination", "Discrimination: prevalent vertebral fracture and osteoporosis")
-    t = d.t("discrimination")
-    curves = d.r.curves.get("roc")
+    disc = d.r.discrimination or DiscriminationResult()
+    t = disc.table
+    curves = disc.roc
     if not len(t):
         s.paragraphs.append("Not available (no prevalent_vf or osteoporosis in the data).")
         return
@@ -179,23 +205,24 @@ def _discrimination(d: _Doc) -> None:
                      "AUROC spine age": _ci(a, 3), "AUROC chronological age": _ci(b, 3),
                      "difference": format_ci(dd["estimate"], dd["ci_low"], dd["ci_high"], 3),
                      "p (DeLong)": format_p(dd["p_value"])})
-    d.table(s, "discrimination", "AUROC (95% DeLong CI) and the paired DeLong comparison.", pd.DataFrame(rows))
+    d.table(s, "discrimination", "AUROC (95% DeLong CI) and the paired DeLong comparison.", pd.DataFrame(rows),
+            frame=t)
 
 
 def _km(d: _Doc) -> None:
     cfg = d.r.config
     s = d.section("accelerated", "Accelerated spine ageing: four groups and Kaplan-Meier")
-    n = d.r.numbers
-    if "accelerated_cut_years" in n:
+    g = d.r.groups or GroupsKMResult()
+    if np.isfinite(g.cut_years):
         s.paragraphs.append(
-            f"Accelerated ageing is PAD {cfg.accelerated_rule} {n['accelerated_cut_years']:.3f} years: "
-            f"{n['accelerated_cut_source']}. The four groups split each cohort at its own median age "
-            + ", ".join(f"({L.cohort(r)}: {a:.1f} y)" for r, a in n.get("median_age_years", {}).items())
+            f"Accelerated ageing is PAD {cfg.cut_rule} {g.cut_years:.3f} years: "
+            f"{g.cut_source}. The four groups split each cohort at its own median age "
+            + ", ".join(f"({L.cohort(r)}: {a:.1f} y)" for r, a in g.median_age_years.items())
             + f". Reference group: {REFERENCE_GROUP}.")
-    km = d.r.curves.get("km")
-    at = d.t("km_failure")
-    hrs = d.t("group_hazard_ratios")
-    lr = d.t("logrank")
+    km = g.km
+    at = g.km_failure
+    hrs = g.group_hazard_ratios
+    lr = g.logrank
     if km is None or not len(km):
         return
     panels = []
@@ -205,24 +232,28 @@ def _km(d: _Doc) -> None:
         c = km[km["cohort"] == role].rename(columns={"time": "time_years"})
         if not len(c):
             continue
-        a = at[at["cohort"] == role].rename(columns={"time": "time_years"})
+        a = (at[at["cohort"] == role] if len(at) else pd.DataFrame(columns=["group", "time", "n_at_risk"])
+             ).rename(columns={"time": "time_years"})
         h = hrs[hrs["cohort"] == role] if len(hrs) else hrs
         lab = {}
-        for g in FOUR_GROUP_LABELS:
-            row = h[h["group"] == g] if len(h) else h
-            if len(row) and g != REFERENCE_GROUP and np.isfinite(row.iloc[0]["estimate"]):
-                lab[g] = f"{g}: HR {_ci(row.iloc[0])}"
+        for grp in FOUR_GROUP_LABELS:
+            row = h[h["group"] == grp] if len(h) else h
+            if len(row) and grp != REFERENCE_GROUP and np.isfinite(row.iloc[0]["estimate"]):
+                lab[grp] = f"{grp}: HR {_ci(row.iloc[0])}"
             else:
-                lab[g] = f"{g} (reference)" if g == REFERENCE_GROUP else g
-        l = lr[lr["cohort"] == role]
+                lab[grp] = f"{grp} (reference)" if grp == REFERENCE_GROUP else grp
+        l = lr[lr["cohort"] == role] if len(lr) else lr
         note = f"log-rank {format_p(l.iloc[0]['p_value']).replace('<', 'p < ') if len(l) else ''}"
         note = note if "p <" in note else (f"log-rank p = {format_p(l.iloc[0]['p_value'])}" if len(l) else "")
         panels.append({"title": L.cohort(role), "curves": c, "at_risk": a[["group", "time_years", "n_at_risk"]],
                        "groups": list(FOUR_GROUP_LABELS), "labels": lab, "short": short, "note": note})
-    d.figure(s, "km_four_groups", F.km_panels(panels, ylabel=f"cumulative incidence, {L.outcome(cfg.km_outcome)}"),
+    if not panels:
+        return
+    d.figure(s, "km_four_groups", F.km_panels(panels, ylabel=KM_AXIS_LABEL),
              f"Kaplan-Meier cumulative incidence (1 - S) of {L.outcome(cfg.km_outcome)} in the four age x "
              f"acceleration groups with {cfg.km_ci} 95% CIs (Greenwood), unadjusted Cox HRs against the reference "
-             "group, the log-rank test, and numbers at risk.", width=980)
+             "group, the log-rank test, and numbers at risk. Deaths are censored, so 1 - KM overstates the risk "
+             "where mortality is high: see the competing-risk section (Aalen-Johansen).", width=980)
     if len(hrs):
         order = {g: i for i, g in enumerate(FOUR_GROUP_LABELS)}
         hrs = hrs.assign(_o=hrs["group"].map(order)).sort_values(["cohort", "_o"], kind="stable",
@@ -231,13 +262,13 @@ def _km(d: _Doc) -> None:
             "cohort": hrs["cohort"].map(L.cohort), "group": hrs["group"],
             "n": hrs["n_group"].map(lambda v: f"{int(v):,}" if pd.notna(v) else ""),
             "events": hrs["events_group"].map(lambda v: f"{int(v):,}" if pd.notna(v) else ""),
-            "HR (95% CI)": [("1 (reference)" if sc == "reference" else format_ci(e, lo, hi))
-                            for e, lo, hi, sc in zip(hrs["estimate"], hrs["ci_low"], hrs["ci_high"], hrs["scale"])],
+            "HR (95% CI)": [("1 (reference)" if r["scale"] == "reference" else _ci(r)) for _, r in hrs.iterrows()],
             "p": hrs["p_value"].map(format_p).replace("NA", ""),
         })
-        d.table(s, "group_hazard_ratios", f"Unadjusted hazard ratios of {L.outcome(cfg.km_outcome)} by group.", disp)
+        d.table(s, "group_hazard_ratios", f"Unadjusted hazard ratios of {L.outcome(cfg.km_outcome)} by group.", disp,
+                frame=g.group_hazard_ratios)
     if len(lr):
-        d.table(s, "logrank", "Log-rank test across the four groups.")
+        d.table(s, "logrank", "Log-rank test across the four groups.", frame=lr)
 
 
 def _hr_pivot(summary: pd.DataFrame, models: list[str]) -> pd.DataFrame:
@@ -248,6 +279,8 @@ def _hr_pivot(summary: pd.DataFrame, models: list[str]) -> pd.DataFrame:
         for m in models:
             r = blk[blk["model"] == m]
             row[m] = _ci(r.iloc[0]) if len(r) else "not fitted"
+            if len(r) and "model_label" in r.columns and r.iloc[0]["model_label"] != m:
+                row[f"{m} note"] = r.iloc[0]["model_label"].split("; ", 1)[1]
             if len(r):
                 row[f"{m} p"] = format_p(r.iloc[0]["p_value"])
                 row[f"{m} n/events"] = f"{int(r.iloc[0]['n']):,}/{int(r.iloc[0]['events']):,}"
@@ -258,7 +291,8 @@ def _hr_pivot(summary: pd.DataFrame, models: list[str]) -> pd.DataFrame:
 def _cox(d: _Doc) -> None:
     cfg = d.r.config
     s = d.section("cox", "Incident fracture: hazard ratio per SD of PAD")
-    summ = d.t("cox_fracture")
+    cox = d.r.cox_fracture or CoxFractureResult()
+    summ = cox.summary
     if not len(summ):
         s.paragraphs.append("Not available.")
         return
@@ -267,9 +301,20 @@ def _cox(d: _Doc) -> None:
         "models of a cohort). " + "; ".join(f"{m}: PAD + {', '.join(L.var(v) for v in covs)}"
                                              for m, covs in cfg.fracture_models.items())
         + ". Complete cases per model (n/events shown).")
-    d.table(s, "cox_fracture", "Hazard ratio (95% CI) per 1 SD of PAD for incident fracture.",
-            _hr_pivot(summ, list(cfg.fracture_models)))
-    pad = summ[summ["term"] == PAD_COLUMN].copy()
+    d.table(s, "cox_fracture", "Hazard ratio (95% CI) per 1 SD of PAD for incident fracture "
+            "('not estimable': fewer than {:g} events per model parameter, or an infinite CI).".format(
+                cfg.min_events_per_parameter or 0), _hr_pivot(summ, list(cfg.fracture_models)), frame=summ)
+    side = cox.pad_side_by_side
+    if len(side):
+        disp = pd.DataFrame({"cohort": side["cohort"].map(L.cohort), "outcome": side["outcome"].map(L.outcome),
+                             "model": side["model"],
+                             "PAD": [f"{k} (analysed)" if a else k for k, a in zip(side["pad"], side["analysed"])],
+                             "HR per SD (95% CI)": [_ci(r) for _, r in side.iterrows()],
+                             "n/events": [f"{int(n):,}/{int(e):,}" for n, e in zip(side["n"], side["events"])]})
+        d.table(s, "cox_fracture_pad_side_by_side", "The headline hazard ratio per SD with uncorrected and corrected "
+                "PAD side by side (cohorts with a bias-corrected spine age; each PAD per its own SD).", disp,
+                frame=side)
+    pad = summ[(summ["term"] == PAD_COLUMN) & np.isfinite(summ["estimate"].astype(float))].copy()
     pad = pad.assign(cohort=pad["cohort"].map(L.cohort), outcome=pad["outcome"].map(L.outcome))
     d.figure(s, "forest_fracture", F.forest(pad, label="model", group="model", headings=("cohort", "outcome"),
                                             xlabel="HR per SD of PAD (95% CI)"),
@@ -279,7 +324,8 @@ def _cox(d: _Doc) -> None:
 def _mortality(d: _Doc) -> None:
     cfg = d.r.config
     s = d.section("mortality", "Mortality")
-    summ = d.t("cox_mortality")
+    mort = d.r.mortality or MortalityResult()
+    summ = mort.summary
     if not len(summ):
         s.paragraphs.append("Not available (no death outcome in the data).")
         return
@@ -294,21 +340,25 @@ def _mortality(d: _Doc) -> None:
                 r = sub[sub["model"] == m]
                 row[m] = _ci(r.iloc[0]) if len(r) else ""
             rows.append(row)
+    s.paragraphs.append(MORTALITY_VS_PAPER)
     d.table(s, "cox_mortality", "Hazard ratios (95% CI) for death: PAD per SD; age per year; biomarkers per SD "
-            "decrement (albumin, haemoglobin) or increment (creatinine).", pd.DataFrame(rows))
-    acc = d.t("mortality_accelerated")
+            "decrement (albumin, haemoglobin) or increment (creatinine).", pd.DataFrame(rows), frame=summ)
+    acc = mort.accelerated
     if len(acc):
         a = acc[acc["scale"] != "reference"]
         disp = pd.DataFrame({"cohort": a["cohort"].map(L.cohort), "comparison": "accelerated vs not",
-                             "HR (95% CI)": [_ci(r) for _, r in a.iterrows()],
+                             "adjustment": a["adjustment"], "HR (95% CI)": [_ci(r) for _, r in a.iterrows()],
                              "p": a["p_value"].map(format_p), "n": a["n"].map("{:,}".format),
                              "deaths": a["events"].map("{:,}".format)})
-        d.table(s, "mortality_accelerated", "Mortality, accelerated vs not accelerated (unadjusted).", disp)
+        d.table(s, "mortality_accelerated", "Mortality, accelerated vs not accelerated, in the external cohort as "
+                "in the study (in the derivation cohort uncorrected PAD falls with age, so an unadjusted contrast "
+                "there is confounded by age): unadjusted and age- and sex-adjusted.", disp, frame=acc)
 
 
 def _rates(d: _Doc) -> None:
     s = d.section("rates", "Incidence rates, C-indices and proportional hazards")
-    inc = d.t("incidence_rates")
+    rates = d.r.rates or RatesResult()
+    inc = rates.incidence
     if len(inc):
         disp = pd.DataFrame({
             "cohort": inc["cohort"].map(L.cohort), "outcome": inc["outcome"].map(L.outcome),
@@ -316,9 +366,10 @@ def _rates(d: _Doc) -> None:
             "person-years": inc["person_years"].map("{:,.0f}".format),
             "per 1,000 py (95% CI)": [format_ci(e, lo, hi, 1) for e, lo, hi in
                                       zip(inc["estimate"], inc["ci_low"], inc["ci_high"])]})
-        d.table(s, "incidence_rates", "Incidence per 1,000 person-years with exact Poisson 95% CIs.", disp)
+        d.table(s, "incidence_rates", "Incidence per 1,000 person-years with exact Poisson 95% CIs.", disp, frame=inc)
     for fam in ("fracture", "mortality"):
-        c = d.t(f"c_index_{fam}")
+        fit = d.r.cox(fam)
+        c = fit.c_index if fit is not None else pd.DataFrame()
         if len(c):
             disp = pd.DataFrame({
                 "cohort": c["cohort"].map(L.cohort), "outcome": c["outcome"].map(L.outcome), "model": c["model"],
@@ -326,13 +377,14 @@ def _rates(d: _Doc) -> None:
                 "events": c["events"].map("{:,}".format), "excluded (missing)": c["n_excluded"].map("{:,}".format),
                 "PH global p": c["ph_global_p_value"].map(format_p)})
             d.table(s, f"c_index_{fam}", f"Harrell's C of each {fam} model and the global proportional-hazards "
-                    "test (scaled Schoenfeld residuals vs 1 - KM(t), as cox.zph(transform='km')).", disp)
+                    "test (scaled Schoenfeld residuals vs 1 - KM(t), as cox.zph(transform='km')).", disp, frame=c)
 
 
 def _competing(d: _Doc) -> None:
     cfg = d.r.config
     s = d.section("competing", "Competing risk of death")
-    cur = d.r.curves.get("cuminc")
+    comp = d.r.competing or CompetingResult()
+    cur = comp.cuminc
     if cur is None or not len(cur):
         s.paragraphs.append("Not available (needs both fracture and death outcomes).")
         return
@@ -346,7 +398,7 @@ def _competing(d: _Doc) -> None:
     d.figure(s, "competing_risk", F.cuminc_panels(panels),
              f"Cumulative incidence of {L.outcome(cfg.km_outcome)} by accelerated ageing: Aalen-Johansen with death "
              "as a competing event (solid, 95% CI band) against 1 - KM (dashed).", width=900)
-    t = d.t("competing_risk")
+    t = comp.table
     if len(t):
         wide = t.pivot_table(index=["cohort", "time"], columns=["group", "method_label"], values="estimate",
                              aggfunc="first", sort=False)
@@ -356,12 +408,12 @@ def _competing(d: _Doc) -> None:
             for m in ("1 - KM", "Aalen-Johansen"):
                 if (g, m) in wide.columns:
                     disp[f"{g}: {m}"] = [f"{v:.3f}" if pd.notna(v) else "" for v in wide[(g, m)]]
-        d.table(s, "competing_risk", "Cumulative incidence at fixed times: 1 - KM vs Aalen-Johansen.", disp)
+        d.table(s, "competing_risk", "Cumulative incidence at fixed times: 1 - KM vs Aalen-Johansen.", disp, frame=t)
 
 
 def _subgroups(d: _Doc) -> None:
     s = d.section("subgroups", "Subgroups by sex")
-    t = d.t("subgroup_sex")
+    t = (d.r.subgroups or SubgroupResult()).table
     if not len(t):
         s.paragraphs.append("Not available.")
         return
@@ -372,8 +424,13 @@ def _subgroups(d: _Doc) -> None:
         "HR per SD (95% CI)": [_ci(r) for _, r in t.iterrows()],
         "p interaction": t["p_interaction"].map(format_p)})
     first = next(iter(d.r.config.fracture_models))
+    n_tests = int(t.drop_duplicates(["cohort", "outcome"]).shape[0])
     d.table(s, "subgroup_sex", f"Hazard ratio per SD of PAD within women and men ({first} covariates less sex); "
-            "p for the PAD x sex interaction (likelihood-ratio test).", disp)
+            "p for the PAD x sex interaction (likelihood-ratio test). Exploratory: "
+            f"{n_tests} interaction tests, not adjusted for multiplicity.", disp, frame=t)
+    t = t[np.isfinite(t["estimate"].astype(float))]
+    if not len(t):
+        return
     lab = t.assign(cohort=t["cohort"].map(L.cohort), outcome=t["outcome"].map(L.outcome),
                    label=t["level"].map({"F": "women", "M": "men"}).fillna(t["level"]))
     d.figure(s, "forest_sex", F.forest(lab, label="label", group="level", headings=("cohort", "outcome"),
@@ -383,7 +440,7 @@ def _subgroups(d: _Doc) -> None:
 
 def _age_gap(d: _Doc) -> None:
     s = d.section("agegap", "What the age gap reflects: regression of PAD")
-    t = d.t("age_gap_regression")
+    t = (d.r.age_gap or AgeGapResult()).table
     if not len(t):
         s.paragraphs.append("Not available.")
         return
@@ -396,15 +453,21 @@ def _age_gap(d: _Doc) -> None:
                             f"adjusted R² = {blk['adj_r2'].iloc[0]:.3f}.")
     disp = pd.DataFrame({"cohort": t["cohort"].map(L.cohort), "term": t["term"].map(L.var),
                          "years (95% CI)": [_ci(r) for _, r in t.iterrows()], "p": t["p_value"].map(format_p)})
+    for role, dropped in (d.r.age_gap.dropped.items() if d.r.age_gap else ()):
+        s.paragraphs.append(f"{L.cohort(role)}: dropped (constant or aliased in the complete cases, as R's lm): "
+                            f"{', '.join(L.var(v) for v in dropped)}.")
     d.table(s, "age_gap_regression", "Linear regression of PAD (years) on clinical factors: coefficients with "
-            "t-based 95% CIs.", disp)
+            "t-based 95% CIs.", disp, frame=t)
 
 
-def _quality(d: _Doc) -> None:
+def _quality(d: _Doc, qc=None) -> None:
     s = d.section("quality", "Data quality: exclusions and warnings")
-    q = d.t("data_quality")
+    q = d.r.data_quality
     if len(q):
-        d.table(s, "data_quality", "Data-quality items found while preparing and analysing the cohorts.")
+        d.table(s, "data_quality", "Data-quality items found while preparing and analysing the cohorts.", frame=q)
+    from epi_spineage.report.document_extra import scoring_warnings
+
+    s.warnings.extend(scoring_warnings(qc))
     if d.r.warnings:
         s.bullets.extend(d.r.warnings)
     else:
@@ -420,8 +483,8 @@ def _methods(d: _Doc, meta: dict) -> None:
         "of spine_age_corrected_years, Beheshti's age-level correction fitted out of fold, where the cohort has "
         "one); PAD is rounded to 1e-9 years before comparison with a cut point. Chronological age stays in every "
         "model because corrected PAD is age-free only in the data the correction was fitted on.",
-        f"Accelerated ageing: PAD {cfg.accelerated_rule} the cut, here the "
-        f"{d.r.numbers.get('accelerated_cut_source', 'cut of the study config')} (quantile type 7, R's default, "
+        f"Accelerated ageing: PAD {cfg.cut_rule} the cut, here the "
+        f"{d.r.groups.cut_source if d.r.groups else 'cut of the study config'} (quantile type 7, R's default, "
         "unless configured).",
         f"Cox models: ties by {cfg.ties.capitalize()}; Wald CIs; HR per 1 SD of PAD (sample SD of the analysed cohort); "
         "complete cases per model; Harrell's C; PH check by scaled Schoenfeld residuals.",
@@ -466,7 +529,7 @@ def build_sections(results: StudyResults, fig_dir: Path, *, synthetic: bool, svg
                        ("competing", lambda: _competing(d)), ("subgroups", lambda: _subgroups(d)),
                        ("frax", lambda: _frax(d)), ("agegap", lambda: _age_gap(d)),
                        ("gradcam", lambda: _gradcam(d, gallery)), ("scoring", lambda: _scoring(d, qc)),
-                       ("truth", lambda: _truth(d)), ("quality", lambda: _quality(d)),
+                       ("truth", lambda: _truth(d)), ("quality", lambda: _quality(d, qc)),
                        ("methods", lambda: _methods(d, meta))):
         func()
     return [s for s in d.sections if s.paragraphs or s.bullets or s.figures or s.tables]
@@ -512,7 +575,7 @@ def write_study_report(out: Path, results: StudyResults, *, config: StudyConfig,
     sections = build_sections(results, fig_dir, synthetic=synthetic, svg=svg, qc=qc, gallery=gallery, meta=meta)
     data_dir = fig_dir / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
-    for name, frame in results.curves.items():
+    for name, frame in results.curves.items():  # the typed sections name their plot data
         frame.to_csv(data_dir / f"{name}.csv", index=False)
     tables = dict(results.tables)
     for s in sections:  # display-only tables (e.g. per-cohort Table 1) are written too

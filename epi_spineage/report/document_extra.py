@@ -8,23 +8,50 @@ import pandas as pd
 from epi_spineage.report import figures as F
 from epi_spineage.report import labels as L
 from epi_spineage.report.render import format_ci, format_p
+from epi_spineage.report.results import FraxResult
+
+FRAX_CAVEAT = ("Partial follow-up: FRAX gives 10-year probabilities, but follow-up here is shorter for many "
+               "participants and censoring is ignored, so every FRAX metric below (classification, NRI, AUROC) "
+               "compares probabilities with events observed so far, not with 10-year risk.")
+
+
+def frax_source_text(d) -> str:
+    """Where the FRAX probabilities came from, stated from the data (never assumed to be the official tool)."""
+    truth = d.r.truth or {}
+    name = (truth.get("frax") or {}).get("name") if isinstance(truth, dict) else None
+    if name:
+        return (f"FRAX-like 10-year probabilities from {name}, the simulator's documented surrogate (not FRAX: "
+                "FRAX is proprietary and cannot be shipped), computed twice: with chronological age and with "
+                "spine age in its place.")
+    src = (d.r.frax.source if d.r.frax else {}) or {}
+    if src:
+        where = "; ".join(f"{L.cohort(r)}: {v}" for r, v in src.items())
+        return (f"FRAX 10-year probabilities as supplied with the cohort (frax_source: {where}), with chronological "
+                "age and with spine age in its place.")
+    return ("FRAX 10-year probabilities as supplied with the cohort table; the table does not say how they were "
+            "computed (add a frax_source column, e.g. 'FRAXplus bulk, Korea, without BMD', to state it here).")
 
 
 def frax_section(d) -> None:
     cfg = d.r.config
-    rec = d.t("frax_reclassification")
+    fx = d.r.frax or FraxResult()
+    rec = fx.reclassification
     if not len(rec):
         return
     s = d.section("frax", "FRAX reclassification with spine age")
     s.paragraphs.append(
-        f"FRAX 10-year probabilities computed twice by the official tool (Korea, without BMD): with chronological "
-        f"age and with spine age in its place. High risk: MOF >= {cfg.frax_mof_threshold_pct:g}% or hip >= "
+        frax_source_text(d) + f" High risk: MOF >= {cfg.frax_mof_threshold_pct:g}% or hip >= "
         f"{cfg.frax_hip_threshold_pct:g}%. Correct reclassification is up (low to high) among participants with an "
         "incident fracture and down among those without.")
-    if d.r.numbers.get("frax_notes"):
-        s.paragraphs.extend(d.r.numbers["frax_notes"])
-    ct = d.t("frax_crosstab")
-    ct = ct[ct["stratum"] == "all"]
+    s.paragraphs.append(FRAX_CAVEAT)
+    s.paragraphs.extend(fx.notes)
+    n_tests = int(len(fx.nri) + (fx.performance["model"] == "spine vs chronological").sum()
+                  + (len(fx.auroc) // 3 if len(fx.auroc) else 0)) if len(fx.performance) else 0
+    if n_tests:
+        s.paragraphs.append(f"The p values of this section (NRI, McNemar, DeLong) are exploratory: {n_tests} tests, "
+                            "not adjusted for multiplicity.")
+    ct = fx.crosstab
+    ct = ct[ct["stratum"] == "all"] if len(ct) else ct
     if len(ct):
         disp = pd.DataFrame({
             "cohort": ct["cohort"].map(L.cohort), "FRAX with age": ct["chronological"],
@@ -33,20 +60,22 @@ def frax_section(d) -> None:
                                           zip(ct["estimate"] if "estimate" in ct else ct["observed_risk"], ct["ci_low"],
                                               ct["ci_high"], ct["n"])]})
         d.table(s, "frax_crosstab", "High/low FRAX risk with chronological age vs with spine age, and the observed "
-                "risk of incident fracture in each cell (Wilson CI).", disp)
+                "risk of incident fracture in each cell (Wilson CI; partial follow-up).", disp, frame=fx.crosstab)
     disp = pd.DataFrame({"cohort": rec["cohort"].map(L.cohort), "stratum": rec["stratum"],
                          "n": rec["n"].map("{:,}".format), "up (low→high)": rec["up"].map("{:,}".format),
                          "down (high→low)": rec["down"].map("{:,}".format),
                          "unchanged": rec["unchanged"].map("{:,}".format), "net correct": rec["net_correct"]})
-    d.table(s, "frax_reclassification", "Reclassification among participants with and without incident fracture.", disp)
-    nri = d.t("frax_nri")
+    d.table(s, "frax_reclassification", "Reclassification among participants with and without incident fracture "
+            "(partial follow-up).", disp, frame=rec)
+    nri = fx.nri
     if len(nri):
         disp = pd.DataFrame({"cohort": nri["cohort"].map(L.cohort), "term": nri["term"].map(L.words),
                              "NRI (95% CI)": [format_ci(e, lo, hi, 3) for e, lo, hi in
                                               zip(nri["estimate"], nri["ci_low"], nri["ci_high"])],
                              "p": nri["p_value"].map(format_p)})
-        d.table(s, "frax_nri", "Categorical net reclassification index.", disp)
-    perf = d.t("frax_performance")
+        d.table(s, "frax_nri", "Categorical net reclassification index (partial follow-up; p exploratory).", disp,
+                frame=nri)
+    perf = fx.performance
     if len(perf):
         p = perf[perf["model"].isin(["chronological", "spine"])].copy()
         p["cell"] = [format_ci(e, lo, hi, 3) for e, lo, hi in zip(p["estimate"], p["ci_low"], p["ci_high"])]
@@ -59,8 +88,9 @@ def frax_section(d) -> None:
             "FRAX with spine age": wide.get("spine", pd.Series("", index=wide.index)).to_list(),
             "p (McNemar)": [format_p(mc.get(k)) if k in mc.index else "" for k in wide.index]})
         d.table(s, "frax_performance", "High-risk classification against incident fracture: sensitivity, "
-                "specificity, PPV, NPV (Wilson CIs) and odds ratio (Woolf CI).", disp)
-    au = d.t("frax_auroc")
+                "specificity, PPV, NPV (Wilson CIs) and odds ratio (Woolf CI); partial follow-up; McNemar p "
+                "exploratory.", disp, frame=perf)
+    au = fx.auroc
     if len(au):
         rows = []
         for (cohort, outcome), blk in au.groupby(["cohort", "outcome"], sort=False):
@@ -70,8 +100,9 @@ def frax_section(d) -> None:
                              "AUROC, age": format_ci(a["estimate"], a["ci_low"], a["ci_high"], 3),
                              "AUROC, spine age": format_ci(b["estimate"], b["ci_low"], b["ci_high"], 3),
                              "p (DeLong)": format_p(dd["p_value"])})
-        d.table(s, "frax_auroc", "AUROC of FRAX probabilities with chronological age vs with spine age (paired DeLong).",
-                pd.DataFrame(rows))
+        d.table(s, "frax_auroc", "AUROC of FRAX probabilities with chronological age vs with spine age (paired "
+                "DeLong), including the MOF probability for hip fracture where hip fractures are recorded; ignores "
+                "censoring (partial follow-up); p exploratory.", pd.DataFrame(rows), frame=au)
 
 
 def gradcam_section(d, gallery) -> None:
@@ -94,6 +125,8 @@ def scoring_section(d, qc) -> None:
                         "modality and manufacturer, linkage to the cohort, and drift of mean PAD (or spine age) by "
                         "month and manufacturer against the model's first 12 months.")
     s.paragraphs.extend(qc.notes)
+    for line in scoring_warnings(qc):
+        s.warnings.append(line)
     captions = {"qc_linkage": "Linkage of scores to the cohort.", "qc_runs": "Scoring runs.",
                 "qc_errors": "Images that could not be scored, by error type.",
                 "qc_scores": "Spine-age distribution by model, modality and manufacturer.",
@@ -101,8 +134,10 @@ def scoring_section(d, qc) -> None:
     for name in ("qc_linkage", "qc_runs", "qc_errors", "qc_scores", "qc_drift"):
         t = qc.tables.get(name)
         if t is not None and len(t):
-            d.r.tables[name] = t
             d.table(s, name, captions[name], frame=t, show=name != "qc_drift")  # drift: shown just below
+    flat = getattr(qc, "flat_runs", None)
+    if flat is not None and len(flat):
+        d.table(s, "qc_flat_runs", "Runs whose predictions have near-zero spread (a degenerate model?).", frame=flat)
     _drift(d, s, qc.tables.get("qc_drift"))
     if not any(len(t) for t in qc.tables.values()):
         s.paragraphs.append("The database holds no scoring runs yet.")
@@ -125,8 +160,8 @@ def _drift(d, s, frame) -> None:
 
 
 def truth_section(d) -> None:
-    t = d.t("truth_vs_estimate")
-    if not len(t):
+    t = d.r.truth_table
+    if t is None or not len(t):
         return
     s = d.section("truth", "Synthetic demo: planted truth vs estimate")
     cov = t["covered"].dropna()
@@ -143,4 +178,23 @@ def truth_section(d) -> None:
                                                zip(t["estimate"], t["ci_low"], t["ci_high"])],
                          "inside CI": t["covered"].map({True: "yes", False: "no"}).fillna(""),
                          "n": t["n"].map("{:,}".format), "how estimated": t["method"]})
-    d.table(s, "truth_vs_estimate", "Planted truth vs estimate.", disp)
+    d.table(s, "truth_vs_estimate", "Planted truth vs estimate.", disp, frame=t)
+
+
+def scoring_warnings(qc) -> list[str]:
+    """Red warnings from the scoring QC (weak models, flat runs, raw paths), where the QC reports them."""
+    if qc is None:
+        return []
+    out = []
+    weak = list(getattr(qc, "weak_models", []) or [])
+    if weak:
+        out.append(f"weak model: {', '.join(map(str, weak))} scored images although its quality check said 'weak' "
+                   "(trained with --allow-weak-model); its spine ages are not fit for analysis")
+    flat = getattr(qc, "flat_runs", None)
+    if flat is not None and len(flat):
+        out.append(f"{len(flat)} scoring run(s) gave predictions with near-zero spread (see the table): a flat "
+                   "predictor makes every PAD analysis meaningless")
+    if getattr(qc, "raw_paths_stored", False):
+        out.append("some rows were scored with --store-paths: raw file paths (which may hold identifiers) are stored "
+                   "in the database")
+    return out

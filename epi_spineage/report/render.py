@@ -61,6 +61,8 @@ class Section:
     bullets: list[str] = field(default_factory=list)
     figures: list[FigureItem] = field(default_factory=list)
     tables: list[TableItem] = field(default_factory=list)
+    #: shown in red above the section's text (e.g. a weak model in the scoring QC)
+    warnings: list[str] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------- display formatting
@@ -207,7 +209,7 @@ def render_html(sections: list[Section], *, title: str, banner: str | None, meta
                          "rows": [["" if v is None else str(v) for v in row] for row in d.itertuples(index=False)]})
             tabs[-1]["classes"] = table_classes(d)  # print layout (landscape page for wide tables): layout.py
         ctx_sections.append({"id": s.id, "title": s.title, "paragraphs": s.paragraphs, "bullets": s.bullets,
-                             "figures": figs, "tables": tabs})
+                             "warnings": s.warnings, "figures": figs, "tables": tabs})
     banner_short = "Synthetic data" if banner else ""
     return _env().get_template("report.html.j2").render(
         title=title, banner=banner, banner_short=banner_short, sections=ctx_sections, meta=meta,
@@ -245,6 +247,8 @@ def render_qmd(sections: list[Section], *, title: str, banner: str | None, meta:
         out += [f"## {s.title} {{#{s.id}}}", ""]
         for p in s.paragraphs:
             out += [p, ""]
+        if s.warnings:
+            out += ["::: {.callout-important}", *[f"- {w}" for w in s.warnings], ":::", ""]
         if s.bullets:
             out += [f"- {b}" for b in s.bullets] + [""]
         for f in s.figures:

@@ -182,7 +182,9 @@ def _fit_cox(X, time, event, strata, ties, max_iter, eps) -> CoxFit:
             break
         new_ll, new_grad, new_info, new_xbar = _loglik_parts(lay, Xc, Xe, new_beta)
         finite = np.isfinite(new_ll)
-        if finite and abs(1.0 - loglik / new_ll) <= eps and halving == 0:
+        # R's test abs(1 - loglik/newlk) <= eps, written without the division: a log-likelihood of exactly 0
+        # (every event alone in its risk set) made it a ZeroDivisionError here
+        if finite and abs(new_ll - loglik) <= eps * abs(new_ll) and halving == 0:
             beta, loglik, grad, info, xbar = new_beta, new_ll, new_grad, new_info, new_xbar
             converged = True
             break

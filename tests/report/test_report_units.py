@@ -60,7 +60,10 @@ def test_example_config_is_the_defaults():
 @pytest.mark.parametrize("data, message", [
     ({"nonsense": {}}, "unknown section"),
     ({"survival": {"ties": "exact"}}, "ties"),
-    ({"grouping": {"accelerated_rule": "=>"}}, "accelerated_rule"),
+    ({"grouping": {"cut_rule": "=>"}}, "cut_rule"),
+    ({"grouping": {"cut_rule": ">", "accelerated_rule": ">"}}, "both"),
+    ({"survival": {"min_events_per_parameter": -1}}, "min_events_per_parameter"),
+    ({"scoring": {"drift_min_count": 0}}, "drift_min_count"),
     ({"survival": {"km_times_years": 5}}, "must be a list"),
     ({"survival": {"km_times_years": [4, 2]}}, "increasing"),
     ({"models": {"fracture": {"m": "age_years"}}}, "lists of column names"),
@@ -69,6 +72,21 @@ def test_example_config_is_the_defaults():
 def test_bad_config_is_a_user_error(data, message):
     with pytest.raises(UserError, match=message):
         config_from_dict(data)
+
+
+def test_old_accelerated_rule_key_still_works_with_a_deprecation_warning():
+    with pytest.warns(DeprecationWarning, match="cut_rule"):
+        cfg = config_from_dict({"grouping": {"accelerated_rule": ">"}})
+    assert cfg.cut_rule == ">"
+    with pytest.warns(DeprecationWarning):
+        assert cfg.accelerated_rule == ">"
+
+
+def test_events_per_parameter_rule_from_config():
+    assert StudyConfig().min_events_per_parameter == 5.0
+    assert config_from_dict({"survival": {"min_events_per_parameter": 10}}).min_events_per_parameter == 10.0
+    assert config_from_dict({"survival": {"min_events_per_parameter": 0}}).min_events_per_parameter is None
+    assert config_from_dict({"scoring": {"drift_min_count": 12}}).drift_min_count == 12
 
 
 def test_config_overrides():
