@@ -30,12 +30,13 @@ $(VENV)/.docs-installed: pyproject.toml | $(VENV)/.core-installed
 install-core: $(VENV)/.core-installed
 install-all: $(VENV)/.all-installed
 
-# Debian packages for the browser and Quarto-source tests (root on CI; skipped quietly elsewhere).
+# Debian packages for the browser, PDF (pdftotext) and Quarto-source tests (root on CI; skipped quietly elsewhere).
 system-deps:
-	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null || ! command -v pandoc >/dev/null; then \
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null || ! command -v pandoc >/dev/null \
+	    || ! command -v pdftotext >/dev/null; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver pandoc >/dev/null) \
-	      || echo "warning: could not install chromium/pandoc; browser tests will be skipped"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver pandoc poppler-utils >/dev/null) \
+	      || echo "warning: could not install chromium/pandoc/poppler-utils; browser tests will be skipped"; \
 	  else echo "warning: chromium/pandoc missing and not root; browser tests will be skipped"; fi; \
 	fi
 

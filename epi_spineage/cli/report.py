@@ -37,7 +37,8 @@ _EPILOG = """examples:
       ... and write the accelerated-ageing cut it learned into the database (v_accelerated then flags rows)
 
 outputs (in --out): index.html (self-contained: opens offline), tables/*.csv, results.json,
-figures/*.png and *.svg, report.qmd (Quarto source; `quarto render report.qmd` where installed).
+figures/*.png and *.svg, report.qmd (Quarto source; `quarto render report.qmd` where installed);
+with --pdf also report.pdf (needs Chromium).
 """
 
 
@@ -68,6 +69,8 @@ def _parser():
     extra.add_argument("--images", help="image manifest CSV or archive for the gallery")
     extra.add_argument("--gallery-size", type=int, default=8, help="images in the gallery (default 8)")
     p.add_argument("--no-svg", action="store_true", help="write PNG figures only (faster)")
+    p.add_argument("--pdf", action="store_true",
+                   help="also print the report to report.pdf with headless Chromium (exit 2 when none is installed)")
     return p
 
 
@@ -93,6 +96,12 @@ def _main(argv: Sequence[str] | None) -> int:
                          db_path=args.db, gallery=gallery, svg=not args.no_svg, extra_warnings=inputs.warnings,
                          save_cutpoints=args.save_cutpoints)
     print(index)
+    from epi_spineage.report.pdf import remove_stale_pdf, write_pdf
+
+    if args.pdf:
+        print(write_pdf(index))
+    else:
+        remove_stale_pdf(index)  # one printed from an earlier run would show other numbers
     return 0
 
 

@@ -314,8 +314,9 @@ def _cox(d: _Doc) -> None:
                 "PAD side by side (cohorts with a bias-corrected spine age; each PAD per its own SD).", disp,
                 frame=side)
     pad = summ[(summ["term"] == PAD_COLUMN) & np.isfinite(summ["estimate"].astype(float))].copy()
-    pad["label"] = [f"{L.cohort(c)}, {L.outcome(o)}, {m}" for c, o, m in zip(pad["cohort"], pad["outcome"], pad["model"])]
-    d.figure(s, "forest_fracture", F.forest(pad, label="label", group="cohort", xlabel="HR per SD of PAD (95% CI)"),
+    pad = pad.assign(cohort=pad["cohort"].map(L.cohort), outcome=pad["outcome"].map(L.outcome))
+    d.figure(s, "forest_fracture", F.forest(pad, label="model", group="model", headings=("cohort", "outcome"),
+                                            xlabel="HR per SD of PAD (95% CI)"),
              "Hazard ratios per SD of PAD by cohort, outcome and model.", width=760)
 
 
@@ -429,9 +430,10 @@ def _subgroups(d: _Doc) -> None:
     t = t[np.isfinite(t["estimate"].astype(float))]
     if not len(t):
         return
-    lab = t.assign(label=[f"{L.cohort(c)}, {L.outcome(o)}, {'women' if lv == 'F' else 'men' if lv == 'M' else lv}"
-                          for c, o, lv in zip(t["cohort"], t["outcome"], t["level"])])
-    d.figure(s, "forest_sex", F.forest(lab, label="label", group="level", xlabel="HR per SD of PAD (95% CI)"),
+    lab = t.assign(cohort=t["cohort"].map(L.cohort), outcome=t["outcome"].map(L.outcome),
+                   label=t["level"].map({"F": "women", "M": "men"}).fillna(t["level"]))
+    d.figure(s, "forest_sex", F.forest(lab, label="label", group="level", headings=("cohort", "outcome"),
+                                       xlabel="HR per SD of PAD (95% CI)"),
              "Hazard ratio per SD of PAD by sex.", width=760)
 
 
@@ -566,7 +568,8 @@ def write_study_report(out: Path, results: StudyResults, *, config: StudyConfig,
     from epi_spineage.report.render import is_previous_report
 
     if fig_dir.exists() and is_previous_report(out):
-        for old in list(fig_dir.glob("*.png")) + list(fig_dir.glob("*.svg")):
+        for old in list(fig_dir.glob("*.png")) + list(fig_dir.glob("*.svg")) \
+                + list(fig_dir.glob("print/*.png")) + list(fig_dir.glob("print/*.pdf")):  # print copies: figures.py
             old.unlink()
     sections = build_sections(results, fig_dir, synthetic=synthetic, svg=svg, qc=qc, gallery=gallery, meta=meta)
     data_dir = fig_dir / "data"

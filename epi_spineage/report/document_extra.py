@@ -68,7 +68,7 @@ def frax_section(d) -> None:
             "(partial follow-up).", disp, frame=rec)
     nri = fx.nri
     if len(nri):
-        disp = pd.DataFrame({"cohort": nri["cohort"].map(L.cohort), "term": nri["term"],
+        disp = pd.DataFrame({"cohort": nri["cohort"].map(L.cohort), "term": nri["term"].map(L.words),
                              "NRI (95% CI)": [format_ci(e, lo, hi, 3) for e, lo, hi in
                                               zip(nri["estimate"], nri["ci_low"], nri["ci_high"])],
                              "p": nri["p_value"].map(format_p)})
@@ -133,12 +133,29 @@ def scoring_section(d, qc) -> None:
     for name in ("qc_linkage", "qc_runs", "qc_errors", "qc_scores", "qc_drift"):
         t = qc.tables.get(name)
         if t is not None and len(t):
-            d.table(s, name, captions[name], frame=t)
+            d.table(s, name, captions[name], frame=t, show=name != "qc_drift")  # drift: shown just below
     flat = getattr(qc, "flat_runs", None)
     if flat is not None and len(flat):
         d.table(s, "qc_flat_runs", "Runs whose predictions have near-zero spread (a degenerate model?).", frame=flat)
+    _drift(d, s, qc.tables.get("qc_drift"))
     if not any(len(t) for t in qc.tables.values()):
         s.paragraphs.append("The database holds no scoring runs yet.")
+
+
+def _drift(d, s, frame) -> None:
+    """Drift as small multiples (month x manufacturer) and a table of the flagged cells only; every cell
+    stays in tables/qc_drift.csv."""
+    if frame is None or not len(frame) or "delta_years" not in frame.columns:
+        return
+    cells = F.drift_cells(frame)
+    d.figure(s, "drift", F.drift_small_multiples(frame), "Drift: mean change against the model's reference "
+             "period by study month, one panel per manufacturer (grey band: the bound; red rings: flagged cells).")
+    flagged = F.flagged_drift(frame)
+    s.paragraphs.append(f"{len(flagged):,} of {len(cells):,} month x manufacturer cells flagged"
+                        + (" (listed below)." if len(flagged) else "."))
+    if len(flagged):
+        d.table(s, "qc_drift_flagged", "Flagged drift cells: images and change against the reference.",
+                flagged.assign(**{"change, y": flagged["change, y"].map("{:+.2f}".format)}), frame=flagged)
 
 
 def truth_section(d) -> None:

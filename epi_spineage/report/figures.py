@@ -1,13 +1,14 @@
 """Figures of the report (matplotlib, Agg): each function takes tidy frames and returns a Figure.
 
 Publication conventions: 10-11 pt fonts, confidence bands drawn, numbers at risk under Kaplan-Meier
-plots, colour-blind-safe palette (Okabe-Ito). ``save_figure`` writes PNG + SVG and returns the PNG
-bytes so the HTML can embed them.
+plots, colour-blind-safe palette (Okabe-Ito). ``save_figure`` writes PNG + SVG (and 300 dpi PNG + vector
+PDF under ``print/``) and returns the PNG bytes so the HTML can embed them.
 """
 
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
@@ -39,8 +40,13 @@ def _style():
     return plt.rc_context(_RC)
 
 
+#: resolution of the print copies (figures/print/*.png), as journals ask
+PRINT_DPI = 300
+
+
 def save_figure(fig, out_dir: Path | None, name: str, *, dpi: int = 130, svg: bool = True) -> bytes:
-    """Write ``name.png`` (and ``name.svg``) under ``out_dir``; return the PNG bytes."""
+    """Write ``name.png`` (and, unless ``svg`` is False, ``name.svg`` and the print copies
+    ``print/name.png`` at 300 dpi and ``print/name.pdf``, vector) under ``out_dir``; return the PNG bytes."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", metadata={"Software": None})
     png = buf.getvalue()
@@ -49,6 +55,12 @@ def save_figure(fig, out_dir: Path | None, name: str, *, dpi: int = 130, svg: bo
         (out_dir / f"{name}.png").write_bytes(png)
         if svg:
             fig.savefig(out_dir / f"{name}.svg", format="svg", bbox_inches="tight", metadata={"Date": None})
+            # for a journal: 300 dpi PNG and vector PDF under figures/print/
+            (out_dir / "print").mkdir(exist_ok=True)
+            fig.savefig(out_dir / "print" / f"{name}.png", format="png", dpi=PRINT_DPI, bbox_inches="tight",
+                        metadata={"Software": None})
+            fig.savefig(out_dir / "print" / f"{name}.pdf", format="pdf", bbox_inches="tight",
+                        metadata={"CreationDate": None, "ModDate": None})
     plt.close(fig)
     return png
 
@@ -142,6 +154,11 @@ def km_panels(panels: list[dict], *, ylabel: str = "cumulative incidence of frac
     ``labels`` (group -> legend text, e.g. with HR); ``note`` (log-rank line).
     """
     n = len(panels)
+    # one y scale for all panels, so cohorts compare at a glance; set by the curves (a CI band in the sparse
+    # tail may run off the top) with room for the legend
+    tops = [float(np.nanmax(p["curves"]["estimate"].to_numpy(float))) for p in panels
+            if len(p["curves"]) and np.isfinite(p["curves"]["estimate"].to_numpy(float)).any()]
+    ymax = min(1.0, max(tops) * 1.12 + 0.03) if tops else None
     with _style():
         fig = plt.figure(figsize=(5.2 * n, 5.6))
         outer = fig.add_gridspec(2, n, height_ratios=[3.6, 1.25], hspace=0.38, wspace=0.42)
@@ -162,7 +179,7 @@ def km_panels(panels: list[dict], *, ylabel: str = "cumulative incidence of frac
                                 alpha=0.13, linewidth=0)
             ax.set_title(panel["title"])
             ax.set_ylabel(ylabel)
-            ax.set_ylim(bottom=0)
+            ax.set_ylim(0, ymax) if ymax else ax.set_ylim(bottom=0)
             ax.set_xlim(0, tmax)
             ax.legend(loc="upper left", frameon=False, fontsize=7.8)
             if panel.get("note"):
@@ -225,39 +242,181 @@ def cuminc_panels(panels: list[dict]):
 
 
 def forest(table: pd.DataFrame, *, label: str = "label", title: str = "", xlabel: str = "hazard ratio (95% CI)",
-           group: str | None = None):
-    """Forest plot on a log axis. ``table`` columns: label, estimate, ci_low, ci_high (+ optional group)."""
+           group: str | None = None, headings: Sequence[str] = (), estimate_header: str = "HR (95% CI)"):
+    """Forest plot on a log axis, with the numbers beside it in aligned columns.
+
+    ``table`` columns: ``label``, estimate, ci_low, ci_high; optional ``n`` and ``events`` (an n / events
+    column is drawn when present) and ``group`` (colours). ``headings``: columns whose values head blocks of
+    rows (e.g. cohort, then outcome): a row label then reads just "model 1" under "external / any fracture"
+    instead of repeating both on every row.
+    """
     t = table.reset_index(drop=True)
-    n = len(t)
+    headings = [h for h in headings if h in t.columns]
+    # the rows from top to bottom: ("head", text, level) or ("row", index)
+    items: list[tuple] = []
+    prev: list = [object()] * len(headings)
+    for i in range(len(t)):
+        keys = [t.loc[i, h] for h in headings]
+        for lev, k in enumerate(keys):
+            if k != prev[lev] or any(keys[j] != prev[j] for j in range(lev)):
+                items.append(("head", str(k), lev))
+        prev = keys
+        items.append(("row", i))
+    has_counts = "n" in t.columns and "events" in t.columns
+    est = t["estimate"].to_numpy(float)
+    lo = t["ci_low"].to_numpy(float)
+    hi = t["ci_high"].to_numpy(float)
+    ok = np.isfinite(est) & np.isfinite(lo) & np.isfinite(hi) & (lo > 0)
+    colors = [PALETTE[0]] * len(t)
+    if group is not None:
+        levels = list(dict.fromkeys(t[group]))
+        colors = [PALETTE[levels.index(v) % len(PALETTE)] for v in t[group]]
+    n_items = len(items)
+    label_w = max([len(str(v)) + 2 * len(headings) for v in t[label]] + [len(x[1]) + 2 * x[2] for x in items
+                                                                            if x[0] == "head"] + [8])
+    left = min(max(1.3, 0.075 * label_w), 3.8)
+    right = 1.85 + (0.95 if has_counts else 0.0)
     with _style():
-        fig, ax = plt.subplots(figsize=(6.8, 0.42 * n + 1.3))
-        ys = np.arange(n)[::-1]
-        colors = [PALETTE[0]] * n
-        if group is not None:
-            levels = list(dict.fromkeys(t[group]))
-            colors = [PALETTE[levels.index(v) % len(PALETTE)] for v in t[group]]
-        est = t["estimate"].to_numpy(float)
-        lo = t["ci_low"].to_numpy(float)
-        hi = t["ci_high"].to_numpy(float)
-        ok = np.isfinite(est) & np.isfinite(lo) & np.isfinite(hi) & (lo > 0)
-        for y, e, l, h, c, good in zip(ys, est, lo, hi, colors, ok):
-            if good:
-                ax.plot([l, h], [y, y], color=c, lw=1.6)
-                ax.plot([e], [y], "s", color=c, ms=5)
+        fig = plt.figure(figsize=(left + 3.4 + right, 0.27 * n_items + 1.15))
+        gs = fig.add_gridspec(1, 3, width_ratios=[left, 3.4, right], wspace=0.02, left=0.02, right=0.98,
+                              top=1 - 0.42 / (0.27 * n_items + 1.15), bottom=0.55 / (0.27 * n_items + 1.15))
+        lab_ax, ax, txt_ax = (fig.add_subplot(gs[0, j]) for j in range(3))
+        ax.patch.set_alpha(0)  # a long heading may reach into the plot's margin
+        ys = np.arange(n_items)[::-1].astype(float)
+        for a in (lab_ax, ax, txt_ax):
+            a.set_ylim(-0.6, n_items - 0.4)
+        for a in (lab_ax, txt_ax):
+            a.set_xlim(0, 1)
+            a.axis("off")
+        for y, it in zip(ys, items):
+            if it[0] == "head":
+                lab_ax.text(0.02 + 0.06 * it[2], y, it[1], va="center", ha="left", fontsize=8.8,
+                            fontweight="bold" if it[2] == 0 else "normal", style="italic" if it[2] else "normal")
+                continue
+            i = it[1]
+            lab_ax.text(0.02 + 0.06 * len(headings), y, str(t.loc[i, label]), va="center", ha="left", fontsize=8.5)
+            if ok[i]:
+                ax.plot([lo[i], hi[i]], [y, y], color=colors[i], lw=1.6)
+                ax.plot([est[i]], [y], "s", color=colors[i], ms=5)
+            text = f"{est[i]:.2f} ({lo[i]:.2f}-{hi[i]:.2f})" if ok[i] else "not estimable"
+            txt_ax.text(0.98, y, text, va="center", ha="right", fontsize=8.5, family="DejaVu Sans Mono")
+            if has_counts:
+                n, e = t.loc[i, "n"], t.loc[i, "events"]
+                ne = f"{int(n):,}/{int(e):,}" if pd.notna(n) and pd.notna(e) else ""
+                txt_ax.text(0.30 if right > 2 else 0.02, y, ne, va="center", ha="right" if right > 2 else "left",
+                            fontsize=8.5, family="DejaVu Sans Mono")
+        top = n_items - 0.4
+        txt_ax.text(0.98, top, estimate_header, va="bottom", ha="right", fontsize=8.8, fontweight="bold")
+        if has_counts:
+            txt_ax.text(0.30, top, "n/events", va="bottom", ha="right", fontsize=8.8, fontweight="bold")
         ax.axvline(1.0, color="0.5", lw=0.8, ls="--")
         _log_hr_axis(ax)
-        ax.set_yticks(ys)
-        ax.set_yticklabels(t[label], fontsize=8.5)
-        text = [f"{e:.2f} ({l:.2f}-{h:.2f})" if g else "NA" for e, l, h, g in zip(est, lo, hi, ok)]
-        for y, s in zip(ys, text):
-            ax.text(1.02, y, s, transform=ax.get_yaxis_transform(), va="center", fontsize=8.5)
+        ax.set_yticks([])
+        ax.spines["left"].set_visible(False)
         ax.set_xlabel(xlabel)
         if title:
             ax.set_title(title)
         if ok.any():
-            ax.set_xlim(min(0.8, np.nanmin(lo[ok]) * 0.9), max(1.25, np.nanmax(hi[ok]) * 1.1))
+            x0, x1 = min(0.8, np.nanmin(lo[ok]) * 0.9), max(1.25, np.nanmax(hi[ok]) * 1.1)
+            ax.set_xlim(x0, x1)
+            if x1 / x0 > 5:  # a wide range: doublings only, so the tick labels do not collide
+                from matplotlib.ticker import FixedLocator, FuncFormatter
+
+                ax.xaxis.set_major_locator(FixedLocator([0.0625, 0.125, 0.25, 0.5, 1, 2, 4, 8, 16, 32]))
+                ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        for y, it in zip(ys, items):  # faint separators above each top-level block
+            if it[0] == "head" and it[2] == 0 and y < n_items - 1:
+                for a in (lab_ax, ax, txt_ax):
+                    a.axhline(y + 0.5, color="0.85", lw=0.6)
+    return fig
+
+
+def drift_cells(frame: pd.DataFrame) -> pd.DataFrame:
+    """The drift table pooled over runs: one row per (model, manufacturer, study month), with the number of
+    images, the n-weighted mean delta (years) and the flag; a cell is flagged when any of its runs is."""
+    if frame is None or not len(frame) or "delta_years" not in frame.columns:
+        return pd.DataFrame(columns=["model_id", "manufacturer", "study_month", "n_images", "delta_years",
+                                     "bound_years", "drift_flag"])
+    f = frame.copy()
+    f["study_month"] = pd.to_datetime(f["study_month"], errors="coerce")
+    n = f["n_images"] if "n_images" in f.columns else pd.Series(1, index=f.index)
+    f["_n"] = pd.to_numeric(n, errors="coerce").fillna(0)
+    f["_w"] = f["_n"] * pd.to_numeric(f["delta_years"], errors="coerce")
+    f["_nd"] = f["_n"].where(f["delta_years"].notna(), 0)
+    f["drift_flag"] = f["drift_flag"].fillna(False).astype(bool) if "drift_flag" in f.columns else False
+    bound = f["bound_years"] if "bound_years" in f.columns else pd.Series(np.nan, index=f.index)
+    f["bound_years"] = pd.to_numeric(bound, errors="coerce")
+    keys = [k for k in ("model_id", "manufacturer", "study_month") if k in f.columns]
+    g = f.groupby(keys, dropna=False, sort=True).agg(n_images=("_n", "sum"), _w=("_w", "sum"), _nd=("_nd", "sum"),
+                                                      bound_years=("bound_years", "max"),
+                                                      drift_flag=("drift_flag", "any")).reset_index()
+    g["delta_years"] = np.where(g["_nd"] > 0, g["_w"] / g["_nd"].where(g["_nd"] > 0, 1), np.nan)
+    g["n_images"] = g["n_images"].astype(int)
+    return g.drop(columns=["_w", "_nd"])
+
+
+def flagged_drift(frame: pd.DataFrame) -> pd.DataFrame:
+    """Only the flagged month x manufacturer cells, for the report's table: model, manufacturer, month
+    (YYYY-MM), images, change (years) and the bound."""
+    cells = drift_cells(frame)
+    flagged = cells[cells["drift_flag"]]
+    return pd.DataFrame({
+        "model": flagged["model_id"].astype(str) if "model_id" in flagged else "",
+        "manufacturer": flagged["manufacturer"].astype(str),
+        "month": [m.strftime("%Y-%m") if pd.notna(m) else "(no date)" for m in flagged["study_month"]],
+        "images": flagged["n_images"].astype(int),
+        "change, y": flagged["delta_years"].astype(float).round(2),
+        "bound, y": flagged["bound_years"].astype(float),
+    }).reset_index(drop=True)
+
+
+def drift_small_multiples(frame: pd.DataFrame, *, ncols: int = 3):
+    """Drift as small multiples: one panel per manufacturer, mean change (years; PAD where the cohort gives
+    age, else spine age) against study month, one line per model, flagged cells in red, the bound shaded."""
+    cells = drift_cells(frame)
+    mans = list(dict.fromkeys(cells["manufacturer"].astype(str))) or ["(none)"]
+    n = len(mans)
+    ncols = max(1, min(ncols, n))
+    nrows = int(np.ceil(n / ncols))
+    models = list(dict.fromkeys(cells["model_id"].astype(str))) if "model_id" in cells else [""]
+    bound = float(np.nanmax(cells["bound_years"])) if len(cells) and cells["bound_years"].notna().any() else np.nan
+    d = cells["delta_years"].to_numpy(float)
+    lim = np.nanmax(np.abs(d[np.isfinite(d)])) if np.isfinite(d).any() else 1.0
+    lim = max(lim, bound if np.isfinite(bound) else 0.0) * 1.15 + 0.2
+    with _style():
+        fig, axes = plt.subplots(nrows, ncols, figsize=(3.3 * ncols, 2.3 * nrows + 0.5), squeeze=False,
+                                 sharex=True, sharey=True)
+        for ax in axes.ravel()[n:]:
+            ax.set_visible(False)
+        for ax, man in zip(axes.ravel(), mans):
+            sub = cells[cells["manufacturer"].astype(str) == man]
+            if np.isfinite(bound):
+                ax.axhspan(-bound, bound, color="0.93", lw=0)
+            ax.axhline(0, color="0.6", lw=0.7)
+            for j, m in enumerate(models):
+                c = sub[sub["model_id"].astype(str) == m].sort_values("study_month") if "model_id" in sub else sub
+                if c.empty:
+                    continue
+                ax.plot(c["study_month"], c["delta_years"], color=PALETTE[j % len(PALETTE)], lw=1.1, marker="o",
+                        ms=2.5, label=m if len(models) > 1 else None)
+                fl = c[c["drift_flag"]]
+                ax.plot(fl["study_month"], fl["delta_years"], "o", color=PALETTE[3], ms=5, mfc="none", mew=1.4)
+            ax.set_title(f"{man} (n = {int(sub['n_images'].sum()):,})", fontsize=9.5)
+            ax.set_ylim(-lim, lim)
+            ax.tick_params(axis="x", labelsize=7.5, labelrotation=30)
+        for ax in axes[:, 0]:
+            ax.set_ylabel("change vs reference, y")
+        if len(models) > 1:
+            axes[0, 0].legend(frameon=False, fontsize=7.5, loc="upper left")
         fig.tight_layout()
     return fig
+
+
+def png_size(png: bytes) -> tuple[int, int]:
+    """(width, height) in pixels from a PNG's header."""
+    if png[:8] != b"\x89PNG\r\n\x1a\n" or len(png) < 24:
+        return (0, 0)
+    return int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
 
 
 def _log_hr_axis(ax) -> None:

@@ -1,5 +1,6 @@
 """Writes the report: ``index.html`` (Jinja2, self-contained: CSS inline, figures base64), ``report.qmd``
-(static Quarto source with Markdown tables and image links), ``tables/*.csv`` and ``results.json``.
+(static Quarto source with Markdown tables and image links), ``tables/*.csv``, ``results.json`` and the
+manuscript exports ``tables.xlsx`` / ``tables.docx`` (``exports.py``).
 
 The document model is small: a list of ``Section`` holding paragraphs, ``FigureItem`` and ``TableItem``.
 Numbers are rounded here, at display time only; CSV and JSON keep full precision.
@@ -23,6 +24,10 @@ import numpy as np
 import pandas as pd
 
 from epi_spineage import __version__
+from epi_spineage.report.exports import write_exports
+from epi_spineage.report.figures import png_size
+from epi_spineage.report.labels import humanize_cells, humanize_columns
+from epi_spineage.report.layout import table_classes
 
 
 @dataclass
@@ -131,7 +136,7 @@ def numeric_columns(df: pd.DataFrame) -> list[bool]:
 
 
 def _display(t: TableItem) -> pd.DataFrame:
-    return t.display if t.display is not None else format_frame(t.frame)
+    return t.display if t.display is not None else format_frame(humanize_cells(t.frame))  # row labels: labels.py
 
 
 # ---------------------------------------------------------------- JSON
@@ -190,16 +195,19 @@ def render_html(sections: list[Section], *, title: str, banner: str | None, meta
     """The self-contained HTML page as a string."""
     ctx_sections = []
     for s in sections:
-        figs = [{"name": f.name, "caption": f.caption, "number": f.number, "width": f.width,
+        # never wider than drawn (a one-panel figure is not blown up): figures.png_size
+        figs = [{"name": f.name, "caption": f.caption, "number": f.number,
+                 "width": min(f.width, png_size(f.png)[0] or f.width),
                  "b64": base64.b64encode(f.png).decode("ascii")} for f in s.figures]
         tabs = []
         for t in s.tables:
             if not t.show:
                 continue
-            d = _display(t)
+            d = humanize_columns(_display(t))  # headers in words: labels.py
             tabs.append({"name": t.name, "caption": t.caption, "number": t.number, "note": t.note,
                          "columns": [str(c) for c in d.columns], "numeric": numeric_columns(d),
                          "rows": [["" if v is None else str(v) for v in row] for row in d.itertuples(index=False)]})
+            tabs[-1]["classes"] = table_classes(d)  # print layout (landscape page for wide tables): layout.py
         ctx_sections.append({"id": s.id, "title": s.title, "paragraphs": s.paragraphs, "bullets": s.bullets,
                              "warnings": s.warnings, "figures": figs, "tables": tabs})
     banner_short = "Synthetic data" if banner else ""
@@ -268,7 +276,7 @@ def render_qmd(sections: list[Section], *, title: str, banner: str | None, meta:
         for t in s.tables:
             if not t.show:
                 continue
-            out += [markdown_table(_display(t)), "",
+            out += [markdown_table(humanize_columns(_display(t))), "",
                     f": **Table {t.number}.** {t.caption} (tables/{t.name}.csv) {{#tbl-{t.name}}}", ""]
             if t.note:
                 out += [f"*{t.note}*", ""]
@@ -305,6 +313,8 @@ def write_report(out_dir: Path, sections: list[Section], *, title: str, banner: 
                                         encoding="utf-8")
     index = out_dir / "index.html"
     index.write_text(render_html(sections, title=title, banner=banner, meta=meta), encoding="utf-8")
+    # manuscript exports (tables.xlsx, tables.docx) from the same tables: report/exports.py
+    write_exports(out_dir, tables, sections, title=title, ci_level=(results_json.get("config") or {}).get("ci_level"))
     return index
 
 
