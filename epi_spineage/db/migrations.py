@@ -83,7 +83,10 @@ def _strip_comments(sql: str) -> str:
 
 
 #: Every migration, in order. Version 1 (release 0.1.0) is the baseline and has none.
-MIGRATIONS: tuple[Migration, ...] = ()
+MIGRATIONS: tuple[Migration, ...] = (
+    # settings (v_drift's minimum cell count) and cutpoints.cut_rule (docs/guides/score.md#cutpoints)
+    Migration(2, "settings table; cutpoints.cut_rule", sql_file="002_settings_and_cut_rule.sql"),
+)
 
 #: The schema version this package writes.
 LATEST: int = max([1, *(m.version for m in MIGRATIONS)])
