@@ -8,11 +8,13 @@
 -- The flags are NULL when the cut point (or the PAD) is missing.
 CREATE OR REPLACE VIEW v_accelerated AS
 WITH cut_raw AS (
-    SELECT value AS cut_years, coalesce(cut_rule, comparison) AS cut_rule FROM cutpoints WHERE name = 'pad_tertile_years'
+    SELECT value AS cut_years, coalesce(cut_rule, comparison) AS cut_rule
+    FROM cutpoints WHERE name = 'pad_tertile_years'
 ),
 
 cut_corrected AS (
-    SELECT value AS cut_years, coalesce(cut_rule, comparison) AS cut_rule FROM cutpoints WHERE name = 'pad_corrected_tertile_years'
+    SELECT value AS cut_years, coalesce(cut_rule, comparison) AS cut_rule
+    FROM cutpoints WHERE name = 'pad_corrected_tertile_years'
 )
 
 SELECT
