@@ -115,3 +115,43 @@ def drift_summary(con, bound_years: float = 2.0, *, reference_months: int = 12,
     big_enough = out["n_images"].to_numpy() >= min_count
     out["drift_flag"] = big_enough & (out["delta_years"].abs() > bound_years).fillna(False).to_numpy(bool)
     return out
+
+
+class PredictionSpread:
+    """Running count, mean and SD (Welford) of one run's spine ages, to notice a flat model at the end."""
+
+    def __init__(self) -> None:
+        self.n, self._mean, self._m2 = 0, 0.0, 0.0
+
+    def add(self, value: float | None) -> None:
+        if value is None or not np.isfinite(value):
+            return
+        self.n += 1
+        delta = float(value) - self._mean
+        self._mean += delta / self.n
+        self._m2 += delta * (float(value) - self._mean)
+
+    @property
+    def mean(self) -> float:
+        return self._mean if self.n else float("nan")
+
+    @property
+    def sd(self) -> float:
+        return float(np.sqrt(self._m2 / (self.n - 1))) if self.n > 1 else float("nan")
+
+    def is_flat(self, *, sd_bound_years: float = FLAT_SD_YEARS, min_n: int = FLAT_MIN_N) -> bool:
+        return self.n >= min_n and self.sd < sd_bound_years
+
+
+def end_of_run_warnings(run_id: str, model_id: str, meta: dict | None, spread: PredictionSpread) -> list[str]:
+    """The scorer's closing warnings: a weak model (its checkpoint's quality verdict) and a flat run."""
+    lines = []
+    quality = (meta or {}).get("quality") or {}
+    if quality.get("verdict") == "weak":
+        reasons = "; ".join(quality.get("reasons") or []) or "see its meta.json"
+        lines.append(f"model {model_id} is a WEAK MODEL (saved with --allow-weak-model): {reasons}")
+    if spread.is_flat():
+        lines.append(f"run {run_id}: predictions have near-zero spread (SD {spread.sd:.2f} years over {spread.n} "
+                     f"images, all about {spread.mean:.2f} years): the model is degenerate; do not analyse "
+                     "these scores (docs/guides/score.md#flat-runs)")
+    return lines
