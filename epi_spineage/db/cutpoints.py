@@ -61,7 +61,8 @@ def save_cutpoint(db_path: str | os.PathLike, *, name: str, value_years: float, 
         con.execute("BEGIN TRANSACTION").fetchall()
         try:
             con.execute(
-                "INSERT OR REPLACE INTO cutpoints (name, value, source_cohort, method, comparison, cut_rule, created_at) "
+                "INSERT OR REPLACE INTO cutpoints "
+                "(name, value, source_cohort, method, comparison, cut_rule, created_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, now()::TIMESTAMP)",
                 [name.strip(), float(value_years), source_cohort, method, cut_rule, cut_rule]).fetchall()
             con.execute("COMMIT").fetchall()

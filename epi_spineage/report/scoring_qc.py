@@ -21,7 +21,8 @@ class ScoringQC:
     #: model ids whose checkpoint quality verdict is "weak" (saved with --allow-weak-model)
     weak_models: list[str] = field(default_factory=list)
     #: runs whose predictions have near-zero spread: run_id, model_id, n, sd_years
-    flat_runs: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["run_id", "model_id", "n", "sd_years"]))
+    flat_runs: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=["run_id", "model_id", "n", "sd_years"]))
     #: the minimum images per cell before v_drift/drift_summary may flag it (docs/conventions.md#drift-min-count)
     drift_min_count: int | None = None
 
