@@ -91,11 +91,13 @@ def _weak_and_flat(con, qc: ScoringQC) -> None:
         SELECT model_id FROM models
         WHERE json_extract_string(metadata_json, '$.quality.verdict') = 'weak' ORDER BY model_id""")
     qc.weak_models = [str(m) for m in weak.get("model_id", [])]
+    import duckdb
+
     try:
         from epi_spineage.score.drift import flat_runs
 
         qc.flat_runs = flat_runs(con)
-    except Exception as exc:  # an older database may lack a column; the section says so
+    except (ImportError, duckdb.Error) as exc:  # an older database may lack a column
         log.info("flat-run query failed: %s", exc)
     if qc.weak_models:
         qc.notes.append(f"WEAK MODEL(S) scored: {', '.join(qc.weak_models)} (saved with --allow-weak-model)")

@@ -24,9 +24,11 @@ FLAT_MIN_N = 10
 
 def drift_min_count(con) -> int:
     """The database's ``drift_min_count`` setting (schema version 2), else the default 30."""
+    import duckdb
+
     try:
         rows = con.execute("SELECT value FROM settings WHERE name = 'drift_min_count'").fetchall()
-    except Exception:  # a database without the settings table (read through an old attach)
+    except duckdb.Error:  # a database without the settings table (read through an old attach)
         return DEFAULT_DRIFT_MIN_COUNT
     try:
         value = int(rows[0][0]) if rows else DEFAULT_DRIFT_MIN_COUNT

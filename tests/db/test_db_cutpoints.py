@@ -56,8 +56,8 @@ def test_bad_cut_points_are_user_errors(tmp_path):
 def test_a_busy_database_is_waited_for_then_refused_in_one_line(tmp_path):
     db = tmp_path / "busy.duckdb"
     save_cutpoint(db, name="pad_tertile_years", value_years=1.0, method="t")
-    holder = subprocess.Popen([sys.executable, "-c", f"import duckdb, time; c = duckdb.connect({str(db)!r}); "
-                               "print('open', flush=True); time.sleep(30)"], stdout=subprocess.PIPE, text=True)
+    code = f"import duckdb, time; c = duckdb.connect({str(db)!r}); print('open', flush=True); time.sleep(30)"
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "open"
         t0 = time.monotonic()

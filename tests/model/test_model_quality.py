@@ -169,8 +169,6 @@ def test_allow_weak_model_saves_it_flagged_in_meta_and_the_model_row(flat_networ
 
 def test_the_summary_of_a_weak_model_never_shows_corrected_accuracy_alone():
     # The case: alpha -1.0000 made "corrected MAE 0.00, r 1.000" look perfect.
-    import pandas as pd
-
     from epi_spineage.model.pipeline import summary_text
 
     rows = [{"split": "test", "modality": "all", "prediction": p, "n": 160, "mae_years": m, "rmse_years": m,

@@ -42,7 +42,7 @@ def flat_checkpoint(tmp_path):
 
     out = make_checkpoint(tmp_path / "flat")
     weights = load_file(out / "model.safetensors")
-    last = sorted(k for k in weights if k.startswith("head.") and k.endswith(".weight"))[-1]
+    last = max(k for k in weights if k.startswith("head.") and k.endswith(".weight"))
     weights[last] = torch.zeros_like(weights[last])
     save_file(weights, out / "model.safetensors", metadata={"format": "epi_spineage.model/1"})
     from epi_spineage.model.checkpoint import sha256_file
