@@ -83,7 +83,7 @@ def read_cutpoints(db_path: str | os.PathLike):
 
     from epi_spineage.db.readonly import open_readonly
 
-    con = open_readonly(db_path)
+    con = open_readonly(Path(db_path))
     try:
         rows = con.execute("""
             SELECT name, value AS value_years, coalesce(cut_rule, comparison) AS cut_rule, source_cohort, method,
