@@ -29,7 +29,8 @@ def main(argv=None) -> int:
     settings = preset("phantom-bench")
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=settings.pop("phantoms"))
-    p.add_argument("--minutes", type=float, default=settings.pop("max_minutes"), help="training time budget")
+    p.add_argument("--minutes", type=float, default=None,
+                   help="optional training time budget (default none: the preset budgets by epochs)")
     p.add_argument("--backbone", default=settings.pop("backbone"))
     p.add_argument("--image-size", default="x".join(map(str, settings.pop("image_size"))))
     p.add_argument("--epochs", type=int, default=settings.pop("epochs"))

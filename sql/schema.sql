@@ -152,12 +152,27 @@ CREATE TABLE IF NOT EXISTS cohort (
 );
 
 -- Frozen cut points, e.g. the PAD tertile from the derivation test set (METHODS.md section 7).
--- comparison: '>=' (default, PAD >= c is accelerated) or '>' (Stata xtile's top bin).
+-- cut_rule: '>=' (default, PAD >= c is accelerated) or '>' (Stata xtile's top bin); where it is NULL
+-- (rows written by release 0.1.0) the views read the older column `comparison`.
 CREATE TABLE IF NOT EXISTS cutpoints (
     name                       VARCHAR PRIMARY KEY,
     value                      DOUBLE NOT NULL,
     source_cohort              VARCHAR,
     method                     VARCHAR,
-    comparison                 VARCHAR NOT NULL DEFAULT '>=',
-    created_at                 TIMESTAMP
+    comparison                 VARCHAR NOT NULL DEFAULT '>=',  -- release 0.1.0's rule column, kept
+    created_at                 TIMESTAMP,
+    cut_rule                   VARCHAR                         -- '>=' or '>'; views read coalesce(cut_rule, comparison)
 );
+
+-- Database-wide settings the plain-SQL views read (name -> value as text; schema version 2).
+-- drift_min_count: v_drift flags a (model, run, manufacturer, month) cell only when it holds at least
+-- this many images (docs/conventions.md#drift-min-count).
+CREATE TABLE IF NOT EXISTS settings (
+    name                       VARCHAR PRIMARY KEY,
+    value                      VARCHAR NOT NULL,
+    description                VARCHAR,
+    updated_at                 TIMESTAMP
+);
+INSERT OR IGNORE INTO settings (name, value, description, updated_at) VALUES
+    ('drift_min_count', '30', 'v_drift flags a cell only when it holds at least this many images',
+     current_timestamp);

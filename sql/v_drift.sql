@@ -2,8 +2,12 @@
 -- (where the cohort gives chronological age for the baseline image) PAD, against a reference
 -- period: the first 12 study months of that model's scores, all manufacturers pooled.
 -- `delta_years` compares mean PAD when both the group and the reference have it, else mean
--- spine age; `drift_flag` marks |delta| > 2 years. `epi_spineage.score.drift.drift_summary(con,
--- bound_years=...)` recomputes the flag with another bound or reference period.
+-- spine age; `drift_flag` marks |delta| > 2 years in a group of at least `drift_min_count` images
+-- (the `settings` row of that name, default 30; smaller groups are too noisy to flag:
+-- docs/conventions.md#drift-min-count). `run_sd_years` is the SD of all of that run's predictions
+-- and `flat_run` marks a run of at least 10 scores whose SD is under 0.5 years (a degenerate model:
+-- docs/guides/score.md#flat-runs). `epi_spineage.score.drift.drift_summary(con, bound_years=...,
+-- min_count=...)` recomputes the flag with another bound, minimum count or reference period.
 CREATE OR REPLACE VIEW v_drift AS
 WITH scored AS (
     SELECT
@@ -63,6 +67,22 @@ reference AS (
     GROUP BY scored.model_id
 ),
 
+settings_min AS (
+    SELECT coalesce(
+        (SELECT max(TRY_CAST(value AS BIGINT)) FROM settings WHERE name = 'drift_min_count'), 30
+    ) AS drift_min_count
+),
+
+run_spread AS (
+    SELECT
+        run_id,
+        model_id,
+        count(*) AS run_n,
+        stddev_samp(spine_age_years) AS run_sd_years
+    FROM scores
+    GROUP BY run_id, model_id
+),
+
 compared AS (
     SELECT
         groups.*,
@@ -85,7 +105,15 @@ compared AS (
 )
 
 SELECT
-    *,
+    compared.*,
     2.0 AS bound_years,
-    coalesce(abs(delta_years) > 2.0, FALSE) AS drift_flag
-FROM compared;
+    settings_min.drift_min_count,
+    coalesce(compared.n_images >= settings_min.drift_min_count AND abs(compared.delta_years) > 2.0, FALSE)
+        AS drift_flag,
+    run_spread.run_sd_years,
+    coalesce(run_spread.run_n >= 10 AND run_spread.run_sd_years < 0.5, FALSE) AS flat_run
+FROM compared
+CROSS JOIN settings_min
+LEFT JOIN run_spread
+    ON run_spread.run_id IS NOT DISTINCT FROM compared.run_id
+    AND run_spread.model_id = compared.model_id;

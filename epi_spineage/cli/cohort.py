@@ -23,18 +23,23 @@ examples:
   python -m epi_spineage.cohort load clinic.csv --db spine.duckdb --mapping mapping.toml
   python -m epi_spineage.cohort load clinic.parquet --db spine.duckdb --replace
   python -m epi_spineage.cohort upgrade --db spine.duckdb      # apply schema migrations in place
+  python -m epi_spineage.cohort cutpoints set --db spine.duckdb --name pad_tertile_years --value 2.5 \
+      --source-cohort derivation --method "tertile of the derivation test set"
+  python -m epi_spineage.cohort cutpoints show --db spine.duckdb
 
 `load` validates first (one line per problem, nothing loaded on failure), pseudonymises
 participant_id with the key (EPI_SPINEAGE_PSEUDONYM_KEY, ..._KEY_FILE or --key-file), and
 upserts by participant (--replace empties the table first). Columns outside the cohort schema are
-added to the table as they are.
+added to the table as they are. `cutpoints set` stores the frozen PAD cut that v_accelerated compares
+with (pad_tertile_years: uncorrected PAD; pad_corrected_tertile_years: corrected PAD; --cut-rule '>='
+flags PAD >= cut, '>' flags PAD > cut); until one is set, v_accelerated.accelerated is NULL.
 """
 
 
 def build_parser():
     p = make_parser("epi-spineage cohort", "Validate a cohort table, or load it into DuckDB with pseudonymised ids.",
                     EPILOG)
-    sub = p.add_subparsers(dest="command", required=True, metavar="{load,validate,upgrade}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{load,validate,upgrade,cutpoints}")
     up = sub.add_parser("upgrade", help="bring a database's schema to this package's version (nothing is rescored)",
                         description="Apply the pending schema migrations to a database in place.", epilog=EPILOG,
                         formatter_class=p.formatter_class)
@@ -43,6 +48,7 @@ def build_parser():
     up.add_argument("--key-file", default=None, help="file holding the pseudonymisation key (some migrations need it)")
     up.add_argument("--lock-timeout", type=float, default=60.0, metavar="SECONDS",
                     help="how long to wait while another process holds the database (default 60)")
+    _add_cutpoints(sub, p)
     for name, text in (("load", "validate, pseudonymise and load into DuckDB"), ("validate", "check a table only")):
         s = sub.add_parser(name, help=text, description=text, epilog=EPILOG,
                            formatter_class=p.formatter_class)
@@ -58,6 +64,53 @@ def build_parser():
             s.add_argument("--lock-timeout", type=float, default=60.0, metavar="SECONDS",
                            help="how long to wait while another process holds the database (default 60)")
     return p
+
+
+def _add_cutpoints(sub, p) -> None:
+    cp = sub.add_parser("cutpoints", help="set or show the frozen PAD cut points that v_accelerated reads",
+                        description="Set or show the cut points of the accelerated-ageing flag "
+                                    "(docs/guides/score.md#cutpoints).", epilog=EPILOG,
+                        formatter_class=p.formatter_class)
+    cp.error = p.error  # type: ignore[method-assign]
+    cps = cp.add_subparsers(dest="cut_command", required=True, metavar="{set,show}")
+    st = cps.add_parser("set", help="store (or replace) one cut point", epilog=EPILOG,
+                        description="Store (or replace) one cut point; the views read it at once.",
+                        formatter_class=p.formatter_class)
+    st.error = p.error  # type: ignore[method-assign]
+    st.add_argument("--db", required=True, metavar="FILE.duckdb", help="DuckDB file (created if missing)")
+    st.add_argument("--name", required=True, help="pad_tertile_years (uncorrected PAD) or "
+                    "pad_corrected_tertile_years (corrected PAD); other names are stored but no view reads them")
+    st.add_argument("--value", required=True, type=float, metavar="YEARS", help="the cut, in years of PAD")
+    st.add_argument("--cut-rule", default=">=", choices=(">=", ">"),
+                    help="'>=' (default): PAD >= cut is accelerated; '>': PAD > cut (Stata xtile's top bin)")
+    st.add_argument("--source-cohort", default=None, help="the cohort the cut was learned on, e.g. derivation")
+    st.add_argument("--method", default="user", help="how the cut was obtained (default: user)")
+    st.add_argument("--lock-timeout", type=float, default=60.0, metavar="SECONDS",
+                    help="how long to wait while another process holds the database (default 60)")
+    sh = cps.add_parser("show", help="list the stored cut points", epilog=EPILOG,
+                        description="List the stored cut points (read-only).", formatter_class=p.formatter_class)
+    sh.error = p.error  # type: ignore[method-assign]
+    sh.add_argument("--db", required=True, metavar="FILE.duckdb", help="DuckDB file")
+
+
+def _cutpoints(args) -> int:
+    from epi_spineage.db.cutpoints import VIEW_NAMES, read_cutpoints, save_cutpoint
+
+    if args.cut_command == "set":
+        save_cutpoint(args.db, name=args.name, value_years=args.value, cut_rule=args.cut_rule,
+                      source_cohort=args.source_cohort, method=args.method, lock_timeout_s=args.lock_timeout)
+        note = "" if args.name in VIEW_NAMES else f" (no view reads this name; they read {', '.join(VIEW_NAMES)})"
+        print(f"{args.db}: cut point {args.name} = {args.value:g} years, rule PAD {args.cut_rule} cut{note}")
+        return EXIT_OK
+    if not Path(args.db).expanduser().is_file():
+        raise UserError(f"database not found: {args.db}")
+    df = read_cutpoints(args.db)
+    if df.empty:
+        print(f"{args.db}: no cut points stored; v_accelerated flags stay NULL until one is set "
+              "(cohort cutpoints set --name pad_tertile_years --value YEARS)")
+        return EXIT_OK
+    print(df.to_string(index=False))
+    return EXIT_OK
 
 
 def _read(args):
@@ -89,6 +142,8 @@ def _main(argv: Sequence[str] | None) -> int:
     setup_logging(args.verbose)
     if args.command == "upgrade":
         return _upgrade(args)
+    if args.command == "cutpoints":
+        return _cutpoints(args)
     df, problems = _read(args)
     if args.command == "validate":
         if problems:

@@ -21,6 +21,11 @@ EPILOG = """examples:
   python -m epi_spineage.train --manifest images.csv --out runs/b4 --init-weights b4_imagenet.safetensors
   torchrun --nproc_per_node 4 -m epi_spineage.train --manifest images.parquet --out runs/b4 --batch-size 12
   python -m epi_spineage.train --manifest images.csv --out runs/b4 --resume      # after a crash
+  python -m epi_spineage.train --manifest images.csv --out runs/try --epochs 2 --allow-weak-model
+
+Training ends with a model-quality verdict on the test split (MAE against the mean-age predictor, r,
+prediction SD, the bias correction's alpha). A weak model (flat predictions, no better than the mean
+age, or |alpha| > 0.9) is refused with exit 2 unless --allow-weak-model, which saves it flagged weak.
 
 The manifest (CSV, Parquet, or a DuckDB table chosen with --table) needs columns image (a path or
 ARCHIVE::MEMBER), participant_id, age_years, modality, and optionally split (train/val/test); without
@@ -69,7 +74,11 @@ def build_parser():
                    help="also fit a separate bias correction per modality (stored beside the pooled one)")
     p.add_argument("--augment", action="store_true", default=None, help="small random affine augmentation")
     p.add_argument("--cache", choices=("auto", "yes", "no"), help="keep preprocessed images in memory (auto: < 4 GiB)")
-    p.add_argument("--max-minutes", type=float, help="stop training after this many minutes (after an epoch)")
+    p.add_argument("--max-minutes", type=float, help="stop training after this many minutes (after an epoch); "
+                   "the result then depends on the machine's speed (presets budget by epochs)")
+    p.add_argument("--allow-weak-model", action="store_true", default=None,
+                   help="save a model that fails the quality check (flat, no better than the mean age, or "
+                        "|alpha| > 0.9), flagged as weak in meta.json, every score and the report")
     p.add_argument("--key-file", help="pseudonymisation key file (default: EPI_SPINEAGE_PSEUDONYM_KEY[_FILE])")
     p.add_argument("--json", action="store_true", help="print the metadata summary as JSON instead of a table")
     return p
@@ -93,7 +102,7 @@ def config_from_args(args):
         raise UserError("give --manifest FILE (or --preset phantom-tiny)")
     for name in ("backbone", "image_size", "batch_size", "epochs", "lr", "lr_schedule", "warmup_steps", "clip_grad", "patience", "workers", "device",
                  "init_weights", "seed", "max_age", "bias_folds", "fold_epochs", "bias_method", "bias_by_modality", "augment",
-                 "cache", "table", "max_minutes"):
+                 "cache", "table", "max_minutes", "allow_weak_model"):
         value = getattr(args, name)
         if value is not None:
             settings[name] = value
@@ -131,7 +140,8 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.json:
         meta.pop("_metrics_frame", None)
         keep = {k: meta[k] for k in ("model_id", "backbone", "image_size", "temperature", "metrics", "coverage",
-                                     "baseline_mae_train_mean_years", "bias_correction_source", "total_seconds")}
+                                     "baseline_mae_train_mean_years", "bias_correction_source", "total_seconds",
+                                     "quality")}
         print(json.dumps(keep, indent=2, default=str))
     else:
         print(summary_text(meta))

@@ -90,6 +90,8 @@ def _v3_hash_paths(con: Any, context: MigrationContext) -> None:
 
 #: Every migration, in order. Version 1 (release 0.1.0) is the baseline.
 MIGRATIONS: tuple[Migration, ...] = (
+    # settings (v_drift's minimum cell count) and cutpoints.cut_rule (docs/guides/score.md#cutpoints)
+    Migration(2, "settings table; cutpoints.cut_rule", sql_file="002_settings_and_cut_rule.sql"),
     # Version 3: paths stored as keyed hashes, the database's key fingerprint, cheap file fingerprints
     # for the skip test (docs/privacy.md#stored-paths). Needs the key when any path is stored.
     Migration(3, "hashed paths, one key per database, file fingerprints", apply=_v3_hash_paths),

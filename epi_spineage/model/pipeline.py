@@ -26,7 +26,7 @@ from epi_spineage.model.checkpoint import atomic_write_bytes, save_checkpoint
 from epi_spineage.model.data import (
     ImageDataset, assign_splits, manifest_hash, participant_folds, preload, read_manifest,
 )
-from epi_spineage.model.evaluation import age_metrics, format_metrics
+from epi_spineage.model.evaluation import age_metrics, format_metrics, model_quality, quality_line
 from epi_spineage.model.network import build_model, load_init_weights, logits_to_age
 from epi_spineage.model.training import TrainConfig, choose_device, dist_info, fit_network, predict_logits, seed_everything
 from epi_spineage.schema import SYNTHETIC_NOTICE
@@ -153,9 +153,21 @@ def run_training(cfg: TrainConfig) -> dict:
         source, corrected_splits = "validation-fallback", ("test",)
         log.warning("bias correction fitted on validation predictions (fallback, not out-of-fold: quick preset); "
                     "use --bias-folds 10 for the study's method")
-    bias = BiasCorrection(cfg.bias_method, source=source).fit(ages[fit_rows], fit_pred, ids=ids[fit_rows], key=key)
+    # ---- model-quality verdict, first part (issue 11): a flat or useless model is refused before its
+    # correction is fitted (an exactly flat one cannot be fitted; a nearly flat one would look perfect).
+    train_mean = float(ages[index["train"]].mean())
+    judge = "test" if len(index["test"]) else "val"
+    quality = model_quality(ages[index[judge]], mean[index[judge]], mean_predictor_age=train_mean, split=judge)
+    _refuse_weak(quality, cfg)
+    try:
+        bias = BiasCorrection(cfg.bias_method, source=source).fit(ages[fit_rows], fit_pred, ids=ids[fit_rows], key=key)
+    except RuntimeError as exc:  # the fit's own check fails on degenerate predictions
+        if quality["verdict"] != "weak":
+            raise
+        log.warning("WEAK MODEL: no bias correction (%s)", exc)
+        bias = None
     by_modality: dict[str, BiasCorrection] = {}
-    if cfg.bias_by_modality:
+    if cfg.bias_by_modality and bias is not None:
         for mod in sorted(set(modality[fit_rows])):
             sel = modality[fit_rows] == mod
             if sel.sum() >= 10:
@@ -166,7 +178,7 @@ def run_training(cfg: TrainConfig) -> dict:
     log.warning("bias correction: %r%s", bias,
                 "".join(f"; {m}: {b!r}" for m, b in by_modality.items()))
     pred["spine_age_corrected_years"] = np.nan
-    for split in corrected_splits:
+    for split in corrected_splits if bias is not None else ():
         for mod in sorted(set(modality[index[split]])):
             rows = index[split][modality[index[split]] == mod]
             if len(rows):
@@ -179,19 +191,27 @@ def run_training(cfg: TrainConfig) -> dict:
     if len(corr_rows):
         metrics = pd.concat([metrics, age_metrics(corr_rows, "spine_age_corrected_years", "corrected", None)],
                             ignore_index=True)
-    train_mean = float(ages[index["train"]].mean())
     baseline = {s: float(np.mean(np.abs(ages[index[s]] - train_mean))) for s in ("val", "test") if len(index[s])}
+
+    # ---- model-quality verdict, second part: the corrections' slopes (|alpha| > 0.9 is refused);
+    # docs/guides/train.md#model-quality
+    alphas = {} if bias is None else {"pooled": bias.alpha_, **{m: b.alpha_ for m, b in by_modality.items()}}
+    announced = quality["allowed_weak"]
+    quality = model_quality(ages[index[judge]], mean[index[judge]], mean_predictor_age=train_mean,
+                            alphas=alphas, split=judge)
+    _refuse_weak(quality, cfg, announce=not announced)
 
     meta = {
         "preprocess": pcfg,
         "temperature": temperature,
         "bias_correction": bias,
-        "bias_correction_source": bias.source,
+        "bias_correction_source": None if bias is None else bias.source,
         "bias_correction_by_modality": {m: b.to_dict() for m, b in by_modality.items()} or None,
         "manifest_hash": mhash,
         "metrics": metrics.to_dict(orient="records"),
         "coverage": coverage,
         "baseline_mae_train_mean_years": baseline,
+        "quality": quality,
         "splits": {s: {"images": int(len(index[s])), "participants": int(df["participant_id"].iloc[index[s]].nunique())}
                    for s in index},
         "history": history,
@@ -217,12 +237,30 @@ def run_training(cfg: TrainConfig) -> dict:
     return meta
 
 
+def _refuse_weak(quality: dict, cfg: TrainConfig, announce: bool = True) -> None:
+    """Raise the one-line refusal for a weak model, or mark it allowed (``--allow-weak-model``)."""
+    if quality["verdict"] != "weak":
+        return
+    if not cfg.allow_weak_model:
+        raise UserError(f"weak model, not saved: {'; '.join(quality['reasons'])}. Train longer (more --epochs "
+                        "or images), or pass --allow-weak-model to save it flagged as weak")
+    quality["allowed_weak"] = True
+    if announce:
+        log.warning("WEAK MODEL saved because of --allow-weak-model: %s", "; ".join(quality["reasons"]))
+
+
 def summary_text(meta: dict) -> str:
     """What the CLI prints at the end: metrics, coverage, baseline, bias correction."""
     metrics = meta.get("_metrics_frame")
     if metrics is None:
         metrics = pd.DataFrame(meta["metrics"])
-    lines = [f"model {meta['model_id']} ({meta['backbone']}, {meta['image_size'][0]}x{meta['image_size'][1]})",
+    quality = meta.get("quality")
+    weak = bool(quality) and quality.get("verdict") == "weak"
+    if weak:  # never show corrected accuracy of a weak model on its own: it is age plus noise
+        metrics = metrics.copy()
+        metrics.loc[metrics["prediction"] == "corrected", "prediction"] = "corrected (weak model: meaningless)"
+    lines = [f"model {meta['model_id']} ({meta['backbone']}, {meta['image_size'][0]}x{meta['image_size'][1]})"
+             + (" - WEAK MODEL" if weak else ""),
              format_metrics(metrics), ""]
     for s, v in meta.get("baseline_mae_train_mean_years", {}).items():
         lines.append(f"{s}: MAE of always predicting the training-mean age = {v:.2f} years")
@@ -233,6 +271,8 @@ def summary_text(meta: dict) -> str:
     if b:
         lines.append(f"bias correction ({b['method']}, {b['source']}): alpha {b['alpha']:.4f}, beta {b['beta']:.3f}, "
                      f"n {b['n']}; corrected accuracy is flattered by using age, compare the uncorrected rows")
+    if quality:
+        lines.append(quality_line(quality))
     if meta.get("synthetic"):
         lines.append(SYNTHETIC_NOTICE)
     return "\n".join(lines)

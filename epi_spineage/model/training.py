@@ -66,7 +66,8 @@ class TrainConfig:
     cache_max_gib: float = 4.0
     preprocess: dict | None = None  # PreprocessConfig fields other than the size
     table: str | None = None
-    max_minutes: float | None = None  # stop training epochs after this much time
+    max_minutes: float | None = None  # stop after this much time (opt-in; not deterministic, presets never use it)
+    allow_weak_model: bool = False  # save a model whose quality verdict is "weak", flagged as such
     synthetic: bool = False
     preset: str | None = None
     key: bytes | None = field(default=None, repr=False)
@@ -275,7 +276,8 @@ def fit_network(net, train_ds, val_ds, cfg: TrainConfig, device: torch.device, *
         row = {"stage": desc, "epoch": epoch + 1, "train_loss": total / max(seen, 1),
                **{f"train_{k}_loss": v / max(seen, 1) for k, v in parts_sum.items()},
                "val_mae_years": val_mae, "best_val_mae_years": best_mae, "best_epoch": best_epoch + 1,
-               "lr": lr_now, "epoch_seconds": time.monotonic() - t0, "images": seen * world}
+               "lr": lr_now, "epoch_seconds": time.monotonic() - t0, "images": seen * world,
+               "steps": (epoch + 1) * len(loader)}
         history.append(row)
         log.info("%s epoch %d: loss %.3f, validation MAE %.3f%s", desc, epoch + 1, row["train_loss"], val_mae,
                  " (best)" if improved else "")

@@ -20,9 +20,18 @@ class ScoringQC:
     notes: list[str] = field(default_factory=list)
     #: some stored paths are raw (scored with --store-paths): they may carry identifiers (docs/privacy.md)
     raw_paths_stored: bool = False
+    #: model ids whose checkpoint quality verdict is "weak" (saved with --allow-weak-model)
+    weak_models: list[str] = field(default_factory=list)
+    #: runs whose predictions have near-zero spread: run_id, model_id, n, sd_years
+    flat_runs: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=["run_id", "model_id", "n", "sd_years"]))
+    #: the minimum images per cell before v_drift/drift_summary may flag it (docs/conventions.md#drift-min-count)
+    drift_min_count: int | None = None
 
     def to_json(self) -> dict:
-        return {"tables": self.tables, "notes": self.notes}
+        return {"tables": self.tables, "notes": self.notes, "weak_models": self.weak_models,
+                "flat_runs": self.flat_runs, "drift_min_count": self.drift_min_count,
+                "raw_paths_stored": self.raw_paths_stored}
 
 
 def _query(con, sql: str) -> pd.DataFrame:
@@ -33,12 +42,14 @@ def _query(con, sql: str) -> pd.DataFrame:
         return pd.DataFrame()
 
 
-def scoring_qc(db_path: str) -> ScoringQC:
+def scoring_qc(db_path: str, drift_min_count: int | None = None) -> ScoringQC:
+    """The scoring-QC tables; ``drift_min_count`` overrides the database's setting (None: use it, default 30)."""
     from epi_spineage.report.inputs import open_db
 
     con = open_db(db_path)
     qc = ScoringQC()
     try:
+        _weak_and_flat(con, qc)
         qc.tables["qc_runs"] = _query(con, """
             SELECT run_id, status, model_id, device, started_at, finished_at, n_seen, n_scored,
                    n_skipped_known, n_not_spine, n_duplicates
@@ -68,7 +79,9 @@ def scoring_qc(db_path: str) -> ScoringQC:
         try:
             from epi_spineage.score.drift import drift_summary
 
-            drift = drift_summary(con)
+            qc.drift_min_count = drift_min_count
+            drift = drift_summary(con, min_count=drift_min_count)
+            qc.drift_min_count = int(drift["drift_min_count"].iloc[0]) if len(drift) else drift_min_count
         except ImportError:
             qc.notes.append("drift from the v_drift view (epi_spineage.score.drift not installed)")
         except Exception as exc:
@@ -79,3 +92,25 @@ def scoring_qc(db_path: str) -> ScoringQC:
     finally:
         con.close()
     return qc
+
+
+def _weak_and_flat(con, qc: ScoringQC) -> None:
+    """Weak models (checkpoint quality verdict, stored in models.metadata_json) and flat runs (issue 11)."""
+    weak = _query(con, """
+        SELECT model_id FROM models
+        WHERE json_extract_string(metadata_json, '$.quality.verdict') = 'weak' ORDER BY model_id""")
+    qc.weak_models = [str(m) for m in weak.get("model_id", [])]
+    import duckdb
+
+    try:
+        from epi_spineage.score.drift import flat_runs
+
+        qc.flat_runs = flat_runs(con)
+    except (ImportError, duckdb.Error) as exc:  # an older database may lack a column
+        log.info("flat-run query failed: %s", exc)
+    if qc.weak_models:
+        qc.notes.append(f"WEAK MODEL(S) scored: {', '.join(qc.weak_models)} (saved with --allow-weak-model)")
+    if len(qc.flat_runs):
+        qc.notes.append(f"{len(qc.flat_runs)} run(s) with near-zero spread of predictions (flat model): "
+                        + ", ".join(qc.flat_runs["run_id"].astype(str)))
+

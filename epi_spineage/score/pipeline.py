@@ -33,6 +33,7 @@ from epi_spineage.provenance import (
     model_provenance,
     new_run_id,
 )
+from epi_spineage.score.drift import PredictionSpread, end_of_run_warnings  # issue 11: flat-run warning
 from epi_spineage.score.malloc import keep_freed_memory
 from epi_spineage.score.members import (
     DEFAULT_MAX_PIXELS,
@@ -302,6 +303,7 @@ def _score_locked(archive_paths, model_dir, db_path, spool, key_bytes, *, batch_
     committer = BackgroundCommitter(writer, min_interval_s=commit_interval_s)
     t0 = time.perf_counter()
     t_first, n_first = None, 0
+    spread = PredictionSpread()  # issue 11: notice a flat (degenerate) model; warned about at the end
     try:
         processed = 0
         for rows, batch, ready, lease in loader:
@@ -325,6 +327,8 @@ def _score_locked(archive_paths, model_dir, db_path, spool, key_bytes, *, batch_
                 summary.n_not_spine += st == "not_spine"
                 summary.n_duplicates += st == "duplicate"
                 summary.n_errors += st == "error"
+                if st == "scored":
+                    spread.add(row.get("spine_age_years"))
             if batch_rows:
                 committer.put(to_table(batch_rows))
             if t_first is None:
@@ -364,6 +368,9 @@ def _score_locked(archive_paths, model_dir, db_path, spool, key_bytes, *, batch_
             log.info("loaded the spool: %s", summary_ingest.line())
         except DatabaseBusy:
             log.warning("results wait in the spool %s; the next run loads them", spool.folder)
+    # ---- issue 11: a weak model or a flat run ends the job with a warning line (score/drift.py)
+    for line in end_of_run_warnings(run_id, loaded.model_id, getattr(loaded, "meta", None), spread):
+        log.warning("%s", line)
     return summary
 
 

@@ -116,3 +116,31 @@ def test_cohort_upgrade_command(v1_db, capsys, tmp_path):
     assert migrations.schema_version(con) == migrations.LATEST
     con.close()
     assert main(["upgrade", "--db", str(v1_db.with_name("missing.duckdb"))]) == 2
+
+
+def test_migration_2_adds_settings_and_cut_rule_and_keeps_old_cut_points(v1_db):
+    # A cut point written by 0.1.0 (rule in `comparison`) keeps its rule after the migration.
+    con = duckdb.connect(str(v1_db))
+    try:
+        con.execute("INSERT INTO cutpoints (name, value, source_cohort, method, comparison, created_at) "
+                    "VALUES ('pad_tertile_years', 1.5, 'derivation', 'quantile type 7', '>', now())").fetchall()
+        assert migrations.schema_version(con) == 1
+        apply_schema(con, key=V1_KEY)
+        assert migrations.schema_version(con) >= 2
+        assert con.execute("SELECT name, value FROM settings").fetchall() == [("drift_min_count", "30")]
+        row = con.execute("SELECT value, comparison, cut_rule FROM cutpoints").fetchall()
+        assert row == [(1.5, ">", None)]
+        rules = con.execute("SELECT DISTINCT pad_cut_years FROM v_accelerated").fetchall()
+        assert rules == [(1.5,)]
+        # put the cut exactly on one participant's PAD, so that '>' and '>=' differ by that one row
+        con.execute("UPDATE cutpoints SET value = (SELECT min(round(pad_years, 9)) FROM v_accelerated)").fetchall()
+        # the view reads the old column where cut_rule is NULL, and cut_rule where set
+        flags = con.execute("SELECT count(*) FILTER (accelerated), "
+                            "count(*) FILTER (round(pad_years, 9) > pad_cut_years), "
+                            "count(*) FILTER (round(pad_years, 9) >= pad_cut_years) FROM v_accelerated").fetchall()[0]
+        assert flags[0] == flags[1] == flags[2] - 1 and flags[2] > 1
+        con.execute("UPDATE cutpoints SET cut_rule = '>='").fetchall()
+        assert con.execute("SELECT count(*) FILTER (accelerated) FROM v_accelerated").fetchall()[0][0] == flags[2]
+        assert con.execute("SELECT DISTINCT drift_min_count FROM v_drift").fetchall() in ([(30,)], [])
+    finally:
+        con.close()

@@ -20,7 +20,7 @@ def trained(toy_manifest, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
     args = ["--manifest", str(toy_manifest), "--out", str(out), "--backbone", "mobilenetv3_small_050",
             "--image-size", "64x32", "--batch-size", "16", "--epochs", "2", "--lr", "1e-3", "--workers", "0",
-            "--bias-folds", "2", "--fold-epochs", "1", "--bias-by-modality"]
+            "--bias-folds", "2", "--fold-epochs", "1", "--bias-by-modality", "--allow-weak-model"]
     mp = pytest.MonkeyPatch()
     mp.setenv("EPI_SPINEAGE_PSEUDONYM_KEY", "test-key-0123456789abcdef")
     try:

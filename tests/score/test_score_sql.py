@@ -128,18 +128,49 @@ def test_drift_summary_flags_a_shifted_manufacturer(con):
     con.execute("BEGIN TRANSACTION")
     db.load_results(con, to_table(rows))
     con.execute("COMMIT")
+    # 4 images are too few to flag under the database's default minimum (30)...
     out = drift_summary(con, bound_years=2.0, reference=("2024-01-01", "2024-07-01"))
+    newco = out[out.manufacturer == "NEWCO"]
+    assert len(newco) == 1 and not newco.drift_flag.any() and (out.drift_min_count == 30).all()
+    assert con.execute("SELECT drift_flag FROM v_drift WHERE manufacturer = 'NEWCO'").fetchall()[0][0] is False
+    # ...and enough once the minimum is 4: by argument, then through the settings row the view reads
+    out = drift_summary(con, bound_years=2.0, reference=("2024-01-01", "2024-07-01"), min_count=4)
     newco = out[out.manufacturer == "NEWCO"]
     assert len(newco) == 1 and bool(newco.drift_flag.iloc[0])
     assert newco.drift_metric.iloc[0] == "spine_age_years"  # NEWCO participants are not in the cohort
     ref = out[(out.study_month < "2024-07-01")]
     assert not ref.drift_flag.any()
-    loose = drift_summary(con, bound_years=1000.0)
+    assert not drift_summary(con, bound_years=2.0, min_count=5).query("manufacturer == 'NEWCO'").drift_flag.any()
+    loose = drift_summary(con, bound_years=1000.0, min_count=1)
     assert not loose.drift_flag.any()
-    view = con.execute("SELECT drift_flag FROM v_drift WHERE manufacturer = 'NEWCO'").fetchall()[0][0]
-    assert view is True
+    con.execute("UPDATE settings SET value = '4' WHERE name = 'drift_min_count'")
+    view = con.execute("SELECT drift_flag, drift_min_count FROM v_drift WHERE manufacturer = 'NEWCO'").fetchall()[0]
+    assert view == (True, 4)
+    assert drift_summary(con, bound_years=2.0).query("manufacturer == 'NEWCO'").drift_flag.all()
+    con.execute("UPDATE settings SET value = '5' WHERE name = 'drift_min_count'")
+    assert con.execute("SELECT drift_flag FROM v_drift WHERE manufacturer = 'NEWCO'").fetchall()[0][0] is False
     with pytest.raises(ValueError):
         drift_summary(con, bound_years=0)
+    with pytest.raises(ValueError):
+        drift_summary(con, min_count=0)
+
+
+def test_flat_runs_are_flagged_by_the_view_and_drift_module(con):
+    from epi_spineage.score.drift import flat_runs
+
+    assert flat_runs(con).empty  # run1: ages 55-85, SD about 9 years
+    assert not any(r[0] for r in con.execute("SELECT flat_run FROM v_drift").fetchall())
+    # a degenerate model: every image of run2 gets 66.12 years
+    rows = [dict(_row(300 + i, f"R{i:03d}", age=66.12, month=2), run_id="run2") for i in range(12)]
+    con.execute("BEGIN TRANSACTION")
+    db.load_results(con, to_table(rows))
+    con.execute("COMMIT")
+    flat = flat_runs(con)
+    assert flat.run_id.tolist() == ["run2"] and flat.n.iloc[0] == 12 and flat.sd_years.iloc[0] < 1e-6
+    by_run = dict(con.execute("SELECT DISTINCT run_id, flat_run FROM v_drift").fetchall())
+    assert by_run == {"run1": False, "run2": True}
+    # fewer than 10 scores is not enough evidence to call a run flat
+    assert flat_runs(con, min_n=13).empty
 
 
 README_QUERIES = [
@@ -162,7 +193,11 @@ def test_readme_queries_run(con):
     for query in README_QUERIES:
         assert " ".join(query.split()).split(" FROM ")[0] in " ".join(doc.split())
         con.execute(query).fetchall()
-    assert len(con.execute(README_QUERIES[0]).fetchall()) == 12
+    first = con.execute(README_QUERIES[0]).fetchall()
+    assert len(first) == 12
+    # with a cut point stored (as the guide says to), the first query returns flags, not NULLs
+    assert all(row[-1] == (round(row[4], 9) >= 1.0) for row in first)
+    assert "cutpoints set --db" in doc
 
 
 def test_view_refuses_to_correct_the_participants_the_correction_was_fitted_on(con):
