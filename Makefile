@@ -8,7 +8,7 @@ PIP := $(PY) -m pip
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast venv install-core install-all system-deps bench docs clean
+.PHONY: demo demo-report test test-fast venv install-core install-all system-deps bench docs clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,12 @@ $(VENV)/.core-installed: pyproject.toml | $(VENV)/bin/python
 
 $(VENV)/.all-installed: pyproject.toml | $(VENV)/bin/python
 	$(PIP) install -q $(TORCH_SPEC) -e ".[imaging,test,ray,docs]"
-	touch $@ $(VENV)/.core-installed $(VENV)/.docs-installed
+	touch $@ $(VENV)/.core-installed $(VENV)/.docs-installed $(VENV)/.imaging-installed
+
+# The imaging stack (torch, timm, pydicom...) for the whole-product demo.
+$(VENV)/.imaging-installed: pyproject.toml | $(VENV)/bin/python
+	$(PIP) install -q $(TORCH_SPEC) -e ".[imaging]"
+	touch $@ $(VENV)/.core-installed
 
 # The documentation tools (MkDocs, Material, mkdocstrings), on top of the core install.
 $(VENV)/.docs-installed: pyproject.toml | $(VENV)/.core-installed
@@ -40,8 +45,13 @@ system-deps:
 	  else echo "warning: chromium/pandoc missing and not root; browser tests will be skipped"; fi; \
 	fi
 
-demo: install-core
-	$(PY) -m epi_spineage.report
+# The whole product on synthetic data: phantom archive -> model -> DuckDB -> report (reports/demo/).
+demo: $(VENV)/.imaging-installed
+	$(PY) -m epi_spineage.demo
+
+# The statistics and report only, without torch (the simulator's cohort tables -> reports/demo-report/).
+demo-report: install-core
+	$(PY) -m epi_spineage.report --out reports/demo-report
 
 test: install-all system-deps
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -20,6 +20,7 @@ _HELP = {
     "cohort": "load and validate a cohort table into DuckDB, pseudonymising ids",
     "frax": "export FRAX batch input with spine age; import FRAX results",
     "report": "the HTML report (no arguments: the synthetic demo)",
+    "demo": "the whole product on synthetic data: phantom archive -> model -> DuckDB -> report",
 }
 
 

@@ -115,6 +115,7 @@ TOOLS = (
     "cohort",
     "frax",
     "report",
+    "demo",
 )
 
 # DuckDB tables (sql/schema.sql).
