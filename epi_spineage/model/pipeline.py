@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 
 from epi_spineage.errors import UserError
-from epi_spineage.model._compat import make_preprocess_config
+from epi_spineage.imaging.preprocess import make_preprocess_config
 from epi_spineage.model.bias import BiasCorrection
 from epi_spineage.model.calibration import fit_temperature, interval_coverage, predictive_interval
 from epi_spineage.model.checkpoint import atomic_write_bytes, save_checkpoint
