@@ -24,8 +24,8 @@ from epi_spineage.stats.grouping import REFERENCE_GROUP
 SPINE_USED = "spine_age_used_years"
 
 
-def _strict(results: StudyResults) -> bool:
-    return results.config.accelerated_rule == ">"
+def _cut_rule(results: StudyResults) -> str:
+    return results.config.accelerated_rule
 
 
 # ---------------------------------------------------------------------------------- Table 1
@@ -49,10 +49,10 @@ def agreement(results: StudyResults) -> None:
     for role, c in results.cohorts.items():
         df = c.frame
         df[SPINE_USED] = df["age_years"] + df[PAD_COLUMN]
-        r = stats.pearson(df["age_years"], df["spine_age_years"], level=level,
+        r = stats.pearson(df["age_years"], df["spine_age_years"], ci_level=level,
                           term="chronological age ~ spine age (uncorrected)")
         rows.append(_tag(r.to_frame(), cohort=role))
-        summaries.append(_tag(stats.pad_summary(df, pad=PAD_COLUMN, level=level), cohort=role,
+        summaries.append(_tag(stats.pad_summary(df, pad=PAD_COLUMN, ci_level=level), cohort=role,
                               pad=c.pad_kind))
         results.numbers.setdefault("pearson_r", {})[role] = r.estimate
         results.numbers.setdefault("pad_mean_years", {})[role] = float(df[PAD_COLUMN].mean())
@@ -77,7 +77,7 @@ def discrimination(results: StudyResults) -> None:
             if outcome not in df.columns or df[outcome].nunique(dropna=True) < 2:
                 continue
             y = pd.to_numeric(df[outcome], errors="coerce").astype(float)
-            res = stats.delong_test(y, spine, df["age_years"], names=(SPINE_PREDICTOR, AGE_PREDICTOR), level=level)
+            res = stats.delong_test(y, spine, df["age_years"], names=(SPINE_PREDICTOR, AGE_PREDICTOR), ci_level=level)
             frames.append(_tag(res.to_frame(), cohort=role, outcome=outcome))
             results.numbers.setdefault("auroc", {}).setdefault(role, {})[outcome] = {
                 SPINE_PREDICTOR: res.auc_a.estimate, AGE_PREDICTOR: res.auc_b.estimate, "p_delong": res.p_value}
@@ -124,8 +124,8 @@ def groups_km(results: StudyResults) -> None:
         df = c.frame
         median_age = float(df["age_years"].median())
         results.numbers.setdefault("median_age_years", {})[role] = median_age
-        df[GROUP_COLUMN] = stats.four_groups(df, age_median=median_age, cut=cut, strict=_strict(results))
-        df[ACCEL_COLUMN] = stats.accelerated(df[PAD_COLUMN], cut, strict=_strict(results)).astype("float")
+        df[GROUP_COLUMN] = stats.four_groups(df, age_median=median_age, cut=cut, cut_rule=_cut_rule(results))
+        df[ACCEL_COLUMN] = stats.accelerated(df[PAD_COLUMN], cut, cut_rule=_cut_rule(results)).astype("float")
         cnt = df[GROUP_COLUMN].value_counts(sort=False).rename_axis("group").reset_index(name="n")
         counts.append(_tag(cnt, cohort=role, median_age_years=median_age))
         if not has_outcome(df, cfg.km_outcome):
@@ -135,10 +135,10 @@ def groups_km(results: StudyResults) -> None:
         tmax = float(sub[time_col].max())
         times = [t for t in cfg.km_times_years if t <= tmax]
         km_at.append(_tag(stats.km_cumulative_failure(sub, time_col, event, group=GROUP_COLUMN, times=times,
-                                                      ci=cfg.km_ci, level=cfg.ci_level), cohort=role,
+                                                      ci=cfg.km_ci, ci_level=cfg.ci_level), cohort=role,
                           outcome=cfg.km_outcome))
         km_full.append(_tag(stats.km_curves(sub, time_col, event, group=GROUP_COLUMN, ci=cfg.km_ci,
-                                            level=cfg.ci_level), cohort=role, outcome=cfg.km_outcome))
+                                            ci_level=cfg.ci_level), cohort=role, outcome=cfg.km_outcome))
         lr.append(_tag(stats.logrank(sub, time_col, event, group=GROUP_COLUMN), cohort=role, outcome=cfg.km_outcome))
         hrs.append(_tag(_group_hrs(df, time_col, event, cfg), cohort=role, outcome=cfg.km_outcome))
     results.tables["group_counts"] = _concat(counts)
@@ -151,7 +151,7 @@ def groups_km(results: StudyResults) -> None:
 def _group_hrs(df: pd.DataFrame, time_col: str, event: str, cfg) -> pd.DataFrame:
     sub = df[df[GROUP_COLUMN].notna()].assign(**{GROUP_COLUMN: lambda d: d[GROUP_COLUMN].astype(str)})
     return stats.group_hazard_ratios(sub, time_col, event, GROUP_COLUMN, REFERENCE_GROUP, ties=cfg.ties,
-                                     level=cfg.ci_level)
+                                     ci_level=cfg.ci_level)
 
 
 # ---------------------------------------------------------------------------------- Cox
@@ -175,7 +175,7 @@ def _fit_models(results: StudyResults, family: str, outcomes: list[str], models:
                     with warnings.catch_warnings(record=True) as caught:
                         warnings.simplefilter("always", UserWarning)
                         res = stats.cox_per_sd(df, time_col, event, PAD_COLUMN, covs, ties=cfg.ties, sd=sd,
-                                               level=cfg.ci_level, model=model, analysis=f"cox_{family}")
+                                               ci_level=cfg.ci_level, model=model, analysis=f"cox_{family}")
                 except stats.cox.CoxModelError as exc:  # one model failing keeps the others
                     results.warnings.append(f"{family} {model} ({role}, {outcome}) not fitted: {exc}")
                     continue
@@ -225,7 +225,7 @@ def cox_mortality(results: StudyResults) -> None:
         sub = df[df[ACCEL_COLUMN].notna()].assign(
             acceleration=lambda d: d[ACCEL_COLUMN].map({1.0: "accelerated", 0.0: "not accelerated"}))
         frames.append(_tag(stats.group_hazard_ratios(sub, time_col, event, "acceleration", "not accelerated",
-                                                     ties=cfg.ties, level=cfg.ci_level),
+                                                     ties=cfg.ties, ci_level=cfg.ci_level),
                            cohort=role, outcome=cfg.mortality_outcome))
     results.tables["mortality_accelerated"] = _concat(frames)
 
@@ -244,7 +244,7 @@ def subgroups(results: StudyResults) -> None:
             covs = [v for v in first_model if v in df.columns]
             res = stats.subgroup_hazard_ratios(df, time_col, event, PAD_COLUMN, by="sex", covariates=covs,
                                                ties=cfg.ties, sd=float(df[PAD_COLUMN].std(ddof=1)),
-                                               level=cfg.ci_level)
+                                               ci_level=cfg.ci_level)
             frames.append(_tag(res, cohort=role, outcome=outcome))
     results.tables["subgroup_sex"] = _concat(frames)
 
@@ -261,13 +261,13 @@ def rates(results: StudyResults) -> None:
             if not has_outcome(df, outcome):
                 continue
             event, time_col = OUTCOMES[outcome]
-            inc.append(_tag(stats.incidence_rates(df, time_col, event, level=cfg.ci_level), cohort=role,
+            inc.append(_tag(stats.incidence_rates(df, time_col, event, ci_level=cfg.ci_level), cohort=role,
                             outcome=outcome, by="all"))
             for by in (ACCEL_COLUMN, GROUP_COLUMN):
                 if by in df.columns:
                     sub = df[df[by].notna()].copy()
                     sub[by] = sub[by].astype(str) if by == GROUP_COLUMN else sub[by].map({1.0: "accelerated", 0.0: "not accelerated"})
-                    inc.append(_tag(stats.incidence_rates(sub, time_col, event, group=by, level=cfg.ci_level),
+                    inc.append(_tag(stats.incidence_rates(sub, time_col, event, group=by, ci_level=cfg.ci_level),
                                     cohort=role, outcome=outcome, by=by))
             fu.append(_tag(stats.median_followup(df, time_col, event), cohort=role, outcome=outcome))
             if outcome == cfg.km_outcome:
@@ -296,15 +296,15 @@ def competing_risk(results: StudyResults) -> None:
         tmax = float(cr["cr_years"].max())
         times = [t for t in cfg.km_times_years if t <= tmax]
         aj = stats.aalen_johansen(cr, "cr_years", "cr_event", group="acceleration", cause=1, times=times,
-                                  ci=cfg.km_ci, level=cfg.ci_level)
+                                  ci=cfg.km_ci, ci_level=cfg.ci_level)
         km = stats.km_cumulative_failure(cr, OUTCOMES[frac][1], OUTCOMES[frac][0], group="acceleration",
-                                         times=times, ci=cfg.km_ci, level=cfg.ci_level)
+                                         times=times, ci=cfg.km_ci, ci_level=cfg.ci_level)
         at.append(_tag(aj, cohort=role, method_label="Aalen-Johansen"))
         at.append(_tag(km, cohort=role, method_label="1 - KM"))
         ajc = stats.aalen_johansen(cr, "cr_years", "cr_event", group="acceleration", cause=1, ci=cfg.km_ci,
-                                   level=cfg.ci_level)
+                                   ci_level=cfg.ci_level)
         kmc = stats.km_curves(cr, OUTCOMES[frac][1], OUTCOMES[frac][0], group="acceleration", ci=cfg.km_ci,
-                              level=cfg.ci_level)
+                              ci_level=cfg.ci_level)
         curves.append(_tag(ajc[["group", "time", "estimate", "ci_low", "ci_high"]], cohort=role,
                            method="Aalen-Johansen"))
         curves.append(_tag(kmc[["group", "time", "estimate", "ci_low", "ci_high"]], cohort=role, method="1 - KM"))
@@ -326,7 +326,7 @@ def frax(results: StudyResults) -> None:
             continue
         event = OUTCOMES[cfg.km_outcome][0]
         res = stats.frax_reclassification(df, event=event, mof_threshold=cfg.frax_mof_threshold_pct,
-                                          hip_threshold=cfg.frax_hip_threshold_pct, level=cfg.ci_level)
+                                          hip_threshold=cfg.frax_hip_threshold_pct, ci_level=cfg.ci_level)
         parts["crosstab"].append(_tag(res.crosstab, cohort=role))
         parts["reclassification"].append(_tag(res.reclassification, cohort=role))
         parts["performance"].append(_tag(res.performance, cohort=role))
@@ -349,7 +349,7 @@ def age_gap(results: StudyResults) -> None:
         df = c.frame
         covs = [v for v in cfg.regression_covariates if v in df.columns and df[v].notna().any()]
         missing = [v for v in cfg.regression_covariates if v not in covs]
-        res = stats.age_gap_regression(df, PAD_COLUMN, covs, level=cfg.ci_level)
+        res = stats.age_gap_regression(df, PAD_COLUMN, covs, ci_level=cfg.ci_level)
         frames.append(_tag(res.to_frame(), cohort=role))
         results.numbers.setdefault("age_gap_adj_r2", {})[role] = res.adj_r2
         if missing:
