@@ -19,7 +19,7 @@ $(VENV)/.core-installed: pyproject.toml | $(VENV)/bin/python
 	touch $@
 
 $(VENV)/.all-installed: pyproject.toml | $(VENV)/bin/python
-	$(PIP) install -q $(TORCH_SPEC) -e ".[imaging,test,ray,docs]"
+	$(PIP) install -q $(TORCH_SPEC) -e ".[imaging,test,ray,docs,mi,registry,dev]"
 	touch $@ $(VENV)/.core-installed $(VENV)/.docs-installed
 
 # The documentation tools (MkDocs, Material, mkdocstrings), on top of the core install.
