@@ -76,7 +76,9 @@ def load_key(key: str | bytes | None = None, key_file: str | os.PathLike | None 
 
     if key is not None:
         return check_key(key)
-    return resolve_key(key_file)
+    resolved = resolve_key(key_file)  # required: raises UserError rather than return None
+    assert resolved is not None
+    return resolved
 
 
 def pseudonymise(identifier: object, key: bytes) -> str:

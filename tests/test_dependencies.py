@@ -15,11 +15,25 @@ except ModuleNotFoundError:  # Python 3.10
 
 REPO = Path(__file__).resolve().parents[1]
 # distribution name -> import name, where they differ
-IMPORT_NAME = {"opencv-python-headless": "cv2", "pillow": "PIL", "scikit-learn": "sklearn",
-               "pylibjpeg-libjpeg": "libjpeg", "pylibjpeg-openjpeg": "openjpeg", "pylibjpeg-rle": "rle"}
+IMPORT_NAME = {
+    "opencv-python-headless": "cv2",
+    "pillow": "PIL",
+    "scikit-learn": "sklearn",
+    "pylibjpeg-libjpeg": "libjpeg",
+    "pylibjpeg-openjpeg": "openjpeg",
+    "pylibjpeg-rle": "rle",
+}
 # declared for a later issue, or loaded by another package (pydicom's JPEG plugins, timm's torchvision)
-NOT_IMPORTED_ON_PURPOSE = {"torchvision", "pylibjpeg", "pylibjpeg-libjpeg", "pylibjpeg-openjpeg", "pylibjpeg-rle",
-                           "tomli", "statsmodels", "polars"}
+NOT_IMPORTED_ON_PURPOSE = {
+    "torchvision",
+    "pylibjpeg",
+    "pylibjpeg-libjpeg",
+    "pylibjpeg-openjpeg",
+    "pylibjpeg-rle",
+    "tomli",
+    "statsmodels",
+    "polars",
+}
 
 
 def _name(requirement: str) -> str:

@@ -79,10 +79,14 @@ def test_bias_ids_use_the_argument_not_the_environment(env_key):
 def test_report_join_uses_the_argument_not_the_environment(env_key):
     from epi_spineage.report.inputs import _merge_db_scores
 
-    df = pd.DataFrame({"participant_id": ["A", "B", pseudonymise("C", ARG_KEY)],
-                       "spine_age_years": [50.0, 51.0, 52.0]})
-    scores = pd.DataFrame({"participant_id": [pseudonymise("A", ARG_KEY), pseudonymise("C", ARG_KEY)],
-                           "spine_age_years": [70.0, 72.0], "spine_age_corrected_years": [69.0, 71.0]})
+    df = pd.DataFrame({"participant_id": ["A", "B", pseudonymise("C", ARG_KEY)], "spine_age_years": [50.0, 51.0, 52.0]})
+    scores = pd.DataFrame(
+        {
+            "participant_id": [pseudonymise("A", ARG_KEY), pseudonymise("C", ARG_KEY)],
+            "spine_age_years": [70.0, 72.0],
+            "spine_age_corrected_years": [69.0, 71.0],
+        }
+    )
     merged, hits = _merge_db_scores(df, scores, ARG_KEY)
     assert hits == 2 and merged["spine_age_years"].tolist() == [70.0, 51.0, 72.0]
     with pytest.raises(UserError, match="no pseudonymisation key"):

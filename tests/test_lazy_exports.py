@@ -21,7 +21,6 @@ def test_lazy_names_are_listed_and_unknown_names_raise(package):
 
 def test_names_resolve_to_their_modules_and_are_cached():
     import epi_spineage.stats as stats
-
     from epi_spineage.stats.grouping import accelerated
 
     assert stats.accelerated is accelerated and stats.__dict__["accelerated"] is accelerated
@@ -33,8 +32,10 @@ def test_names_resolve_to_their_modules_and_are_cached():
 
 
 def test_importing_packages_does_not_import_torch():
-    code = ("import sys; import epi_spineage, epi_spineage.stats, epi_spineage.report, epi_spineage.model, "
-            "epi_spineage.score, epi_spineage.synth; from epi_spineage.model import BiasCorrection; "
-            "print('torch' in sys.modules)")
+    code = (
+        "import sys; import epi_spineage, epi_spineage.stats, epi_spineage.report, epi_spineage.model, "
+        "epi_spineage.score, epi_spineage.synth; from epi_spineage.model import BiasCorrection; "
+        "print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

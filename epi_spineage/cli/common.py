@@ -36,11 +36,15 @@ def make_parser(prog: str, description: str, epilog: str | None = None) -> argpa
     return parser
 
 
-def add_key_argument(parser: argparse.ArgumentParser, help_extra: str = "") -> None:
+def add_key_argument(parser: argparse._ActionsContainer, help_extra: str = "") -> None:
     """The ``--key-file`` option of every tool that stores or joins participant identifiers."""
-    parser.add_argument("--key-file", default=None, metavar="FILE",
-                        help="file holding the pseudonymisation key (default: $EPI_SPINEAGE_PSEUDONYM_KEY, "
-                             "or the file named by $EPI_SPINEAGE_PSEUDONYM_KEY_FILE)" + help_extra)
+    parser.add_argument(
+        "--key-file",
+        default=None,
+        metavar="FILE",
+        help="file holding the pseudonymisation key (default: $EPI_SPINEAGE_PSEUDONYM_KEY, "
+        "or the file named by $EPI_SPINEAGE_PSEUDONYM_KEY_FILE)" + help_extra,
+    )
 
 
 def resolve_key(key_file: str | os.PathLike | None = None, *, required: bool = True) -> bytes | None:
@@ -69,7 +73,9 @@ def setup_logging(verbosity: int = 0) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
 
-def run_main(func: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None, prog: str = "epi-spineage") -> int:
+def run_main(
+    func: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None, prog: str = "epi-spineage"
+) -> int:
     """Call ``func(argv)``; turn user errors into one line on stderr and exit code 2."""
     try:
         return int(func(argv) or 0)

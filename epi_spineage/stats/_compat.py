@@ -32,8 +32,9 @@ def ci_level_keyword(func: F) -> F:
     inner = "ci_level" if "ci_level" in sig.parameters else "level"
     if inner not in sig.parameters:
         raise TypeError(f"{func.__qualname__} has no ci_level/level parameter")
-    shown = sig.replace(parameters=[p.replace(name="ci_level") if p.name == "level" else p
-                                    for p in sig.parameters.values()])
+    shown = sig.replace(
+        parameters=[p.replace(name="ci_level") if p.name == "level" else p for p in sig.parameters.values()]
+    )
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -43,8 +44,9 @@ def ci_level_keyword(func: F) -> F:
             # Warn the user, not the package: modules not yet renamed inside (stats/cox.py) still pass level=.
             caller = sys._getframe(1).f_globals.get("__name__", "")
             if not caller.startswith("epi_spineage.stats"):
-                warnings.warn(f"{func.__name__}(level=...) is deprecated; use ci_level=", DeprecationWarning,
-                              stacklevel=2)
+                warnings.warn(
+                    f"{func.__name__}(level=...) is deprecated; use ci_level=", DeprecationWarning, stacklevel=2
+                )
             kwargs["ci_level"] = kwargs.pop("level")
         if inner == "level" and "ci_level" in kwargs:
             kwargs["level"] = kwargs.pop("ci_level")
@@ -63,8 +65,11 @@ def resolve_cut_rule(cut_rule: str | bool, strict: bool | None, where: str) -> s
     if isinstance(cut_rule, bool):
         strict, cut_rule = cut_rule, ">="
     if strict is not None:
-        warnings.warn(f"{where}(strict=...) is deprecated; use cut_rule='>' (strict=True) or '>=' (strict=False)",
-                      DeprecationWarning, stacklevel=3)
+        warnings.warn(
+            f"{where}(strict=...) is deprecated; use cut_rule='>' (strict=True) or '>=' (strict=False)",
+            DeprecationWarning,
+            stacklevel=3,
+        )
         if cut_rule != ">=":
             raise UserError(f"{where}: give cut_rule or the old strict, not both")
         return ">" if strict else ">="

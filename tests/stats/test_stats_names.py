@@ -12,9 +12,22 @@ import pytest
 from epi_spineage import stats
 from epi_spineage.errors import UserError
 
-CI_LEVEL_FUNCTIONS = ("pearson", "pad_summary", "auc_ci", "delong_test", "frax_reclassification", "km_curves",
-                      "km_cumulative_failure", "incidence_rates", "aalen_johansen", "cox_per_sd",
-                      "group_hazard_ratios", "subgroup_hazard_ratios", "cox_model_set", "age_gap_regression")
+CI_LEVEL_FUNCTIONS = (
+    "pearson",
+    "pad_summary",
+    "auc_ci",
+    "delong_test",
+    "frax_reclassification",
+    "km_curves",
+    "km_cumulative_failure",
+    "incidence_rates",
+    "aalen_johansen",
+    "cox_per_sd",
+    "group_hazard_ratios",
+    "subgroup_hazard_ratios",
+    "cox_model_set",
+    "age_gap_regression",
+)
 
 
 @pytest.mark.parametrize("name", CI_LEVEL_FUNCTIONS)
@@ -28,19 +41,31 @@ def _data(n=200, seed=3):
     age = rng.uniform(50, 80, n)
     pad = rng.normal(0, 5, n)
     t = rng.exponential(10, n)
-    return pd.DataFrame({"age_years": age, "spine_age_years": age + pad, "pad_years": pad,
-                         "sex": rng.choice(["F", "M"], n), "t": np.minimum(t, 8.0), "e": (t < 8.0).astype(int),
-                         "y": (rng.uniform(size=n) < 0.3).astype(int)})
+    return pd.DataFrame(
+        {
+            "age_years": age,
+            "spine_age_years": age + pad,
+            "pad_years": pad,
+            "sex": rng.choice(["F", "M"], n),
+            "t": np.minimum(t, 8.0),
+            "e": (t < 8.0).astype(int),
+            "y": (rng.uniform(size=n) < 0.3).astype(int),
+        }
+    )
 
 
-@pytest.mark.parametrize("call", [
-    lambda d, kw: stats.pearson(d["age_years"], d["spine_age_years"], **kw).ci_low,
-    lambda d, kw: stats.auc_ci(d["y"], d["pad_years"], **kw).ci_low,
-    lambda d, kw: stats.incidence_rates(d, "t", "e", **kw)["ci_low"].to_numpy(),
-    lambda d, kw: stats.km_curves(d, "t", "e", **kw)["ci_low"].to_numpy(),
-    lambda d, kw: stats.cox_per_sd(d, "t", "e", "pad_years", ["age_years"], **kw).summary["ci_low"].to_numpy(),
-    lambda d, kw: stats.age_gap_regression(d, "pad_years", ["sex"], **kw).coefficients["ci_low"].to_numpy(),
-], ids=["pearson", "auc_ci", "incidence_rates", "km_curves", "cox_per_sd", "age_gap_regression"])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda d, kw: stats.pearson(d["age_years"], d["spine_age_years"], **kw).ci_low,
+        lambda d, kw: stats.auc_ci(d["y"], d["pad_years"], **kw).ci_low,
+        lambda d, kw: stats.incidence_rates(d, "t", "e", **kw)["ci_low"].to_numpy(),
+        lambda d, kw: stats.km_curves(d, "t", "e", **kw)["ci_low"].to_numpy(),
+        lambda d, kw: stats.cox_per_sd(d, "t", "e", "pad_years", ["age_years"], **kw).summary["ci_low"].to_numpy(),
+        lambda d, kw: stats.age_gap_regression(d, "pad_years", ["sex"], **kw).coefficients["ci_low"].to_numpy(),
+    ],
+    ids=["pearson", "auc_ci", "incidence_rates", "km_curves", "cox_per_sd", "age_gap_regression"],
+)
 def test_level_is_the_deprecated_spelling_of_ci_level(call):
     d = _data()
     with warnings.catch_warnings():
