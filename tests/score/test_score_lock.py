@@ -7,11 +7,15 @@ import subprocess
 import sys
 
 import duckdb
+import pytest
 
 from epi_spineage.db import schema as dbschema
 from epi_spineage.score.pipeline import score_archives
 
 from .conftest import TEST_KEY, phantom_dicoms, run_cli, write_zip
+
+# every test here scores phantoms with a torch model
+pytestmark = pytest.mark.needs_imaging
 
 N = 6
 

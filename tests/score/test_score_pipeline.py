@@ -13,6 +13,9 @@ from epi_spineage.score.pipeline import score_archives
 
 from .conftest import TEST_KEY, phantom_dicoms, run_cli, write_tar, write_zip
 
+# every test here scores phantoms with a torch model
+pytestmark = pytest.mark.needs_imaging
+
 N_GOOD = 8
 
 
