@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 
 from epi_spineage.synth import simulate_study
-from epi_spineage.synth.phantom import render_phantom, write_phantom_archive
+from epi_spineage.synth.archive import write_phantom_archive
+from epi_spineage.synth.phantom import render_phantom
 
 
 def main() -> None:

@@ -124,13 +124,13 @@ def _read(args):
 
 
 def _upgrade(args) -> int:
+    from epi_spineage.cli.common import resolve_key
     from epi_spineage.db.schema import upgrade_database
-    from epi_spineage.privacy import load_key
 
     db_path = Path(args.db).expanduser()
     if not db_path.is_file():
         raise UserError(f"database not found: {db_path}")
-    key = load_key(key_file=args.key_file) if args.key_file else None
+    key = resolve_key(args.key_file, required=False)  # only migrations that hash values use it
     before, after = upgrade_database(db_path, key=key, lock_timeout_s=args.lock_timeout)
     print(f"{args.db}: schema version {before} -> {after}" if before != after
           else f"{args.db}: already at schema version {after}")
@@ -157,9 +157,9 @@ def _main(argv: Sequence[str] | None) -> int:
         from epi_spineage.errors import ValidationError
 
         raise ValidationError(problems, what=str(args.file))
-    from epi_spineage.privacy import load_key
+    from epi_spineage.cli.common import resolve_key
 
-    key = load_key(key_file=args.key_file)
+    key = resolve_key(args.key_file)
     from epi_spineage.provenance import simulator_truth
 
     synthetic = args.source_table is None and simulator_truth(args.file) is not None

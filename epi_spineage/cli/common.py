@@ -36,12 +36,46 @@ def make_parser(prog: str, description: str, epilog: str | None = None) -> argpa
     return parser
 
 
+def add_key_argument(parser: argparse._ActionsContainer, help_extra: str = "") -> None:
+    """The ``--key-file`` option of every tool that stores or joins participant identifiers."""
+    parser.add_argument(
+        "--key-file",
+        default=None,
+        metavar="FILE",
+        help="file holding the pseudonymisation key (default: $EPI_SPINEAGE_PSEUDONYM_KEY, "
+        "or the file named by $EPI_SPINEAGE_PSEUDONYM_KEY_FILE)" + help_extra,
+    )
+
+
+def resolve_key(key_file: str | os.PathLike | None = None, *, required: bool = True) -> bytes | None:
+    """The pseudonymisation key, resolved once per tool run: ``--key-file``, then the environment.
+
+    The only place in the package that reads ``EPI_SPINEAGE_PSEUDONYM_KEY`` and
+    ``EPI_SPINEAGE_PSEUDONYM_KEY_FILE``; library functions get the key as ``key: bytes``.
+    Without a key: ``UserError`` (exit 2 in a tool), or ``None`` when ``required`` is false.
+    """
+    from epi_spineage.privacy import NO_KEY_MESSAGE, check_key, read_key_file
+    from epi_spineage.schema import PSEUDONYM_KEY_ENV, PSEUDONYM_KEY_FILE_ENV
+
+    if key_file is not None:
+        return read_key_file(key_file)
+    if os.environ.get(PSEUDONYM_KEY_FILE_ENV):
+        return read_key_file(os.environ[PSEUDONYM_KEY_FILE_ENV])
+    if os.environ.get(PSEUDONYM_KEY_ENV):
+        return check_key(os.environ[PSEUDONYM_KEY_ENV])
+    if required:
+        raise UserError(NO_KEY_MESSAGE)
+    return None
+
+
 def setup_logging(verbosity: int = 0) -> None:
     level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
 
-def run_main(func: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None, prog: str = "epi-spineage") -> int:
+def run_main(
+    func: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None, prog: str = "epi-spineage"
+) -> int:
     """Call ``func(argv)``; turn user errors into one line on stderr and exit code 2."""
     try:
         return int(func(argv) or 0)

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from epi_spineage.cli import make_parser, run_main, setup_logging
+from epi_spineage.cli.common import add_key_argument, resolve_key
 from epi_spineage.errors import UserError
 from epi_spineage.report import (
     DEFAULT_DEMO_OUT,
@@ -55,6 +56,7 @@ def _parser():
     src.add_argument("--save-cutpoints", action="store_true",
                      help="with --db: write the accelerated-ageing cut the report learned into the database's "
                           "cutpoints table (taking the writer lock), so that v_accelerated flags participants")
+    add_key_argument(src, help_extra="; used when --cohort is joined to --db")
     p.add_argument("--config", help="study config TOML (cohort roles, covariate sets, outcomes, thresholds); "
                                     "see examples/study.toml")
     p.add_argument("--out", help="output folder (default reports/demo for the demo, reports/study otherwise)")
@@ -85,8 +87,10 @@ def _main(argv: Sequence[str] | None) -> int:
         raise UserError("--mapping needs --cohort")
     if args.save_cutpoints and not args.db:
         raise UserError("--save-cutpoints needs --db (the database to write the cut into)")
+    # the key is needed only to join the cohort file's raw ids to the database's pseudonyms
+    key = resolve_key(args.key_file, required=False) if args.cohort and args.db else None
     inputs = load_inputs(cohort=args.cohort, mapping=args.mapping, db=args.db, config=config,
-                         seed=args.seed, n_derivation=args.n_derivation, n_external=args.n_external)
+                         seed=args.seed, n_derivation=args.n_derivation, n_external=args.n_external, key=key)
     out = Path(args.out) if args.out else (DEFAULT_DEMO_OUT if inputs.synthetic else DEFAULT_OUT)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is not a folder")

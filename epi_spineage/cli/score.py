@@ -75,12 +75,12 @@ def build_parser():
 def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
+    from epi_spineage.cli.common import resolve_key
     from epi_spineage.score.pipeline import locate, score_archives
 
+    key = resolve_key(args.key_file)  # once, here: refuse before touching anything without a key
     if args.locate is not None:
-        from epi_spineage.privacy import load_key
-
-        found = locate(args.locate, args.archives, key=load_key(key_file=args.key_file))
+        found = locate(args.locate, args.archives, key=key)
         if not found:
             raise UserError(f"no member of the given archive(s) has path hash {args.locate} with this key")
         for name in found:
@@ -92,7 +92,7 @@ def _main(argv: Sequence[str] | None) -> int:
         summary = score_archives(
             args.archives, args.model, args.db, batch_size=args.batch_size, workers=args.workers,
             device=args.device, limit=args.limit, dry_run=args.dry_run, include_non_spine=args.include_non_spine,
-            key_file=args.key_file, spool_dir=args.spool, lock_timeout_s=args.lock_timeout, commit_interval_s=args.commit_interval,
+            key=key, spool_dir=args.spool, lock_timeout_s=args.lock_timeout, commit_interval_s=args.commit_interval,
             progress=args.progress, store_paths=args.store_paths, max_megapixels=args.max_megapixels,
         )
     except UserError:

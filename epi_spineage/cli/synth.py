@@ -111,7 +111,8 @@ def _main(argv: Sequence[str] | None) -> int:
             log.info("wrote %s", p)
         print(f"wrote {', '.join(str(p) for p in paths.values())} (synthetic)")
         return 0
-    from epi_spineage.synth.phantom import DEFAULT_SCALE, write_phantom_archive
+    from epi_spineage.synth.archive import write_phantom_archive
+    from epi_spineage.synth.phantom import DEFAULT_SCALE
 
     participants = _read_participants(args.participants) if args.participants else None
     manifest = write_phantom_archive(args.out, n=args.n, seed=args.seed, participants=participants,

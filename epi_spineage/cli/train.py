@@ -84,6 +84,22 @@ def build_parser():
     return p
 
 
+def _training_key(key_file: str | None, *, synthetic: bool) -> bytes:
+    """The key, resolved once for the run; only a synthetic preset may fall back to the public demo key."""
+    from epi_spineage.cli.common import resolve_key
+    from epi_spineage.privacy import DEMO_KEY
+
+    key = resolve_key(key_file, required=False)
+    if key is not None:
+        return key
+    if synthetic:
+        return DEMO_KEY
+    raise UserError(
+        "training records keyed hashes of the participants its bias correction is fitted on; set "
+        "EPI_SPINEAGE_PSEUDONYM_KEY (or EPI_SPINEAGE_PSEUDONYM_KEY_FILE) to the scorer's key"
+    )
+
+
 def config_from_args(args):
     from epi_spineage.model.presets import make_phantoms, preset
     from epi_spineage.model.training import TrainConfig
@@ -113,10 +129,7 @@ def config_from_args(args):
         raise UserError("--lr must be positive")
     if args.equalization:
         settings["preprocess"] = {"equalization": args.equalization}
-    if args.key_file:
-        from epi_spineage.privacy import load_key
-
-        settings["key"] = load_key(key_file=args.key_file)
+    settings["key"] = _training_key(args.key_file, synthetic=settings.get("synthetic", False))
     manifest = args.manifest
     if manifest is None:
         n = args.phantoms or phantoms

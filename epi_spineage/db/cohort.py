@@ -14,17 +14,16 @@ from epi_spineage.errors import UserError
 
 log = logging.getLogger("epi_spineage.cohort")
 
-_PSEUDONYM = re.compile(r"^p_[0-9a-f]{24}$")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def pseudonymise_ids(df, key: bytes):
     """Replace ``participant_id`` by its keyed hash; ids that already are hashes stay as they are."""
-    from epi_spineage.privacy import pseudonymise
+    from epi_spineage.privacy import is_pseudonym, pseudonymise
 
     ids = df["participant_id"]
     present = ids.dropna().astype(str)
-    if len(present) and present.map(lambda v: bool(_PSEUDONYM.match(v))).all():
+    if len(present) and present.map(is_pseudonym).all():
         log.info("participant_id already holds keyed hashes; loading as is")
         return df.copy()
     out = df.copy()

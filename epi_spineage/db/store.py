@@ -15,13 +15,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import pyarrow as pa
 
 from epi_spineage.db.results import conform, now_utc
+from epi_spineage.privacy import is_pseudonym
 
 log = logging.getLogger(__name__)
 
@@ -175,8 +175,6 @@ def load_results(con, table: pa.Table) -> LoadCounts:
 
 # ---- models and runs --------------------------------------------------------------------------
 
-_PSEUDONYM = re.compile(r"^p_[0-9a-f]{24}$")
-
 
 def normalise_bias_correction(bias) -> dict | None:
     """``BiasCorrection`` (or its dict) to ``{"method", "alpha", "beta", ...}`` for the SQL views.
@@ -200,7 +198,7 @@ def normalise_bias_correction(bias) -> dict | None:
     # The keyed hashes of the participants it was fitted on (already pseudonyms, like cohort ids):
     # the views refuse to correct those rows, as BiasCorrection.apply does.
     fit_ids = d.get("fit_ids")
-    if isinstance(fit_ids, list) and all(isinstance(i, str) and _PSEUDONYM.match(i) for i in fit_ids):
+    if isinstance(fit_ids, list) and all(is_pseudonym(i) for i in fit_ids):
         out["fit_ids"] = fit_ids
     return out
 

@@ -102,6 +102,26 @@ class PreprocessConfig:
         return hashlib.sha256(self.to_json().encode()).hexdigest()
 
 
+def make_preprocess_config(value: PreprocessConfig | Mapping[str, Any] | None = None, **overrides: Any) -> PreprocessConfig:
+    """A ``PreprocessConfig`` from None (defaults), a dict, or a config; ``overrides`` that are not None replace
+    fields. The config travels with a model's weights (its checkpoint), so the scorer preprocesses as training did."""
+    if value is None:
+        base = PreprocessConfig().to_dict()
+    elif isinstance(value, Mapping):
+        base = dict(value)
+    else:
+        base = value.to_dict()
+    base.update({k: v for k, v in overrides.items() if v is not None})
+    return PreprocessConfig.from_dict(base)
+
+
+def preprocess_hash(value: PreprocessConfig | Mapping[str, Any] | str | None) -> str:
+    """Hash of a config, a config dict, or a hash string (returned as is)."""
+    if isinstance(value, str):
+        return value
+    return make_preprocess_config(value).config_hash()
+
+
 # --- the size arithmetic ------------------------------------------------------------------------
 
 def fit_size(h: int, w: int, height: int = 1024, width: int = 512) -> tuple[int, int]:

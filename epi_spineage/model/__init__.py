@@ -6,7 +6,7 @@ Importing this package does not import torch; names are resolved on first use, s
 
 from __future__ import annotations
 
-import importlib
+from epi_spineage._lazy import lazy_exports
 
 _EXPORTS = {
     "BiasCorrection": "bias",
@@ -28,16 +28,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -19,7 +19,6 @@ at integer age ``g = floor(age)`` in the fitting set; the window ``[g - h, g + h
 from __future__ import annotations
 
 import hashlib
-import re
 import warnings
 from collections.abc import Iterable, Sequence
 
@@ -28,7 +27,6 @@ import numpy as np
 from epi_spineage.errors import UserError
 
 METHODS = ("beheshti", "zhang")
-_PSEUDONYM = re.compile(r"^p_[0-9a-f]{24}$")
 #: On its own fitting rows, a Beheshti fit leaves corr(PAD_c, age) at rounding level.
 _BEHESHTI_CORR_TOL = 1e-6
 
@@ -65,17 +63,17 @@ def hash_ids(ids: Iterable[object] | None, key: bytes | str | None = None) -> tu
     """Return ``(pseudonymised ids, key fingerprint)``.
 
     Ids that are already pseudonymised (``p_`` + 24 hex digits, as ``epi_spineage.privacy`` makes
-    them) pass through unchanged and give no fingerprint. Raw ids need a key: the argument or the
-    environment (``EPI_SPINEAGE_PSEUDONYM_KEY``), the same key the scorer uses.
+    them) pass through unchanged and give no fingerprint. Raw ids need ``key`` (the scorer's key; the
+    environment is never read here).
     """
     if ids is None:
         return None, None
-    from epi_spineage.privacy import key_fingerprint, load_key, pseudonymise
+    from epi_spineage.privacy import is_pseudonym, key_fingerprint, pseudonymise, require_key
 
     values = ["" if v is None else str(v).strip() for v in ids]
-    if all(_PSEUDONYM.match(v) for v in values):
+    if all(is_pseudonym(v) for v in values):
         return values, None
-    raw_key = load_key(key)  # raises UserError when there is none
+    raw_key = require_key(key)  # raises UserError when there is none
     return [pseudonymise(v, raw_key) for v in values], key_fingerprint(raw_key)
 
 
@@ -127,8 +125,8 @@ class BiasCorrection:
 
     # ------------------------------------------------------------------ fitting
     def fit(self, chronological_age, predicted_age, ids: Sequence[object] | None = None, *, key=None) -> "BiasCorrection":
-        """Fit on out-of-fold (or validation) pairs. ``ids``: participant ids, raw (hashed with ``key``
-        or the environment key) or already pseudonymised."""
+        """Fit on out-of-fold (or validation) pairs. ``ids``: participant ids, raw (hashed with
+        ``key``) or already pseudonymised."""
         age, pred = _as_arrays(chronological_age, predicted_age)
         if age.size < 3:
             raise UserError(f"bias correction needs at least 3 pairs, got {age.size}")

@@ -23,7 +23,7 @@ import torch
 
 from epi_spineage import __version__
 from epi_spineage.errors import UserError
-from epi_spineage.model._compat import make_preprocess_config, preprocess_hash
+from epi_spineage.imaging.preprocess import make_preprocess_config, preprocess, preprocess_hash
 from epi_spineage.model.bias import BiasCorrection
 from epi_spineage.model.network import SpineAgeNet, build_model, logits_to_age
 
@@ -195,9 +195,7 @@ class LoadedModel:
 
     def predict_pixels(self, images: list, modalities: list[str | None]) -> tuple[np.ndarray, np.ndarray]:
         """Preprocess raw pixel arrays with the checkpoint's own config, then ``predict``."""
-        from epi_spineage.model._compat import preprocess
-
-        arrays = [preprocess(px, m or "radiograph", self.preprocess_config) for px, m in zip(images, modalities)]
+        arrays = [preprocess(px, modality=m or "radiograph", config=self.preprocess_config) for px, m in zip(images, modalities)]
         return self.predict(torch.from_numpy(np.stack(arrays)))
 
     def to(self, device: str | torch.device) -> "LoadedModel":

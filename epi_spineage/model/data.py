@@ -36,7 +36,7 @@ class ImageDataset:
         return len(self.images)
 
     def load(self, i: int) -> np.ndarray:
-        from epi_spineage.model._compat import load_image, preprocess
+        from epi_spineage.imaging import load_image, preprocess
 
         try:
             # Per-image notes (e.g. "MONOCHROME1 inverted") would repeat thousands of times in training;
@@ -50,7 +50,7 @@ class ImageDataset:
             raise
         except Exception as exc:  # noqa: BLE001 - name the file, keep the reason
             raise ImageReadError(self.images[i], f"{type(exc).__name__}: {exc}") from None
-        return preprocess(img.pixels, self.modalities[i], self.config)
+        return preprocess(img.pixels, modality=self.modalities[i] or "radiograph", config=self.config)
 
     def __getitem__(self, i: int):
         import torch

@@ -32,7 +32,7 @@ def prepare_images(refs: Sequence[str], config, modality: str | Sequence[str] = 
     Reader notes (e.g. "MONOCHROME1 inverted") are warned, as one summary line when there are many,
     or appended to ``notes`` when a list is given.
     """
-    from epi_spineage.model._compat import load_image, preprocess
+    from epi_spineage.imaging import load_image, preprocess
 
     mods_in = [modality] * len(refs) if isinstance(modality, str) else list(modality)
     arrays, modalities, unknown, found = [], [], 0, []
@@ -46,7 +46,7 @@ def prepare_images(refs: Sequence[str], config, modality: str | Sequence[str] = 
             if mod is None:
                 unknown += 1
                 mod = "radiograph"
-        arrays.append(preprocess(img.pixels, mod, config))
+        arrays.append(preprocess(img.pixels, modality=mod or "radiograph", config=config))
         modalities.append(mod)
     if notes is None:
         _summarise(found)

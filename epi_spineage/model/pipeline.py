@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 
 from epi_spineage.errors import UserError
-from epi_spineage.model._compat import make_preprocess_config
+from epi_spineage.imaging.preprocess import make_preprocess_config
 from epi_spineage.model.bias import BiasCorrection
 from epi_spineage.model.calibration import fit_temperature, interval_coverage, predictive_interval
 from epi_spineage.model.checkpoint import atomic_write_bytes, save_checkpoint
@@ -46,19 +46,14 @@ def _subset(ds, idx: np.ndarray):
 
 
 def _pseudonym_key(cfg: TrainConfig) -> bytes:
-    from epi_spineage.privacy import DEMO_KEY, load_key
+    # The caller decides the key (cli/train.py resolves it once; only there may a synthetic preset use
+    # the public demo key); model code never reads the environment or falls back to a key itself.
+    from epi_spineage.privacy import check_key
 
-    if cfg.key is not None:
-        return cfg.key
-    try:
-        return load_key()
-    except UserError:
-        if cfg.synthetic:
-            return DEMO_KEY
-        raise UserError(
-            "training records keyed hashes of the participants its bias correction is fitted on; set "
-            "EPI_SPINEAGE_PSEUDONYM_KEY (or EPI_SPINEAGE_PSEUDONYM_KEY_FILE) to the scorer's key"
-        ) from None
+    if cfg.key is None:
+        raise UserError("training records keyed hashes of the participants its bias correction is fitted on; "
+                        "give TrainConfig(key=...) the scorer's key")
+    return check_key(cfg.key)
 
 
 def run_training(cfg: TrainConfig) -> dict:

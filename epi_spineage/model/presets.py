@@ -71,7 +71,7 @@ def preset(name: str) -> dict:
 def make_phantoms(out_dir: Path, n: int, seed: int = 0, scale: float = 0.1, modality: str = "mixed"):
     """Write ``n`` phantom DICOMs into ``out_dir/phantoms.zip``; return the manifest DataFrame."""
     try:
-        from epi_spineage.synth.phantom import write_phantom_archive
+        from epi_spineage.synth.archive import write_phantom_archive
     except ImportError as exc:
         raise UserError(f"the phantom generator is not available in this installation ({exc})") from None
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -7,8 +7,12 @@ refused so that a typo does not silently fall back to a default.
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 import warnings
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser as the tomli package
+    import tomli as tomllib  # type: ignore[no-redef]
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any

@@ -97,17 +97,20 @@ def read_db_cohort(con) -> pd.DataFrame:
     return df
 
 
-def _merge_db_scores(df: pd.DataFrame, scores: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+def _merge_db_scores(df: pd.DataFrame, scores: pd.DataFrame, key: bytes | None) -> tuple[pd.DataFrame, int]:
     """Spine ages from the database where it scored the participant; the file's elsewhere.
 
     The database holds keyed hashes of participant ids, so the file's ids are hashed with the same key
     (ids that are already pseudonyms, e.g. a table exported from the database, are used as they are).
     """
-    from epi_spineage.privacy import load_key, pseudonymise
+    from epi_spineage.privacy import PSEUDONYM_PATTERN, pseudonymise, require_key
 
-    key = load_key()
     raw = df["participant_id"].astype(str)
-    keyed = raw.where(raw.str.fullmatch(r"p_[0-9a-f]{24}"), raw.map(lambda v: pseudonymise(v, key)))
+    pseudonyms = raw.str.fullmatch(PSEUDONYM_PATTERN)
+    if not pseudonyms.all():
+        key = require_key(key)
+        raw = raw.where(pseudonyms, raw.map(lambda v: pseudonymise(v, key)))
+    keyed = raw
     db = (scores.drop_duplicates("participant_id")
           .rename(columns={"participant_id": "_key", "spine_age_years": "_db_spine",
                            "spine_age_corrected_years": "_db_corrected"}))
@@ -121,7 +124,7 @@ def _merge_db_scores(df: pd.DataFrame, scores: pd.DataFrame) -> tuple[pd.DataFra
 
 
 def load_inputs(*, cohort: str | list[str] | None, mapping: str | None, db: str | None, config: StudyConfig,
-                seed: int, n_derivation: int, n_external: int) -> Inputs:
+                seed: int, n_derivation: int, n_external: int, key: bytes | None = None) -> Inputs:
     from epi_spineage.tables import validate_cohort
 
     if not cohort and db is None:
@@ -143,7 +146,7 @@ def load_inputs(*, cohort: str | list[str] | None, mapping: str | None, db: str 
             finally:
                 con.close()
             if len(scores):
-                df, n_hit = _merge_db_scores(df, scores)
+                df, n_hit = _merge_db_scores(df, scores, key)
                 warn.append(f"{n_hit:,} of {len(df):,} participants take their spine age from {Path(db).name}; "
                             "the others keep the cohort file's")
             source += f" + scores from {Path(db).name}"

@@ -173,13 +173,13 @@ def agreement(results: StudyResults) -> AgreementResult:
         df[SPINE_USED] = df["age_years"] + df[PAD_COLUMN]
         if "spine_age_years" in df.columns and df["spine_age_years"].notna().sum() > 2:
             r = _try(results, f"agreement ({role})", lambda: stats.pearson(
-                df["age_years"], df["spine_age_years"], level=level,
+                df["age_years"], df["spine_age_years"], ci_level=level,
                 term="chronological age ~ spine age (uncorrected)"))
             if r is not None:
                 rows.append(tag(r.to_frame(), cohort=role))
                 out.pearson_r[role] = r.estimate
         ps = _try(results, f"PAD summary ({role})",
-                  lambda: stats.pad_summary(df, pad=PAD_COLUMN, level=level))
+                  lambda: stats.pad_summary(df, pad=PAD_COLUMN, ci_level=level))
         if ps is not None:
             summaries.append(tag(ps, cohort=role, pad=c.pad_kind, analysed=True))
         # the other PAD beside the analysed one, where a correction exists (issue 11 item 8)
@@ -189,7 +189,7 @@ def agreement(results: StudyResults) -> AgreementResult:
                 if kind == c.pad_kind:
                     continue
                 other = _try(results, f"PAD summary, {kind} ({role})",
-                             lambda col=col: stats.pad_summary(df, pad=col, level=level))
+                             lambda col=col: stats.pad_summary(df, pad=col, ci_level=level))
                 if other is not None:
                     summaries.append(tag(other, cohort=role, pad=kind, analysed=False))
         out.pad_mean_years[role] = float(df[PAD_COLUMN].mean())
@@ -218,7 +218,7 @@ def discrimination(results: StudyResults) -> DiscriminationResult:
                 continue
             y = pd.to_numeric(df[outcome], errors="coerce").astype(float)
             res = _try(results, f"discrimination ({role}, {outcome})", lambda: stats.delong_test(
-                y, spine, df["age_years"], names=(SPINE_PREDICTOR, AGE_PREDICTOR), level=level))
+                y, spine, df["age_years"], names=(SPINE_PREDICTOR, AGE_PREDICTOR), ci_level=level))
             if res is None:
                 continue
             frames.append(tag(res.to_frame(), cohort=role, outcome=outcome))
@@ -287,11 +287,11 @@ def groups_km(results: StudyResults) -> GroupsKMResult:
         times = [t for t in cfg.km_times_years if t <= tmax]
         where = f"Kaplan-Meier ({role})"
         a = _try(results, where, lambda: stats.km_cumulative_failure(sub, time_col, event, group=GROUP_COLUMN,
-                                                                     times=times, ci=cfg.km_ci, level=cfg.ci_level))
+                                                                     times=times, ci=cfg.km_ci, ci_level=cfg.ci_level))
         if a is not None:
             km_at.append(tag(a, cohort=role, outcome=cfg.km_outcome))
         f = _try(results, where, lambda: stats.km_curves(sub, time_col, event, group=GROUP_COLUMN, ci=cfg.km_ci,
-                                                         level=cfg.ci_level))
+                                                         ci_level=cfg.ci_level))
         if f is not None:
             km_full.append(tag(f, cohort=role, outcome=cfg.km_outcome))
         if sub[GROUP_COLUMN].nunique() > 1:
@@ -314,7 +314,7 @@ def _group_hrs(df: pd.DataFrame, time_col: str, event: str, cfg, *, column: str 
                reference: str = REFERENCE_GROUP, covariates: tuple[str, ...] = ()) -> pd.DataFrame:
     sub = df[df[column].notna()].assign(**{column: lambda d: d[column].astype(str)})
     _levels_or_skip(sub, column, reference, event, f"hazard ratios by {column}")
-    res = stats.group_hazard_ratios(sub, time_col, event, column, reference, ties=cfg.ties, level=cfg.ci_level,
+    res = stats.group_hazard_ratios(sub, time_col, event, column, reference, ties=cfg.ties, ci_level=cfg.ci_level,
                                     covariates=list(covariates), **_cox_kwargs(stats.group_hazard_ratios, cfg))
     events = int(pd.to_numeric(sub[event], errors="coerce").fillna(0).sum())
     # the parameters are the group contrasts plus the covariates; the reference row has no CI by design
@@ -347,7 +347,7 @@ def _fit_models(results: StudyResults, out: CoxFamilyResult, outcomes: list[str]
                     with warnings.catch_warnings(record=True) as caught:
                         warnings.simplefilter("always", UserWarning)
                         res = stats.cox_per_sd(df, time_col, event, PAD_COLUMN, use, ties=cfg.ties, sd=sd,
-                                               level=cfg.ci_level, model=model, analysis=f"cox_{family}",
+                                               ci_level=cfg.ci_level, model=model, analysis=f"cox_{family}",
                                                **_cox_kwargs(stats.cox_per_sd, cfg))
                 except _DATA_ERRORS as exc:  # one model failing keeps the others
                     results.warnings.append(f"{family} {model} ({role}, {outcome}) not fitted: {exc}")
@@ -397,7 +397,7 @@ def _pad_alternatives(results: StudyResults, out: CoxFamilyResult, outcome: str,
             use, dropped = _usable_covariates(df, time_col, event, col, [v for v in covs if v in df.columns])
             res = _try(results, f"{out.family} {model} with {kind} PAD ({role}, {outcome})", lambda col=col: (
                 stats.cox_per_sd(df, time_col, event, col, use, ties=cfg.ties, sd=float(df[col].std(ddof=1)),
-                                 level=cfg.ci_level, model=model, **_cox_kwargs(stats.cox_per_sd, cfg))))
+                                 ci_level=cfg.ci_level, model=model, **_cox_kwargs(stats.cox_per_sd, cfg))))
             if res is None:
                 continue
             s = mark_not_estimable(res.summary, int(res.events), cfg.min_events_per_parameter)
@@ -466,7 +466,7 @@ def subgroups(results: StudyResults) -> SubgroupResult:
             covs = [v for v in first_model if v in df.columns]
             res = _try(results, f"subgroups by sex ({role}, {outcome})", lambda: stats.subgroup_hazard_ratios(
                 df, time_col, event, PAD_COLUMN, by="sex", covariates=covs, ties=cfg.ties,
-                sd=float(df[PAD_COLUMN].std(ddof=1)), level=cfg.ci_level,
+                sd=float(df[PAD_COLUMN].std(ddof=1)), ci_level=cfg.ci_level,
                 **_cox_kwargs(stats.subgroup_hazard_ratios, cfg)))
             if res is None:
                 continue
@@ -492,7 +492,7 @@ def rates(results: StudyResults) -> RatesResult:
                 continue
             event, time_col = OUTCOMES[outcome]
             where = f"incidence ({role}, {outcome})"
-            overall = _try(results, where, lambda: stats.incidence_rates(df, time_col, event, level=cfg.ci_level))
+            overall = _try(results, where, lambda: stats.incidence_rates(df, time_col, event, ci_level=cfg.ci_level))
             if overall is None:
                 continue
             inc.append(tag(overall, cohort=role, outcome=outcome, by="all"))
@@ -502,7 +502,7 @@ def rates(results: StudyResults) -> RatesResult:
                     sub[by] = (sub[by].astype(str) if by == GROUP_COLUMN
                                else sub[by].map({1.0: "accelerated", 0.0: "not accelerated"}))
                     t = _try(results, where, lambda sub=sub, by=by: stats.incidence_rates(
-                        sub, time_col, event, group=by, level=cfg.ci_level))
+                        sub, time_col, event, group=by, ci_level=cfg.ci_level))
                     if t is not None:
                         inc.append(tag(t, cohort=role, outcome=outcome, by=by))
             f = _try(results, f"median follow-up ({role}, {outcome})",
@@ -540,13 +540,13 @@ def competing_risk(results: StudyResults) -> CompetingResult:
 
         def fit(cr=cr, times=times):
             aj = stats.aalen_johansen(cr, "cr_years", "cr_event", group="acceleration", cause=1, times=times,
-                                      ci=cfg.km_ci, level=cfg.ci_level)
+                                      ci=cfg.km_ci, ci_level=cfg.ci_level)
             km = stats.km_cumulative_failure(cr, OUTCOMES[frac][1], OUTCOMES[frac][0], group="acceleration",
-                                             times=times, ci=cfg.km_ci, level=cfg.ci_level)
+                                             times=times, ci=cfg.km_ci, ci_level=cfg.ci_level)
             ajc = stats.aalen_johansen(cr, "cr_years", "cr_event", group="acceleration", cause=1, ci=cfg.km_ci,
-                                       level=cfg.ci_level)
+                                       ci_level=cfg.ci_level)
             kmc = stats.km_curves(cr, OUTCOMES[frac][1], OUTCOMES[frac][0], group="acceleration", ci=cfg.km_ci,
-                                  level=cfg.ci_level)
+                                  ci_level=cfg.ci_level)
             return aj, km, ajc, kmc
 
         res = _try(results, f"competing risk ({role})", fit)
@@ -581,7 +581,7 @@ def frax(results: StudyResults) -> FraxResult:
             continue
         res = _try(results, f"FRAX ({role})", lambda: stats.frax_reclassification(
             df, event=event, mof_threshold=cfg.frax_mof_threshold_pct, hip_threshold=cfg.frax_hip_threshold_pct,
-            level=cfg.ci_level))
+            ci_level=cfg.ci_level))
         if res is None:
             continue
         parts["crosstab"].append(tag(res.crosstab, cohort=role))
@@ -615,7 +615,7 @@ def _frax_mof_for_hip(results: StudyResults, df: pd.DataFrame, role: str, event:
         return None
     res = _try(results, f"FRAX, MOF for hip fracture ({role})", lambda: stats.delong_test(
         y, kept["frax_mof_pct"], kept["frax_mof_spine_pct"],
-        names=("FRAX MOF (chronological age)", "FRAX MOF (spine age)"), level=results.config.ci_level))
+        names=("FRAX MOF (chronological age)", "FRAX MOF (spine age)"), ci_level=results.config.ci_level))
     if res is None:
         return None
     f = res.to_frame()
@@ -635,7 +635,7 @@ def age_gap(results: StudyResults) -> AgeGapResult:
         missing = [v for v in cfg.regression_covariates if v not in covs]
         use, dropped = _usable_covariates(df, PAD_COLUMN, PAD_COLUMN, None, covs)
         res = _try(results, f"age-gap regression ({role})",
-                   lambda: stats.age_gap_regression(df, PAD_COLUMN, use, level=cfg.ci_level))
+                   lambda: stats.age_gap_regression(df, PAD_COLUMN, use, ci_level=cfg.ci_level))
         if res is None:
             continue
         dropped = tuple(dict.fromkeys([*dropped, *getattr(res, "dropped_terms", ())]))

@@ -67,7 +67,7 @@ def truth_table(truth: dict[str, Any], results) -> pd.DataFrame:
             covs = [c for c in spec.get("covariates", {}) if c != PAD_COLUMN and c in df.columns]
             try:
                 res = stats.cox_per_sd(df, time_col, event, PAD_COLUMN, covs, ties=results.config.ties, sd=float(sd),
-                                       level=level)
+                                       ci_level=level)
             except stats.cox.CoxModelError:
                 continue
             r = res.summary[res.summary["term"] == PAD_COLUMN].iloc[0]

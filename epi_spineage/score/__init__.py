@@ -6,22 +6,21 @@ package does not import torch; the pipeline does, when it runs.
 
 from __future__ import annotations
 
-import importlib
+from epi_spineage._lazy import lazy_exports
 
-__all__ = ["main", "score_archives", "ScoreSummary", "drift_summary", "ingest_folder", "apply_schema",
-           "load_results", "ScorerLock", "DatabaseBusy", "lateral_spine_problem"]
-
-_LAZY = {
-    "score_archives": "epi_spineage.score.pipeline",
-    "ScoreSummary": "epi_spineage.score.pipeline",
-    "drift_summary": "epi_spineage.score.drift",
-    "ingest_folder": "epi_spineage.score.spool",
+_EXPORTS = {
+    "score_archives": "pipeline",
+    "ScoreSummary": "pipeline",
+    "drift_summary": "drift",
+    "ingest_folder": "spool",
     "apply_schema": "epi_spineage.db.schema",
     "load_results": "epi_spineage.db.store",
     "ScorerLock": "epi_spineage.db.locking",
     "DatabaseBusy": "epi_spineage.db.locking",
-    "lateral_spine_problem": "epi_spineage.score.qc",
+    "lateral_spine_problem": "qc",
 }
+
+__all__ = sorted([*_EXPORTS, "main"])
 
 
 def main(argv=None) -> int:
@@ -31,7 +30,4 @@ def main(argv=None) -> int:
     return _main(argv)
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'epi_spineage.score' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

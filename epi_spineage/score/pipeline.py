@@ -26,7 +26,7 @@ from epi_spineage.db.migrations import schema_version
 from epi_spineage.db.paths import hash_path
 from epi_spineage.db.results import now_utc, to_table
 from epi_spineage.errors import UserError
-from epi_spineage.privacy import load_key
+from epi_spineage.privacy import require_key
 from epi_spineage.provenance import (
     PACKAGE_VERSION,
     host_name,
@@ -207,7 +207,7 @@ def score_archives(
         raise UserError("--workers must be 0 or more")
     if limit is not None and limit < 1:
         raise UserError("--limit must be at least 1")
-    key_bytes = load_key(key, key_file)  # refuse before touching anything without a key
+    key_bytes = require_key(key, key_file)  # refuse before touching anything without a key
     archive_paths = _resolve_archives(archives)
     db_path = Path(db_path).expanduser().resolve()
     if not Path(model_dir).exists():

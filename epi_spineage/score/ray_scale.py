@@ -88,12 +88,12 @@ def score_with_ray(archives: Sequence[str | os.PathLike], model_dir: str | os.Pa
     from epi_spineage.db import store as db
     from epi_spineage.db.results import now_utc
     from epi_spineage.model.checkpoint import load_checkpoint
-    from epi_spineage.privacy import load_key
+    from epi_spineage.privacy import require_key
     from epi_spineage.provenance import new_run_id
     from epi_spineage.score.members import iter_members
     from epi_spineage.score.pipeline import ScoreSummary, _resolve_archives
 
-    key_bytes = load_key(key, key_file)
+    key_bytes = require_key(key, key_file)
     paths = _resolve_archives(archives)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

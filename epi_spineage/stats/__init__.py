@@ -5,7 +5,7 @@ Never imports torch. Names are loaded lazily so that importing one analysis does
 
 from __future__ import annotations
 
-import importlib
+from epi_spineage._lazy import lazy_exports
 
 # public name -> module (inside epi_spineage.stats) that defines it
 _EXPORTS = {
@@ -56,16 +56,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'epi_spineage.stats' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"epi_spineage.stats.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -15,6 +15,7 @@ import pandas as pd
 from scipy import special, stats
 
 from epi_spineage.errors import UserError
+from epi_spineage.stats._compat import ci_level_keyword
 
 __all__ = ["PearsonResult", "pearson", "pad_summary"]
 
@@ -45,10 +46,11 @@ class PearsonResult:
         }])
 
 
-def pearson(x, y, level: float = 0.95, *, term: str = "x ~ y") -> PearsonResult:
+@ci_level_keyword
+def pearson(x, y, ci_level: float = 0.95, *, term: str = "x ~ y") -> PearsonResult:
     """Pearson r between ``x`` and ``y`` with the Fisher-z CI and the t-test p value."""
-    if not 0 < level < 1:
-        raise UserError(f"level must be between 0 and 1, got {level!r}")
+    if not 0 < ci_level < 1:
+        raise UserError(f"ci_level must be between 0 and 1, got {ci_level!r}")
     xa = np.asarray(x, dtype=float).ravel()
     ya = np.asarray(y, dtype=float).ravel()
     if xa.shape != ya.shape:
@@ -59,12 +61,12 @@ def pearson(x, y, level: float = 0.95, *, term: str = "x ~ y") -> PearsonResult:
     n_dropped = int(keep.size - n)
     nan = float("nan")
     if n < 3:
-        return PearsonResult(nan, nan, nan, nan, nan, level, n, n_dropped, term)
+        return PearsonResult(nan, nan, nan, nan, nan, ci_level, n, n_dropped, term)
     xc = xa - xa.mean()
     yc = ya - ya.mean()
     sxx, syy = float(xc @ xc), float(yc @ yc)
     if sxx == 0 or syy == 0:
-        return PearsonResult(nan, nan, nan, nan, nan, level, n, n_dropped, term)
+        return PearsonResult(nan, nan, nan, nan, nan, ci_level, n, n_dropped, term)
     r = float(np.clip((xc @ yc) / np.sqrt(sxx * syy), -1.0, 1.0))
     df = n - 2
     if abs(r) == 1.0:
@@ -73,17 +75,18 @@ def pearson(x, y, level: float = 0.95, *, term: str = "x ~ y") -> PearsonResult:
         t = r * np.sqrt(df / (1.0 - r * r))
         p = float(2.0 * stats.t.sf(abs(t), df))
     if n > 3:
-        zq = float(special.ndtri(0.5 + level / 2))
+        zq = float(special.ndtri(0.5 + ci_level / 2))
         z = np.arctanh(r)
         half = zq / np.sqrt(n - 3)
         lo, hi = float(np.tanh(z - half)), float(np.tanh(z + half))
     else:
         lo = hi = nan
-    return PearsonResult(r, float(t), p, lo, hi, level, n, n_dropped, term)
+    return PearsonResult(r, float(t), p, lo, hi, ci_level, n, n_dropped, term)
 
 
+@ci_level_keyword
 def pad_summary(df: pd.DataFrame, *, spine: str = "spine_age_years", age: str = "age_years",
-                pad: str | None = None, by: str | None = None, level: float = 0.95) -> pd.DataFrame:
+                pad: str | None = None, by: str | None = None, ci_level: float = 0.95) -> pd.DataFrame:
     """Mean and SD of PAD, MAE and Pearson r of spine age vs age, overall or by a group.
 
     PAD = ``df[pad]`` when ``pad`` is given (e.g. ``"pad_years"`` from ``derive_variables``), else
@@ -107,14 +110,14 @@ def pad_summary(df: pd.DataFrame, *, spine: str = "spine_age_years", age: str = 
         ok = ~np.isnan(d) & ~np.isnan(a)
         dd = d[ok]
         n = int(ok.sum())
-        r = pearson(a, a + d, level=level)
+        r = pearson(a, a + d, ci_level=ci_level)
         rows.append({
             "group": name, "n": n, "n_missing": int(ok.size - n),
             "pad_mean_years": float(dd.mean()) if n else np.nan,
             "pad_sd_years": float(dd.std(ddof=1)) if n > 1 else np.nan,
             "mae_years": float(np.abs(dd).mean()) if n else np.nan,
             "rmse_years": float(np.sqrt((dd ** 2).mean())) if n else np.nan,
-            "pearson_r": r.estimate, "ci_low": r.ci_low, "ci_high": r.ci_high, "ci_level": level,
+            "pearson_r": r.estimate, "ci_low": r.ci_low, "ci_high": r.ci_high, "ci_level": ci_level,
             "p_value": r.p_value, "pad_column": pad or f"{spine} - {age}",
         })
     return pd.DataFrame(rows)

@@ -29,6 +29,7 @@ import pandas as pd
 from scipy import stats as _sps
 
 from epi_spineage.errors import UserError
+from epi_spineage.stats._compat import ci_level_keyword
 from epi_spineage.stats._concordance import harrell_c
 from epi_spineage.stats._coxfit import CoxFit, fit_cox
 from epi_spineage.stats._survdata import require_columns, time_event, z_value
@@ -459,6 +460,7 @@ def exposure_sd(df: pd.DataFrame, exposure: str) -> float:
     return sd
 
 
+@ci_level_keyword
 def cox_per_sd(df: pd.DataFrame, time: str, event: str, exposure: str, covariates=(),
                ties: str = "efron", sd: float | None = None, level: float = 0.95, strata: str | None = None,
                *, model: str | None = None, analysis: str | None = None,
@@ -522,6 +524,7 @@ def cause_specific_cox(df: pd.DataFrame, time: str, event_type: str, exposure: s
     return res
 
 
+@ci_level_keyword
 def group_hazard_ratios(df: pd.DataFrame, time: str, event: str, group: str, reference,
                         ties: str = "efron", level: float = 0.95, covariates=(), *,
                         min_events_per_parameter: float | None = None) -> pd.DataFrame:
@@ -564,6 +567,7 @@ def group_hazard_ratios(df: pd.DataFrame, time: str, event: str, group: str, ref
     return out.drop(columns=["analysis", "model", "sd"])
 
 
+@ci_level_keyword
 def subgroup_hazard_ratios(df: pd.DataFrame, time: str, event: str, exposure: str, by: str = "sex",
                            covariates=(), ties: str = "efron", sd: float | None = None,
                            level: float = 0.95, *, min_events_per_parameter: float | None = None) -> pd.DataFrame:
@@ -637,6 +641,7 @@ def subgroup_hazard_ratios(df: pd.DataFrame, time: str, event: str, exposure: st
     return out[cols]
 
 
+@ci_level_keyword
 def cox_model_set(df: pd.DataFrame, time: str, event: str, exposure: str = MODEL_EXPOSURE,
                   models: str | dict[str, list[str]] = "fracture", ties: str = "efron", level: float = 0.95,
                   analysis: str | None = None, reference_levels: dict | None = None, *,

@@ -24,6 +24,7 @@ import pandas as pd
 from scipy import special
 
 from epi_spineage.errors import UserError
+from epi_spineage.stats._compat import ci_level_keyword
 
 __all__ = ["AUCResult", "DeLongResult", "auc_ci", "delong_test", "roc_curve", "delong_placements"]
 
@@ -176,7 +177,8 @@ def _fit(values: np.ndarray, is_case: np.ndarray, m: int, n: int):
     return theta, placement[is_case], placement[~is_case]
 
 
-def auc_ci(y, score, direction: str = "<", level: float = 0.95, *, name: str = "score") -> AUCResult:
+@ci_level_keyword
+def auc_ci(y, score, direction: str = "<", ci_level: float = 0.95, *, name: str = "score") -> AUCResult:
     """AUROC of ``score`` for the 0/1 outcome ``y`` with the DeLong CI.
 
     ``direction="<"``: controls have lower scores than cases (pROC's ``direction="<"``).
@@ -190,10 +192,10 @@ def auc_ci(y, score, direction: str = "<", level: float = 0.95, *, name: str = "
     m = int(case.sum())
     n = int(case.size - m)
     if m == 0 or n == 0:
-        return AUCResult(float("nan"), float("nan"), float("nan"), float("nan"), level,
+        return AUCResult(float("nan"), float("nan"), float("nan"), float("nan"), ci_level,
                          m, n, n_dropped, direction, name)
     theta, v10, v01 = _fit(sk, case, m, n)
-    return _auc_from_placements(theta, v10, v01, level, direction, name, n_dropped)
+    return _auc_from_placements(theta, v10, v01, ci_level, direction, name, n_dropped)
 
 
 @dataclass(frozen=True)
@@ -250,7 +252,8 @@ class DeLongResult:
         return pd.DataFrame(rows)[cols]
 
 
-def delong_test(y, score_a, score_b, names=None, level: float = 0.95, direction: str = "<") -> DeLongResult:
+@ci_level_keyword
+def delong_test(y, score_a, score_b, names=None, ci_level: float = 0.95, direction: str = "<") -> DeLongResult:
     """Paired DeLong test of AUC(score_a) vs AUC(score_b) on the same subjects.
 
     Subjects missing ``y`` or either score are dropped (``n_dropped``), so both AUCs use the same
@@ -269,15 +272,15 @@ def delong_test(y, score_a, score_b, names=None, level: float = 0.95, direction:
     n = int(case.size - m)
     nan = float("nan")
     if m == 0 or n == 0:
-        empty = [AUCResult(nan, nan, nan, nan, level, m, n, n_dropped, direction, nm) for nm in names]
-        return DeLongResult(empty[0], empty[1], nan, nan, nan, nan, nan, nan, level, nan, m, n, n_dropped, names)
+        empty = [AUCResult(nan, nan, nan, nan, ci_level, m, n, n_dropped, direction, nm) for nm in names]
+        return DeLongResult(empty[0], empty[1], nan, nan, nan, nan, nan, nan, ci_level, nan, m, n, n_dropped, names)
     ta, v10a, v01a = _fit(ak, case, m, n)
     tb, v10b, v01b = _fit(bk, case, m, n)
-    auc_a = _auc_from_placements(ta, v10a, v01a, level, direction, names[0], n_dropped)
-    auc_b = _auc_from_placements(tb, v10b, v01b, level, direction, names[1], n_dropped)
+    auc_a = _auc_from_placements(ta, v10a, v01a, ci_level, direction, names[0], n_dropped)
+    auc_b = _auc_from_placements(tb, v10b, v01b, ci_level, direction, names[1], n_dropped)
     d = ta - tb
     if m <= 1 or n <= 1:
-        return DeLongResult(auc_a, auc_b, d, nan, nan, nan, nan, nan, level, nan, m, n, n_dropped, names)
+        return DeLongResult(auc_a, auc_b, d, nan, nan, nan, nan, nan, ci_level, nan, m, n, n_dropped, names)
     s10 = np.cov(np.vstack([v10a, v10b]), ddof=1)
     s01 = np.cov(np.vstack([v01a, v01b]), ddof=1)
     s = s10 / m + s01 / n
@@ -289,10 +292,10 @@ def delong_test(y, score_a, score_b, names=None, level: float = 0.95, direction:
     else:
         z = d / sigma
     p = _two_sided_p(z) if np.isfinite(z) else 0.0
-    half = _z(level) * sigma
+    half = _z(ci_level) * sigma
     denom = np.sqrt(s[0, 0] * s[1, 1])
     corr = float(s[0, 1] / denom) if denom > 0 else nan
-    return DeLongResult(auc_a, auc_b, d, sigma, z, p, d - half, d + half, level, corr, m, n, n_dropped, names)
+    return DeLongResult(auc_a, auc_b, d, sigma, z, p, d - half, d + half, ci_level, corr, m, n, n_dropped, names)
 
 
 def roc_curve(y, score, direction: str = "<") -> pd.DataFrame:

@@ -21,6 +21,7 @@ import pandas as pd
 from scipy import special, stats
 
 from epi_spineage.errors import UserError
+from epi_spineage.stats._compat import ci_level_keyword
 from epi_spineage.stats.discrimination import delong_test
 
 __all__ = ["FraxReclassification", "frax_reclassification", "wilson_ci", "woolf_odds_ratio", "mcnemar"]
@@ -30,11 +31,12 @@ def _zq(level: float) -> float:
     return float(special.ndtri(0.5 + level / 2))
 
 
-def wilson_ci(x: int, n: int, level: float = 0.95) -> tuple[float, float, float]:
+@ci_level_keyword
+def wilson_ci(x: int, n: int, ci_level: float = 0.95) -> tuple[float, float, float]:
     """Proportion x/n with its Wilson score CI (as R ``prop.test(x, n, correct=FALSE)``)."""
     if n <= 0:
         return float("nan"), float("nan"), float("nan")
-    z = _zq(level)
+    z = _zq(ci_level)
     p = x / n
     denom = 1.0 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
@@ -45,7 +47,8 @@ def wilson_ci(x: int, n: int, level: float = 0.95) -> tuple[float, float, float]
     return p, lo, hi
 
 
-def woolf_odds_ratio(tp: int, fp: int, fn: int, tn: int, level: float = 0.95) -> dict:
+@ci_level_keyword
+def woolf_odds_ratio(tp: int, fp: int, fn: int, tn: int, ci_level: float = 0.95) -> dict:
     """OR = tp*tn/(fp*fn) with the Woolf CI; 0.5 is added to every cell when any cell is 0."""
     cells = np.array([tp, fp, fn, tn], dtype=float)
     corrected = bool((cells == 0).any())
@@ -54,7 +57,7 @@ def woolf_odds_ratio(tp: int, fp: int, fn: int, tn: int, level: float = 0.95) ->
     a, b, c, d = cells
     log_or = np.log(a * d / (b * c))
     se = float(np.sqrt((1.0 / cells).sum()))
-    z = _zq(level)
+    z = _zq(ci_level)
     return {"estimate": float(np.exp(log_or)), "std_error": se, "ci_low": float(np.exp(log_or - z * se)),
             "ci_high": float(np.exp(log_or + z * se)), "corrected": corrected}
 
@@ -115,10 +118,11 @@ def _high(mof: np.ndarray, hip: np.ndarray, mof_t: float, hip_t: float) -> np.nd
     return (mof >= mof_t) | (hip >= hip_t)
 
 
+@ci_level_keyword
 def frax_reclassification(df: pd.DataFrame, event: str = "fracture_any", mof: str = "frax_mof_pct",
                           hip: str = "frax_hip_pct", mof_spine: str = "frax_mof_spine_pct",
                           hip_spine: str = "frax_hip_spine_pct", mof_threshold: float = 20.0,
-                          hip_threshold: float = 3.0, *, level: float = 0.95,
+                          hip_threshold: float = 3.0, *, ci_level: float = 0.95,
                           hip_event: str | None = "fracture_hip") -> FraxReclassification:
     """Reclassification of FRAX high/low risk when spine age replaces chronological age.
 
@@ -131,8 +135,8 @@ def frax_reclassification(df: pd.DataFrame, event: str = "fracture_any", mof: st
     absent = [c for c in cols if c not in df.columns]
     if absent:
         raise UserError(f"frax_reclassification: column(s) not found: {absent}")
-    if not 0 < level < 1:
-        raise UserError(f"level must be between 0 and 1, got {level!r}")
+    if not 0 < ci_level < 1:
+        raise UserError(f"ci_level must be between 0 and 1, got {ci_level!r}")
     num = df[cols].apply(pd.to_numeric, errors="coerce")
     keep = num.notna().all(axis=1).to_numpy()
     d = num[keep]
@@ -154,10 +158,10 @@ def frax_reclassification(df: pd.DataFrame, event: str = "fracture_any", mof: st
             for s in (False, True):
                 cell = mask & (chrono == c) & (spine == s)
                 k, e = int(cell.sum()), int((cell & ev).sum())
-                risk, lo, hi = wilson_ci(e, k, level)
+                risk, lo, hi = wilson_ci(e, k, ci_level)
                 rows.append({"stratum": stratum, "chronological": label[c], "spine": label[s], "n": k,
                              "events": e, "observed_risk": risk, "ci_low": lo, "ci_high": hi,
-                             "ci_level": level})
+                             "ci_level": ci_level})
     crosstab = pd.DataFrame(rows)
 
     recl, nri_parts = [], {}
@@ -173,7 +177,7 @@ def frax_reclassification(df: pd.DataFrame, event: str = "fracture_any", mof: st
         nri_parts[stratum] = (est, se, m, int((mask & ev).sum()))
     reclassification = pd.DataFrame(recl)
 
-    z = _zq(level)
+    z = _zq(ci_level)
     nri_rows = []
     est_t = nri_parts["events"][0] + nri_parts["non-events"][0]
     se_t = float(np.hypot(nri_parts["events"][1], nri_parts["non-events"][1]))
@@ -183,7 +187,7 @@ def frax_reclassification(df: pd.DataFrame, event: str = "fracture_any", mof: st
         p = float(2 * special.ndtr(-abs(stat))) if np.isfinite(stat) else 0.0
         nri_rows.append({"analysis": "frax_nri", "model": "spine vs chronological", "term": term,
                          "estimate": est, "std_error": se, "statistic": stat, "p_value": p,
-                         "ci_low": est - z * se, "ci_high": est + z * se, "ci_level": level, "n": m,
+                         "ci_low": est - z * se, "ci_high": est + z * se, "ci_level": ci_level, "n": m,
                          "events": e, "method": "categorical NRI, multinomial SE"})
     nri = pd.DataFrame(nri_rows)
 
@@ -193,14 +197,14 @@ def frax_reclassification(df: pd.DataFrame, event: str = "fracture_any", mof: st
         fn, tn = int((~high & ev).sum()), int((~high & ~ev).sum())
         for term, x, m in (("sensitivity", tp, tp + fn), ("specificity", tn, tn + fp),
                            ("ppv", tp, tp + fp), ("npv", tn, tn + fn)):
-            est, lo, hi = wilson_ci(x, m, level)
+            est, lo, hi = wilson_ci(x, m, ci_level)
             perf.append({"analysis": "frax_classification", "model": model, "term": term, "estimate": est,
-                         "ci_low": lo, "ci_high": hi, "ci_level": level, "n": m, "events": x,
+                         "ci_low": lo, "ci_high": hi, "ci_level": ci_level, "n": m, "events": x,
                          "method": "Wilson score CI"})
-        o = woolf_odds_ratio(tp, fp, fn, tn, level)
+        o = woolf_odds_ratio(tp, fp, fn, tn, ci_level)
         perf.append({"analysis": "frax_classification", "model": model, "term": "odds_ratio",
                      "estimate": o["estimate"], "std_error": o["std_error"], "ci_low": o["ci_low"],
-                     "ci_high": o["ci_high"], "ci_level": level, "n": n, "events": n_ev,
+                     "ci_high": o["ci_high"], "ci_level": ci_level, "n": n, "events": n_ev,
                      "method": "Woolf CI" + (" (0.5 added to every cell)" if o["corrected"] else "")})
     for term, mask, want in (("sensitivity", ev, True), ("specificity", ~ev, False)):
         # discordant pairs: right with chronological age only (b) or with spine age only (c)
@@ -209,7 +213,7 @@ def frax_reclassification(df: pd.DataFrame, event: str = "fracture_any", mof: st
         stat, p = mcnemar(b, c)
         m = int(mask.sum())
         perf.append({"analysis": "frax_classification", "model": "spine vs chronological", "term": term,
-                     "estimate": (c - b) / m, "statistic": stat, "p_value": p, "ci_level": level, "n": m,
+                     "estimate": (c - b) / m, "statistic": stat, "p_value": p, "ci_level": ci_level, "n": m,
                      "events": n_ev if want else 0, "method": "McNemar chi-square, no continuity correction"})
     performance = pd.DataFrame(perf)
 
@@ -220,7 +224,7 @@ def frax_reclassification(df: pd.DataFrame, event: str = "fracture_any", mof: st
     kept = df[keep]  # the same participants as the cross-tables
     for outcome, a, b, what in comparisons:
         res = delong_test(kept[outcome], kept[a], kept[b], names=(f"FRAX {what} (chronological age)",
-                                                              f"FRAX {what} (spine age)"), level=level)
+                                                              f"FRAX {what} (spine age)"), ci_level=ci_level)
         f = res.to_frame()
         f["analysis"] = "frax_auroc"
         f["outcome"] = outcome
@@ -228,4 +232,4 @@ def frax_reclassification(df: pd.DataFrame, event: str = "fracture_any", mof: st
     delong = pd.concat(dl, ignore_index=True)
     notes = ("AUROC of 10-year FRAX probabilities against observed events ignores censoring.",)
     return FraxReclassification(crosstab, reclassification, performance, nri, delong, n, n_excluded, n_ev,
-                                mof_threshold, hip_threshold, level, event, notes)
+                                mof_threshold, hip_threshold, ci_level, event, notes)

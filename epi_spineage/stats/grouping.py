@@ -5,7 +5,7 @@ small frozen object (``TertileCuts``) rather than a recomputed quantile. Default
 
 - quantile type 7 (R's default, numpy ``"linear"``); type 2 (Stata ``xtile``/``pctile``, numpy
   ``"averaged_inverted_cdf"``) on request;
-- accelerated = PAD >= upper cut; ``strict=True`` gives PAD > cut (Stata's ``xtile`` bins);
+- accelerated = PAD >= upper cut; ``cut_rule=">"`` gives PAD > cut (Stata's ``xtile`` bins);
 - PAD and the cut are rounded to 1e-9 years first (``schema.PAD_ROUNDING_YEARS``) so that float
   subtraction does not split values that are tied in the data (integer ages and predictions).
 """
@@ -19,6 +19,7 @@ import pandas as pd
 
 from epi_spineage.errors import UserError
 from epi_spineage.schema import PAD_COLUMN, PAD_ROUNDING_YEARS
+from epi_spineage.stats._compat import resolve_cut_rule
 
 __all__ = ["TertileCuts", "tertile_cuts", "accelerated", "four_groups", "FOUR_GROUP_LABELS",
            "REFERENCE_GROUP", "round_pad"]
@@ -92,23 +93,25 @@ def _cut_value(cut) -> float:
         raise UserError(f"cut must be a number or TertileCuts, got {cut!r}") from None
 
 
-def accelerated(pad, cut, strict: bool = False) -> pd.Series:
-    """True where PAD is in the top tertile: PAD >= cut (``strict``: PAD > cut); NA where PAD is missing.
+def accelerated(pad, cut, cut_rule: str = ">=", *, strict: bool | None = None) -> pd.Series:
+    """True where PAD is in the top tertile: PAD >= cut (``cut_rule=">"``: PAD > cut); NA where PAD is missing.
 
     ``cut`` is a number or a ``TertileCuts`` (its ``upper``). Both sides are rounded to 1e-9 years.
+    ``strict`` is the old spelling of ``cut_rule`` (True = ``">"``), deprecated.
     Returns a pandas nullable boolean Series (index kept when ``pad`` is a Series).
     """
+    cut_rule = resolve_cut_rule(cut_rule, strict, "accelerated")
     c = float(round_pad(_cut_value(cut)))
     index = pad.index if isinstance(pad, pd.Series) else None
     p = round_pad(pad).ravel()
-    flag = p > c if strict else p >= c
+    flag = p > c if cut_rule == ">" else p >= c
     out = pd.Series(pd.array(flag, dtype="boolean"), index=index, name="accelerated")
     out[np.isnan(p)] = pd.NA
     return out
 
 
 def four_groups(df: pd.DataFrame, age: str = "age_years", pad: str = PAD_COLUMN,
-                age_median: float | None = None, cut=None, *, strict: bool = False,
+                age_median: float | None = None, cut=None, *, cut_rule: str = ">=", strict: bool | None = None,
                 method: str = "type7") -> pd.Series:
     """The four groups: chronological age < / >= median x accelerated no / yes.
 
@@ -126,7 +129,8 @@ def four_groups(df: pd.DataFrame, age: str = "age_years", pad: str = PAD_COLUMN,
         age_median = float(np.nanmedian(a))
     if cut is None:
         cut = tertile_cuts(df[pad], method=method)
-    acc = accelerated(df[pad], cut, strict=strict).to_numpy(dtype=float, na_value=np.nan)
+    cut_rule = resolve_cut_rule(cut_rule, strict, "four_groups")
+    acc = accelerated(df[pad], cut, cut_rule).to_numpy(dtype=float, na_value=np.nan)
     older = np.where(np.isnan(a), np.nan, (a >= age_median).astype(float))
     code = older * 2 + acc
     labels = np.array(FOUR_GROUP_LABELS, dtype=object)

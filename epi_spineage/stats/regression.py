@@ -26,6 +26,7 @@ from scipy import stats
 
 from epi_spineage.errors import UserError
 from epi_spineage.schema import PAD_COLUMN
+from epi_spineage.stats._compat import ci_level_keyword
 
 __all__ = ["RegressionResult", "age_gap_regression", "DEFAULT_AGE_GAP_COVARIATES"]
 
@@ -104,6 +105,7 @@ def _design(df: pd.DataFrame, covariates: Sequence[str]) -> pd.DataFrame:
     return pd.DataFrame(parts, index=df.index)
 
 
+@ci_level_keyword
 def age_gap_regression(df: pd.DataFrame, outcome: str = PAD_COLUMN,
                        covariates: Sequence[str] = DEFAULT_AGE_GAP_COVARIATES,
                        level: float = 0.95) -> RegressionResult:

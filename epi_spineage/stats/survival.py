@@ -21,6 +21,7 @@ import pandas as pd
 from scipy import stats as _sps
 
 from epi_spineage.errors import UserError
+from epi_spineage.stats._compat import ci_level_keyword
 from epi_spineage.stats._gray import gray_score_variance
 from epi_spineage.stats._survdata import group_labels, require_columns, time_event, z_value
 
@@ -113,8 +114,9 @@ def _step_values(step_time, t, times, series: dict) -> tuple[np.ndarray, np.ndar
     return at, n_at_risk, values
 
 
+@ci_level_keyword
 def km_cumulative_failure(df: pd.DataFrame, time: str, event: str, group: str | None = None,
-                          times=None, ci: str = "log-log", level: float = 0.95) -> pd.DataFrame:
+                          times=None, ci: str = "log-log", ci_level: float = 0.95) -> pd.DataFrame:
     """Kaplan-Meier cumulative failure ``1 - S(t)`` with a Greenwood confidence interval.
 
     Parameters
@@ -124,7 +126,7 @@ def km_cumulative_failure(df: pd.DataFrame, time: str, event: str, group: str | 
     times : evaluate at these times (right-continuous step function); default: at each distinct
         event time of each group.
     ci : ``"log-log"`` (default; lifelines, Stata), ``"log"`` (R ``survfit``) or ``"plain"``.
-    level : confidence level.
+    ci_level : confidence level (old name ``level``, deprecated).
 
     Returns
     -------
@@ -136,7 +138,7 @@ def km_cumulative_failure(df: pd.DataFrame, time: str, event: str, group: str | 
     with time and event), ``method``.
     """
     _check_ci(ci)
-    z = z_value(level)
+    z = z_value(ci_level)
     frame, _ = time_event(df, time, event, extra=[group] if group else ())
     rows = []
     for label, t, e in _subsets(frame, group):
@@ -159,7 +161,7 @@ def km_cumulative_failure(df: pd.DataFrame, time: str, event: str, group: str | 
             "std_error": surv * np.sqrt(gw),
             "ci_low": 1.0 - hi,
             "ci_high": 1.0 - lo,
-            "ci_level": float(level),
+            "ci_level": float(ci_level),
             "n_at_risk": np.asarray(nrisk, dtype=np.int64),
             "events": np.asarray(cum_events, dtype=np.int64),
             "n": len(t),
@@ -168,8 +170,9 @@ def km_cumulative_failure(df: pd.DataFrame, time: str, event: str, group: str | 
     return pd.concat(rows, ignore_index=True)
 
 
+@ci_level_keyword
 def km_curves(df: pd.DataFrame, time: str, event: str, group: str | None = None,
-              ci: str = "log-log", level: float = 0.95) -> pd.DataFrame:
+              ci: str = "log-log", ci_level: float = 0.95) -> pd.DataFrame:
     """Full Kaplan-Meier step curves of cumulative failure, for plotting (``drawstyle="steps-post"``).
 
     Returns
@@ -180,7 +183,7 @@ def km_curves(df: pd.DataFrame, time: str, event: str, group: str | None = None,
     (at ``time``), ``n``, ``method``.
     """
     _check_ci(ci)
-    z = z_value(level)
+    z = z_value(ci_level)
     frame, _ = time_event(df, time, event, extra=[group] if group else ())
     rows = []
     for label, t, e in _subsets(frame, group):
@@ -192,7 +195,7 @@ def km_curves(df: pd.DataFrame, time: str, event: str, group: str | None = None,
             "estimate": np.concatenate(([0.0], 1.0 - tab["surv"])),
             "ci_low": np.concatenate(([0.0], 1.0 - hi)),
             "ci_high": np.concatenate(([0.0], 1.0 - lo)),
-            "ci_level": float(level),
+            "ci_level": float(ci_level),
             "n_at_risk": np.concatenate(([len(t)], tab["n_risk"])).astype(np.int64),
             "events": np.concatenate(([0], tab["events"])).astype(np.int64),
             "censored": np.concatenate(([0], tab["censored"])).astype(np.int64),
@@ -266,8 +269,9 @@ def logrank(df: pd.DataFrame, time: str, event: str, group: str) -> pd.DataFrame
 # ---------------------------------------------------------------------------------------------
 # Rates and follow-up
 # ---------------------------------------------------------------------------------------------
+@ci_level_keyword
 def incidence_rates(df: pd.DataFrame, time: str, event: str, group: str | None = None,
-                    per: float = 1000.0, level: float = 0.95) -> pd.DataFrame:
+                    per: float = 1000.0, ci_level: float = 0.95) -> pd.DataFrame:
     """Events, person-time and the incidence rate per ``per`` person-years, exact Poisson CI.
 
     The interval is R ``poisson.test``'s: ``qgamma(a/2, d) / T`` and ``qgamma(1 - a/2, d + 1) / T``
@@ -279,8 +283,8 @@ def incidence_rates(df: pd.DataFrame, time: str, event: str, group: str | None =
     ``per`` person-years), ``ci_low``, ``ci_high``, ``ci_level``, ``per_person_years`` (= ``per``),
     ``n``, ``method``.
     """
-    z_value(level)
-    alpha = 1.0 - level
+    z_value(ci_level)
+    alpha = 1.0 - ci_level
     frame, _ = time_event(df, time, event, extra=[group] if group else ())
     rows = []
     for label, t, e in _subsets(frame, group):
@@ -294,7 +298,7 @@ def incidence_rates(df: pd.DataFrame, time: str, event: str, group: str | None =
                 "estimate": d / py * per if py > 0 else np.nan,
                 "ci_low": lo / py * per if py > 0 else np.nan,
                 "ci_high": hi / py * per if py > 0 else np.nan,
-                "ci_level": float(level), "per_person_years": float(per), "n": len(t),
+                "ci_level": float(ci_level), "per_person_years": float(per), "n": len(t),
                 "method": "exact Poisson (gamma) CI",
             })
     return pd.DataFrame(rows)
@@ -447,8 +451,9 @@ def _cif_ci(f: np.ndarray, se: np.ndarray, z: float, ci: str):
     return np.where(certain, f, lo), np.where(certain, f, hi)
 
 
+@ci_level_keyword
 def aalen_johansen(df: pd.DataFrame, time: str, event_type: str, group: str | None = None,
-                   cause: int = 1, times=None, ci: str = "log-log", level: float = 0.95,
+                   cause: int = 1, times=None, ci: str = "log-log", ci_level: float = 0.95,
                    variance: str = "ij") -> pd.DataFrame:
     """Aalen-Johansen cumulative incidence of ``cause`` with competing events.
 
@@ -470,7 +475,7 @@ def aalen_johansen(df: pd.DataFrame, time: str, event_type: str, group: str | No
     _check_ci(ci)
     if variance not in _AJ_VARIANCE:
         raise UserError(f"variance must be one of {', '.join(_AJ_VARIANCE)}; got {variance!r}")
-    z = z_value(level)
+    z = z_value(ci_level)
     require_columns(df, [event_type])
     codes = pd.to_numeric(df[event_type], errors="coerce")
     if (codes.dropna() < 0).any() or (codes.dropna() % 1 != 0).any():
@@ -499,7 +504,7 @@ def aalen_johansen(df: pd.DataFrame, time: str, event_type: str, group: str | No
         lo, hi = _cif_ci(f, se, z, ci)
         rows.append(pd.DataFrame({
             "group": [_label(g)] * len(at), "time": at, "cause": int(cause),
-            "estimate": f, "std_error": se, "ci_low": lo, "ci_high": hi, "ci_level": float(level),
+            "estimate": f, "std_error": se, "ci_low": lo, "ci_high": hi, "ci_level": float(ci_level),
             "n_at_risk": np.asarray(nrisk, dtype=np.int64), "events": np.asarray(ek, dtype=np.int64),
             "competing_events": np.asarray(ec, dtype=np.int64), "n": len(t),
             "method": f"Aalen-Johansen, {_AJ_VARIANCE[variance]} SE, {ci} CI",

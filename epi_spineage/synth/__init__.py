@@ -6,6 +6,7 @@ Everything made here is synthetic (``epi_spineage.schema.SYNTHETIC_NOTICE``).
 
 from __future__ import annotations
 
+from epi_spineage._lazy import lazy_exports
 from epi_spineage.synth.cohort import DERIVATION, EXTERNAL, CohortSpec, SimulatedStudy, simulate_study, write_study
 from epi_spineage.synth.frax_surrogate import frax_surrogate
 
@@ -16,17 +17,13 @@ def main(argv=None) -> int:
     return _main(argv)
 
 
-def __getattr__(name):  # phantoms and DICOM need numpy/cv2/pydicom; load them on first use
-    if name in ("render_phantom", "write_phantom_archive"):
-        from epi_spineage.synth import phantom
+# phantoms and DICOM need cv2/pydicom: loaded on first use
+_EXPORTS = {
+    "render_phantom": "phantom",
+    "write_phantom_archive": "archive",
+    "write_dicom": "dicom",
+}
 
-        return getattr(phantom, name)
-    if name == "write_dicom":
-        from epi_spineage.synth.dicom import write_dicom
-
-        return write_dicom
-    raise AttributeError(name)
-
-
-__all__ = ["CohortSpec", "DERIVATION", "EXTERNAL", "SimulatedStudy", "frax_surrogate", "main",
-           "render_phantom", "simulate_study", "write_dicom", "write_phantom_archive", "write_study"]
+__all__ = sorted([*_EXPORTS, "CohortSpec", "DERIVATION", "EXTERNAL", "SimulatedStudy", "frax_surrogate", "main",
+                  "simulate_study", "write_study"])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

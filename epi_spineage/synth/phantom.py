@@ -370,13 +370,3 @@ def render_phantom(spine_age: float, *, style: str = "radiograph", seed: int | N
     ``disc_height`` (1 = young), ``soft_tissue`` (1 = average), ``bits_stored``.
     """
     return render_phantom_with_truth(spine_age, style=style, seed=seed, rng=rng, scale=scale, **conditions)[0]
-
-
-def __getattr__(name: str):
-    # ``epi_spineage.synth.phantom.write_phantom_archive`` is the contract's name, but archive.py imports
-    # this module's renderer: resolving it lazily keeps ``import epi_spineage.synth.archive`` working first.
-    if name == "write_phantom_archive":
-        from epi_spineage.synth.archive import write_phantom_archive
-
-        return write_phantom_archive
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -35,6 +35,7 @@ def test_interval_of_a_point_mass_is_its_year():
     assert lo[0] == pytest.approx(60.05) and hi[0] == pytest.approx(60.95)
 
 
+@pytest.mark.needs_imaging  # torch
 def test_temperature_widens_sd_but_keeps_the_point_estimate():
     # A temperature fitted for coverage must not move the spine age itself: T > 1 flattens the
     # softmax, which would drag every expectation toward the middle of the age range.
@@ -53,6 +54,7 @@ def test_temperature_widens_sd_but_keeps_the_point_estimate():
     assert bool((sd3 > sd1).all())
 
 
+@pytest.mark.needs_imaging  # torch
 def test_a_perfect_completed_year_model_has_no_pad_bias():
     # Targets are completed years; a model certain of floor(age) must still give PAD ~ 0 on fractional ages.
     import torch

@@ -118,7 +118,16 @@ def test_preset_on_a_real_manifest_is_not_synthetic_and_needs_the_key(tmp_path, 
     monkeypatch.delenv("EPI_SPINEAGE_PSEUDONYM_KEY", raising=False)
     monkeypatch.delenv("EPI_SPINEAGE_PSEUDONYM_KEY_FILE", raising=False)
     args = build_parser().parse_args(["--preset", "phantom-tiny", "--manifest", str(manifest), "--out", str(tmp_path / "o")])
+    with pytest.raises(UserError, match="scorer's key"):
+        config_from_args(args)
+    key_file = tmp_path / "key"
+    key_file.write_text("a-key-of-at-least-16-bytes\n")
+    args = build_parser().parse_args(["--preset", "phantom-tiny", "--manifest", str(manifest), "--out", str(tmp_path / "o"),
+                                      "--key-file", str(key_file)])
     cfg = config_from_args(args)
-    assert cfg.synthetic is False
+    assert cfg.synthetic is False and cfg.key == b"a-key-of-at-least-16-bytes"
+    # model code never falls back to a key (the demo key is cli/train.py's decision, for synthetic presets only)
+    monkeypatch.setenv("EPI_SPINEAGE_PSEUDONYM_KEY", "an-environment-key-0123")
+    cfg.key = None
     with pytest.raises(UserError):
         _pseudonym_key(cfg)

@@ -26,7 +26,7 @@ def test_scores_join_through_keyed_ids_and_unscored_rows_keep_the_file_values(tm
     df.to_csv(csv, index=False)
 
     inputs = load_inputs(cohort=str(csv), mapping=None, db=str(db), config=load_config(None),
-                         seed=0, n_derivation=0, n_external=0)
+                         seed=0, n_derivation=0, n_external=0, key=pseudonym_key)
     got = pd.concat([inputs.derivation, inputs.external]).set_index("participant_id")["spine_age_years"]
     want = df.set_index("participant_id")["spine_age_years"].copy()
     want.loc[df.loc[scored, "participant_id"]] = db_age

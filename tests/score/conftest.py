@@ -88,6 +88,7 @@ def make_checkpoint(out: Path, *, alpha: float = -0.3, beta: float = 18.0) -> Pa
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
+    pytest.importorskip("torch")
     return make_checkpoint(tmp_path_factory.mktemp("model") / "ckpt")
 
 

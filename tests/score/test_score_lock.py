@@ -7,11 +7,15 @@ import subprocess
 import sys
 
 import duckdb
+import pytest
 
 from epi_spineage.db import schema as dbschema
 from epi_spineage.score.pipeline import score_archives
 
-from .conftest import phantom_dicoms, run_cli, write_zip
+from .conftest import TEST_KEY, phantom_dicoms, run_cli, write_zip
+
+# every test here scores phantoms with a torch model
+pytestmark = pytest.mark.needs_imaging
 
 N = 6
 
@@ -28,7 +32,7 @@ def test_busy_database_spools_then_ingest_loads(tmp_path, tiny_model, key_env, c
     try:
         assert holder.stdout.readline().strip() == "ready"
         with caplog.at_level(logging.WARNING):
-            summary = score_archives([archive], tiny_model, dbfile, batch_size=2, workers=0, device="cpu",
+            summary = score_archives([archive], tiny_model, dbfile, key=TEST_KEY, batch_size=2, workers=0, device="cpu",
                                      lock_timeout_s=0.5)
         assert summary.n_scored == N and summary.n_spooled == N
         assert f"PID {holder.pid}" in caplog.text and "spool" in caplog.text
@@ -50,5 +54,5 @@ def test_busy_database_spools_then_ingest_loads(tmp_path, tiny_model, key_env, c
     assert con.execute("SELECT count(*) FROM models").fetchall()[0][0] == 1
     con.close()
     # A rerun finds everything done.
-    again = score_archives([archive], tiny_model, dbfile, workers=0, device="cpu", lock_timeout_s=5)
+    again = score_archives([archive], tiny_model, dbfile, key=TEST_KEY, workers=0, device="cpu", lock_timeout_s=5)
     assert again.n_scored == 0 and again.n_skipped_known == N

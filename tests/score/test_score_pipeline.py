@@ -11,7 +11,10 @@ from epi_spineage.db import schema as dbschema
 from epi_spineage.errors import UserError
 from epi_spineage.score.pipeline import score_archives
 
-from .conftest import member_names, phantom_dicoms, run_cli, stored, write_tar, write_zip
+from .conftest import TEST_KEY, member_names, phantom_dicoms, run_cli, stored, write_tar, write_zip
+
+# every test here scores phantoms with a torch model
+pytestmark = pytest.mark.needs_imaging
 
 N_GOOD = 8
 
@@ -57,7 +60,7 @@ def _count_decodes(monkeypatch):
 
 def test_bad_inputs_recorded_rest_scored_and_rerun_is_cheap(tmp_path, messy_zip, tiny_model, key_env, monkeypatch):
     dbfile = tmp_path / "s.duckdb"
-    s1 = score_archives([messy_zip], tiny_model, dbfile, batch_size=4, workers=0, device="cpu")
+    s1 = score_archives([messy_zip], tiny_model, dbfile, key=TEST_KEY, batch_size=4, workers=0, device="cpu")
     assert (s1.n_scored, s1.n_duplicates, s1.n_not_spine, s1.n_errors) == (N_GOOD, 1, 1, 3)
     con = duckdb.connect(str(dbfile))
     names = member_names(messy_zip, messy_zip_members[messy_zip])
@@ -77,13 +80,13 @@ def test_bad_inputs_recorded_rest_scored_and_rerun_is_cheap(tmp_path, messy_zip,
 
     # Rerun: nothing new is decoded except the files that failed (they may have been fixed).
     calls = _count_decodes(monkeypatch)
-    s2 = score_archives([messy_zip], tiny_model, dbfile, batch_size=4, workers=0, device="cpu")
+    s2 = score_archives([messy_zip], tiny_model, dbfile, key=TEST_KEY, batch_size=4, workers=0, device="cpu")
     assert s2.n_scored == 0 and s2.n_skipped_known == N_GOOD + 2 and s2.n_errors == 3
     # (IM0042 is text: named as such without a decode)
     assert sorted(names[c] for c in calls) == ["corrupt.dcm", "truncated.dcm"]
 
     # The QC flag overrides: the AP view is scored on request.
-    s3 = score_archives([messy_zip], tiny_model, dbfile, batch_size=4, workers=0, device="cpu",
+    s3 = score_archives([messy_zip], tiny_model, dbfile, key=TEST_KEY, batch_size=4, workers=0, device="cpu",
                         include_non_spine=True)
     assert s3.n_scored == 1
     con = duckdb.connect(str(dbfile))
@@ -95,7 +98,7 @@ def test_bad_inputs_recorded_rest_scored_and_rerun_is_cheap(tmp_path, messy_zip,
 def test_same_sop_instance_uid_is_skipped_before_decoding(tmp_path, phantoms, tiny_model, key_env, monkeypatch):
     dbfile = tmp_path / "s.duckdb"
     first = write_zip(tmp_path / "a.zip", {p.member: p.data for p in phantoms[:3]})
-    score_archives([first], tiny_model, dbfile, batch_size=4, workers=0, device="cpu")
+    score_archives([first], tiny_model, dbfile, key=TEST_KEY, batch_size=4, workers=0, device="cpu")
     # The same instance re-exported (other pixels, e.g. re-compressed) under another name, plus a new one.
     import numpy as np
 
@@ -106,7 +109,7 @@ def test_same_sop_instance_uid_is_skipped_before_decoding(tmp_path, phantoms, ti
     reexport = dicom_bytes(px, patient_name="X^Y", patient_id="HOSP0199", sop_instance_uid=phantoms[2].sop_instance_uid)
     second = write_tar(tmp_path / "b.tar.gz", {"re/img2.dcm": reexport, "new.dcm": phantoms[3].data})
     calls = _count_decodes(monkeypatch)
-    s = score_archives([second], tiny_model, dbfile, batch_size=4, workers=0, device="cpu")
+    s = score_archives([second], tiny_model, dbfile, key=TEST_KEY, batch_size=4, workers=0, device="cpu")
     assert (s.n_scored, s.n_duplicates) == (1, 1)
     assert calls == [stored(f"{second.resolve()}::new.dcm")]
 
@@ -114,21 +117,21 @@ def test_same_sop_instance_uid_is_skipped_before_decoding(tmp_path, phantoms, ti
 def test_worker_processes_and_limit(tmp_path, phantoms, tiny_model, key_env):
     dbfile = tmp_path / "s.duckdb"
     archive = write_zip(tmp_path / "a.zip", {p.member: p.data for p in phantoms})
-    s = score_archives([archive], tiny_model, dbfile, batch_size=2, workers=2, device="cpu", limit=5)
+    s = score_archives([archive], tiny_model, dbfile, key=TEST_KEY, batch_size=2, workers=2, device="cpu", limit=5)
     assert s.n_scored == 5
-    dry = score_archives([archive], tiny_model, dbfile, dry_run=True)
+    dry = score_archives([archive], tiny_model, dbfile, key=TEST_KEY, dry_run=True)
     assert dry.n_would_score == N_GOOD - 5 and dry.n_skipped_known == 5
-    s = score_archives([archive], tiny_model, dbfile, batch_size=2, workers=2, device="cpu")
+    s = score_archives([archive], tiny_model, dbfile, key=TEST_KEY, batch_size=2, workers=2, device="cpu")
     assert s.n_scored == N_GOOD - 5 and s.n_skipped_known == 5
     con = duckdb.connect(str(dbfile), read_only=True)
     assert con.execute("SELECT count(*), count(DISTINCT content_hash) FROM scores").fetchall() == [(N_GOOD, N_GOOD)]
 
 
 def test_refuses_without_a_key(tmp_path, messy_zip, tiny_model, monkeypatch):
-    monkeypatch.delenv("EPI_SPINEAGE_PSEUDONYM_KEY", raising=False)
-    monkeypatch.delenv("EPI_SPINEAGE_PSEUDONYM_KEY_FILE", raising=False)
-    with pytest.raises(UserError, match="pseudonymisation key"):
-        score_archives([messy_zip], tiny_model, tmp_path / "s.duckdb", workers=0)
+    # The library never reads the environment: a key there does not stand in for the argument.
+    monkeypatch.setenv("EPI_SPINEAGE_PSEUDONYM_KEY", TEST_KEY)
+    with pytest.raises(UserError, match="no pseudonymisation key"):
+        score_archives([messy_zip], tiny_model, tmp_path / "s.duckdb", key=TEST_KEY, workers=0)
     assert not (tmp_path / "s.duckdb").exists()
 
 
@@ -187,6 +190,7 @@ def test_per_image_reader_warnings_stay_out_of_the_job_output(tmp_path, tiny_mod
     archive = write_zip(tmp_path / "m1.zip", members)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        summary = score_archives([archive], tiny_model, tmp_path / "s.duckdb", batch_size=4, workers=0, device="cpu")
+        summary = score_archives([archive], tiny_model, tmp_path / "s.duckdb", key=TEST_KEY, batch_size=4, workers=0,
+                                 device="cpu")
     assert summary.n_scored == 3
     assert not [w for w in caught if "MONOCHROME1" in str(w.message)]

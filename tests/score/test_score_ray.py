@@ -5,7 +5,7 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from .conftest import phantom_dicoms, write_zip
+from .conftest import TEST_KEY, phantom_dicoms, write_zip
 
 N = 6
 
@@ -26,7 +26,7 @@ def test_ray_shards_ingest_idempotently(tmp_path, tiny_model, key_env):
     out = tmp_path / "shards"
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
     try:
-        score_with_ray([archive], tiny_model, out, batch_size=4, concurrency=1, device="cpu")
+        score_with_ray([archive], tiny_model, out, key=TEST_KEY, batch_size=4, concurrency=1, device="cpu")
     finally:
         ray.shutdown()
     dbfile = tmp_path / "s.duckdb"
@@ -41,7 +41,7 @@ def test_ray_shards_ingest_idempotently(tmp_path, tiny_model, key_env):
     con.close()
     # The same model through the DataLoader path gives the same predictions for the same pixels.
     local = tmp_path / "local.duckdb"
-    score_archives([archive], tiny_model, local, workers=0, device="cpu")
+    score_archives([archive], tiny_model, local, key=TEST_KEY, workers=0, device="cpu")
     con = duckdb.connect(str(local))
     local_ages = dict(con.execute("SELECT content_hash, spine_age_years FROM scores").fetchall())
     assert local_ages.keys() == ray_ages.keys()

@@ -92,12 +92,12 @@ def test_no_identifier_reaches_database_spool_or_debug_log(tmp_path, phantoms, t
     archive = _by_id_zip(tmp_path / "night.zip", phantoms)
     dbfile = tmp_path / "s.duckdb"
     with caplog.at_level(logging.DEBUG):
-        s = score_archives([archive], tiny_model, dbfile, batch_size=2, workers=0, device="cpu")
+        s = score_archives([archive], tiny_model, dbfile, key=TEST_KEY, batch_size=2, workers=0, device="cpu")
         # a second scorer-like writer holds the file: the next batches go to the spool (its bytes searched too)
         spool = tmp_path / "spool"
         extra = _by_id_zip(tmp_path / "night2.zip", phantom_dicoms(2, seed=5))
         with _held(dbfile):
-            s2 = score_archives([extra], tiny_model, dbfile, batch_size=2, workers=0, device="cpu",
+            s2 = score_archives([extra], tiny_model, dbfile, key=TEST_KEY, batch_size=2, workers=0, device="cpu",
                                 spool_dir=spool, lock_timeout_s=0.2)
     assert s.n_scored == N and s.n_errors == 0 and s2.n_spooled > 0
     haystack = _files_bytes(dbfile, spool) + caplog.text.encode()
@@ -125,8 +125,8 @@ def test_store_paths_is_an_opt_in_that_the_report_flags(tmp_path, phantoms, tiny
 
     archive = _by_id_zip(tmp_path / "night.zip", phantoms[:2])
     hashed, raw = tmp_path / "h.duckdb", tmp_path / "r.duckdb"
-    score_archives([archive], tiny_model, hashed, workers=0, device="cpu")
-    score_archives([archive], tiny_model, raw, workers=0, device="cpu", store_paths=True)
+    score_archives([archive], tiny_model, hashed, key=TEST_KEY, workers=0, device="cpu")
+    score_archives([archive], tiny_model, raw, key=TEST_KEY, workers=0, device="cpu", store_paths=True)
     assert scoring_qc(str(hashed)).raw_paths_stored is False
     assert scoring_qc(str(raw)).raw_paths_stored is True
     assert phantoms[0].patient_id.encode() in raw.read_bytes()
@@ -137,14 +137,14 @@ def test_rerun_after_migrating_a_raw_path_database_rescores_nothing(tmp_path, ph
     the next nightly run recognises every image by its hashed path."""
     archive = _by_id_zip(tmp_path / "night.zip", phantoms)
     dbfile = tmp_path / "s.duckdb"
-    score_archives([archive], tiny_model, dbfile, workers=0, device="cpu", store_paths=True)
+    score_archives([archive], tiny_model, dbfile, key=TEST_KEY, workers=0, device="cpu", store_paths=True)
     con = duckdb.connect(str(dbfile))  # make it look like a 0.1.0 database: no fingerprints, no version row
     con.execute("UPDATE images SET file_fingerprint = NULL").fetchall()
     con.execute("DELETE FROM schema_version").fetchall()
     con.execute("DROP TABLE schema_version").fetchall()
     con.execute("DELETE FROM db_key").fetchall()
     con.close()
-    s = score_archives([archive], tiny_model, dbfile, workers=0, device="cpu")
+    s = score_archives([archive], tiny_model, dbfile, key=TEST_KEY, workers=0, device="cpu")
     assert s.n_scored == 0 and s.n_skipped_known == N
     assert not any(i in dbfile.read_bytes() for i in _identifiers(phantoms))
     assert _count(dbfile, "SELECT count(*) FROM scores") == [(N,)]
@@ -159,11 +159,11 @@ def test_a_second_key_is_refused_by_the_scorer_and_cohort_load(tmp_path, phantom
 
     archive = _by_id_zip(tmp_path / "night.zip", phantoms[:2])
     dbfile = tmp_path / "s.duckdb"
-    score_archives([archive], tiny_model, dbfile, workers=0, device="cpu")
+    score_archives([archive], tiny_model, dbfile, key=TEST_KEY, workers=0, device="cpu")
     other = "a-completely-different-key-0123"
     monkeypatch.setenv("EPI_SPINEAGE_PSEUDONYM_KEY", other)
     with pytest.raises(UserError, match="one key per database"):
-        score_archives([archive], tiny_model, dbfile, workers=0, device="cpu")
+        score_archives([archive], tiny_model, dbfile, key=TEST_KEY, workers=0, device="cpu")
     df = pd.DataFrame({"participant_id": ["A1"], "cohort": ["x"], "age_years": [60.0], "sex": ["F"]})
     with pytest.raises(UserError, match="one key per database"):
         load_cohort(df, dbfile, key=other.encode())
@@ -192,7 +192,7 @@ def test_hostile_database_names_at_every_entry_point(tmp_path, phantoms, tiny_mo
     monkeypatch.chdir(tmp_path)
     archive = _by_id_zip(tmp_path / "night.zip", phantoms[:1])
     dbfile = tmp_path / name
-    s = score_archives([archive], tiny_model, dbfile, workers=0, device="cpu")  # score --db
+    s = score_archives([archive], tiny_model, dbfile, key=TEST_KEY, workers=0, device="cpu")  # score --db
     assert s.n_scored == 1
     df = pd.DataFrame({"participant_id": ["A1"], "cohort": ["x"], "age_years": [60.0], "sex": ["F"]})
     assert load_cohort(df, dbfile, key=TEST_KEY.encode()) == 1  # cohort load --db
@@ -237,7 +237,7 @@ def test_an_image_declaring_too_many_pixels_is_an_error_row_not_a_failed_run(tmp
     assert len(huge) < 50_000 and len(bomb) < 100_000
     archive = write_zip(tmp_path / "n.zip", {"huge.dcm": huge, "bomb.dcm": bomb, "good.dcm": phantoms[0].data})
     dbfile = tmp_path / "s.duckdb"
-    s = score_archives([archive], tiny_model, dbfile, workers=1, device="cpu", max_megapixels=1.0)
+    s = score_archives([archive], tiny_model, dbfile, key=TEST_KEY, workers=1, device="cpu", max_megapixels=1.0)
     assert (s.n_scored, s.n_errors) == (1, 2)
     errors = dict(_count(dbfile, "SELECT source_path, message FROM errors WHERE error_type = 'too_large'"))
     assert "528.0 megapixels" in errors[stored(f"{archive.resolve()}::huge.dcm")]
@@ -318,10 +318,10 @@ def test_sigkill_leaves_no_worker_forkserver_or_tracker_behind(tmp_path, tiny_mo
 
 def test_a_double_colon_member_is_scored_and_traversal_still_refused(tmp_path, phantoms, tiny_model, key_env):
     archive = write_zip(tmp_path / "n.zip", {"a::b.dcm": phantoms[0].data, "c.dcm": phantoms[1].data})
-    s = score_archives([archive], tiny_model, tmp_path / "s.duckdb", workers=0, device="cpu")
+    s = score_archives([archive], tiny_model, tmp_path / "s.duckdb", key=TEST_KEY, workers=0, device="cpu")
     assert (s.n_scored, s.n_errors) == (2, 0)
     evil = write_zip(tmp_path / "e.zip", {"../x.dcm": phantoms[0].data, "C:/y.dcm": phantoms[1].data})
-    s = score_archives([evil], tiny_model, tmp_path / "s.duckdb", workers=0, device="cpu")
+    s = score_archives([evil], tiny_model, tmp_path / "s.duckdb", key=TEST_KEY, workers=0, device="cpu")
     assert (s.n_scored, s.n_errors) == (0, 1)
     rows = _count(tmp_path / "s.duckdb", "SELECT source_path, message FROM errors")
     assert rows == [(stored(str(evil.resolve())), "refusing archive with a path-traversal member")]
@@ -334,12 +334,12 @@ def test_errors_do_not_pile_up_across_runs(tmp_path, phantoms, tiny_model, key_e
     archive = write_zip(tmp_path / "n.zip", {**bad, "good.dcm": phantoms[0].data})
     dbfile = tmp_path / "s.duckdb"
     for _ in range(4):
-        s = score_archives([archive], tiny_model, dbfile, workers=0, device="cpu")
+        s = score_archives([archive], tiny_model, dbfile, key=TEST_KEY, workers=0, device="cpu")
         assert s.n_errors == 3
     assert _count(dbfile, "SELECT count(*), count(DISTINCT source_path) FROM errors") == [(3, 3)]
     # a changed file is new content: one more row
     write_zip(archive, {**bad, "bad0.dcm": b"\0" * 128 + b"DICM" + b"\7" * 301, "good.dcm": phantoms[0].data})
-    score_archives([archive], tiny_model, dbfile, workers=0, device="cpu")
+    score_archives([archive], tiny_model, dbfile, key=TEST_KEY, workers=0, device="cpu")
     assert _count(dbfile, "SELECT count(*) FROM errors") == [(4,)]
 
 
@@ -359,11 +359,11 @@ def test_a_same_size_re_export_is_rescored_and_an_unchanged_file_is_not(tmp_path
     target = folder / "img.dcm"
     target.write_bytes(first)
     dbfile = tmp_path / "s.duckdb"
-    assert score_archives([folder], tiny_model, dbfile, workers=0, device="cpu").n_scored == 1
-    assert score_archives([folder], tiny_model, dbfile, workers=0, device="cpu").n_skipped_known == 1
+    assert score_archives([folder], tiny_model, dbfile, key=TEST_KEY, workers=0, device="cpu").n_scored == 1
+    assert score_archives([folder], tiny_model, dbfile, key=TEST_KEY, workers=0, device="cpu").n_skipped_known == 1
     target.write_bytes(second)
     os.utime(target, ns=(target.stat().st_atime_ns, target.stat().st_mtime_ns + 10**9))
-    s = score_archives([folder], tiny_model, dbfile, workers=0, device="cpu")
+    s = score_archives([folder], tiny_model, dbfile, key=TEST_KEY, workers=0, device="cpu")
     assert (s.n_scored, s.n_skipped_known) == (1, 0)
     con = duckdb.connect(str(dbfile), read_only=True)
     try:
@@ -373,9 +373,9 @@ def test_a_same_size_re_export_is_rescored_and_an_unchanged_file_is_not(tmp_path
     # the same in a zip, where the central directory's CRC-32 tells (no mtime needed)
     z = tmp_path / "n.zip"
     write_zip(z, {"img.dcm": first})
-    assert score_archives([z], tiny_model, dbfile, workers=0, device="cpu").n_skipped_known == 0
+    assert score_archives([z], tiny_model, dbfile, key=TEST_KEY, workers=0, device="cpu").n_skipped_known == 0
     write_zip(z, {"img.dcm": second})
-    s = score_archives([z], tiny_model, dbfile, workers=0, device="cpu")
+    s = score_archives([z], tiny_model, dbfile, key=TEST_KEY, workers=0, device="cpu")
     assert (s.n_skipped_known, s.n_scored + s.n_duplicates) == (0, 1)
 
 
@@ -392,7 +392,7 @@ def test_tar_links_and_devices_are_recorded_not_skipped(tmp_path, phantoms, tiny
             link.type, link.linkname = kind, "good.dcm"
             tf.addfile(link)
     dbfile = tmp_path / "s.duckdb"
-    s = score_archives([path], tiny_model, dbfile, workers=0, device="cpu")
+    s = score_archives([path], tiny_model, dbfile, key=TEST_KEY, workers=0, device="cpu")
     assert (s.n_scored, s.n_errors) == (1, 3)
     messages = sorted(r[0] for r in _count(dbfile, "SELECT message FROM errors"))
     assert [m.split(" is ")[1].split(",")[0] for m in messages] == ["a character device", "a hard link",
@@ -412,7 +412,7 @@ def test_not_an_image_says_what_the_file_is_and_zero_filled_members_cost_little(
             zf.writestr(name, data)
     dbfile = tmp_path / "s.duckdb"
     t0 = time.process_time()
-    s = score_archives([archive], tiny_model, dbfile, workers=0, device="cpu")
+    s = score_archives([archive], tiny_model, dbfile, key=TEST_KEY, workers=0, device="cpu")
     assert (s.n_scored, s.n_errors) == (1, 4)
     assert time.process_time() - t0 < 30
     got = {r[0] for r in _count(dbfile, "SELECT message FROM errors")}
@@ -423,7 +423,7 @@ def test_not_an_image_says_what_the_file_is_and_zero_filled_members_cost_little(
 def test_a_newline_in_a_name_cannot_forge_a_log_line(tmp_path, phantoms, tiny_model, key_env, caplog):
     archive = write_zip(tmp_path / "n.zip", {"x\nERROR forged line.dcm": b"\0" * 128 + b"DICM" + b"\1" * 300})
     with caplog.at_level(logging.DEBUG):
-        score_archives([archive], tiny_model, tmp_path / "s.duckdb", workers=0, device="cpu", store_paths=True)
+        score_archives([archive], tiny_model, tmp_path / "s.duckdb", key=TEST_KEY, workers=0, device="cpu", store_paths=True)
     assert not any(line.startswith("ERROR forged") for line in caplog.text.splitlines())
 
 
@@ -434,7 +434,7 @@ def test_report_db_waits_while_a_writer_commits(tmp_path, phantoms, tiny_model, 
 
     archive = _by_id_zip(tmp_path / "n.zip", phantoms[:1])
     dbfile = tmp_path / "s.duckdb"
-    score_archives([archive], tiny_model, dbfile, workers=0, device="cpu")
+    score_archives([archive], tiny_model, dbfile, key=TEST_KEY, workers=0, device="cpu")
     code = ("import duckdb,sys,time; c=duckdb.connect(sys.argv[1]); print('held', flush=True); "
             "time.sleep(2); c.close()")
     holder = subprocess.Popen([sys.executable, "-c", code, str(dbfile)], stdout=subprocess.PIPE, text=True)

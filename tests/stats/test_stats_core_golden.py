@@ -26,7 +26,7 @@ def test_pearson_matches_cor_test():
                                [ref["estimate"], ref["statistic"], ref["ci_low"], ref["ci_high"]], rtol=RTOL)
     np.testing.assert_allclose(res.p_value, ref["p_value"], rtol=RTOL)
     assert res.n == ref["n"] and res.n_dropped == len(BASE) - ref["n"]
-    r90 = pearson(BASE["x"], BASE["y"], level=0.9)
+    r90 = pearson(BASE["x"], BASE["y"], ci_level=0.9)
     np.testing.assert_allclose([r90.ci_low, r90.ci_high], [ref["ci_low_90"], ref["ci_high_90"]], rtol=RTOL)
 
 

@@ -40,7 +40,7 @@ def _column(key):
 def test_single_auc_matches_proc(which, key):
     data, ref, outcome = _data(which)
     r_ = ref["single"][key]
-    res = auc_ci(data[outcome], data[_column(key)], direction=r_["direction"], level=r_["level"])
+    res = auc_ci(data[outcome], data[_column(key)], direction=r_["direction"], ci_level=r_["level"])
     np.testing.assert_allclose(res.estimate, r_["auc"], rtol=RTOL)
     np.testing.assert_allclose(res.std_error ** 2, r_["var"], rtol=RTOL)
     np.testing.assert_allclose([res.ci_low, res.ci_high], [r_["ci_low"], r_["ci_high"]], rtol=RTOL)
@@ -52,7 +52,7 @@ def test_paired_delong_matches_proc(which, key):
     data, ref, outcome = _data(which)
     r_ = ref["paired"][key]
     res = delong_test(data[outcome], data[r_["a"]], data[r_["b"]], names=(r_["a"], r_["b"]),
-                      level=r_["level"], direction=r_["direction"])
+                      ci_level=r_["level"], direction=r_["direction"])
     np.testing.assert_allclose([res.auc_a.estimate, res.auc_b.estimate], [r_["auc_a"], r_["auc_b"]], rtol=RTOL)
     np.testing.assert_allclose(res.statistic, r_["z"], rtol=RTOL)
     np.testing.assert_allclose(res.p_value, r_["p_value"], rtol=RTOL)

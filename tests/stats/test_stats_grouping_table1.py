@@ -21,7 +21,7 @@ def test_float_noise_does_not_split_ties_at_the_cut():
     pad = spine - age
     assert not np.all(pad == 1.0)
     assert accelerated(pad, 1.0).all()
-    assert not accelerated(pad, 1.0, strict=True).any()
+    assert not accelerated(pad, 1.0, cut_rule=">").any()
 
 
 def test_accelerated_keeps_missing_and_index():

@@ -134,7 +134,7 @@ def test_poisson_ci_edge_cases():
         frame = pd.DataFrame({"t": [r["person_time"]] + [0.0] * int(r["events"]),
                               "e": [0] + [1] * int(r["events"])})
         for level, lo, hi in ((0.95, r["lower"], r["upper"]), (0.90, r["lower90"], r["upper90"])):
-            res = incidence_rates(frame, "t", "e", per=1000.0, level=level)
+            res = incidence_rates(frame, "t", "e", per=1000.0, ci_level=level)
             np.testing.assert_allclose(res["ci_low"].iloc[0], lo * 1000.0, rtol=RTOL, atol=0)
             np.testing.assert_allclose(res["ci_high"].iloc[0], hi * 1000.0, rtol=RTOL)
 

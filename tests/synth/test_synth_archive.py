@@ -12,7 +12,7 @@ import pytest
 
 from epi_spineage.errors import UserError
 from epi_spineage.schema import MANIFEST_COLUMNS
-from epi_spineage.synth.phantom import write_phantom_archive
+from epi_spineage.synth.archive import write_phantom_archive
 
 pydicom = pytest.importorskip("pydicom")
 

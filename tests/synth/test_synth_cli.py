@@ -35,6 +35,7 @@ def test_cohort_other_formats(tmp_path, fmt, files):
         con.close()
 
 
+@pytest.mark.needs_imaging  # phantoms need cv2 and pydicom
 def test_images_zip(tmp_path):
     out = tmp_path / "ph.zip"
     assert main(["images", "--n", "4", "--out", str(out), "--scale", "0.05"]) == 0
@@ -59,6 +60,7 @@ def test_module_help_has_examples():
     assert r.returncode == 0 and "examples:" in r.stdout and "synth images" in r.stdout
 
 
+@pytest.mark.needs_imaging  # phantoms need cv2 and pydicom
 def test_images_from_participants_table(tmp_path):
     assert main(["cohort", "--out", str(tmp_path), "--n-derivation", "20", "--n-external", "10"]) == 0
     out = tmp_path / "ext.tar.gz"
@@ -68,6 +70,7 @@ def test_images_from_participants_table(tmp_path):
     assert main(["images", "--participants", str(tmp_path / "nope.parquet"), "--out", str(out)]) == 2
 
 
+@pytest.mark.needs_imaging  # phantoms need cv2 and pydicom
 def test_synth_never_imports_torch():
     code = ("import sys; from epi_spineage.synth import simulate_study, render_phantom, write_dicom; "
             "simulate_study(n_derivation=50, n_external=30); render_phantom(50, seed=1, scale=0.05); "
