@@ -51,6 +51,7 @@ CREATE TABLE IF NOT EXISTS scores (
     manufacturer               VARCHAR,
     device                     VARCHAR,            -- cpu / cuda (bf16)
     scored_at                  TIMESTAMP NOT NULL,
+    decoder                    VARCHAR,            -- cpu:pydicom, cpu:opencv, gpu:nvimgcodec (version 4)
     PRIMARY KEY (content_hash, model_id)
 );
 

@@ -83,7 +83,10 @@ def _strip_comments(sql: str) -> str:
 
 
 #: Every migration, in order. Version 1 (release 0.1.0) is the baseline and has none.
-MIGRATIONS: tuple[Migration, ...] = ()
+MIGRATIONS: tuple[Migration, ...] = (
+    # Version 4: scores.decoder, the image decoder behind each score (the GPU path, issue 13).
+    Migration(4, "scores.decoder", sql_file="004_score_decoder.sql"),
+)
 
 #: The schema version this package writes.
 LATEST: int = max([1, *(m.version for m in MIGRATIONS)])

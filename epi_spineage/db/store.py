@@ -83,7 +83,7 @@ INSERT OR IGNORE INTO scores BY NAME
 SELECT
     content_hash, model_id, spine_age_years, spine_age_sd_years, source_path, sop_instance_uid,
     weights_hash, preprocess_config_hash, package_version, run_id, photometric_interpretation,
-    bits_stored, manufacturer, device, recorded_at AS scored_at
+    bits_stored, manufacturer, device, recorded_at AS scored_at, decoder
 FROM _batch
 WHERE status = 'scored'
 """
