@@ -241,7 +241,7 @@ def parse_dicom(data: bytes, source: str = "<bytes>") -> EncapsulatedFrame:
     fp = io.BytesIO(data)
     try:
         ds = pydicom.dcmread(fp, stop_before_pixels=True, force=True)
-    except Exception as exc:  # pydicom raises many types on garbage
+    except Exception as exc:  # noqa: BLE001 (pydicom raises many types on garbage)
         raise ImageReadError(source, f"not a readable DICOM file ({type(exc).__name__}: {exc})") from None
     pos = fp.tell()
     file_meta = getattr(ds, "file_meta", None)

@@ -99,14 +99,14 @@ def plan_pixels(info: PixelInfo) -> PixelPlan:
 _CARRIER = {"u1": "uint8", "i1": "int8", "u2": "int16", "i2": "int16", "u4": "int32", "i4": "int32", "f4": "float32"}
 
 
-def _wrap(x: "torch.Tensor", bits: int, signed: bool) -> "torch.Tensor":
+def _wrap(x: torch.Tensor, bits: int, signed: bool) -> torch.Tensor:
     """int64 values reduced modulo 2**bits into the unsigned or two's-complement range (a C cast)."""
     if signed:
         return (x << (64 - bits)) >> (64 - bits)
     return x & ((1 << bits) - 1)
 
 
-def _as_int64(t: "torch.Tensor") -> "torch.Tensor":
+def _as_int64(t: torch.Tensor) -> torch.Tensor:
     import torch
 
     if t.dtype == torch.uint16:  # partial support in torch: go through the int16 bits
@@ -116,7 +116,7 @@ def _as_int64(t: "torch.Tensor") -> "torch.Tensor":
     return t.to(torch.int64)
 
 
-def finish_pixels(stored: "torch.Tensor", plan: PixelPlan) -> tuple["torch.Tensor", "torch.Tensor"]:
+def finish_pixels(stored: torch.Tensor, plan: PixelPlan) -> tuple[torch.Tensor, torch.Tensor]:
     """Decoded samples (2-D, any integer dtype, any device) to ``(values, carrier)``.
 
     ``values``: the pixels for preprocessing (int64 or float32, true values); ``carrier``: the same
@@ -156,7 +156,7 @@ def finish_pixels(stored: "torch.Tensor", plan: PixelPlan) -> tuple["torch.Tenso
     return x, carrier
 
 
-def carrier_to_numpy(carrier_host: "torch.Tensor", plan: PixelPlan) -> np.ndarray:
+def carrier_to_numpy(carrier_host: torch.Tensor, plan: PixelPlan) -> np.ndarray:
     """The hashed pixels as NumPy, viewed in ``plan.out_dtype`` (no copy)."""
     return carrier_host.numpy().view(plan.out_dtype)
 
@@ -170,7 +170,7 @@ class CodestreamDecoder:
 
     name = "none"
 
-    def decode(self, streams: Sequence[bytes | memoryview], device: Any) -> list["torch.Tensor | None"]:
+    def decode(self, streams: Sequence[bytes | memoryview], device: Any) -> list[torch.Tensor | None]:
         raise NotImplementedError
 
 
@@ -204,12 +204,12 @@ class NvImageCodecDecoder(CodestreamDecoder):
             buf = np.frombuffer(s, dtype=np.uint8)
             try:
                 sources.append(nv.CodeStream(buf))
-            except Exception:  # older bindings decode plain buffers
+            except Exception:  # noqa: BLE001 (older bindings decode plain buffers)
                 sources.append(buf)
         stream = self._stream if self._stream is not None else torch.cuda.current_stream(device)
         try:
             images = self._decoder.decode(sources, params=self._params, cuda_stream=stream.cuda_stream)
-        except Exception as exc:  # a whole-batch refusal: the CPU reader takes every image
+        except Exception as exc:  # noqa: BLE001 (a whole-batch refusal: the CPU reader takes every image)
             log.debug("nvImageCodec refused a batch of %d: %s", len(sources), exc)
             return [None] * len(sources)
         out: list[torch.Tensor | None] = []
@@ -254,10 +254,10 @@ class CpuCodestreamDecoder(CodestreamDecoder):
                     arr = openjpeg.decode(bytes(s))
                 arr = np.ascontiguousarray(arr)
                 if arr.dtype == np.uint16:
-                    out.append((torch.from_numpy(arr.view(np.int16)).to(device).to(torch.int32) & 0xFFFF))
+                    out.append(torch.from_numpy(arr.view(np.int16)).to(device).to(torch.int32) & 0xFFFF)
                 else:
                     out.append(torch.from_numpy(arr).to(device))
-            except Exception:
+            except Exception:  # noqa: BLE001 (any decoder error is a refusal, as nvImageCodec's None)
                 out.append(None)
         return out
 
@@ -272,7 +272,7 @@ def default_decoder(device: Any) -> CodestreamDecoder:
     return CpuCodestreamDecoder()
 
 
-def stored_tensor(frame: EncapsulatedFrame, device: Any, pin: bool = False) -> "torch.Tensor":
+def stored_tensor(frame: EncapsulatedFrame, device: Any, pin: bool = False) -> torch.Tensor:
     """A ``native``/``rle`` frame's stored samples on ``device`` (through pinned memory on CUDA)."""
     import torch
 

@@ -103,8 +103,7 @@ def index_archives(archives: Sequence[str]) -> list[MemberRef]:
                     refs.append(MemberRef(f"{archive}{SEP}{name}", info.file_size, "zip", archive, inner=info.filename))
             elif _is_plain_tar(archive):
                 try:
-                    for ref in _index_tar(archive):
-                        refs.append(ref)
+                    refs.extend(_index_tar(archive))
                 except (tarfile.TarError, EOFError, OSError) as exc:
                     raise UserError(f"{archive}: truncated or corrupt tar archive ({type(exc).__name__}: {exc})") from None
             else:

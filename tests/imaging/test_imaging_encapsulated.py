@@ -16,16 +16,16 @@ from tests.imaging.conftest import bundled, make_dataset, ramp, to_bytes
 pytest.importorskip("pydicom")
 torch = pytest.importorskip("torch")
 
-from epi_spineage.imaging.dicom import read_dicom  # noqa: E402
-from epi_spineage.imaging.encapsulated import first_frame, parse_dicom, stored_array  # noqa: E402
-from epi_spineage.imaging.gpu_decode import (  # noqa: E402
+from epi_spineage.imaging.dicom import read_dicom
+from epi_spineage.imaging.encapsulated import first_frame, parse_dicom, stored_array
+from epi_spineage.imaging.gpu_decode import (
     CpuCodestreamDecoder,
     carrier_to_numpy,
     finish_pixels,
     plan_pixels,
     stored_tensor,
 )
-from epi_spineage.imaging.image import content_hash  # noqa: E402
+from epi_spineage.imaging.image import content_hash
 
 
 def _cpu(data: bytes) -> np.ndarray:
@@ -76,7 +76,8 @@ def test_the_package_phantoms_give_the_cpu_pixels_and_hash(compression, photomet
 @pytest.mark.parametrize("name", ["CT_small.dcm", "MR_small_RLE.dcm", "JPEG2000.dcm", "MR_small_jp2klossless.dcm",
                                   "MR_small_bigendian.dcm", "MR_small.dcm", "SC_rgb_jpeg_dcmtk.dcm"])
 def test_pydicom_test_files_give_the_cpu_pixels_or_go_to_the_cpu(name):
-    data = open(bundled(name), "rb").read()
+    with open(bundled(name), "rb") as fh:
+        data = fh.read()
     frame = parse_dicom(data)
     if name.startswith("SC_rgb"):
         assert frame.kind == "cpu" and "colour" in frame.reason
@@ -85,14 +86,14 @@ def test_pydicom_test_files_give_the_cpu_pixels_or_go_to_the_cpu(name):
 
 
 @pytest.mark.parametrize("case", [
-    dict(pixels=ramp(top=4095).astype(np.int16) - 2048, bits_stored=12),  # signed
-    dict(pixels=ramp(top=4095), slope=2.0, intercept=-1024.0),  # integer rescale -> int16
-    dict(pixels=ramp(top=4095), slope=0.5, intercept=3.25),  # fractional rescale -> float32
-    dict(pixels=ramp(top=4095), slope=0.5, intercept=3.25, photometric="MONOCHROME1"),
-    dict(pixels=ramp(top=4095), slope=1.0, intercept=0.0, photometric="MONOCHROME1"),
-    dict(pixels=ramp(top=255, dtype=np.uint8), bits_stored=8, photometric="MONOCHROME1"),
-    dict(pixels=ramp(top=4095).astype(np.int16) - 2048, bits_stored=12, slope=3, intercept=5,
-         photometric="MONOCHROME1"),
+    {"pixels": ramp(top=4095).astype(np.int16) - 2048, "bits_stored": 12},  # signed
+    {"pixels": ramp(top=4095), "slope": 2.0, "intercept": -1024.0},  # integer rescale -> int16
+    {"pixels": ramp(top=4095), "slope": 0.5, "intercept": 3.25},  # fractional rescale -> float32
+    {"pixels": ramp(top=4095), "slope": 0.5, "intercept": 3.25, "photometric": "MONOCHROME1"},
+    {"pixels": ramp(top=4095), "slope": 1.0, "intercept": 0.0, "photometric": "MONOCHROME1"},
+    {"pixels": ramp(top=255, dtype=np.uint8), "bits_stored": 8, "photometric": "MONOCHROME1"},
+    {"pixels": ramp(top=4095).astype(np.int16) - 2048, "bits_stored": 12, "slope": 3, "intercept": 5,
+         "photometric": "MONOCHROME1"},
 ])
 def test_rescale_inversion_and_signed_data_match_the_cpu_reader(case):
     kw = dict(case)
