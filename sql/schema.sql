@@ -87,7 +87,10 @@ CREATE TABLE IF NOT EXISTS runs (
     n_not_spine                BIGINT,
     n_duplicates               BIGINT,
     n_errors                   BIGINT,
-    n_spooled                  BIGINT
+    n_spooled                  BIGINT,
+    decode                     VARCHAR,            -- cpu / gpu (version 4)
+    n_gpu_decoded              BIGINT,             -- images decoded on the GPU (version 4)
+    n_cpu_fallback             BIGINT              -- GPU path: images the CPU reader decoded instead (version 4)
 );
 
 -- One row per file that could not be scored (unreadable, truncated, not an image, duplicate).

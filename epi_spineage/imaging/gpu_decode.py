@@ -186,10 +186,12 @@ class NvImageCodecDecoder(CodestreamDecoder):
             raise ImportError("nvImageCodec is not installed: pip install 'epi-spineage[gpu]'") from exc
         self._nv = nvimgcodec
         self._decoder = nvimgcodec.Decoder(device_id=device_id)
-        spec = getattr(getattr(nvimgcodec, "ColorSpec", None), "UNCHANGED", None)
-        kwargs: dict[str, Any] = {"allow_any_depth": True, "apply_exif_orientation": False}
-        if spec is not None:
-            kwargs["color_spec"] = spec
+        # Samples as stored: no colour conversion, no scaling to 8 bits, no EXIF rotation.
+        kwargs: dict[str, Any] = {"apply_exif_orientation": False, "allow_any_depth": True,
+                                  "color_spec": nvimgcodec.ColorSpec.UNCHANGED}
+        unchanged = getattr(getattr(nvimgcodec, "SampleFormat", None), "I_UNCHANGED", None)
+        if unchanged is not None:
+            kwargs["sample_format"] = unchanged
         self._params = nvimgcodec.DecodeParams(**kwargs)
         self._stream = cuda_stream
 
@@ -199,13 +201,7 @@ class NvImageCodecDecoder(CodestreamDecoder):
         if not streams:
             return []
         nv = self._nv
-        sources = []
-        for s in streams:
-            buf = np.frombuffer(s, dtype=np.uint8)
-            try:
-                sources.append(nv.CodeStream(buf))
-            except Exception:  # noqa: BLE001 (older bindings decode plain buffers)
-                sources.append(buf)
+        sources = [nv.CodeStream(np.frombuffer(s, dtype=np.uint8)) for s in streams]
         stream = self._stream if self._stream is not None else torch.cuda.current_stream(device)
         try:
             images = self._decoder.decode(sources, params=self._params, cuda_stream=stream.cuda_stream)
@@ -217,9 +213,11 @@ class NvImageCodecDecoder(CodestreamDecoder):
             if img is None:
                 out.append(None)
                 continue
-            # The Image owns its buffer: clone out of it so it can be freed (one device copy).
-            t = torch.as_tensor(img, device=device)
-            out.append(t.clone())
+            try:  # DLPack keeps the Image's buffer alive for as long as the tensor lives
+                t = torch.from_dlpack(img)
+            except (TypeError, RuntimeError, AttributeError):
+                t = torch.as_tensor(img, device=device).clone()
+            out.append(t)
         return out
 
 
@@ -227,7 +225,7 @@ class CpuCodestreamDecoder(CodestreamDecoder):
     """The same interface on the CPU (openjpeg / libjpeg): tests run the GPU scoring loop here with
     it, and it states what "refused" means (any decoder error gives ``None``)."""
 
-    name = "cpu:openjpeg"
+    name = "stand-in:openjpeg"  # never a production decoder: tests only
 
     def __init__(self, refuse: Sequence[int] = ()):
         self.refuse = set(refuse)  # byte lengths to refuse, for the fallback tests
