@@ -287,7 +287,7 @@ def _score_locked(archive_paths, model_dir, db_path, spool, key_bytes, *, batch_
                         pin_memory=(device == "cuda"), prefetch_factor=prefetch if workers else None,
                         persistent_workers=False,
                         multiprocessing_context=_mp_context() if workers else None)
-    seen_hashes = dict(known.hashes)
+    seen_hashes = _seen_hashes(known)
     mapped = {}  # the workers' shared batch buffers, kept mapped here for their next batches
     status = "failed"
     bar = _progress_bar(progress)
@@ -362,6 +362,12 @@ def _score_locked(archive_paths, model_dir, db_path, spool, key_bytes, *, batch_
         except DatabaseBusy:
             log.warning("results wait in the spool %s; the next run loads them", spool.folder)
     return summary
+
+
+def _seen_hashes(known) -> dict:
+    """content hash -> first path, for de-duplication within the run (benchmarks/score_throughput.py
+    swaps this for a store that never remembers, to reuse a few slow-to-encode images)."""
+    return dict(known.hashes)
 
 
 def _ingest_pending(db_path, spool, timeout_s):
