@@ -320,7 +320,7 @@ def main(argv=None) -> int:
 
         cfg = PreprocessConfig.from_dict(read_meta(model_dir)["preprocess"])
         decode = bench_decode(folder, cfg, min(n, 200 if not gpu else 300) if args.compression != "jpeg2000"
-                              else min(n, 24 if not gpu else 64))
+                              else min(n, 24 if not gpu else 16))
         print(f"decode+preprocess only (1 core):   {decode:8.1f} images/s  (CPU reader)")
         if args.decode == "gpu":
             gdec, name = bench_gpu_decode(folder, cfg, min(n, 256 if gpu else 32), batch_size, args.device)
