@@ -374,8 +374,10 @@ class GpuScorer:
         torch = self.torch
         items = [(i, item) for i, item in items if i in keep]
         inputs, scored, hashes = [], [], {}
-        ctx_stream = torch.cuda.stream(self.stream) if self.cuda else _nullcontext()
-        with ctx_stream:
+        def on_prep_stream():
+            return torch.cuda.stream(self.stream) if self.cuda else _nullcontext()
+
+        with on_prep_stream():
             stored = self._stored(buffer, items) if items else []
             for (i, item), samples in zip(items, stored):
                 row = rows[i]
@@ -410,8 +412,10 @@ class GpuScorer:
                 if i in keep and rows[i]["status"] == "ready":
                     extra_inputs.append(cpu_batch[pos])
                     scored.append(i)
-        done = [(r, f) for r, f in self.fallbacks if f.done()]
-        self.fallbacks = [(r, f) for r, f in self.fallbacks if not f.done()]
+        done, waiting = [], []
+        for entry in self.fallbacks:  # one look per future: one finishing meanwhile waits for the next batch
+            (done if entry[1].done() else waiting).append(entry)
+        self.fallbacks = waiting
         rows = list(rows)
         for original, future in done:
             row, array = _fallback_result(original, future)
@@ -422,11 +426,14 @@ class GpuScorer:
                 scored.append(len(rows) - 1)
         pending = _Pending(rows, keep, scored, hashes)
         if scored:
-            if self.cuda:
-                torch.cuda.current_stream(self.device).wait_stream(self.stream)
             parts = []
             if inputs:
-                parts.append(torch.stack(inputs))
+                with on_prep_stream():  # stacked on the preprocessing stream, which made the inputs
+                    parts.append(torch.stack(inputs))
+            if self.cuda:
+                torch.cuda.current_stream(self.device).wait_stream(self.stream)
+                for part in parts:  # used on the model's stream: keep the allocator from reusing it early
+                    part.record_stream(torch.cuda.current_stream(self.device))
             if extra_inputs:
                 parts.append(torch.stack(extra_inputs).to(self.device, non_blocking=self.cuda))
             batch = torch.cat(parts) if len(parts) > 1 else parts[0]
