@@ -53,6 +53,7 @@ CREATE TABLE IF NOT EXISTS scores (
     manufacturer               VARCHAR,
     device                     VARCHAR,            -- cpu / cuda (bf16)
     scored_at                  TIMESTAMP NOT NULL,
+    decoder                    VARCHAR,            -- cpu:pydicom, cpu:opencv, gpu:nvimgcodec (version 4)
     PRIMARY KEY (content_hash, model_id)
 );
 
@@ -88,7 +89,10 @@ CREATE TABLE IF NOT EXISTS runs (
     n_not_spine                BIGINT,
     n_duplicates               BIGINT,
     n_errors                   BIGINT,
-    n_spooled                  BIGINT
+    n_spooled                  BIGINT,
+    decode                     VARCHAR,            -- cpu / gpu (version 4)
+    n_gpu_decoded              BIGINT,             -- images decoded on the GPU (version 4)
+    n_cpu_fallback             BIGINT              -- GPU path: images the CPU reader decoded instead (version 4)
 );
 
 -- The key this database belongs to: one row, recorded by the first writer; any other key is refused.

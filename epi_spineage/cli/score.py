@@ -21,6 +21,9 @@ examples:
 
   # find the file behind a stored path hash (on a machine with the archive and the key)
   python -m epi_spineage.score --locate h_0123456789abcdef0123456789abcdef /data/pacs/2026-01-01.tar.gz
+  # GPU: decode (JPEG 2000, HTJ2K, JPEG, raw) and preprocess on the device, compiled network
+  # (needs pip install 'epi-spineage[gpu]'; --decode auto picks it when installed on a CUDA host)
+  python -m epi_spineage.score /data/pacs --model models/b4 --db spine.duckdb --decode gpu --compile
 
   # GPU, 8 decode workers, bigger batches
   python -m epi_spineage.score /data/pacs --model models/b4 --db spine.duckdb \\
@@ -54,9 +57,16 @@ def build_parser():
                    help="store raw file paths instead of keyed hashes (they may hold identifiers; the report flags it)")
     p.add_argument("--max-megapixels", type=float, default=50.0, metavar="MP",
                    help="refuse images declaring more rows x columns x frames than this, before decoding (default 50)")
-    p.add_argument("--batch-size", type=int, default=16, help="images per model batch and per commit (default 16)")
-    p.add_argument("--workers", type=int, default=1, help="decode/preprocess worker processes (default 1; 0 = in-process)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="images per model batch and per commit (default 16 on CPU, 64 on CUDA)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="reader/decoder worker processes (default 1 on CPU, all cores but one up to 15 on CUDA; "
+                        "0 = in-process)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where the model runs (default auto)")
+    p.add_argument("--decode", default="auto", choices=("auto", "cpu", "gpu"),
+                   help="where images are decoded and preprocessed: gpu needs CUDA and the 'gpu' extra "
+                        "(nvImageCodec); auto = gpu when both are there, else cpu (default auto)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the network (slower start, faster batches)")
     p.add_argument("--limit", type=int, default=None, help="score at most this many new files, then stop")
     p.add_argument("--dry-run", action="store_true", help="count what would be scored; write nothing")
     p.add_argument("--include-non-spine", action="store_true",
@@ -91,7 +101,8 @@ def _main(argv: Sequence[str] | None) -> int:
     try:
         summary = score_archives(
             args.archives, args.model, args.db, batch_size=args.batch_size, workers=args.workers,
-            device=args.device, limit=args.limit, dry_run=args.dry_run, include_non_spine=args.include_non_spine,
+            device=args.device, decode=args.decode, compile_model=args.compile,
+            limit=args.limit, dry_run=args.dry_run, include_non_spine=args.include_non_spine,
             key=key, spool_dir=args.spool, lock_timeout_s=args.lock_timeout, commit_interval_s=args.commit_interval,
             progress=args.progress, store_paths=args.store_paths, max_megapixels=args.max_megapixels,
         )

@@ -95,6 +95,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     # Version 3: paths stored as keyed hashes, the database's key fingerprint, cheap file fingerprints
     # for the skip test (docs/privacy.md#stored-paths). Needs the key when any path is stored.
     Migration(3, "hashed paths, one key per database, file fingerprints", apply=_v3_hash_paths),
+    # Version 4: scores.decoder, the image decoder behind each score (the GPU path, issue 13).
+    Migration(4, "scores.decoder", sql_file="004_score_decoder.sql"),
 )
 
 #: The schema version this package writes.

@@ -49,6 +49,7 @@ RESULT_SCHEMA = pa.schema([
     ("preprocess_config_hash", pa.string()),
     ("package_version", pa.string()),
     ("device", pa.string()),
+    ("decoder", pa.string()),
     ("spine_age_years", pa.float64()),
     ("spine_age_sd_years", pa.float64()),
     ("error_type", pa.string()),

@@ -85,7 +85,7 @@ INSERT OR IGNORE INTO scores BY NAME
 SELECT
     content_hash, model_id, spine_age_years, spine_age_sd_years, source_path, sop_instance_uid,
     weights_hash, preprocess_config_hash, package_version, run_id, photometric_interpretation,
-    bits_stored, manufacturer, device, recorded_at AS scored_at
+    bits_stored, manufacturer, device, recorded_at AS scored_at, decoder
 FROM _batch
 WHERE status = 'scored'
 """
@@ -254,7 +254,7 @@ def register_model(con, row: Mapping) -> None:
 
 RUN_COLUMNS = ("run_id", "started_at", "finished_at", "status", "model_id", "host", "package_version",
                "device", "archives", "n_seen", "n_scored", "n_skipped_known", "n_not_spine",
-               "n_duplicates", "n_errors", "n_spooled")
+               "n_duplicates", "n_errors", "n_spooled", "decode", "n_gpu_decoded", "n_cpu_fallback")
 
 
 def upsert_run(con, row: Mapping) -> None:
@@ -271,7 +271,9 @@ def upsert_run(con, row: Mapping) -> None:
             INSERT INTO runs BY NAME
             SELECT run_id, started_at::TIMESTAMP AS started_at, finished_at::TIMESTAMP AS finished_at,
                    status, model_id, host, package_version, device, archives,
-                   n_seen, n_scored, n_skipped_known, n_not_spine, n_duplicates, n_errors, n_spooled
+                   n_seen, n_scored, n_skipped_known, n_not_spine, n_duplicates, n_errors, n_spooled,
+                   decode::VARCHAR AS decode, n_gpu_decoded::BIGINT AS n_gpu_decoded,
+                   n_cpu_fallback::BIGINT AS n_cpu_fallback
             FROM _run
             ON CONFLICT (run_id) DO UPDATE SET {sets}
             WHERE excluded.status <> 'running' OR runs.status = 'running'

@@ -1,9 +1,10 @@
 """The torch side of the input pipeline: an ``IterableDataset`` sharded over DataLoader workers.
 
-Each worker walks the archive listing and takes every n-th member (tar archives are streams, so
-sharding by position is the only split that needs no random access), decodes and preprocesses it,
-and the collate function stacks the ready images into one tensor per batch. Decoding in workers
-overlaps with inference in the main process.
+The main process indexes the archives once (``score.shards``: file paths, zip directories, tar
+offsets); each worker takes every n-th member of that list and reads only those, so an archive is
+read once however many workers there are (compressed tars excepted: see ``score.shards``). The
+worker decodes and preprocesses its members, and the collate function stacks the ready images into
+one tensor per batch. Decoding in workers overlaps with inference in the main process.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from epi_spineage.score.malloc import keep_freed_memory
-from epi_spineage.score.members import MemberContext, iter_members, process_entry
+from epi_spineage.score.members import MemberContext, process_entry
+from epi_spineage.score.shards import MemberReader, index_archives, shard_entries
 
 #: Placeholder row for a member skipped before reading (already done); counted, never stored.
 SKIPPED = {"status": "known"}
@@ -29,12 +31,21 @@ class ArchiveDataset(IterableDataset):
         self.archives = list(archives)
         self.ctx = ctx
         self.limit = limit
+        self.refs = index_archives(self.archives)  # the one indexing pass, in the main process
 
-    def __iter__(self):
+    def entries(self):
+        """(name, size, member-or-error) of this worker's share; members read lazily, each once."""
         info = get_worker_info()
         shard, n_shards = (info.id, info.num_workers) if info is not None else (0, 1)
+        reader = MemberReader()
+        try:
+            yield from shard_entries(self.refs, shard, n_shards, reader)
+        finally:
+            reader.close()
+
+    def __iter__(self):
         produced = 0
-        for name, size, member in iter_members(self.archives, shard=shard, n_shards=n_shards):
+        for name, size, member in self.entries():
             row, array = process_entry(self.ctx, name, size, member)
             if row is None:
                 yield SKIPPED, None

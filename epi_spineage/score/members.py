@@ -20,6 +20,7 @@ import numpy as np
 from epi_spineage.db.paths import hash_path, log_safe
 from epi_spineage.db.results import meta_fields, now_utc
 from epi_spineage.errors import ImageReadError, UserError
+from epi_spineage.imaging.gpu_decode import cpu_decoder_name
 from epi_spineage.privacy import key_fingerprint, pseudonymise
 from epi_spineage.score.qc import classify_read_error, lateral_spine_problem
 
@@ -235,6 +236,7 @@ def process_member(ctx: MemberContext, name: str, size: int | None, data: bytes 
     meta = image.meta
     row.update(meta_fields(meta))
     row["content_hash"] = image.content_hash
+    row["decoder"] = cpu_decoder_name(meta.get("format"))  # provenance: scores.decoder
     row["rows_px"], row["columns_px"] = (int(image.pixels.shape[0]), int(image.pixels.shape[1]))
     row["participant_key"] = pseudonymise(meta.get("patient_id"), ctx.key)
     row["key_fingerprint"] = ctx.fingerprint if row["participant_key"] else None

@@ -68,6 +68,9 @@ class ScoreSummary:
     loop_images: int = 0
     dry_run: bool = False
     n_would_score: int = 0
+    decode: str = "cpu"  # the decode path (score --decode); on "gpu", which decoder did each image:
+    n_gpu_decoded: int = 0
+    n_cpu_fallback: int = 0  # images the CPU reader decoded on the GPU path (see score.gpu_batches)
 
     @property
     def images_per_s(self) -> float:
@@ -89,6 +92,8 @@ class ScoreSummary:
             return (f"dry run: {self.n_would_score} of {self.n_seen} file(s) would be read and scored by "
                     f"{self.model_id}; {self.n_skipped_known} already done")
         spool = f", {self.n_spooled} spooled" if self.n_spooled else ""
+        if self.decode == "gpu":
+            spool += f"; decoded {self.n_gpu_decoded} on the GPU, {self.n_cpu_fallback} by the CPU reader"
         return (f"scored {self.n_scored} image(s) in {self.seconds:.1f} s ({self.images_per_s:.1f} images/s, "
                 f"{self.device}); skipped {self.n_skipped_known} already scored, {self.n_not_spine} not lateral "
                 f"spine, {self.n_duplicates} duplicate(s); {self.n_errors} error(s){spool}; run {self.run_id}")
@@ -100,7 +105,9 @@ class ScoreSummary:
             "device": self.device, "archives": json.dumps([str(a) for a in archives]),
             "n_seen": self.n_seen, "n_scored": self.n_scored, "n_skipped_known": self.n_skipped_known,
             "n_not_spine": self.n_not_spine, "n_duplicates": self.n_duplicates, "n_errors": self.n_errors,
-            "n_spooled": self.n_spooled,
+            "n_spooled": self.n_spooled, "decode": self.decode,
+            "n_gpu_decoded": self.n_gpu_decoded if self.decode == "gpu" else None,
+            "n_cpu_fallback": self.n_cpu_fallback if self.decode == "gpu" else None,
         }
 
 
@@ -176,9 +183,11 @@ def score_archives(
     model_dir: str | os.PathLike,
     db_path: str | os.PathLike,
     *,
-    batch_size: int = 16,
-    workers: int = 1,
+    batch_size: int | None = 16,
+    workers: int | None = 1,
     device: str = "auto",
+    decode: str = "cpu",
+    compile_model: bool = False,
     limit: int | None = None,
     dry_run: bool = False,
     include_non_spine: bool = False,
@@ -197,10 +206,19 @@ def score_archives(
     raised; ``UserError`` for bad options, a missing key, a key other than the database's, or a
     second concurrent scorer. Paths are stored as keyed hashes unless ``store_paths``
     (docs/privacy.md#stored-paths); images declaring more than ``max_megapixels`` (rows x columns x
-    frames) are refused before decoding.
+    frames) are refused before decoding. ``decode`` (auto / cpu / gpu) and ``compile_model``: the GPU
+    path, ``score.gpu_batches``; ``batch_size`` / ``workers`` None take the defaults for the device.
     """
+    from epi_spineage.score import gpu_batches
+
     if not max_megapixels or max_megapixels <= 0:
         raise UserError("--max-megapixels must be positive")
+    if batch_size is None or workers is None or (decode != "cpu" and not dry_run):
+        resolved = resolve_device(device)
+        if not dry_run:
+            gpu_batches.resolve_decode(decode, resolved)  # refuse a bad --decode before anything else
+        batch_size = gpu_batches.default_batch_size(resolved) if batch_size is None else batch_size
+        workers = gpu_batches.default_workers(resolved) if workers is None else workers
     if batch_size < 1:
         raise UserError("--batch-size must be at least 1")
     if workers < 0:
@@ -224,7 +242,7 @@ def score_archives(
         return _score_locked(archive_paths, model_dir, db_path, spool, key_bytes, batch_size=batch_size,
                              workers=workers, device=device, limit=limit, include_non_spine=include_non_spine,
                              lock_timeout_s=lock_timeout_s, commit_interval_s=commit_interval_s,
-                             progress=progress, options=options)
+                             progress=progress, options=options, decode=decode, compile_model=compile_model)
     finally:
         lock.release()
         if previous_handler is not None:
@@ -250,14 +268,17 @@ def _dry_run(archive_paths, model_dir, db_path, lock_timeout_s, include_non_spin
 
 
 def _score_locked(archive_paths, model_dir, db_path, spool, key_bytes, *, batch_size, workers, device, limit,
-                  include_non_spine, lock_timeout_s, commit_interval_s, progress, options) -> ScoreSummary:
+                  include_non_spine, lock_timeout_s, commit_interval_s, progress, options, decode="cpu",
+                  compile_model=False) -> ScoreSummary:
     import torch
     from torch.utils.data import DataLoader
 
     from epi_spineage.model.checkpoint import load_checkpoint
+    from epi_spineage.score import gpu_batches
     from epi_spineage.score.dataset import ArchiveDataset, collate, worker_init
 
     device = resolve_device(device)
+    choice = gpu_batches.resolve_decode(decode, device)
     keep_freed_memory()  # this process runs the model (and decodes with workers=0): see malloc.py
     if device == "cpu":
         # Leave a core per decode worker; the model gets the rest.
@@ -265,9 +286,10 @@ def _score_locked(archive_paths, model_dir, db_path, spool, key_bytes, *, batch_
     if workers == 0:
         worker_init(0)  # decoding in this process: keep cv2 off the model's cores
     loaded = load_checkpoint(model_dir, map_location=device)
+    gpu_batches.maybe_compile(loaded, compile_model)
     provenance = model_provenance(loaded, "cuda-bf16" if device == "cuda" else "cpu")
     run_id = new_run_id()
-    summary = ScoreSummary(run_id=run_id, model_id=loaded.model_id, device=provenance["device"])
+    summary = ScoreSummary(run_id=run_id, model_id=loaded.model_id, device=provenance["device"], decode=choice.path)
     started_at = now_utc()
     writer = ResultWriter(db_path, spool, run_id, lock_timeout_s=lock_timeout_s)
 
@@ -287,16 +309,17 @@ def _score_locked(archive_paths, model_dir, db_path, spool, key_bytes, *, batch_
     ctx = MemberContext(run_id=run_id, key=key_bytes, preprocess_config=loaded.preprocess_config,
                         include_non_spine=include_non_spine, done_paths=known.done_paths(include_non_spine),
                         known_sops=known.sops, **options)
-    dataset = ArchiveDataset(archive_paths, ctx, limit=limit)
+    dataset = ArchiveDataset(archive_paths, ctx, limit=limit) if choice.path == "cpu" else None
     prefetch = 2
     # One shared buffer per batch in flight plus the one being scored; see SharedBatches.
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate,
-                        worker_init_fn=functools.partial(worker_init, shared_slots=prefetch + 1,
-                                                         parent_pid=os.getpid()) if workers else None,
+    loader = None if dataset is None else DataLoader(
+        dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate,
+        worker_init_fn=functools.partial(worker_init, shared_slots=prefetch + 1,
+                                         parent_pid=os.getpid()) if workers else None,
                         pin_memory=(device == "cuda"), prefetch_factor=prefetch if workers else None,
                         persistent_workers=False,
                         multiprocessing_context=_mp_context() if workers else None)
-    seen_hashes = dict(known.hashes)
+    seen_hashes = _seen_hashes(known)
     mapped = {}  # the workers' shared batch buffers, kept mapped here for their next batches
     status = "failed"
     bar = _progress_bar(progress)
@@ -305,8 +328,13 @@ def _score_locked(archive_paths, model_dir, db_path, spool, key_bytes, *, batch_
     t_first, n_first = None, 0
     spread = PredictionSpread()  # issue 11: notice a flat (degenerate) model; warned about at the end
     try:
+        if choice.path == "gpu":  # the GPU loop: score/gpu_batches.py
+            t_first, n_first = gpu_batches.score_on_gpu(
+                archive_paths, ctx, loaded, device=device, decoder=choice.decoder(device), batch_size=batch_size,
+                workers=workers, limit=limit, summary=summary, committer=committer, seen_hashes=seen_hashes,
+                provenance=provenance, bar=bar)
         processed = 0
-        for rows, batch, ready, lease in loader:
+        for rows, batch, ready, lease in (loader if loader is not None else ()):
             keep = []
             for i, row in enumerate(rows):
                 summary.n_seen += 1
@@ -372,6 +400,12 @@ def _score_locked(archive_paths, model_dir, db_path, spool, key_bytes, *, batch_
     for line in end_of_run_warnings(run_id, loaded.model_id, getattr(loaded, "meta", None), spread):
         log.warning("%s", line)
     return summary
+
+
+def _seen_hashes(known) -> dict:
+    """content hash -> first path, for de-duplication within the run (benchmarks/score_throughput.py
+    swaps this for a store that never remembers, to reuse a few slow-to-encode images)."""
+    return dict(known.hashes)
 
 
 def _ingest_pending(db_path, spool, timeout_s):

@@ -1,0 +1,174 @@
+"""Split archives between DataLoader workers by member, so that each archive is read once.
+
+One indexing pass in the main process lists every member with what it takes to read it alone: a
+folder's file paths, a zip's central directory, an uncompressed tar's data offsets (its headers are
+read, its data seeked over). Worker ``k`` of ``n`` then reads only members ``k, k + n, ...``; a
+member's bytes are read by exactly one process.
+
+A compressed tar (``.tar.gz``, ``.tgz``, ``.tar.bz2``, ``.tar.xz``) has no offsets to seek to: it is
+split by position as before, and every worker decompresses the stream (the one case still read once
+per worker; repack such archives as plain ``.tar`` or ``.zip`` for large runs, docs/guides/score.md).
+
+The same checks as ``imaging.iter_archive`` apply (path traversal, absurd sizes and ratios, skipped
+hidden and sidecar files): an archive refused part-way keeps the members listed before the refusal
+and adds one error entry for the archive, as the streaming reader does.
+"""
+
+from __future__ import annotations
+
+import os
+import tarfile
+import zipfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from epi_spineage.errors import ImageReadError, UserError
+from epi_spineage.imaging.archive import (
+    DEFAULT_LIMITS,
+    SEP,
+    ArchiveMember,
+    _check_size,
+    _read_limited,
+    _skipped,
+    archive_kind,
+    iter_archive,
+    safe_member_name,
+)
+
+
+@dataclass(frozen=True)
+class MemberRef:
+    """One member and how to read it on its own. ``kind``: ``file``, ``zip``, ``tar`` (seek to
+    ``offset``), ``error`` (``error`` says why; nothing to read) or ``stream`` (a compressed tar,
+    ``name`` is the archive: split by position)."""
+
+    name: str
+    size: int | None
+    kind: str
+    archive: str
+    inner: str | None = None
+    offset: int | None = None
+    error: str | None = None
+
+
+def _index_tar(archive: str) -> Iterator[MemberRef]:
+    """Names and data offsets of an uncompressed tar (``tarfile.ReadError`` when it is compressed)."""
+    limits = DEFAULT_LIMITS
+    packed = os.path.getsize(archive)
+    inflated = 0
+    with tarfile.open(archive, mode="r:") as tf:  # random access: headers read, data seeked over
+        for info in tf:
+            name = safe_member_name(archive, info.name)
+            if not info.isfile():
+                continue
+            inflated += info.size
+            _check_size(archive, name, info.size, None, limits)
+            if inflated > limits.ratio_floor_bytes and inflated > limits.max_ratio * max(packed, 1):
+                raise UserError(f"{archive}: refusing archive: it inflates more than {limits.max_ratio:g} times (tar bomb?)")
+            if _skipped(name):
+                continue
+            yield MemberRef(f"{archive}{SEP}{name}", info.size, "tar", archive, offset=info.offset_data)
+
+
+def _is_plain_tar(archive: str) -> bool:
+    try:
+        with tarfile.open(archive, mode="r:") as tf:
+            tf.next()
+        return True
+    except (tarfile.ReadError, tarfile.CompressionError):
+        return False
+
+
+def index_archives(archives: Sequence[str]) -> list[MemberRef]:
+    """Every member of ``archives`` in the order ``iter_members`` walks them (one pass per archive)."""
+    refs: list[MemberRef] = []
+    for archive in archives:
+        archive = os.fspath(archive)
+        try:
+            kind = archive_kind(archive)
+            if kind == "folder":
+                refs.extend(MemberRef(m.name, m.size, "file", archive) for m in iter_archive(archive))
+            elif kind == "zip":
+                try:
+                    with zipfile.ZipFile(archive) as zf:
+                        infos = zf.infolist()
+                except (zipfile.BadZipFile, OSError) as exc:
+                    raise UserError(f"{archive}: unreadable zip archive ({' '.join(str(exc).split())})") from None
+                names = [safe_member_name(archive, i.filename) for i in infos]  # refuse before listing any
+                for info, name in zip(infos, names):
+                    if info.is_dir() or _skipped(name):
+                        continue
+                    _check_size(archive, name, info.file_size, info.compress_size, DEFAULT_LIMITS)
+                    refs.append(MemberRef(f"{archive}{SEP}{name}", info.file_size, "zip", archive, inner=info.filename))
+            elif _is_plain_tar(archive):
+                try:
+                    refs.extend(_index_tar(archive))
+                except (tarfile.TarError, EOFError, OSError) as exc:
+                    raise UserError(f"{archive}: truncated or corrupt tar archive ({type(exc).__name__}: {exc})") from None
+            else:
+                refs.append(MemberRef(archive, None, "stream", archive))
+        except UserError as exc:
+            refs.append(MemberRef(archive, None, "error", archive, error=str(exc)))
+    return refs
+
+
+class MemberReader:
+    """Reads members by reference; keeps one open handle per archive for the worker's lifetime."""
+
+    def __init__(self) -> None:
+        self._zips: dict[str, zipfile.ZipFile] = {}
+        self._tars: dict[str, object] = {}
+        self.reads = 0  # members whose bytes this reader read (the tests count them)
+
+    def read(self, ref: MemberRef) -> bytes:
+        self.reads += 1
+        try:
+            if ref.kind == "file":
+                return Path(ref.name).read_bytes()
+            if ref.kind == "zip":
+                zf = self._zips.get(ref.archive)
+                if zf is None:
+                    zf = self._zips[ref.archive] = zipfile.ZipFile(ref.archive)
+                info = zf.getinfo(ref.inner)
+                with zf.open(info) as fh:
+                    return _read_limited(fh, ref.archive, ref.inner, info.file_size, DEFAULT_LIMITS)
+            if ref.kind == "tar":
+                fh = self._tars.get(ref.archive)
+                if fh is None:
+                    fh = self._tars[ref.archive] = open(ref.archive, "rb")  # noqa: SIM115 (closed in close())
+                fh.seek(ref.offset)
+                data = fh.read(ref.size)
+                if len(data) != ref.size:
+                    raise ImageReadError(ref.name, f"truncated tar member ({len(data)} of {ref.size} bytes)")
+                return data
+        except (zipfile.BadZipFile, EOFError, OSError, NotImplementedError, KeyError) as exc:
+            raise ImageReadError(ref.name, f"could not read member ({type(exc).__name__}: {exc})") from None
+        raise ValueError(f"nothing to read for a {ref.kind} entry")
+
+    def member(self, ref: MemberRef) -> ArchiveMember:
+        return ArchiveMember(ref.name, ref.size or 0, lambda: self.read(ref))
+
+    def close(self) -> None:
+        for zf in self._zips.values():
+            zf.close()
+        for fh in self._tars.values():
+            fh.close()
+        self._zips.clear()
+        self._tars.clear()
+
+
+def shard_entries(refs: Sequence[MemberRef], shard: int, n_shards: int, reader: MemberReader
+                  ) -> Iterator[tuple[str, int | None, object]]:
+    """(name, size, member-or-error) for this shard, as ``score.members.iter_members`` yields them."""
+    from epi_spineage.score.members import iter_members
+
+    listed = [r for r in refs if r.kind != "stream"]
+    for ref in listed[shard::n_shards]:
+        if ref.kind == "error":
+            yield ref.name, None, UserError(ref.error or "unreadable archive")
+        else:
+            yield ref.name, ref.size, reader.member(ref)
+    streams = [r.archive for r in refs if r.kind == "stream"]
+    if streams:
+        yield from iter_members(streams, shard=shard, n_shards=n_shards)
