@@ -22,6 +22,8 @@ IMPORT_NAME = {
     "pylibjpeg-libjpeg": "libjpeg",
     "pylibjpeg-openjpeg": "openjpeg",
     "pylibjpeg-rle": "rle",
+    "python-docx": "docx",
+    "nvidia-nvimgcodec-cu13": "nvidia",
 }
 # declared for a later issue, or loaded by another package (pydicom's JPEG plugins, timm's torchvision)
 NOT_IMPORTED_ON_PURPOSE = {
@@ -31,8 +33,10 @@ NOT_IMPORTED_ON_PURPOSE = {
     "pylibjpeg-openjpeg",
     "pylibjpeg-rle",
     "tomli",
-    "statsmodels",
     "polars",
+    # the gpu extra's decoders, loaded by nvidia.nvimgcodec itself
+    "nvidia-nvjpeg2k-cu13",
+    "nvidia-nvjpeg",
 }
 
 

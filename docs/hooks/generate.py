@@ -169,6 +169,7 @@ TOOL_GUIDES = {
     "cohort": "guides/cohort.md",
     "frax": "guides/frax.md",
     "report": "guides/report.md",
+    "demo": "quickstart.md#demo",
 }
 
 

@@ -158,24 +158,38 @@ def prepare_member(ctx: MemberContext, name: str, size: int | None, member: Any
     """
     if isinstance(member, Exception):
         return (*process_member(ctx, name, size, None, read_error=str(member)), None)
-    if is_done(ctx, name, size):
+    memo: list = []
+
+    def fp() -> str | None:  # the same cheap change test as the CPU path (score.members.process_entry)
+        if not memo:
+            try:
+                memo.append(member.fingerprint() if callable(getattr(member, "fingerprint", None)) else None)
+            except Exception:  # noqa: BLE001 (no fingerprint: the skip falls back to path and size)
+                memo.append(None)
+        return memo[0]
+
+    if is_done(ctx, name, size, fp):
         return None, None, None
     try:
         data = member.read_bytes()
     except (UserError, OSError) as exc:
-        return (*process_member(ctx, name, size, None, read_error=str(exc)), None)
+        reason = getattr(exc, "reason", None) or str(exc)
+        return (*process_member(ctx, name, size, None, read_error=reason, fingerprint=fp()), None)
     if not data or not is_dicom_bytes(data):
-        return (*process_member(ctx, name, size, data), None)
+        return (*process_member(ctx, name, size, data, fingerprint=fp()), None)
     try:
         frame = parse_dicom(data, name)
     except ImageReadError:
-        return (*process_member(ctx, name, size, data), None)
+        return (*process_member(ctx, name, size, data, fingerprint=fp()), None)
     if frame.kind == "cpu":
         log.debug("%s: CPU reader (%s)", name, frame.reason)
-        return (*process_member(ctx, name, size, data), None)
+        return (*process_member(ctx, name, size, data, fingerprint=fp()), None)
     meta = dicom_meta(frame.header, name)
     sop = meta.get("sop_instance_uid")
-    row = {"run_id": ctx.run_id, "source_path": name, "file_size_bytes": size}
+    # stored as its keyed hash unless --store-paths (docs/privacy.md#stored-paths); "_name" (not a result
+    # column) keeps the member name for the CPU fallback, in this process only
+    row = {"run_id": ctx.run_id, "source_path": ctx.ref(name), "file_size_bytes": size, "_name": name,
+           "file_fingerprint": fp()}
     from epi_spineage.db.results import now_utc
 
     row["recorded_at"] = now_utc()
@@ -204,7 +218,7 @@ def prepare_member(ctx: MemberContext, name: str, size: int | None, member: Any
         try:
             raw = np.ascontiguousarray(stored_array(frame))
         except Exception:  # noqa: BLE001 (a corrupt RLE frame: the CPU reader reports it as it always has)
-            return (*process_member(ctx, name, size, data), None)
+            return (*process_member(ctx, name, size, data, fingerprint=fp()), None)
         row["status"] = "gpu"
         item = GpuItem("raw", plan, modality, len(data), raw.nbytes, shape, raw.dtype.str, len(data), score)
         return row, item, data + raw.tobytes()
@@ -278,9 +292,9 @@ def _hash_when_copied(event: Any, host: Any, plan: PixelPlan) -> str:
     return content_hash(carrier_to_numpy(host, plan))
 
 
-def _cpu_fallback(ctx: MemberContext, name: str, size: int | None, data: bytes):
+def _cpu_fallback(ctx: MemberContext, name: str, size: int | None, data: bytes, fingerprint: str | None = None):
     """The CPU reader for one image the GPU decoder refused (runs in a worker process)."""
-    return process_member(ctx, name, size, data)
+    return process_member(ctx, name, size, data, fingerprint=fingerprint)
 
 
 @dataclass
@@ -356,12 +370,12 @@ class GpuScorer:
         self.counts.reasons[reason] = self.counts.reasons.get(reason, 0) + 1
         data = bytes(buffer.numpy()[item.offset:item.offset + item.file_length])
         if self._fallback_pool is None:
-            import multiprocessing as mp
 
             from epi_spineage.score.pipeline import _mp_context
 
-            self._fallback_pool = ProcessPoolExecutor(self.fallback_workers, mp_context=mp.get_context(_mp_context()))
-        future = self._fallback_pool.submit(_cpu_fallback, self.ctx, row["source_path"], row.get("file_size_bytes"), data)
+            self._fallback_pool = ProcessPoolExecutor(self.fallback_workers, mp_context=_mp_context())
+        future = self._fallback_pool.submit(_cpu_fallback, self.ctx, row["_name"], row.get("file_size_bytes"), data,
+                                            row.get("file_fingerprint"))
         self.fallbacks.append((row, future))
 
     def submit(self, rows: list[dict], items, buffer, cpu_positions: Sequence[int], cpu_batch, keep: set[int]) -> None:

@@ -25,10 +25,15 @@ from pathlib import Path
 
 from epi_spineage.errors import ImageReadError, UserError
 from epi_spineage.imaging.archive import (
+    _CHUNK,
+    _TAR_KINDS,
     DEFAULT_LIMITS,
     SEP,
     ArchiveMember,
+    ArchiveRefused,
     _check_size,
+    _file_fingerprint,
+    _head_tail_hash,
     _read_limited,
     _skipped,
     archive_kind,
@@ -50,6 +55,10 @@ class MemberRef:
     inner: str | None = None
     offset: int | None = None
     error: str | None = None
+    #: the cheap change test the streaming reader gives the same member (zip CRC, tar mtime), see
+    #: ``imaging.archive.ArchiveMember.fingerprint``; folder files are fingerprinted when asked
+    fingerprint: str | None = None
+    mtime: float | None = None
 
 
 def _index_tar(archive: str) -> Iterator[MemberRef]:
@@ -60,15 +69,25 @@ def _index_tar(archive: str) -> Iterator[MemberRef]:
     with tarfile.open(archive, mode="r:") as tf:  # random access: headers read, data seeked over
         for info in tf:
             name = safe_member_name(archive, info.name)
-            if not info.isfile():
+            if not info.isfile():  # directories, links, devices: links and devices are recorded, never followed
+                kind = next((what for test, what in _TAR_KINDS if test(info)), None)
+                if kind and not _skipped(name):
+                    yield MemberRef(f"{archive}{SEP}{name}", 0, "refused", archive,
+                                    error=f"tar member is {kind}, not a file (not followed)")
                 continue
             inflated += info.size
-            _check_size(archive, name, info.size, None, limits)
+            try:
+                _check_size(archive, name, info.size, None, limits)
+            except ArchiveRefused as exc:  # one oversized member is its own error row, as in iter_members
+                yield MemberRef(f"{archive}{SEP}{name}", info.size, "refused", archive, error=exc.reason)
+                continue
             if inflated > limits.ratio_floor_bytes and inflated > limits.max_ratio * max(packed, 1):
-                raise UserError(f"{archive}: refusing archive: it inflates more than {limits.max_ratio:g} times (tar bomb?)")
+                reason = f"refusing archive: it inflates more than {limits.max_ratio:g} times (tar bomb?)"
+                raise ArchiveRefused(f"{archive}: {reason}", reason)
             if _skipped(name):
                 continue
-            yield MemberRef(f"{archive}{SEP}{name}", info.size, "tar", archive, offset=info.offset_data)
+            yield MemberRef(f"{archive}{SEP}{name}", info.size, "tar", archive, offset=info.offset_data,
+                            mtime=info.mtime)
 
 
 def _is_plain_tar(archive: str) -> bool:
@@ -99,8 +118,15 @@ def index_archives(archives: Sequence[str]) -> list[MemberRef]:
                 for info, name in zip(infos, names):
                     if info.is_dir() or _skipped(name):
                         continue
-                    _check_size(archive, name, info.file_size, info.compress_size, DEFAULT_LIMITS)
-                    refs.append(MemberRef(f"{archive}{SEP}{name}", info.file_size, "zip", archive, inner=info.filename))
+                    fingerprint = f"z:{info.file_size}:{info.CRC:08x}"
+                    try:
+                        _check_size(archive, name, info.file_size, info.compress_size, DEFAULT_LIMITS)
+                    except ArchiveRefused as exc:  # its own error row, as in iter_members
+                        refs.append(MemberRef(f"{archive}{SEP}{name}", info.file_size, "refused", archive,
+                                              error=exc.reason, fingerprint=fingerprint))
+                        continue
+                    refs.append(MemberRef(f"{archive}{SEP}{name}", info.file_size, "zip", archive, inner=info.filename,
+                                          fingerprint=fingerprint))
             elif _is_plain_tar(archive):
                 try:
                     refs.extend(_index_tar(archive))
@@ -109,7 +135,9 @@ def index_archives(archives: Sequence[str]) -> list[MemberRef]:
             else:
                 refs.append(MemberRef(archive, None, "stream", archive))
         except UserError as exc:
-            refs.append(MemberRef(archive, None, "error", archive, error=str(exc)))
+            # the reason only: the full message names the archive and the member (identifiers)
+            reason = exc.reason if isinstance(exc, ArchiveRefused) else str(exc)
+            refs.append(MemberRef(archive, None, "error", archive, error=reason))
     return refs
 
 
@@ -147,7 +175,26 @@ class MemberReader:
         raise ValueError(f"nothing to read for a {ref.kind} entry")
 
     def member(self, ref: MemberRef) -> ArchiveMember:
-        return ArchiveMember(ref.name, ref.size or 0, lambda: self.read(ref))
+        return ArchiveMember(ref.name, ref.size or 0, lambda: self.read(ref), lambda: self.fingerprint(ref))
+
+    def fingerprint(self, ref: MemberRef) -> str | None:
+        """The same cheap change test the streaming reader computes (head and tail only, never the whole member)."""
+        if ref.fingerprint is not None or ref.kind == "zip":
+            return ref.fingerprint
+        if ref.kind == "file":
+            return _file_fingerprint(Path(ref.name))
+        if ref.kind == "tar" and ref.offset is not None and ref.size is not None:
+            fh = self._tars.get(ref.archive)
+            if fh is None:
+                fh = self._tars[ref.archive] = open(ref.archive, "rb")  # noqa: SIM115 (closed in close())
+            fh.seek(ref.offset)
+            head = fh.read(min(ref.size, _CHUNK))
+            tail = b""
+            if ref.size > _CHUNK:
+                fh.seek(ref.offset + ref.size - _CHUNK)
+                tail = fh.read(_CHUNK)
+            return f"t:{ref.size}:{int(ref.mtime or 0)}:{_head_tail_hash(head, tail)}"
+        return None
 
     def close(self) -> None:
         for zf in self._zips.values():
@@ -156,6 +203,12 @@ class MemberReader:
             fh.close()
         self._zips.clear()
         self._tars.clear()
+
+
+def _refused_reader(reason: str):
+    def read() -> bytes:
+        raise ImageReadError("<member>", reason)
+    return read
 
 
 def shard_entries(refs: Sequence[MemberRef], shard: int, n_shards: int, reader: MemberReader
@@ -167,6 +220,9 @@ def shard_entries(refs: Sequence[MemberRef], shard: int, n_shards: int, reader: 
     for ref in listed[shard::n_shards]:
         if ref.kind == "error":
             yield ref.name, None, UserError(ref.error or "unreadable archive")
+        elif ref.kind == "refused":  # a member refused on its own: a member whose read fails (its own row)
+            yield ref.name, ref.size, ArchiveMember(ref.name, ref.size or 0, _refused_reader(ref.error or "refused"),
+                                                    (lambda r=ref: r.fingerprint))
         else:
             yield ref.name, ref.size, reader.member(ref)
     streams = [r.archive for r in refs if r.kind == "stream"]

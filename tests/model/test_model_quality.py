@@ -92,6 +92,8 @@ def test_the_same_steps_on_a_slow_machine_as_on_a_fast_one(monkeypatch, tmp_path
 
     from epi_spineage.cli.train import build_parser, config_from_args
 
+    # a preset on the user's own manifest needs the real key (the CLI resolves it)
+    monkeypatch.setenv("EPI_SPINEAGE_PSEUDONYM_KEY", "test-key-0123456789abcdef")
     manifest = tmp_path / "m.csv"
     manifest.write_text("image,participant_id,age_years,modality\nx.png,P1,60,radiograph\n")
     cfg = config_from_args(build_parser().parse_args(

@@ -21,7 +21,7 @@ from epi_spineage.imaging.gpu_decode import CpuCodestreamDecoder
 from epi_spineage.score import gpu_batches
 from epi_spineage.score.pipeline import score_archives
 
-from .conftest import phantom_dicoms
+from .conftest import TEST_KEY, phantom_dicoms
 
 
 def _j2k(data: bytes, pid: str) -> bytes:
@@ -63,6 +63,8 @@ def archive(tmp_path_factory):
         pytest.skip("pydicom's test files are not installed")
     shutil.copy(colour, folder / "colour.dcm")
     (folder / "broken.dcm").write_bytes(b"\x00" * 128 + b"DICM" + b"garbage")
+    _ARCHIVE[:] = [folder]
+    _NAMES.clear()
     return folder
 
 
@@ -77,14 +79,29 @@ def _use_stand_in(monkeypatch, decoder_factory=CpuCodestreamDecoder):
     monkeypatch.setattr(gpu_batches, "resolve_decode", resolve)
 
 
+#: stored (hashed) source_path -> file name, for the archive folder of this module
+_NAMES: dict[str, str] = {}
+
+
+def _name(source_path: str) -> str:
+    if not _NAMES and _ARCHIVE:
+        from .conftest import stored
+
+        _NAMES.update({stored(str(p.resolve())): p.name for p in _ARCHIVE[0].iterdir()})
+    return _NAMES.get(source_path, source_path.rsplit("/", 1)[-1])
+
+
+_ARCHIVE: list = []
+
+
 def _results(db):
     con = duckdb.connect(str(db))
     try:
-        images = {r[0].rsplit("/", 1)[-1]: r[1:] for r in con.execute(
+        images = {_name(r[0]): r[1:] for r in con.execute(
             "SELECT source_path, qc_status, content_hash FROM images").fetchall()}
-        scores = {r[0].rsplit("/", 1)[-1]: r[1:] for r in con.execute(
+        scores = {_name(r[0]): r[1:] for r in con.execute(
             "SELECT source_path, content_hash, spine_age_years, spine_age_sd_years, decoder FROM scores").fetchall()}
-        errors = sorted(r[0].rsplit("/", 1)[-1] for r in con.execute("SELECT source_path FROM errors").fetchall())
+        errors = sorted(_name(r[0]) for r in con.execute("SELECT source_path FROM errors").fetchall())
         run = con.execute("SELECT decode, n_gpu_decoded, n_cpu_fallback FROM runs").fetchall()[0]
     finally:
         con.close()
@@ -92,7 +109,7 @@ def _results(db):
 
 
 def _score(archive, tiny_model, db, decode, workers=0):
-    return score_archives([archive], tiny_model, db, batch_size=4, workers=workers, device="cpu", decode=decode,
+    return score_archives([archive], tiny_model, db, key=TEST_KEY, batch_size=4, workers=workers, device="cpu", decode=decode,
                           progress=False)
 
 

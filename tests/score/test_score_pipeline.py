@@ -131,7 +131,7 @@ def test_refuses_without_a_key(tmp_path, messy_zip, tiny_model, monkeypatch):
     # The library never reads the environment: a key there does not stand in for the argument.
     monkeypatch.setenv("EPI_SPINEAGE_PSEUDONYM_KEY", TEST_KEY)
     with pytest.raises(UserError, match="no pseudonymisation key"):
-        score_archives([messy_zip], tiny_model, tmp_path / "s.duckdb", key=TEST_KEY, workers=0)
+        score_archives([messy_zip], tiny_model, tmp_path / "s.duckdb", workers=0)
     assert not (tmp_path / "s.duckdb").exists()
 
 

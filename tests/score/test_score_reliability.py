@@ -161,9 +161,8 @@ def test_a_second_key_is_refused_by_the_scorer_and_cohort_load(tmp_path, phantom
     dbfile = tmp_path / "s.duckdb"
     score_archives([archive], tiny_model, dbfile, key=TEST_KEY, workers=0, device="cpu")
     other = "a-completely-different-key-0123"
-    monkeypatch.setenv("EPI_SPINEAGE_PSEUDONYM_KEY", other)
     with pytest.raises(UserError, match="one key per database"):
-        score_archives([archive], tiny_model, dbfile, key=TEST_KEY, workers=0, device="cpu")
+        score_archives([archive], tiny_model, dbfile, key=other.encode(), workers=0, device="cpu")
     df = pd.DataFrame({"participant_id": ["A1"], "cohort": ["x"], "age_years": [60.0], "sex": ["F"]})
     with pytest.raises(UserError, match="one key per database"):
         load_cohort(df, dbfile, key=other.encode())

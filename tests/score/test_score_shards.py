@@ -13,7 +13,7 @@ from epi_spineage.score import dataset as dataset_mod
 from epi_spineage.score.members import iter_members
 from epi_spineage.score.shards import MemberReader, index_archives
 
-from .conftest import phantom_dicoms, write_zip
+from .conftest import TEST_KEY, phantom_dicoms, write_zip
 
 
 def _write_tar(path, members: dict[str, bytes], mode: str):
@@ -97,7 +97,7 @@ def test_scores_with_two_workers_equal_the_single_process_run(tmp_path, members,
     results = []
     for workers in (0, 2):
         db = tmp_path / f"w{workers}.duckdb"
-        summary = score_archives([path], tiny_model, db, batch_size=3, workers=workers, device="cpu")
+        summary = score_archives([path], tiny_model, db, key=TEST_KEY, batch_size=3, workers=workers, device="cpu")
         assert summary.n_scored == 7 and summary.n_errors == 1
         con = duckdb.connect(str(db))
         results.append(con.execute(
