@@ -482,6 +482,11 @@ def cox_per_sd(df: pd.DataFrame, time: str, event: str, exposure: str, covariate
                reference_levels: dict | None = None, min_events_per_parameter: float | None = None) -> CoxResult:
     """Cox model giving the hazard ratio per 1 SD of ``exposure``, adjusted for ``covariates``.
 
+    Complexity: O(n p^2) per Newton step (about 5 steps), O(n log^2 n) for Harrell's C, O(n + d p^2)
+    for the PH test with d events. The follow-up column is sorted once, O(n log n), and the order
+    shared with every later model, subgroup, C-index and PH test of the same column (found by
+    content, docs/guides/stats.md#registry-scale); a model's complete cases take it in O(n).
+
     Parameters
     ----------
     df : the analysed cohort (one cohort: the SD is taken over it).
@@ -544,6 +549,8 @@ def group_hazard_ratios(df: pd.DataFrame, time: str, event: str, group: str, ref
                         min_events_per_parameter: float | None = None) -> pd.DataFrame:
     """Hazard ratio of each level of ``group`` against ``reference`` (unadjusted by default).
 
+    Complexity: one Cox fit (see ``cox_per_sd``) plus O(n) group counts.
+
     Returns
     -------
     DataFrame, one row per group level (the reference first, with estimate 1 and no CI):
@@ -553,7 +560,9 @@ def group_hazard_ratios(df: pd.DataFrame, time: str, event: str, group: str, ref
     numbers are NaN, e.g. a group without events; see ``cox_per_sd`` for ``min_events_per_parameter``).
     When no group besides the reference has complete rows, only the reference row comes back, with a note.
     """
-    require_columns(df, [group])
+    require_columns(df, [time, event, group, *covariates])
+    # only the columns the model reads: the copies below then cost O(n) in those, not in the whole table
+    df = df[list(dict.fromkeys([time, event, group, *covariates]))]
     values = df[group].dropna().unique()
     # match the reference by value first (1 == 1.0), then by its text
     ref_value = next((v for v in values if v == reference), None)
@@ -586,6 +595,9 @@ def subgroup_hazard_ratios(df: pd.DataFrame, time: str, event: str, exposure: st
                            level: float = 0.95, *, min_events_per_parameter: float | None = None) -> pd.DataFrame:
     """HR per SD of ``exposure`` within each level of ``by``, with the interaction p value.
 
+    Complexity: one Cox fit per level plus the two interaction models (see ``cox_per_sd``); the
+    two interaction models share one sort of the follow-up.
+
     The SD is the whole cohort's (as ``cox_per_sd``), so subgroup HRs share one scale. ``by`` is
     dropped from the covariates inside a subgroup. The interaction test is the likelihood-ratio
     test of the exposure x ``by`` product term(s) in the whole-cohort model (same complete cases).
@@ -599,14 +611,17 @@ def subgroup_hazard_ratios(df: pd.DataFrame, time: str, event: str, exposure: st
     estimable (``min_events_per_parameter``, see ``cox_per_sd``) gets NaN figures and a ``note``
     "not estimable: <reason>"; the interaction p value is NaN when either of its models is not estimable.
     """
-    require_columns(df, [exposure, by])
+    require_columns(df, [time, event, exposure, by, *covariates])
     if sd is None:
         sd = exposure_sd(df, exposure)
     covs = [c for c in covariates if c not in (by, exposure)]
+    # only the columns the models read: each subgroup and the interaction frame copy these, not the table
+    df = df[list(dict.fromkeys([time, event, exposure, by, *covs]))]
     rows = []
-    levels = sorted(df[by].dropna().astype(str).unique())
+    by_text = df[by].astype(str)  # once, not once per level
+    levels = sorted(df.loc[df[by].notna(), by].astype(str).unique())
     for lev in levels:
-        sub = df[df[by].astype(str) == lev]
+        sub = df[(by_text == lev).to_numpy()]
         try:
             r = cox_per_sd(sub, time, event, exposure, covs, ties=ties, sd=sd, level=level,
                            min_events_per_parameter=min_events_per_parameter)
@@ -660,6 +675,9 @@ def cox_model_set(df: pd.DataFrame, time: str, event: str, exposure: str = MODEL
                   min_events_per_parameter: float | None = None,
                   ) -> tuple[pd.DataFrame, dict[str, CoxResult]]:
     """Fit a named set of models (``MODEL_COVARIATES["fracture"]`` models 1-3 by default) with one SD.
+
+    Complexity: one O(n log n) sort of the follow-up shared by all models, then per model as
+    ``cox_per_sd`` without its sort.
 
     ``models`` is a key of ``MODEL_COVARIATES`` or a dict ``{model name: covariates}``. The SD of
     ``exposure`` is computed once over ``df`` and shared by every model, so their HRs compare;
