@@ -95,7 +95,6 @@ class _Layout:
         # group to last_eg[j]. Located per stratum (few) with one searchsorted each.
         eg_time = t[self.eg_start]
         # rows are sorted by stratum: the block index is each row's stratum key (no further sort)
-        key_rows = block
         key_eg = block[self.eg_start]
         self.last_eg = np.full(n, -1, dtype=np.int64)
         self.first_eg_of_stratum = np.zeros(n, dtype=np.int64)

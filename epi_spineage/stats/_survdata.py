@@ -6,6 +6,8 @@ A time must be >= 0 and an event 0 or 1; anything else is the user's mistake (``
 
 from __future__ import annotations
 
+from typing import Self
+
 import numpy as np
 import pandas as pd
 from scipy import stats as _sps
@@ -78,7 +80,7 @@ class SurvivalData:
     ``prepare_survival`` or found by content in a small cache (``time_order``).
     """
 
-    __slots__ = ("time", "event", "order")
+    __slots__ = ("event", "order", "time")
 
     def __init__(self, time: np.ndarray, event: np.ndarray | None, order: np.ndarray):
         self.time, self.event, self.order = time, event, order
@@ -141,14 +143,14 @@ def prepare_survival(df: pd.DataFrame, time: str, event: str) -> SurvivalData:
     return SurvivalData(t, e, time_order(t))
 
 
-class survival_sharing:  # noqa: N801 - used as a context manager, like numpy.errstate
+class survival_sharing:  # lower case: used as a context manager, like numpy.errstate
     """``with survival_sharing(False):`` sorts afresh on every call (the unshared path, for checks
     and benchmarks); ``survival_sharing(True)`` restores the default. Also clears the cache."""
 
     def __init__(self, enabled: bool = True):
         self.enabled = bool(enabled)
 
-    def __enter__(self) -> "survival_sharing":
+    def __enter__(self) -> Self:
         global _sharing
         self._previous = _sharing
         _sharing = self.enabled

@@ -31,7 +31,13 @@ from scipy import stats as _sps
 from epi_spineage.errors import UserError
 from epi_spineage.stats._concordance import harrell_c
 from epi_spineage.stats._coxfit import CoxFit, fit_cox
-from epi_spineage.stats._survdata import require_columns, subset_order, time_event, time_order, z_value
+from epi_spineage.stats._survdata import (
+    require_columns,
+    subset_order,
+    time_event,
+    time_order,
+    z_value,
+)
 
 __all__ = [
     "MODEL_COVARIATES",

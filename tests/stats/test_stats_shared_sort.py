@@ -13,7 +13,12 @@ import pytest
 from epi_spineage.stats import cox_model_set, cox_per_sd, subgroup_hazard_ratios
 from epi_spineage.stats._concordance import harrell_c
 from epi_spineage.stats._coxfit import _Layout, fit_cox
-from epi_spineage.stats._survdata import prepare_survival, subset_order, survival_sharing, time_order
+from epi_spineage.stats._survdata import (
+    prepare_survival,
+    subset_order,
+    survival_sharing,
+    time_order,
+)
 
 
 def _cohort(n: int = 3000, seed: int = 3) -> pd.DataFrame:
