@@ -44,6 +44,9 @@ _EXPORTS = {
     "CoxTermWarning": "cox",
     "gray_test": "survival",
     "competing_event_type": "survival",
+    # one sort per outcome, shared by its models (issue 18)
+    "prepare_survival": "_survdata",
+    "survival_sharing": "_survdata",
     # competing risks, missing data, domain shift (issue 15)
     "fine_gray": "finegray",
     "FineGrayResult": "finegray",

@@ -44,15 +44,30 @@ def _prefix_counts(pos_limit: np.ndarray, query_rank: np.ndarray, rank_by_pos: n
     return less, equal
 
 
-def concordance_counts(time: np.ndarray, event: np.ndarray, risk: np.ndarray) -> np.ndarray:
-    """(concordant, discordant, tied_x) counts of one stratum."""
+def concordance_counts(time: np.ndarray, event: np.ndarray, risk: np.ndarray,
+                       time_order: np.ndarray | None = None) -> np.ndarray:
+    """(concordant, discordant, tied_x) counts of one stratum, O(n log^2 n).
+
+    ``time_order``: the ascending argsort of ``time`` when the caller has it (shared with the Cox
+    fit of the same outcome); then only the risk score is sorted here. The counts are integers
+    and do not depend on the order of tied times, so they are the same either way.
+    """
     time = np.asarray(time, float)
     event = np.asarray(event).astype(bool)
     n = len(time)
     if n < 2 or not event.any():
         return np.zeros(3)
     rank = np.unique(np.asarray(risk, float), return_inverse=True)[1].astype(np.int64)
-    order = np.argsort(-time, kind="stable")  # time descending
+    if time_order is None:
+        order = np.argsort(-time, kind="stable")  # time descending
+        tk = np.unique(time, return_inverse=True)[1].astype(np.int64)
+    else:
+        order = np.asarray(time_order)[::-1]
+        # dense rank of the time (np.unique's inverse) from the sorted values, no second sort
+        ts = time[time_order]
+        dense = np.cumsum(np.concatenate(([0], (ts[1:] != ts[:-1]).astype(np.int64))))
+        tk = np.empty(n, dtype=np.int64)
+        tk[time_order] = dense
     t_sorted = time[order]
     ev_idx = np.flatnonzero(event)
     # rows with time >= t_i form a prefix of the descending order
@@ -62,7 +77,6 @@ def concordance_counts(time: np.ndarray, event: np.ndarray, risk: np.ndarray) ->
     if not has_ties:
         equal = np.ones(len(ev_idx), dtype=np.int64)  # each event ties with itself only
     # remove pairs with another event at the same time (and the event itself)
-    tk = np.unique(time, return_inverse=True)[1].astype(np.int64)
     K = np.int64(n + 2)
     ekeys = np.sort(tk[ev_idx] * K + rank[ev_idx])
     base = tk[ev_idx] * K
@@ -80,19 +94,27 @@ def concordance_counts(time: np.ndarray, event: np.ndarray, risk: np.ndarray) ->
     return np.array([conc, total - conc - tied, tied], dtype=float)
 
 
-def harrell_c(time, event, risk, strata=None) -> tuple[float, np.ndarray]:
-    """Harrell's C (pairs within strata only) and the (concordant, discordant, tied_x) counts."""
+def harrell_c(time, event, risk, strata=None, time_order: np.ndarray | None = None) -> tuple[float, np.ndarray]:
+    """Harrell's C (pairs within strata only) and the (concordant, discordant, tied_x) counts.
+
+    O(n log^2 n). ``time_order`` (optional): the stable ascending argsort of ``time``, shared with
+    the Cox fit; each stratum takes its own from it in O(n).
+    """
     time = np.asarray(time, float)
     event = np.asarray(event)
     risk = np.asarray(risk, float)
     if strata is None:
-        counts = concordance_counts(time, event, risk)
+        counts = concordance_counts(time, event, risk, time_order)
     else:
         strata = np.asarray(strata)
         counts = np.zeros(3)
         for s in np.unique(strata):
             m = strata == s
-            counts += concordance_counts(time[m], event[m], risk[m])
+            sub_order = None
+            if time_order is not None:
+                from epi_spineage.stats._survdata import subset_order
+                sub_order = subset_order(time_order, m)
+            counts += concordance_counts(time[m], event[m], risk[m], sub_order)
     denom = counts.sum()
     c = (counts[0] + counts[2] / 2.0) / denom if denom > 0 else np.nan
     return float(c), counts

@@ -32,7 +32,13 @@ from epi_spineage.errors import UserError
 from epi_spineage.stats._compat import ci_level_keyword
 from epi_spineage.stats._concordance import harrell_c
 from epi_spineage.stats._coxfit import CoxFit, fit_cox
-from epi_spineage.stats._survdata import require_columns, time_event, z_value
+from epi_spineage.stats._survdata import (
+    require_columns,
+    subset_order,
+    time_event,
+    time_order,
+    z_value,
+)
 
 __all__ = [
     "MODEL_COVARIATES",
@@ -167,22 +173,26 @@ def _design(frame: pd.DataFrame, columns: list[str], reference_levels: dict | No
             names.append(col)
             scales.append("per unit")
             continue
-        levels = sorted(s.astype(str).unique())
+        text = s.astype(str)  # once per column, not once per level
+        levels = sorted(text.unique())
         ref = str(reference_levels.get(col, levels[0]))
         if ref not in levels:
             raise UserError(f"reference level {ref!r} of {col!r} is not in the data")
         for lev in levels:
             if lev == ref:
                 continue
-            blocks.append((s.astype(str) == lev).to_numpy(float)[:, None])
+            blocks.append((text == lev).to_numpy(float)[:, None])
             names.append(f"{col}[{lev}]")
             scales.append(f"vs {ref}")
     X = np.hstack(blocks) if blocks else np.zeros((len(frame), 0))
     return X, names, scales
 
 
-def _ph_test(fit: CoxFit, names: list[str], time: np.ndarray, event: np.ndarray) -> pd.DataFrame:
-    """Grambsch-Therneau test with the KM transform (survival 2.x ``cox.zph``)."""
+def _ph_test(fit: CoxFit, names: list[str], time: np.ndarray, event: np.ndarray,
+             time_order: np.ndarray | None = None) -> pd.DataFrame:
+    """Grambsch-Therneau test with the KM transform (survival 2.x ``cox.zph``).
+
+    O(n + d log d + d p^2) for d events given the ``time_order`` of the fit (O(n log n) without it)."""
     method = "scaled Schoenfeld residuals vs 1-KM(t-) (Grambsch-Therneau)"
     p = len(names)
     if p == 0 or len(fit.event_time) < 2:
@@ -191,7 +201,7 @@ def _ph_test(fit: CoxFit, names: list[str], time: np.ndarray, event: np.ndarray)
     order = np.argsort(fit.event_time, kind="stable")
     resid = resid[order]
     et = fit.event_time[order]
-    g = 1.0 - _km_left(time, event, et)
+    g = 1.0 - _km_left(time, event, et, time_order)
     xx = g - g.mean()
     nd = len(et)
     sxx = float(xx @ xx)
@@ -212,10 +222,20 @@ def _ph_test(fit: CoxFit, names: list[str], time: np.ndarray, event: np.ndarray)
     return out
 
 
-def _km_left(time: np.ndarray, event: np.ndarray, at: np.ndarray) -> np.ndarray:
-    """Left-continuous Kaplan-Meier S(t-) of the whole sample at the given times."""
-    uniq, inv, counts = np.unique(time, return_inverse=True, return_counts=True)
-    d = np.bincount(inv, weights=event, minlength=len(uniq))
+def _km_left(time: np.ndarray, event: np.ndarray, at: np.ndarray, order: np.ndarray | None = None) -> np.ndarray:
+    """Left-continuous Kaplan-Meier S(t-) of the whole sample at the given times.
+
+    Grouped over the distinct times; O(n) given the ascending ``order`` of ``time``, else O(n log n)."""
+    if order is None:
+        uniq, inv, counts = np.unique(time, return_inverse=True, return_counts=True)
+        d = np.bincount(inv, weights=event, minlength=len(uniq))
+    else:
+        ts = time[order]
+        new = np.concatenate(([True], ts[1:] != ts[:-1])) if len(ts) else np.zeros(0, bool)
+        starts = np.flatnonzero(new)
+        uniq = ts[starts]
+        counts = np.diff(np.append(starts, len(ts)))
+        d = np.bincount(np.cumsum(new) - 1, weights=np.asarray(event, float)[order], minlength=len(uniq))
     nrisk = len(time) - np.concatenate(([0], np.cumsum(counts)[:-1]))
     surv = np.cumprod(1.0 - d / nrisk)
     pos = np.searchsorted(uniq, at, side="left") - 1
@@ -264,14 +284,14 @@ def _fit_frame(df, time, event, terms, *, exposure=None, sd=None, ties="efron", 
     # a covariate with no value in any row that has the rest (e.g. not recorded in this cohort) is
     # dropped and listed rather than emptying the complete cases
     needed = [time, event] + ([exposure] if exposure is not None else []) + ([strata] if strata else [])
-    base = df[needed].notna().all(axis=1)
-    all_missing = [c for c in covars if not df.loc[base, c].notna().any()]
+    base = df[needed].notna().all(axis=1).to_numpy()
+    all_missing = [c for c in covars if not (df[c].notna().to_numpy() & base).any()]
     if all_missing and (exposure is not None or len(all_missing) < len(covars)):
         covars = [c for c in covars if c not in all_missing]
         cols = [c for c in cols if c not in all_missing]
     else:  # nothing would be left to fit: the complete-case error below says so
         all_missing = []
-    frame, n_excluded = time_event(df, time, event, extra=cols)
+    frame, n_excluded, kept = time_event(df, time, event, extra=cols, with_mask=True)
     if len(frame) == 0:
         raise CoxModelError(f"no complete rows for the Cox model ({n_excluded} excluded for missing data)")
     ev = frame["_event"].to_numpy()
@@ -335,6 +355,9 @@ def _fit_frame(df, time, event, terms, *, exposure=None, sd=None, ties="efron", 
     X = X[:, keep]
     names = [n_ for n_, k_ in zip(names, keep) if k_]
     t = frame["_time"].to_numpy()
+    # one sort per outcome column, shared by every model, subgroup, PH test and C-index that uses
+    # it (found by content in a small cache); these complete cases take their order in O(n)
+    t_order = subset_order(time_order(pd.to_numeric(df[time], errors="coerce").to_numpy(float)), kept)
     p = X.shape[1]
     method = f"Cox PH ({ties} ties, Wald CI)" + (f", stratified by {strata}" if strata else "")
     model_unestimable: str | None = None
@@ -346,7 +369,7 @@ def _fit_frame(df, time, event, terms, *, exposure=None, sd=None, ties="efron", 
                              f" (fewer than {min_epp:g} per parameter)")
         fit = None
     else:
-        fit = fit_cox(X, t, ev, strata=strata_codes, ties=ties)
+        fit = fit_cox(X, t, ev, strata=strata_codes, ties=ties, time_order=t_order)
     if fit is not None:
         beta = fit.beta
         if not fit.converged:
@@ -379,8 +402,8 @@ def _fit_frame(df, time, event, terms, *, exposure=None, sd=None, ties="efron", 
             hr, lo, hi = np.exp(beta), np.exp(beta - z * se), np.exp(beta + z * se)
         pval = 2.0 * _sps.norm.sf(np.abs(zstat))
         eta = (X - X.mean(axis=0)) @ beta if p else np.zeros(len(t))
-        c, counts = harrell_c(t, ev, eta, strata_codes)
-        ph = _ph_test(fit, names, t, ev)
+        c, counts = harrell_c(t, ev, eta, strata_codes, time_order=t_order)
+        ph = _ph_test(fit, names, t, ev, t_order)
         loglik, loglik0, iterations = fit.loglik, fit.loglik_null, fit.iterations
         converged, var = fit.converged, fit.var
     else:
@@ -467,6 +490,11 @@ def cox_per_sd(df: pd.DataFrame, time: str, event: str, exposure: str, covariate
                reference_levels: dict | None = None, min_events_per_parameter: float | None = None) -> CoxResult:
     """Cox model giving the hazard ratio per 1 SD of ``exposure``, adjusted for ``covariates``.
 
+    Complexity: O(n p^2) per Newton step (about 5 steps), O(n log^2 n) for Harrell's C, O(n + d p^2)
+    for the PH test with d events. The follow-up column is sorted once, O(n log n), and the order
+    shared with every later model, subgroup, C-index and PH test of the same column (found by
+    content, docs/guides/stats.md#registry-scale); a model's complete cases take it in O(n).
+
     Parameters
     ----------
     df : the analysed cohort (one cohort: the SD is taken over it).
@@ -530,6 +558,8 @@ def group_hazard_ratios(df: pd.DataFrame, time: str, event: str, group: str, ref
                         min_events_per_parameter: float | None = None) -> pd.DataFrame:
     """Hazard ratio of each level of ``group`` against ``reference`` (unadjusted by default).
 
+    Complexity: one Cox fit (see ``cox_per_sd``) plus O(n) group counts.
+
     Returns
     -------
     DataFrame, one row per group level (the reference first, with estimate 1 and no CI):
@@ -539,7 +569,9 @@ def group_hazard_ratios(df: pd.DataFrame, time: str, event: str, group: str, ref
     numbers are NaN, e.g. a group without events; see ``cox_per_sd`` for ``min_events_per_parameter``).
     When no group besides the reference has complete rows, only the reference row comes back, with a note.
     """
-    require_columns(df, [group])
+    require_columns(df, [time, event, group, *covariates])
+    # only the columns the model reads: the copies below then cost O(n) in those, not in the whole table
+    df = df[list(dict.fromkeys([time, event, group, *covariates]))]
     values = df[group].dropna().unique()
     # match the reference by value first (1 == 1.0), then by its text
     ref_value = next((v for v in values if v == reference), None)
@@ -573,6 +605,9 @@ def subgroup_hazard_ratios(df: pd.DataFrame, time: str, event: str, exposure: st
                            level: float = 0.95, *, min_events_per_parameter: float | None = None) -> pd.DataFrame:
     """HR per SD of ``exposure`` within each level of ``by``, with the interaction p value.
 
+    Complexity: one Cox fit per level plus the two interaction models (see ``cox_per_sd``); the
+    two interaction models share one sort of the follow-up.
+
     The SD is the whole cohort's (as ``cox_per_sd``), so subgroup HRs share one scale. ``by`` is
     dropped from the covariates inside a subgroup. The interaction test is the likelihood-ratio
     test of the exposure x ``by`` product term(s) in the whole-cohort model (same complete cases).
@@ -586,14 +621,17 @@ def subgroup_hazard_ratios(df: pd.DataFrame, time: str, event: str, exposure: st
     estimable (``min_events_per_parameter``, see ``cox_per_sd``) gets NaN figures and a ``note``
     "not estimable: <reason>"; the interaction p value is NaN when either of its models is not estimable.
     """
-    require_columns(df, [exposure, by])
+    require_columns(df, [time, event, exposure, by, *covariates])
     if sd is None:
         sd = exposure_sd(df, exposure)
     covs = [c for c in covariates if c not in (by, exposure)]
+    # only the columns the models read: each subgroup and the interaction frame copy these, not the table
+    df = df[list(dict.fromkeys([time, event, exposure, by, *covs]))]
     rows = []
-    levels = sorted(df[by].dropna().astype(str).unique())
+    by_text = df[by].astype(str)  # once, not once per level
+    levels = sorted(df.loc[df[by].notna(), by].astype(str).unique())
     for lev in levels:
-        sub = df[df[by].astype(str) == lev]
+        sub = df[(by_text == lev).to_numpy()]
         try:
             r = cox_per_sd(sub, time, event, exposure, covs, ties=ties, sd=sd, level=level,
                            min_events_per_parameter=min_events_per_parameter)
@@ -648,6 +686,9 @@ def cox_model_set(df: pd.DataFrame, time: str, event: str, exposure: str = MODEL
                   min_events_per_parameter: float | None = None,
                   ) -> tuple[pd.DataFrame, dict[str, CoxResult]]:
     """Fit a named set of models (``MODEL_COVARIATES["fracture"]`` models 1-3 by default) with one SD.
+
+    Complexity: one O(n log n) sort of the follow-up shared by all models, then per model as
+    ``cox_per_sd`` without its sort.
 
     ``models`` is a key of ``MODEL_COVARIATES`` or a dict ``{model name: covariates}``. The SD of
     ``exposure`` is computed once over ``df`` and shared by every model, so their HRs compare;

@@ -69,7 +69,7 @@ class TertileCuts:
 
 
 def tertile_cuts(values, method: str = "type7", *, source: str = "") -> TertileCuts:
-    """Tertile cut points (1/3 and 2/3 quantiles) of ``values`` (NaN ignored).
+    """Tertile cut points (1/3 and 2/3 quantiles) of ``values`` (NaN ignored). O(n log n).
 
     ``method="type7"`` matches R ``quantile(type=7)``; ``"type2"`` matches ``quantile(type=2)`` and
     Stata's ``pctile``. PAD is rounded to 1e-9 first.
@@ -96,6 +96,8 @@ def _cut_value(cut) -> float:
 def accelerated(pad, cut, cut_rule: str = ">=", *, strict: bool | None = None) -> pd.Series:
     """True where PAD is in the top tertile: PAD >= cut (``cut_rule=">"``: PAD > cut); NA where PAD is missing.
 
+    Complexity: O(n).
+
     ``cut`` is a number or a ``TertileCuts`` (its ``upper``). Both sides are rounded to 1e-9 years.
     ``strict`` is the old spelling of ``cut_rule`` (True = ``">"``), deprecated.
     Returns a pandas nullable boolean Series (index kept when ``pad`` is a Series).
@@ -114,6 +116,8 @@ def four_groups(df: pd.DataFrame, age: str = "age_years", pad: str = PAD_COLUMN,
                 age_median: float | None = None, cut=None, *, cut_rule: str = ">=", strict: bool | None = None,
                 method: str = "type7") -> pd.Series:
     """The four groups: chronological age < / >= median x accelerated no / yes.
+
+    Complexity: O(n) (O(n log n) when the median or the cut is computed here).
 
     ``age_median`` defaults to the median of ``df[age]`` (the cohort analysed). ``cut`` is a number
     or ``TertileCuts`` learned elsewhere; when None it is learned from ``df[pad]`` itself (with

@@ -94,9 +94,19 @@ def _label(g):
 
 
 def _subsets(frame: pd.DataFrame, group: str | None):
+    """(label, times, events) per group, in ``group_labels`` order. O(n G) for G groups: the group
+    column is coded once (a hash pass) and each group is a mask of integer codes, not a comparison
+    of text per row and group; the rows keep their order, so sums over them are unchanged."""
+    t_all = frame["_time"].to_numpy()
+    e_all = frame["_event"].to_numpy()
+    if group is None:
+        yield _label(None), t_all, e_all
+        return
+    codes, uniques = pd.factorize(frame[group])
+    index = {u: i for i, u in enumerate(uniques)}
     for g in group_labels(frame, group):
-        sub = frame if g is None else frame[frame[group] == g]
-        yield _label(g), sub["_time"].to_numpy(), sub["_event"].to_numpy()
+        m = codes == index[g]
+        yield _label(g), t_all[m], e_all[m]
 
 
 def _step_values(step_time, t, times, series: dict) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -118,6 +128,9 @@ def _step_values(step_time, t, times, series: dict) -> tuple[np.ndarray, np.ndar
 def km_cumulative_failure(df: pd.DataFrame, time: str, event: str, group: str | None = None,
                           times=None, ci: str = "log-log", ci_level: float = 0.95) -> pd.DataFrame:
     """Kaplan-Meier cumulative failure ``1 - S(t)`` with a Greenwood confidence interval.
+
+    Complexity: O(n log n) (one sort per group, then cumulative sums over its distinct times; the
+    groups are coded once, O(n G) for G groups), O(m log n) to read the curve at m ``times``.
 
     Parameters
     ----------
@@ -174,6 +187,8 @@ def km_cumulative_failure(df: pd.DataFrame, time: str, event: str, group: str | 
 def km_curves(df: pd.DataFrame, time: str, event: str, group: str | None = None,
               ci: str = "log-log", ci_level: float = 0.95) -> pd.DataFrame:
     """Full Kaplan-Meier step curves of cumulative failure, for plotting (``drawstyle="steps-post"``).
+
+    Complexity: O(n log n); one row per distinct time per group, so the output has at most n rows.
 
     Returns
     -------
@@ -233,6 +248,8 @@ def _logrank_arrays(t: np.ndarray, e: np.ndarray, g: np.ndarray, n_groups: int):
 def logrank(df: pd.DataFrame, time: str, event: str, group: str) -> pd.DataFrame:
     """Log-rank test of equal survival across the groups of ``group`` (R ``survdiff``).
 
+    Complexity: O(n log n + u G^2) for u distinct times and G groups (one sort, counts by bincount).
+
     Returns
     -------
     One-row DataFrame: ``statistic`` (chi-square), ``df`` (groups - 1, the rank of the covariance),
@@ -273,6 +290,9 @@ def logrank(df: pd.DataFrame, time: str, event: str, group: str) -> pd.DataFrame
 def incidence_rates(df: pd.DataFrame, time: str, event: str, group: str | None = None,
                     per: float = 1000.0, ci_level: float = 0.95) -> pd.DataFrame:
     """Events, person-time and the incidence rate per ``per`` person-years, exact Poisson CI.
+
+    Complexity: O(n G) for G groups (the group column is coded once; each group's events and
+    person-years are sums over an integer-code mask, no per-row Python).
 
     The interval is R ``poisson.test``'s: ``qgamma(a/2, d) / T`` and ``qgamma(1 - a/2, d + 1) / T``
     (lower bound 0 when there are no events). ``time`` is in years.
@@ -321,6 +341,8 @@ def _survfit_quantile(time: np.ndarray, surv: np.ndarray, p: float) -> float:
 
 def median_followup(df: pd.DataFrame, time: str, event: str, group: str | None = None) -> pd.DataFrame:
     """Median follow-up (with IQR) by the reverse Kaplan-Meier method.
+
+    Complexity: O(n log n) (one sort per group).
 
     Censoring is treated as the event and events as censoring; quantiles follow R
     ``quantile(survfit(Surv(time, 1 - event) ~ 1))``.
@@ -457,6 +479,8 @@ def aalen_johansen(df: pd.DataFrame, time: str, event_type: str, group: str | No
                    variance: str = "ij") -> pd.DataFrame:
     """Aalen-Johansen cumulative incidence of ``cause`` with competing events.
 
+    Complexity: O(n log n) (one sort per group, cumulative sums over the distinct times).
+
     ``event_type`` is 0 for censored, ``cause`` (default 1, fracture) for the event of interest and
     any other positive code (e.g. 2, death) for a competing event. The estimate equals R
     ``survfit(Surv(time, factor(event_type)) ~ 1)``'s probability of state ``cause``; the standard
@@ -515,6 +539,8 @@ def aalen_johansen(df: pd.DataFrame, time: str, event_type: str, group: str | No
 def gray_test(df: pd.DataFrame, time: str, event_type: str, group: str, cause: int = 1,
               strata: str | None = None, rho: float = 0.0) -> pd.DataFrame:
     """Gray's test of equal cumulative incidence of ``cause`` across the groups of ``group``.
+
+    Complexity: O(n log n) per stratum.
 
     ``event_type``: 0 censored, ``cause`` the event of interest, any other positive code a
     competing event. ``strata``: optional column; scores and variances add over strata (as
