@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from epi_spineage.schema import TOOLS
-
 from tests.docs_site import HOOK, ROOT, build_site, load_hook
 
 #: Anchors of docs/methods.md that code and SQL comments may cite. Add, never remove.

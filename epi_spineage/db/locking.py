@@ -129,7 +129,7 @@ class ScorerLock:
     def path(self) -> Path:
         return Path(str(self.db_path) + ".scorer.lock")
 
-    def acquire(self, *, what: str = "scorer", wait_s: float = 0.0) -> "ScorerLock":
+    def acquire(self, *, what: str = "scorer", wait_s: float = 0.0) -> ScorerLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         deadline = time.monotonic() + wait_s
@@ -160,7 +160,7 @@ class ScorerLock:
             os.close(self._fd)
             self._fd = None
 
-    def __enter__(self) -> "ScorerLock":
+    def __enter__(self) -> ScorerLock:
         if self._fd is None:
             self.acquire()
         return self

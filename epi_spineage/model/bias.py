@@ -124,7 +124,7 @@ class BiasCorrection:
         self.data_hash_: str | None = None
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, chronological_age, predicted_age, ids: Sequence[object] | None = None, *, key=None) -> "BiasCorrection":
+    def fit(self, chronological_age, predicted_age, ids: Sequence[object] | None = None, *, key=None) -> BiasCorrection:
         """Fit on out-of-fold (or validation) pairs. ``ids``: participant ids, raw (hashed with
         ``key``) or already pseudonymised."""
         age, pred = _as_arrays(chronological_age, predicted_age)
@@ -238,7 +238,7 @@ class BiasCorrection:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "BiasCorrection":
+    def from_dict(cls, d: dict) -> BiasCorrection:
         try:
             obj = cls(d.get("method", "beheshti"), min_count=int(d.get("min_count", 10)), source=d.get("source"))
             obj.alpha_ = float(d["alpha"])

@@ -198,7 +198,7 @@ class LoadedModel:
         arrays = [preprocess(px, modality=m or "radiograph", config=self.preprocess_config) for px, m in zip(images, modalities)]
         return self.predict(torch.from_numpy(np.stack(arrays)))
 
-    def to(self, device: str | torch.device) -> "LoadedModel":
+    def to(self, device: str | torch.device) -> LoadedModel:
         self.device = torch.device(device)
         self.network.to(self.device)
         if self.device.type == "cuda":

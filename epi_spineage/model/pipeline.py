@@ -24,11 +24,23 @@ from epi_spineage.model.bias import BiasCorrection
 from epi_spineage.model.calibration import fit_temperature, interval_coverage, predictive_interval
 from epi_spineage.model.checkpoint import atomic_write_bytes, save_checkpoint
 from epi_spineage.model.data import (
-    ImageDataset, assign_splits, manifest_hash, participant_folds, preload, read_manifest,
+    ImageDataset,
+    assign_splits,
+    manifest_hash,
+    participant_folds,
+    preload,
+    read_manifest,
 )
 from epi_spineage.model.evaluation import age_metrics, format_metrics, model_quality, quality_line
 from epi_spineage.model.network import build_model, load_init_weights, logits_to_age
-from epi_spineage.model.training import TrainConfig, choose_device, dist_info, fit_network, predict_logits, seed_everything
+from epi_spineage.model.training import (
+    TrainConfig,
+    choose_device,
+    dist_info,
+    fit_network,
+    predict_logits,
+    seed_everything,
+)
 from epi_spineage.schema import SYNTHETIC_NOTICE
 
 log = logging.getLogger(__name__)

@@ -25,7 +25,14 @@ from epi_spineage.report import steps
 from epi_spineage.report.config import StudyConfig
 from epi_spineage.report.prepare import prepare_cohorts
 from epi_spineage.report.results import (
-    ACCEL_COLUMN, AGE_PREDICTOR, GROUP_COLUMN, ROC_OUTCOMES, ROLES, SPINE_PREDICTOR, StudyResults, collect_warnings,
+    ACCEL_COLUMN,
+    AGE_PREDICTOR,
+    GROUP_COLUMN,
+    ROC_OUTCOMES,
+    ROLES,
+    SPINE_PREDICTOR,
+    StudyResults,
+    collect_warnings,
     has_outcome,
 )
 from epi_spineage.schema import PAD_COLUMN

@@ -19,11 +19,22 @@ from epi_spineage import __version__
 from epi_spineage.report import figures as F
 from epi_spineage.report import labels as L
 from epi_spineage.report.config import StudyConfig
+from epi_spineage.report.render import FigureItem, Section, TableItem, format_ci, format_p, write_report
 from epi_spineage.report.results import (
-    AGE_PREDICTOR, SPINE_PREDICTOR, AgeGapResult, AgreementResult, CompetingResult, CoxFractureResult,
-    DiscriminationResult, GroupsKMResult, MortalityResult, RatesResult, StudyResults, SubgroupResult, Table1Result,
+    AGE_PREDICTOR,
+    SPINE_PREDICTOR,
+    AgeGapResult,
+    AgreementResult,
+    CompetingResult,
+    CoxFractureResult,
+    DiscriminationResult,
+    GroupsKMResult,
+    MortalityResult,
+    RatesResult,
+    StudyResults,
+    SubgroupResult,
+    Table1Result,
 )
-from epi_spineage.report.render import Section, FigureItem, TableItem, format_ci, format_p, write_report
 from epi_spineage.schema import PAD_COLUMN, SYNTHETIC_NOTICE
 from epi_spineage.stats.grouping import FOUR_GROUP_LABELS, REFERENCE_GROUP
 
@@ -301,8 +312,7 @@ def _cox(d: _Doc) -> None:
                                              for m, covs in cfg.fracture_models.items())
         + ". Complete cases per model (n/events shown).")
     d.table(s, "cox_fracture", "Hazard ratio (95% CI) per 1 SD of PAD for incident fracture "
-            "('not estimable': fewer than {:g} events per model parameter, or an infinite CI).".format(
-                cfg.min_events_per_parameter or 0), _hr_pivot(summ, list(cfg.fracture_models)), frame=summ)
+            f"('not estimable': fewer than {cfg.min_events_per_parameter or 0:g} events per model parameter, or an infinite CI).", _hr_pivot(summ, list(cfg.fracture_models)), frame=summ)
     side = cox.pad_side_by_side
     if len(side):
         disp = pd.DataFrame({"cohort": side["cohort"].map(L.cohort), "outcome": side["outcome"].map(L.outcome),

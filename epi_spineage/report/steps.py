@@ -23,9 +23,27 @@ import pandas as pd
 from epi_spineage import stats
 from epi_spineage.errors import AnalysisNotPossible, UserError
 from epi_spineage.report.results import (
-    ACCEL_COLUMN, AGE_PREDICTOR, GROUP_COLUMN, ROC_OUTCOMES, SPINE_PREDICTOR, AgeGapResult, AgreementResult,
-    CompetingResult, CoxFamilyResult, CoxFractureResult, DiscriminationResult, FraxResult, GroupsKMResult,
-    MortalityResult, RatesResult, StudyResults, SubgroupResult, Table1Result, concat, has_outcome, tag,
+    ACCEL_COLUMN,
+    AGE_PREDICTOR,
+    GROUP_COLUMN,
+    ROC_OUTCOMES,
+    SPINE_PREDICTOR,
+    AgeGapResult,
+    AgreementResult,
+    CompetingResult,
+    CoxFamilyResult,
+    CoxFractureResult,
+    DiscriminationResult,
+    FraxResult,
+    GroupsKMResult,
+    MortalityResult,
+    RatesResult,
+    StudyResults,
+    SubgroupResult,
+    Table1Result,
+    concat,
+    has_outcome,
+    tag,
 )
 from epi_spineage.schema import OUTCOMES, PAD_COLUMN
 from epi_spineage.stats.grouping import REFERENCE_GROUP
@@ -605,7 +623,7 @@ def frax(results: StudyResults) -> FraxResult:
 
 def _frax_mof_for_hip(results: StudyResults, df: pd.DataFrame, role: str, event: str) -> pd.DataFrame | None:
     """AUROC of the MOF probability for hip fracture, age vs spine age (the study: 0.81 vs 0.77)."""
-    if HIP_EVENT not in df.columns or HIP_EVENT == event:
+    if HIP_EVENT not in df.columns or event == HIP_EVENT:
         return None
     keep = df[[event, *FRAX_COLUMNS]].apply(pd.to_numeric, errors="coerce").notna().all(axis=1)
     kept = df[keep]

@@ -97,7 +97,7 @@ class ColumnMapping:
     source: str = ""
 
     @classmethod
-    def from_dict(cls, d: dict, source: str = "") -> "ColumnMapping":
+    def from_dict(cls, d: dict, source: str = "") -> ColumnMapping:
         where = source or "mapping"
         known = {"columns", "values", "binary_values", "constants", "scale"}
         extra = set(d) - known

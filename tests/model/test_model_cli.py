@@ -109,9 +109,9 @@ def test_phantom_tiny_preset_end_to_end(tmp_path, capsys):
 
 def test_preset_on_a_real_manifest_is_not_synthetic_and_needs_the_key(tmp_path, monkeypatch):
     # A preset's settings on the user's own images must not borrow the demo's public key or label.
+    from epi_spineage.cli.train import build_parser, config_from_args
     from epi_spineage.errors import UserError
     from epi_spineage.model.pipeline import _pseudonym_key
-    from epi_spineage.cli.train import build_parser, config_from_args
 
     manifest = tmp_path / "manifest.csv"
     manifest.write_text("image,participant_id,age_years,modality\nx.dcm,P1,60,radiograph\n")

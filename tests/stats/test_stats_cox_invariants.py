@@ -10,9 +10,16 @@ import pytest
 
 from epi_spineage.errors import UserError
 from epi_spineage.stats import CoxResult, cox_per_sd, subgroup_hazard_ratios
-from epi_spineage.stats.cox import (MODEL_COVARIATES, CoxConvergenceWarning, CoxModelError, CoxTermWarning,
-                                    NoEventsError, ZeroVarianceError, cause_specific_cox)
 from epi_spineage.stats._concordance import harrell_c
+from epi_spineage.stats.cox import (
+    MODEL_COVARIATES,
+    CoxConvergenceWarning,
+    CoxModelError,
+    CoxTermWarning,
+    NoEventsError,
+    ZeroVarianceError,
+    cause_specific_cox,
+)
 
 
 def _cohort(seed=0, n=800, tie_step=0.25):
