@@ -257,7 +257,8 @@ def _iter_tar(archive: str, suffixes, limits: ArchiveLimits, only: str | None = 
     packed = os.path.getsize(archive)
     inflated = 0
     try:
-        tf = tarfile.open(archive, mode="r|*")  # streaming: one pass, no seeks, no temp files
+        # streaming: one pass, no seeks, no temp files; closed by the `with tf:` below (the open alone is guarded)
+        tf = tarfile.open(archive, mode="r|*")  # noqa: SIM115
     except (tarfile.TarError, OSError) as exc:
         reason = f"unreadable tar archive ({' '.join(str(exc).split())})".replace(archive, "<archive>")
         raise ArchiveRefused(f"{archive}: {reason}", reason) from None

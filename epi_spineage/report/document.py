@@ -7,6 +7,7 @@ subgroups, FRAX, age-gap regression, Grad-CAM, scoring QC, synthetic truth, data
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import logging
 import platform
@@ -252,9 +253,9 @@ def _km(d: _Doc) -> None:
                 lab[grp] = f"{grp}: HR {_ci(row.iloc[0])}"
             else:
                 lab[grp] = f"{grp} (reference)" if grp == REFERENCE_GROUP else grp
-        l = lr[lr["cohort"] == role] if len(lr) else lr
-        note = f"log-rank {format_p(l.iloc[0]['p_value']).replace('<', 'p < ') if len(l) else ''}"
-        note = note if "p <" in note else (f"log-rank p = {format_p(l.iloc[0]['p_value'])}" if len(l) else "")
+        lrow = lr[lr["cohort"] == role] if len(lr) else lr
+        note = f"log-rank {format_p(lrow.iloc[0]['p_value']).replace('<', 'p < ') if len(lrow) else ''}"
+        note = note if "p <" in note else (f"log-rank p = {format_p(lrow.iloc[0]['p_value'])}" if len(lrow) else "")
         panels.append({"title": L.cohort(role), "curves": c, "at_risk": a[["group", "time_years", "n_at_risk"]],
                        "groups": list(FOUR_GROUP_LABELS), "labels": lab, "short": short, "note": note})
     if not panels:
@@ -520,10 +521,8 @@ def software_versions() -> dict[str, str]:
 
     out = {"python": platform.python_version(), "epi_spineage": __version__}
     for pkg in ("numpy", "pandas", "scipy", "matplotlib", "jinja2", "duckdb", "lifelines", "statsmodels"):
-        try:
+        with contextlib.suppress(md.PackageNotFoundError):
             out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            pass
     return out
 
 
@@ -531,7 +530,7 @@ def build_sections(results: StudyResults, fig_dir: Path, *, synthetic: bool, svg
                    gallery=None, meta: dict | None = None) -> list[Section]:
     meta = meta or {"software": software_versions()}
     d = _Doc(results, fig_dir, svg)
-    for name, func in (("summary", lambda: _summary(d, synthetic)), ("cohorts", lambda: _cohorts(d)),
+    for _name, func in (("summary", lambda: _summary(d, synthetic)), ("cohorts", lambda: _cohorts(d)),
                        ("agreement", lambda: _agreement(d)), ("discrimination", lambda: _discrimination(d)),
                        ("accelerated", lambda: _km(d)), ("cox", lambda: _cox(d)),
                        ("mortality", lambda: _mortality(d)), ("rates", lambda: _rates(d)),

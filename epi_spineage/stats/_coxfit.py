@@ -177,7 +177,7 @@ def _fit_cox(X, time, event, strata, ties, max_iter, eps) -> CoxFit:
     it = 0
     halving = 0
     new_beta = beta + step
-    for it in range(1, max_iter + 1):
+    for it in range(1, max_iter + 1):  # noqa: B007  (`it` is read after the loop: the iteration count)
         if p == 0:
             break
         new_ll, new_grad, new_info, new_xbar = _loglik_parts(lay, Xc, Xe, new_beta)

@@ -51,14 +51,15 @@ class _Sink:
         if kind == "zip":
             self._zf = zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1)
         elif kind in ("tar", "tar.gz"):
-            self._raw = open(out, "wb")
+            # the writer keeps its files open across add() calls; close() closes them
+            self._raw = open(out, "wb")  # noqa: SIM115
             if kind == "tar.gz":
                 import gzip
 
                 self._gz = gzip.GzipFile(fileobj=self._raw, mode="wb", mtime=0, compresslevel=1, filename="")
-                self._tf = tarfile.open(fileobj=self._gz, mode="w", format=tarfile.PAX_FORMAT)
+                self._tf = tarfile.open(fileobj=self._gz, mode="w", format=tarfile.PAX_FORMAT)  # noqa: SIM115
             else:
-                self._tf = tarfile.open(fileobj=self._raw, mode="w", format=tarfile.PAX_FORMAT)
+                self._tf = tarfile.open(fileobj=self._raw, mode="w", format=tarfile.PAX_FORMAT)  # noqa: SIM115
 
     def name(self, member: str) -> str:
         return str(Path(self.out) / member) if self.kind == "folder" else f"{self.out}::{member}"

@@ -133,7 +133,7 @@ def test_derive_pad_osteoporosis_bmi_and_scalings():
     assert pd.isna(d.loc[0, "osteoporosis"]) and d.loc[1, "osteoporosis"] == 1 and d.loc[2, "osteoporosis"] == 0
     np.testing.assert_allclose(d["bmi"], df["weight_kg"] / (df["height_cm"] / 100) ** 2)
     np.testing.assert_allclose(d["height_dec5_cm"], -df["height_cm"] / 5)
-    for cohort, g in d.groupby("cohort"):
+    for _, g in d.groupby("cohort"):
         fn = df.loc[g.index, "tscore_femoral_neck"]
         np.testing.assert_allclose(g["fn_tscore_dec"], -(fn - fn.mean()) / fn.std(ddof=1))
         cr = df.loc[g.index, "creatinine_mg_dl"]
