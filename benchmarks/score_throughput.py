@@ -363,7 +363,8 @@ def main(argv=None) -> int:
         if not gpu and not args.null_model and args.decode == "cpu":
             slower = min(decode, model)
             ratio = e2e / slower
-            print(f"end to end / slower stage:          {ratio:8.2f}  (target >= 0.80: {'met' if ratio >= 0.8 else 'NOT met'})")
+            verdict = "met" if ratio >= 0.8 else "NOT met"
+            print(f"end to end / slower stage:          {ratio:8.2f}  (target >= 0.80: {verdict})")
             cdec, cmod = bench_concurrent(folder, cfg, model_dir, batch_size, min(n, 300))
             print(f"both stages at once, uncoupled:     decode {cdec:.1f}, model {cmod:.1f} images/s "
                   f"(end to end / slower of these: {e2e / min(cdec, cmod):.2f})")

@@ -86,7 +86,8 @@ def _file_fingerprint(path: Path) -> str | None:
 
 
 def _data_fingerprint(data: bytes, mtime: float | None) -> str:
-    return f"t:{len(data)}:{int(mtime or 0)}:{_head_tail_hash(data[:_CHUNK], data[-_CHUNK:] if len(data) > _CHUNK else b'')}"
+    tail = data[-_CHUNK:] if len(data) > _CHUNK else b""
+    return f"t:{len(data)}:{int(mtime or 0)}:{_head_tail_hash(data[:_CHUNK], tail)}"
 
 
 def _refused(reason: str) -> Callable[[], bytes]:
@@ -306,8 +307,8 @@ def iter_archive(
 
     ``suffixes`` (e.g. ``IMAGE_SUFFIXES``) keeps only names ending so (case-insensitive); None keeps
     every file, which matters because DICOM files often have no suffix. Hidden files, ``__MACOSX``,
-    ``DICOMDIR`` and sidecar files (``SIDECAR_SUFFIXES``: manifest.csv, notes, reports) are always skipped. Tar archives are read as one
-    stream: their members' bytes are read during iteration, zip members when ``read_bytes()`` is
+    ``DICOMDIR`` and sidecar files (``SIDECAR_SUFFIXES``: manifest.csv, notes, reports) are always
+    skipped. Tar archives are read as one stream: their members' bytes are read during iteration, zip members when ``read_bytes()`` is
     called. Raises ``UserError`` for traversal, absurd sizes and unreadable archives.
 
     ``odd_members`` (the scorer's choice): a member refused for its size, and tar links and devices,

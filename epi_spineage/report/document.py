@@ -313,7 +313,8 @@ def _cox(d: _Doc) -> None:
                                              for m, covs in cfg.fracture_models.items())
         + ". Complete cases per model (n/events shown).")
     d.table(s, "cox_fracture", "Hazard ratio (95% CI) per 1 SD of PAD for incident fracture "
-            f"('not estimable': fewer than {cfg.min_events_per_parameter or 0:g} events per model parameter, or an infinite CI).", _hr_pivot(summ, list(cfg.fracture_models)), frame=summ)
+            f"('not estimable': fewer than {cfg.min_events_per_parameter or 0:g} events per model parameter, "
+            "or an infinite CI).", _hr_pivot(summ, list(cfg.fracture_models)), frame=summ)
     side = cox.pad_side_by_side
     if len(side):
         disp = pd.DataFrame({"cohort": side["cohort"].map(L.cohort), "outcome": side["outcome"].map(L.outcome),
@@ -496,11 +497,14 @@ def _methods(d: _Doc, meta: dict) -> None:
         f"Accelerated ageing: PAD {cfg.cut_rule} the cut, here the "
         f"{d.r.groups.cut_source if d.r.groups else 'cut of the study config'} (quantile type 7, R's default, "
         "unless configured).",
-        f"Cox models: ties by {cfg.ties.capitalize()}; Wald CIs; HR per 1 SD of PAD (sample SD of the analysed cohort); "
-        "complete cases per model; Harrell's C; PH check by scaled Schoenfeld residuals.",
-        f"Kaplan-Meier: cumulative failure 1 - S(t), Greenwood variance, {cfg.km_ci} CIs; log-rank test across groups.",
-        "Table 1: mean ± SD with Student's t-test (equal variances, as scipy and Stata; R's t.test defaults to Welch); "
-        "n (%) with Pearson's chi-square without Yates' correction, Fisher's exact test when an expected count < 5.",
+        f"Cox models: ties by {cfg.ties.capitalize()}; Wald CIs; HR per 1 SD of PAD "
+        "(sample SD of the analysed cohort); complete cases per model; Harrell's C; "
+        "PH check by scaled Schoenfeld residuals.",
+        f"Kaplan-Meier: cumulative failure 1 - S(t), Greenwood variance, {cfg.km_ci} CIs; "
+        "log-rank test across groups.",
+        "Table 1: mean ± SD with Student's t-test (equal variances, as scipy and Stata; "
+        "R's t.test defaults to Welch); n (%) with Pearson's chi-square without Yates' correction, "
+        "Fisher's exact test when an expected count < 5.",
         "AUROC: DeLong CIs and paired DeLong tests (Sun & Xu fast algorithm; ties count one half).",
         "Competing risk: Aalen-Johansen cumulative incidence, death as the competing event.",
         f"FRAX high risk: MOF >= {cfg.frax_mof_threshold_pct:g}% or hip >= {cfg.frax_hip_threshold_pct:g}%; "

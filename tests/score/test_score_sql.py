@@ -179,9 +179,11 @@ README_QUERIES = [
     """SELECT sex, floor(age_years / 10) * 10 AS age_band, count(*) AS n,
               round(avg(pad_years), 2) AS mean_pad_years, round(stddev_samp(pad_years), 2) AS sd_pad_years
        FROM v_cohort_scores GROUP BY ALL ORDER BY sex, age_band""",
-    """SELECT run_id, status, n_scored, n_not_spine, n_duplicates, n_errors, n_spooled, finished_at - started_at AS took
+    """SELECT run_id, status, n_scored, n_not_spine, n_duplicates, n_errors, n_spooled,
+              finished_at - started_at AS took
        FROM runs ORDER BY started_at DESC LIMIT 1""",
-    """SELECT manufacturer, study_month, n_images, round(delta_years, 2) AS delta_years FROM v_drift WHERE drift_flag""",
+    """SELECT manufacturer, study_month, n_images, round(delta_years, 2) AS delta_years
+       FROM v_drift WHERE drift_flag""",
 ]
 
 
