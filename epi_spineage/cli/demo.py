@@ -173,7 +173,8 @@ def _main(argv: Sequence[str] | None) -> int:
     t0 = time.perf_counter()
 
     steps.done += 1
-    print(f"\n[{steps.done}/{steps.total}] simulate the cohorts and render one phantom DICOM per participant", flush=True)
+    print(f"\n[{steps.done}/{steps.total}] simulate the cohorts and render one phantom DICOM per participant",
+          flush=True)
     t = time.perf_counter()
     derivation, external, archive = _write_inputs(out, settings)
     print(f"    {archive} ({archive.stat().st_size / 1e6:.1f} MB) in {time.perf_counter() - t:.1f} s", flush=True)

@@ -171,7 +171,8 @@ def _read_limited(fh, archive: str, member: str, declared: int, limits: ArchiveL
         chunks.append(chunk)
         total += len(chunk)
         if total > cap:
-            raise ArchiveRefused(f"{archive}: member {member!r} inflates beyond its declared size {declared} (zip bomb?)",
+            raise ArchiveRefused(f"{archive}: member {member!r} inflates beyond its declared size {declared} "
+                                 "(zip bomb?)",
                                  f"member inflates beyond its declared size {declared} (zip bomb?)")
     return b"".join(chunks)
 
@@ -308,8 +309,8 @@ def iter_archive(
     ``suffixes`` (e.g. ``IMAGE_SUFFIXES``) keeps only names ending so (case-insensitive); None keeps
     every file, which matters because DICOM files often have no suffix. Hidden files, ``__MACOSX``,
     ``DICOMDIR`` and sidecar files (``SIDECAR_SUFFIXES``: manifest.csv, notes, reports) are always
-    skipped. Tar archives are read as one stream: their members' bytes are read during iteration, zip members when ``read_bytes()`` is
-    called. Raises ``UserError`` for traversal, absurd sizes and unreadable archives.
+    skipped. Tar archives are read as one stream: their members' bytes are read during iteration, zip
+    members when ``read_bytes()`` is called. Raises ``UserError`` for traversal, absurd sizes and unreadable archives.
 
     ``odd_members`` (the scorer's choice): a member refused for its size, and tar links and devices,
     are yielded as members whose ``read_bytes()`` raises ``ImageReadError`` saying why, so each gets

@@ -209,7 +209,8 @@ class BiasCorrection:
                     "the data it was fitted on (leakage); remove them or fit on other participants"
                 )
         elif self.fit_ids_ and ids is None:
-            warnings.warn("no ids given: bias correction cannot check these rows against its fitting data", stacklevel=2)
+            warnings.warn("no ids given: bias correction cannot check these rows against its fitting data",
+                          stacklevel=2)
         return self._correct(age, pred)
 
     def pad_corrected(self, chronological_age, predicted_age, ids=None, *, key=None) -> np.ndarray:

@@ -59,7 +59,8 @@ def prepare_images(refs: Sequence[str], config, modality: str | Sequence[str] = 
     return np.stack(arrays).astype("float32"), modalities
 
 
-def predict_table(loaded, refs: Sequence[str], modality: str | Sequence[str] = "auto", batch_size: int = 16) -> pd.DataFrame:
+def predict_table(loaded, refs: Sequence[str], modality: str | Sequence[str] = "auto",
+                  batch_size: int = 16) -> pd.DataFrame:
     """Spine age (expected age), SD and central 90% interval per image, in input order.
 
     Columns: image, modality, spine_age_years, spine_age_sd_years, interval90_low_years,

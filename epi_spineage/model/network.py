@@ -46,7 +46,8 @@ class SpineAgeNet(nn.Module):
         self.head = nn.Sequential(
             nn.Linear(feat, head_hidden), nn.Linear(head_hidden, head_hidden), nn.Linear(head_hidden, self.num_classes)
         )
-        self.register_buffer("ages", torch.arange(self.min_age, self.max_age + 1, dtype=torch.float32), persistent=False)
+        self.register_buffer("ages", torch.arange(self.min_age, self.max_age + 1, dtype=torch.float32),
+                             persistent=False)
 
     @property
     def num_classes(self) -> int:
@@ -67,7 +68,8 @@ class SpineAgeNet(nn.Module):
         return logits_to_age(logits, self.ages, temperature)
 
 
-def logits_to_age(logits: torch.Tensor, ages: torch.Tensor, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+def logits_to_age(logits: torch.Tensor, ages: torch.Tensor,
+                  temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Expected age under the model's softmax, and the SD of the tempered distribution around it.
 
     Class j holds the completed year a_j, i.e. ages in [a_j, a_j + 1), so the spine age in continuous

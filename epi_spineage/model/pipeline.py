@@ -142,11 +142,14 @@ def run_training(cfg: TrainConfig) -> dict:
     coverage = []
     for split in ("val", "test"):
         for modality in ["all"] + sorted(df["modality"].unique()):
-            rows = index[split] if modality == "all" else index[split][df["modality"].to_numpy()[index[split]] == modality]
+            rows = (index[split] if modality == "all"
+                    else index[split][df["modality"].to_numpy()[index[split]] == modality])
             if len(rows):
                 coverage.append({"split": split, "modality": modality, "n": int(len(rows)),
-                                 "coverage90_before": interval_coverage(logits[rows], ages[rows], 1.0, 0.9, cfg.min_age),
-                                 "coverage90_after": interval_coverage(logits[rows], ages[rows], temperature, 0.9, cfg.min_age)})
+                                 "coverage90_before": interval_coverage(logits[rows], ages[rows], 1.0, 0.9,
+                                                                        cfg.min_age),
+                                 "coverage90_after": interval_coverage(logits[rows], ages[rows], temperature, 0.9,
+                                                                       cfg.min_age)})
 
     # ---------------------------------------------------------------- bias correction
     ids = df["participant_id"].to_numpy()
@@ -181,7 +184,8 @@ def run_training(cfg: TrainConfig) -> dict:
                 by_modality[mod] = BiasCorrection(cfg.bias_method, source=f"{source}, {mod} only").fit(
                     ages[fit_rows][sel], fit_pred[sel], ids=ids[fit_rows][sel], key=key)
             else:
-                log.warning("bias correction by modality: only %d %s pair(s); %s uses the pooled fit", sel.sum(), mod, mod)
+                log.warning("bias correction by modality: only %d %s pair(s); %s uses the pooled fit",
+                            sel.sum(), mod, mod)
     log.warning("bias correction: %r%s", bias,
                 "".join(f"; {m}: {b!r}" for m, b in by_modality.items()))
     pred["spine_age_corrected_years"] = np.nan
@@ -273,7 +277,8 @@ def summary_text(meta: dict) -> str:
         lines.append(f"{s}: MAE of always predicting the training-mean age = {v:.2f} years")
     lines.append(f"temperature {meta['temperature']:.3f}; 90% interval coverage before -> after:")
     for c in meta.get("coverage", []):
-        lines.append(f"  {c['split']}/{c['modality']}: {c['coverage90_before']:.3f} -> {c['coverage90_after']:.3f} (n={c['n']})")
+        lines.append(f"  {c['split']}/{c['modality']}: {c['coverage90_before']:.3f} -> "
+                     f"{c['coverage90_after']:.3f} (n={c['n']})")
     b = meta.get("bias_correction") or {}
     if b:
         lines.append(f"bias correction ({b['method']}, {b['source']}): alpha {b['alpha']:.4f}, beta {b['beta']:.3f}, "
