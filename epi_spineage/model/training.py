@@ -198,7 +198,8 @@ def fit_network(net, train_ds, val_ds, cfg: TrainConfig, device: torch.device, *
         state = torch.load(last_path, map_location="cpu", weights_only=False)
         net.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
-        start_epoch, best_mae, best_epoch, stale = state["epoch"] + 1, state["best_mae"], state["best_epoch"], state["stale"]
+        start_epoch, best_mae = state["epoch"] + 1, state["best_mae"]
+        best_epoch, stale = state["best_epoch"], state["stale"]
         best_state, history = state["best_state"], state["history"]
         resumed_lr = state.get("sched_lr")
         torch.set_rng_state(state["rng"]["torch"])

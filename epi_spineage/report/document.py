@@ -267,8 +267,8 @@ def _km(d: _Doc) -> None:
              "where mortality is high: see the competing-risk section (Aalen-Johansen).", width=980)
     if len(hrs):
         order = {g: i for i, g in enumerate(FOUR_GROUP_LABELS)}
-        hrs = hrs.assign(_o=hrs["group"].map(order)).sort_values(["cohort", "_o"], kind="stable",
-                                                                 key=lambda c: c.map(d.r.roles.index) if c.name == "cohort" else c)
+        hrs = hrs.assign(_o=hrs["group"].map(order)).sort_values(
+            ["cohort", "_o"], kind="stable", key=lambda c: c.map(d.r.roles.index) if c.name == "cohort" else c)
         disp = pd.DataFrame({
             "cohort": hrs["cohort"].map(L.cohort), "group": hrs["group"],
             "n": hrs["n_group"].map(lambda v: f"{int(v):,}" if pd.notna(v) else ""),
@@ -431,7 +431,8 @@ def _subgroups(d: _Doc) -> None:
     disp = pd.DataFrame({
         "cohort": t["cohort"].map(L.cohort), "outcome": t["outcome"].map(L.outcome),
         "sex": t["level"].map({"F": "women", "M": "men"}).fillna(t["level"]),
-        "n / events": [f"{int(n):,} / {int(e):,}" if pd.notna(e) else f"{int(n):,} / -" for n, e in zip(t["n"], t["events"])],
+        "n / events": [f"{int(n):,} / {int(e):,}" if pd.notna(e) else f"{int(n):,} / -"
+                       for n, e in zip(t["n"], t["events"])],
         "HR per SD (95% CI)": [_ci(r) for _, r in t.iterrows()],
         "p interaction": t["p_interaction"].map(format_p)})
     first = next(iter(d.r.config.fracture_models))

@@ -361,7 +361,8 @@ class GpuScorer:
             from epi_spineage.score.pipeline import _mp_context
 
             self._fallback_pool = ProcessPoolExecutor(self.fallback_workers, mp_context=mp.get_context(_mp_context()))
-        future = self._fallback_pool.submit(_cpu_fallback, self.ctx, row["source_path"], row.get("file_size_bytes"), data)
+        future = self._fallback_pool.submit(_cpu_fallback, self.ctx, row["source_path"], row.get("file_size_bytes"),
+                                            data)
         self.fallbacks.append((row, future))
 
     def submit(self, rows: list[dict], items, buffer, cpu_positions: Sequence[int], cpu_batch, keep: set[int]) -> None:

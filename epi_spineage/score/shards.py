@@ -65,7 +65,8 @@ def _index_tar(archive: str) -> Iterator[MemberRef]:
             inflated += info.size
             _check_size(archive, name, info.size, None, limits)
             if inflated > limits.ratio_floor_bytes and inflated > limits.max_ratio * max(packed, 1):
-                raise UserError(f"{archive}: refusing archive: it inflates more than {limits.max_ratio:g} times (tar bomb?)")
+                raise UserError(f"{archive}: refusing archive: it inflates more than {limits.max_ratio:g} times "
+                                "(tar bomb?)")
             if _skipped(name):
                 continue
             yield MemberRef(f"{archive}{SEP}{name}", info.size, "tar", archive, offset=info.offset_data)
@@ -105,7 +106,8 @@ def index_archives(archives: Sequence[str]) -> list[MemberRef]:
                 try:
                     refs.extend(_index_tar(archive))
                 except (tarfile.TarError, EOFError, OSError) as exc:
-                    raise UserError(f"{archive}: truncated or corrupt tar archive ({type(exc).__name__}: {exc})") from None
+                    raise UserError(f"{archive}: truncated or corrupt tar archive "
+                                    f"({type(exc).__name__}: {exc})") from None
             else:
                 refs.append(MemberRef(archive, None, "stream", archive))
         except UserError as exc:

@@ -157,7 +157,8 @@ def _conditions_for(g: dict, style: str, rng: np.random.Generator) -> dict:
         if g["prevalent_vf"]:
             levels = _levels(style)
             lev = levels[int(rng.integers(len(levels) // 3, len(levels)))]
-            c["fractures"] = [(lev, FRACTURE_KINDS[int(rng.integers(3))], int(rng.choice([1, 2, 3], p=[0.5, 0.3, 0.2])))]
+            c["fractures"] = [(lev, FRACTURE_KINDS[int(rng.integers(3))],
+                               int(rng.choice([1, 2, 3], p=[0.5, 0.3, 0.2])))]
         else:
             c["fractures"] = []
     return c

@@ -175,7 +175,8 @@ _LOGIT_SLOPES = {
     "rheumatoid_arthritis": {"female": 1.0, "age_c": 0.01},
     "glucocorticoid": {"rheumatoid_arthritis": 1.6, "age_c": 0.01},
 }
-_CONDITION_ORDER = ("diabetes", "prevalent_vf", "prior_fracture", "prosthesis", "rheumatoid_arthritis", "glucocorticoid")
+_CONDITION_ORDER = ("diabetes", "prevalent_vf", "prior_fracture", "prosthesis", "rheumatoid_arthritis",
+                    "glucocorticoid")
 
 
 @dataclass
@@ -219,7 +220,8 @@ def _draw_covariates(rng, n, spec, intercepts):
     age = _draw_age(rng, n, spec)
     female = (rng.random(n) < spec.female_share).astype(np.int64)
     male = 1 - female
-    height = np.where(female == 1, 156.0, 169.0) - 0.15 * (age - 60) + rng.normal(0, 1, n) * np.where(female == 1, 5.5, 6.0)
+    height = (np.where(female == 1, 156.0, 169.0) - 0.15 * (age - 60)
+              + rng.normal(0, 1, n) * np.where(female == 1, 5.5, 6.0))
     bmi = np.clip(rng.normal(24.1, 3.2, n), 15.0, 45.0)
     weight = bmi * (height / 100.0) ** 2
     fn = -1.65 - 0.03 * (age - 63) - 0.5 * (female - 0.645) + 0.08 * (bmi - 24) + rng.normal(0, spec.fn_noise_sd, n)
@@ -600,7 +602,8 @@ def _outcome_truth(spec, cal, kind, corrected_sd=None, outcome=None):
             "female": "1 if sex == 'F' else 0",
             "pad_years": "spine_age_years - age_years (uncorrected); the per-year coefficient is the same for "
                          "the Beheshti-corrected PAD because age_years is a generating covariate",
-            "tscore_femoral_neck": ("per T-score unit (missing completely at random where DXA is missing: fit complete cases)"
+            "tscore_femoral_neck": ("per T-score unit (missing completely at random where DXA is missing: "
+                                    "fit complete cases)"
                                     if spec.dxa_missing_mechanism != "mar" else
                                     "per T-score unit (missing at random given age, sex and fracture outcome where "
                                     "DXA is missing, see missing.dxa_mar: complete cases are biased)"),
@@ -678,7 +681,8 @@ def simulate_cohort(spec: CohortSpec, n: int, rng: np.random.Generator) -> tuple
                                    "any = min(vertebral, nonvertebral); death censors fractures (competing event)"},
         "targets": {"fracture_any_share": spec.fracture_share, "death_share": spec.death_share,
                     "female_share": spec.female_share, "prevalence": dict(spec.prevalence)},
-        "follow_up": {"administrative_uniform_years": list(spec.admin_years), "loss_to_follow_up_rate_per_year": spec.ltfu_rate},
+        "follow_up": {"administrative_uniform_years": list(spec.admin_years),
+                      "loss_to_follow_up_rate_per_year": spec.ltfu_rate},
         "missing": _missing_truth(c, out, spec),
         "condition_logistic": {"intercepts": cal["intercepts"], "slopes": _LOGIT_SLOPES},
     }
