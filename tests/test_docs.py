@@ -122,7 +122,8 @@ def test_generated_tables_follow_the_code_and_never_import_torch():
 
 def test_sql_comment_citations_become_links_to_this_site():
     hook = load_hook()
-    text = hook._methods_links("cut (METHODS.md section 7); Beheshti (METHODS 2); see `docs/conventions.md#cut-rule`", 1)
+    text = hook._methods_links(
+        "cut (METHODS.md section 7); Beheshti (METHODS 2); see `docs/conventions.md#cut-rule`", 1)
     assert "[methods](../methods.md#accelerated)" in text
     assert "[methods](../methods.md#bias-correction)" in text
     assert "[conventions#cut-rule](../conventions.md#cut-rule)" in text

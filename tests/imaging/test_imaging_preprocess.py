@@ -135,7 +135,8 @@ def test_full_equalisation_depends_only_on_ranks(a, scale, shift):
 
 def test_constant_image_gives_zeros():
     for eq in ("authors", "full"):
-        out = preprocess(np.full((50, 30), 1234, np.uint16), config=PreprocessConfig(height=64, width=32, equalization=eq))
+        out = preprocess(np.full((50, 30), 1234, np.uint16),
+                         config=PreprocessConfig(height=64, width=32, equalization=eq))
         assert not out.any()
 
 

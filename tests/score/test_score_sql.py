@@ -101,7 +101,8 @@ def test_views_compute_pad_corrected_pad_and_baseline(con):
     np.testing.assert_allclose(df.spine_age_corrected_years, df.spine_age_years - (ALPHA * df.age_years + BETA))
     np.testing.assert_allclose(df.pad_corrected_years, df.spine_age_corrected_years - df.age_years)
     p0 = pseudonymise("P000", KEY)
-    base = con.execute("SELECT source_path, n_images FROM v_baseline_image WHERE participant_key = ?", [p0]).fetchall()[0]
+    base = con.execute("SELECT source_path, n_images FROM v_baseline_image WHERE participant_key = ?",
+                       [p0]).fetchall()[0]
     assert base == ("/a.zip::img000.dcm", 2)  # January image, not the November one
 
 
@@ -115,7 +116,8 @@ def test_accelerated_flag_uses_cutpoint_and_comparison(con):
     con.execute("UPDATE scores SET spine_age_years = ? + 1.0 - 1e-12 WHERE content_hash = 'hash005'", [age])
     assert con.execute("SELECT accelerated FROM v_accelerated WHERE participant_id = ?", [pid]).fetchall()[0][0] is True
     con.execute("UPDATE cutpoints SET comparison = '>'")
-    assert con.execute("SELECT accelerated FROM v_accelerated WHERE participant_id = ?", [pid]).fetchall()[0][0] is False
+    accelerated = con.execute("SELECT accelerated FROM v_accelerated WHERE participant_id = ?", [pid]).fetchall()
+    assert accelerated[0][0] is False
     df = con.execute("SELECT * FROM v_accelerated").df()
     expected = (df.pad_years.round(9) > 1.0)
     assert (df.accelerated == expected).all()
