@@ -46,7 +46,10 @@ import pandas as pd
 
 from epi_spineage.errors import UserError
 from epi_spineage.schema import COHORT_COLUMN_NAMES, SYNTHETIC_NOTICE
-from epi_spineage.synth import frax_surrogate
+
+# the functions, not the module through the package: the package rebinds the name frax_surrogate to the function
+from epi_spineage.synth.frax_surrogate import describe as frax_describe
+from epi_spineage.synth.frax_surrogate import frax_surrogate
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +109,7 @@ class CohortSpec:
     bias_correct: bool = False  # Beheshti-corrected spine age from a simulated out-of-fold fit
 
 
-_DXA_MAR_LOG_ODDS = {"age_per_10_years": 0.5, "male": 0.7, "fracture_any": 1.5}
+_DXA_MAR_LOG_ODDS: dict[str, float] = {"age_per_10_years": 0.5, "male": 0.7, "fracture_any": 1.5}
 MISSING_MECHANISMS = ("mcar", "mar")
 
 # PUBLISHED Table 2, model 1 (age, sex): HR per SD of PAD, overall and by fracture site.
@@ -216,7 +219,7 @@ def _draw_age(rng, n, spec):
 
 def _draw_covariates(rng, n, spec, intercepts):
     """Complete (latent) covariates as a dict of arrays; missingness is applied later."""
-    c = {}
+    c: dict[str, Any] = {}
     age = _draw_age(rng, n, spec)
     female = (rng.random(n) < spec.female_share).astype(np.int64)
     male = 1 - female
@@ -560,9 +563,9 @@ def _frame(c, spine, pad, out, spec, rng, corrected=None, split=None):
         df[k + "_years"] = out[k + "_years"]
     args = dict(female=c["female"], bmi=c["bmi"], prior_fracture=c["prior_fracture"],
                 glucocorticoid=c["glucocorticoid"], rheumatoid_arthritis=c["rheumatoid_arthritis"])
-    df["frax_mof_pct"], df["frax_hip_pct"] = frax_surrogate.frax_surrogate(c["age_years"], **args)
+    df["frax_mof_pct"], df["frax_hip_pct"] = frax_surrogate(c["age_years"], **args)
     spine_for_frax = corrected if corrected is not None else spine
-    df["frax_mof_spine_pct"], df["frax_hip_spine_pct"] = frax_surrogate.frax_surrogate(spine_for_frax, **args)
+    df["frax_mof_spine_pct"], df["frax_hip_spine_pct"] = frax_surrogate(spine_for_frax, **args)
     assert list(df.columns) == list(COHORT_COLUMN_NAMES)
     return df
 
@@ -711,7 +714,7 @@ def simulate_study(seed: int = 2025, n_derivation: int = 10341, n_external: int 
         "seed": int(seed),
         "n": {"derivation": int(n_derivation), "external": int(n_external)},
         "hr_scale": "HR per 1 SD of PAD (population SD), conditional on the outcome's generating covariates",
-        "frax": frax_surrogate.describe(),
+        "frax": frax_describe(),
         "frax_spine_age_source": {"derivation": "spine_age_years", "external": "spine_age_corrected_years"},
         "cohorts": {"derivation": t_der, "external": t_ext},
     }
