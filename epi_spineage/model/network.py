@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -21,6 +22,10 @@ log = logging.getLogger(__name__)
 
 class SpineAgeNet(nn.Module):
     """Backbone features -> global pooling -> linear age head (logits over integer ages)."""
+
+    # a timm model: its attributes (num_features, forward_head, ...) differ by architecture
+    backbone: Any
+    ages: torch.Tensor  # a registered buffer
 
     def __init__(self, backbone: str = "efficientnet_b4", min_age: int = 40, max_age: int = 100,
                  in_chans: int = 1, pretrained: bool = False, head_hidden: int = 100, drop_rate: float = 0.0):

@@ -17,6 +17,7 @@ import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -27,6 +28,9 @@ from epi_spineage.errors import UserError
 from epi_spineage.model.checkpoint import atomic_torch_save, atomic_write_bytes
 from epi_spineage.model.loss import MeanVarianceLoss
 from epi_spineage.model.network import logits_to_age
+
+if TYPE_CHECKING:
+    from torch.utils.data.distributed import DistributedSampler
 
 log = logging.getLogger(__name__)
 
@@ -217,7 +221,7 @@ def fit_network(net, train_ds, val_ds, cfg: TrainConfig, device: torch.device, *
     for epoch in range(start_epoch, epochs):
         if stale >= cfg.patience:
             break
-        sampler = None
+        sampler: DistributedSampler | None = None
         gen = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
         if world > 1:
             from torch.utils.data.distributed import DistributedSampler

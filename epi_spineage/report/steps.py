@@ -15,7 +15,7 @@ from __future__ import annotations
 import inspect
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -342,8 +342,11 @@ def _group_hrs(df: pd.DataFrame, time_col: str, event: str, cfg, *, column: str 
 
 
 # ---------------------------------------------------------------------------------- Cox
-def _fit_models(results: StudyResults, out: CoxFamilyResult, outcomes: list[str],
-                models: dict[str, list[str]]) -> CoxFamilyResult:
+_Family = TypeVar("_Family", bound=CoxFamilyResult)
+
+
+def _fit_models(results: StudyResults, out: _Family, outcomes: list[str],
+                models: dict[str, list[str]]) -> _Family:
     cfg = results.config
     family = out.family
     summaries, cindex, ph = [], [], []

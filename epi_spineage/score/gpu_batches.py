@@ -413,7 +413,8 @@ class GpuScorer:
                 if i in keep and rows[i]["status"] == "ready":
                     extra_inputs.append(cpu_batch[pos])
                     scored.append(i)
-        done, waiting = [], []
+        done: list[tuple[dict, Future]] = []
+        waiting: list[tuple[dict, Future]] = []
         for entry in self.fallbacks:  # one look per future: one finishing meanwhile waits for the next batch
             (done if entry[1].done() else waiting).append(entry)
         self.fallbacks = waiting

@@ -48,6 +48,8 @@ class CoxFit:
 class _Layout:
     """Sorting and index bookkeeping that does not change between iterations."""
 
+    xe_sum: np.ndarray  # the event rows' covariate sums, set by the caller that has the design matrix
+
     def __init__(self, time, event, strata, ties):
         n = len(time)
         if strata is None:
