@@ -16,7 +16,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -95,7 +95,8 @@ def _json_default(o):
 
 
 def _unwrap(model: torch.nn.Module) -> SpineAgeNet:
-    return getattr(model, "module", model)  # DistributedDataParallel wraps the network
+    # DistributedDataParallel wraps the network
+    return cast(SpineAgeNet, getattr(model, "module", model))
 
 
 def save_checkpoint(model: torch.nn.Module, out_dir: str | Path, meta: dict | None = None) -> dict:

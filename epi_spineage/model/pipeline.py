@@ -206,7 +206,8 @@ def run_training(cfg: TrainConfig) -> dict:
 
     # ---- model-quality verdict, second part: the corrections' slopes (|alpha| > 0.9 is refused);
     # docs/guides/train.md#model-quality
-    alphas = {} if bias is None else {"pooled": bias.alpha_, **{m: b.alpha_ for m, b in by_modality.items()}}
+    alphas: dict[str, float | None] = ({} if bias is None else
+                                       {"pooled": bias.alpha_, **{m: b.alpha_ for m, b in by_modality.items()}})
     announced = quality["allowed_weak"]
     quality = model_quality(ages[index[judge]], mean[index[judge]], mean_predictor_age=train_mean,
                             alphas=alphas, split=judge)

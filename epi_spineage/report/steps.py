@@ -207,7 +207,7 @@ def agreement(results: StudyResults) -> AgreementResult:
                 if kind == c.pad_kind:
                     continue
                 other = _try(results, f"PAD summary, {kind} ({role})",
-                             lambda col=col: stats.pad_summary(df, pad=col, ci_level=level))
+                             lambda: stats.pad_summary(df, pad=col, ci_level=level))
                 if other is not None:
                     summaries.append(tag(other, cohort=role, pad=kind, analysed=False))
         out.pad_mean_years[role] = float(df[PAD_COLUMN].mean())
@@ -416,7 +416,7 @@ def _pad_alternatives(results: StudyResults, out: CoxFamilyResult, outcome: str,
         event, time_col = OUTCOMES[outcome]
         for kind, col in kinds.items():
             use, dropped = _usable_covariates(df, time_col, event, col, [v for v in covs if v in df.columns])
-            res = _try(results, f"{out.family} {model} with {kind} PAD ({role}, {outcome})", lambda col=col: (
+            res = _try(results, f"{out.family} {model} with {kind} PAD ({role}, {outcome})", lambda: (
                 stats.cox_per_sd(df, time_col, event, col, use, ties=cfg.ties, sd=float(df[col].std(ddof=1)),
                                  ci_level=cfg.ci_level, model=model, **_cox_kwargs(stats.cox_per_sd, cfg))))
             if res is None:
@@ -458,7 +458,7 @@ def cox_mortality(results: StudyResults) -> MortalityResult:
                                               [v for v in wanted if v in sub.columns])
             adj = label if not dropped else f"{label}; dropped (constant): {', '.join(dropped)}"
             h = _try(results, f"mortality, accelerated vs not, {label} ({role})",
-                     lambda use=use: _group_hrs(sub, time_col, event, cfg, column="acceleration",
+                     lambda: _group_hrs(sub, time_col, event, cfg, column="acceleration",
                                                 reference="not accelerated", covariates=tuple(use)))
             if h is not None:
                 frames.append(tag(h, cohort=role, outcome=cfg.mortality_outcome, adjustment=adj))
@@ -522,7 +522,7 @@ def rates(results: StudyResults) -> RatesResult:
                     sub = df[df[by].notna()].copy()
                     sub[by] = (sub[by].astype(str) if by == GROUP_COLUMN
                                else sub[by].map({1.0: "accelerated", 0.0: "not accelerated"}))
-                    t = _try(results, where, lambda sub=sub, by=by: stats.incidence_rates(
+                    t = _try(results, where, lambda: stats.incidence_rates(
                         sub, time_col, event, group=by, ci_level=cfg.ci_level))
                     if t is not None:
                         inc.append(tag(t, cohort=role, outcome=outcome, by=by))
