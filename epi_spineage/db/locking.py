@@ -75,7 +75,7 @@ def connect_with_retry(path: str | os.PathLike, *, timeout_s: float = 60.0, read
     warned = False
     while True:
         try:
-            config = {"threads": threads} if threads else {}
+            config: dict[str, str | bool | int | float | list[str]] = {"threads": threads} if threads else {}
             return duckdb.connect(str(path), read_only=read_only, config=config)
         except duckdb.IOException as exc:
             if not is_lock_error(exc):

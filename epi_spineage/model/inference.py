@@ -36,6 +36,7 @@ def prepare_images(refs: Sequence[str], config, modality: str | Sequence[str] = 
 
     mods_in = [modality] * len(refs) if isinstance(modality, str) else list(modality)
     arrays, modalities, unknown, found = [], [], 0, []
+    mod: str | None
     for ref, mod in zip(refs, mods_in):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

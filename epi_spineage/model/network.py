@@ -107,7 +107,7 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        state = load_file(str(path))
+        state: Any = load_file(str(path))  # a dict, or whatever torch.load unpickles (checked below)
     else:
         try:
             state = torch.load(str(path), map_location="cpu", weights_only=True)

@@ -156,6 +156,7 @@ def run_training(cfg: TrainConfig) -> dict:
     modality = df["modality"].to_numpy()
     if oof is not None:
         fit_rows, fit_pred = index["train"], oof
+        corrected_splits: tuple[str, ...]
         source, corrected_splits = f"oof-{cfg.bias_folds}fold", ("val", "test")
         log.warning("bias correction fitted on %d-fold out-of-fold predictions of the training split", cfg.bias_folds)
     else:
