@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -53,7 +54,7 @@ def _subset(ds, idx: np.ndarray):
         t = torch.as_tensor(idx, dtype=torch.long)
         return TensorDataset(*(x[t] for x in ds.tensors))
     sub = Subset(ds, idx.tolist())
-    sub.ages = ds.ages[idx]
+    sub.ages = ds.ages[idx]  # type: ignore[attr-defined]  # the samplers read .ages off any dataset
     return sub
 
 
@@ -194,7 +195,7 @@ def run_training(cfg: TrainConfig) -> dict:
         for mod in sorted(set(modality[index[split]])):
             rows = index[split][modality[index[split]] == mod]
             if len(rows):
-                fit = by_modality.get(mod, bias)
+                fit = cast(BiasCorrection, by_modality.get(mod, bias))  # bias is not None in this loop
                 pred.loc[rows, "spine_age_corrected_years"] = fit.apply(ages[rows], mean[rows], ids=ids[rows], key=key)
 
     # ---------------------------------------------------------------- metrics
@@ -268,7 +269,7 @@ def summary_text(meta: dict) -> str:
     if metrics is None:
         metrics = pd.DataFrame(meta["metrics"])
     quality = meta.get("quality")
-    weak = bool(quality) and quality.get("verdict") == "weak"
+    weak = quality is not None and bool(quality) and quality.get("verdict") == "weak"
     if weak:  # never show corrected accuracy of a weak model on its own: it is age plus noise
         metrics = metrics.copy()
         metrics.loc[metrics["prediction"] == "corrected", "prediction"] = "corrected (weak model: meaningless)"

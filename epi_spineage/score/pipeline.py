@@ -15,9 +15,11 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 from epi_spineage.db import schema as dbschema
 from epi_spineage.db import store as db
@@ -168,7 +170,7 @@ def _read_known(db_path: Path, model_id: str, lock_timeout_s: float, spool: Spoo
         con.close()
 
 
-def _install_sigterm() -> object:
+def _install_sigterm() -> Callable[[int, FrameType | None], Any] | int | signal.Handlers | None:
     """systemd stops a service with SIGTERM: finish like Ctrl-C so the run row says 'interrupted'."""
     def handler(signum, frame):
         raise KeyboardInterrupt
