@@ -175,7 +175,7 @@ def prepare_member(ctx: MemberContext, name: str, size: int | None, member: Any
         return (*process_member(ctx, name, size, data), None)
     meta = dicom_meta(frame.header, name)
     sop = meta.get("sop_instance_uid")
-    row = {"run_id": ctx.run_id, "source_path": name, "file_size_bytes": size}
+    row: dict[str, Any] = {"run_id": ctx.run_id, "source_path": name, "file_size_bytes": size}
     from epi_spineage.db.results import now_utc
 
     row["recorded_at"] = now_utc()
