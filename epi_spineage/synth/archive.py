@@ -70,13 +70,13 @@ class _Sink:
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_bytes(data)
         elif self.kind == "zip":
-            info = zipfile.ZipInfo(member, date_time=_ZIP_DATE)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            self._zf.writestr(info, data, compresslevel=1)
+            zinfo = zipfile.ZipInfo(member, date_time=_ZIP_DATE)
+            zinfo.compress_type = zipfile.ZIP_DEFLATED
+            self._zf.writestr(zinfo, data, compresslevel=1)
         else:
-            info = tarfile.TarInfo(member)
-            info.size, info.mtime, info.mode = len(data), 1577836800, 0o644
-            self._tf.addfile(info, io.BytesIO(data))
+            tinfo = tarfile.TarInfo(member)
+            tinfo.size, tinfo.mtime, tinfo.mode = len(data), 1577836800, 0o644
+            self._tf.addfile(tinfo, io.BytesIO(data))
 
     def close(self) -> None:
         if self.kind == "zip":
