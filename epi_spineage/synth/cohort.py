@@ -104,7 +104,7 @@ class CohortSpec:
     death_hr_per_sd_pad: float = 1.3
     death_share: float = 0.06
     death_shape: float = 1.3
-    admin_years: tuple = (0.3, 10.7)  # uniform end of follow-up
+    admin_years: tuple[float, float] = (0.3, 10.7)  # uniform end of follow-up
     ltfu_rate: float = 0.02  # per year
     make_split: bool = False  # participant-level 60/20/20 train/val/test
     bias_correct: bool = False  # Beheshti-corrected spine age from a simulated out-of-fold fit
