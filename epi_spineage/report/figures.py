@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import matplotlib
 
@@ -22,7 +21,7 @@ import pandas as pd  # noqa: E402
 #: Okabe-Ito, colour-blind safe
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
 
-_RC: dict[str, Any] = {
+_RC = {
     "font.size": 10,
     "axes.titlesize": 11,
     "axes.labelsize": 10,
