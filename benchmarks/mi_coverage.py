@@ -78,7 +78,7 @@ def main(argv=None) -> int:
     print(f"{'method':<16}{'mean':>8}{'bias':>8}{'emp SD':>8}{'mean SE':>9}{'coverage':>10}{'MC SE':>7}")
     for k, v in rows.items():
         a = np.array(v)
-        cov = float(np.mean((a[:, 2] <= TRUE_LOG_HR) & (TRUE_LOG_HR <= a[:, 3])))
+        cov = float(np.mean((a[:, 2] <= TRUE_LOG_HR) & (a[:, 3] >= TRUE_LOG_HR)))
         mc = np.sqrt(cov * (1 - cov) / len(a)) if 0 < cov < 1 else np.sqrt(0.95 * 0.05 / len(a))
         print(f"{k:<16}{a[:, 0].mean():8.4f}{a[:, 0].mean() - TRUE_LOG_HR:8.4f}{a[:, 0].std(ddof=1):8.4f}"
               f"{a[:, 1].mean():9.4f}{cov:10.3f}{mc:7.3f}")

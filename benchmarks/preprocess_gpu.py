@@ -28,10 +28,10 @@ def main() -> int:
         print("no CUDA device; skipped")
         return 0
     import cv2
+    from preprocess import synthetic_radiograph
 
     from epi_spineage.imaging.preprocess import PreprocessConfig, preprocess
     from epi_spineage.imaging.preprocess_torch import preprocess_batch
-    from preprocess import synthetic_radiograph
 
     cv2.setNumThreads(1)
     batch = 45  # the authors' batch size

@@ -87,7 +87,8 @@ def make_model(out: Path, backbone: str, height: int, width: int) -> Path:
     from epi_spineage.model.network import build_model
 
     torch.manual_seed(0)
-    save_checkpoint(build_model(backbone, in_chans=1), out, {"preprocess": PreprocessConfig(height=height, width=width)})
+    save_checkpoint(build_model(backbone, in_chans=1), out,
+                    {"preprocess": PreprocessConfig(height=height, width=width)})
     return out
 
 
@@ -333,7 +334,8 @@ def main(argv=None) -> int:
             from epi_spineage.model.checkpoint import LoadedModel
 
             LoadedModel.predict = null_predict
-            print("model replaced by a no-op that reads each batch (--null-model): end to end is the pipeline's ceiling")
+            print("model replaced by a no-op that reads each batch (--null-model): "
+                  "end to end is the pipeline's ceiling")
         else:
             model = bench_model(model_dir, args.device, batch_size, n_batches=(8 if not gpu else 40), threads=1,
                                 compile_model=args.compile)
@@ -363,7 +365,8 @@ def main(argv=None) -> int:
         if not gpu and not args.null_model and args.decode == "cpu":
             slower = min(decode, model)
             ratio = e2e / slower
-            print(f"end to end / slower stage:          {ratio:8.2f}  (target >= 0.80: {'met' if ratio >= 0.8 else 'NOT met'})")
+            verdict = "met" if ratio >= 0.8 else "NOT met"
+            print(f"end to end / slower stage:          {ratio:8.2f}  (target >= 0.80: {verdict})")
             cdec, cmod = bench_concurrent(folder, cfg, model_dir, batch_size, min(n, 300))
             print(f"both stages at once, uncoupled:     decode {cdec:.1f}, model {cmod:.1f} images/s "
                   f"(end to end / slower of these: {e2e / min(cdec, cmod):.2f})")

@@ -16,6 +16,7 @@ delay, and counts the processes it left behind. A last run finishes the job. The
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import signal
@@ -114,10 +115,8 @@ def main(argv=None) -> int:
         left = [p for p in seen if p in _procs()]
         orphans += len(left)
         for p in left:  # do not let one round's orphans slow the next
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(p, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         logs.append(err)
         print(f"kill {i + 1:2d}: after {delay:4.1f} s, {len(seen)} child process(es), {len(left)} left alive"
               + (" (run had finished)" if proc.returncode == 0 else ""), flush=True)

@@ -72,7 +72,8 @@ def main() -> int:
     print(f"  continuous scores (no ties)        {cont_s:7.3f} s")
     r_s = _time_proc(y, spine, age)
     if r_s is not None:
-        print(f"  R pROC roc.test + 2x ci.auc (DeLong) {r_s:5.3f} s   ratio {r_s / ours_s:5.2f}x (subprocess, data in R)")
+        print(f"  R pROC roc.test + 2x ci.auc (DeLong) {r_s:5.3f} s   ratio {r_s / ours_s:5.2f}x "
+              "(subprocess, data in R)")
     print(f"  target < 1 s: {'met' if ours_s < 1 else 'NOT met'} (issue: R pROC 2.3 s for the same work)")
     return 0
 

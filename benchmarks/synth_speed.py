@@ -22,7 +22,8 @@ def main() -> None:
     first = time.perf_counter() - t
     t = time.perf_counter()
     simulate_study(seed=2)
-    print(f"simulate_study default sizes: first call {first:.2f} s (includes calibration), then {time.perf_counter() - t:.2f} s")
+    again = time.perf_counter() - t
+    print(f"simulate_study default sizes: first call {first:.2f} s (includes calibration), then {again:.2f} s")
     for style in ("radiograph", "vfa"):
         t = time.perf_counter()
         for i in range(200):

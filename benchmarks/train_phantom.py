@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main(argv=None) -> int:
-    from epi_spineage.model.presets import make_phantoms, preset
     from epi_spineage.model.pipeline import run_training, summary_text
+    from epi_spineage.model.presets import make_phantoms, preset
     from epi_spineage.model.training import TrainConfig
     from epi_spineage.schema import SYNTHETIC_NOTICE
 

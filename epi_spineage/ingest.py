@@ -1,4 +1,7 @@
-"""``python -m epi_spineage.ingest``: forwards to the tool in ``epi_spineage.cli.ingest`` (kept so that commands keep working)."""
+"""``python -m epi_spineage.ingest``: forwards to the tool in ``epi_spineage.cli.ingest``.
+
+Kept so that commands keep working.
+"""
 
 from __future__ import annotations
 

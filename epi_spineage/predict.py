@@ -1,4 +1,7 @@
-"""``python -m epi_spineage.predict``: forwards to the tool in ``epi_spineage.cli.predict`` (kept so that commands keep working)."""
+"""``python -m epi_spineage.predict``: forwards to the tool in ``epi_spineage.cli.predict``.
+
+Kept so that commands keep working.
+"""
 
 from __future__ import annotations
 

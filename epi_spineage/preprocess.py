@@ -1,4 +1,7 @@
-"""``python -m epi_spineage.preprocess``: forwards to the tool in ``epi_spineage.cli.preprocess`` (kept so that commands keep working)."""
+"""``python -m epi_spineage.preprocess``: forwards to the tool in ``epi_spineage.cli.preprocess``.
+
+Kept so that commands keep working.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""``python -m epi_spineage.train``: forwards to the tool in ``epi_spineage.cli.train`` (kept so that commands keep working)."""
+"""``python -m epi_spineage.train``: forwards to the tool in ``epi_spineage.cli.train``.
+
+Kept so that commands keep working.
+"""
 
 from __future__ import annotations
 

@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from epi_spineage.schema import TOOLS
-
 from tests.docs_site import HOOK, ROOT, build_site, load_hook
 
 #: Anchors of docs/methods.md that code and SQL comments may cite. Add, never remove.
@@ -123,7 +122,8 @@ def test_generated_tables_follow_the_code_and_never_import_torch():
 
 def test_sql_comment_citations_become_links_to_this_site():
     hook = load_hook()
-    text = hook._methods_links("cut (METHODS.md section 7); Beheshti (METHODS 2); see `docs/conventions.md#cut-rule`", 1)
+    text = hook._methods_links(
+        "cut (METHODS.md section 7); Beheshti (METHODS 2); see `docs/conventions.md#cut-rule`", 1)
     assert "[methods](../methods.md#accelerated)" in text
     assert "[methods](../methods.md#bias-correction)" in text
     assert "[conventions#cut-rule](../conventions.md#cut-rule)" in text

@@ -213,7 +213,7 @@ def _database() -> Any:
     con = duckdb.connect()
     for module_name in ("epi_spineage.db", "epi_spineage.db.schema", "epi_spineage.score.db"):
         try:
-            apply = getattr(importlib.import_module(module_name), "apply_schema")
+            apply = importlib.import_module(module_name).apply_schema
             apply(con)
             return con
         except Exception:  # noqa: BLE001 - moved or renamed: fall back to reading the files below

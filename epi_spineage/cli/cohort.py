@@ -52,7 +52,7 @@ def build_parser():
     for name, text in (("load", "validate, pseudonymise and load into DuckDB"), ("validate", "check a table only")):
         s = sub.add_parser(name, help=text, description=text, epilog=EPILOG,
                            formatter_class=p.formatter_class)
-        s.error = p.error  # one-line usage errors, exit 2
+        s.error = p.error  # type: ignore[method-assign]  # one-line usage errors, exit 2
         s.add_argument("file", metavar="FILE", help="CSV, Parquet or DuckDB file")
         s.add_argument("--mapping", metavar="TOML", help="column-mapping config (renames and recodes)")
         s.add_argument("--source-table", default=None, help="table to read when FILE is a DuckDB file")
@@ -71,12 +71,12 @@ def _add_cutpoints(sub, p) -> None:
                         description="Set or show the cut points of the accelerated-ageing flag "
                                     "(docs/guides/score.md#cutpoints).", epilog=EPILOG,
                         formatter_class=p.formatter_class)
-    cp.error = p.error  # type: ignore[method-assign]
+    cp.error = p.error
     cps = cp.add_subparsers(dest="cut_command", required=True, metavar="{set,show}")
     st = cps.add_parser("set", help="store (or replace) one cut point", epilog=EPILOG,
                         description="Store (or replace) one cut point; the views read it at once.",
                         formatter_class=p.formatter_class)
-    st.error = p.error  # type: ignore[method-assign]
+    st.error = p.error
     st.add_argument("--db", required=True, metavar="FILE.duckdb", help="DuckDB file (created if missing)")
     st.add_argument("--name", required=True, help="pad_tertile_years (uncorrected PAD) or "
                     "pad_corrected_tertile_years (corrected PAD); other names are stored but no view reads them")
@@ -89,7 +89,7 @@ def _add_cutpoints(sub, p) -> None:
                     help="how long to wait while another process holds the database (default 60)")
     sh = cps.add_parser("show", help="list the stored cut points", epilog=EPILOG,
                         description="List the stored cut points (read-only).", formatter_class=p.formatter_class)
-    sh.error = p.error  # type: ignore[method-assign]
+    sh.error = p.error
     sh.add_argument("--db", required=True, metavar="FILE.duckdb", help="DuckDB file")
 
 

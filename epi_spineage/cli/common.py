@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import Literal, overload
 
 from epi_spineage.errors import UserError
 
@@ -45,6 +46,14 @@ def add_key_argument(parser: argparse._ActionsContainer, help_extra: str = "") -
         help="file holding the pseudonymisation key (default: $EPI_SPINEAGE_PSEUDONYM_KEY, "
         "or the file named by $EPI_SPINEAGE_PSEUDONYM_KEY_FILE)" + help_extra,
     )
+
+
+@overload
+def resolve_key(key_file: str | os.PathLike | None = None, *, required: Literal[True] = True) -> bytes: ...
+
+
+@overload
+def resolve_key(key_file: str | os.PathLike | None = None, *, required: bool) -> bytes | None: ...
 
 
 def resolve_key(key_file: str | os.PathLike | None = None, *, required: bool = True) -> bytes | None:

@@ -51,8 +51,8 @@ title = "Spine age and incident fracture and mortality (whole-product demo)"
 
 QUERIES = (
     ("accelerated spine ageing per cohort (the cut saved by the report)",
-     "SELECT cohort, count(*) AS n, sum(accelerated::INT) AS accelerated, round(avg(pad_years), 2) AS mean_pad_years "
-     "FROM v_accelerated GROUP BY cohort ORDER BY cohort;"),
+     "SELECT cohort, count(*) AS n, sum(accelerated::INT) AS accelerated, "
+     "round(avg(pad_years), 2) AS mean_pad_years FROM v_accelerated GROUP BY cohort ORDER BY cohort;"),
     ("the ten oldest-looking spines",
      "SELECT participant_id, round(age_years, 1) AS age, round(spine_age_years, 1) AS spine_age, "
      "round(pad_years, 1) AS pad FROM v_cohort_scores ORDER BY pad_years DESC LIMIT 10;"),
@@ -173,7 +173,8 @@ def _main(argv: Sequence[str] | None) -> int:
     t0 = time.perf_counter()
 
     steps.done += 1
-    print(f"\n[{steps.done}/{steps.total}] simulate the cohorts and render one phantom DICOM per participant", flush=True)
+    print(f"\n[{steps.done}/{steps.total}] simulate the cohorts and render one phantom DICOM per participant",
+          flush=True)
     t = time.perf_counter()
     derivation, external, archive = _write_inputs(out, settings)
     print(f"    {archive} ({archive.stat().st_size / 1e6:.1f} MB) in {time.perf_counter() - t:.1f} s", flush=True)

@@ -101,7 +101,8 @@ def _main(argv: Sequence[str] | None) -> int:
     for i, ((ref, target, label, age, mod), pred) in enumerate(zip(chosen, preds.to_dict(orient="records"))):
         png = write_overlays(loaded, [ref], args.out, [mod], target, args.alpha, first_index=i + 1)[0]
         rows.append({**pred, "label": label, "age_years": age, "png": png.name, "target": target})
-    page = _gallery_html(rows, loaded.meta, args.target if not args.manifest else "older (accelerated) / younger (decelerated)")
+    title = args.target if not args.manifest else "older (accelerated) / younger (decelerated)"
+    page = _gallery_html(rows, loaded.meta, title)
     (args.out / "index.html").write_text(page, encoding="utf-8")
     print(f"wrote {len(rows)} overlay(s) and {args.out / 'index.html'}")
     return 0

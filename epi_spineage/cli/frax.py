@@ -37,7 +37,8 @@ def _load_cohort(path, mapping, table) -> pd.DataFrame:
     except ValidationError as exc:
         for line in exc.problems:
             sys.stderr.write(f"  {line}\n")
-        raise UserError(f"{path}: cohort table failed validation ({len(exc.problems)} problem(s), listed above)") from None
+        raise UserError(f"{path}: cohort table failed validation "
+                        f"({len(exc.problems)} problem(s), listed above)") from None
     return df
 
 

@@ -44,7 +44,8 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.gradcam:
         from epi_spineage.model.gradcam import write_overlays
 
-        table["gradcam_png"] = [str(p) for p in write_overlays(loaded, args.images, args.gradcam, args.modality, args.target)]
+        overlays = write_overlays(loaded, args.images, args.gradcam, args.modality, args.target)
+        table["gradcam_png"] = [str(p) for p in overlays]
     if args.format == "csv":
         sys.stdout.write(table.to_csv(index=False))
     elif args.format == "json":

@@ -62,7 +62,8 @@ def build_parser():
     p.add_argument("--workers", type=int, default=None,
                    help="reader/decoder worker processes (default 1 on CPU, all cores but one up to 15 on CUDA; "
                         "0 = in-process)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where the model runs (default auto)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="where the model runs (default auto)")
     p.add_argument("--decode", default="auto", choices=("auto", "cpu", "gpu"),
                    help="where images are decoded and preprocessed: gpu needs CUDA and the 'gpu' extra "
                         "(nvImageCodec); auto = gpu when both are there, else cpu (default auto)")
@@ -76,7 +77,8 @@ def build_parser():
     p.add_argument("--lock-timeout", type=float, default=60.0, metavar="SECONDS",
                    help="how long one commit waits for a busy database before spooling (default 60)")
     p.add_argument("--commit-interval", type=float, default=1.0, metavar="SECONDS",
-                   help="gather results for at least this long per commit (default 1; a crash re-scores at most that much)")
+                   help="gather results for at least this long per commit "
+                        "(default 1; a crash re-scores at most that much)")
     p.add_argument("--progress", action=__import__("argparse").BooleanOptionalAction, default=None,
                    help="progress bar on stderr (default: when stderr is a terminal)")
     return p

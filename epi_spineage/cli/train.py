@@ -56,7 +56,8 @@ def build_parser():
     p.add_argument("--batch-size", type=int, help="batch size (default 45)")
     p.add_argument("--epochs", type=int, help="maximum epochs (default 100)")
     p.add_argument("--lr", type=float, help="Adam learning rate (default 1e-4)")
-    p.add_argument("--lr-schedule", choices=("constant", "cosine"), help="constant (default, the study) or cosine decay")
+    p.add_argument("--lr-schedule", choices=("constant", "cosine"),
+                   help="constant (default, the study) or cosine decay")
     p.add_argument("--warmup-steps", type=int, help="linear learning-rate warm-up over this many steps (default 0)")
     p.add_argument("--clip-grad", type=float, help="clip the gradient norm to this value (default: no clipping)")
     p.add_argument("--patience", type=int, help="early stopping: epochs without a better validation MAE (default 10)")
@@ -116,8 +117,9 @@ def config_from_args(args):
             settings["synthetic"] = False
     elif not args.manifest:
         raise UserError("give --manifest FILE (or --preset phantom-tiny)")
-    for name in ("backbone", "image_size", "batch_size", "epochs", "lr", "lr_schedule", "warmup_steps", "clip_grad", "patience", "workers", "device",
-                 "init_weights", "seed", "max_age", "bias_folds", "fold_epochs", "bias_method", "bias_by_modality", "augment",
+    for name in ("backbone", "image_size", "batch_size", "epochs", "lr", "lr_schedule", "warmup_steps", "clip_grad",
+                 "patience", "workers", "device", "init_weights", "seed", "max_age", "bias_folds", "fold_epochs",
+                 "bias_method", "bias_by_modality", "augment",
                  "cache", "table", "max_minutes", "allow_weak_model"):
         value = getattr(args, name)
         if value is not None:

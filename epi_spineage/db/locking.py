@@ -75,7 +75,7 @@ def connect_with_retry(path: str | os.PathLike, *, timeout_s: float = 60.0, read
     warned = False
     while True:
         try:
-            config = {"threads": threads} if threads else {}
+            config: dict[str, str | bool | int | float | list[str]] = {"threads": threads} if threads else {}
             return duckdb.connect(str(path), read_only=read_only, config=config)
         except duckdb.IOException as exc:
             if not is_lock_error(exc):
@@ -129,7 +129,7 @@ class ScorerLock:
     def path(self) -> Path:
         return Path(str(self.db_path) + ".scorer.lock")
 
-    def acquire(self, *, what: str = "scorer", wait_s: float = 0.0) -> "ScorerLock":
+    def acquire(self, *, what: str = "scorer", wait_s: float = 0.0) -> ScorerLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         deadline = time.monotonic() + wait_s
@@ -160,7 +160,7 @@ class ScorerLock:
             os.close(self._fd)
             self._fd = None
 
-    def __enter__(self) -> "ScorerLock":
+    def __enter__(self) -> ScorerLock:
         if self._fd is None:
             self.acquire()
         return self

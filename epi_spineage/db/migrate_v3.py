@@ -71,7 +71,7 @@ def hash_stored_paths(con: Any, key: bytes | None) -> None:
                         f"{fp}: migrate it with the key it was written with")
     con.execute("INSERT OR IGNORE INTO db_key (key_fingerprint) VALUES (?)", [fp]).fetchall()
 
-    paths = set()
+    paths: set[str] = set()
     for table in ("images", "scores", "errors"):
         paths.update(r[0] for r in con.execute(f"SELECT DISTINCT source_path FROM {table}").fetchall())
     mapping = {p: (p if is_path_hash(p) else hash_path(p, key)) for p in paths}

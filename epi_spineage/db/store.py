@@ -68,7 +68,8 @@ SELECT
     photometric_interpretation, bits_stored, transfer_syntax_uid, participant_key, key_fingerprint,
     file_fingerprint,
     CASE status WHEN 'scored' THEN 'ok' ELSE status END AS qc_status,
-    CASE WHEN status = 'duplicate' THEN coalesce(qc_reason, 'same pixels as ' || duplicate_of) ELSE qc_reason END AS qc_reason,
+    CASE WHEN status = 'duplicate' THEN coalesce(qc_reason, 'same pixels as ' || duplicate_of)
+         ELSE qc_reason END AS qc_reason,
     run_id, recorded_at
 FROM _batch
 WHERE status IN ('scored', 'not_spine', 'duplicate') AND content_hash IS NOT NULL
@@ -99,7 +100,8 @@ SELECT
            || chr(0) || coalesce(error_type, status)) AS error_id,
     run_id, source_path,
     CASE WHEN status = 'duplicate' THEN 'duplicate' ELSE coalesce(error_type, 'error') END AS error_type,
-    CASE WHEN status = 'duplicate' THEN coalesce(message, 'same pixels as ' || duplicate_of) ELSE message END AS message,
+    CASE WHEN status = 'duplicate' THEN coalesce(message, 'same pixels as ' || duplicate_of)
+         ELSE message END AS message,
     recorded_at AS occurred_at
 FROM _batch
 WHERE status IN ('error', 'duplicate')

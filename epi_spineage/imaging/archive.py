@@ -86,7 +86,8 @@ def _file_fingerprint(path: Path) -> str | None:
 
 
 def _data_fingerprint(data: bytes, mtime: float | None) -> str:
-    return f"t:{len(data)}:{int(mtime or 0)}:{_head_tail_hash(data[:_CHUNK], data[-_CHUNK:] if len(data) > _CHUNK else b'')}"
+    tail = data[-_CHUNK:] if len(data) > _CHUNK else b""
+    return f"t:{len(data)}:{int(mtime or 0)}:{_head_tail_hash(data[:_CHUNK], tail)}"
 
 
 def _refused(reason: str) -> Callable[[], bytes]:
@@ -170,7 +171,8 @@ def _read_limited(fh, archive: str, member: str, declared: int, limits: ArchiveL
         chunks.append(chunk)
         total += len(chunk)
         if total > cap:
-            raise ArchiveRefused(f"{archive}: member {member!r} inflates beyond its declared size {declared} (zip bomb?)",
+            raise ArchiveRefused(f"{archive}: member {member!r} inflates beyond its declared size {declared} "
+                                 "(zip bomb?)",
                                  f"member inflates beyond its declared size {declared} (zip bomb?)")
     return b"".join(chunks)
 
@@ -257,7 +259,8 @@ def _iter_tar(archive: str, suffixes, limits: ArchiveLimits, only: str | None = 
     packed = os.path.getsize(archive)
     inflated = 0
     try:
-        tf = tarfile.open(archive, mode="r|*")  # streaming: one pass, no seeks, no temp files
+        # streaming: one pass, no seeks, no temp files; closed by the `with tf:` below (the open alone is guarded)
+        tf = tarfile.open(archive, mode="r|*")  # noqa: SIM115
     except (tarfile.TarError, OSError) as exc:
         reason = f"unreadable tar archive ({' '.join(str(exc).split())})".replace(archive, "<archive>")
         raise ArchiveRefused(f"{archive}: {reason}", reason) from None
@@ -305,9 +308,9 @@ def iter_archive(
 
     ``suffixes`` (e.g. ``IMAGE_SUFFIXES``) keeps only names ending so (case-insensitive); None keeps
     every file, which matters because DICOM files often have no suffix. Hidden files, ``__MACOSX``,
-    ``DICOMDIR`` and sidecar files (``SIDECAR_SUFFIXES``: manifest.csv, notes, reports) are always skipped. Tar archives are read as one
-    stream: their members' bytes are read during iteration, zip members when ``read_bytes()`` is
-    called. Raises ``UserError`` for traversal, absurd sizes and unreadable archives.
+    ``DICOMDIR`` and sidecar files (``SIDECAR_SUFFIXES``: manifest.csv, notes, reports) are always
+    skipped. Tar archives are read as one stream: their members' bytes are read during iteration, zip
+    members when ``read_bytes()`` is called. Raises ``UserError`` for traversal, absurd sizes and unreadable archives.
 
     ``odd_members`` (the scorer's choice): a member refused for its size, and tar links and devices,
     are yielded as members whose ``read_bytes()`` raises ``ImageReadError`` saying why, so each gets

@@ -235,7 +235,7 @@ class CpuCodestreamDecoder(CodestreamDecoder):
         import torch
 
         self.calls += 1
-        out = []
+        out: list[torch.Tensor | None] = []
         for s in streams:
             if len(s) in self.refuse:
                 out.append(None)

@@ -61,7 +61,8 @@ class PreprocessConfig:
                 raise PreprocessError(f"PreprocessConfig.{name} must be an integer >= 8, got {value!r}")
             object.__setattr__(self, name, int(value))
         if self.equalization not in EQUALIZATIONS:
-            raise PreprocessError(f"PreprocessConfig.equalization must be one of {EQUALIZATIONS}, got {self.equalization!r}")
+            raise PreprocessError(f"PreprocessConfig.equalization must be one of {EQUALIZATIONS}, "
+                                  f"got {self.equalization!r}")
         area = self.margin_crop_area
         if isinstance(area, bool) or not isinstance(area, (int, float)) or not 0.0 <= float(area) < 0.5:
             raise PreprocessError(f"PreprocessConfig.margin_crop_area must be in [0, 0.5), got {area!r}")
@@ -72,7 +73,8 @@ class PreprocessConfig:
         if not isinstance(self.apply_voi_lut, bool):
             raise PreprocessError(f"PreprocessConfig.apply_voi_lut must be True or False, got {self.apply_voi_lut!r}")
         if self.interpolation not in INTERPOLATIONS:
-            raise PreprocessError(f"PreprocessConfig.interpolation must be one of {INTERPOLATIONS}, got {self.interpolation!r}")
+            raise PreprocessError(f"PreprocessConfig.interpolation must be one of {INTERPOLATIONS}, "
+                                  f"got {self.interpolation!r}")
 
     @property
     def crop_side_fraction(self) -> float:
@@ -102,7 +104,8 @@ class PreprocessConfig:
         return hashlib.sha256(self.to_json().encode()).hexdigest()
 
 
-def make_preprocess_config(value: PreprocessConfig | Mapping[str, Any] | None = None, **overrides: Any) -> PreprocessConfig:
+def make_preprocess_config(value: PreprocessConfig | Mapping[str, Any] | None = None,
+                           **overrides: Any) -> PreprocessConfig:
     """A ``PreprocessConfig`` from None (defaults), a dict, or a config; ``overrides`` that are not None replace
     fields. The config travels with a model's weights (its checkpoint), so the scorer preprocesses as training did."""
     if value is None:
@@ -351,7 +354,8 @@ def preprocess(pixels: np.ndarray, modality: str = "radiograph", config: Preproc
     return resize_pad(x, cfg.height, cfg.width)[None]
 
 
-def preprocess_reference(pixels: np.ndarray, modality: str = "radiograph", config: PreprocessConfig | None = None) -> np.ndarray:
+def preprocess_reference(pixels: np.ndarray, modality: str = "radiograph",
+                         config: PreprocessConfig | None = None) -> np.ndarray:
     """The same transform written step by step as METHODS.md reads (slower; for tests and docs)."""
     cfg = config or PreprocessConfig()
     if modality not in MODALITIES:

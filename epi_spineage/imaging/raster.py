@@ -116,12 +116,11 @@ def read_raster(data: bytes, source: str, fmt: str | None = None) -> tuple[np.nd
         raise ImageReadError(source, f"cannot decode {fmt.upper()} data (truncated or corrupt)")
     arr = np.asarray(arr)
     photometric = "MONOCHROME2"
-    if arr.ndim == 3 and arr.shape[2] == 1:
-        arr = arr[..., 0]
-    elif arr.ndim == 3 and arr.shape[2] == 2:  # grey + alpha
+    if arr.ndim == 3 and arr.shape[2] in (1, 2):  # grey, or grey + alpha
         arr = arr[..., 0]
     elif arr.ndim == 3 and arr.shape[2] in (3, 4):
-        if arr.shape[2] == 4 or not (np.array_equal(arr[..., 0], arr[..., 1]) and np.array_equal(arr[..., 1], arr[..., 2])):
+        grey3 = np.array_equal(arr[..., 0], arr[..., 1]) and np.array_equal(arr[..., 1], arr[..., 2])
+        if arr.shape[2] == 4 or not grey3:
             warnings.warn(f"{source}: colour {fmt.upper()} converted to grey", stacklevel=3)
             photometric = "RGB"
             arr = _rgb_to_grey(arr, bgr)

@@ -124,7 +124,7 @@ class BiasCorrection:
         self.data_hash_: str | None = None
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, chronological_age, predicted_age, ids: Sequence[object] | None = None, *, key=None) -> "BiasCorrection":
+    def fit(self, chronological_age, predicted_age, ids: Sequence[object] | None = None, *, key=None) -> BiasCorrection:
         """Fit on out-of-fold (or validation) pairs. ``ids``: participant ids, raw (hashed with
         ``key``) or already pseudonymised."""
         age, pred = _as_arrays(chronological_age, predicted_age)
@@ -209,7 +209,8 @@ class BiasCorrection:
                     "the data it was fitted on (leakage); remove them or fit on other participants"
                 )
         elif self.fit_ids_ and ids is None:
-            warnings.warn("no ids given: bias correction cannot check these rows against its fitting data", stacklevel=2)
+            warnings.warn("no ids given: bias correction cannot check these rows against its fitting data",
+                          stacklevel=2)
         return self._correct(age, pred)
 
     def pad_corrected(self, chronological_age, predicted_age, ids=None, *, key=None) -> np.ndarray:
@@ -238,7 +239,7 @@ class BiasCorrection:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "BiasCorrection":
+    def from_dict(cls, d: dict) -> BiasCorrection:
         try:
             obj = cls(d.get("method", "beheshti"), min_count=int(d.get("min_count", 10)), source=d.get("source"))
             obj.alpha_ = float(d["alpha"])

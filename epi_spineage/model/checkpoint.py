@@ -16,7 +16,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -95,7 +95,8 @@ def _json_default(o):
 
 
 def _unwrap(model: torch.nn.Module) -> SpineAgeNet:
-    return getattr(model, "module", model)  # DistributedDataParallel wraps the network
+    # DistributedDataParallel wraps the network
+    return cast(SpineAgeNet, getattr(model, "module", model))
 
 
 def save_checkpoint(model: torch.nn.Module, out_dir: str | Path, meta: dict | None = None) -> dict:
@@ -195,10 +196,11 @@ class LoadedModel:
 
     def predict_pixels(self, images: list, modalities: list[str | None]) -> tuple[np.ndarray, np.ndarray]:
         """Preprocess raw pixel arrays with the checkpoint's own config, then ``predict``."""
-        arrays = [preprocess(px, modality=m or "radiograph", config=self.preprocess_config) for px, m in zip(images, modalities)]
+        arrays = [preprocess(px, modality=m or "radiograph", config=self.preprocess_config)
+                  for px, m in zip(images, modalities)]
         return self.predict(torch.from_numpy(np.stack(arrays)))
 
-    def to(self, device: str | torch.device) -> "LoadedModel":
+    def to(self, device: str | torch.device) -> LoadedModel:
         self.device = torch.device(device)
         self.network.to(self.device)
         if self.device.type == "cuda":
@@ -251,7 +253,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
             if not isinstance(expect_preprocess, str):
                 other = make_preprocess_config(expect_preprocess).to_dict()
                 diffs = [f"{k}: model {meta['preprocess'].get(k)!r} vs expected {other.get(k)!r}"
-                         for k in sorted(set(other) | set(meta["preprocess"])) if other.get(k) != meta["preprocess"].get(k)]
+                         for k in sorted(set(other) | set(meta["preprocess"]))
+                         if other.get(k) != meta["preprocess"].get(k)]
                 detail = " (" + "; ".join(diffs) + ")" if diffs else ""
             raise UserError(
                 f"model {meta.get('model_id', '?')} was trained with other preprocessing{detail}: "
@@ -259,7 +262,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
             )
     weights_hash = sha256_file(weights_path)
     if verify_hash and meta.get("weights_sha256") and meta["weights_sha256"] != weights_hash:
-        raise UserError(f"{weights_path}: weights do not match meta.json (sha256 differs); the checkpoint is corrupt or mixed")
+        raise UserError(f"{weights_path}: weights do not match meta.json (sha256 differs); "
+                        "the checkpoint is corrupt or mixed")
     net = build_model(meta["backbone"], int(meta["min_age"]), int(meta["max_age"]), int(meta.get("in_chans", 1)),
                       head_hidden=int(meta.get("head_hidden", 100)))
     state = load_file(str(weights_path), device="cpu")

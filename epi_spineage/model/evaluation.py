@@ -68,7 +68,7 @@ FLAT_SD_FRACTION = 0.1
 MIN_VERDICT_N = 5
 
 
-def model_quality(age, pred, *, mean_predictor_age: float, alphas: dict[str, float] | None = None,
+def model_quality(age, pred, *, mean_predictor_age: float, alphas: dict[str, float | None] | None = None,
                   split: str = "test") -> dict:
     """The checkpoint's quality verdict: ``{"verdict": "ok"|"weak", "mae_years", "mae_mean_predictor_years",
     "r", "prediction_sd_years", "reasons": [...], "allowed_weak": False, ...}``.

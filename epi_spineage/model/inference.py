@@ -36,6 +36,7 @@ def prepare_images(refs: Sequence[str], config, modality: str | Sequence[str] = 
 
     mods_in = [modality] * len(refs) if isinstance(modality, str) else list(modality)
     arrays, modalities, unknown, found = [], [], 0, []
+    mod: str | None
     for ref, mod in zip(refs, mods_in):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -59,7 +60,8 @@ def prepare_images(refs: Sequence[str], config, modality: str | Sequence[str] = 
     return np.stack(arrays).astype("float32"), modalities
 
 
-def predict_table(loaded, refs: Sequence[str], modality: str | Sequence[str] = "auto", batch_size: int = 16) -> pd.DataFrame:
+def predict_table(loaded, refs: Sequence[str], modality: str | Sequence[str] = "auto",
+                  batch_size: int = 16) -> pd.DataFrame:
     """Spine age (expected age), SD and central 90% interval per image, in input order.
 
     Columns: image, modality, spine_age_years, spine_age_sd_years, interval90_low_years,

@@ -31,6 +31,8 @@ class MeanVarianceLoss(nn.Module):
     After each call, ``last_components`` holds the parts as floats (for logging).
     """
 
+    ages: torch.Tensor  # a registered buffer
+
     def __init__(self, min_age: int = 40, max_age: int = 100, lambda_mean: float = 0.2, lambda_var: float = 0.05):
         super().__init__()
         if int(max_age) <= int(min_age):
@@ -41,7 +43,8 @@ class MeanVarianceLoss(nn.Module):
         self.max_age = int(max_age)
         self.lambda_mean = float(lambda_mean)
         self.lambda_var = float(lambda_var)
-        self.register_buffer("ages", torch.arange(self.min_age, self.max_age + 1, dtype=torch.float32), persistent=False)
+        self.register_buffer("ages", torch.arange(self.min_age, self.max_age + 1, dtype=torch.float32),
+                             persistent=False)
         self.last_components: dict[str, float] = {}
 
     @property

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -21,6 +22,10 @@ log = logging.getLogger(__name__)
 
 class SpineAgeNet(nn.Module):
     """Backbone features -> global pooling -> linear age head (logits over integer ages)."""
+
+    # a timm model: its attributes (num_features, forward_head, ...) differ by architecture
+    backbone: Any
+    ages: torch.Tensor  # a registered buffer
 
     def __init__(self, backbone: str = "efficientnet_b4", min_age: int = 40, max_age: int = 100,
                  in_chans: int = 1, pretrained: bool = False, head_hidden: int = 100, drop_rate: float = 0.0):
@@ -46,7 +51,8 @@ class SpineAgeNet(nn.Module):
         self.head = nn.Sequential(
             nn.Linear(feat, head_hidden), nn.Linear(head_hidden, head_hidden), nn.Linear(head_hidden, self.num_classes)
         )
-        self.register_buffer("ages", torch.arange(self.min_age, self.max_age + 1, dtype=torch.float32), persistent=False)
+        self.register_buffer("ages", torch.arange(self.min_age, self.max_age + 1, dtype=torch.float32),
+                             persistent=False)
 
     @property
     def num_classes(self) -> int:
@@ -67,7 +73,8 @@ class SpineAgeNet(nn.Module):
         return logits_to_age(logits, self.ages, temperature)
 
 
-def logits_to_age(logits: torch.Tensor, ages: torch.Tensor, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+def logits_to_age(logits: torch.Tensor, ages: torch.Tensor,
+                  temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Expected age under the model's softmax, and the SD of the tempered distribution around it.
 
     Class j holds the completed year a_j, i.e. ages in [a_j, a_j + 1), so the spine age in continuous
@@ -100,7 +107,7 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        state = load_file(str(path))
+        state: Any = load_file(str(path))  # a dict, or whatever torch.load unpickles (checked below)
     else:
         try:
             state = torch.load(str(path), map_location="cpu", weights_only=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -24,11 +25,23 @@ from epi_spineage.model.bias import BiasCorrection
 from epi_spineage.model.calibration import fit_temperature, interval_coverage, predictive_interval
 from epi_spineage.model.checkpoint import atomic_write_bytes, save_checkpoint
 from epi_spineage.model.data import (
-    ImageDataset, assign_splits, manifest_hash, participant_folds, preload, read_manifest,
+    ImageDataset,
+    assign_splits,
+    manifest_hash,
+    participant_folds,
+    preload,
+    read_manifest,
 )
 from epi_spineage.model.evaluation import age_metrics, format_metrics, model_quality, quality_line
 from epi_spineage.model.network import build_model, load_init_weights, logits_to_age
-from epi_spineage.model.training import TrainConfig, choose_device, dist_info, fit_network, predict_logits, seed_everything
+from epi_spineage.model.training import (
+    TrainConfig,
+    choose_device,
+    dist_info,
+    fit_network,
+    predict_logits,
+    seed_everything,
+)
 from epi_spineage.schema import SYNTHETIC_NOTICE
 
 log = logging.getLogger(__name__)
@@ -41,7 +54,7 @@ def _subset(ds, idx: np.ndarray):
         t = torch.as_tensor(idx, dtype=torch.long)
         return TensorDataset(*(x[t] for x in ds.tensors))
     sub = Subset(ds, idx.tolist())
-    sub.ages = ds.ages[idx]
+    sub.ages = ds.ages[idx]  # type: ignore[attr-defined]  # the samplers read .ages off any dataset
     return sub
 
 
@@ -130,17 +143,21 @@ def run_training(cfg: TrainConfig) -> dict:
     coverage = []
     for split in ("val", "test"):
         for modality in ["all"] + sorted(df["modality"].unique()):
-            rows = index[split] if modality == "all" else index[split][df["modality"].to_numpy()[index[split]] == modality]
+            rows = (index[split] if modality == "all"
+                    else index[split][df["modality"].to_numpy()[index[split]] == modality])
             if len(rows):
                 coverage.append({"split": split, "modality": modality, "n": int(len(rows)),
-                                 "coverage90_before": interval_coverage(logits[rows], ages[rows], 1.0, 0.9, cfg.min_age),
-                                 "coverage90_after": interval_coverage(logits[rows], ages[rows], temperature, 0.9, cfg.min_age)})
+                                 "coverage90_before": interval_coverage(logits[rows], ages[rows], 1.0, 0.9,
+                                                                        cfg.min_age),
+                                 "coverage90_after": interval_coverage(logits[rows], ages[rows], temperature, 0.9,
+                                                                       cfg.min_age)})
 
     # ---------------------------------------------------------------- bias correction
     ids = df["participant_id"].to_numpy()
     modality = df["modality"].to_numpy()
     if oof is not None:
         fit_rows, fit_pred = index["train"], oof
+        corrected_splits: tuple[str, ...]
         source, corrected_splits = f"oof-{cfg.bias_folds}fold", ("val", "test")
         log.warning("bias correction fitted on %d-fold out-of-fold predictions of the training split", cfg.bias_folds)
     else:
@@ -169,7 +186,8 @@ def run_training(cfg: TrainConfig) -> dict:
                 by_modality[mod] = BiasCorrection(cfg.bias_method, source=f"{source}, {mod} only").fit(
                     ages[fit_rows][sel], fit_pred[sel], ids=ids[fit_rows][sel], key=key)
             else:
-                log.warning("bias correction by modality: only %d %s pair(s); %s uses the pooled fit", sel.sum(), mod, mod)
+                log.warning("bias correction by modality: only %d %s pair(s); %s uses the pooled fit",
+                            sel.sum(), mod, mod)
     log.warning("bias correction: %r%s", bias,
                 "".join(f"; {m}: {b!r}" for m, b in by_modality.items()))
     pred["spine_age_corrected_years"] = np.nan
@@ -177,7 +195,7 @@ def run_training(cfg: TrainConfig) -> dict:
         for mod in sorted(set(modality[index[split]])):
             rows = index[split][modality[index[split]] == mod]
             if len(rows):
-                fit = by_modality.get(mod, bias)
+                fit = cast(BiasCorrection, by_modality.get(mod, bias))  # bias is not None in this loop
                 pred.loc[rows, "spine_age_corrected_years"] = fit.apply(ages[rows], mean[rows], ids=ids[rows], key=key)
 
     # ---------------------------------------------------------------- metrics
@@ -190,7 +208,8 @@ def run_training(cfg: TrainConfig) -> dict:
 
     # ---- model-quality verdict, second part: the corrections' slopes (|alpha| > 0.9 is refused);
     # docs/guides/train.md#model-quality
-    alphas = {} if bias is None else {"pooled": bias.alpha_, **{m: b.alpha_ for m, b in by_modality.items()}}
+    alphas: dict[str, float | None] = ({} if bias is None else
+                                       {"pooled": bias.alpha_, **{m: b.alpha_ for m, b in by_modality.items()}})
     announced = quality["allowed_weak"]
     quality = model_quality(ages[index[judge]], mean[index[judge]], mean_predictor_age=train_mean,
                             alphas=alphas, split=judge)
@@ -250,7 +269,7 @@ def summary_text(meta: dict) -> str:
     if metrics is None:
         metrics = pd.DataFrame(meta["metrics"])
     quality = meta.get("quality")
-    weak = bool(quality) and quality.get("verdict") == "weak"
+    weak = quality is not None and bool(quality) and quality.get("verdict") == "weak"
     if weak:  # never show corrected accuracy of a weak model on its own: it is age plus noise
         metrics = metrics.copy()
         metrics.loc[metrics["prediction"] == "corrected", "prediction"] = "corrected (weak model: meaningless)"
@@ -261,7 +280,8 @@ def summary_text(meta: dict) -> str:
         lines.append(f"{s}: MAE of always predicting the training-mean age = {v:.2f} years")
     lines.append(f"temperature {meta['temperature']:.3f}; 90% interval coverage before -> after:")
     for c in meta.get("coverage", []):
-        lines.append(f"  {c['split']}/{c['modality']}: {c['coverage90_before']:.3f} -> {c['coverage90_after']:.3f} (n={c['n']})")
+        lines.append(f"  {c['split']}/{c['modality']}: {c['coverage90_before']:.3f} -> "
+                     f"{c['coverage90_after']:.3f} (n={c['n']})")
     b = meta.get("bias_correction") or {}
     if b:
         lines.append(f"bias correction ({b['method']}, {b['source']}): alpha {b['alpha']:.4f}, beta {b['beta']:.3f}, "

@@ -17,6 +17,7 @@ import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar, cast
 
 import numpy as np
 import pandas as pd
@@ -26,7 +27,10 @@ from torch.utils.data import DataLoader
 from epi_spineage.errors import UserError
 from epi_spineage.model.checkpoint import atomic_torch_save, atomic_write_bytes
 from epi_spineage.model.loss import MeanVarianceLoss
-from epi_spineage.model.network import logits_to_age
+from epi_spineage.model.network import SpineAgeNet, logits_to_age
+
+if TYPE_CHECKING:
+    from torch.utils.data.distributed import DistributedSampler
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +159,7 @@ def predict_logits(net: torch.nn.Module, dataset, device: torch.device, batch_si
             out.append(net(_to_input(x, device)).float().cpu())
     net.train(was_training)
     if not out:
-        return np.zeros((0, net.num_classes), dtype="float32")
+        return np.zeros((0, cast(SpineAgeNet, net).num_classes), dtype="float32")
     return torch.cat(out).numpy()
 
 
@@ -165,8 +169,12 @@ def mae_of(logits: np.ndarray, ages: np.ndarray, net) -> float:
 
 
 # ---------------------------------------------------------------------------- the epoch loop
-def fit_network(net, train_ds, val_ds, cfg: TrainConfig, device: torch.device, *, state_dir: Path | None = None,
-                desc: str = "train", epochs: int | None = None, workers: int = 0) -> tuple[torch.nn.Module, list[dict]]:
+_Net = TypeVar("_Net", bound=torch.nn.Module)
+
+
+def fit_network(net: _Net, train_ds, val_ds, cfg: TrainConfig, device: torch.device, *,
+                state_dir: Path | None = None, desc: str = "train", epochs: int | None = None,
+                workers: int = 0) -> tuple[_Net, list[dict]]:
     """Train with Adam and the mean-variance loss, early stopping on validation MAE.
 
     With ``state_dir``, writes ``last.pt`` (model, optimizer, epoch, RNG, best weights) and
@@ -184,7 +192,7 @@ def fit_network(net, train_ds, val_ds, cfg: TrainConfig, device: torch.device, *
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     if cfg.lr_schedule not in ("constant", "cosine"):
         raise UserError(f"unknown lr schedule {cfg.lr_schedule!r}; use constant or cosine")
-    model = net
+    model: torch.nn.Module = net
     if world > 1:
         _init_distributed(device)
         model = torch.nn.parallel.DistributedDataParallel(
@@ -198,7 +206,8 @@ def fit_network(net, train_ds, val_ds, cfg: TrainConfig, device: torch.device, *
         state = torch.load(last_path, map_location="cpu", weights_only=False)
         net.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
-        start_epoch, best_mae, best_epoch, stale = state["epoch"] + 1, state["best_mae"], state["best_epoch"], state["stale"]
+        start_epoch, best_mae = state["epoch"] + 1, state["best_mae"]
+        best_epoch, stale = state["best_epoch"], state["stale"]
         best_state, history = state["best_state"], state["history"]
         resumed_lr = state.get("sched_lr")
         torch.set_rng_state(state["rng"]["torch"])
@@ -216,7 +225,7 @@ def fit_network(net, train_ds, val_ds, cfg: TrainConfig, device: torch.device, *
     for epoch in range(start_epoch, epochs):
         if stale >= cfg.patience:
             break
-        sampler = None
+        sampler: DistributedSampler | None = None
         gen = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
         if world > 1:
             from torch.utils.data.distributed import DistributedSampler
@@ -281,7 +290,7 @@ def fit_network(net, train_ds, val_ds, cfg: TrainConfig, device: torch.device, *
         history.append(row)
         log.info("%s epoch %d: loss %.3f, validation MAE %.3f%s", desc, epoch + 1, row["train_loss"], val_mae,
                  " (best)" if improved else "")
-        if state_dir and rank == 0:
+        if state_dir and last_path is not None and rank == 0:  # last_path is set exactly when state_dir is
             _append_metrics(state_dir, row)
             atomic_torch_save({
                 "model": net.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,

@@ -25,7 +25,14 @@ from epi_spineage.report import steps
 from epi_spineage.report.config import StudyConfig
 from epi_spineage.report.prepare import prepare_cohorts
 from epi_spineage.report.results import (
-    ACCEL_COLUMN, AGE_PREDICTOR, GROUP_COLUMN, ROC_OUTCOMES, ROLES, SPINE_PREDICTOR, StudyResults, collect_warnings,
+    ACCEL_COLUMN,
+    AGE_PREDICTOR,
+    GROUP_COLUMN,
+    ROC_OUTCOMES,
+    ROLES,
+    SPINE_PREDICTOR,
+    StudyResults,
+    collect_warnings,
     has_outcome,
 )
 from epi_spineage.schema import PAD_COLUMN
@@ -100,8 +107,8 @@ def _data_quality(results: StudyResults, quality: pd.DataFrame) -> pd.DataFrame:
             if v["n_excluded"]:
                 rows.append({"cohort": role, "item": "FRAX: complete cases only", "n": v["n_excluded"],
                              "detail": "missing a FRAX probability or the outcome"})
-    for k, v in results.skipped.items():
-        rows.append({"cohort": "", "item": f"analysis skipped: {k}", "n": np.nan, "detail": v})
+    for k, reason in results.skipped.items():
+        rows.append({"cohort": "", "item": f"analysis skipped: {k}", "n": np.nan, "detail": reason})
     for w in results.warnings:
         if "not estimated" in w or "empty at this cut" in w or "one sex only" in w:
             rows.append({"cohort": "", "item": "not estimated", "n": np.nan, "detail": w})

@@ -12,7 +12,7 @@ import warnings
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10: the same parser as the tomli package
-    import tomli as tomllib  # type: ignore[no-redef]
+    import tomli as tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,7 +85,7 @@ class StudyConfig:
         warnings.warn("StudyConfig.accelerated_rule is deprecated; use cut_rule", DeprecationWarning, stacklevel=2)
         return self.cut_rule
 
-    def validate(self) -> "StudyConfig":
+    def validate(self) -> StudyConfig:
         if self.pad_derivation not in ("auto", "corrected", "uncorrected") or self.pad_external not in (
                 "auto", "corrected", "uncorrected"):
             raise UserError("config: pad_derivation/pad_external must be auto, corrected or uncorrected")

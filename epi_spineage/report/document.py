@@ -7,6 +7,7 @@ subgroups, FRAX, age-gap regression, Grad-CAM, scoring QC, synthetic truth, data
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import logging
 import platform
@@ -19,11 +20,22 @@ from epi_spineage import __version__
 from epi_spineage.report import figures as F
 from epi_spineage.report import labels as L
 from epi_spineage.report.config import StudyConfig
+from epi_spineage.report.render import FigureItem, Section, TableItem, format_ci, format_p, write_report
 from epi_spineage.report.results import (
-    AGE_PREDICTOR, SPINE_PREDICTOR, AgeGapResult, AgreementResult, CompetingResult, CoxFractureResult,
-    DiscriminationResult, GroupsKMResult, MortalityResult, RatesResult, StudyResults, SubgroupResult, Table1Result,
+    AGE_PREDICTOR,
+    SPINE_PREDICTOR,
+    AgeGapResult,
+    AgreementResult,
+    CompetingResult,
+    CoxFractureResult,
+    DiscriminationResult,
+    GroupsKMResult,
+    MortalityResult,
+    RatesResult,
+    StudyResults,
+    SubgroupResult,
+    Table1Result,
 )
-from epi_spineage.report.render import Section, FigureItem, TableItem, format_ci, format_p, write_report
 from epi_spineage.schema import PAD_COLUMN, SYNTHETIC_NOTICE
 from epi_spineage.stats.grouping import FOUR_GROUP_LABELS, REFERENCE_GROUP
 
@@ -241,9 +253,9 @@ def _km(d: _Doc) -> None:
                 lab[grp] = f"{grp}: HR {_ci(row.iloc[0])}"
             else:
                 lab[grp] = f"{grp} (reference)" if grp == REFERENCE_GROUP else grp
-        l = lr[lr["cohort"] == role] if len(lr) else lr
-        note = f"log-rank {format_p(l.iloc[0]['p_value']).replace('<', 'p < ') if len(l) else ''}"
-        note = note if "p <" in note else (f"log-rank p = {format_p(l.iloc[0]['p_value'])}" if len(l) else "")
+        lrow = lr[lr["cohort"] == role] if len(lr) else lr
+        note = f"log-rank {format_p(lrow.iloc[0]['p_value']).replace('<', 'p < ') if len(lrow) else ''}"
+        note = note if "p <" in note else (f"log-rank p = {format_p(lrow.iloc[0]['p_value'])}" if len(lrow) else "")
         panels.append({"title": L.cohort(role), "curves": c, "at_risk": a[["group", "time_years", "n_at_risk"]],
                        "groups": list(FOUR_GROUP_LABELS), "labels": lab, "short": short, "note": note})
     if not panels:
@@ -255,8 +267,8 @@ def _km(d: _Doc) -> None:
              "where mortality is high: see the competing-risk section (Aalen-Johansen).", width=980)
     if len(hrs):
         order = {g: i for i, g in enumerate(FOUR_GROUP_LABELS)}
-        hrs = hrs.assign(_o=hrs["group"].map(order)).sort_values(["cohort", "_o"], kind="stable",
-                                                                 key=lambda c: c.map(d.r.roles.index) if c.name == "cohort" else c)
+        hrs = hrs.assign(_o=hrs["group"].map(order)).sort_values(
+            ["cohort", "_o"], kind="stable", key=lambda c: c.map(d.r.roles.index) if c.name == "cohort" else c)
         disp = pd.DataFrame({
             "cohort": hrs["cohort"].map(L.cohort), "group": hrs["group"],
             "n": hrs["n_group"].map(lambda v: f"{int(v):,}" if pd.notna(v) else ""),
@@ -301,8 +313,8 @@ def _cox(d: _Doc) -> None:
                                              for m, covs in cfg.fracture_models.items())
         + ". Complete cases per model (n/events shown).")
     d.table(s, "cox_fracture", "Hazard ratio (95% CI) per 1 SD of PAD for incident fracture "
-            "('not estimable': fewer than {:g} events per model parameter, or an infinite CI).".format(
-                cfg.min_events_per_parameter or 0), _hr_pivot(summ, list(cfg.fracture_models)), frame=summ)
+            f"('not estimable': fewer than {cfg.min_events_per_parameter or 0:g} events per model parameter, "
+            "or an infinite CI).", _hr_pivot(summ, list(cfg.fracture_models)), frame=summ)
     side = cox.pad_side_by_side
     if len(side):
         disp = pd.DataFrame({"cohort": side["cohort"].map(L.cohort), "outcome": side["outcome"].map(L.outcome),
@@ -419,7 +431,8 @@ def _subgroups(d: _Doc) -> None:
     disp = pd.DataFrame({
         "cohort": t["cohort"].map(L.cohort), "outcome": t["outcome"].map(L.outcome),
         "sex": t["level"].map({"F": "women", "M": "men"}).fillna(t["level"]),
-        "n / events": [f"{int(n):,} / {int(e):,}" if pd.notna(e) else f"{int(n):,} / -" for n, e in zip(t["n"], t["events"])],
+        "n / events": [f"{int(n):,} / {int(e):,}" if pd.notna(e) else f"{int(n):,} / -"
+                       for n, e in zip(t["n"], t["events"])],
         "HR per SD (95% CI)": [_ci(r) for _, r in t.iterrows()],
         "p interaction": t["p_interaction"].map(format_p)})
     first = next(iter(d.r.config.fracture_models))
@@ -485,11 +498,14 @@ def _methods(d: _Doc, meta: dict) -> None:
         f"Accelerated ageing: PAD {cfg.cut_rule} the cut, here the "
         f"{d.r.groups.cut_source if d.r.groups else 'cut of the study config'} (quantile type 7, R's default, "
         "unless configured).",
-        f"Cox models: ties by {cfg.ties.capitalize()}; Wald CIs; HR per 1 SD of PAD (sample SD of the analysed cohort); "
-        "complete cases per model; Harrell's C; PH check by scaled Schoenfeld residuals.",
-        f"Kaplan-Meier: cumulative failure 1 - S(t), Greenwood variance, {cfg.km_ci} CIs; log-rank test across groups.",
-        "Table 1: mean ± SD with Student's t-test (equal variances, as scipy and Stata; R's t.test defaults to Welch); "
-        "n (%) with Pearson's chi-square without Yates' correction, Fisher's exact test when an expected count < 5.",
+        f"Cox models: ties by {cfg.ties.capitalize()}; Wald CIs; HR per 1 SD of PAD "
+        "(sample SD of the analysed cohort); complete cases per model; Harrell's C; "
+        "PH check by scaled Schoenfeld residuals.",
+        f"Kaplan-Meier: cumulative failure 1 - S(t), Greenwood variance, {cfg.km_ci} CIs; "
+        "log-rank test across groups.",
+        "Table 1: mean ± SD with Student's t-test (equal variances, as scipy and Stata; "
+        "R's t.test defaults to Welch); n (%) with Pearson's chi-square without Yates' correction, "
+        "Fisher's exact test when an expected count < 5.",
         "AUROC: DeLong CIs and paired DeLong tests (Sun & Xu fast algorithm; ties count one half).",
         "Competing risk: Aalen-Johansen cumulative incidence, death as the competing event.",
         f"FRAX high risk: MOF >= {cfg.frax_mof_threshold_pct:g}% or hip >= {cfg.frax_hip_threshold_pct:g}%; "
@@ -510,10 +526,8 @@ def software_versions() -> dict[str, str]:
 
     out = {"python": platform.python_version(), "epi_spineage": __version__}
     for pkg in ("numpy", "pandas", "scipy", "matplotlib", "jinja2", "duckdb", "lifelines", "statsmodels"):
-        try:
+        with contextlib.suppress(md.PackageNotFoundError):
             out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            pass
     return out
 
 
@@ -521,7 +535,7 @@ def build_sections(results: StudyResults, fig_dir: Path, *, synthetic: bool, svg
                    gallery=None, meta: dict | None = None) -> list[Section]:
     meta = meta or {"software": software_versions()}
     d = _Doc(results, fig_dir, svg)
-    for name, func in (("summary", lambda: _summary(d, synthetic)), ("cohorts", lambda: _cohorts(d)),
+    for _name, func in (("summary", lambda: _summary(d, synthetic)), ("cohorts", lambda: _cohorts(d)),
                        ("agreement", lambda: _agreement(d)), ("discrimination", lambda: _discrimination(d)),
                        ("accelerated", lambda: _km(d)), ("cox", lambda: _cox(d)),
                        ("mortality", lambda: _mortality(d)), ("rates", lambda: _rates(d)),

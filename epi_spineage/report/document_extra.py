@@ -54,7 +54,8 @@ def frax_section(d) -> None:
     if len(ct):
         disp = pd.DataFrame({
             "cohort": ct["cohort"].map(L.cohort), "FRAX with age": ct["chronological"],
-            "FRAX with spine age": ct["spine"], "n": ct["n"].map("{:,}".format), "fractures": ct["events"].map("{:,}".format),
+            "FRAX with spine age": ct["spine"], "n": ct["n"].map("{:,}".format),
+            "fractures": ct["events"].map("{:,}".format),
             "observed risk, % (95% CI)": [format_ci(100 * e, 100 * lo, 100 * hi, 1) if n else "" for e, lo, hi, n in
                                           zip(ct["estimate"] if "estimate" in ct else ct["observed_risk"], ct["ci_low"],
                                               ct["ci_high"], ct["n"])]})

@@ -57,7 +57,8 @@ def read_cohort_file(ref: str, mapping: str | None) -> pd.DataFrame:
     except UserError:
         raise
     except Exception as exc:  # a corrupt/unparsable file is the user's input, not our bug
-        raise UserError(f"{path}: could not read the table ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise UserError(f"{path}: could not read the table ({type(exc).__name__}: {first})") from None
 
 
 def split_roles(df: pd.DataFrame, config: StudyConfig) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
@@ -131,7 +132,8 @@ def load_inputs(*, cohort: str | list[str] | None, mapping: str | None, db: str 
         from epi_spineage.report import demo_study
 
         der, ext, truth = demo_study(seed, n_derivation, n_external)
-        return Inputs(der, ext, truth, True, f"the built-in simulator (seed {seed}, n = {n_derivation:,} + {n_external:,})")
+        return Inputs(der, ext, truth, True,
+                      f"the built-in simulator (seed {seed}, n = {n_derivation:,} + {n_external:,})")
     warn: list[str] = []
     cohorts = [cohort] if isinstance(cohort, str) else list(cohort or [])
     if cohorts:

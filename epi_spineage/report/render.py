@@ -250,15 +250,15 @@ def csv_safe(frame: pd.DataFrame) -> pd.DataFrame:
     out = frame.copy()
     for col in out.columns:
         if out[col].dtype == object:
-            out[col] = out[col].map(lambda v: "'" + v if isinstance(v, str) and v[:1] in ("=", "+", "-", "@", "\t", "\r")
-                                    else v)
+            out[col] = out[col].map(
+                lambda v: "'" + v if isinstance(v, str) and v[:1] in ("=", "+", "-", "@", "\t", "\r") else v)
     return out
 
 
 def render_qmd(sections: list[Section], *, title: str, banner: str | None, meta: dict[str, Any]) -> str:
     """Static Quarto source: results written in, figures linked from ``figures/``; no code to run."""
     out = ["---", f"title: {_yaml_str(md_escape(title))}",
-           f"subtitle: {_yaml_str('Generated ' + str(meta.get('generated_utc', '')) + ' by epi_spineage ' + __version__)}",
+           "subtitle: " + _yaml_str(f"Generated {meta.get('generated_utc', '')} by epi_spineage {__version__}"),
            "format:", "  html:", "    embed-resources: true", "    toc: true", "    number-sections: true",
            "---", ""]
     if banner:

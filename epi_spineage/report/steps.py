@@ -15,7 +15,7 @@ from __future__ import annotations
 import inspect
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -23,9 +23,27 @@ import pandas as pd
 from epi_spineage import stats
 from epi_spineage.errors import AnalysisNotPossible, UserError
 from epi_spineage.report.results import (
-    ACCEL_COLUMN, AGE_PREDICTOR, GROUP_COLUMN, ROC_OUTCOMES, SPINE_PREDICTOR, AgeGapResult, AgreementResult,
-    CompetingResult, CoxFamilyResult, CoxFractureResult, DiscriminationResult, FraxResult, GroupsKMResult,
-    MortalityResult, RatesResult, StudyResults, SubgroupResult, Table1Result, concat, has_outcome, tag,
+    ACCEL_COLUMN,
+    AGE_PREDICTOR,
+    GROUP_COLUMN,
+    ROC_OUTCOMES,
+    SPINE_PREDICTOR,
+    AgeGapResult,
+    AgreementResult,
+    CompetingResult,
+    CoxFamilyResult,
+    CoxFractureResult,
+    DiscriminationResult,
+    FraxResult,
+    GroupsKMResult,
+    MortalityResult,
+    RatesResult,
+    StudyResults,
+    SubgroupResult,
+    Table1Result,
+    concat,
+    has_outcome,
+    tag,
 )
 from epi_spineage.schema import OUTCOMES, PAD_COLUMN
 from epi_spineage.stats.grouping import REFERENCE_GROUP
@@ -189,7 +207,7 @@ def agreement(results: StudyResults) -> AgreementResult:
                 if kind == c.pad_kind:
                     continue
                 other = _try(results, f"PAD summary, {kind} ({role})",
-                             lambda col=col: stats.pad_summary(df, pad=col, ci_level=level))
+                             lambda: stats.pad_summary(df, pad=col, ci_level=level))
                 if other is not None:
                     summaries.append(tag(other, cohort=role, pad=kind, analysed=False))
         out.pad_mean_years[role] = float(df[PAD_COLUMN].mean())
@@ -324,8 +342,11 @@ def _group_hrs(df: pd.DataFrame, time_col: str, event: str, cfg, *, column: str 
 
 
 # ---------------------------------------------------------------------------------- Cox
-def _fit_models(results: StudyResults, out: CoxFamilyResult, outcomes: list[str],
-                models: dict[str, list[str]]) -> CoxFamilyResult:
+_Family = TypeVar("_Family", bound=CoxFamilyResult)
+
+
+def _fit_models(results: StudyResults, out: _Family, outcomes: list[str],
+                models: dict[str, list[str]]) -> _Family:
     cfg = results.config
     family = out.family
     summaries, cindex, ph = [], [], []
@@ -395,7 +416,7 @@ def _pad_alternatives(results: StudyResults, out: CoxFamilyResult, outcome: str,
         event, time_col = OUTCOMES[outcome]
         for kind, col in kinds.items():
             use, dropped = _usable_covariates(df, time_col, event, col, [v for v in covs if v in df.columns])
-            res = _try(results, f"{out.family} {model} with {kind} PAD ({role}, {outcome})", lambda col=col: (
+            res = _try(results, f"{out.family} {model} with {kind} PAD ({role}, {outcome})", lambda: (
                 stats.cox_per_sd(df, time_col, event, col, use, ties=cfg.ties, sd=float(df[col].std(ddof=1)),
                                  ci_level=cfg.ci_level, model=model, **_cox_kwargs(stats.cox_per_sd, cfg))))
             if res is None:
@@ -437,7 +458,7 @@ def cox_mortality(results: StudyResults) -> MortalityResult:
                                               [v for v in wanted if v in sub.columns])
             adj = label if not dropped else f"{label}; dropped (constant): {', '.join(dropped)}"
             h = _try(results, f"mortality, accelerated vs not, {label} ({role})",
-                     lambda use=use: _group_hrs(sub, time_col, event, cfg, column="acceleration",
+                     lambda: _group_hrs(sub, time_col, event, cfg, column="acceleration",
                                                 reference="not accelerated", covariates=tuple(use)))
             if h is not None:
                 frames.append(tag(h, cohort=role, outcome=cfg.mortality_outcome, adjustment=adj))
@@ -501,7 +522,7 @@ def rates(results: StudyResults) -> RatesResult:
                     sub = df[df[by].notna()].copy()
                     sub[by] = (sub[by].astype(str) if by == GROUP_COLUMN
                                else sub[by].map({1.0: "accelerated", 0.0: "not accelerated"}))
-                    t = _try(results, where, lambda sub=sub, by=by: stats.incidence_rates(
+                    t = _try(results, where, lambda: stats.incidence_rates(
                         sub, time_col, event, group=by, ci_level=cfg.ci_level))
                     if t is not None:
                         inc.append(tag(t, cohort=role, outcome=outcome, by=by))
@@ -605,7 +626,7 @@ def frax(results: StudyResults) -> FraxResult:
 
 def _frax_mof_for_hip(results: StudyResults, df: pd.DataFrame, role: str, event: str) -> pd.DataFrame | None:
     """AUROC of the MOF probability for hip fracture, age vs spine age (the study: 0.81 vs 0.77)."""
-    if HIP_EVENT not in df.columns or HIP_EVENT == event:
+    if HIP_EVENT not in df.columns or event == HIP_EVENT:
         return None
     keep = df[[event, *FRAX_COLUMNS]].apply(pd.to_numeric, errors="coerce").notna().all(axis=1)
     kept = df[keep]

@@ -54,7 +54,8 @@ def truth_table(truth: dict[str, Any], results) -> pd.DataFrame:
                              "sample SD, chi-square CI"))
         # HR per SD of PAD, on the planted scale and covariates
         for outcome, spec in t.get("outcomes", {}).items():
-            if outcome not in OUTCOMES or outcome not in results.config.fracture_outcomes + [results.config.mortality_outcome]:
+            analysed = results.config.fracture_outcomes + [results.config.mortality_outcome]
+            if outcome not in OUTCOMES or outcome not in analysed:
                 continue
             event, time_col = OUTCOMES[outcome]
             if event not in df.columns:

@@ -188,7 +188,7 @@ def prepare_member(ctx: MemberContext, name: str, size: int | None, member: Any
     sop = meta.get("sop_instance_uid")
     # stored as its keyed hash unless --store-paths (docs/privacy.md#stored-paths); "_name" (not a result
     # column) keeps the member name for the CPU fallback, in this process only
-    row = {"run_id": ctx.run_id, "source_path": ctx.ref(name), "file_size_bytes": size, "_name": name,
+    row: dict[str, Any] = {"run_id": ctx.run_id, "source_path": ctx.ref(name), "file_size_bytes": size, "_name": name,
            "file_fingerprint": fp()}
     from epi_spineage.db.results import now_utc
 
@@ -426,7 +426,8 @@ class GpuScorer:
                 if i in keep and rows[i]["status"] == "ready":
                     extra_inputs.append(cpu_batch[pos])
                     scored.append(i)
-        done, waiting = [], []
+        done: list[tuple[dict, Future]] = []
+        waiting: list[tuple[dict, Future]] = []
         for entry in self.fallbacks:  # one look per future: one finishing meanwhile waits for the next batch
             (done if entry[1].done() else waiting).append(entry)
         self.fallbacks = waiting

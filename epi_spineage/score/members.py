@@ -79,7 +79,8 @@ def _declared_size(data: bytes, max_bytes: int) -> tuple[int, int] | str | None:
             import pydicom
 
             ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True,
-                                 specific_tags=["Rows", "Columns", "NumberOfFrames", "SamplesPerPixel", "BitsAllocated"])
+                                 specific_tags=["Rows", "Columns", "NumberOfFrames", "SamplesPerPixel",
+                                                "BitsAllocated"])
             rows, cols = int(ds.get("Rows") or 0), int(ds.get("Columns") or 0)
             frames = int(str(ds.get("NumberOfFrames") or 1) or 1)
             spp, bits = int(ds.get("SamplesPerPixel") or 1), int(ds.get("BitsAllocated") or 16)
@@ -268,7 +269,8 @@ def _scrub(message: str, name: str, ref: str) -> str:
     return text[:500]
 
 
-def iter_members(archives: Sequence[str], *, shard: int = 0, n_shards: int = 1) -> Iterator[tuple[str, int | None, object]]:
+def iter_members(archives: Sequence[str], *, shard: int = 0,
+                 n_shards: int = 1) -> Iterator[tuple[str, int | None, object]]:
     """(name, size, member-or-error) for every file of every archive, keeping every n-th from ``shard``.
 
     An archive that breaks part-way (a truncated tar) yields one error entry for the archive and the

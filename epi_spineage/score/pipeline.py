@@ -15,9 +15,11 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
+from typing import Any, cast
 
 from epi_spineage.db import schema as dbschema
 from epi_spineage.db import store as db
@@ -168,7 +170,7 @@ def _read_known(db_path: Path, model_id: str, lock_timeout_s: float, spool: Spoo
         con.close()
 
 
-def _install_sigterm() -> object:
+def _install_sigterm() -> Callable[[int, FrameType | None], Any] | int | signal.Handlers | None:
     """systemd stops a service with SIGTERM: finish like Ctrl-C so the run row says 'interrupted'."""
     def handler(signum, frame):
         raise KeyboardInterrupt
@@ -329,8 +331,9 @@ def _score_locked(archive_paths, model_dir, db_path, spool, key_bytes, *, batch_
     spread = PredictionSpread()  # issue 11: notice a flat (degenerate) model; warned about at the end
     try:
         if choice.path == "gpu":  # the GPU loop: score/gpu_batches.py
+            make_decoder = cast(Callable[[Any], Any], choice.decoder)  # always set when the path is "gpu"
             t_first, n_first = gpu_batches.score_on_gpu(
-                archive_paths, ctx, loaded, device=device, decoder=choice.decoder(device), batch_size=batch_size,
+                archive_paths, ctx, loaded, device=device, decoder=make_decoder(device), batch_size=batch_size,
                 workers=workers, limit=limit, summary=summary, committer=committer, seen_hashes=seen_hashes,
                 provenance=provenance, bar=bar)
         processed = 0

@@ -131,7 +131,8 @@ def index_archives(archives: Sequence[str]) -> list[MemberRef]:
                 try:
                     refs.extend(_index_tar(archive))
                 except (tarfile.TarError, EOFError, OSError) as exc:
-                    raise UserError(f"{archive}: truncated or corrupt tar archive ({type(exc).__name__}: {exc})") from None
+                    raise UserError(f"{archive}: truncated or corrupt tar archive "
+                                    f"({type(exc).__name__}: {exc})") from None
             else:
                 refs.append(MemberRef(archive, None, "stream", archive))
         except UserError as exc:

@@ -111,7 +111,7 @@ class BackgroundCommitter:
 
         self.writer = writer
         self.min_interval_s = min_interval_s
-        self.queue: "queue.Queue" = queue.Queue(maxsize=max_pending)
+        self.queue: queue.Queue = queue.Queue(maxsize=max_pending)
         self.error: BaseException | None = None
         self.n_spooled = 0
         self._thread = threading.Thread(target=self._run, name="epi-spineage-commit", daemon=True)

@@ -48,6 +48,8 @@ class CoxFit:
 class _Layout:
     """Sorting and index bookkeeping that does not change between iterations."""
 
+    xe_sum: np.ndarray  # the event rows' covariate sums, set by the caller that has the design matrix
+
     def __init__(self, time, event, strata, ties, time_order=None):
         n = len(time)
         if time_order is None:
@@ -197,7 +199,7 @@ def _fit_cox(X, time, event, strata, ties, max_iter, eps, time_order=None) -> Co
     it = 0
     halving = 0
     new_beta = beta + step
-    for it in range(1, max_iter + 1):
+    for it in range(1, max_iter + 1):  # noqa: B007  (`it` is read after the loop: the iteration count)
         if p == 0:
             break
         new_ll, new_grad, new_info, new_xbar = _loglik_parts(lay, Xc, Xe, new_beta)

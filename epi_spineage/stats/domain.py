@@ -95,7 +95,7 @@ def agreement_by_group(df: pd.DataFrame, group=("manufacturer", "modality"), *, 
         n = int(ok.sum())
         mean, lo, hi = _mean_ci(dd, level)
         mae, mlo, mhi = _mean_ci(np.abs(dd), level)
-        r = pearson(aa, aa + dd, level=level)
+        r = pearson(aa, aa + dd, ci_level=level)
         rows.append({
             **dict(zip(cols, key)), "n": n, "n_missing": int(len(pos) - n),
             "pad_mean_years": mean, "pad_mean_ci_low": lo, "pad_mean_ci_high": hi,

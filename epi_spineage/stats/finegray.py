@@ -262,7 +262,7 @@ def fit_fine_gray(X: np.ndarray, time: np.ndarray, etype: np.ndarray, *, max_ite
         converged = p == 0
         singular = False
         it = 0
-        for it in range(1, max_iter + 1):
+        for it in range(1, max_iter + 1):  # noqa: B007  (`it` is read after the loop: the iteration count)
             if p == 0:
                 break
             try:

@@ -208,12 +208,12 @@ def frax_reclassification(df: pd.DataFrame, event: str = "fracture_any", mof: st
                      "method": "Woolf CI" + (" (0.5 added to every cell)" if o["corrected"] else "")})
     for term, mask, want in (("sensitivity", ev, True), ("specificity", ~ev, False)):
         # discordant pairs: right with chronological age only (b) or with spine age only (c)
-        b = int((mask & (chrono == want) & (spine != want)).sum())
-        c = int((mask & (chrono != want) & (spine == want)).sum())
-        stat, p = mcnemar(b, c)
+        n_b = int((mask & (chrono == want) & (spine != want)).sum())
+        n_c = int((mask & (chrono != want) & (spine == want)).sum())
+        stat, p = mcnemar(n_b, n_c)
         m = int(mask.sum())
         perf.append({"analysis": "frax_classification", "model": "spine vs chronological", "term": term,
-                     "estimate": (c - b) / m, "statistic": stat, "p_value": p, "ci_level": ci_level, "n": m,
+                     "estimate": (n_c - n_b) / m, "statistic": stat, "p_value": p, "ci_level": ci_level, "n": m,
                      "events": n_ev if want else 0, "method": "McNemar chi-square, no continuity correction"})
     performance = pd.DataFrame(perf)
 
@@ -222,8 +222,8 @@ def frax_reclassification(df: pd.DataFrame, event: str = "fracture_any", mof: st
     if hip_event and hip_event in df.columns and hip_event != event:
         comparisons.append((hip_event, hip, hip_spine, "hip"))
     kept = df[keep]  # the same participants as the cross-tables
-    for outcome, a, b, what in comparisons:
-        res = delong_test(kept[outcome], kept[a], kept[b], names=(f"FRAX {what} (chronological age)",
+    for outcome, col_a, col_b, what in comparisons:
+        res = delong_test(kept[outcome], kept[col_a], kept[col_b], names=(f"FRAX {what} (chronological age)",
                                                               f"FRAX {what} (spine age)"), ci_level=ci_level)
         f = res.to_frame()
         f["analysis"] = "frax_auroc"

@@ -349,5 +349,6 @@ def mi_cox_per_sd(mi: MIData, time: str, event: str, exposure: str, covariates=(
         "ci_high": np.exp(pooled["ci_high"]), "ci_level": float(level), "scale": scale, "sd": sd_col,
         "n": first.n, "events": first.events, "n_imputed": n_imp, "m": mi.m, "dfcom": float(dfcom),
         "riv": pooled["riv"], "lambda": pooled["lambda"], "fmi": pooled["fmi"],
-        "method": f"Cox PH ({ties} ties) on {mi.m} imputed sets, Rubin's rules (Barnard-Rubin df, dfcom = events - p)",
+        "method": f"Cox PH ({ties} ties) on {mi.m} imputed sets, "
+                  "Rubin's rules (Barnard-Rubin df, dfcom = events - p)",
     })

@@ -51,14 +51,15 @@ class _Sink:
         if kind == "zip":
             self._zf = zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1)
         elif kind in ("tar", "tar.gz"):
-            self._raw = open(out, "wb")
+            # the writer keeps its files open across add() calls; close() closes them
+            self._raw = open(out, "wb")  # noqa: SIM115
             if kind == "tar.gz":
                 import gzip
 
                 self._gz = gzip.GzipFile(fileobj=self._raw, mode="wb", mtime=0, compresslevel=1, filename="")
-                self._tf = tarfile.open(fileobj=self._gz, mode="w", format=tarfile.PAX_FORMAT)
+                self._tf = tarfile.open(fileobj=self._gz, mode="w", format=tarfile.PAX_FORMAT)  # noqa: SIM115
             else:
-                self._tf = tarfile.open(fileobj=self._raw, mode="w", format=tarfile.PAX_FORMAT)
+                self._tf = tarfile.open(fileobj=self._raw, mode="w", format=tarfile.PAX_FORMAT)  # noqa: SIM115
 
     def name(self, member: str) -> str:
         return str(Path(self.out) / member) if self.kind == "folder" else f"{self.out}::{member}"
@@ -69,13 +70,13 @@ class _Sink:
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_bytes(data)
         elif self.kind == "zip":
-            info = zipfile.ZipInfo(member, date_time=_ZIP_DATE)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            self._zf.writestr(info, data, compresslevel=1)
+            zinfo = zipfile.ZipInfo(member, date_time=_ZIP_DATE)
+            zinfo.compress_type = zipfile.ZIP_DEFLATED
+            self._zf.writestr(zinfo, data, compresslevel=1)
         else:
-            info = tarfile.TarInfo(member)
-            info.size, info.mtime, info.mode = len(data), 1577836800, 0o644
-            self._tf.addfile(info, io.BytesIO(data))
+            tinfo = tarfile.TarInfo(member)
+            tinfo.size, tinfo.mtime, tinfo.mode = len(data), 1577836800, 0o644
+            self._tf.addfile(tinfo, io.BytesIO(data))
 
     def close(self) -> None:
         if self.kind == "zip":
@@ -156,7 +157,8 @@ def _conditions_for(g: dict, style: str, rng: np.random.Generator) -> dict:
         if g["prevalent_vf"]:
             levels = _levels(style)
             lev = levels[int(rng.integers(len(levels) // 3, len(levels)))]
-            c["fractures"] = [(lev, FRACTURE_KINDS[int(rng.integers(3))], int(rng.choice([1, 2, 3], p=[0.5, 0.3, 0.2])))]
+            c["fractures"] = [(lev, FRACTURE_KINDS[int(rng.integers(3))],
+                               int(rng.choice([1, 2, 3], p=[0.5, 0.3, 0.2])))]
         else:
             c["fractures"] = []
     return c

@@ -40,13 +40,17 @@ import json
 import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from epi_spineage.errors import UserError
 from epi_spineage.schema import COHORT_COLUMN_NAMES, SYNTHETIC_NOTICE
-from epi_spineage.synth import frax_surrogate
+
+# the functions, not the module through the package: the package rebinds the name frax_surrogate to the function
+from epi_spineage.synth.frax_surrogate import describe as frax_describe
+from epi_spineage.synth.frax_surrogate import frax_surrogate
 
 log = logging.getLogger(__name__)
 
@@ -100,13 +104,13 @@ class CohortSpec:
     death_hr_per_sd_pad: float = 1.3
     death_share: float = 0.06
     death_shape: float = 1.3
-    admin_years: tuple = (0.3, 10.7)  # uniform end of follow-up
+    admin_years: tuple[float, float] = (0.3, 10.7)  # uniform end of follow-up
     ltfu_rate: float = 0.02  # per year
     make_split: bool = False  # participant-level 60/20/20 train/val/test
     bias_correct: bool = False  # Beheshti-corrected spine age from a simulated out-of-fold fit
 
 
-_DXA_MAR_LOG_ODDS = {"age_per_10_years": 0.5, "male": 0.7, "fracture_any": 1.5}
+_DXA_MAR_LOG_ODDS: dict[str, float] = {"age_per_10_years": 0.5, "male": 0.7, "fracture_any": 1.5}
 MISSING_MECHANISMS = ("mcar", "mar")
 
 # PUBLISHED Table 2, model 1 (age, sex): HR per SD of PAD, overall and by fracture site.
@@ -175,7 +179,8 @@ _LOGIT_SLOPES = {
     "rheumatoid_arthritis": {"female": 1.0, "age_c": 0.01},
     "glucocorticoid": {"rheumatoid_arthritis": 1.6, "age_c": 0.01},
 }
-_CONDITION_ORDER = ("diabetes", "prevalent_vf", "prior_fracture", "prosthesis", "rheumatoid_arthritis", "glucocorticoid")
+_CONDITION_ORDER = ("diabetes", "prevalent_vf", "prior_fracture", "prosthesis", "rheumatoid_arthritis",
+                    "glucocorticoid")
 
 
 @dataclass
@@ -215,11 +220,12 @@ def _draw_age(rng, n, spec):
 
 def _draw_covariates(rng, n, spec, intercepts):
     """Complete (latent) covariates as a dict of arrays; missingness is applied later."""
-    c = {}
+    c: dict[str, Any] = {}
     age = _draw_age(rng, n, spec)
     female = (rng.random(n) < spec.female_share).astype(np.int64)
     male = 1 - female
-    height = np.where(female == 1, 156.0, 169.0) - 0.15 * (age - 60) + rng.normal(0, 1, n) * np.where(female == 1, 5.5, 6.0)
+    height = (np.where(female == 1, 156.0, 169.0) - 0.15 * (age - 60)
+              + rng.normal(0, 1, n) * np.where(female == 1, 5.5, 6.0))
     bmi = np.clip(rng.normal(24.1, 3.2, n), 15.0, 45.0)
     weight = bmi * (height / 100.0) ** 2
     fn = -1.65 - 0.03 * (age - 63) - 0.5 * (female - 0.645) + 0.08 * (bmi - 24) + rng.normal(0, spec.fn_noise_sd, n)
@@ -558,9 +564,9 @@ def _frame(c, spine, pad, out, spec, rng, corrected=None, split=None):
         df[k + "_years"] = out[k + "_years"]
     args = dict(female=c["female"], bmi=c["bmi"], prior_fracture=c["prior_fracture"],
                 glucocorticoid=c["glucocorticoid"], rheumatoid_arthritis=c["rheumatoid_arthritis"])
-    df["frax_mof_pct"], df["frax_hip_pct"] = frax_surrogate.frax_surrogate(c["age_years"], **args)
+    df["frax_mof_pct"], df["frax_hip_pct"] = frax_surrogate(c["age_years"], **args)
     spine_for_frax = corrected if corrected is not None else spine
-    df["frax_mof_spine_pct"], df["frax_hip_spine_pct"] = frax_surrogate.frax_surrogate(spine_for_frax, **args)
+    df["frax_mof_spine_pct"], df["frax_hip_spine_pct"] = frax_surrogate(spine_for_frax, **args)
     assert list(df.columns) == list(COHORT_COLUMN_NAMES)
     return df
 
@@ -600,7 +606,8 @@ def _outcome_truth(spec, cal, kind, corrected_sd=None, outcome=None):
             "female": "1 if sex == 'F' else 0",
             "pad_years": "spine_age_years - age_years (uncorrected); the per-year coefficient is the same for "
                          "the Beheshti-corrected PAD because age_years is a generating covariate",
-            "tscore_femoral_neck": ("per T-score unit (missing completely at random where DXA is missing: fit complete cases)"
+            "tscore_femoral_neck": ("per T-score unit (missing completely at random where DXA is missing: "
+                                    "fit complete cases)"
                                     if spec.dxa_missing_mechanism != "mar" else
                                     "per T-score unit (missing at random given age, sex and fracture outcome where "
                                     "DXA is missing, see missing.dxa_mar: complete cases are biased)"),
@@ -678,7 +685,8 @@ def simulate_cohort(spec: CohortSpec, n: int, rng: np.random.Generator) -> tuple
                                    "any = min(vertebral, nonvertebral); death censors fractures (competing event)"},
         "targets": {"fracture_any_share": spec.fracture_share, "death_share": spec.death_share,
                     "female_share": spec.female_share, "prevalence": dict(spec.prevalence)},
-        "follow_up": {"administrative_uniform_years": list(spec.admin_years), "loss_to_follow_up_rate_per_year": spec.ltfu_rate},
+        "follow_up": {"administrative_uniform_years": list(spec.admin_years),
+                      "loss_to_follow_up_rate_per_year": spec.ltfu_rate},
         "missing": _missing_truth(c, out, spec),
         "condition_logistic": {"intercepts": cal["intercepts"], "slopes": _LOGIT_SLOPES},
     }
@@ -707,7 +715,7 @@ def simulate_study(seed: int = 2025, n_derivation: int = 10341, n_external: int 
         "seed": int(seed),
         "n": {"derivation": int(n_derivation), "external": int(n_external)},
         "hr_scale": "HR per 1 SD of PAD (population SD), conditional on the outcome's generating covariates",
-        "frax": frax_surrogate.describe(),
+        "frax": frax_describe(),
         "frax_spine_age_source": {"derivation": "spine_age_years", "external": "spine_age_corrected_years"},
         "cohorts": {"derivation": t_der, "external": t_ext},
     }

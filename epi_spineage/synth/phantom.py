@@ -80,7 +80,8 @@ def _draw_conditions(age: float, rng: np.random.Generator, style: str, given: di
                            "grade": int(rng.choice([1, 2, 3], p=[0.5, 0.3, 0.2]))})
     for f in fr:
         if f["level"] not in levels:
-            raise UserError(f"fracture level {f['level']!r} is not drawn in a {style} phantom ({levels[0]}-{levels[-1]})")
+            raise UserError(f"fracture level {f['level']!r} is not drawn in a {style} phantom "
+                            f"({levels[0]}-{levels[-1]})")
         if f["kind"] not in FRACTURE_KINDS or int(f["grade"]) not in (1, 2, 3):
             raise UserError(f"fracture needs kind in {FRACTURE_KINDS} and Genant grade 1-3, got {f}")
     c["fractures"] = fr

@@ -43,7 +43,7 @@ import pandas as pd
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10: the same parser as the tomli package
-    import tomli as tomllib  # type: ignore[no-redef]
+    import tomli as tomllib
 
 from epi_spineage.errors import UserError, ValidationError
 from epi_spineage.schema import (
@@ -97,7 +97,7 @@ class ColumnMapping:
     source: str = ""
 
     @classmethod
-    def from_dict(cls, d: dict, source: str = "") -> "ColumnMapping":
+    def from_dict(cls, d: dict, source: str = "") -> ColumnMapping:
         where = source or "mapping"
         known = {"columns", "values", "binary_values", "constants", "scale"}
         extra = set(d) - known

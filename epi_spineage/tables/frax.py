@@ -157,7 +157,8 @@ def import_frax_results(csv, rows=None, *, use_spine_age: bool = True) -> pd.Dat
     bad = np.isnan(mof) | np.isnan(hip)
     if bad.any():
         lines = np.flatnonzero(bad)[:5] + 1
-        raise UserError(f"{p}: {int(bad.sum())} line(s) without numeric MOF/hip results (lines {', '.join(map(str, lines))})")
+        raise UserError(f"{p}: {int(bad.sum())} line(s) without numeric MOF/hip results "
+                        f"(lines {', '.join(map(str, lines))})")
     if rows is None:
         candidates = [rows_path(p)]
         if p.stem.endswith(("_results", ".results", "-results")):

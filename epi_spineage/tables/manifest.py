@@ -74,7 +74,7 @@ def _read_duckdb(path: Path, table: str | None) -> pd.DataFrame:
         tables = [r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()]
         if table is None:
             table = "manifest" if "manifest" in tables else (tables[0] if len(tables) == 1 else None)
-        if table not in tables:
+        if table is None or table not in tables:
             raise UserError(f"{path}: choose a table with --table (has: {', '.join(tables) or 'none'})")
         quoted = '"' + table.replace('"', '""') + '"'  # a table name may hold quotes
         return con.execute(f"SELECT * FROM {quoted}").df()

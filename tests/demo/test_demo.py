@@ -29,12 +29,14 @@ def test_the_whole_chain_at_a_small_size_and_a_rerun_reuses_it(tmp_path, monkeyp
         assert con.execute("SELECT count(*) FROM scores").fetchall()[0][0] == 54
         assert con.execute("SELECT count(*) FROM cohort").fetchall()[0][0] == 54
         # every scored phantom joins its (pseudonymised) cohort row
-        assert con.execute("SELECT count(*) FROM v_cohort_scores WHERE spine_age_years IS NOT NULL").fetchall()[0][0] == 54
+        scored = "SELECT count(*) FROM v_cohort_scores WHERE spine_age_years IS NOT NULL"
+        assert con.execute(scored).fetchall()[0][0] == 54
         # the report saved the cut it learned, so the first query of the docs returns flags
         assert con.execute("SELECT count(*) FROM cutpoints").fetchall()[0][0] >= 1
         assert con.execute("SELECT count(accelerated) FROM v_accelerated").fetchall()[0][0] == 54
         # the database says the data are synthetic and the weak model is flagged
-        assert "SYNTHETIC" in con.execute("SELECT comment FROM duckdb_tables() WHERE table_name = 'cohort'").fetchall()[0][0]
+        comment = "SELECT comment FROM duckdb_tables() WHERE table_name = 'cohort'"
+        assert "SYNTHETIC" in con.execute(comment).fetchall()[0][0]
         meta = json.loads(con.execute("SELECT metadata_json FROM models").fetchall()[0][0])
         assert meta["quality"]["verdict"] in ("ok", "weak")
     finally:

@@ -65,7 +65,8 @@ def test_user_errors_exit_2_with_one_line(argv, needle, dx_file, tmp_path, capsy
 
 
 def test_module_runs_and_has_help():
-    res = subprocess.run([sys.executable, "-m", "epi_spineage.preprocess", "--help"], capture_output=True, text=True, timeout=60)
+    res = subprocess.run([sys.executable, "-m", "epi_spineage.preprocess", "--help"], capture_output=True, text=True,
+                         timeout=60)
     assert res.returncode == 0 and "examples:" in res.stdout and "ARCHIVE::MEMBER" in res.stdout
     res = subprocess.run([sys.executable, "-m", "epi_spineage.preprocess", "nope.dcm", "--out", "x.png"],
                          capture_output=True, text=True, timeout=60)

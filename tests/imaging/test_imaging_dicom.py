@@ -133,7 +133,8 @@ def test_monochrome1_with_rescale_inverts_in_modality_range(dicom_bytes):
     stored = np.array([[0, 10], [20, 1023]], dtype=np.uint16)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        img = load_image(dicom_bytes(stored, photometric="MONOCHROME1", bits_stored=10, slope=2, intercept=-100), name="x")
+        img = load_image(dicom_bytes(stored, photometric="MONOCHROME1", bits_stored=10, slope=2, intercept=-100),
+                         name="x")
     # modality range: [0*2-100, 1023*2-100] = [-100, 1946]; inverted v' = -100 + 1946 - v
     modality = stored.astype(np.int64) * 2 - 100
     np.testing.assert_array_equal(img.pixels, 1846 - modality)

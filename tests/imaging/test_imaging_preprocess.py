@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -134,7 +135,8 @@ def test_full_equalisation_depends_only_on_ranks(a, scale, shift):
 
 def test_constant_image_gives_zeros():
     for eq in ("authors", "full"):
-        out = preprocess(np.full((50, 30), 1234, np.uint16), config=PreprocessConfig(height=64, width=32, equalization=eq))
+        out = preprocess(np.full((50, 30), 1234, np.uint16),
+                         config=PreprocessConfig(height=64, width=32, equalization=eq))
         assert not out.any()
 
 
@@ -147,8 +149,8 @@ def test_margin_crop_radiograph_only():
     a = ramp((120, 80), seed=11)
     x = intensity_transform(a)
     np.testing.assert_array_equal(preprocess(a, "vfa", SMALL)[0], resize_pad(x, 64, 32))
-    t, b, l, r = crop_box(120, 80, 0.05)
-    np.testing.assert_array_equal(preprocess(a, "radiograph", SMALL)[0], resize_pad(x[t:b, l:r], 64, 32))
+    t, b, lft, r = crop_box(120, 80, 0.05)
+    np.testing.assert_array_equal(preprocess(a, "radiograph", SMALL)[0], resize_pad(x[t:b, lft:r], 64, 32))
     assert not np.array_equal(preprocess(a, "radiograph", SMALL), preprocess(a, "vfa", SMALL))
     no_crop = PreprocessConfig(height=64, width=32, margin_crop_area=0.0)
     np.testing.assert_array_equal(preprocess(a, "radiograph", no_crop), preprocess(a, "vfa", SMALL))
@@ -182,7 +184,7 @@ def test_config_round_trip_json_and_hash():
     assert len(cfg.config_hash()) == 64
     assert PreprocessConfig().config_hash() != cfg.config_hash()
     assert PreprocessConfig().config_hash() == PreprocessConfig.from_dict({}).config_hash()
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.height = 3  # frozen
 
 

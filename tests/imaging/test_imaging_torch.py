@@ -48,7 +48,8 @@ def test_batch_agrees_with_numpy(equalization):
 def test_intensity_steps_are_exact(equalization):
     for img in _images()[:2] + _images()[3:]:
         t = torch.from_numpy(img.astype(np.int32))
-        np.testing.assert_array_equal(pt.intensity_transform(t, equalization).numpy(), intensity_transform(img, equalization))
+        np.testing.assert_array_equal(pt.intensity_transform(t, equalization).numpy(),
+                                      intensity_transform(img, equalization))
 
 
 def test_default_size_and_tensor_inputs():

@@ -3,8 +3,10 @@ import pytest
 
 from epi_spineage.model.calibration import fit_temperature, interval_coverage, predictive_interval
 
+_CLASS_AGES = np.arange(40, 101)
 
-def _gaussian_logits(centres, sd, ages=np.arange(40, 101)):
+
+def _gaussian_logits(centres, sd, ages=_CLASS_AGES):
     # log of an (unnormalised) Gaussian over the class ages
     return -((ages[None, :] + 0.5 - centres[:, None]) ** 2) / (2 * sd ** 2)
 

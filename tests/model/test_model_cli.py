@@ -109,21 +109,22 @@ def test_phantom_tiny_preset_end_to_end(tmp_path, capsys):
 
 def test_preset_on_a_real_manifest_is_not_synthetic_and_needs_the_key(tmp_path, monkeypatch):
     # A preset's settings on the user's own images must not borrow the demo's public key or label.
+    from epi_spineage.cli.train import build_parser, config_from_args
     from epi_spineage.errors import UserError
     from epi_spineage.model.pipeline import _pseudonym_key
-    from epi_spineage.cli.train import build_parser, config_from_args
 
     manifest = tmp_path / "manifest.csv"
     manifest.write_text("image,participant_id,age_years,modality\nx.dcm,P1,60,radiograph\n")
     monkeypatch.delenv("EPI_SPINEAGE_PSEUDONYM_KEY", raising=False)
     monkeypatch.delenv("EPI_SPINEAGE_PSEUDONYM_KEY_FILE", raising=False)
-    args = build_parser().parse_args(["--preset", "phantom-tiny", "--manifest", str(manifest), "--out", str(tmp_path / "o")])
+    args = build_parser().parse_args(["--preset", "phantom-tiny", "--manifest", str(manifest),
+                                      "--out", str(tmp_path / "o")])
     with pytest.raises(UserError, match="scorer's key"):
         config_from_args(args)
     key_file = tmp_path / "key"
     key_file.write_text("a-key-of-at-least-16-bytes\n")
-    args = build_parser().parse_args(["--preset", "phantom-tiny", "--manifest", str(manifest), "--out", str(tmp_path / "o"),
-                                      "--key-file", str(key_file)])
+    args = build_parser().parse_args(["--preset", "phantom-tiny", "--manifest", str(manifest),
+                                      "--out", str(tmp_path / "o"), "--key-file", str(key_file)])
     cfg = config_from_args(args)
     assert cfg.synthetic is False and cfg.key == b"a-key-of-at-least-16-bytes"
     # model code never falls back to a key (the demo key is cli/train.py's decision, for synthetic presets only)

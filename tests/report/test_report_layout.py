@@ -15,7 +15,7 @@ def test_table_classes_by_printed_width():
     assert table_classes(narrow) == ""
     wide = pd.DataFrame({f"model {i} n/events": ["1,234/56"] for i in range(12)}
                         | {f"model {i}": ["1.74 (1.46-2.07)"] for i in range(6)})
-    assert PORTRAIT_CHARS < printed_width(wide)
+    assert printed_width(wide) > PORTRAIT_CHARS
     assert "wide" in table_classes(wide).split()
     huge = pd.DataFrame({f"c{i}": ["1.74 (1.46-2.07)"] for i in range(14)})
     assert printed_width(huge) > LANDSCAPE_CHARS and "xwide" in table_classes(huge).split()

@@ -13,8 +13,7 @@ import pytest
 
 from epi_spineage.errors import UserError
 from epi_spineage.report.config import StudyConfig, config_from_dict, load_config
-from epi_spineage.report.render import (format_ci, format_frame, format_p, markdown_table, numeric_columns,
-                                        to_jsonable)
+from epi_spineage.report.render import format_ci, format_frame, format_p, markdown_table, numeric_columns, to_jsonable
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -34,7 +34,8 @@ def test_help_has_examples(main, capsys):
 
 
 def test_usage_errors_are_one_line_exit_2(tmp_path, capsys, key_env):
-    assert score_main([str(tmp_path / "missing.zip"), "--model", str(tmp_path), "--db", str(tmp_path / "x.duckdb")]) == 2
+    argv = [str(tmp_path / "missing.zip"), "--model", str(tmp_path), "--db", str(tmp_path / "x.duckdb")]
+    assert score_main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "archive not found" in err
     assert ingest_main([str(tmp_path / "nope"), "--db", str(tmp_path / "x.duckdb")]) == 2

@@ -5,8 +5,6 @@ Marked ``gpu`` (skipped without CUDA); run by ``benchmarks/gpu_device_check.sh``
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pytest
 

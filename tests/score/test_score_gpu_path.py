@@ -109,8 +109,8 @@ def _results(db):
 
 
 def _score(archive, tiny_model, db, decode, workers=0):
-    return score_archives([archive], tiny_model, db, key=TEST_KEY, batch_size=4, workers=workers, device="cpu", decode=decode,
-                          progress=False)
+    return score_archives([archive], tiny_model, db, key=TEST_KEY, batch_size=4, workers=workers, device="cpu",
+                          decode=decode, progress=False)
 
 
 @pytest.fixture(scope="module")

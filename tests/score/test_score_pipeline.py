@@ -153,7 +153,8 @@ def test_privacy_and_cohort_join_through_the_clis(tmp_path, phantoms, tiny_model
     assert validate.returncode == 0, validate.stdout + validate.stderr
 
     con = duckdb.connect(str(dbfile))
-    joined = con.execute("SELECT count(*), count(pad_years), count(pad_corrected_years) FROM v_cohort_scores").fetchall()
+    joined = con.execute("SELECT count(*), count(pad_years), count(pad_corrected_years) "
+                         "FROM v_cohort_scores").fetchall()
     assert joined == [(N_GOOD, N_GOOD, N_GOOD)]
     secrets = [p.patient_name for p in phantoms] + [p.patient_name.split("^")[0] for p in phantoms] \
         + [p.patient_id for p in phantoms]

@@ -422,7 +422,8 @@ def test_not_an_image_says_what_the_file_is_and_zero_filled_members_cost_little(
 def test_a_newline_in_a_name_cannot_forge_a_log_line(tmp_path, phantoms, tiny_model, key_env, caplog):
     archive = write_zip(tmp_path / "n.zip", {"x\nERROR forged line.dcm": b"\0" * 128 + b"DICM" + b"\1" * 300})
     with caplog.at_level(logging.DEBUG):
-        score_archives([archive], tiny_model, tmp_path / "s.duckdb", key=TEST_KEY, workers=0, device="cpu", store_paths=True)
+        score_archives([archive], tiny_model, tmp_path / "s.duckdb", key=TEST_KEY, workers=0, device="cpu",
+                       store_paths=True)
     assert not any(line.startswith("ERROR forged") for line in caplog.text.splitlines())
 
 
@@ -463,7 +464,8 @@ def test_v_latest_score_never_mixes_models(tmp_path):
 
     # m1 scored three images; m2 (later) only one of them: the old view took m2 for that image and m1
     # for the rest, a mix no analysis should see
-    rows = [row(f"h_{i:032d}", f"c{i}", "m1", 60.0 + i, i) for i in range(3)] + [row("h_" + "0" * 32, "c0", "m2", 99.0, 10)]
+    rows = ([row(f"h_{i:032d}", f"c{i}", "m1", 60.0 + i, i) for i in range(3)]
+            + [row("h_" + "0" * 32, "c0", "m2", 99.0, 10)])
     store.load_results(con, to_table(rows))
     out = con.execute("SELECT content_hash, model_id FROM v_latest_score ORDER BY 1").fetchall()
     assert out == [("c0", "m1"), ("c1", "m1"), ("c2", "m1")]

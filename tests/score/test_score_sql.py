@@ -101,7 +101,8 @@ def test_views_compute_pad_corrected_pad_and_baseline(con):
     np.testing.assert_allclose(df.spine_age_corrected_years, df.spine_age_years - (ALPHA * df.age_years + BETA))
     np.testing.assert_allclose(df.pad_corrected_years, df.spine_age_corrected_years - df.age_years)
     p0 = pseudonymise("P000", KEY)
-    base = con.execute("SELECT source_path, n_images FROM v_baseline_image WHERE participant_key = ?", [p0]).fetchall()[0]
+    base = con.execute("SELECT source_path, n_images FROM v_baseline_image WHERE participant_key = ?",
+                       [p0]).fetchall()[0]
     assert base == ("/a.zip::img000.dcm", 2)  # January image, not the November one
 
 
@@ -115,7 +116,8 @@ def test_accelerated_flag_uses_cutpoint_and_comparison(con):
     con.execute("UPDATE scores SET spine_age_years = ? + 1.0 - 1e-12 WHERE content_hash = 'hash005'", [age])
     assert con.execute("SELECT accelerated FROM v_accelerated WHERE participant_id = ?", [pid]).fetchall()[0][0] is True
     con.execute("UPDATE cutpoints SET comparison = '>'")
-    assert con.execute("SELECT accelerated FROM v_accelerated WHERE participant_id = ?", [pid]).fetchall()[0][0] is False
+    accelerated = con.execute("SELECT accelerated FROM v_accelerated WHERE participant_id = ?", [pid]).fetchall()
+    assert accelerated[0][0] is False
     df = con.execute("SELECT * FROM v_accelerated").df()
     expected = (df.pad_years.round(9) > 1.0)
     assert (df.accelerated == expected).all()
@@ -179,9 +181,11 @@ README_QUERIES = [
     """SELECT sex, floor(age_years / 10) * 10 AS age_band, count(*) AS n,
               round(avg(pad_years), 2) AS mean_pad_years, round(stddev_samp(pad_years), 2) AS sd_pad_years
        FROM v_cohort_scores GROUP BY ALL ORDER BY sex, age_band""",
-    """SELECT run_id, status, n_scored, n_not_spine, n_duplicates, n_errors, n_spooled, finished_at - started_at AS took
+    """SELECT run_id, status, n_scored, n_not_spine, n_duplicates, n_errors, n_spooled,
+              finished_at - started_at AS took
        FROM runs ORDER BY started_at DESC LIMIT 1""",
-    """SELECT manufacturer, study_month, n_images, round(delta_years, 2) AS delta_years FROM v_drift WHERE drift_flag""",
+    """SELECT manufacturer, study_month, n_images, round(delta_years, 2) AS delta_years
+       FROM v_drift WHERE drift_flag""",
 ]
 
 

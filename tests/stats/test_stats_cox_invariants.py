@@ -10,9 +10,16 @@ import pytest
 
 from epi_spineage.errors import UserError
 from epi_spineage.stats import CoxResult, cox_per_sd, subgroup_hazard_ratios
-from epi_spineage.stats.cox import (MODEL_COVARIATES, CoxConvergenceWarning, CoxModelError, CoxTermWarning,
-                                    NoEventsError, ZeroVarianceError, cause_specific_cox)
 from epi_spineage.stats._concordance import harrell_c
+from epi_spineage.stats.cox import (
+    MODEL_COVARIATES,
+    CoxConvergenceWarning,
+    CoxModelError,
+    CoxTermWarning,
+    NoEventsError,
+    ZeroVarianceError,
+    cause_specific_cox,
+)
 
 
 def _cohort(seed=0, n=800, tie_step=0.25):
@@ -207,7 +214,7 @@ def test_model_set_shares_one_sd_and_uses_own_complete_cases():
     assert results["model 1"].sd == results["model 2"].sd == df["pad_years"].std(ddof=1)
     assert results["model 1"].n_excluded == 0 and results["model 2"].n_excluded == 20
     assert list(table["model"].unique()) == ["model 1", "model 2"] and (table["analysis"] == "fracture_any").all()
-    with pytest.raises(Exception):
+    with pytest.raises(UserError, match="unknown model set"):
         cox_model_set(df, "time", "event", "pad_years", "no such set")
 
 

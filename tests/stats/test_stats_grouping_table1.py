@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 import pytest
 
 from epi_spineage.errors import UserError
 from epi_spineage.stats import (
-    TertileCuts, accelerated, age_gap_regression, four_groups, pad_summary, pearson, table_one, tertile_cuts,
+    TertileCuts,
+    accelerated,
+    age_gap_regression,
+    four_groups,
+    pad_summary,
+    pearson,
+    table_one,
+    tertile_cuts,
 )
 from epi_spineage.stats.grouping import FOUR_GROUP_LABELS, REFERENCE_GROUP
 from epi_spineage.stats.table1 import fisher_2xk, format_table_one

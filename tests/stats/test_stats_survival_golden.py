@@ -12,8 +12,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from epi_spineage.stats import (aalen_johansen, incidence_rates, km_cumulative_failure, km_curves, logrank,
-                                median_followup)
+from epi_spineage.stats import (
+    aalen_johansen,
+    incidence_rates,
+    km_cumulative_failure,
+    km_curves,
+    logrank,
+    median_followup,
+)
 
 REF = Path(__file__).resolve().parents[1] / "reference"
 DATASETS = ("lung", "sim1", "sim2")

@@ -7,8 +7,14 @@ import pandas as pd
 import pytest
 
 from epi_spineage.errors import UserError
-from epi_spineage.stats import aalen_johansen, incidence_rates, km_cumulative_failure, km_curves, logrank
-from epi_spineage.stats import median_followup
+from epi_spineage.stats import (
+    aalen_johansen,
+    incidence_rates,
+    km_cumulative_failure,
+    km_curves,
+    logrank,
+    median_followup,
+)
 from epi_spineage.stats.survival import competing_event_type
 
 

@@ -54,7 +54,8 @@ def test_each_problem_gets_one_line_and_no_row_is_dropped():
     assert len(problems) == 7, problems
     text = "\n".join(problems)
     for needle in ("missing required column 'cohort'", "participant_id: 1 id(s) appear more than once",
-                   "sex: 1 row(s) with unknown code(s) 'X' (row 4)", "fracture_any_years: 1 row(s) with zero or negative",
+                   "sex: 1 row(s) with unknown code(s) 'X' (row 4)",
+                   "fracture_any_years: 1 row(s) with zero or negative",
                    "fracture_any: 1 event(s) without a time", "tscore_lumbar: 1 value(s) out of range",
                    "diabetes: 1 value(s) not 0/1: 2 (row 11)"):
         assert needle in text
@@ -133,7 +134,7 @@ def test_derive_pad_osteoporosis_bmi_and_scalings():
     assert pd.isna(d.loc[0, "osteoporosis"]) and d.loc[1, "osteoporosis"] == 1 and d.loc[2, "osteoporosis"] == 0
     np.testing.assert_allclose(d["bmi"], df["weight_kg"] / (df["height_cm"] / 100) ** 2)
     np.testing.assert_allclose(d["height_dec5_cm"], -df["height_cm"] / 5)
-    for cohort, g in d.groupby("cohort"):
+    for _, g in d.groupby("cohort"):
         fn = df.loc[g.index, "tscore_femoral_neck"]
         np.testing.assert_allclose(g["fn_tscore_dec"], -(fn - fn.mean()) / fn.std(ddof=1))
         cr = df.loc[g.index, "creatinine_mg_dl"]
@@ -148,7 +149,8 @@ def test_corrected_pad_is_chosen_per_cohort_and_bias_parameters_apply():
     auto = derive_variables(df)
     ext = auto["cohort"] == "external"
     assert auto.loc[ext, "pad_corrected"].all() and not auto.loc[~ext, "pad_corrected"].any()
-    np.testing.assert_allclose(auto.loc[ext, "pad_years"], df.loc[ext, "spine_age_years"] - 1 - df.loc[ext, "age_years"])
+    np.testing.assert_allclose(auto.loc[ext, "pad_years"],
+                               df.loc[ext, "spine_age_years"] - 1 - df.loc[ext, "age_years"])
     raw = derive_variables(df, corrected=False)
     np.testing.assert_allclose(raw["pad_years"], df["spine_age_years"] - df["age_years"])
     with pytest.raises(UserError):

@@ -42,7 +42,8 @@ def test_images_zip(tmp_path):
     assert out.is_file() and (tmp_path / "ph.zip.manifest.csv").is_file()
 
 
-@pytest.mark.parametrize("argv", [["cohort", "--out", "x", "--n-derivation", "0"], ["images", "--out", "x.rar", "--n", "2"],
+@pytest.mark.parametrize("argv", [["cohort", "--out", "x", "--n-derivation", "0"],
+                                  ["images", "--out", "x.rar", "--n", "2"],
                                   ["images", "--out", "x.zip", "--scale", "9"], [], ["cohort"]])
 def test_user_errors_exit_2(tmp_path, monkeypatch, capsys, argv):
     monkeypatch.chdir(tmp_path)
@@ -56,7 +57,8 @@ def test_user_errors_exit_2(tmp_path, monkeypatch, capsys, argv):
 
 
 def test_module_help_has_examples():
-    r = subprocess.run([sys.executable, "-m", "epi_spineage.synth", "--help"], capture_output=True, text=True, timeout=60)
+    r = subprocess.run([sys.executable, "-m", "epi_spineage.synth", "--help"], capture_output=True, text=True,
+                       timeout=60)
     assert r.returncode == 0 and "examples:" in r.stdout and "synth images" in r.stdout
 
 
@@ -64,7 +66,8 @@ def test_module_help_has_examples():
 def test_images_from_participants_table(tmp_path):
     assert main(["cohort", "--out", str(tmp_path), "--n-derivation", "20", "--n-external", "10"]) == 0
     out = tmp_path / "ext.tar.gz"
-    assert main(["images", "--participants", str(tmp_path / "external.parquet"), "--out", str(out), "--scale", "0.05"]) == 0
+    assert main(["images", "--participants", str(tmp_path / "external.parquet"), "--out", str(out),
+                 "--scale", "0.05"]) == 0
     m = pd.read_csv(str(out) + ".manifest.csv")
     assert len(m) == 10 and m["participant_id"].str.startswith("E").all()
     assert main(["images", "--participants", str(tmp_path / "nope.parquet"), "--out", str(out)]) == 2
