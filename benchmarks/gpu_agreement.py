@@ -47,11 +47,24 @@ def main(argv=None) -> int:
         out = {}
         for decode in ("cpu", "gpu"):
             db = tmp / f"{decode}.duckdb"
-            s = score_archives([folder], model, db, batch_size=16, workers=None, device="cuda", decode=decode,
-                               key=BENCH_KEY, progress=False)
+            s = score_archives(
+                [folder],
+                model,
+                db,
+                batch_size=16,
+                workers=None,
+                device="cuda",
+                decode=decode,
+                key=BENCH_KEY,
+                progress=False,
+            )
             con = duckdb.connect(str(db))
-            out[decode] = {r[0]: r[1:] for r in con.execute(
-                "SELECT source_path, content_hash, spine_age_years, decoder FROM scores").fetchall()}
+            out[decode] = {
+                r[0]: r[1:]
+                for r in con.execute(
+                    "SELECT source_path, content_hash, spine_age_years, decoder FROM scores"
+                ).fetchall()
+            }
             con.close()
             print(f"# --decode {decode}: {s.line()}")
         cpu, gpu = out["cpu"], out["gpu"]
@@ -59,9 +72,11 @@ def main(argv=None) -> int:
         same_hash = sum(cpu[k][0] == gpu[k][0] for k in common)
         worst = max(abs(cpu[k][1] - gpu[k][1]) for k in common) if common else float("nan")
         decoders = sorted({gpu[k][2] for k in common})
-        print(f"{args.compression} {args.scale:g}: {len(common)} images scored both ways; identical content hash "
-              f"{same_hash}/{len(common)}; largest |GPU - CPU| spine age {worst:.4f} years "
-              f"(target < 0.01: {'met' if worst < 0.01 else 'NOT met'}); GPU-path decoders {decoders}")
+        print(
+            f"{args.compression} {args.scale:g}: {len(common)} images scored both ways; identical content hash "
+            f"{same_hash}/{len(common)}; largest |GPU - CPU| spine age {worst:.4f} years "
+            f"(target < 0.01: {'met' if worst < 0.01 else 'NOT met'}); GPU-path decoders {decoders}"
+        )
         return 0 if same_hash == len(common) and worst < 0.01 else 1
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

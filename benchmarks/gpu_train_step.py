@@ -40,8 +40,16 @@ def _oom_types():
     return tuple(types) or (RuntimeError,)
 
 
-def measure(backbone: str, batch: int, size: tuple[int, int], device: torch.device, steps: int, warmup: int,
-            infer_batch: int | None = None, seed: int = 0) -> dict:
+def measure(
+    backbone: str,
+    batch: int,
+    size: tuple[int, int],
+    device: torch.device,
+    steps: int,
+    warmup: int,
+    infer_batch: int | None = None,
+    seed: int = 0,
+) -> dict:
     """One configuration: returns a dict of figures (images/s, seconds/step, peak memory)."""
     torch.manual_seed(seed)
     cuda = device.type == "cuda"
@@ -82,10 +90,16 @@ def measure(backbone: str, batch: int, size: tuple[int, int], device: torch.devi
     train_s = time.perf_counter() - t0
     peak_train = torch.cuda.max_memory_allocated(device) if cuda else 0
     out = {
-        "backbone": backbone, "image_size": f"{h}x{w}", "batch": batch, "device": str(device),
+        "backbone": backbone,
+        "image_size": f"{h}x{w}",
+        "batch": batch,
+        "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if cuda else "cpu",
-        "train_steps": steps, "train_s_per_step": train_s / steps, "train_images_per_s": batch * steps / train_s,
-        "train_peak_mem_gib": peak_train / 2**30, "final_loss": float(loss.detach()),
+        "train_steps": steps,
+        "train_s_per_step": train_s / steps,
+        "train_images_per_s": batch * steps / train_s,
+        "train_peak_mem_gib": peak_train / 2**30,
+        "final_loss": float(loss.detach()),
     }
     del opt
     ib = infer_batch or batch
@@ -104,10 +118,13 @@ def measure(backbone: str, batch: int, size: tuple[int, int], device: torch.devi
             net(xi)
         _sync(device)
     infer_s = time.perf_counter() - t0
-    out.update({
-        "infer_batch": ib, "infer_images_per_s": ib * steps / infer_s,
-        "infer_peak_mem_gib": (torch.cuda.max_memory_allocated(device) / 2**30) if cuda else 0.0,
-    })
+    out.update(
+        {
+            "infer_batch": ib,
+            "infer_images_per_s": ib * steps / infer_s,
+            "infer_peak_mem_gib": (torch.cuda.max_memory_allocated(device) / 2**30) if cuda else 0.0,
+        }
+    )
     del net, x, xi
     if cuda:
         torch.cuda.empty_cache()
@@ -147,10 +164,14 @@ def find_max_batch(backbone, size, device, start: int, limit: int = 1024) -> int
 
 def _print(r: dict) -> None:
     print(f"{r['backbone']} {r['image_size']} on {r['device_name']}: batch {r['batch']}")
-    print(f"  training : {r['train_images_per_s']:8.1f} images/s ({r['train_s_per_step'] * 1000:.0f} ms/step), "
-          f"peak memory {r['train_peak_mem_gib']:.2f} GiB")
-    print(f"  inference: {r['infer_images_per_s']:8.1f} images/s (batch {r['infer_batch']}), "
-          f"peak memory {r['infer_peak_mem_gib']:.2f} GiB")
+    print(
+        f"  training : {r['train_images_per_s']:8.1f} images/s ({r['train_s_per_step'] * 1000:.0f} ms/step), "
+        f"peak memory {r['train_peak_mem_gib']:.2f} GiB"
+    )
+    print(
+        f"  inference: {r['infer_images_per_s']:8.1f} images/s (batch {r['infer_batch']}), "
+        f"peak memory {r['infer_peak_mem_gib']:.2f} GiB"
+    )
 
 
 def main(argv=None) -> int:

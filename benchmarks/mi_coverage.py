@@ -57,8 +57,12 @@ def one(n: int, m: int, seed: int) -> dict[str, tuple[float, float, float, float
         out[name] = (float(r["log_hr"]), float(r["std_error"]), float(np.log(r["ci_low"])), float(np.log(r["ci_high"])))
     mi = impute_mice(d, ["x", "z"], time="time", event="event", m=m, seed=seed)
     r = mi_cox_per_sd(mi, "time", "event", "x", ["z"], sd=1.0).iloc[0]
-    out[f"MI (m = {m})"] = (float(r["log_hr"]), float(r["std_error"]), float(np.log(r["ci_low"])),
-                            float(np.log(r["ci_high"])))
+    out[f"MI (m = {m})"] = (
+        float(r["log_hr"]),
+        float(r["std_error"]),
+        float(np.log(r["ci_low"])),
+        float(np.log(r["ci_high"])),
+    )
     return out
 
 
@@ -73,15 +77,19 @@ def main(argv=None) -> int:
     for seed in range(args.seeds):
         for k, v in one(args.n, args.m, 10_000 + seed).items():
             rows.setdefault(k, []).append(v)
-    print(f"MAR confounder, n = {args.n}, {args.seeds} seeds, planted log HR of x = {TRUE_LOG_HR:.4f} "
-          f"({time.perf_counter() - t0:.0f} s)")
+    print(
+        f"MAR confounder, n = {args.n}, {args.seeds} seeds, planted log HR of x = {TRUE_LOG_HR:.4f} "
+        f"({time.perf_counter() - t0:.0f} s)"
+    )
     print(f"{'method':<16}{'mean':>8}{'bias':>8}{'emp SD':>8}{'mean SE':>9}{'coverage':>10}{'MC SE':>7}")
     for k, v in rows.items():
         a = np.array(v)
         cov = float(np.mean((a[:, 2] <= TRUE_LOG_HR) & (a[:, 3] >= TRUE_LOG_HR)))
         mc = np.sqrt(cov * (1 - cov) / len(a)) if 0 < cov < 1 else np.sqrt(0.95 * 0.05 / len(a))
-        print(f"{k:<16}{a[:, 0].mean():8.4f}{a[:, 0].mean() - TRUE_LOG_HR:8.4f}{a[:, 0].std(ddof=1):8.4f}"
-              f"{a[:, 1].mean():9.4f}{cov:10.3f}{mc:7.3f}")
+        print(
+            f"{k:<16}{a[:, 0].mean():8.4f}{a[:, 0].mean() - TRUE_LOG_HR:8.4f}{a[:, 0].std(ddof=1):8.4f}"
+            f"{a[:, 1].mean():9.4f}{cov:10.3f}{mc:7.3f}"
+        )
     return 0
 
 

@@ -69,8 +69,10 @@ def main() -> int:
     assert np.array_equal(preprocess(img, "radiograph", authors), preprocess_reference(img, "radiograph", authors))
 
     print(f"preprocess benchmark: {img.shape[0]}x{img.shape[1]} uint16 (12-bit values) -> 1x1024x512 float32")
-    print(f"one thread (cv2.setNumThreads(1)); {platform.processor() or platform.machine()}, "
-          f"python {platform.python_version()}, numpy {np.__version__}, opencv {cv2.__version__}")
+    print(
+        f"one thread (cv2.setNumThreads(1)); {platform.processor() or platform.machine()}, "
+        f"python {platform.python_version()}, numpy {np.__version__}, opencv {cv2.__version__}"
+    )
     rows = []
     for label, fn in methods:
         times = _time(fn, args.seconds)

@@ -38,8 +38,10 @@ def main() -> int:
     distinct = [synthetic_radiograph(seed=s) for s in range(5)]
     images = [distinct[i % len(distinct)] for i in range(batch)]
     print(f"device: {torch.cuda.get_device_name(0)}; torch {torch.__version__}; batch {batch} x 2500x1500 uint16")
-    print(f"{'mode':<8} {'mean |gpu-numpy|':>17} {'max':>9} {'gpu img/s (host arrays)':>24} "
-          f"{'gpu img/s (on device)':>22} {'numpy img/s/core':>17}")
+    print(
+        f"{'mode':<8} {'mean |gpu-numpy|':>17} {'max':>9} {'gpu img/s (host arrays)':>24} "
+        f"{'gpu img/s (on device)':>22} {'numpy img/s/core':>17}"
+    )
     for mode in ("authors", "full"):
         cfg = PreprocessConfig(equalization=mode)
         ref = np.stack([preprocess(img, "radiograph", cfg) for img in distinct])
@@ -59,8 +61,10 @@ def main() -> int:
         for img in images[:15]:
             preprocess(img, "radiograph", cfg)
         cpu = 15 / (time.perf_counter() - t0)
-        print(f"{mode:<8} {diff.mean():>17.2e} {diff.max():>9.2e} {timings['host']:>24.0f} "
-              f"{timings['device']:>22.0f} {cpu:>17.0f}")
+        print(
+            f"{mode:<8} {diff.mean():>17.2e} {diff.max():>9.2e} {timings['host']:>24.0f} "
+            f"{timings['device']:>22.0f} {cpu:>17.0f}"
+        )
     return 0
 
 

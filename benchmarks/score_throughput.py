@@ -47,8 +47,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 BENCH_KEY = "benchmark-key-0123456789abcdef"
 
 
-def make_archive(folder: Path, n: int, *, scale: float, n_base: int = 24, seed: int = 0,
-                 compression: str = "none") -> Path:
+def make_archive(
+    folder: Path, n: int, *, scale: float, n_base: int = 24, seed: int = 0, compression: str = "none"
+) -> Path:
     """``n`` DICOM files with distinct pixels, made from ``n_base`` rendered phantoms.
 
     Compressed (``rle`` / ``jpeg2000``): the ``n_base`` phantoms are encoded once and copied, so the
@@ -58,23 +59,47 @@ def make_archive(folder: Path, n: int, *, scale: float, n_base: int = 24, seed: 
     from epi_spineage.synth.phantom import render_phantom
 
     rng = np.random.default_rng(seed)
-    bases = [np.minimum(render_phantom(float(rng.uniform(45, 90)), style="radiograph", seed=seed + b,
-                                       scale=scale, bits_stored=12), 4095).astype(np.uint16)
-             for b in range(n_base)]
+    bases = [
+        np.minimum(
+            render_phantom(float(rng.uniform(45, 90)), style="radiograph", seed=seed + b, scale=scale, bits_stored=12),
+            4095,
+        ).astype(np.uint16)
+        for b in range(n_base)
+    ]
     folder.mkdir(parents=True, exist_ok=True)
     if compression != "none":
-        encoded = [dicom_bytes(px, modality="radiograph", patient_name=f"BENCH^{b}", patient_id=f"B{b:07d}",
-                               study_date="20240101", manufacturer="BENCH", bits_stored=12, compression=compression,
-                               sop_instance_uid=make_uid(rng), rng=rng) for b, px in enumerate(bases)]
+        encoded = [
+            dicom_bytes(
+                px,
+                modality="radiograph",
+                patient_name=f"BENCH^{b}",
+                patient_id=f"B{b:07d}",
+                study_date="20240101",
+                manufacturer="BENCH",
+                bits_stored=12,
+                compression=compression,
+                sop_instance_uid=make_uid(rng),
+                rng=rng,
+            )
+            for b, px in enumerate(bases)
+        ]
         for i in range(n):
             (folder / f"img{i:06d}.dcm").write_bytes(encoded[i % n_base])
         return folder
     for i in range(n):
         px = bases[i % n_base].copy()
         px[0, 0], px[0, 1] = i % 4096, i // 4096  # distinct content hash per file
-        data = dicom_bytes(px, modality="radiograph", patient_name=f"BENCH^{i}", patient_id=f"B{i:07d}",
-                           study_date=f"2024{1 + i % 12:02d}01", manufacturer="BENCH", bits_stored=12,
-                           sop_instance_uid=make_uid(rng), rng=rng)
+        data = dicom_bytes(
+            px,
+            modality="radiograph",
+            patient_name=f"BENCH^{i}",
+            patient_id=f"B{i:07d}",
+            study_date=f"2024{1 + i % 12:02d}01",
+            manufacturer="BENCH",
+            bits_stored=12,
+            sop_instance_uid=make_uid(rng),
+            rng=rng,
+        )
         (folder / f"img{i:06d}.dcm").write_bytes(data)
     return folder
 
@@ -87,8 +112,9 @@ def make_model(out: Path, backbone: str, height: int, width: int) -> Path:
     from epi_spineage.model.network import build_model
 
     torch.manual_seed(0)
-    save_checkpoint(build_model(backbone, in_chans=1), out,
-                    {"preprocess": PreprocessConfig(height=height, width=width)})
+    save_checkpoint(
+        build_model(backbone, in_chans=1), out, {"preprocess": PreprocessConfig(height=height, width=width)}
+    )
     return out
 
 
@@ -108,8 +134,9 @@ def bench_decode(folder: Path, config, n: int) -> float:
     return len(files) / (time.perf_counter() - t)
 
 
-def bench_model(model_dir: Path, device: str, batch_size: int, n_batches: int, threads: int,
-                compile_model: bool = False) -> float:
+def bench_model(
+    model_dir: Path, device: str, batch_size: int, n_batches: int, threads: int, compile_model: bool = False
+) -> float:
     """images/s of ``LoadedModel.predict`` on preprocessed batches (already in memory)."""
     import torch
 
@@ -237,19 +264,37 @@ def bench_gpu_decode(folder: Path, config, n: int, batch_size: int, device: str)
         torch.cuda.synchronize()
     t = time.perf_counter()
     for i in range(0, len(files), batch_size):
-        run(files[i:i + batch_size])
+        run(files[i : i + batch_size])
     if device == "cuda":
         torch.cuda.synchronize()
     return len(files) / (time.perf_counter() - t), decoder.name
 
 
-def bench_end_to_end(folder: Path, model_dir: Path, db: Path, device: str, batch_size: int, workers: int,
-                     decode: str = "cpu", compile_model: bool = False):
+def bench_end_to_end(
+    folder: Path,
+    model_dir: Path,
+    db: Path,
+    device: str,
+    batch_size: int,
+    workers: int,
+    decode: str = "cpu",
+    compile_model: bool = False,
+):
     from epi_spineage.score.pipeline import score_archives
 
-    summary = score_archives([folder], model_dir, db, batch_size=batch_size, workers=workers, device=device,
-                             key=BENCH_KEY, lock_timeout_s=30, progress=False, decode=decode,
-                             compile_model=compile_model)
+    summary = score_archives(
+        [folder],
+        model_dir,
+        db,
+        batch_size=batch_size,
+        workers=workers,
+        device=device,
+        key=BENCH_KEY,
+        lock_timeout_s=30,
+        progress=False,
+        decode=decode,
+        compile_model=compile_model,
+    )
     return summary
 
 
@@ -263,15 +308,23 @@ def main(argv=None) -> int:
     p.add_argument("--workers", type=int, default=None, help="decode workers (default 1 CPU; cores-1 GPU)")
     p.add_argument("--scale", type=float, default=None, help="phantom scale (default 0.5: 1200 x 800 px)")
     p.add_argument("--keep", default=None, help="keep the temporary files in this folder")
-    p.add_argument("--compression", default="none", choices=("none", "rle", "jpeg2000"),
-                   help="pixel data encoding of the archive (default none)")
-    p.add_argument("--distinct", type=int, default=24,
-                   help="distinct images encoded for a compressed archive, reused (default 24)")
+    p.add_argument(
+        "--compression",
+        default="none",
+        choices=("none", "rle", "jpeg2000"),
+        help="pixel data encoding of the archive (default none)",
+    )
+    p.add_argument(
+        "--distinct", type=int, default=24, help="distinct images encoded for a compressed archive, reused (default 24)"
+    )
     p.add_argument("--decode", default="cpu", choices=("cpu", "gpu"), help="score --decode (default cpu)")
     p.add_argument("--compile", action="store_true", help="torch.compile the network (model alone and end to end)")
-    p.add_argument("--null-model", action="store_true",
-                   help="end to end with the model replaced by a no-op that reads each batch: the pipeline's own "
-                        "ceiling, compared with decode alone (what matters when the model is fast, as on a GPU)")
+    p.add_argument(
+        "--null-model",
+        action="store_true",
+        help="end to end with the model replaced by a no-op that reads each batch: the pipeline's own "
+        "ceiling, compared with decode alone (what matters when the model is fast, as on a GPU)",
+    )
     args = p.parse_args(argv)
 
     gpu = args.device == "cuda"
@@ -283,8 +336,11 @@ def main(argv=None) -> int:
         from epi_spineage.imaging.gpu_decode import CpuCodestreamDecoder
         from epi_spineage.score import gpu_batches
 
-        gpu_batches.resolve_decode = lambda decode, device: gpu_batches.DecodeChoice(
-            "gpu", lambda _d: CpuCodestreamDecoder()) if decode == "gpu" else gpu_batches.DecodeChoice("cpu")
+        gpu_batches.resolve_decode = lambda decode, device: (
+            gpu_batches.DecodeChoice("gpu", lambda _d: CpuCodestreamDecoder())
+            if decode == "gpu"
+            else gpu_batches.DecodeChoice("cpu")
+        )
     batch_size = args.batch_size or (32 if gpu else 16)
     workers = args.workers if args.workers is not None else (max(1, min(15, (os.cpu_count() or 2) - 1)) if gpu else 1)
     scale = args.scale or 0.5
@@ -302,16 +358,25 @@ def main(argv=None) -> int:
     tmp = Path(args.keep or tempfile.mkdtemp(prefix="score-bench-"))
     try:
         t = time.perf_counter()
-        folder = make_archive(tmp / "archive", n, scale=scale, n_base=args.distinct if args.compression != "none"
-                              else 24, compression=args.compression)
+        folder = make_archive(
+            tmp / "archive",
+            n,
+            scale=scale,
+            n_base=args.distinct if args.compression != "none" else 24,
+            compression=args.compression,
+        )
         model_dir = make_model(tmp / "model", backbone, height, width)
-        print(f"# {n} phantom DICOMs (scale {scale}, {args.compression}), {backbone} at {height}x{width}, "
-              f"device {args.device}, decode {args.decode}{', compiled' if args.compile else ''}, "
-              f"batch {batch_size}, {workers} decode worker(s); setup {time.perf_counter() - t:.1f} s")
+        print(
+            f"# {n} phantom DICOMs (scale {scale}, {args.compression}), {backbone} at {height}x{width}, "
+            f"device {args.device}, decode {args.decode}{', compiled' if args.compile else ''}, "
+            f"batch {batch_size}, {workers} decode worker(s); setup {time.perf_counter() - t:.1f} s"
+        )
         if args.compression != "none":
             no_deduplication()
-            print(f"# {args.distinct} distinct images encoded once ({args.compression}) and reused under new names: "
-                  "de-duplication is switched off for this measurement")
+            print(
+                f"# {args.distinct} distinct images encoded once ({args.compression}) and reused under new names: "
+                "de-duplication is switched off for this measurement"
+            )
         if args.decode == "gpu" and not gpu:
             print("# --decode gpu on the CPU: the GPU loop with a CPU stand-in decoder (a logic check, not a figure)")
         if gpu:
@@ -320,44 +385,70 @@ def main(argv=None) -> int:
         from epi_spineage.model.checkpoint import read_meta
 
         cfg = PreprocessConfig.from_dict(read_meta(model_dir)["preprocess"])
-        decode = bench_decode(folder, cfg, min(n, 200 if not gpu else 300) if args.compression != "jpeg2000"
-                              else min(n, 24 if not gpu else 16))
+        decode = bench_decode(
+            folder,
+            cfg,
+            min(n, 200 if not gpu else 300) if args.compression != "jpeg2000" else min(n, 24 if not gpu else 16),
+        )
         print(f"decode+preprocess only (1 core):   {decode:8.1f} images/s  (CPU reader)")
         if args.decode == "gpu":
             gdec, name = bench_gpu_decode(folder, cfg, min(n, 256 if gpu else 32), batch_size, args.device)
             print(f"GPU path decode+preprocess only:   {gdec:8.1f} images/s  ({name}, one thread, no model)")
             threads = max(2, min(8, (os.cpu_count() or 2) // 2))
             one, many = bench_hash(threads)
-            print(f"SHA-256 content hash, 2400x1600:   {one:8.2f} GB/s one thread, {many:.2f} GB/s with {threads} "
-                  f"threads (1,000 images/s needs 7.7 GB/s)")
+            print(
+                f"SHA-256 content hash, 2400x1600:   {one:8.2f} GB/s one thread, {many:.2f} GB/s with {threads} "
+                f"threads (1,000 images/s needs 7.7 GB/s)"
+            )
         if args.null_model:
             from epi_spineage.model.checkpoint import LoadedModel
 
             LoadedModel.predict = null_predict
-            print("model replaced by a no-op that reads each batch (--null-model): "
-                  "end to end is the pipeline's ceiling")
+            print(
+                "model replaced by a no-op that reads each batch (--null-model): end to end is the pipeline's ceiling"
+            )
         else:
-            model = bench_model(model_dir, args.device, batch_size, n_batches=(8 if not gpu else 40), threads=1,
-                                compile_model=args.compile)
+            model = bench_model(
+                model_dir,
+                args.device,
+                batch_size,
+                n_batches=(8 if not gpu else 40),
+                threads=1,
+                compile_model=args.compile,
+            )
             what = ("1 core" if not gpu else "GPU, bf16, channels-last") + (", compiled" if args.compile else "")
             print(f"model only ({what}):".ljust(36) + f"{model:8.1f} images/s")
-        summary = bench_end_to_end(folder, model_dir, tmp / "bench.duckdb", args.device, batch_size, workers,
-                                   decode=args.decode, compile_model=args.compile)
+        summary = bench_end_to_end(
+            folder,
+            model_dir,
+            tmp / "bench.duckdb",
+            args.device,
+            batch_size,
+            workers,
+            decode=args.decode,
+            compile_model=args.compile,
+        )
         e2e = summary.loop_images_per_s
         tail = summary.steady_seconds - summary.loop_seconds
         print(f"end to end (score_archives):        {e2e:8.1f} images/s  (first to last batch scored)")
-        print(f"  with the run's fixed costs:       {summary.steady_images_per_s:8.1f} images/s after the first batch "
-              f"(final commit + shutdown {tail:.2f} s); {summary.images_per_s:.1f} images/s with worker start-up "
-              f"({summary.n_scored} in {summary.seconds:.1f} s)")
+        print(
+            f"  with the run's fixed costs:       {summary.steady_images_per_s:8.1f} images/s after the first batch "
+            f"(final commit + shutdown {tail:.2f} s); {summary.images_per_s:.1f} images/s with worker start-up "
+            f"({summary.n_scored} in {summary.seconds:.1f} s)"
+        )
         if args.null_model:
             capacity = decode * workers
-            print(f"end to end / decode alone:          {e2e / capacity:8.2f}  ({workers} worker(s) x decode alone; "
-                  f"1.00 = the pipeline costs nothing)")
+            print(
+                f"end to end / decode alone:          {e2e / capacity:8.2f}  ({workers} worker(s) x decode alone; "
+                f"1.00 = the pipeline costs nothing)"
+            )
             print(f"  with the run's fixed costs:       {summary.steady_images_per_s / capacity:8.2f}")
             print(f"# load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
         else:
-            print(f"end to end / model alone:           {e2e / model:8.2f}"
-                  + ("  (target >= 0.80 of the compiled model)" if gpu and args.compile else ""))
+            print(
+                f"end to end / model alone:           {e2e / model:8.2f}"
+                + ("  (target >= 0.80 of the compiled model)" if gpu and args.compile else "")
+            )
         if args.decode == "gpu":
             print(f"decoded on the GPU path: {summary.n_gpu_decoded}; by the CPU reader: {summary.n_cpu_fallback}")
         if gpu:
@@ -368,8 +459,10 @@ def main(argv=None) -> int:
             verdict = "met" if ratio >= 0.8 else "NOT met"
             print(f"end to end / slower stage:          {ratio:8.2f}  (target >= 0.80: {verdict})")
             cdec, cmod = bench_concurrent(folder, cfg, model_dir, batch_size, min(n, 300))
-            print(f"both stages at once, uncoupled:     decode {cdec:.1f}, model {cmod:.1f} images/s "
-                  f"(end to end / slower of these: {e2e / min(cdec, cmod):.2f})")
+            print(
+                f"both stages at once, uncoupled:     decode {cdec:.1f}, model {cmod:.1f} images/s "
+                f"(end to end / slower of these: {e2e / min(cdec, cmod):.2f})"
+            )
             load = os.getloadavg()[0]
             print(f"# load average {load:.1f} on {os.cpu_count()} cores: other processes share these cores")
     finally:

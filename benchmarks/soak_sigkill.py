@@ -81,8 +81,25 @@ def main(argv=None) -> int:
             zf.writestr(f"exports/{p.patient_id}/{p.member}", p.data)
     dbfile = work / "s.duckdb"
     env = dict(os.environ, EPI_SPINEAGE_PSEUDONYM_KEY=KEY, PYTHONPATH=str(REPO))
-    cmd = [sys.executable, "-m", "epi_spineage.score", str(archive), "--model", str(model), "--db", str(dbfile),
-           "--batch-size", "2", "--workers", str(args.workers), "--device", "cpu", "--commit-interval", "0", "-vv"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "epi_spineage.score",
+        str(archive),
+        "--model",
+        str(model),
+        "--db",
+        str(dbfile),
+        "--batch-size",
+        "2",
+        "--workers",
+        str(args.workers),
+        "--device",
+        "cpu",
+        "--commit-interval",
+        "0",
+        "-vv",
+    ]
     logs, orphans, finished_early = [], 0, 0
     for i in range(args.kills):
         err = work / f"run{i}.log"
@@ -118,8 +135,11 @@ def main(argv=None) -> int:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(p, signal.SIGKILL)
         logs.append(err)
-        print(f"kill {i + 1:2d}: after {delay:4.1f} s, {len(seen)} child process(es), {len(left)} left alive"
-              + (" (run had finished)" if proc.returncode == 0 else ""), flush=True)
+        print(
+            f"kill {i + 1:2d}: after {delay:4.1f} s, {len(seen)} child process(es), {len(left)} left alive"
+            + (" (run had finished)" if proc.returncode == 0 else ""),
+            flush=True,
+        )
     final = subprocess.run(cmd, env=env, capture_output=True, text=True)
     con = duckdb.connect(str(dbfile), read_only=True)
     try:
@@ -134,10 +154,14 @@ def main(argv=None) -> int:
         haystack += b"".join(f.read_bytes() for f in spool.rglob("*") if f.is_file())
     needles = [p.patient_id.encode() for p in phantoms] + [p.patient_name.split("^")[0].encode() for p in phantoms]
     found = sum(n in haystack for n in needles)
-    print(f"tally: {args.kills} SIGKILLs ({finished_early} runs finished before their kill); final run exit "
-          f"{final.returncode}")
-    print(f"  images {args.n}: scored {n_unique}, lost {args.n - n_unique}, duplicated scores {n_scores - n_unique}, "
-          f"images rows {n_images} ({n_images - n_paths} duplicated)")
+    print(
+        f"tally: {args.kills} SIGKILLs ({finished_early} runs finished before their kill); final run exit "
+        f"{final.returncode}"
+    )
+    print(
+        f"  images {args.n}: scored {n_unique}, lost {args.n - n_unique}, duplicated scores {n_scores - n_unique}, "
+        f"images rows {n_images} ({n_images - n_paths} duplicated)"
+    )
     print(f"  orphan processes after kills: {orphans}; runs by status: {runs}")
     print(f"  identifiers found in database, spool and -vv logs: {found} of {len(needles)} searched")
     ok = n_unique == args.n and n_scores == n_unique and n_images == n_paths == args.n and orphans == 0 and found == 0

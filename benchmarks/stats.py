@@ -107,8 +107,10 @@ def bench_cox(n: int, live_r: bool = False) -> None:
         if r_now is None:
             print("    R coxph now: Rscript/survival not available")
         else:
-            print(f"    R coxph now (same load as above)    {r_now:.3f} s  (ours: fit {t_fit / r_now:.2f}x, "
-                  f"cox_per_sd {t_full / r_now:.2f}x)")
+            print(
+                f"    R coxph now (same load as above)    {r_now:.3f} s  (ours: fit {t_fit / r_now:.2f}x, "
+                f"cox_per_sd {t_full / r_now:.2f}x)"
+            )
     try:
         from lifelines import CoxPHFitter
     except ImportError:
@@ -118,8 +120,10 @@ def bench_cox(n: int, live_r: bool = False) -> None:
         warnings.simplefilter("ignore")
         t_ll, cph = _best(lambda: CoxPHFitter().fit(df, "time", "status"), repeats=1)
     diff = np.max(np.abs(cph.params_.to_numpy()[1:] - res.summary["log_hr"].to_numpy()[1:]))
-    print(f"    lifelines CoxPHFitter.fit           {t_ll:.3f} s  (ours {t_ll / t_full:.1f}x faster; "
-          f"max |coef diff| {diff:.1e})")
+    print(
+        f"    lifelines CoxPHFitter.fit           {t_ll:.3f} s  (ours {t_ll / t_full:.1f}x faster; "
+        f"max |coef diff| {diff:.1e})"
+    )
 
 
 def bench_km(n: int) -> None:
@@ -132,8 +136,13 @@ def bench_km(n: int) -> None:
     td = rng.exponential(25.0, n)
     tc = rng.uniform(1, 10, n)
     tt = np.minimum.reduce([te, td, tc])
-    df = pd.DataFrame({"time": np.round(tt, 2) + 0.01, "group": np.array(list("ABCD"))[g],
-                       "etype": np.where(tt == te, 1, np.where(tt == td, 2, 0))})
+    df = pd.DataFrame(
+        {
+            "time": np.round(tt, 2) + 0.01,
+            "group": np.array(list("ABCD"))[g],
+            "etype": np.where(tt == te, 1, np.where(tt == td, 2, 0)),
+        }
+    )
     df["event"] = (df["etype"] == 1).astype(int)
 
     def work():

@@ -48,11 +48,13 @@ def _steps(df: pd.DataFrame) -> dict:
         "Cox models 1-3, fracture": lambda: stats.cox_model_set(df, t, e, models="fracture"),
         "Cox models 1-2, death": lambda: stats.cox_model_set(df, dt, de, models="mortality"),
         "subgroups by sex (2 fits + LR test)": lambda: stats.subgroup_hazard_ratios(
-            df, t, e, "pad_years", by="sex", covariates=["age_years"]),
+            df, t, e, "pad_years", by="sex", covariates=["age_years"]
+        ),
         "four-group HRs": lambda: stats.group_hazard_ratios(df, t, e, "group", REFERENCE_GROUP),
         "Harrell's C alone": lambda: harrell_c(df[t].to_numpy(float), df[e].to_numpy(), rank),
         "Kaplan-Meier at 1-10 y, 4 groups": lambda: stats.km_cumulative_failure(
-            df, t, e, group="group", times=range(1, 11)),
+            df, t, e, group="group", times=range(1, 11)
+        ),
         "Kaplan-Meier curves, 4 groups": lambda: stats.km_curves(df, t, e, group="group"),
         "log-rank, 4 groups": lambda: stats.logrank(df, t, e, group="group"),
         "incidence rates, 4 groups": lambda: stats.incidence_rates(df, t, e, group="group"),
@@ -118,8 +120,10 @@ def main() -> None:
     if not args.quick:
         t100 = _run_study(100_000)["total"]
         tbig = _run_study(args.big)["total"]
-        print(f"\nrun_study total: 100,000 {t100:.1f} s, {args.big:,} {tbig:.1f} s, "
-              f"ratio {tbig / t100:.2f} (target <= {args.big / 100_000:g})")
+        print(
+            f"\nrun_study total: 100,000 {t100:.1f} s, {args.big:,} {tbig:.1f} s, "
+            f"ratio {tbig / t100:.2f} (target <= {args.big / 100_000:g})"
+        )
 
 
 if __name__ == "__main__":

@@ -29,8 +29,12 @@ def main(argv=None) -> int:
     settings = preset("phantom-bench")
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=settings.pop("phantoms"))
-    p.add_argument("--minutes", type=float, default=None,
-                   help="optional training time budget (default none: the preset budgets by epochs)")
+    p.add_argument(
+        "--minutes",
+        type=float,
+        default=None,
+        help="optional training time budget (default none: the preset budgets by epochs)",
+    )
     p.add_argument("--backbone", default=settings.pop("backbone"))
     p.add_argument("--image-size", default="x".join(map(str, settings.pop("image_size"))))
     p.add_argument("--epochs", type=int, default=settings.pop("epochs"))
@@ -44,8 +48,16 @@ def main(argv=None) -> int:
         t0 = time.monotonic()
         manifest = make_phantoms(out / "phantoms", args.n, seed=seed, scale=scale)
         t_phantoms = time.monotonic() - t0
-        cfg = TrainConfig(manifest=manifest, out=out, backbone=args.backbone, image_size=(h, w), epochs=args.epochs,
-                          max_minutes=args.minutes, preset="phantom-bench", **settings)
+        cfg = TrainConfig(
+            manifest=manifest,
+            out=out,
+            backbone=args.backbone,
+            image_size=(h, w),
+            epochs=args.epochs,
+            max_minutes=args.minutes,
+            preset="phantom-bench",
+            **settings,
+        )
         meta = run_training(cfg)
         total = time.monotonic() - t0
     print(summary_text(meta))
@@ -53,10 +65,14 @@ def main(argv=None) -> int:
     test = m[(m.split == "test") & (m.modality == "all") & (m.prediction == "uncorrected")].iloc[0]
     base = meta["baseline_mae_train_mean_years"]["test"]
     print()
-    print(f"phantoms: {args.n} ({t_phantoms:.0f} s to write), backbone {args.backbone} at {h}x{w}, "
-          f"{len(meta['history'])} epochs, total {total / 60:.1f} min")
-    print(f"test MAE {test.mae_years:.2f} years vs training-mean predictor {base:.2f} years: "
-          f"ratio {test.mae_years / base:.3f} (target <= 0.60), r = {test.pearson_r:.3f}")
+    print(
+        f"phantoms: {args.n} ({t_phantoms:.0f} s to write), backbone {args.backbone} at {h}x{w}, "
+        f"{len(meta['history'])} epochs, total {total / 60:.1f} min"
+    )
+    print(
+        f"test MAE {test.mae_years:.2f} years vs training-mean predictor {base:.2f} years: "
+        f"ratio {test.mae_years / base:.3f} (target <= 0.60), r = {test.pearson_r:.3f}"
+    )
     print(SYNTHETIC_NOTICE)
     return 0
 

@@ -46,8 +46,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         module = importlib.import_module(f"epi_spineage.cli.{tool}")
     except ModuleNotFoundError as exc:
-        print(f"epi-spineage: error: tool {tool!r} needs a package that is not installed ({exc.name}); "
-              "install the extra, e.g. pip install 'epi-spineage[imaging]'", file=sys.stderr)
+        print(
+            f"epi-spineage: error: tool {tool!r} needs a package that is not installed ({exc.name}); "
+            "install the extra, e.g. pip install 'epi-spineage[imaging]'",
+            file=sys.stderr,
+        )
         return 2
     return int(module.main(args[1:]) or 0)
 

@@ -18,13 +18,47 @@ from tests.docs_site import HOOK, ROOT, build_site, load_hook
 
 #: Anchors of docs/methods.md that code and SQL comments may cite. Add, never remove.
 METHODS_ANCHORS = (
-    "preprocessing", "network", "loss", "targets", "calibration",
-    "bias-correction", "beheshti", "cole", "zhang", "out-of-fold", "bias-pitfalls",
-    "pearson", "auroc", "delong", "delong-fast", "auc-ci", "delong-test",
-    "kaplan-meier", "greenwood", "km-ci", "four-groups", "logrank", "incidence",
-    "cox", "cox-ties", "hr-per-sd", "cox-terms", "cox-models", "complete-cases", "concordance", "ph-test",
-    "cox-subgroups", "accelerated", "frax", "frax-ingest", "frax-reclassification",
-    "age-gap-regression", "table-1", "grad-cam", "competing-risks", "references",
+    "preprocessing",
+    "network",
+    "loss",
+    "targets",
+    "calibration",
+    "bias-correction",
+    "beheshti",
+    "cole",
+    "zhang",
+    "out-of-fold",
+    "bias-pitfalls",
+    "pearson",
+    "auroc",
+    "delong",
+    "delong-fast",
+    "auc-ci",
+    "delong-test",
+    "kaplan-meier",
+    "greenwood",
+    "km-ci",
+    "four-groups",
+    "logrank",
+    "incidence",
+    "cox",
+    "cox-ties",
+    "hr-per-sd",
+    "cox-terms",
+    "cox-models",
+    "complete-cases",
+    "concordance",
+    "ph-test",
+    "cox-subgroups",
+    "accelerated",
+    "frax",
+    "frax-ingest",
+    "frax-reclassification",
+    "age-gap-regression",
+    "table-1",
+    "grad-cam",
+    "competing-risks",
+    "references",
 )
 #: Anchors of docs/conventions.md.
 CONVENTIONS_ANCHORS = ("units", "pad", "rounding", "cut-rule", "ci-level", "tidy-results", "errors", "identifiers")
@@ -123,7 +157,8 @@ def test_generated_tables_follow_the_code_and_never_import_torch():
 def test_sql_comment_citations_become_links_to_this_site():
     hook = load_hook()
     text = hook._methods_links(
-        "cut (METHODS.md section 7); Beheshti (METHODS 2); see `docs/conventions.md#cut-rule`", 1)
+        "cut (METHODS.md section 7); Beheshti (METHODS 2); see `docs/conventions.md#cut-rule`", 1
+    )
     assert "[methods](../methods.md#accelerated)" in text
     assert "[methods](../methods.md#bias-correction)" in text
     assert "[conventions#cut-rule](../conventions.md#cut-rule)" in text

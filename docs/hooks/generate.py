@@ -47,8 +47,17 @@ MANIFEST_MEANINGS = {
 
 #: Old citations of a methods file outside the repository, mapped onto this site's anchors.
 METHODS_SECTIONS = {
-    "1": "preprocessing", "2": "bias-correction", "3": "pearson", "4": "auroc", "5": "kaplan-meier",
-    "6": "cox", "7": "accelerated", "8": "frax", "9": "age-gap-regression", "10": "table-1", "11": "grad-cam",
+    "1": "preprocessing",
+    "2": "bias-correction",
+    "3": "pearson",
+    "4": "auroc",
+    "5": "kaplan-meier",
+    "6": "cox",
+    "7": "accelerated",
+    "8": "frax",
+    "9": "age-gap-regression",
+    "10": "table-1",
+    "11": "grad-cam",
 }
 
 KIND_LABEL = {"str": "text", "float": "number", "binary": "0/1"}
@@ -78,12 +87,16 @@ def _methods_links(text: str, page_depth: int) -> str:
         return f"[methods]({prefix}methods.md#{anchor})" if anchor else f"[methods]({prefix}methods.md)"
 
     text = re.sub(r"METHODS(?:\.md)?,? (?:section |§ ?)?(\d+)", methods, text)
-    text = re.sub(r"`?docs/([a-z_/]+)\.md(#[a-z0-9-]+)?`?",
-                  lambda m: f"[{m.group(1)}{m.group(2) or ''}]({prefix}{m.group(1)}.md{m.group(2) or ''})", text)
+    text = re.sub(
+        r"`?docs/([a-z_/]+)\.md(#[a-z0-9-]+)?`?",
+        lambda m: f"[{m.group(1)}{m.group(2) or ''}]({prefix}{m.group(1)}.md{m.group(2) or ''})",
+        text,
+    )
     return text.replace("SCHEMA.md", "the schema")
 
 
 # ---------------------------------------------------------------------------------------------------- cohort
+
 
 def render_cohort() -> str:
     from epi_spineage import schema
@@ -95,8 +108,7 @@ def render_cohort() -> str:
             valid = ", ".join(f"`{a}`" for a in c.allowed)
         elif c.valid_range:
             valid = f"{_fmt_number(c.valid_range[0])} to {_fmt_number(c.valid_range[1])}"
-        rows.append([f"`{c.name}`", KIND_LABEL.get(c.kind, c.kind), "yes" if c.required else "",
-                     c.description, valid])
+        rows.append([f"`{c.name}`", KIND_LABEL.get(c.kind, c.kind), "yes" if c.required else "", c.description, valid])
     return _table(["column", "type", "required", "meaning", "valid values"], rows)
 
 
@@ -116,10 +128,15 @@ def render_manifest() -> str:
 
 # ---------------------------------------------------------------------------------------------------- tools
 
+
 def _tool_help() -> dict[str, str]:
     """The dispatcher's one-line descriptions, wherever the dispatcher lives now."""
-    for module_name in ("epi_spineage.__main__", "epi_spineage.cli", "epi_spineage.cli.__main__",
-                        "epi_spineage.cli.dispatch"):
+    for module_name in (
+        "epi_spineage.__main__",
+        "epi_spineage.cli",
+        "epi_spineage.cli.__main__",
+        "epi_spineage.cli.dispatch",
+    ):
         try:
             module = importlib.import_module(module_name)
         except Exception:  # noqa: BLE001 - a moved or torch-needing module: try the next place
@@ -133,8 +150,12 @@ def _tool_help() -> dict[str, str]:
 
 def _docstring_summary(tool: str) -> str:
     """First line of the tool module's docstring, read without importing it (no torch)."""
-    for path in (ROOT / "epi_spineage" / "cli" / f"{tool}.py", ROOT / "epi_spineage" / f"{tool}.py",
-                 ROOT / "epi_spineage" / tool / "__main__.py", ROOT / "epi_spineage" / tool / "__init__.py"):
+    for path in (
+        ROOT / "epi_spineage" / "cli" / f"{tool}.py",
+        ROOT / "epi_spineage" / f"{tool}.py",
+        ROOT / "epi_spineage" / tool / "__main__.py",
+        ROOT / "epi_spineage" / tool / "__init__.py",
+    ):
         if path.is_file():
             doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8")))
             if doc:
@@ -175,6 +196,7 @@ TOOL_GUIDES = {
 
 # ---------------------------------------------------------------------------------------------------- SQL
 
+
 def _leading_comment(sql: str) -> str:
     lines = []
     for line in sql.splitlines():
@@ -200,8 +222,14 @@ def _parse_tables(sql: str) -> list[dict[str, Any]]:
             parts = body.split(None, 2)
             if len(parts) < 2:
                 continue
-            columns.append({"name": parts[0], "type": parts[1], "constraints": parts[2] if len(parts) > 2 else "",
-                            "note": note.strip()})
+            columns.append(
+                {
+                    "name": parts[0],
+                    "type": parts[1],
+                    "constraints": parts[2] if len(parts) > 2 else "",
+                    "note": note.strip(),
+                }
+            )
         tables.append({"name": m.group(2), "comment": comment, "columns": columns})
     return tables
 
@@ -244,8 +272,12 @@ def render_db_tables(page_depth: int = 1) -> str:
     tables = _parse_tables((SQL_DIR / "schema.sql").read_text(encoding="utf-8"))
     con = _database()
     try:
-        live = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables "
-                                          "WHERE table_type = 'BASE TABLE'").fetchall()}
+        live = {
+            r[0]
+            for r in con.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE'"
+            ).fetchall()
+        }
         out = []
         named = {t["name"] for t in tables}
         for missing in sorted(set(schema.DB_TABLES) - named):
@@ -257,13 +289,17 @@ def render_db_tables(page_depth: int = 1) -> str:
             for name, typ in cols:
                 c = notes.get(name, {})
                 rows.append([f"`{name}`", typ, c.get("constraints", ""), _methods_links(c.get("note", ""), page_depth)])
-            out.append(f"### `{t['name']}` {{#table-{t['name']}}}\n\n{_methods_links(t['comment'], page_depth)}\n\n"
-                       + _table(["column", "type", "constraints", "note"], rows))
+            out.append(
+                f"### `{t['name']}` {{#table-{t['name']}}}\n\n{_methods_links(t['comment'], page_depth)}\n\n"
+                + _table(["column", "type", "constraints", "note"], rows)
+            )
         # Tables the package creates outside schema.sql (e.g. by a migration) are listed too.
         for name in sorted(live - named):
             rows = [[f"`{c}`", typ, "", ""] for c, typ in _columns(con, name)]
-            out.append(f"### `{name}` {{#table-{name}}}\n\nCreated by the package's database code, not in "
-                       "`sql/schema.sql`.\n\n" + _table(["column", "type", "constraints", "note"], rows))
+            out.append(
+                f"### `{name}` {{#table-{name}}}\n\nCreated by the package's database code, not in "
+                "`sql/schema.sql`.\n\n" + _table(["column", "type", "constraints", "note"], rows)
+            )
         return "\n\n".join(out)
     finally:
         con.close()
@@ -277,8 +313,10 @@ def render_db_views(page_depth: int = 1) -> str:
             name = path.stem
             comment = _methods_links(_leading_comment(path.read_text(encoding="utf-8")), page_depth)
             rows = [[f"`{c}`", typ] for c, typ in _columns(con, name)]
-            out.append(f"### `{name}` {{#view-{name}}}\n\n{comment}\n\nDefined in `sql/{path.name}`.\n\n"
-                       + _table(["column", "type"], rows))
+            out.append(
+                f"### `{name}` {{#view-{name}}}\n\n{comment}\n\nDefined in `sql/{path.name}`.\n\n"
+                + _table(["column", "type"], rows)
+            )
         return "\n\n".join(out)
     finally:
         con.close()

@@ -14,7 +14,7 @@ OUT = Path(__file__).resolve().parent
 
 
 def to8(img, bits):
-    return np.clip(img.astype(np.float32) / (2 ** bits - 1) * 255, 0, 255).astype(np.uint8)
+    return np.clip(img.astype(np.float32) / (2**bits - 1) * 255, 0, 255).astype(np.uint8)
 
 
 def panel(items, size):
@@ -38,8 +38,10 @@ def main():
         img, t = render_phantom_with_truth(age, style="radiograph", scale=0.25, **kw)
         items.append((img, t["bits_stored"], text))
     cv2.imwrite(str(OUT / "phantom_radiograph.png"), panel(items, (280, 420)), [cv2.IMWRITE_PNG_COMPRESSION, 9])
-    vfa = [(45, dict(seed=21, fractures=[]), "VFA, spine age 45"),
-           (85, dict(seed=22, fractures=[("T12", "crush", 3)]), "85, T12 crush gr. 3")]
+    vfa = [
+        (45, dict(seed=21, fractures=[]), "VFA, spine age 45"),
+        (85, dict(seed=22, fractures=[("T12", "crush", 3)]), "85, T12 crush gr. 3"),
+    ]
     items = []
     for age, kw, text in vfa:
         img, t = render_phantom_with_truth(age, style="vfa", scale=0.5, **kw)

@@ -64,8 +64,17 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         dcm = Path(tmp) / "synthetic.dcm"
         write_dicom(synthetic_spine(), dcm)
-        return preprocess_main([str(dcm), "--out", str(OUT / "preprocess_after.png"),
-                                "--before", str(OUT / "preprocess_before.png"), "--size", "512x256"])
+        return preprocess_main(
+            [
+                str(dcm),
+                "--out",
+                str(OUT / "preprocess_after.png"),
+                "--before",
+                str(OUT / "preprocess_before.png"),
+                "--size",
+                "512x256",
+            ]
+        )
 
 
 if __name__ == "__main__":

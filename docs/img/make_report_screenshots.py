@@ -24,8 +24,11 @@ SHOTS = (("report_1400.png", 1400, 1000, "#accelerated"), ("report_420.png", 420
 
 
 def build_demo(out: Path) -> Path:
-    subprocess.run([sys.executable, "-m", "epi_spineage.report", "--out", str(out), "--no-svg"], check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "epi_spineage.report", "--out", str(out), "--no-svg"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     return out / "index.html"
 
 
@@ -35,8 +38,16 @@ def driver(profile: str):
 
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
-    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
-                "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--force-device-scale-factor=1"):
+    for arg in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--hide-scrollbars",
+        "--no-first-run",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={profile}",
+        "--force-device-scale-factor=1",
+    ):
         opts.add_argument(arg)
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
 

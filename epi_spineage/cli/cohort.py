@@ -37,21 +37,30 @@ flags PAD >= cut, '>' flags PAD > cut); until one is set, v_accelerated.accelera
 
 
 def build_parser():
-    p = make_parser("epi-spineage cohort", "Validate a cohort table, or load it into DuckDB with pseudonymised ids.",
-                    EPILOG)
+    p = make_parser(
+        "epi-spineage cohort", "Validate a cohort table, or load it into DuckDB with pseudonymised ids.", EPILOG
+    )
     sub = p.add_subparsers(dest="command", required=True, metavar="{load,validate,upgrade,cutpoints}")
-    up = sub.add_parser("upgrade", help="bring a database's schema to this package's version (nothing is rescored)",
-                        description="Apply the pending schema migrations to a database in place.", epilog=EPILOG,
-                        formatter_class=p.formatter_class)
+    up = sub.add_parser(
+        "upgrade",
+        help="bring a database's schema to this package's version (nothing is rescored)",
+        description="Apply the pending schema migrations to a database in place.",
+        epilog=EPILOG,
+        formatter_class=p.formatter_class,
+    )
     up.error = p.error  # type: ignore[method-assign]
     up.add_argument("--db", required=True, metavar="FILE.duckdb", help="DuckDB file to upgrade")
     up.add_argument("--key-file", default=None, help="file holding the pseudonymisation key (some migrations need it)")
-    up.add_argument("--lock-timeout", type=float, default=60.0, metavar="SECONDS",
-                    help="how long to wait while another process holds the database (default 60)")
+    up.add_argument(
+        "--lock-timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="how long to wait while another process holds the database (default 60)",
+    )
     _add_cutpoints(sub, p)
     for name, text in (("load", "validate, pseudonymise and load into DuckDB"), ("validate", "check a table only")):
-        s = sub.add_parser(name, help=text, description=text, epilog=EPILOG,
-                           formatter_class=p.formatter_class)
+        s = sub.add_parser(name, help=text, description=text, epilog=EPILOG, formatter_class=p.formatter_class)
         s.error = p.error  # type: ignore[method-assign]  # one-line usage errors, exit 2
         s.add_argument("file", metavar="FILE", help="CSV, Parquet or DuckDB file")
         s.add_argument("--mapping", metavar="TOML", help="column-mapping config (renames and recodes)")
@@ -61,34 +70,64 @@ def build_parser():
             s.add_argument("--table", default="cohort", help="destination table (default cohort)")
             s.add_argument("--replace", action="store_true", help="empty the table before loading")
             s.add_argument("--key-file", default=None, help="file holding the pseudonymisation key")
-            s.add_argument("--lock-timeout", type=float, default=60.0, metavar="SECONDS",
-                           help="how long to wait while another process holds the database (default 60)")
+            s.add_argument(
+                "--lock-timeout",
+                type=float,
+                default=60.0,
+                metavar="SECONDS",
+                help="how long to wait while another process holds the database (default 60)",
+            )
     return p
 
 
 def _add_cutpoints(sub, p) -> None:
-    cp = sub.add_parser("cutpoints", help="set or show the frozen PAD cut points that v_accelerated reads",
-                        description="Set or show the cut points of the accelerated-ageing flag "
-                                    "(docs/guides/score.md#cutpoints).", epilog=EPILOG,
-                        formatter_class=p.formatter_class)
+    cp = sub.add_parser(
+        "cutpoints",
+        help="set or show the frozen PAD cut points that v_accelerated reads",
+        description="Set or show the cut points of the accelerated-ageing flag (docs/guides/score.md#cutpoints).",
+        epilog=EPILOG,
+        formatter_class=p.formatter_class,
+    )
     cp.error = p.error
     cps = cp.add_subparsers(dest="cut_command", required=True, metavar="{set,show}")
-    st = cps.add_parser("set", help="store (or replace) one cut point", epilog=EPILOG,
-                        description="Store (or replace) one cut point; the views read it at once.",
-                        formatter_class=p.formatter_class)
+    st = cps.add_parser(
+        "set",
+        help="store (or replace) one cut point",
+        epilog=EPILOG,
+        description="Store (or replace) one cut point; the views read it at once.",
+        formatter_class=p.formatter_class,
+    )
     st.error = p.error
     st.add_argument("--db", required=True, metavar="FILE.duckdb", help="DuckDB file (created if missing)")
-    st.add_argument("--name", required=True, help="pad_tertile_years (uncorrected PAD) or "
-                    "pad_corrected_tertile_years (corrected PAD); other names are stored but no view reads them")
+    st.add_argument(
+        "--name",
+        required=True,
+        help="pad_tertile_years (uncorrected PAD) or "
+        "pad_corrected_tertile_years (corrected PAD); other names are stored but no view reads them",
+    )
     st.add_argument("--value", required=True, type=float, metavar="YEARS", help="the cut, in years of PAD")
-    st.add_argument("--cut-rule", default=">=", choices=(">=", ">"),
-                    help="'>=' (default): PAD >= cut is accelerated; '>': PAD > cut (Stata xtile's top bin)")
+    st.add_argument(
+        "--cut-rule",
+        default=">=",
+        choices=(">=", ">"),
+        help="'>=' (default): PAD >= cut is accelerated; '>': PAD > cut (Stata xtile's top bin)",
+    )
     st.add_argument("--source-cohort", default=None, help="the cohort the cut was learned on, e.g. derivation")
     st.add_argument("--method", default="user", help="how the cut was obtained (default: user)")
-    st.add_argument("--lock-timeout", type=float, default=60.0, metavar="SECONDS",
-                    help="how long to wait while another process holds the database (default 60)")
-    sh = cps.add_parser("show", help="list the stored cut points", epilog=EPILOG,
-                        description="List the stored cut points (read-only).", formatter_class=p.formatter_class)
+    st.add_argument(
+        "--lock-timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="how long to wait while another process holds the database (default 60)",
+    )
+    sh = cps.add_parser(
+        "show",
+        help="list the stored cut points",
+        epilog=EPILOG,
+        description="List the stored cut points (read-only).",
+        formatter_class=p.formatter_class,
+    )
     sh.error = p.error
     sh.add_argument("--db", required=True, metavar="FILE.duckdb", help="DuckDB file")
 
@@ -97,8 +136,15 @@ def _cutpoints(args) -> int:
     from epi_spineage.db.cutpoints import VIEW_NAMES, read_cutpoints, save_cutpoint
 
     if args.cut_command == "set":
-        save_cutpoint(args.db, name=args.name, value_years=args.value, cut_rule=args.cut_rule,
-                      source_cohort=args.source_cohort, method=args.method, lock_timeout_s=args.lock_timeout)
+        save_cutpoint(
+            args.db,
+            name=args.name,
+            value_years=args.value,
+            cut_rule=args.cut_rule,
+            source_cohort=args.source_cohort,
+            method=args.method,
+            lock_timeout_s=args.lock_timeout,
+        )
         note = "" if args.name in VIEW_NAMES else f" (no view reads this name; they read {', '.join(VIEW_NAMES)})"
         print(f"{args.db}: cut point {args.name} = {args.value:g} years, rule PAD {args.cut_rule} cut{note}")
         return EXIT_OK
@@ -106,8 +152,10 @@ def _cutpoints(args) -> int:
         raise UserError(f"database not found: {args.db}")
     df = read_cutpoints(args.db)
     if df.empty:
-        print(f"{args.db}: no cut points stored; v_accelerated flags stay NULL until one is set "
-              "(cohort cutpoints set --name pad_tertile_years --value YEARS)")
+        print(
+            f"{args.db}: no cut points stored; v_accelerated flags stay NULL until one is set "
+            "(cohort cutpoints set --name pad_tertile_years --value YEARS)"
+        )
         return EXIT_OK
     print(df.to_string(index=False))
     return EXIT_OK
@@ -132,8 +180,11 @@ def _upgrade(args) -> int:
         raise UserError(f"database not found: {db_path}")
     key = resolve_key(args.key_file, required=False)  # only migrations that hash values use it
     before, after = upgrade_database(db_path, key=key, lock_timeout_s=args.lock_timeout)
-    print(f"{args.db}: schema version {before} -> {after}" if before != after
-          else f"{args.db}: already at schema version {after}")
+    print(
+        f"{args.db}: schema version {before} -> {after}"
+        if before != after
+        else f"{args.db}: already at schema version {after}"
+    )
     return EXIT_OK
 
 
@@ -165,10 +216,20 @@ def _main(argv: Sequence[str] | None) -> int:
     synthetic = args.source_table is None and simulator_truth(args.file) is not None
     from epi_spineage.db.cohort import load_cohort
 
-    n = load_cohort(df, Path(args.db).expanduser(), key=key, table=args.table, replace=args.replace,
-                    lock_timeout_s=args.lock_timeout, synthetic=synthetic)
-    print(f"loaded {n} participant(s) into {args.db}:{args.table} (ids pseudonymised"
-          + ("; synthetic: simulator output" if synthetic else "") + ")")
+    n = load_cohort(
+        df,
+        Path(args.db).expanduser(),
+        key=key,
+        table=args.table,
+        replace=args.replace,
+        lock_timeout_s=args.lock_timeout,
+        synthetic=synthetic,
+    )
+    print(
+        f"loaded {n} participant(s) into {args.db}:{args.table} (ids pseudonymised"
+        + ("; synthetic: simulator output" if synthetic else "")
+        + ")"
+    )
     return EXIT_OK
 
 

@@ -50,14 +50,20 @@ title = "Spine age and incident fracture and mortality (whole-product demo)"
 """
 
 QUERIES = (
-    ("accelerated spine ageing per cohort (the cut saved by the report)",
-     "SELECT cohort, count(*) AS n, sum(accelerated::INT) AS accelerated, "
-     "round(avg(pad_years), 2) AS mean_pad_years FROM v_accelerated GROUP BY cohort ORDER BY cohort;"),
-    ("the ten oldest-looking spines",
-     "SELECT participant_id, round(age_years, 1) AS age, round(spine_age_years, 1) AS spine_age, "
-     "round(pad_years, 1) AS pad FROM v_cohort_scores ORDER BY pad_years DESC LIMIT 10;"),
-    ("what the nightly runs did",
-     "SELECT run_id, status, n_seen, n_scored, n_skipped_known, n_errors FROM runs ORDER BY started_at;"),
+    (
+        "accelerated spine ageing per cohort (the cut saved by the report)",
+        "SELECT cohort, count(*) AS n, sum(accelerated::INT) AS accelerated, "
+        "round(avg(pad_years), 2) AS mean_pad_years FROM v_accelerated GROUP BY cohort ORDER BY cohort;",
+    ),
+    (
+        "the ten oldest-looking spines",
+        "SELECT participant_id, round(age_years, 1) AS age, round(spine_age_years, 1) AS spine_age, "
+        "round(pad_years, 1) AS pad FROM v_cohort_scores ORDER BY pad_years DESC LIMIT 10;",
+    ),
+    (
+        "what the nightly runs did",
+        "SELECT run_id, status, n_seen, n_scored, n_skipped_known, n_errors FROM runs ORDER BY started_at;",
+    ),
 )
 
 
@@ -86,20 +92,39 @@ is the package's public demo key (never use it for real data).
 
 
 def build_parser():
-    p = make_parser("epi-spineage demo", "Run the whole product on synthetic data: phantom archive -> model -> "
-                    "DuckDB -> report.", EPILOG)
+    p = make_parser(
+        "epi-spineage demo",
+        "Run the whole product on synthetic data: phantom archive -> model -> DuckDB -> report.",
+        EPILOG,
+    )
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"simulator seed (default {DEFAULT_SEED})")
-    p.add_argument("--n-derivation", type=int, default=DEFAULT_N_DERIVATION,
-                   help=f"derivation participants scored (default {DEFAULT_N_DERIVATION})")
-    p.add_argument("--n-external", type=int, default=DEFAULT_N_EXTERNAL,
-                   help=f"external participants scored (default {DEFAULT_N_EXTERNAL})")
-    p.add_argument("--train-phantoms", type=int, default=None,
-                   help="phantoms the phantom-tiny preset trains on (default: the preset's)")
-    p.add_argument("--train-epochs", type=int, default=None,
-                   help="epochs the phantom-tiny preset trains (default: the preset's)")
-    p.add_argument("--allow-weak-model", action="store_true",
-                   help="keep going when the trained model fails the quality verdict (flagged everywhere)")
+    p.add_argument(
+        "--n-derivation",
+        type=int,
+        default=DEFAULT_N_DERIVATION,
+        help=f"derivation participants scored (default {DEFAULT_N_DERIVATION})",
+    )
+    p.add_argument(
+        "--n-external",
+        type=int,
+        default=DEFAULT_N_EXTERNAL,
+        help=f"external participants scored (default {DEFAULT_N_EXTERNAL})",
+    )
+    p.add_argument(
+        "--train-phantoms",
+        type=int,
+        default=None,
+        help="phantoms the phantom-tiny preset trains on (default: the preset's)",
+    )
+    p.add_argument(
+        "--train-epochs", type=int, default=None, help="epochs the phantom-tiny preset trains (default: the preset's)"
+    )
+    p.add_argument(
+        "--allow-weak-model",
+        action="store_true",
+        help="keep going when the trained model fails the quality verdict (flagged everywhere)",
+    )
     p.add_argument("--no-gallery", action="store_true", help="skip the Grad-CAM gallery")
     return p
 
@@ -155,8 +180,9 @@ def _main(argv: Sequence[str] | None) -> int:
     setup_logging(args.verbose)
     if args.n_derivation < 20 or args.n_external < 20:
         raise UserError("--n-derivation and --n-external must be at least 20 (the report needs 20 per cohort)")
-    settings = DemoSettings(args.seed, args.n_derivation, args.n_external, args.train_phantoms,
-                            args.train_epochs, args.allow_weak_model)
+    settings = DemoSettings(
+        args.seed, args.n_derivation, args.n_external, args.train_phantoms, args.train_epochs, args.allow_weak_model
+    )
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     print(SYNTHETIC_NOTICE)
@@ -173,8 +199,9 @@ def _main(argv: Sequence[str] | None) -> int:
     t0 = time.perf_counter()
 
     steps.done += 1
-    print(f"\n[{steps.done}/{steps.total}] simulate the cohorts and render one phantom DICOM per participant",
-          flush=True)
+    print(
+        f"\n[{steps.done}/{steps.total}] simulate the cohorts and render one phantom DICOM per participant", flush=True
+    )
     t = time.perf_counter()
     derivation, external, archive = _write_inputs(out, settings)
     print(f"    {archive} ({archive.stat().st_size / 1e6:.1f} MB) in {time.perf_counter() - t:.1f} s", flush=True)
@@ -191,17 +218,33 @@ def _main(argv: Sequence[str] | None) -> int:
             train += ["--allow-weak-model"]
         steps.run("train the phantom-tiny model on its own phantoms (CPU, deterministic budget)", train, env)
 
-    steps.run("score the archive into DuckDB (idempotent: a rerun skips what is scored)",
-              ["epi_spineage.score", str(archive), "--model", str(model), "--db", str(db),
-               "--key-file", str(key_file), "--workers", "1"], env)
-    steps.run("load the cohort tables (ids pseudonymised with the demo key)",
-              ["epi_spineage.cohort", "load", str(derivation), "--db", str(db), "--key-file", str(key_file)],
-              env)
-    steps.run("load the external cohort",
-              ["epi_spineage.cohort", "load", str(external), "--db", str(db), "--key-file", str(key_file)],
-              env)
-    report = ["epi_spineage.report", "--db", str(db), "--out", str(out), "--config", str(config),
-              "--save-cutpoints"]
+    steps.run(
+        "score the archive into DuckDB (idempotent: a rerun skips what is scored)",
+        [
+            "epi_spineage.score",
+            str(archive),
+            "--model",
+            str(model),
+            "--db",
+            str(db),
+            "--key-file",
+            str(key_file),
+            "--workers",
+            "1",
+        ],
+        env,
+    )
+    steps.run(
+        "load the cohort tables (ids pseudonymised with the demo key)",
+        ["epi_spineage.cohort", "load", str(derivation), "--db", str(db), "--key-file", str(key_file)],
+        env,
+    )
+    steps.run(
+        "load the external cohort",
+        ["epi_spineage.cohort", "load", str(external), "--db", str(db), "--key-file", str(key_file)],
+        env,
+    )
+    report = ["epi_spineage.report", "--db", str(db), "--out", str(out), "--config", str(config), "--save-cutpoints"]
     if not args.no_gallery:
         report += ["--model", str(model), "--images", str(archive.with_name(archive.name + ".manifest.csv"))]
     steps.run("build the report from the database (and save the accelerated-ageing cut into it)", report, env)
@@ -214,7 +257,7 @@ def _main(argv: Sequence[str] | None) -> int:
     print(f"  demo key   {key_file} (public: never use it for real data)")
     print("\nThree queries to try (duckdb CLI, or python -c 'import duckdb; ...'):")
     for what, sql in QUERIES:
-        print(f"  -- {what}\n  duckdb -readonly {db} \"{sql}\"")
+        print(f'  -- {what}\n  duckdb -readonly {db} "{sql}"')
     return EXIT_OK
 
 

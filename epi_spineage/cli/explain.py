@@ -24,18 +24,20 @@ def _gallery_html(rows: list[dict], meta: dict, target: str) -> str:
         if r.get("age_years") is not None:
             caption.append(f"age {r['age_years']:.1f} y, PAD {r['spine_age_years'] - r['age_years']:+.1f} y")
         caption.append(html.escape(f"{r['modality']} · {r['label']}"))
-        cards.append(f'<figure><img src="{html.escape(r["png"])}" alt="Grad-CAM overlay">'
-                     f'<figcaption>{"<br>".join(caption)}</figcaption></figure>')
+        cards.append(
+            f'<figure><img src="{html.escape(r["png"])}" alt="Grad-CAM overlay">'
+            f"<figcaption>{'<br>'.join(caption)}</figcaption></figure>"
+        )
     notice = f'<p class="notice">{html.escape(SYNTHETIC_NOTICE)}</p>' if meta.get("synthetic") else ""
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Grad-CAM gallery</title>
 <style>body{{font-family:sans-serif;margin:1.5em}}figure{{display:inline-block;margin:.5em;text-align:center;
 vertical-align:top}}img{{height:320px}}figcaption{{font-size:.85em}}.notice{{background:#fee;padding:.5em}}</style>
 </head><body><h1>Grad-CAM gallery</h1>{notice}
-<p>Model {html.escape(str(meta.get('model_id')))} ({html.escape(str(meta.get('backbone')))}).
+<p>Model {html.escape(str(meta.get("model_id")))} ({html.escape(str(meta.get("backbone")))}).
 Heat shows where evidence for an <b>{target}</b> spine age lies (Grad-CAM of the expected age on the
 last feature map; red = strongest). Grad-CAM shows where the network looked, not why.</p>
-{''.join(cards)}
+{"".join(cards)}
 </body></html>
 """
 
@@ -55,8 +57,13 @@ PAD = spine age - age) are shown, accelerated with target older and decelerated 
     p.add_argument("--out", required=True, type=Path, help="output directory")
     p.add_argument("--manifest", help="manifest to pick images from (with --top-accelerated)")
     p.add_argument("--table", help="table name inside a DuckDB manifest")
-    p.add_argument("--top-accelerated", type=int, default=0, metavar="N",
-                   help="with --manifest: the N most accelerated and N most decelerated images")
+    p.add_argument(
+        "--top-accelerated",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --manifest: the N most accelerated and N most decelerated images",
+    )
     p.add_argument("--target", choices=TARGETS, default="older", help="evidence for older (m) or younger (-m)")
     p.add_argument("--modality", choices=("auto", "radiograph", "vfa"), default="auto")
     p.add_argument("--alpha", type=float, default=0.4, help="heat-map opacity (0..1)")

@@ -37,8 +37,9 @@ def _load_cohort(path, mapping, table) -> pd.DataFrame:
     except ValidationError as exc:
         for line in exc.problems:
             sys.stderr.write(f"  {line}\n")
-        raise UserError(f"{path}: cohort table failed validation "
-                        f"({len(exc.problems)} problem(s), listed above)") from None
+        raise UserError(
+            f"{path}: cohort table failed validation ({len(exc.problems)} problem(s), listed above)"
+        ) from None
     return df
 
 
@@ -54,25 +55,34 @@ _EPILOG = """examples:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    parser = make_parser("epi-spineage frax", "Export FRAX batch input with spine age; import FRAX results.",
-                         _EPILOG)
+    parser = make_parser("epi-spineage frax", "Export FRAX batch input with spine age; import FRAX results.", _EPILOG)
     sub = parser.add_subparsers(dest="command", required=True)
     ex = sub.add_parser("export", help="write the FRAXplus bulk CSV (13 columns) and a rows file")
     ex.add_argument("cohort", help="cohort table (.csv, .parquet, .duckdb)")
     ex.add_argument("--out", required=True, help="CSV to write; the rows file goes beside it")
-    ex.add_argument("--country-id", type=int, required=True,
-                    help="FRAX country/model id (see the FRAXplus CSV documentation)")
-    ex.add_argument("--age", choices=("spine", "chronological"), default="spine",
-                    help="age written in column 3 (default: spine age, clamped to 40-90)")
-    ex.add_argument("--uncorrected", action="store_true",
-                    help="use uncorrected spine age even where corrected values exist")
+    ex.add_argument(
+        "--country-id", type=int, required=True, help="FRAX country/model id (see the FRAXplus CSV documentation)"
+    )
+    ex.add_argument(
+        "--age",
+        choices=("spine", "chronological"),
+        default="spine",
+        help="age written in column 3 (default: spine age, clamped to 40-90)",
+    )
+    ex.add_argument(
+        "--uncorrected", action="store_true", help="use uncorrected spine age even where corrected values exist"
+    )
     imp = sub.add_parser("import", help="read FRAX results back onto the cohort")
     imp.add_argument("results", help="the CSV the FRAX tool returned")
     imp.add_argument("--cohort", required=True, help="cohort table the export was made from")
     imp.add_argument("--out", required=True, help="cohort with the FRAX columns added (.csv or .parquet)")
     imp.add_argument("--rows", help="rows file from the export (default: beside the results)")
-    imp.add_argument("--age", choices=("spine", "chronological"), default="spine",
-                     help="which run this is: fills frax_*_spine_pct (spine) or frax_*_pct")
+    imp.add_argument(
+        "--age",
+        choices=("spine", "chronological"),
+        default="spine",
+        help="which run this is: fills frax_*_spine_pct (spine) or frax_*_pct",
+    )
     for p in (ex, imp):
         p.add_argument("--mapping", help="TOML column-mapping config (see examples/column_mapping.toml)")
         p.add_argument("--table", help="table name inside a DuckDB file (default: cohort)")
@@ -82,10 +92,17 @@ def _main(argv: Sequence[str] | None) -> int:
     cohort = _load_cohort(args.cohort, args.mapping, args.table)
     spine = args.age == "spine"
     if args.command == "export":
-        rows = export_frax_input(cohort, args.out, use_spine_age=spine, country_id=args.country_id,
-                                 corrected=False if args.uncorrected else None)
-        sys.stderr.write(f"wrote {int(rows['exported'].sum())} row(s) to {args.out} "
-                         f"({int(rows['clamped'].sum())} clamped) and {rows_path(args.out)}\n")
+        rows = export_frax_input(
+            cohort,
+            args.out,
+            use_spine_age=spine,
+            country_id=args.country_id,
+            corrected=False if args.uncorrected else None,
+        )
+        sys.stderr.write(
+            f"wrote {int(rows['exported'].sum())} row(s) to {args.out} "
+            f"({int(rows['clamped'].sum())} clamped) and {rows_path(args.out)}\n"
+        )
         return 0
     res = import_frax_results(args.results, args.rows, use_spine_age=spine)
     new = [c for c in res.columns if c != "participant_id"]

@@ -31,11 +31,19 @@ def build_parser():
     p.add_argument("folders", nargs="+", metavar="FOLDER", help="spool folder or folder of Parquet shards")
     p.add_argument("--db", required=True, metavar="FILE.duckdb", help="DuckDB file (created if missing)")
     p.add_argument("--delete", action="store_true", help="delete each file after it is loaded (spool folders always)")
-    p.add_argument("--key-file", default=None,
-                   help="pseudonymisation key file (or EPI_SPINEAGE_PSEUDONYM_KEY[_FILE]); needed only to migrate an "
-                        "older database whose stored paths are not yet hashed")
-    p.add_argument("--lock-timeout", type=float, default=60.0, metavar="SECONDS",
-                   help="how long to wait while another process holds the database (default 60)")
+    p.add_argument(
+        "--key-file",
+        default=None,
+        help="pseudonymisation key file (or EPI_SPINEAGE_PSEUDONYM_KEY[_FILE]); needed only to migrate an "
+        "older database whose stored paths are not yet hashed",
+    )
+    p.add_argument(
+        "--lock-timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="how long to wait while another process holds the database (default 60)",
+    )
     return p
 
 
@@ -54,8 +62,9 @@ def _main(argv: Sequence[str] | None) -> int:
     try:
         for folder in args.folders:
             try:
-                summary = ingest_folder(db_path, folder, delete=True if args.delete else None,
-                                        lock_timeout_s=args.lock_timeout, key=key)
+                summary = ingest_folder(
+                    db_path, folder, delete=True if args.delete else None, lock_timeout_s=args.lock_timeout, key=key
+                )
             except DatabaseBusy as exc:
                 raise UserError(f"{exc}; nothing was loaded from {folder}, try again later") from None
             print(f"{folder}: {summary.line()}")

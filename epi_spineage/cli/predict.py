@@ -24,8 +24,12 @@ def build_parser():
     p = make_parser("epi-spineage predict", "Spine age +/- SD for a few images.", EPILOG)
     p.add_argument("images", nargs="+", help="image files (DICOM/PNG/JPEG/TIFF) or ARCHIVE::MEMBER references")
     p.add_argument("--model", required=True, help="checkpoint directory (model.safetensors + meta.json)")
-    p.add_argument("--modality", choices=("auto", "radiograph", "vfa"), default="auto",
-                   help="preprocessing modality (auto: from the file, else radiograph)")
+    p.add_argument(
+        "--modality",
+        choices=("auto", "radiograph", "vfa"),
+        default="auto",
+        help="preprocessing modality (auto: from the file, else radiograph)",
+    )
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
     p.add_argument("--gradcam", type=Path, metavar="OUT_DIR", help="also write Grad-CAM overlay PNGs here")
     p.add_argument("--target", choices=("older", "younger"), default="older", help="Grad-CAM target")
@@ -52,8 +56,10 @@ def _main(argv: Sequence[str] | None) -> int:
         print(json.dumps(table.to_dict(orient="records"), indent=2))
     else:
         for r in table.itertuples():
-            print(f"{r.image}\t{r.modality}\t{r.spine_age_years:.1f} ± {r.spine_age_sd_years:.1f} years "
-                  f"(90% interval {r.interval90_low_years:.1f}-{r.interval90_high_years:.1f})")
+            print(
+                f"{r.image}\t{r.modality}\t{r.spine_age_years:.1f} ± {r.spine_age_sd_years:.1f} years "
+                f"(90% interval {r.interval90_low_years:.1f}-{r.interval90_high_years:.1f})"
+            )
         if loaded.meta.get("synthetic"):
             print(f"model {loaded.model_id} was trained on synthetic phantoms: not a clinical estimate")
     return 0

@@ -65,32 +65,49 @@ def _main(argv: Sequence[str] | None) -> int:
     )
     parser.add_argument("image", metavar="IMAGE", help="image path or ARCHIVE::MEMBER")
     parser.add_argument("--out", required=True, help="PNG to write")
-    parser.add_argument("--modality", choices=("radiograph", "vfa"),
-                        help="override the modality inferred from the header")
-    parser.add_argument("--equalization", choices=("authors", "full"), default="authors",
-                        help="authors: 8-bit cv2.equalizeHist as published (default); full: on the full bit depth")
+    parser.add_argument(
+        "--modality", choices=("radiograph", "vfa"), help="override the modality inferred from the header"
+    )
+    parser.add_argument(
+        "--equalization",
+        choices=("authors", "full"),
+        default="authors",
+        help="authors: 8-bit cv2.equalizeHist as published (default); full: on the full bit depth",
+    )
     parser.add_argument("--size", default="1024x512", help="model input HEIGHTxWIDTH (default 1024x512)")
-    parser.add_argument("--margin-crop", type=float, default=0.05, metavar="AREA",
-                        help="fraction of the area removed as a margin from radiographs (default 0.05; 0 turns it off)")
+    parser.add_argument(
+        "--margin-crop",
+        type=float,
+        default=0.05,
+        metavar="AREA",
+        help="fraction of the area removed as a margin from radiographs (default 0.05; 0 turns it off)",
+    )
     parser.add_argument("--voi-lut", action="store_true", help="apply the DICOM VOI LUT / window first (default off)")
     parser.add_argument("--bit-depth", type=int, choices=(8, 16), default=8, help="PNG bit depth (default 8)")
-    parser.add_argument("--before", metavar="PNG",
-                        help="also write the decoded image (min-max to 8 bit) for comparison")
+    parser.add_argument(
+        "--before", metavar="PNG", help="also write the decoded image (min-max to 8 bit) for comparison"
+    )
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
 
     from epi_spineage.imaging import PreprocessConfig, load_image, preprocess
 
     height, width = _parse_size(args.size)
-    config = PreprocessConfig(height=height, width=width, equalization=args.equalization,
-                              margin_crop_area=args.margin_crop, apply_voi_lut=args.voi_lut)
+    config = PreprocessConfig(
+        height=height,
+        width=width,
+        equalization=args.equalization,
+        margin_crop_area=args.margin_crop,
+        apply_voi_lut=args.voi_lut,
+    )
     image = load_image(args.image, apply_voi_lut=config.apply_voi_lut)
     inferred = image.meta.get("modality")
     if args.modality:
         modality, how = args.modality, "given"
         if inferred and inferred != args.modality:
-            log.warning("header suggests %s but --modality %s was given; using %s",
-                        inferred, args.modality, args.modality)
+            log.warning(
+                "header suggests %s but --modality %s was given; using %s", inferred, args.modality, args.modality
+            )
     elif inferred:
         modality, how = inferred, "header"
     else:

@@ -44,35 +44,54 @@ with --pdf also report.pdf (needs Chromium).
 
 
 def _parser():
-    p = make_parser("epi-spineage report", "Render the spine-age study as one self-contained HTML report.",
-                    _EPILOG)
+    p = make_parser("epi-spineage report", "Render the spine-age study as one self-contained HTML report.", _EPILOG)
     src = p.add_argument_group("data (none: the synthetic demo)")
-    src.add_argument("--cohort", nargs="+", metavar="FILE",
-                     help="cohort table(s): CSV, Parquet, or a DuckDB file with ::TABLE (default table 'cohort'); "
-                          "several files (e.g. derivation.parquet external.parquet) are stacked")
+    src.add_argument(
+        "--cohort",
+        nargs="+",
+        metavar="FILE",
+        help="cohort table(s): CSV, Parquet, or a DuckDB file with ::TABLE (default table 'cohort'); "
+        "several files (e.g. derivation.parquet external.parquet) are stacked",
+    )
     src.add_argument("--mapping", help="column-mapping TOML for --cohort (rename columns, recode values)")
-    src.add_argument("--db", help="DuckDB file from `epi-spineage score`/`cohort`: spine ages joined through "
-                                  "the SQL views, plus a scoring-QC section")
-    src.add_argument("--save-cutpoints", action="store_true",
-                     help="with --db: write the accelerated-ageing cut the report learned into the database's "
-                          "cutpoints table (taking the writer lock), so that v_accelerated flags participants")
+    src.add_argument(
+        "--db",
+        help="DuckDB file from `epi-spineage score`/`cohort`: spine ages joined through "
+        "the SQL views, plus a scoring-QC section",
+    )
+    src.add_argument(
+        "--save-cutpoints",
+        action="store_true",
+        help="with --db: write the accelerated-ageing cut the report learned into the database's "
+        "cutpoints table (taking the writer lock), so that v_accelerated flags participants",
+    )
     add_key_argument(src, help_extra="; used when --cohort is joined to --db")
-    p.add_argument("--config", help="study config TOML (cohort roles, covariate sets, outcomes, thresholds); "
-                                    "see examples/study.toml")
+    p.add_argument(
+        "--config",
+        help="study config TOML (cohort roles, covariate sets, outcomes, thresholds); see examples/study.toml",
+    )
     p.add_argument("--out", help="output folder (default reports/demo for the demo, reports/study otherwise)")
     demo = p.add_argument_group("demo")
     demo.add_argument("--seed", type=int, default=DEMO_SEED, help=f"simulator seed (default {DEMO_SEED})")
-    demo.add_argument("--n-derivation", type=int, default=DEMO_N_DERIVATION,
-                      help=f"derivation cohort size (default {DEMO_N_DERIVATION})")
-    demo.add_argument("--n-external", type=int, default=DEMO_N_EXTERNAL,
-                      help=f"external cohort size (default {DEMO_N_EXTERNAL})")
+    demo.add_argument(
+        "--n-derivation",
+        type=int,
+        default=DEMO_N_DERIVATION,
+        help=f"derivation cohort size (default {DEMO_N_DERIVATION})",
+    )
+    demo.add_argument(
+        "--n-external", type=int, default=DEMO_N_EXTERNAL, help=f"external cohort size (default {DEMO_N_EXTERNAL})"
+    )
     extra = p.add_argument_group("Grad-CAM gallery (optional; needs the imaging extra)")
     extra.add_argument("--model", help="checkpoint folder or file for a Grad-CAM gallery")
     extra.add_argument("--images", help="image manifest CSV or archive for the gallery")
     extra.add_argument("--gallery-size", type=int, default=8, help="images in the gallery (default 8)")
     p.add_argument("--no-svg", action="store_true", help="write PNG figures only (faster)")
-    p.add_argument("--pdf", action="store_true",
-                   help="also print the report to report.pdf with headless Chromium (exit 2 when none is installed)")
+    p.add_argument(
+        "--pdf",
+        action="store_true",
+        help="also print the report to report.pdf with headless Chromium (exit 2 when none is installed)",
+    )
     return p
 
 
@@ -89,16 +108,34 @@ def _main(argv: Sequence[str] | None) -> int:
         raise UserError("--save-cutpoints needs --db (the database to write the cut into)")
     # the key is needed only to join the cohort file's raw ids to the database's pseudonyms
     key = resolve_key(args.key_file, required=False) if args.cohort and args.db else None
-    inputs = load_inputs(cohort=args.cohort, mapping=args.mapping, db=args.db, config=config,
-                         seed=args.seed, n_derivation=args.n_derivation, n_external=args.n_external, key=key)
+    inputs = load_inputs(
+        cohort=args.cohort,
+        mapping=args.mapping,
+        db=args.db,
+        config=config,
+        seed=args.seed,
+        n_derivation=args.n_derivation,
+        n_external=args.n_external,
+        key=key,
+    )
     out = Path(args.out) if args.out else (DEFAULT_DEMO_OUT if inputs.synthetic else DEFAULT_OUT)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is not a folder")
     gallery = load_gallery(args.model, args.images, n=args.gallery_size) if (args.model or args.images) else None
-    index = build_report(out, derivation=inputs.derivation, external=inputs.external, truth=inputs.truth,
-                         config=config, synthetic=inputs.synthetic, source=inputs.source,
-                         db_path=args.db, gallery=gallery, svg=not args.no_svg, extra_warnings=inputs.warnings,
-                         save_cutpoints=args.save_cutpoints)
+    index = build_report(
+        out,
+        derivation=inputs.derivation,
+        external=inputs.external,
+        truth=inputs.truth,
+        config=config,
+        synthetic=inputs.synthetic,
+        source=inputs.source,
+        db_path=args.db,
+        gallery=gallery,
+        svg=not args.no_svg,
+        extra_warnings=inputs.warnings,
+        save_cutpoints=args.save_cutpoints,
+    )
     print(index)
     from epi_spineage.report.pdf import remove_stale_pdf, write_pdf
 

@@ -51,36 +51,76 @@ def build_parser():
     p.add_argument("archives", nargs="+", metavar="ARCHIVE", help="folder, .zip, .tar, .tar.gz or .tgz")
     p.add_argument("--model", metavar="CKPT_DIR", help="model checkpoint folder (meta.json + weights); required")
     p.add_argument("--db", metavar="FILE.duckdb", help="DuckDB file (created if missing); required")
-    p.add_argument("--locate", metavar="HASH", default=None,
-                   help="print the member(s) of ARCHIVE... whose stored path hash is HASH, then exit (needs the key)")
-    p.add_argument("--store-paths", action="store_true",
-                   help="store raw file paths instead of keyed hashes (they may hold identifiers; the report flags it)")
-    p.add_argument("--max-megapixels", type=float, default=50.0, metavar="MP",
-                   help="refuse images declaring more rows x columns x frames than this, before decoding (default 50)")
-    p.add_argument("--batch-size", type=int, default=None,
-                   help="images per model batch and per commit (default 16 on CPU, 64 on CUDA)")
-    p.add_argument("--workers", type=int, default=None,
-                   help="reader/decoder worker processes (default 1 on CPU, all cores but one up to 15 on CUDA; "
-                        "0 = in-process)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
-                   help="where the model runs (default auto)")
-    p.add_argument("--decode", default="auto", choices=("auto", "cpu", "gpu"),
-                   help="where images are decoded and preprocessed: gpu needs CUDA and the 'gpu' extra "
-                        "(nvImageCodec); auto = gpu when both are there, else cpu (default auto)")
+    p.add_argument(
+        "--locate",
+        metavar="HASH",
+        default=None,
+        help="print the member(s) of ARCHIVE... whose stored path hash is HASH, then exit (needs the key)",
+    )
+    p.add_argument(
+        "--store-paths",
+        action="store_true",
+        help="store raw file paths instead of keyed hashes (they may hold identifiers; the report flags it)",
+    )
+    p.add_argument(
+        "--max-megapixels",
+        type=float,
+        default=50.0,
+        metavar="MP",
+        help="refuse images declaring more rows x columns x frames than this, before decoding (default 50)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="images per model batch and per commit (default 16 on CPU, 64 on CUDA)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="reader/decoder worker processes (default 1 on CPU, all cores but one up to 15 on CUDA; 0 = in-process)",
+    )
+    p.add_argument(
+        "--device", default="auto", choices=("auto", "cpu", "cuda"), help="where the model runs (default auto)"
+    )
+    p.add_argument(
+        "--decode",
+        default="auto",
+        choices=("auto", "cpu", "gpu"),
+        help="where images are decoded and preprocessed: gpu needs CUDA and the 'gpu' extra "
+        "(nvImageCodec); auto = gpu when both are there, else cpu (default auto)",
+    )
     p.add_argument("--compile", action="store_true", help="torch.compile the network (slower start, faster batches)")
     p.add_argument("--limit", type=int, default=None, help="score at most this many new files, then stop")
     p.add_argument("--dry-run", action="store_true", help="count what would be scored; write nothing")
-    p.add_argument("--include-non-spine", action="store_true",
-                   help="score images whose DICOM tags say they are not a lateral spine view")
+    p.add_argument(
+        "--include-non-spine",
+        action="store_true",
+        help="score images whose DICOM tags say they are not a lateral spine view",
+    )
     p.add_argument("--key-file", default=None, help="file holding the pseudonymisation key")
     p.add_argument("--spool", default=None, metavar="DIR", help="spool folder (default FILE.duckdb.spool)")
-    p.add_argument("--lock-timeout", type=float, default=60.0, metavar="SECONDS",
-                   help="how long one commit waits for a busy database before spooling (default 60)")
-    p.add_argument("--commit-interval", type=float, default=1.0, metavar="SECONDS",
-                   help="gather results for at least this long per commit "
-                        "(default 1; a crash re-scores at most that much)")
-    p.add_argument("--progress", action=__import__("argparse").BooleanOptionalAction, default=None,
-                   help="progress bar on stderr (default: when stderr is a terminal)")
+    p.add_argument(
+        "--lock-timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="how long one commit waits for a busy database before spooling (default 60)",
+    )
+    p.add_argument(
+        "--commit-interval",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="gather results for at least this long per commit (default 1; a crash re-scores at most that much)",
+    )
+    p.add_argument(
+        "--progress",
+        action=__import__("argparse").BooleanOptionalAction,
+        default=None,
+        help="progress bar on stderr (default: when stderr is a terminal)",
+    )
     return p
 
 
@@ -102,11 +142,24 @@ def _main(argv: Sequence[str] | None) -> int:
         raise UserError("--model and --db are required (except with --locate)")
     try:
         summary = score_archives(
-            args.archives, args.model, args.db, batch_size=args.batch_size, workers=args.workers,
-            device=args.device, decode=args.decode, compile_model=args.compile,
-            limit=args.limit, dry_run=args.dry_run, include_non_spine=args.include_non_spine,
-            key=key, spool_dir=args.spool, lock_timeout_s=args.lock_timeout, commit_interval_s=args.commit_interval,
-            progress=args.progress, store_paths=args.store_paths, max_megapixels=args.max_megapixels,
+            args.archives,
+            args.model,
+            args.db,
+            batch_size=args.batch_size,
+            workers=args.workers,
+            device=args.device,
+            decode=args.decode,
+            compile_model=args.compile,
+            limit=args.limit,
+            dry_run=args.dry_run,
+            include_non_spine=args.include_non_spine,
+            key=key,
+            spool_dir=args.spool,
+            lock_timeout_s=args.lock_timeout,
+            commit_interval_s=args.commit_interval,
+            progress=args.progress,
+            store_paths=args.store_paths,
+            max_megapixels=args.max_megapixels,
         )
     except UserError:
         raise

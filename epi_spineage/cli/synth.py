@@ -49,32 +49,52 @@ def _scale(text: str) -> float:
 
 
 def _parser():
-    p = make_parser(PROG, "Synthetic demo data: cohort tables with planted truth, and spine phantom images.",
-                    _EPILOG)
+    p = make_parser(PROG, "Synthetic demo data: cohort tables with planted truth, and spine phantom images.", _EPILOG)
     sub = p.add_subparsers(dest="command", metavar="{cohort,images}")
-    c = sub.add_parser("cohort", help="simulate the derivation and external cohorts (+ truth.json)",
-                       description="Simulate both cohorts in the cohort schema, with truth.json (planted HRs, R^2).",
-                       epilog=_EPILOG, formatter_class=p.formatter_class)
+    c = sub.add_parser(
+        "cohort",
+        help="simulate the derivation and external cohorts (+ truth.json)",
+        description="Simulate both cohorts in the cohort schema, with truth.json (planted HRs, R^2).",
+        epilog=_EPILOG,
+        formatter_class=p.formatter_class,
+    )
     c.add_argument("--out", required=True, help="output folder")
     c.add_argument("--seed", type=int, default=2025, help="random seed (default 2025)")
     c.add_argument("--n-derivation", type=_positive_int, default=10341, help="derivation size (default 10341)")
     c.add_argument("--n-external", type=_positive_int, default=3508, help="external size (default 3508)")
-    c.add_argument("--format", choices=("parquet", "csv", "duckdb"), default="parquet",
-                   help="table format (duckdb: one cohorts.duckdb with tables derivation and external)")
-    i = sub.add_parser("images", help="write phantom images (DICOM or PNG) plus manifest.csv",
-                       description="Write spine phantoms to a folder, .zip, .tar or .tar.gz, with manifest.csv.",
-                       epilog=_EPILOG, formatter_class=p.formatter_class)
+    c.add_argument(
+        "--format",
+        choices=("parquet", "csv", "duckdb"),
+        default="parquet",
+        help="table format (duckdb: one cohorts.duckdb with tables derivation and external)",
+    )
+    i = sub.add_parser(
+        "images",
+        help="write phantom images (DICOM or PNG) plus manifest.csv",
+        description="Write spine phantoms to a folder, .zip, .tar or .tar.gz, with manifest.csv.",
+        epilog=_EPILOG,
+        formatter_class=p.formatter_class,
+    )
     i.add_argument("--out", required=True, help="folder, or archive ending in .zip, .tar or .tar.gz")
     i.add_argument("--n", type=_positive_int, default=200, help="number of images (default 200)")
     i.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    i.add_argument("--modality", choices=("radiograph", "vfa", "mixed"), default="mixed",
-                   help="image style (default mixed)")
-    i.add_argument("--scale", type=_scale, default=None,
-                   help="size factor (default 0.25: radiographs ~600 px tall; 1.0 is full size)")
+    i.add_argument(
+        "--modality", choices=("radiograph", "vfa", "mixed"), default="mixed", help="image style (default mixed)"
+    )
+    i.add_argument(
+        "--scale",
+        type=_scale,
+        default=None,
+        help="size factor (default 0.25: radiographs ~600 px tall; 1.0 is full size)",
+    )
     i.add_argument("--format", choices=("dicom", "png"), default="dicom", help="file format (default dicom)")
-    i.add_argument("--participants", metavar="TABLE", default=None,
-                   help="cohort table (.parquet or .csv, e.g. from `synth cohort`): one image per row, driven by "
-                        "its spine_age_years, sex, prevalent_vf, prosthesis and tscore_lumbar; --n is ignored")
+    i.add_argument(
+        "--participants",
+        metavar="TABLE",
+        default=None,
+        help="cohort table (.parquet or .csv, e.g. from `synth cohort`): one image per row, driven by "
+        "its spine_age_years, sex, prevalent_vf, prosthesis and tscore_lumbar; --n is ignored",
+    )
     for q in (c, i):
         q.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     return p
@@ -115,9 +135,15 @@ def _main(argv: Sequence[str] | None) -> int:
     from epi_spineage.synth.phantom import DEFAULT_SCALE
 
     participants = _read_participants(args.participants) if args.participants else None
-    manifest = write_phantom_archive(args.out, n=args.n, seed=args.seed, participants=participants,
-                                     scale=args.scale if args.scale is not None else DEFAULT_SCALE,
-                                     modality=args.modality, image_format=args.format)
+    manifest = write_phantom_archive(
+        args.out,
+        n=args.n,
+        seed=args.seed,
+        participants=participants,
+        scale=args.scale if args.scale is not None else DEFAULT_SCALE,
+        modality=args.modality,
+        image_format=args.format,
+    )
     print(f"wrote {len(manifest)} synthetic phantom images to {args.out}")
     return 0
 

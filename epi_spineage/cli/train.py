@@ -56,8 +56,9 @@ def build_parser():
     p.add_argument("--batch-size", type=int, help="batch size (default 45)")
     p.add_argument("--epochs", type=int, help="maximum epochs (default 100)")
     p.add_argument("--lr", type=float, help="Adam learning rate (default 1e-4)")
-    p.add_argument("--lr-schedule", choices=("constant", "cosine"),
-                   help="constant (default, the study) or cosine decay")
+    p.add_argument(
+        "--lr-schedule", choices=("constant", "cosine"), help="constant (default, the study) or cosine decay"
+    )
     p.add_argument("--warmup-steps", type=int, help="linear learning-rate warm-up over this many steps (default 0)")
     p.add_argument("--clip-grad", type=float, help="clip the gradient norm to this value (default: no clipping)")
     p.add_argument("--patience", type=int, help="early stopping: epochs without a better validation MAE (default 10)")
@@ -67,19 +68,35 @@ def build_parser():
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument("--seed", type=int, help="seed for the split and training (default 0)")
     p.add_argument("--max-age", type=int, help="oldest age class K (default 100; older ages are clipped)")
-    p.add_argument("--bias-folds", type=int, help="out-of-fold models for bias correction (default 10; "
-                   "0 = fit on validation predictions, the quick fallback)")
+    p.add_argument(
+        "--bias-folds",
+        type=int,
+        help="out-of-fold models for bias correction (default 10; "
+        "0 = fit on validation predictions, the quick fallback)",
+    )
     p.add_argument("--fold-epochs", type=int, help="maximum epochs of each out-of-fold model (default --epochs)")
     p.add_argument("--bias-method", choices=("beheshti", "zhang"), help="bias correction (default beheshti)")
-    p.add_argument("--bias-by-modality", action="store_true", default=None,
-                   help="also fit a separate bias correction per modality (stored beside the pooled one)")
+    p.add_argument(
+        "--bias-by-modality",
+        action="store_true",
+        default=None,
+        help="also fit a separate bias correction per modality (stored beside the pooled one)",
+    )
     p.add_argument("--augment", action="store_true", default=None, help="small random affine augmentation")
     p.add_argument("--cache", choices=("auto", "yes", "no"), help="keep preprocessed images in memory (auto: < 4 GiB)")
-    p.add_argument("--max-minutes", type=float, help="stop training after this many minutes (after an epoch); "
-                   "the result then depends on the machine's speed (presets budget by epochs)")
-    p.add_argument("--allow-weak-model", action="store_true", default=None,
-                   help="save a model that fails the quality check (flat, no better than the mean age, or "
-                        "|alpha| > 0.9), flagged as weak in meta.json, every score and the report")
+    p.add_argument(
+        "--max-minutes",
+        type=float,
+        help="stop training after this many minutes (after an epoch); "
+        "the result then depends on the machine's speed (presets budget by epochs)",
+    )
+    p.add_argument(
+        "--allow-weak-model",
+        action="store_true",
+        default=None,
+        help="save a model that fails the quality check (flat, no better than the mean age, or "
+        "|alpha| > 0.9), flagged as weak in meta.json, every score and the report",
+    )
     p.add_argument("--key-file", help="pseudonymisation key file (default: EPI_SPINEAGE_PSEUDONYM_KEY[_FILE])")
     p.add_argument("--json", action="store_true", help="print the metadata summary as JSON instead of a table")
     return p
@@ -117,10 +134,31 @@ def config_from_args(args):
             settings["synthetic"] = False
     elif not args.manifest:
         raise UserError("give --manifest FILE (or --preset phantom-tiny)")
-    for name in ("backbone", "image_size", "batch_size", "epochs", "lr", "lr_schedule", "warmup_steps", "clip_grad",
-                 "patience", "workers", "device", "init_weights", "seed", "max_age", "bias_folds", "fold_epochs",
-                 "bias_method", "bias_by_modality", "augment",
-                 "cache", "table", "max_minutes", "allow_weak_model"):
+    for name in (
+        "backbone",
+        "image_size",
+        "batch_size",
+        "epochs",
+        "lr",
+        "lr_schedule",
+        "warmup_steps",
+        "clip_grad",
+        "patience",
+        "workers",
+        "device",
+        "init_weights",
+        "seed",
+        "max_age",
+        "bias_folds",
+        "fold_epochs",
+        "bias_method",
+        "bias_by_modality",
+        "augment",
+        "cache",
+        "table",
+        "max_minutes",
+        "allow_weak_model",
+    ):
         value = getattr(args, name)
         if value is not None:
             settings[name] = value
@@ -154,9 +192,21 @@ def _main(argv: Sequence[str] | None) -> int:
         return 0
     if args.json:
         meta.pop("_metrics_frame", None)
-        keep = {k: meta[k] for k in ("model_id", "backbone", "image_size", "temperature", "metrics", "coverage",
-                                     "baseline_mae_train_mean_years", "bias_correction_source", "total_seconds",
-                                     "quality")}
+        keep = {
+            k: meta[k]
+            for k in (
+                "model_id",
+                "backbone",
+                "image_size",
+                "temperature",
+                "metrics",
+                "coverage",
+                "baseline_mae_train_mean_years",
+                "bias_correction_source",
+                "total_seconds",
+                "quality",
+            )
+        }
         print(json.dumps(keep, indent=2, default=str))
     else:
         print(summary_text(meta))

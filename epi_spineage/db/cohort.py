@@ -35,7 +35,9 @@ def pseudonymise_ids(df, key: bytes):
 _IDENTIFIER_COLUMN = re.compile(
     r"^names?$|(^|_)((patient|full|first|last|given|family|middle)_?names?|surname|mrn|medical_record|hospital_?(id|number|no)|"
     r"nhs|ssn|social_security|national_id|resident_?(id|number)|birth_?date|date_of_birth|dob|address|street|"
-    r"post_?code|zip_?code|phone|telephone|mobile|email|accession)($|_)", re.IGNORECASE)
+    r"post_?code|zip_?code|phone|telephone|mobile|email|accession)($|_)",
+    re.IGNORECASE,
+)
 
 
 def identifier_columns(columns) -> list[str]:
@@ -43,8 +45,16 @@ def identifier_columns(columns) -> list[str]:
     return [c for c in columns if c != "participant_id" and _IDENTIFIER_COLUMN.search(str(c))]
 
 
-def load_cohort(df, db_path, *, key: bytes, table: str = "cohort", replace: bool = False,
-                lock_timeout_s: float = 60.0, synthetic: bool = False) -> int:
+def load_cohort(
+    df,
+    db_path,
+    *,
+    key: bytes,
+    table: str = "cohort",
+    replace: bool = False,
+    lock_timeout_s: float = 60.0,
+    synthetic: bool = False,
+) -> int:
     """Pseudonymise and upsert ``df`` (already validated) into ``table``; returns rows loaded.
 
     ``synthetic``: the rows come from the simulator; the table is marked so that reports say so.
@@ -57,8 +67,10 @@ def load_cohort(df, db_path, *, key: bytes, table: str = "cohort", replace: bool
         raise UserError(f"--table must be a plain SQL name, not {table!r}")
     leaking = identifier_columns(df.columns)
     if leaking:
-        raise UserError(f"column(s) {', '.join(map(repr, leaking))} look like direct identifiers, which the "
-                        "database never stores: drop them from the file (or map them away with --mapping) first")
+        raise UserError(
+            f"column(s) {', '.join(map(repr, leaking))} look like direct identifiers, which the "
+            "database never stores: drop them from the file (or map them away with --mapping) first"
+        )
     data = pseudonymise_ids(df, key)
     data["key_fingerprint"] = key_fingerprint(key)
     try:
@@ -81,8 +93,12 @@ def load_cohort(df, db_path, *, key: bytes, table: str = "cohort", replace: bool
         if table != "cohort":
             con.execute(f'CREATE TABLE IF NOT EXISTS "{table}" AS SELECT * FROM cohort LIMIT 0').fetchall()
         con.register("_cohort_in", data)
-        existing = {r[0] for r in con.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table]).fetchall()}
+        existing = {
+            r[0]
+            for r in con.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table]
+            ).fetchall()
+        }
         in_types = dict(con.execute("SELECT column_name, column_type FROM (DESCRIBE _cohort_in)").fetchall())
         for column in data.columns:
             if column not in existing:

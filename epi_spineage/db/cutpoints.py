@@ -38,8 +38,16 @@ def _check(name: str, value_years: float, cut_rule: str) -> None:
         raise UserError(f"cut rule must be one of {', '.join(repr(r) for r in CUT_RULES)}, got {cut_rule!r}")
 
 
-def save_cutpoint(db_path: str | os.PathLike, *, name: str, value_years: float, cut_rule: str = ">=",
-                  source_cohort: str | None = None, method: str = "user", lock_timeout_s: float = 60.0) -> None:
+def save_cutpoint(
+    db_path: str | os.PathLike,
+    *,
+    name: str,
+    value_years: float,
+    cut_rule: str = ">=",
+    source_cohort: str | None = None,
+    method: str = "user",
+    lock_timeout_s: float = 60.0,
+) -> None:
     """Store (insert or replace) the cut point ``name`` in the database at ``db_path``.
 
     ``cut_rule`` is written both to ``cut_rule`` and to the 0.1.0 column ``comparison`` (which stays
@@ -64,7 +72,8 @@ def save_cutpoint(db_path: str | os.PathLike, *, name: str, value_years: float, 
                 "INSERT OR REPLACE INTO cutpoints "
                 "(name, value, source_cohort, method, comparison, cut_rule, created_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, now()::TIMESTAMP)",
-                [name.strip(), float(value_years), source_cohort, method, cut_rule, cut_rule]).fetchall()
+                [name.strip(), float(value_years), source_cohort, method, cut_rule, cut_rule],
+            ).fetchall()
             con.execute("COMMIT").fetchall()
         except BaseException:
             con.execute("ROLLBACK").fetchall()

@@ -61,8 +61,15 @@ def lock_holder_pid(message: str) -> int | None:
     return int(match["pid"]) if match else None
 
 
-def connect_with_retry(path: str | os.PathLike, *, timeout_s: float = 60.0, read_only: bool = False,
-                       first_delay_s: float = 0.05, max_delay_s: float = 5.0, threads: int | None = None):
+def connect_with_retry(
+    path: str | os.PathLike,
+    *,
+    timeout_s: float = 60.0,
+    read_only: bool = False,
+    first_delay_s: float = 0.05,
+    max_delay_s: float = 5.0,
+    threads: int | None = None,
+):
     """Open ``path`` with DuckDB, retrying with exponential back-off while another process holds it.
 
     Raises ``DatabaseBusy`` (naming the holder) once ``timeout_s`` has passed; other errors pass

@@ -37,8 +37,9 @@ _QUOTED_PATH = re.compile(r"^(.*?\bas )(.+?)( \(not decoded\))?$")
 
 def _needs_key(con: Any) -> bool:
     for table in ("images", "scores", "errors"):
-        n = con.execute(f"SELECT count(*) FROM {table} WHERE NOT regexp_full_match(source_path, "
-                        "'h_[0-9a-f]{32}')").fetchall()[0][0]
+        n = con.execute(
+            f"SELECT count(*) FROM {table} WHERE NOT regexp_full_match(source_path, 'h_[0-9a-f]{{32}}')"
+        ).fetchall()[0][0]
         if n:
             return True
     return False
@@ -57,9 +58,11 @@ def hash_stored_paths(con: Any, key: bytes | None) -> None:
     from epi_spineage.privacy import key_fingerprint
 
     if key is None and _needs_key(con):
-        raise UserError("this database needs migration 3 (stored paths become keyed hashes), which needs the "
-                        "pseudonymisation key: set EPI_SPINEAGE_PSEUDONYM_KEY(_FILE) or run "
-                        "`python -m epi_spineage.cohort upgrade --db FILE --key-file KEY`")
+        raise UserError(
+            "this database needs migration 3 (stored paths become keyed hashes), which needs the "
+            "pseudonymisation key: set EPI_SPINEAGE_PSEUDONYM_KEY(_FILE) or run "
+            "`python -m epi_spineage.cohort upgrade --db FILE --key-file KEY`"
+        )
     con.execute(KEY_TABLE_SQL).fetchall()
     con.execute("ALTER TABLE images ADD COLUMN IF NOT EXISTS file_fingerprint VARCHAR").fetchall()
     if key is None:
@@ -67,8 +70,10 @@ def hash_stored_paths(con: Any, key: bytes | None) -> None:
     fp = key_fingerprint(key)
     existing = _fingerprints(con)
     if existing and fp not in existing:
-        raise UserError(f"this database was written with key fingerprint {', '.join(sorted(existing))}, not "
-                        f"{fp}: migrate it with the key it was written with")
+        raise UserError(
+            f"this database was written with key fingerprint {', '.join(sorted(existing))}, not "
+            f"{fp}: migrate it with the key it was written with"
+        )
     con.execute("INSERT OR IGNORE INTO db_key (key_fingerprint) VALUES (?)", [fp]).fetchall()
 
     paths: set[str] = set()
@@ -96,8 +101,9 @@ def hash_stored_paths(con: Any, key: bytes | None) -> None:
         cols = {name: images.column(name).to_pylist() for name in images.column_names}
         cols["source_path"] = [mapping[p] for p in cols["source_path"]]
         cols["qc_reason"] = [quoted(t, p) for t, p in zip(cols["qc_reason"], images.column("source_path").to_pylist())]
-        new = pa.table({name: pa.array(cols[name], type=images.schema.field(name).type)
-                        for name in images.column_names})
+        new = pa.table(
+            {name: pa.array(cols[name], type=images.schema.field(name).type) for name in images.column_names}
+        )
         con.register("_images_v3", new)
         con.execute("DELETE FROM images").fetchall()
         con.execute("INSERT INTO images BY NAME SELECT * FROM _images_v3").fetchall()
@@ -105,13 +111,16 @@ def hash_stored_paths(con: Any, key: bytes | None) -> None:
     pairs = pa.table({"old": list(mapping), "new": list(mapping.values())})
     con.register("_paths_v3", pairs)
     for table in ("scores", "errors"):
-        con.execute(f"UPDATE {table} SET source_path = m.new FROM _paths_v3 AS m "
-                    f"WHERE {table}.source_path = m.old AND m.old <> m.new").fetchall()
+        con.execute(
+            f"UPDATE {table} SET source_path = m.new FROM _paths_v3 AS m "
+            f"WHERE {table}.source_path = m.old AND m.old <> m.new"
+        ).fetchall()
     con.unregister("_paths_v3")
     # (errors.source_path is already hashed here, so the raw one comes from the mapping's other side)
     raw_of = {new: old for old, new in mapping.items()}
     for error_id, path, message in con.execute(
-            "SELECT error_id, source_path, message FROM errors WHERE message IS NOT NULL").fetchall():
+        "SELECT error_id, source_path, message FROM errors WHERE message IS NOT NULL"
+    ).fetchall():
         new_message = quoted(message, raw_of.get(path))
         if new_message != message:
             con.execute("UPDATE errors SET message = ? WHERE error_id = ?", [new_message, error_id]).fetchall()
@@ -138,8 +147,10 @@ def compact_database(path: str | os.PathLike, *, timeout_s: float = 60.0) -> Non
     con = connect_with_retry(p, timeout_s=timeout_s)
     try:
         con.execute("CHECKPOINT").fetchall()
-        comments = con.execute("SELECT table_name, comment FROM duckdb_tables() "
-                               "WHERE database_name = current_database() AND comment IS NOT NULL").fetchall()
+        comments = con.execute(
+            "SELECT table_name, comment FROM duckdb_tables() "
+            "WHERE database_name = current_database() AND comment IS NOT NULL"
+        ).fetchall()
         src = con.execute("SELECT current_database()").fetchall()[0][0]
         con.execute("ATTACH ? AS epi_compact", [str(tmp)]).fetchall()
         con.execute(f"COPY FROM DATABASE {_ident(src)} TO epi_compact").fetchall()

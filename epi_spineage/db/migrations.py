@@ -125,14 +125,18 @@ def schema_version(con: Any, catalog: str | None = None) -> int | None:
 
 
 def _stamp(con: Any, version: int, name: str) -> None:
-    con.execute("INSERT OR REPLACE INTO schema_version (version, name, package_version) VALUES (?, ?, ?)",
-                [version, name, __version__]).fetchall()
+    con.execute(
+        "INSERT OR REPLACE INTO schema_version (version, name, package_version) VALUES (?, ?, ?)",
+        [version, name, __version__],
+    ).fetchall()
 
 
 def _refuse_newer(version: int, where: str = "the database") -> None:
     if version > LATEST:
-        raise UserError(f"{where} has schema version {version}, newer than this epi_spineage {__version__} "
-                        f"understands (up to {LATEST}): upgrade the package (pip install -U epi-spineage)")
+        raise UserError(
+            f"{where} has schema version {version}, newer than this epi_spineage {__version__} "
+            f"understands (up to {LATEST}): upgrade the package (pip install -U epi-spineage)"
+        )
 
 
 def migrate(con: Any, *, key: bytes | None = None) -> list[int]:
@@ -177,7 +181,9 @@ def check_readable(con: Any, catalog: str, *, where: str) -> int | None:
         return None
     _refuse_newer(version, where)
     if version < LATEST:
-        raise UserError(f"{where} has schema version {version}; this epi_spineage reads version {LATEST}. "
-                        "Upgrade it in place once (nothing is rescored): "
-                        "python -m epi_spineage.cohort upgrade --db FILE")
+        raise UserError(
+            f"{where} has schema version {version}; this epi_spineage reads version {LATEST}. "
+            "Upgrade it in place once (nothing is rescored): "
+            "python -m epi_spineage.cohort upgrade --db FILE"
+        )
     return version

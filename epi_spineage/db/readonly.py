@@ -44,9 +44,12 @@ def open_readonly(path: str | Path, *, timeout_s: float = 60.0):
                 continue
             con.close()
             raise UserError(f"{p}: not a DuckDB database or busy ({str(exc).splitlines()[0]})") from None
-    tables = {r[0] for r in con.execute(
-        "SELECT table_name FROM information_schema.tables WHERE table_catalog = 'src' AND table_type = 'BASE TABLE'"
-    ).fetchall()}
+    tables = {
+        r[0]
+        for r in con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_catalog = 'src' AND table_type = 'BASE TABLE'"
+        ).fetchall()
+    }
     if "cohort" not in tables and "scores" not in tables:
         con.close()
         raise UserError(f"{p}: no cohort or scores table; load one with `epi-spineage cohort` / `epi-spineage score`")

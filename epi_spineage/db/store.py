@@ -142,8 +142,10 @@ def check_database_key(con, fingerprint: str, *, record: bool = True) -> None:
             con.execute("INSERT OR IGNORE INTO db_key (key_fingerprint) VALUES (?)", [fingerprint]).fetchall()
         return
     if fingerprint not in known:
-        raise UserError(f"this database belongs to the key with fingerprint {known[0]}, not {fingerprint}: "
-                        "one key per database (use the key it was created with, or another database)")
+        raise UserError(
+            f"this database belongs to the key with fingerprint {known[0]}, not {fingerprint}: "
+            "one key per database (use the key it was created with, or another database)"
+        )
 
 
 def load_results(con, table: pa.Table) -> LoadCounts:
@@ -254,9 +256,27 @@ def register_model(con, row: Mapping) -> None:
         con.unregister("_model")
 
 
-RUN_COLUMNS = ("run_id", "started_at", "finished_at", "status", "model_id", "host", "package_version",
-               "device", "archives", "n_seen", "n_scored", "n_skipped_known", "n_not_spine",
-               "n_duplicates", "n_errors", "n_spooled", "decode", "n_gpu_decoded", "n_cpu_fallback")
+RUN_COLUMNS = (
+    "run_id",
+    "started_at",
+    "finished_at",
+    "status",
+    "model_id",
+    "host",
+    "package_version",
+    "device",
+    "archives",
+    "n_seen",
+    "n_scored",
+    "n_skipped_known",
+    "n_not_spine",
+    "n_duplicates",
+    "n_errors",
+    "n_spooled",
+    "decode",
+    "n_gpu_decoded",
+    "n_cpu_fallback",
+)
 
 
 def upsert_run(con, row: Mapping) -> None:
@@ -294,6 +314,7 @@ def mark_abandoned_runs(con) -> int:
 
 # ---- what is already done ---------------------------------------------------------------------
 
+
 @dataclass
 class Known:
     """What a model has already done, so a rerun skips it before decoding.
@@ -318,22 +339,32 @@ class Known:
 def known_for_model(con, model_id: str) -> Known:
     """Read the done sets for ``model_id`` (one scan of ``images`` and ``scores``)."""
     known = Known()
-    rows = con.execute("""
+    rows = con.execute(
+        """
         SELECT s.content_hash, s.source_path, s.sop_instance_uid
         FROM scores AS s WHERE s.model_id = ?
-    """, [model_id]).fetchall()
+    """,
+        [model_id],
+    ).fetchall()
     for content_hash, path, sop in rows:
         known.hashes.setdefault(content_hash, path)
         if sop:
             known.sops.setdefault(sop, (content_hash, path))
-    has_fp = bool(con.execute("SELECT count(*) FROM information_schema.columns WHERE table_name = 'images' "
-                              "AND column_name = 'file_fingerprint'").fetchall()[0][0])
-    img = con.execute(f"""
-        SELECT i.source_path, i.file_size_bytes, {'i.file_fingerprint' if has_fp else 'NULL'}, i.qc_status,
+    has_fp = bool(
+        con.execute(
+            "SELECT count(*) FROM information_schema.columns WHERE table_name = 'images' "
+            "AND column_name = 'file_fingerprint'"
+        ).fetchall()[0][0]
+    )
+    img = con.execute(
+        f"""
+        SELECT i.source_path, i.file_size_bytes, {"i.file_fingerprint" if has_fp else "NULL"}, i.qc_status,
                (s.content_hash IS NOT NULL) AS is_scored
         FROM images AS i
         LEFT JOIN scores AS s ON s.content_hash = i.content_hash AND s.model_id = ?
-    """, [model_id]).fetchall()
+    """,
+        [model_id],
+    ).fetchall()
     for path, size, fingerprint, qc_status, is_scored in img:
         if is_scored:
             known.paths[path] = (size, fingerprint)

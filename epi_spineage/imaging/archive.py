@@ -93,6 +93,7 @@ def _data_fingerprint(data: bytes, mtime: float | None) -> str:
 def _refused(reason: str) -> Callable[[], bytes]:
     def read() -> bytes:
         raise ImageReadError("<member>", reason)
+
     return read
 
 
@@ -104,19 +105,42 @@ def safe_member_name(archive: str, name: str) -> str:
     """
     clean = name.replace("\\", "/")
     if clean.startswith("/") or re.match(r"^[A-Za-z]:(/|$)", clean):
-        raise ArchiveRefused(f"{archive}: refusing archive with an absolute member path {name!r}",
-                             "refusing archive with an absolute member path")
+        raise ArchiveRefused(
+            f"{archive}: refusing archive with an absolute member path {name!r}",
+            "refusing archive with an absolute member path",
+        )
     parts = [p for p in clean.split("/") if p not in ("", ".")]
     if ".." in parts:
-        raise ArchiveRefused(f"{archive}: refusing archive with a path-traversal member {name!r}",
-                             "refusing archive with a path-traversal member")
+        raise ArchiveRefused(
+            f"{archive}: refusing archive with a path-traversal member {name!r}",
+            "refusing archive with a path-traversal member",
+        )
     return "/".join(parts)
 
 
 #: Sidecar files that travel with image archives (manifests, notes, reports) and are never images.
 #: Skipped like hidden files, so a nightly run does not log the same "not an image" error every time.
-SIDECAR_SUFFIXES = (".csv", ".tsv", ".txt", ".json", ".xml", ".md", ".html", ".htm", ".pdf", ".log",
-                    ".ini", ".yaml", ".yml", ".toml", ".parquet", ".xlsx", ".xls", ".sha256", ".md5")
+SIDECAR_SUFFIXES = (
+    ".csv",
+    ".tsv",
+    ".txt",
+    ".json",
+    ".xml",
+    ".md",
+    ".html",
+    ".htm",
+    ".pdf",
+    ".log",
+    ".ini",
+    ".yaml",
+    ".yml",
+    ".toml",
+    ".parquet",
+    ".xlsx",
+    ".xls",
+    ".sha256",
+    ".md5",
+)
 
 
 def _skipped(name: str) -> bool:
@@ -152,8 +176,10 @@ class ArchiveRefused(UserError):
 
 def _check_size(archive: str, member: str, size: int, packed: int | None, limits: ArchiveLimits) -> None:
     if size > limits.max_member_bytes:
-        reason = (f"member of {size} bytes refused (limit {limits.max_member_bytes}; "
-                  "raise ArchiveLimits.max_member_bytes if this is genuine)")
+        reason = (
+            f"member of {size} bytes refused (limit {limits.max_member_bytes}; "
+            "raise ArchiveLimits.max_member_bytes if this is genuine)"
+        )
         raise ArchiveRefused(f"{archive}: refusing member {member!r}: {reason}", reason)
     if packed is not None and size > limits.ratio_floor_bytes and size > limits.max_ratio * max(packed, 1):
         reason = f"compression ratio {size / max(packed, 1):.0f} exceeds {limits.max_ratio:g} (zip bomb?)"
@@ -171,14 +197,15 @@ def _read_limited(fh, archive: str, member: str, declared: int, limits: ArchiveL
         chunks.append(chunk)
         total += len(chunk)
         if total > cap:
-            raise ArchiveRefused(f"{archive}: member {member!r} inflates beyond its declared size {declared} "
-                                 "(zip bomb?)",
-                                 f"member inflates beyond its declared size {declared} (zip bomb?)")
+            raise ArchiveRefused(
+                f"{archive}: member {member!r} inflates beyond its declared size {declared} (zip bomb?)",
+                f"member inflates beyond its declared size {declared} (zip bomb?)",
+            )
     return b"".join(chunks)
 
 
 def archive_kind(path: str | os.PathLike) -> str:
-    """"folder", "zip" or "tar" (any compression tarfile reads); UserError otherwise."""
+    """ "folder", "zip" or "tar" (any compression tarfile reads); UserError otherwise."""
     p = Path(path)
     if p.is_dir():
         return "folder"
@@ -203,8 +230,9 @@ def _iter_folder(root: Path, suffixes) -> Iterator[ArchiveMember]:
             fpath = Path(dirpath) / fname
             if not fpath.is_file():
                 continue
-            yield ArchiveMember(str(fpath), fpath.stat().st_size, fpath.read_bytes,
-                                (lambda fp=fpath: _file_fingerprint(fp)))
+            yield ArchiveMember(
+                str(fpath), fpath.stat().st_size, fpath.read_bytes, (lambda fp=fpath: _file_fingerprint(fp))
+            )
 
 
 def _zip_reader(archive: str, info: zipfile.ZipInfo, limits: ArchiveLimits, zf_holder: list) -> Callable[[], bytes]:
@@ -237,7 +265,7 @@ def _iter_zip(archive: str, suffixes, limits: ArchiveLimits, odd: bool = False) 
         for info, name in zip(infos, names):
             if info.is_dir() or _skipped(name) or not _suffix_ok(name, suffixes):
                 continue
-            fingerprint = (lambda i=info: f"z:{i.file_size}:{i.CRC:08x}")
+            fingerprint = lambda i=info: f"z:{i.file_size}:{i.CRC:08x}"
             try:
                 _check_size(archive, name, info.file_size, info.compress_size, limits)
             except ArchiveRefused as exc:
@@ -245,17 +273,23 @@ def _iter_zip(archive: str, suffixes, limits: ArchiveLimits, odd: bool = False) 
                     raise
                 yield ArchiveMember(f"{archive}{SEP}{name}", info.file_size, _refused(exc.reason), fingerprint)
                 continue
-            yield ArchiveMember(f"{archive}{SEP}{name}", info.file_size, _zip_reader(archive, info, limits, holder),
-                                fingerprint)
+            yield ArchiveMember(
+                f"{archive}{SEP}{name}", info.file_size, _zip_reader(archive, info, limits, holder), fingerprint
+            )
 
 
-_TAR_KINDS = ((tarfile.TarInfo.issym, "a symbolic link"), (tarfile.TarInfo.islnk, "a hard link"),
-              (tarfile.TarInfo.ischr, "a character device"), (tarfile.TarInfo.isblk, "a block device"),
-              (tarfile.TarInfo.isfifo, "a FIFO"))
+_TAR_KINDS = (
+    (tarfile.TarInfo.issym, "a symbolic link"),
+    (tarfile.TarInfo.islnk, "a hard link"),
+    (tarfile.TarInfo.ischr, "a character device"),
+    (tarfile.TarInfo.isblk, "a block device"),
+    (tarfile.TarInfo.isfifo, "a FIFO"),
+)
 
 
-def _iter_tar(archive: str, suffixes, limits: ArchiveLimits, only: str | None = None,
-              odd: bool = False) -> Iterator[ArchiveMember]:
+def _iter_tar(
+    archive: str, suffixes, limits: ArchiveLimits, only: str | None = None, odd: bool = False
+) -> Iterator[ArchiveMember]:
     packed = os.path.getsize(archive)
     inflated = 0
     try:
@@ -272,8 +306,9 @@ def _iter_tar(archive: str, suffixes, limits: ArchiveLimits, only: str | None = 
                     kind = next((what for test, what in _TAR_KINDS if test(info)), None)
                     if odd and kind and not _skipped(name) and _suffix_ok(name, suffixes):
                         # recorded (an error row), never followed: a link may point anywhere
-                        yield ArchiveMember(f"{archive}{SEP}{name}", 0, _refused(f"tar member is {kind}, not a file "
-                                                                                 "(not followed)"))
+                        yield ArchiveMember(
+                            f"{archive}{SEP}{name}", 0, _refused(f"tar member is {kind}, not a file (not followed)")
+                        )
                     continue
                 inflated += info.size
                 try:
@@ -290,8 +325,12 @@ def _iter_tar(archive: str, suffixes, limits: ArchiveLimits, only: str | None = 
                     continue
                 fh = tf.extractfile(info)
                 data = _read_limited(fh, archive, name, info.size, limits) if fh is not None else b""
-                yield ArchiveMember(f"{archive}{SEP}{name}", info.size, (lambda d=data: d),
-                                    (lambda d=data, m=info.mtime: _data_fingerprint(d, m)))
+                yield ArchiveMember(
+                    f"{archive}{SEP}{name}",
+                    info.size,
+                    (lambda d=data: d),
+                    (lambda d=data, m=info.mtime: _data_fingerprint(d, m)),
+                )
         except (tarfile.TarError, EOFError, OSError) as exc:
             reason = f"truncated or corrupt tar archive ({type(exc).__name__}: {exc})".replace(archive, "<archive>")
             raise ArchiveRefused(f"{archive}: {reason}", reason) from None
@@ -342,7 +381,7 @@ def split_reference(name: str) -> tuple[str, str | None]:
             return name, None
         head = name[:idx]
         if os.path.exists(head):
-            return head, name[idx + len(SEP):]
+            return head, name[idx + len(SEP) :]
         start = idx + 1
 
 

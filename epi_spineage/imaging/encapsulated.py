@@ -32,10 +32,18 @@ JPEG2000 = {"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91"}
 HTJ2K = {"1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.203"}
 #: Syntaxes whose decoded samples are the encoder's input bit for bit (so every decoder agrees).
 #: 4.203 (HTJ2K) may be either; it is treated as lossy, so the hash records the decoder.
-LOSSLESS = NATIVE_LITTLE | NATIVE_BIG | RLE | {
-    "1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.4.90",
-    "1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202",
-}
+LOSSLESS = (
+    NATIVE_LITTLE
+    | NATIVE_BIG
+    | RLE
+    | {
+        "1.2.840.10008.1.2.4.57",
+        "1.2.840.10008.1.2.4.70",
+        "1.2.840.10008.1.2.4.90",
+        "1.2.840.10008.1.2.4.201",
+        "1.2.840.10008.1.2.4.202",
+    }
+)
 
 _PIXEL_DATA_TAG = b"\xe0\x7f\x10\x00"
 _ITEM = 0xE000FFFE  # (FFFE,E000) read as a little-endian uint32
@@ -117,12 +125,16 @@ def pixel_info(ds, transfer_syntax_uid: str) -> PixelInfo:
         rescale = (float(ds.RescaleSlope), float(ds.RescaleIntercept))
     bits_allocated = _int(ds, "BitsAllocated", 16) or 16
     return PixelInfo(
-        rows=_int(ds, "Rows", 0) or 0, columns=_int(ds, "Columns", 0) or 0, bits_allocated=bits_allocated,
+        rows=_int(ds, "Rows", 0) or 0,
+        columns=_int(ds, "Columns", 0) or 0,
+        bits_allocated=bits_allocated,
         bits_stored=_int(ds, "BitsStored", bits_allocated) or bits_allocated,
         pixel_representation=_int(ds, "PixelRepresentation", 0) or 0,
         samples_per_pixel=_int(ds, "SamplesPerPixel", 1) or 1,
         photometric=str(ds.get("PhotometricInterpretation") or "MONOCHROME2").strip().upper(),
-        number_of_frames=_int(ds, "NumberOfFrames", 1) or 1, transfer_syntax_uid=transfer_syntax_uid, rescale=rescale,
+        number_of_frames=_int(ds, "NumberOfFrames", 1) or 1,
+        transfer_syntax_uid=transfer_syntax_uid,
+        rescale=rescale,
     )
 
 
@@ -144,11 +156,11 @@ def _cpu_reason(ds, info: PixelInfo) -> str | None:
 
 def _element_value(data: bytes, pos: int, explicit_vr: bool, little: bool) -> tuple[int, int]:
     """(start, length) of the Pixel Data element's value at ``pos``; length -1 = undefined (encapsulated)."""
-    if data[pos:pos + 4] != (_PIXEL_DATA_TAG if little else b"\x7f\xe0\x00\x10"):
+    if data[pos : pos + 4] != (_PIXEL_DATA_TAG if little else b"\x7f\xe0\x00\x10"):
         raise ValueError("Pixel Data element not where the header ended")
     end = "<" if little else ">"
     if explicit_vr:
-        vr = data[pos + 4:pos + 6]
+        vr = data[pos + 4 : pos + 6]
         if vr not in (b"OB", b"OW", b"UN"):
             raise ValueError(f"Pixel Data with VR {vr!r}")
         (length,) = struct.unpack_from(end + "I", data, pos + 8)
@@ -174,7 +186,7 @@ def _items(view: memoryview, start: int) -> list[memoryview]:
             break
         if tag != _ITEM or length == _UNDEFINED or pos + length > n:
             raise ValueError("malformed encapsulated Pixel Data (bad item)")
-        out.append(view[pos:pos + length])
+        out.append(view[pos : pos + length])
         pos += length
     if not out:
         raise ValueError("encapsulated Pixel Data without a Basic Offset Table item")
@@ -263,7 +275,7 @@ def parse_dicom(data: bytes, source: str = "<bytes>") -> EncapsulatedFrame:
             frame_bytes = info.rows * info.columns * info.bits_allocated // 8
             if length < frame_bytes:
                 raise ValueError(f"native Pixel Data holds {length} bytes, a frame needs {frame_bytes}")
-            return EncapsulatedFrame("native", info, view[start:start + frame_bytes], None, ds)
+            return EncapsulatedFrame("native", info, view[start : start + frame_bytes], None, ds)
         if length >= 0:
             raise ValueError("compressed Pixel Data must have undefined length")
         extended = ds.get("ExtendedOffsetTable")
@@ -286,8 +298,7 @@ def stored_array(frame: EncapsulatedFrame) -> np.ndarray:
     if frame.kind == "rle":
         from pydicom.pixels.decoders.rle import _rle_decode_frame
 
-        raw = _rle_decode_frame(bytes(frame.data), info.rows, info.columns, info.samples_per_pixel,
-                                info.bits_allocated)
+        raw = _rle_decode_frame(bytes(frame.data), info.rows, info.columns, info.samples_per_pixel, info.bits_allocated)
         dtype = np.dtype(f"{'i' if info.signed else 'u'}{info.bits_allocated // 8}")
         # RLE segments are most significant byte first; _rle_decode_frame reassembles them little-endian.
         return np.frombuffer(raw, dtype=dtype.newbyteorder("<")).reshape(shape)

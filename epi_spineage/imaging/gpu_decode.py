@@ -187,8 +187,11 @@ class NvImageCodecDecoder(CodestreamDecoder):
         self._nv = nvimgcodec
         self._decoder = nvimgcodec.Decoder(device_id=device_id)
         # Samples as stored: no colour conversion, no scaling to 8 bits, no EXIF rotation.
-        kwargs: dict[str, Any] = {"apply_exif_orientation": False, "allow_any_depth": True,
-                                  "color_spec": nvimgcodec.ColorSpec.UNCHANGED}
+        kwargs: dict[str, Any] = {
+            "apply_exif_orientation": False,
+            "allow_any_depth": True,
+            "color_spec": nvimgcodec.ColorSpec.UNCHANGED,
+        }
         unchanged = getattr(getattr(nvimgcodec, "SampleFormat", None), "I_UNCHANGED", None)
         if unchanged is not None:
             kwargs["sample_format"] = unchanged

@@ -61,8 +61,9 @@ class PreprocessConfig:
                 raise PreprocessError(f"PreprocessConfig.{name} must be an integer >= 8, got {value!r}")
             object.__setattr__(self, name, int(value))
         if self.equalization not in EQUALIZATIONS:
-            raise PreprocessError(f"PreprocessConfig.equalization must be one of {EQUALIZATIONS}, "
-                                  f"got {self.equalization!r}")
+            raise PreprocessError(
+                f"PreprocessConfig.equalization must be one of {EQUALIZATIONS}, got {self.equalization!r}"
+            )
         area = self.margin_crop_area
         if isinstance(area, bool) or not isinstance(area, (int, float)) or not 0.0 <= float(area) < 0.5:
             raise PreprocessError(f"PreprocessConfig.margin_crop_area must be in [0, 0.5), got {area!r}")
@@ -73,8 +74,9 @@ class PreprocessConfig:
         if not isinstance(self.apply_voi_lut, bool):
             raise PreprocessError(f"PreprocessConfig.apply_voi_lut must be True or False, got {self.apply_voi_lut!r}")
         if self.interpolation not in INTERPOLATIONS:
-            raise PreprocessError(f"PreprocessConfig.interpolation must be one of {INTERPOLATIONS}, "
-                                  f"got {self.interpolation!r}")
+            raise PreprocessError(
+                f"PreprocessConfig.interpolation must be one of {INTERPOLATIONS}, got {self.interpolation!r}"
+            )
 
     @property
     def crop_side_fraction(self) -> float:
@@ -104,8 +106,9 @@ class PreprocessConfig:
         return hashlib.sha256(self.to_json().encode()).hexdigest()
 
 
-def make_preprocess_config(value: PreprocessConfig | Mapping[str, Any] | None = None,
-                           **overrides: Any) -> PreprocessConfig:
+def make_preprocess_config(
+    value: PreprocessConfig | Mapping[str, Any] | None = None, **overrides: Any
+) -> PreprocessConfig:
     """A ``PreprocessConfig`` from None (defaults), a dict, or a config; ``overrides`` that are not None replace
     fields. The config travels with a model's weights (its checkpoint), so the scorer preprocesses as training did."""
     if value is None:
@@ -126,6 +129,7 @@ def preprocess_hash(value: PreprocessConfig | Mapping[str, Any] | str | None) ->
 
 
 # --- the size arithmetic ------------------------------------------------------------------------
+
 
 def fit_size(h: int, w: int, height: int = 1024, width: int = 512) -> tuple[int, int]:
     """The resized ``(h, w)``: the authors' integer arithmetic, generalised from 1024 x 512.
@@ -161,7 +165,7 @@ def place_on_canvas(resized: np.ndarray, height: int, width: int) -> np.ndarray:
     nh, nw = resized.shape
     canvas = np.zeros((height, width), dtype=np.float32)
     y0, x0 = int((height - nh) / 2), int((width - nw) / 2)
-    canvas[y0:y0 + nh, x0:x0 + nw] = resized
+    canvas[y0 : y0 + nh, x0 : x0 + nw] = resized
     return canvas
 
 
@@ -176,6 +180,7 @@ def resize_pad(x: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 # --- intensity steps (reference, one step each) -------------------------------------------------
+
 
 def _check_pixels(pixels: Any) -> np.ndarray:
     a = np.asarray(pixels)
@@ -232,8 +237,8 @@ def equalize_lut_u8(hist: np.ndarray) -> np.ndarray:
         lut[:] = first
         return lut
     scale = np.float32(255.0) / np.float32(total - hist[first])
-    sums = np.cumsum(hist[first + 1:]).astype(np.float32)
-    lut[first + 1:] = np.clip(np.rint(sums * scale), 0, 255).astype(np.uint8)
+    sums = np.cumsum(hist[first + 1 :]).astype(np.float32)
+    lut[first + 1 :] = np.clip(np.rint(sums * scale), 0, 255).astype(np.uint8)
     return lut
 
 
@@ -289,6 +294,7 @@ def _minmax_lut(lut: np.ndarray, present: np.ndarray) -> np.ndarray:
 
 
 # --- the whole transform ------------------------------------------------------------------------
+
 
 def _intensity_lut(a: np.ndarray, equalization: str) -> tuple[np.ndarray, np.ndarray] | None:
     """For an integer image with a modest range: (float32 LUT over min..max, index array)."""
@@ -354,8 +360,9 @@ def preprocess(pixels: np.ndarray, modality: str = "radiograph", config: Preproc
     return resize_pad(x, cfg.height, cfg.width)[None]
 
 
-def preprocess_reference(pixels: np.ndarray, modality: str = "radiograph",
-                         config: PreprocessConfig | None = None) -> np.ndarray:
+def preprocess_reference(
+    pixels: np.ndarray, modality: str = "radiograph", config: PreprocessConfig | None = None
+) -> np.ndarray:
     """The same transform written step by step as METHODS.md reads (slower; for tests and docs)."""
     cfg = config or PreprocessConfig()
     if modality not in MODALITIES:

@@ -53,10 +53,11 @@ def _equalize_lut_u8(hist: torch.Tensor) -> torch.Tensor:
     first = int(nz[0])
     if int(hist[first]) == total:
         return lut.fill_(first)
-    scale = (torch.tensor(255.0, dtype=torch.float32)
-             / torch.tensor(float(total - int(hist[first])), dtype=torch.float32))
-    sums = torch.cumsum(hist[first + 1:], 0).to(torch.float32)
-    lut[first + 1:] = torch.round(sums * scale.to(hist.device)).clamp(0, 255)
+    scale = torch.tensor(255.0, dtype=torch.float32) / torch.tensor(
+        float(total - int(hist[first])), dtype=torch.float32
+    )
+    sums = torch.cumsum(hist[first + 1 :], 0).to(torch.float32)
+    lut[first + 1 :] = torch.round(sums * scale.to(hist.device)).clamp(0, 255)
     return lut
 
 
@@ -108,8 +109,9 @@ def intensity_transform(t: torch.Tensor, equalization: str = "authors") -> torch
     return _minmax(_cdf_lut(counts)[inverse].reshape(x.shape))
 
 
-def preprocess_one(image, modality: str = "radiograph", config: PreprocessConfig | None = None,
-                   device="cpu") -> torch.Tensor:
+def preprocess_one(
+    image, modality: str = "radiograph", config: PreprocessConfig | None = None, device="cpu"
+) -> torch.Tensor:
     """One image to float32 ``(1, H, W)`` on ``device``."""
     cfg = config or PreprocessConfig()
     if modality not in MODALITIES:
@@ -124,7 +126,7 @@ def preprocess_one(image, modality: str = "radiograph", config: PreprocessConfig
         x = F.interpolate(x[None, None], size=(nh, nw), mode="bilinear", align_corners=False, antialias=False)[0, 0]
     canvas = torch.zeros((1, cfg.height, cfg.width), dtype=torch.float32, device=x.device)
     y0, x0 = int((cfg.height - nh) / 2), int((cfg.width - nw) / 2)
-    canvas[0, y0:y0 + nh, x0:x0 + nw] = x
+    canvas[0, y0 : y0 + nh, x0 : x0 + nw] = x
     return canvas
 
 

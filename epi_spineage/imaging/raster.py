@@ -26,7 +26,7 @@ _MAGIC = {
 
 
 def sniff_raster(data: bytes) -> str | None:
-    """"png", "jpeg" or "tiff" from the file's first bytes, else None."""
+    """ "png", "jpeg" or "tiff" from the file's first bytes, else None."""
     for magic, fmt in _MAGIC.items():
         if data.startswith(magic):
             return fmt

@@ -209,8 +209,9 @@ class BiasCorrection:
                     "the data it was fitted on (leakage); remove them or fit on other participants"
                 )
         elif self.fit_ids_ and ids is None:
-            warnings.warn("no ids given: bias correction cannot check these rows against its fitting data",
-                          stacklevel=2)
+            warnings.warn(
+                "no ids given: bias correction cannot check these rows against its fitting data", stacklevel=2
+            )
         return self._correct(age, pred)
 
     def pad_corrected(self, chronological_age, predicted_age, ids=None, *, key=None) -> np.ndarray:
@@ -234,7 +235,8 @@ class BiasCorrection:
             "fit_ids": self.fit_ids_,
             "key_fingerprint": self.key_fingerprint_,
             "data_hash": self.data_hash_,
-            "formula": "corrected = predicted - (alpha * age + beta)" if self.method == "beheshti"
+            "formula": "corrected = predicted - (alpha * age + beta)"
+            if self.method == "beheshti"
             else "corrected = predicted - levels[floor(age)] (nearest level outside the range)",
         }
 

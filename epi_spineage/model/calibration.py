@@ -33,24 +33,27 @@ def _quantile(p: np.ndarray, q: float, min_age: float) -> np.ndarray:
     return min_age + j + np.clip((q - below) / mass, 0.0, 1.0)
 
 
-def predictive_interval(logits: np.ndarray, temperature: float = 1.0, level: float = 0.9,
-                        min_age: float = 40) -> tuple[np.ndarray, np.ndarray]:
+def predictive_interval(
+    logits: np.ndarray, temperature: float = 1.0, level: float = 0.9, min_age: float = 40
+) -> tuple[np.ndarray, np.ndarray]:
     """Lower and upper ends (years) of the central ``level`` predictive interval per row."""
     p = softmax(logits, temperature)
     a = (1.0 - level) / 2.0
     return _quantile(p, a, min_age), _quantile(p, 1.0 - a, min_age)
 
 
-def interval_coverage(logits: np.ndarray, ages, temperature: float = 1.0, level: float = 0.9,
-                      min_age: float = 40) -> float:
+def interval_coverage(
+    logits: np.ndarray, ages, temperature: float = 1.0, level: float = 0.9, min_age: float = 40
+) -> float:
     """Share of ``ages`` inside their central ``level`` predictive interval."""
     lo, hi = predictive_interval(logits, temperature, level, min_age)
     y = np.asarray(ages, dtype="float64")
     return float(np.mean((y >= lo) & (y <= hi)))
 
 
-def fit_temperature(logits: np.ndarray, ages, level: float = 0.9, min_age: float = 40,
-                    grid: np.ndarray | None = None) -> float:
+def fit_temperature(
+    logits: np.ndarray, ages, level: float = 0.9, min_age: float = 40, grid: np.ndarray | None = None
+) -> float:
     """Temperature whose ``level`` interval coverage on (``logits``, ``ages``) is closest to ``level``."""
     logits = np.asarray(logits, dtype="float64")
     if logits.ndim != 2 or logits.shape[0] == 0:

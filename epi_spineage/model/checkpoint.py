@@ -121,22 +121,24 @@ def save_checkpoint(model: torch.nn.Module, out_dir: str | Path, meta: dict | No
     blob = st_save(state, metadata={"format": FORMAT, "backbone": net.backbone_name})
     atomic_write_bytes(out / WEIGHTS_FILE, blob)
     weights_hash = hashlib.sha256(blob).hexdigest()
-    meta.update({
-        "format": FORMAT,
-        "backbone": net.backbone_name,
-        "min_age": net.min_age,
-        "max_age": net.max_age,
-        "in_chans": net.in_chans,
-        "head_hidden": net.head_hidden,
-        "preprocess": cfg.to_dict(),
-        "preprocess_hash": cfg.config_hash(),
-        "image_size": [int(cfg.height), int(cfg.width)],
-        "temperature": float(meta.get("temperature", 1.0)),
-        "bias_correction": bias,
-        "weights_sha256": weights_hash,
-        "package_version": __version__,
-        "torch_version": torch.__version__,
-    })
+    meta.update(
+        {
+            "format": FORMAT,
+            "backbone": net.backbone_name,
+            "min_age": net.min_age,
+            "max_age": net.max_age,
+            "in_chans": net.in_chans,
+            "head_hidden": net.head_hidden,
+            "preprocess": cfg.to_dict(),
+            "preprocess_hash": cfg.config_hash(),
+            "image_size": [int(cfg.height), int(cfg.width)],
+            "temperature": float(meta.get("temperature", 1.0)),
+            "bias_correction": bias,
+            "weights_sha256": weights_hash,
+            "package_version": __version__,
+            "torch_version": torch.__version__,
+        }
+    )
     meta.setdefault("created_utc", _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
     meta.setdefault("model_id", f"{net.backbone_name}-{weights_hash[:12]}")
     atomic_write_json(out / META_FILE, meta)
@@ -196,8 +198,10 @@ class LoadedModel:
 
     def predict_pixels(self, images: list, modalities: list[str | None]) -> tuple[np.ndarray, np.ndarray]:
         """Preprocess raw pixel arrays with the checkpoint's own config, then ``predict``."""
-        arrays = [preprocess(px, modality=m or "radiograph", config=self.preprocess_config)
-                  for px, m in zip(images, modalities)]
+        arrays = [
+            preprocess(px, modality=m or "radiograph", config=self.preprocess_config)
+            for px, m in zip(images, modalities)
+        ]
         return self.predict(torch.from_numpy(np.stack(arrays)))
 
     def to(self, device: str | torch.device) -> LoadedModel:
@@ -227,8 +231,9 @@ def read_meta(path: str | Path) -> dict:
         raise UserError(f"{meta_path}: not valid JSON ({exc})") from None
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", expect_preprocess: Any = None,
-                    verify_hash: bool = True) -> LoadedModel:
+def load_checkpoint(
+    path: str | Path, map_location: str | torch.device = "cpu", expect_preprocess: Any = None, verify_hash: bool = True
+) -> LoadedModel:
     """Load a checkpoint directory (or its ``meta.json`` / ``model.safetensors``).
 
     ``expect_preprocess`` (a ``PreprocessConfig``, its dict, or its hash) makes loading refuse a model
@@ -252,9 +257,11 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
             detail = ""
             if not isinstance(expect_preprocess, str):
                 other = make_preprocess_config(expect_preprocess).to_dict()
-                diffs = [f"{k}: model {meta['preprocess'].get(k)!r} vs expected {other.get(k)!r}"
-                         for k in sorted(set(other) | set(meta["preprocess"]))
-                         if other.get(k) != meta["preprocess"].get(k)]
+                diffs = [
+                    f"{k}: model {meta['preprocess'].get(k)!r} vs expected {other.get(k)!r}"
+                    for k in sorted(set(other) | set(meta["preprocess"]))
+                    if other.get(k) != meta["preprocess"].get(k)
+                ]
                 detail = " (" + "; ".join(diffs) + ")" if diffs else ""
             raise UserError(
                 f"model {meta.get('model_id', '?')} was trained with other preprocessing{detail}: "
@@ -262,10 +269,16 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
             )
     weights_hash = sha256_file(weights_path)
     if verify_hash and meta.get("weights_sha256") and meta["weights_sha256"] != weights_hash:
-        raise UserError(f"{weights_path}: weights do not match meta.json (sha256 differs); "
-                        "the checkpoint is corrupt or mixed")
-    net = build_model(meta["backbone"], int(meta["min_age"]), int(meta["max_age"]), int(meta.get("in_chans", 1)),
-                      head_hidden=int(meta.get("head_hidden", 100)))
+        raise UserError(
+            f"{weights_path}: weights do not match meta.json (sha256 differs); the checkpoint is corrupt or mixed"
+        )
+    net = build_model(
+        meta["backbone"],
+        int(meta["min_age"]),
+        int(meta["max_age"]),
+        int(meta.get("in_chans", 1)),
+        head_hidden=int(meta.get("head_hidden", 100)),
+    )
     state = load_file(str(weights_path), device="cpu")
     try:
         net.load_state_dict(state, strict=True)
@@ -273,6 +286,11 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
         raise UserError(f"{weights_path}: weights do not fit backbone {meta['backbone']!r}: {str(exc)[:300]}") from None
     net.eval()
     bias = meta.get("bias_correction")
-    loaded = LoadedModel(network=net, meta=meta, preprocess_config=cfg, weights_hash=weights_hash,
-                         bias_correction=BiasCorrection.from_dict(bias) if bias else None)
+    loaded = LoadedModel(
+        network=net,
+        meta=meta,
+        preprocess_config=cfg,
+        weights_hash=weights_hash,
+        bias_correction=BiasCorrection.from_dict(bias) if bias else None,
+    )
     return loaded.to(map_location)

@@ -23,6 +23,7 @@ from epi_spineage.tables.manifest import (  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
 
+
 class ImageDataset:
     """Decodes and preprocesses images on access (in DataLoader workers); yields ``(x, age)``."""
 

@@ -8,8 +8,18 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-METRIC_COLUMNS = ("split", "modality", "prediction", "n", "mae_years", "rmse_years", "pearson_r",
-                  "pad_mean_years", "pad_sd_years", "coverage90")
+METRIC_COLUMNS = (
+    "split",
+    "modality",
+    "prediction",
+    "n",
+    "mae_years",
+    "rmse_years",
+    "pearson_r",
+    "pad_mean_years",
+    "pad_sd_years",
+    "coverage90",
+)
 
 
 def _row(age: np.ndarray, pred: np.ndarray) -> dict:
@@ -19,15 +29,19 @@ def _row(age: np.ndarray, pred: np.ndarray) -> dict:
     return {
         "n": n,
         "mae_years": float(np.mean(np.abs(pad))) if n else float("nan"),
-        "rmse_years": float(np.sqrt(np.mean(pad ** 2))) if n else float("nan"),
+        "rmse_years": float(np.sqrt(np.mean(pad**2))) if n else float("nan"),
         "pearson_r": r,
         "pad_mean_years": float(np.mean(pad)) if n else float("nan"),
         "pad_sd_years": float(np.std(pad, ddof=1)) if n > 1 else float("nan"),
     }
 
 
-def age_metrics(frame: pd.DataFrame, pred_col: str = "spine_age_years", label: str = "uncorrected",
-                coverage_col: str | None = "in_interval90") -> pd.DataFrame:
+def age_metrics(
+    frame: pd.DataFrame,
+    pred_col: str = "spine_age_years",
+    label: str = "uncorrected",
+    coverage_col: str | None = "in_interval90",
+) -> pd.DataFrame:
     """Metrics per (split, modality), plus ``modality == "all"`` per split.
 
     Columns: split, modality, prediction (``label``, e.g. uncorrected / corrected), n, mae_years,
@@ -36,8 +50,11 @@ def age_metrics(frame: pd.DataFrame, pred_col: str = "spine_age_years", label: s
     """
     rows = []
     for split, g in frame.groupby("split", sort=False):
-        groups = [("all", g)] + [(m, gm) for m, gm in g.groupby("modality", sort=True)] if g["modality"].nunique() > 1 \
+        groups = (
+            [("all", g)] + [(m, gm) for m, gm in g.groupby("modality", sort=True)]
+            if g["modality"].nunique() > 1
             else [("all", g), (str(g["modality"].iloc[0]), g)]
+        )
         for modality, gm in groups:
             row = {"split": split, "modality": modality, "prediction": label}
             row.update(_row(gm["age_years"].to_numpy(float), gm[pred_col].to_numpy(float)))
@@ -68,8 +85,9 @@ FLAT_SD_FRACTION = 0.1
 MIN_VERDICT_N = 5
 
 
-def model_quality(age, pred, *, mean_predictor_age: float, alphas: dict[str, float | None] | None = None,
-                  split: str = "test") -> dict:
+def model_quality(
+    age, pred, *, mean_predictor_age: float, alphas: dict[str, float | None] | None = None, split: str = "test"
+) -> dict:
     """The checkpoint's quality verdict: ``{"verdict": "ok"|"weak", "mae_years", "mae_mean_predictor_years",
     "r", "prediction_sd_years", "reasons": [...], "allowed_weak": False, ...}``.
 
@@ -94,14 +112,17 @@ def model_quality(age, pred, *, mean_predictor_age: float, alphas: dict[str, flo
         reasons.append(f"only {n} {split} image(s) to judge the model (need {MIN_VERDICT_N})")
     else:
         if not pred_sd >= FLAT_SD_FRACTION * age_sd:
-            reasons.append(f"flat predictor: prediction SD {pred_sd:.2f} years < {FLAT_SD_FRACTION:g} x age SD "
-                           f"{age_sd:.2f}")
+            reasons.append(
+                f"flat predictor: prediction SD {pred_sd:.2f} years < {FLAT_SD_FRACTION:g} x age SD {age_sd:.2f}"
+            )
         if not mae < mae_mean:
             reasons.append(f"{split} MAE {mae:.2f} years is no better than the mean-age predictor's {mae_mean:.2f}")
     for label, alpha in (alphas or {}).items():
         if alpha is not None and np.isfinite(alpha) and abs(alpha) > WEAK_ALPHA_ABS:
-            reasons.append(f"bias correction ({label}) alpha {alpha:.4f}: |alpha| > {WEAK_ALPHA_ABS:g}, the "
-                           "predictions do not follow age")
+            reasons.append(
+                f"bias correction ({label}) alpha {alpha:.4f}: |alpha| > {WEAK_ALPHA_ABS:g}, the "
+                "predictions do not follow age"
+            )
     return {
         "verdict": "weak" if reasons else "ok",
         "split": split,
@@ -112,8 +133,12 @@ def model_quality(age, pred, *, mean_predictor_age: float, alphas: dict[str, flo
         "prediction_sd_years": pred_sd,
         "age_sd_years": age_sd,
         "alphas": {k: (None if v is None else float(v)) for k, v in (alphas or {}).items()},
-        "rules": {"flat_sd_fraction": FLAT_SD_FRACTION, "weak_alpha_abs": WEAK_ALPHA_ABS,
-                  "min_n": MIN_VERDICT_N, "mae_must_beat_mean_predictor": True},
+        "rules": {
+            "flat_sd_fraction": FLAT_SD_FRACTION,
+            "weak_alpha_abs": WEAK_ALPHA_ABS,
+            "min_n": MIN_VERDICT_N,
+            "mae_must_beat_mean_predictor": True,
+        },
         "reasons": reasons,
         "allowed_weak": False,
     }
@@ -122,9 +147,11 @@ def model_quality(age, pred, *, mean_predictor_age: float, alphas: dict[str, flo
 def quality_line(quality: dict) -> str:
     """One line for the training summary: the verdict and its numbers (rounded for display only)."""
     q = quality
-    numbers = (f"{q['split']} MAE {q['mae_years']:.2f} vs {q['mae_mean_predictor_years']:.2f} years for the "
-               f"mean-age predictor, r {q['r']:.3f}, prediction SD {q['prediction_sd_years']:.2f} years "
-               f"(n={q['n']})")
+    numbers = (
+        f"{q['split']} MAE {q['mae_years']:.2f} vs {q['mae_mean_predictor_years']:.2f} years for the "
+        f"mean-age predictor, r {q['r']:.3f}, prediction SD {q['prediction_sd_years']:.2f} years "
+        f"(n={q['n']})"
+    )
     if q["verdict"] == "ok":
         return f"model quality: ok ({numbers})"
     allowed = " - saved only because of --allow-weak-model" if q.get("allowed_weak") else ""

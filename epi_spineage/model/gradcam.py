@@ -77,8 +77,16 @@ def overlay(image: np.ndarray, cam: np.ndarray, alpha: float = 0.4) -> np.ndarra
     return cv2.addWeighted(heat, float(alpha), base, 1.0 - float(alpha), 0.0)
 
 
-def write_overlays(loaded, refs: Sequence[str], out_dir: Path, modality: str | Sequence[str] = "auto",
-                   target: str = "older", alpha: float = 0.4, batch_size: int = 8, first_index: int = 1) -> list[Path]:
+def write_overlays(
+    loaded,
+    refs: Sequence[str],
+    out_dir: Path,
+    modality: str | Sequence[str] = "auto",
+    target: str = "older",
+    alpha: float = 0.4,
+    batch_size: int = 8,
+    first_index: int = 1,
+) -> list[Path]:
     """One overlay PNG per image (``<n>_<stem>_gradcam_<target>.png``) into ``out_dir``; returns the paths."""
     import cv2
     import torch
@@ -88,8 +96,8 @@ def write_overlays(loaded, refs: Sequence[str], out_dir: Path, modality: str | S
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for start in range(0, len(refs), batch_size):
-        chunk = list(refs[start:start + batch_size])
-        mods = modality if isinstance(modality, str) else list(modality[start:start + batch_size])
+        chunk = list(refs[start : start + batch_size])
+        mods = modality if isinstance(modality, str) else list(modality[start : start + batch_size])
         x, _ = prepare_images(chunk, loaded.preprocess_config, mods)
         xt = torch.from_numpy(x).to(loaded.device)
         cams = gradcam(loaded.network, xt, target)  # the reported spine age: untempered expectation

@@ -23,8 +23,9 @@ def _summarise(notes: list[str]) -> None:
         warnings.warn(f"{len(notes)} reader notes, e.g. {notes[0]}", stacklevel=3)
 
 
-def prepare_images(refs: Sequence[str], config, modality: str | Sequence[str] = "auto",
-                   notes: list[str] | None = None) -> tuple[np.ndarray, list[str]]:
+def prepare_images(
+    refs: Sequence[str], config, modality: str | Sequence[str] = "auto", notes: list[str] | None = None
+) -> tuple[np.ndarray, list[str]]:
     """Load and preprocess images with the model's config; returns ``(array (B,1,H,W), modalities)``.
 
     ``modality``: one value for all images or one per image; ``"auto"`` takes the modality inferred
@@ -60,8 +61,9 @@ def prepare_images(refs: Sequence[str], config, modality: str | Sequence[str] = 
     return np.stack(arrays).astype("float32"), modalities
 
 
-def predict_table(loaded, refs: Sequence[str], modality: str | Sequence[str] = "auto",
-                  batch_size: int = 16) -> pd.DataFrame:
+def predict_table(
+    loaded, refs: Sequence[str], modality: str | Sequence[str] = "auto", batch_size: int = 16
+) -> pd.DataFrame:
     """Spine age (expected age), SD and central 90% interval per image, in input order.
 
     Columns: image, modality, spine_age_years, spine_age_sd_years, interval90_low_years,
@@ -81,14 +83,22 @@ def _predict_chunks(loaded, refs, modality, batch_size, rows, notes) -> None:
     from epi_spineage.model.network import logits_to_age
 
     for start in range(0, len(refs), batch_size):
-        chunk = list(refs[start:start + batch_size])
-        mods_chunk = modality if isinstance(modality, str) else list(modality[start:start + batch_size])
+        chunk = list(refs[start : start + batch_size])
+        mods_chunk = modality if isinstance(modality, str) else list(modality[start : start + batch_size])
         x, mods = prepare_images(chunk, loaded.preprocess_config, mods_chunk, notes=notes)
         logits_t = loaded.logits(torch.from_numpy(x)).cpu()
         mean, sd = (t.double().numpy() for t in logits_to_age(logits_t, loaded.network.ages.cpu(), loaded.temperature))
         logits = logits_t.numpy()
         lo, hi = predictive_interval(logits, loaded.temperature, 0.9, loaded.min_age)
         for i, ref in enumerate(chunk):
-            rows.append({"image": ref, "modality": mods[i], "spine_age_years": float(mean[i]),
-                         "spine_age_sd_years": float(sd[i]), "interval90_low_years": float(lo[i]),
-                         "interval90_high_years": float(hi[i]), "model_id": loaded.model_id})
+            rows.append(
+                {
+                    "image": ref,
+                    "modality": mods[i],
+                    "spine_age_years": float(mean[i]),
+                    "spine_age_sd_years": float(sd[i]),
+                    "interval90_low_years": float(lo[i]),
+                    "interval90_high_years": float(hi[i]),
+                    "model_id": loaded.model_id,
+                }
+            )

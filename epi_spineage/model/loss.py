@@ -43,8 +43,9 @@ class MeanVarianceLoss(nn.Module):
         self.max_age = int(max_age)
         self.lambda_mean = float(lambda_mean)
         self.lambda_var = float(lambda_var)
-        self.register_buffer("ages", torch.arange(self.min_age, self.max_age + 1, dtype=torch.float32),
-                             persistent=False)
+        self.register_buffer(
+            "ages", torch.arange(self.min_age, self.max_age + 1, dtype=torch.float32), persistent=False
+        )
         self.last_components: dict[str, float] = {}
 
     @property

@@ -27,8 +27,16 @@ class SpineAgeNet(nn.Module):
     backbone: Any
     ages: torch.Tensor  # a registered buffer
 
-    def __init__(self, backbone: str = "efficientnet_b4", min_age: int = 40, max_age: int = 100,
-                 in_chans: int = 1, pretrained: bool = False, head_hidden: int = 100, drop_rate: float = 0.0):
+    def __init__(
+        self,
+        backbone: str = "efficientnet_b4",
+        min_age: int = 40,
+        max_age: int = 100,
+        in_chans: int = 1,
+        pretrained: bool = False,
+        head_hidden: int = 100,
+        drop_rate: float = 0.0,
+    ):
         super().__init__()
         import timm
 
@@ -37,8 +45,9 @@ class SpineAgeNet(nn.Module):
         if int(max_age) <= int(min_age):
             raise UserError(f"max_age ({max_age}) must exceed min_age ({min_age})")
         try:
-            self.backbone = timm.create_model(backbone, pretrained=False, in_chans=in_chans, num_classes=0,
-                                              drop_rate=drop_rate)
+            self.backbone = timm.create_model(
+                backbone, pretrained=False, in_chans=in_chans, num_classes=0, drop_rate=drop_rate
+            )
         except RuntimeError as exc:  # timm: "Unknown model (...)"
             raise UserError(f"unknown timm backbone {backbone!r}: {exc}") from None
         self.backbone_name = backbone
@@ -51,8 +60,9 @@ class SpineAgeNet(nn.Module):
         self.head = nn.Sequential(
             nn.Linear(feat, head_hidden), nn.Linear(head_hidden, head_hidden), nn.Linear(head_hidden, self.num_classes)
         )
-        self.register_buffer("ages", torch.arange(self.min_age, self.max_age + 1, dtype=torch.float32),
-                             persistent=False)
+        self.register_buffer(
+            "ages", torch.arange(self.min_age, self.max_age + 1, dtype=torch.float32), persistent=False
+        )
 
     @property
     def num_classes(self) -> int:
@@ -73,8 +83,9 @@ class SpineAgeNet(nn.Module):
         return logits_to_age(logits, self.ages, temperature)
 
 
-def logits_to_age(logits: torch.Tensor, ages: torch.Tensor,
-                  temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+def logits_to_age(
+    logits: torch.Tensor, ages: torch.Tensor, temperature: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Expected age under the model's softmax, and the SD of the tempered distribution around it.
 
     Class j holds the completed year a_j, i.e. ages in [a_j, a_j + 1), so the spine age in continuous
@@ -95,8 +106,15 @@ def logits_to_age(logits: torch.Tensor, ages: torch.Tensor,
     return mean, var.clamp_min(0).sqrt()
 
 
-def build_model(backbone: str = "efficientnet_b4", min_age: int = 40, max_age: int = 100, in_chans: int = 1,
-                pretrained: bool = False, head_hidden: int = 100, **kwargs) -> SpineAgeNet:
+def build_model(
+    backbone: str = "efficientnet_b4",
+    min_age: int = 40,
+    max_age: int = 100,
+    in_chans: int = 1,
+    pretrained: bool = False,
+    head_hidden: int = 100,
+    **kwargs,
+) -> SpineAgeNet:
     """A ``SpineAgeNet`` with a timm backbone made by name (never downloads weights)."""
     return SpineAgeNet(backbone, min_age, max_age, in_chans, pretrained, head_hidden, **kwargs)
 
@@ -135,8 +153,14 @@ def load_init_weights(model: SpineAgeNet, path: str | Path) -> dict[str, list[st
     skipped: list[str] = []
     for key, value in state.items():
         k = key.removeprefix("module.").removeprefix("backbone.")
-        if k in own and value.ndim == 4 and own[k].ndim == 4 and value.shape[1] != own[k].shape[1] \
-                and own[k].shape[1] == 1 and value.shape[0] == own[k].shape[0]:
+        if (
+            k in own
+            and value.ndim == 4
+            and own[k].ndim == 4
+            and value.shape[1] != own[k].shape[1]
+            and own[k].shape[1] == 1
+            and value.shape[0] == own[k].shape[0]
+        ):
             value = value.sum(dim=1, keepdim=True)
         if k in own and own[k].shape != value.shape:
             skipped.append(k)
@@ -144,9 +168,14 @@ def load_init_weights(model: SpineAgeNet, path: str | Path) -> dict[str, list[st
         clean[k] = value
     result = model.backbone.load_state_dict(clean, strict=False)
     report = {"missing": list(result.missing_keys), "unexpected": list(result.unexpected_keys), "skipped": skipped}
-    log.warning("init weights %s: %d tensors loaded, %d missing, %d unexpected, %d skipped (shape)",
-                Path(path).name, len(clean) - len(report["unexpected"]), len(report["missing"]),
-                len(report["unexpected"]), len(skipped))
+    log.warning(
+        "init weights %s: %d tensors loaded, %d missing, %d unexpected, %d skipped (shape)",
+        Path(path).name,
+        len(clean) - len(report["unexpected"]),
+        len(report["missing"]),
+        len(report["unexpected"]),
+        len(skipped),
+    )
     if report["missing"]:
         log.info("missing keys: %s", ", ".join(report["missing"][:20]))
     if report["unexpected"]:

@@ -64,8 +64,10 @@ def _pseudonym_key(cfg: TrainConfig) -> bytes:
     from epi_spineage.privacy import check_key
 
     if cfg.key is None:
-        raise UserError("training records keyed hashes of the participants its bias correction is fitted on; "
-                        "give TrainConfig(key=...) the scorer's key")
+        raise UserError(
+            "training records keyed hashes of the participants its bias correction is fitted on; "
+            "give TrainConfig(key=...) the scorer's key"
+        )
     return check_key(cfg.key)
 
 
@@ -84,8 +86,12 @@ def run_training(cfg: TrainConfig) -> dict:
     h, w = cfg.image_size
     pcfg = make_preprocess_config(cfg.preprocess, height=h, width=w)
     counts = df.groupby(["split", "modality"]).size().rename("n").reset_index()
-    log.warning("manifest: %d images of %d participants; %s", len(df), df["participant_id"].nunique(),
-                ", ".join(f"{r.split}/{r.modality} {r.n}" for r in counts.itertuples()))
+    log.warning(
+        "manifest: %d images of %d participants; %s",
+        len(df),
+        df["participant_id"].nunique(),
+        ", ".join(f"{r.split}/{r.modality} {r.n}" for r in counts.itertuples()),
+    )
 
     full = ImageDataset(df["image"], df["modality"], df["age_years"], pcfg)
     cache = cfg.cache == "yes" or (cfg.cache == "auto" and len(df) * h * w * 2 <= cfg.cache_max_gib * 2**30)
@@ -101,8 +107,7 @@ def run_training(cfg: TrainConfig) -> dict:
     net = build_model(cfg.backbone, cfg.min_age, cfg.max_age, head_hidden=cfg.head_hidden)
     init_report = load_init_weights(net, cfg.init_weights) if cfg.init_weights else None
     init_state = {k: v.clone() for k, v in net.state_dict().items()}
-    net, history = fit_network(net, train_ds, val_ds, cfg, device, state_dir=out, desc="train",
-                               workers=loader_workers)
+    net, history = fit_network(net, train_ds, val_ds, cfg, device, state_dir=out, desc="train", workers=loader_workers)
     train_seconds = time.monotonic() - t_begin
 
     # ---------------------------------------------------------------- bias correction data (all ranks)
@@ -115,9 +120,16 @@ def run_training(cfg: TrainConfig) -> dict:
             fold_net = build_model(cfg.backbone, cfg.min_age, cfg.max_age, head_hidden=cfg.head_hidden)
             fold_net.load_state_dict(init_state)
             seed_everything(cfg.seed + 101 * (k + 1))
-            fold_net, _ = fit_network(fold_net, _subset(data, tr[folds != k]), val_ds, cfg, device,
-                                      desc=f"fold {k + 1}/{cfg.bias_folds}", epochs=cfg.fold_epochs or cfg.epochs,
-                                      workers=loader_workers)
+            fold_net, _ = fit_network(
+                fold_net,
+                _subset(data, tr[folds != k]),
+                val_ds,
+                cfg,
+                device,
+                desc=f"fold {k + 1}/{cfg.bias_folds}",
+                epochs=cfg.fold_epochs or cfg.epochs,
+                workers=loader_workers,
+            )
             logits = predict_logits(fold_net, _subset(data, tr[folds == k]), device, cfg.eval_batch_size or 64)
             oof[folds == k] = logits_to_age(torch.from_numpy(logits), fold_net.ages.cpu())[0].numpy()
     if world > 1:
@@ -143,14 +155,19 @@ def run_training(cfg: TrainConfig) -> dict:
     coverage = []
     for split in ("val", "test"):
         for modality in ["all"] + sorted(df["modality"].unique()):
-            rows = (index[split] if modality == "all"
-                    else index[split][df["modality"].to_numpy()[index[split]] == modality])
+            rows = (
+                index[split] if modality == "all" else index[split][df["modality"].to_numpy()[index[split]] == modality]
+            )
             if len(rows):
-                coverage.append({"split": split, "modality": modality, "n": int(len(rows)),
-                                 "coverage90_before": interval_coverage(logits[rows], ages[rows], 1.0, 0.9,
-                                                                        cfg.min_age),
-                                 "coverage90_after": interval_coverage(logits[rows], ages[rows], temperature, 0.9,
-                                                                       cfg.min_age)})
+                coverage.append(
+                    {
+                        "split": split,
+                        "modality": modality,
+                        "n": int(len(rows)),
+                        "coverage90_before": interval_coverage(logits[rows], ages[rows], 1.0, 0.9, cfg.min_age),
+                        "coverage90_after": interval_coverage(logits[rows], ages[rows], temperature, 0.9, cfg.min_age),
+                    }
+                )
 
     # ---------------------------------------------------------------- bias correction
     ids = df["participant_id"].to_numpy()
@@ -163,8 +180,10 @@ def run_training(cfg: TrainConfig) -> dict:
     else:
         fit_rows, fit_pred = val, mean[val]
         source, corrected_splits = "validation-fallback", ("test",)
-        log.warning("bias correction fitted on validation predictions (fallback, not out-of-fold: quick preset); "
-                    "use --bias-folds 10 for the study's method")
+        log.warning(
+            "bias correction fitted on validation predictions (fallback, not out-of-fold: quick preset); "
+            "use --bias-folds 10 for the study's method"
+        )
     # ---- model-quality verdict, first part (issue 11): a flat or useless model is refused before its
     # correction is fitted (an exactly flat one cannot be fitted; a nearly flat one would look perfect).
     train_mean = float(ages[index["train"]].mean())
@@ -184,12 +203,13 @@ def run_training(cfg: TrainConfig) -> dict:
             sel = modality[fit_rows] == mod
             if sel.sum() >= 10:
                 by_modality[mod] = BiasCorrection(cfg.bias_method, source=f"{source}, {mod} only").fit(
-                    ages[fit_rows][sel], fit_pred[sel], ids=ids[fit_rows][sel], key=key)
+                    ages[fit_rows][sel], fit_pred[sel], ids=ids[fit_rows][sel], key=key
+                )
             else:
-                log.warning("bias correction by modality: only %d %s pair(s); %s uses the pooled fit",
-                            sel.sum(), mod, mod)
-    log.warning("bias correction: %r%s", bias,
-                "".join(f"; {m}: {b!r}" for m, b in by_modality.items()))
+                log.warning(
+                    "bias correction by modality: only %d %s pair(s); %s uses the pooled fit", sel.sum(), mod, mod
+                )
+    log.warning("bias correction: %r%s", bias, "".join(f"; {m}: {b!r}" for m, b in by_modality.items()))
     pred["spine_age_corrected_years"] = np.nan
     for split in corrected_splits if bias is not None else ():
         for mod in sorted(set(modality[index[split]])):
@@ -202,17 +222,20 @@ def run_training(cfg: TrainConfig) -> dict:
     metrics = age_metrics(pred, "spine_age_years", "uncorrected")
     corr_rows = pred.dropna(subset=["spine_age_corrected_years"])
     if len(corr_rows):
-        metrics = pd.concat([metrics, age_metrics(corr_rows, "spine_age_corrected_years", "corrected", None)],
-                            ignore_index=True)
+        metrics = pd.concat(
+            [metrics, age_metrics(corr_rows, "spine_age_corrected_years", "corrected", None)], ignore_index=True
+        )
     baseline = {s: float(np.mean(np.abs(ages[index[s]] - train_mean))) for s in ("val", "test") if len(index[s])}
 
     # ---- model-quality verdict, second part: the corrections' slopes (|alpha| > 0.9 is refused);
     # docs/guides/train.md#model-quality
-    alphas: dict[str, float | None] = ({} if bias is None else
-                                       {"pooled": bias.alpha_, **{m: b.alpha_ for m, b in by_modality.items()}})
+    alphas: dict[str, float | None] = (
+        {} if bias is None else {"pooled": bias.alpha_, **{m: b.alpha_ for m, b in by_modality.items()}}
+    )
     announced = quality["allowed_weak"]
-    quality = model_quality(ages[index[judge]], mean[index[judge]], mean_predictor_age=train_mean,
-                            alphas=alphas, split=judge)
+    quality = model_quality(
+        ages[index[judge]], mean[index[judge]], mean_predictor_age=train_mean, alphas=alphas, split=judge
+    )
     _refuse_weak(quality, cfg, announce=not announced)
 
     meta = {
@@ -226,18 +249,21 @@ def run_training(cfg: TrainConfig) -> dict:
         "coverage": coverage,
         "baseline_mae_train_mean_years": baseline,
         "quality": quality,
-        "splits": {s: {"images": int(len(index[s])), "participants": int(df["participant_id"].iloc[index[s]].nunique())}
-                   for s in index},
+        "splits": {
+            s: {"images": int(len(index[s])), "participants": int(df["participant_id"].iloc[index[s]].nunique())}
+            for s in index
+        },
         "history": history,
         "training": cfg.public_dict(),
-        "init_weights": None if init_report is None else {"file": str(cfg.init_weights),
-                                                          **{k: len(v) for k, v in init_report.items()}},
+        "init_weights": None
+        if init_report is None
+        else {"file": str(cfg.init_weights), **{k: len(v) for k, v in init_report.items()}},
         "train_seconds": train_seconds,
         "total_seconds": time.monotonic() - t_begin,
         "device": str(device),
         "world_size": world,
         "prediction_rule": "spine age = expected age over completed-year classes (no rounding); "
-                           "y_hat = round-half-to-even(m) only where an integer is needed",
+        "y_hat = round-half-to-even(m) only where an integer is needed",
         "synthetic": bool(cfg.synthetic),
     }
     if cfg.synthetic:
@@ -256,8 +282,10 @@ def _refuse_weak(quality: dict, cfg: TrainConfig, announce: bool = True) -> None
     if quality["verdict"] != "weak":
         return
     if not cfg.allow_weak_model:
-        raise UserError(f"weak model, not saved: {'; '.join(quality['reasons'])}. Train longer (more --epochs "
-                        "or images), or pass --allow-weak-model to save it flagged as weak")
+        raise UserError(
+            f"weak model, not saved: {'; '.join(quality['reasons'])}. Train longer (more --epochs "
+            "or images), or pass --allow-weak-model to save it flagged as weak"
+        )
     quality["allowed_weak"] = True
     if announce:
         log.warning("WEAK MODEL saved because of --allow-weak-model: %s", "; ".join(quality["reasons"]))
@@ -273,19 +301,25 @@ def summary_text(meta: dict) -> str:
     if weak:  # never show corrected accuracy of a weak model on its own: it is age plus noise
         metrics = metrics.copy()
         metrics.loc[metrics["prediction"] == "corrected", "prediction"] = "corrected (weak model: meaningless)"
-    lines = [f"model {meta['model_id']} ({meta['backbone']}, {meta['image_size'][0]}x{meta['image_size'][1]})"
-             + (" - WEAK MODEL" if weak else ""),
-             format_metrics(metrics), ""]
+    lines = [
+        f"model {meta['model_id']} ({meta['backbone']}, {meta['image_size'][0]}x{meta['image_size'][1]})"
+        + (" - WEAK MODEL" if weak else ""),
+        format_metrics(metrics),
+        "",
+    ]
     for s, v in meta.get("baseline_mae_train_mean_years", {}).items():
         lines.append(f"{s}: MAE of always predicting the training-mean age = {v:.2f} years")
     lines.append(f"temperature {meta['temperature']:.3f}; 90% interval coverage before -> after:")
     for c in meta.get("coverage", []):
-        lines.append(f"  {c['split']}/{c['modality']}: {c['coverage90_before']:.3f} -> "
-                     f"{c['coverage90_after']:.3f} (n={c['n']})")
+        lines.append(
+            f"  {c['split']}/{c['modality']}: {c['coverage90_before']:.3f} -> {c['coverage90_after']:.3f} (n={c['n']})"
+        )
     b = meta.get("bias_correction") or {}
     if b:
-        lines.append(f"bias correction ({b['method']}, {b['source']}): alpha {b['alpha']:.4f}, beta {b['beta']:.3f}, "
-                     f"n {b['n']}; corrected accuracy is flattered by using age, compare the uncorrected rows")
+        lines.append(
+            f"bias correction ({b['method']}, {b['source']}): alpha {b['alpha']:.4f}, beta {b['beta']:.3f}, "
+            f"n {b['n']}; corrected accuracy is flattered by using age, compare the uncorrected rows"
+        )
     if quality:
         lines.append(quality_line(quality))
     if meta.get("synthetic"):

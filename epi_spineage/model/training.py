@@ -134,17 +134,21 @@ def augment_batch(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     r = lambda lo, hi: lo + (hi - lo) * torch.rand(b, generator=gen)  # noqa: E731
     s, ang = r(0.95, 1.05), r(-3.0, 3.0) * np.pi / 180
     tx, ty = r(-0.03, 0.03), r(-0.03, 0.03)
-    theta = torch.stack([
-        torch.stack([s * torch.cos(ang), -s * torch.sin(ang), tx], 1),
-        torch.stack([s * torch.sin(ang), s * torch.cos(ang), ty], 1),
-    ], 1).to(x.device, x.dtype)
+    theta = torch.stack(
+        [
+            torch.stack([s * torch.cos(ang), -s * torch.sin(ang), tx], 1),
+            torch.stack([s * torch.sin(ang), s * torch.cos(ang), ty], 1),
+        ],
+        1,
+    ).to(x.device, x.dtype)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
 @torch.no_grad()
-def predict_logits(net: torch.nn.Module, dataset, device: torch.device, batch_size: int = 64,
-                   workers: int = 0, desc: str | None = None) -> np.ndarray:
+def predict_logits(
+    net: torch.nn.Module, dataset, device: torch.device, batch_size: int = 64, workers: int = 0, desc: str | None = None
+) -> np.ndarray:
     """Logits (N, C) float32 for a dataset of ``(x, age)`` pairs, in order."""
     from tqdm.auto import tqdm
 
@@ -172,9 +176,18 @@ def mae_of(logits: np.ndarray, ages: np.ndarray, net) -> float:
 _Net = TypeVar("_Net", bound=torch.nn.Module)
 
 
-def fit_network(net: _Net, train_ds, val_ds, cfg: TrainConfig, device: torch.device, *,
-                state_dir: Path | None = None, desc: str = "train", epochs: int | None = None,
-                workers: int = 0) -> tuple[_Net, list[dict]]:
+def fit_network(
+    net: _Net,
+    train_ds,
+    val_ds,
+    cfg: TrainConfig,
+    device: torch.device,
+    *,
+    state_dir: Path | None = None,
+    desc: str = "train",
+    epochs: int | None = None,
+    workers: int = 0,
+) -> tuple[_Net, list[dict]]:
     """Train with Adam and the mean-variance loss, early stopping on validation MAE.
 
     With ``state_dir``, writes ``last.pt`` (model, optimizer, epoch, RNG, best weights) and
@@ -196,7 +209,8 @@ def fit_network(net: _Net, train_ds, val_ds, cfg: TrainConfig, device: torch.dev
     if world > 1:
         _init_distributed(device)
         model = torch.nn.parallel.DistributedDataParallel(
-            net, device_ids=[device.index] if device.type == "cuda" else None)
+            net, device_ids=[device.index] if device.type == "cuda" else None
+        )
     start_epoch, best_mae, best_epoch, stale = 0, float("inf"), -1, 0
     best_state = copy.deepcopy({k: v.detach().cpu() for k, v in net.state_dict().items()})
     history: list[dict] = []
@@ -213,8 +227,13 @@ def fit_network(net: _Net, train_ds, val_ds, cfg: TrainConfig, device: torch.dev
         torch.set_rng_state(state["rng"]["torch"])
         np.random.set_state(state["rng"]["numpy"])
         random.setstate(state["rng"]["python"])
-        log.warning("resumed from %s at epoch %d (best validation MAE %.3f at epoch %d)",
-                    last_path, start_epoch, best_mae, best_epoch)
+        log.warning(
+            "resumed from %s at epoch %d (best validation MAE %.3f at epoch %d)",
+            last_path,
+            start_epoch,
+            best_mae,
+            best_epoch,
+        )
     elif cfg.resume and last_path:
         log.warning("--resume: no %s yet; starting from scratch", last_path)
     val_ages = np.asarray(val_ds.tensors[1] if hasattr(val_ds, "tensors") else val_ds.ages, dtype="float64")
@@ -232,9 +251,16 @@ def fit_network(net: _Net, train_ds, val_ds, cfg: TrainConfig, device: torch.dev
 
             sampler = DistributedSampler(train_ds, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed)
             sampler.set_epoch(epoch)
-        loader = DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler,
-                            num_workers=workers, generator=gen if sampler is None else None,
-                            pin_memory=cuda, persistent_workers=False)
+        loader = DataLoader(
+            train_ds,
+            batch_size=cfg.batch_size,
+            shuffle=sampler is None,
+            sampler=sampler,
+            num_workers=workers,
+            generator=gen if sampler is None else None,
+            pin_memory=cuda,
+            persistent_workers=False,
+        )
         model.train()
         t0 = time.monotonic()
         total, parts_sum, seen = 0.0, {"softmax": 0.0, "mean": 0.0, "variance": 0.0}, 0
@@ -282,23 +308,50 @@ def fit_network(net: _Net, train_ds, val_ds, cfg: TrainConfig, device: torch.dev
             best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
         else:
             stale += 1
-        row = {"stage": desc, "epoch": epoch + 1, "train_loss": total / max(seen, 1),
-               **{f"train_{k}_loss": v / max(seen, 1) for k, v in parts_sum.items()},
-               "val_mae_years": val_mae, "best_val_mae_years": best_mae, "best_epoch": best_epoch + 1,
-               "lr": lr_now, "epoch_seconds": time.monotonic() - t0, "images": seen * world,
-               "steps": (epoch + 1) * len(loader)}
+        row = {
+            "stage": desc,
+            "epoch": epoch + 1,
+            "train_loss": total / max(seen, 1),
+            **{f"train_{k}_loss": v / max(seen, 1) for k, v in parts_sum.items()},
+            "val_mae_years": val_mae,
+            "best_val_mae_years": best_mae,
+            "best_epoch": best_epoch + 1,
+            "lr": lr_now,
+            "epoch_seconds": time.monotonic() - t0,
+            "images": seen * world,
+            "steps": (epoch + 1) * len(loader),
+        }
         history.append(row)
-        log.info("%s epoch %d: loss %.3f, validation MAE %.3f%s", desc, epoch + 1, row["train_loss"], val_mae,
-                 " (best)" if improved else "")
+        log.info(
+            "%s epoch %d: loss %.3f, validation MAE %.3f%s",
+            desc,
+            epoch + 1,
+            row["train_loss"],
+            val_mae,
+            " (best)" if improved else "",
+        )
         if state_dir and last_path is not None and rank == 0:  # last_path is set exactly when state_dir is
             _append_metrics(state_dir, row)
-            atomic_torch_save({
-                "model": net.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
-                "best_mae": best_mae, "sched_lr": sched_lr,
-                "best_epoch": best_epoch, "stale": stale, "best_state": best_state, "history": history,
-                "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
-                "config": cfg.public_dict(),
-            }, last_path)
+            atomic_torch_save(
+                {
+                    "model": net.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "epoch": epoch,
+                    "best_mae": best_mae,
+                    "sched_lr": sched_lr,
+                    "best_epoch": best_epoch,
+                    "stale": stale,
+                    "best_state": best_state,
+                    "history": history,
+                    "rng": {
+                        "torch": torch.get_rng_state(),
+                        "numpy": np.random.get_state(),
+                        "python": random.getstate(),
+                    },
+                    "config": cfg.public_dict(),
+                },
+                last_path,
+            )
         if cfg.max_minutes is not None and (time.monotonic() - t_start) / 60 > cfg.max_minutes:
             log.warning("%s: time budget of %.1f min reached after epoch %d", desc, cfg.max_minutes, epoch + 1)
             break

@@ -35,9 +35,21 @@ def demo_study(seed: int = DEMO_SEED, n_derivation: int = DEMO_N_DERIVATION, n_e
     return study.derivation, study.external, study.truth
 
 
-def build_report(out: Path, *, derivation=None, external=None, truth=None, config=None, synthetic: bool,
-                 source: str = "", db_path: str | None = None, gallery=None, svg: bool = True,
-                 extra_warnings: Sequence[str] = (), save_cutpoints: bool = False) -> Path:
+def build_report(
+    out: Path,
+    *,
+    derivation=None,
+    external=None,
+    truth=None,
+    config=None,
+    synthetic: bool,
+    source: str = "",
+    db_path: str | None = None,
+    gallery=None,
+    svg: bool = True,
+    extra_warnings: Sequence[str] = (),
+    save_cutpoints: bool = False,
+) -> Path:
     """Run every analysis and write the report under ``out``; returns the path of ``index.html``.
 
     ``save_cutpoints`` (needs ``db_path``): write the accelerated-ageing cut the report learned into the
@@ -68,11 +80,13 @@ def build_report(out: Path, *, derivation=None, external=None, truth=None, confi
         else:
             qc = scoring_qc(db_path)
             if config.drift_min_count is not None:
-                results.warnings.append("[scoring] drift_min_count ignored: this installation's scoring QC does not "
-                                        "take it")
+                results.warnings.append(
+                    "[scoring] drift_min_count ignored: this installation's scoring QC does not take it"
+                )
     log.info("analyses took %.1f s", time.perf_counter() - t0)
-    return write_study_report(out, results, config=config, synthetic=synthetic, source=source, qc=qc,
-                              gallery=gallery, svg=svg)
+    return write_study_report(
+        out, results, config=config, synthetic=synthetic, source=source, qc=qc, gallery=gallery, svg=svg
+    )
 
 
 def cutpoint_name(results) -> tuple[str, str]:
@@ -88,19 +102,28 @@ def save_learned_cutpoint(db_path: str, results) -> str:
 
     groups = results.groups
     if groups is None or not math.isfinite(groups.cut_years):
-        raise UserError("--save-cutpoints: the report learned no accelerated-ageing cut (see the data-quality "
-                        "section)")
+        raise UserError("--save-cutpoints: the report learned no accelerated-ageing cut (see the data-quality section)")
     try:
         from epi_spineage.db.cutpoints import save_cutpoint
     except ImportError:
-        raise UserError("--save-cutpoints: this installation has no epi_spineage.db.cutpoints (a newer database "
-                        "schema is needed)") from None
+        raise UserError(
+            "--save-cutpoints: this installation has no epi_spineage.db.cutpoints (a newer database schema is needed)"
+        ) from None
     name, role = cutpoint_name(results)
     cfg = results.config
-    method = ("fixed cut from the study config" if cfg.fixed_cut_years is not None
-              else f"top tertile, quantile {cfg.tertile_method}")
-    save_cutpoint(db_path, name=name, value_years=float(groups.cut_years), cut_rule=cfg.cut_rule,
-                  source_cohort=role, method=method)
+    method = (
+        "fixed cut from the study config"
+        if cfg.fixed_cut_years is not None
+        else f"top tertile, quantile {cfg.tertile_method}"
+    )
+    save_cutpoint(
+        db_path,
+        name=name,
+        value_years=float(groups.cut_years),
+        cut_rule=cfg.cut_rule,
+        source_cohort=role,
+        method=method,
+    )
     log.info("saved cut point %s = %.4f y into %s", name, groups.cut_years, db_path)
     return f"saved the cut point {name} = PAD {cfg.cut_rule} {groups.cut_years:.3f} y ({method}) into the database"
 

@@ -68,45 +68,93 @@ def _data_quality(results: StudyResults, quality: pd.DataFrame) -> pd.DataFrame:
         if r.n_excluded:
             rows.append({"cohort": r.cohort, "item": f"excluded: {r.reason}", "n": r.n_excluded, "detail": r.step})
     for role, c in results.cohorts.items():
-        for col in ("spine_age_years", "tscore_femoral_neck", "osteoporosis", "height_cm", "albumin_g_l",
-                    "frax_mof_pct"):
+        for col in (
+            "spine_age_years",
+            "tscore_femoral_neck",
+            "osteoporosis",
+            "height_cm",
+            "albumin_g_l",
+            "frax_mof_pct",
+        ):
             if col in c.frame.columns:
                 miss = int(c.frame[col].isna().sum())
                 if miss:
-                    rows.append({"cohort": role, "item": f"missing {col}", "n": miss,
-                                 "detail": f"{100 * miss / c.n:.1f}% of analysed rows"})
+                    rows.append(
+                        {
+                            "cohort": role,
+                            "item": f"missing {col}",
+                            "n": miss,
+                            "detail": f"{100 * miss / c.n:.1f}% of analysed rows",
+                        }
+                    )
     for fam in ("fracture", "mortality"):
         cox = results.cox(fam)
         if cox is None:
             continue
         for r in cox.c_index.itertuples(index=False):
             if r.n_excluded:
-                rows.append({"cohort": r.cohort, "item": f"Cox {fam} {r.model}, {r.outcome}: complete cases only",
-                             "n": r.n_excluded, "detail": "excluded for a missing covariate, time or event"})
+                rows.append(
+                    {
+                        "cohort": r.cohort,
+                        "item": f"Cox {fam} {r.model}, {r.outcome}: complete cases only",
+                        "n": r.n_excluded,
+                        "detail": "excluded for a missing covariate, time or event",
+                    }
+                )
         for (role, outcome, model), dropped in cox.dropped.items():
-            rows.append({"cohort": role, "item": f"Cox {fam} {model}, {outcome}: covariate(s) dropped",
-                         "n": np.nan, "detail": f"constant in the complete cases: {', '.join(dropped)}"})
+            rows.append(
+                {
+                    "cohort": role,
+                    "item": f"Cox {fam} {model}, {outcome}: covariate(s) dropped",
+                    "n": np.nan,
+                    "detail": f"constant in the complete cases: {', '.join(dropped)}",
+                }
+            )
         summ = cox.summary
         if len(summ) and "note" in summ.columns:
             ne = summ[summ["note"].fillna("").astype(str).str.startswith("not estimable")]
             for (role, outcome, model), blk in ne.groupby(["cohort", "outcome", "model"], sort=False):
-                rows.append({"cohort": role, "item": f"Cox {fam} {model}, {outcome}: not estimable",
-                             "n": np.nan, "detail": str(blk["note"].iloc[0])})
+                rows.append(
+                    {
+                        "cohort": role,
+                        "item": f"Cox {fam} {model}, {outcome}: not estimable",
+                        "n": np.nan,
+                        "detail": str(blk["note"].iloc[0]),
+                    }
+                )
     if results.age_gap is not None:
         reg = results.age_gap.table
         if len(reg):
             for role, blk in reg.groupby("cohort", sort=False):
                 if blk["n_excluded"].iloc[0]:
-                    rows.append({"cohort": role, "item": "age-gap regression: complete cases only",
-                                 "n": int(blk["n_excluded"].iloc[0]), "detail": "excluded for a missing covariate"})
+                    rows.append(
+                        {
+                            "cohort": role,
+                            "item": "age-gap regression: complete cases only",
+                            "n": int(blk["n_excluded"].iloc[0]),
+                            "detail": "excluded for a missing covariate",
+                        }
+                    )
         for role, dropped in results.age_gap.dropped.items():
-            rows.append({"cohort": role, "item": "age-gap regression: term(s) dropped", "n": np.nan,
-                         "detail": f"constant or aliased in the complete cases: {', '.join(dropped)}"})
+            rows.append(
+                {
+                    "cohort": role,
+                    "item": "age-gap regression: term(s) dropped",
+                    "n": np.nan,
+                    "detail": f"constant or aliased in the complete cases: {', '.join(dropped)}",
+                }
+            )
     if results.frax is not None:
         for role, v in results.frax.n.items():
             if v["n_excluded"]:
-                rows.append({"cohort": role, "item": "FRAX: complete cases only", "n": v["n_excluded"],
-                             "detail": "missing a FRAX probability or the outcome"})
+                rows.append(
+                    {
+                        "cohort": role,
+                        "item": "FRAX: complete cases only",
+                        "n": v["n_excluded"],
+                        "detail": "missing a FRAX probability or the outcome",
+                    }
+                )
     for k, reason in results.skipped.items():
         rows.append({"cohort": "", "item": f"analysis skipped: {k}", "n": np.nan, "detail": reason})
     for w in results.warnings:
@@ -115,8 +163,9 @@ def _data_quality(results: StudyResults, quality: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["cohort", "item", "n", "detail"])
 
 
-def run_study(derivation: pd.DataFrame | None, external: pd.DataFrame | None,
-              config: StudyConfig | None = None) -> StudyResults:
+def run_study(
+    derivation: pd.DataFrame | None, external: pd.DataFrame | None, config: StudyConfig | None = None
+) -> StudyResults:
     """Run every analysis; either cohort may be None (its sections then show the other alone)."""
     config = (config or StudyConfig()).validate()
     results = StudyResults(config=config)
@@ -139,5 +188,15 @@ def run_study(derivation: pd.DataFrame | None, external: pd.DataFrame | None,
     return results
 
 
-__all__ = ["StudyResults", "run_study", "ROLES", "PAD_COLUMN", "has_outcome", "ACCEL_COLUMN", "GROUP_COLUMN",
-           "ROC_OUTCOMES", "SPINE_PREDICTOR", "AGE_PREDICTOR"]
+__all__ = [
+    "StudyResults",
+    "run_study",
+    "ROLES",
+    "PAD_COLUMN",
+    "has_outcome",
+    "ACCEL_COLUMN",
+    "GROUP_COLUMN",
+    "ROC_OUTCOMES",
+    "SPINE_PREDICTOR",
+    "AGE_PREDICTOR",
+]

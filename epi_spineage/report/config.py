@@ -26,9 +26,19 @@ DEFAULT_FRACTURE_MODELS: dict[str, list[str]] = {k: list(v) for k, v in MODEL_CO
 DEFAULT_MORTALITY_MODELS: dict[str, list[str]] = {k: list(v) for k, v in MODEL_COVARIATES["mortality"].items()}
 DEFAULT_REGRESSION_COVARIATES = list(DEFAULT_AGE_GAP_COVARIATES)
 DEFAULT_TABLE1_VARIABLES = [
-    "age_years", "spine_age_years", "female", "bmi", "prior_fracture", "prevalent_vf", "prosthesis",
-    "glucocorticoid", "rheumatoid_arthritis", "tscore_lumbar", "tscore_femoral_neck",
-    "tscore_total_hip", "osteoporosis",
+    "age_years",
+    "spine_age_years",
+    "female",
+    "bmi",
+    "prior_fracture",
+    "prevalent_vf",
+    "prosthesis",
+    "glucocorticoid",
+    "rheumatoid_arthritis",
+    "tscore_lumbar",
+    "tscore_femoral_neck",
+    "tscore_total_hip",
+    "osteoporosis",
 ]
 
 
@@ -59,13 +69,16 @@ class StudyConfig:
     min_events_per_parameter: float | None = 5.0
     #: outcomes: the fracture outcomes of Table 2, mortality, the KM/competing-risk outcome
     fracture_outcomes: list[str] = field(
-        default_factory=lambda: ["fracture_any", "fracture_vertebral", "fracture_nonvertebral"])
+        default_factory=lambda: ["fracture_any", "fracture_vertebral", "fracture_nonvertebral"]
+    )
     mortality_outcome: str = "death"
     km_outcome: str = "fracture_any"
-    fracture_models: dict[str, list[str]] = field(default_factory=lambda: {
-        k: list(v) for k, v in DEFAULT_FRACTURE_MODELS.items()})
-    mortality_models: dict[str, list[str]] = field(default_factory=lambda: {
-        k: list(v) for k, v in DEFAULT_MORTALITY_MODELS.items()})
+    fracture_models: dict[str, list[str]] = field(
+        default_factory=lambda: {k: list(v) for k, v in DEFAULT_FRACTURE_MODELS.items()}
+    )
+    mortality_models: dict[str, list[str]] = field(
+        default_factory=lambda: {k: list(v) for k, v in DEFAULT_MORTALITY_MODELS.items()}
+    )
     regression_covariates: list[str] = field(default_factory=lambda: list(DEFAULT_REGRESSION_COVARIATES))
     table1_variables: list[str] = field(default_factory=lambda: list(DEFAULT_TABLE1_VARIABLES))
     #: FRAX high-risk thresholds (NOF / Cosman 2014)
@@ -87,7 +100,10 @@ class StudyConfig:
 
     def validate(self) -> StudyConfig:
         if self.pad_derivation not in ("auto", "corrected", "uncorrected") or self.pad_external not in (
-                "auto", "corrected", "uncorrected"):
+            "auto",
+            "corrected",
+            "uncorrected",
+        ):
             raise UserError("config: pad_derivation/pad_external must be auto, corrected or uncorrected")
         if self.tertile_method not in ("type7", "type2"):
             raise UserError(f"config: tertile_method must be type7 or type2, not {self.tertile_method!r}")
@@ -108,8 +124,10 @@ class StudyConfig:
         if abs(self.ci_level - 0.95) > 1e-12:
             # The statistics take any level, but the report's captions, headers and figure labels say
             # "95%": refuse rather than print a 90% interval under a 95% label.
-            raise UserError("config: the report supports ci_level = 0.95 only (its tables and figures are "
-                            "labelled 95%); call epi_spineage.stats directly for other levels")
+            raise UserError(
+                "config: the report supports ci_level = 0.95 only (its tables and figures are "
+                "labelled 95%); call epi_spineage.stats directly for other levels"
+            )
         if not self.fracture_models or not self.fracture_outcomes:
             raise UserError("config: at least one fracture model and outcome are needed")
         if sorted(self.km_times_years) != list(self.km_times_years) or any(t < 0 for t in self.km_times_years):
@@ -123,8 +141,13 @@ _SECTIONS: dict[str, dict[str, str]] = {
     "cohorts": {"derivation": "derivation", "external": "external", "derivation_split": "derivation_split"},
     "pad": {"derivation": "pad_derivation", "external": "pad_external"},
     "grouping": {"tertile_method": "tertile_method", "cut_rule": "cut_rule", "fixed_cut_years": "fixed_cut_years"},
-    "survival": {"ties": "ties", "km_ci": "km_ci", "km_times_years": "km_times_years", "ci_level": "ci_level",
-                 "min_events_per_parameter": "min_events_per_parameter"},
+    "survival": {
+        "ties": "ties",
+        "km_ci": "km_ci",
+        "km_times_years": "km_times_years",
+        "ci_level": "ci_level",
+        "min_events_per_parameter": "min_events_per_parameter",
+    },
     "outcomes": {"fracture": "fracture_outcomes", "mortality": "mortality_outcome", "km": "km_outcome"},
     "regression": {"covariates": "regression_covariates"},
     "table1": {"variables": "table1_variables"},
@@ -147,7 +170,8 @@ def config_from_dict(data: dict[str, Any], *, source: str = "config") -> StudyCo
                 if family not in ("fracture", "mortality"):
                     raise UserError(f"{source}: unknown model family [models.{family}] (fracture, mortality)")
                 if not isinstance(models, dict) or not all(
-                        isinstance(v, list) and all(isinstance(c, str) for c in v) for v in models.values()):
+                    isinstance(v, list) and all(isinstance(c, str) for c in v) for v in models.values()
+                ):
                     raise UserError(f"{source}: [models.{family}] maps model names to lists of column names")
                 setattr(cfg, f"{family}_models", {str(k): list(v) for k, v in models.items()})
             continue
@@ -159,8 +183,9 @@ def config_from_dict(data: dict[str, Any], *, source: str = "config") -> StudyCo
                 new = _DEPRECATED_KEYS[(section, key)]
                 if new in body:
                     raise UserError(f"{source}: [{section}] has both {key!r} (deprecated) and {new!r}; keep {new!r}")
-                warnings.warn(f"{source}: [{section}] {key} is deprecated; call it {new}", DeprecationWarning,
-                              stacklevel=2)
+                warnings.warn(
+                    f"{source}: [{section}] {key} is deprecated; call it {new}", DeprecationWarning, stacklevel=2
+                )
                 key = new
             attr = keys.get(key)
             if attr is None:

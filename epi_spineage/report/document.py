@@ -45,7 +45,8 @@ KM_AXIS_LABEL = "cumulative incidence (1 - KM, deaths censored)"
 MORTALITY_VS_PAPER = (
     "How this differs from the study: the study reports mortality for women vs men and per SD of age beside "
     "PAD; here age is per year and sex is a model term ('men vs women'), with PAD per SD as in the fracture "
-    "models. The hazard ratios of sex and age are the same models' terms, only on these scales.")
+    "models. The hazard ratios of sex and age are the same models' terms, only on these scales."
+)
 
 
 class _Doc:
@@ -64,8 +65,17 @@ class _Doc:
         png = F.save_figure(fig, self.fig_dir, name, svg=self.svg)
         s.figures.append(FigureItem(name, caption, png, width))
 
-    def table(self, s: Section, name: str, caption: str, display: pd.DataFrame | None = None, note: str = "", *,
-              frame: pd.DataFrame | None, show: bool = True) -> None:
+    def table(
+        self,
+        s: Section,
+        name: str,
+        caption: str,
+        display: pd.DataFrame | None = None,
+        note: str = "",
+        *,
+        frame: pd.DataFrame | None,
+        show: bool = True,
+    ) -> None:
         """Show ``display`` (or ``frame``) and write ``frame`` (full precision) as tables/NAME.csv."""
         if frame is None or len(frame) == 0:
             return
@@ -91,19 +101,25 @@ def _summary(d: _Doc, synthetic: bool) -> None:
     groups = d.r.groups
     cfg = d.r.config
     if synthetic:
-        s.paragraphs.append("These cohorts are simulated (see the banner). The study design follows Cho, Hong et al., "
-                            "npj Aging 2025 (doi:10.1038/s41514-025-00271-8); the numbers below are the simulator's, "
-                            "not the study's findings.")
+        s.paragraphs.append(
+            "These cohorts are simulated (see the banner). The study design follows Cho, Hong et al., "
+            "npj Aging 2025 (doi:10.1038/s41514-025-00271-8); the numbers below are the simulator's, "
+            "not the study's findings."
+        )
     for role in d.r.roles:
         parts = [f"{L.cohort(role)}: {agr.n_analysed.get(role, d.r.cohorts[role].n):,} participants"]
         if role in rates.events:
             fu = rates.median_followup_years.get(role)
-            parts.append(f"{rates.events[role]:,} with incident {L.outcome(cfg.km_outcome)} "
-                         f"({rates.incidence_per_1000py[role]:.1f} per 1,000 person-years"
-                         + (f"; median follow-up {fu:.1f} y)" if fu is not None else ")"))
+            parts.append(
+                f"{rates.events[role]:,} with incident {L.outcome(cfg.km_outcome)} "
+                f"({rates.incidence_per_1000py[role]:.1f} per 1,000 person-years"
+                + (f"; median follow-up {fu:.1f} y)" if fu is not None else ")")
+            )
         if role in agr.pearson_r:
-            parts.append(f"r(age, spine age) = {agr.pearson_r[role]:.2f}; PAD mean (SD) "
-                         f"{agr.pad_mean_years[role]:.1f} ({agr.pad_sd_years[role]:.1f}) y, {agr.pad_used[role]}")
+            parts.append(
+                f"r(age, spine age) = {agr.pearson_r[role]:.2f}; PAD mean (SD) "
+                f"{agr.pad_mean_years[role]:.1f} ({agr.pad_sd_years[role]:.1f}) y, {agr.pad_used[role]}"
+            )
         hr = cox.hr_per_sd.get(role, {}).get(cfg.fracture_outcomes[0], {})
         if hr:
             first = next(iter(hr))
@@ -115,18 +131,24 @@ def _summary(d: _Doc, synthetic: bool) -> None:
                 parts.append(f"with {o['pad']} PAD instead: {_ci(o)}")
         s.bullets.append("; ".join(parts) + ".")
     if groups is not None and np.isfinite(groups.cut_years):
-        s.bullets.append(f"Accelerated spine ageing: PAD {cfg.cut_rule} {groups.cut_years:.2f} y "
-                         f"({groups.cut_source}).")
+        s.bullets.append(
+            f"Accelerated spine ageing: PAD {cfg.cut_rule} {groups.cut_years:.2f} y ({groups.cut_source})."
+        )
 
 
 def _cohorts(d: _Doc) -> None:
     s = d.section("cohorts", "Cohorts and baseline characteristics")
-    s.paragraphs.append("Participant flow: rows given, rows analysed and why the others were left out. "
-                        "Each model below also reports how many participants it excluded for missing covariates.")
+    s.paragraphs.append(
+        "Participant flow: rows given, rows analysed and why the others were left out. "
+        "Each model below also reports how many participants it excluded for missing covariates."
+    )
     flow = d.r.flow
     if len(flow):
-        disp = flow.assign(cohort=flow["cohort"].map(L.cohort), n=flow["n"].map("{:,}".format),
-                           n_excluded=flow["n_excluded"].map(lambda v: f"{v:,}" if v else ""))
+        disp = flow.assign(
+            cohort=flow["cohort"].map(L.cohort),
+            n=flow["n"].map("{:,}".format),
+            n_excluded=flow["n_excluded"].map(lambda v: f"{v:,}" if v else ""),
+        )
         disp.columns = ["cohort", "step", "n", "excluded", "reason"]
         d.table(s, "cohort_flow", "Cohort flow.", disp, frame=flow)
     t1 = (d.r.table1 or Table1Result()).table
@@ -137,18 +159,34 @@ def _cohorts(d: _Doc) -> None:
         if not len(block):
             continue
         disp = format_table_one(block, labels=L.VARIABLES)
-        disp.columns = [c.replace("0 (n=", "no fracture (n=").replace("1 (n=", "incident fracture (n=")
-                        if c not in ("characteristic", "p value") else c for c in disp.columns]
-        d.table(s, f"table1_{role}", f"Baseline characteristics of the {L.cohort(role)} cohort by incident "
-                f"{L.outcome(d.r.config.km_outcome)}: mean ± SD (Student t-test) or n (%) (Pearson chi-square "
-                "without Yates' correction; Fisher's exact test when an expected count is below 5).",
-                disp, frame=block.reset_index(drop=True))
+        disp.columns = [
+            c.replace("0 (n=", "no fracture (n=").replace("1 (n=", "incident fracture (n=")
+            if c not in ("characteristic", "p value")
+            else c
+            for c in disp.columns
+        ]
+        d.table(
+            s,
+            f"table1_{role}",
+            f"Baseline characteristics of the {L.cohort(role)} cohort by incident "
+            f"{L.outcome(d.r.config.km_outcome)}: mean ± SD (Student t-test) or n (%) (Pearson chi-square "
+            "without Yates' correction; Fisher's exact test when an expected count is below 5).",
+            disp,
+            frame=block.reset_index(drop=True),
+        )
     fu = (d.r.rates or RatesResult()).followup
     if len(fu):
-        disp = pd.DataFrame({"cohort": fu["cohort"].map(L.cohort), "outcome": fu["outcome"].map(L.outcome),
-                             "median follow-up, y (IQR)": [f"{e:.1f} ({a:.1f}-{b:.1f})" for e, a, b in
-                                                          zip(fu["estimate"], fu["q1"], fu["q3"])],
-                             "n": fu["n"].map("{:,}".format), "events": fu["events"].map("{:,}".format)})
+        disp = pd.DataFrame(
+            {
+                "cohort": fu["cohort"].map(L.cohort),
+                "outcome": fu["outcome"].map(L.outcome),
+                "median follow-up, y (IQR)": [
+                    f"{e:.1f} ({a:.1f}-{b:.1f})" for e, a, b in zip(fu["estimate"], fu["q1"], fu["q3"])
+                ],
+                "n": fu["n"].map("{:,}".format),
+                "events": fu["events"].map("{:,}".format),
+            }
+        )
         d.table(s, "median_followup", "Median follow-up by the reverse Kaplan-Meier method.", disp, frame=fu)
 
 
@@ -163,29 +201,54 @@ def _agreement(d: _Doc) -> None:
         if sc is None or not len(row):
             continue
         r = row.iloc[0]
-        panels.append({"title": L.cohort(role), "age": sc["age_years"], "spine_age": sc["spine_age_years"],
-                       "r": r["estimate"], "ci_low": r["ci_low"], "ci_high": r["ci_high"]})
+        panels.append(
+            {
+                "title": L.cohort(role),
+                "age": sc["age_years"],
+                "spine_age": sc["spine_age_years"],
+                "r": r["estimate"],
+                "ci_low": r["ci_low"],
+                "ci_high": r["ci_high"],
+            }
+        )
     if panels:
-        d.figure(s, "age_scatter", F.age_scatter(panels),
-                 "Predicted (uncorrected) spine age against chronological age, with the identity line and the "
-                 "least-squares line; Pearson r with its Fisher-z 95% CI.", width=860)
+        d.figure(
+            s,
+            "age_scatter",
+            F.age_scatter(panels),
+            "Predicted (uncorrected) spine age against chronological age, with the identity line and the "
+            "least-squares line; Pearson r with its Fisher-z 95% CI.",
+            width=860,
+        )
     ps = agr.pad_summary
     if len(ps):
-        disp = pd.DataFrame({
-            "cohort": ps["cohort"].map(L.cohort),
-            "PAD": [f"{k} (analysed)" if a else k for k, a in zip(ps["pad"], ps["analysed"].astype(bool))],
-            "n": ps["n"].map("{:,}".format),
-            "PAD mean (SD), y": [f"{m:.2f} ({sd:.2f})" for m, sd in zip(ps["pad_mean_years"], ps["pad_sd_years"])],
-            "MAE, y": ps["mae_years"].map("{:.2f}".format),
-            "r (95% CI)": [format_ci(a, b, c) for a, b, c in zip(ps["pearson_r"], ps["ci_low"], ps["ci_high"])],
-        })
-        d.table(s, "pad_summary", "Predicted age difference (PAD = spine age - chronological age): the PAD the "
-                "analyses use, and beside it the other one wherever the cohort has a bias-corrected spine age "
-                "(uncorrected and corrected side by side). r and MAE of corrected PAD are inflated by the correction.",
-                disp, frame=ps)
+        disp = pd.DataFrame(
+            {
+                "cohort": ps["cohort"].map(L.cohort),
+                "PAD": [f"{k} (analysed)" if a else k for k, a in zip(ps["pad"], ps["analysed"].astype(bool))],
+                "n": ps["n"].map("{:,}".format),
+                "PAD mean (SD), y": [f"{m:.2f} ({sd:.2f})" for m, sd in zip(ps["pad_mean_years"], ps["pad_sd_years"])],
+                "MAE, y": ps["mae_years"].map("{:.2f}".format),
+                "r (95% CI)": [format_ci(a, b, c) for a, b, c in zip(ps["pearson_r"], ps["ci_low"], ps["ci_high"])],
+            }
+        )
+        d.table(
+            s,
+            "pad_summary",
+            "Predicted age difference (PAD = spine age - chronological age): the PAD the "
+            "analyses use, and beside it the other one wherever the cohort has a bias-corrected spine age "
+            "(uncorrected and corrected side by side). r and MAE of corrected PAD are inflated by the correction.",
+            disp,
+            frame=ps,
+        )
     if len(pear):
-        d.table(s, "agreement_pearson", "Pearson correlation of chronological and uncorrected spine age.",
-                frame=pear, show=False)
+        d.table(
+            s,
+            "agreement_pearson",
+            "Pearson correlation of chronological and uncorrected spine age.",
+            frame=pear,
+            show=False,
+        )
 
 
 def _discrimination(d: _Doc) -> None:
@@ -198,26 +261,39 @@ def _discrimination(d: _Doc) -> None:
         return
     aucs = t[t["term"].isin([SPINE_PREDICTOR, AGE_PREDICTOR])].rename(columns={"term": "predictor"})
     diff = t[~t["term"].isin([SPINE_PREDICTOR, AGE_PREDICTOR])]
-    aucs = aucs.merge(diff[["cohort", "outcome", "p_value"]].rename(columns={"p_value": "p_delong"}),
-                      on=["cohort", "outcome"], how="left")
+    aucs = aucs.merge(
+        diff[["cohort", "outcome", "p_value"]].rename(columns={"p_value": "p_delong"}),
+        on=["cohort", "outcome"],
+        how="left",
+    )
     order = list(dict.fromkeys(zip(aucs["cohort"], aucs["outcome"])))
     titles = {k: f"{L.cohort(k[0])}: {L.outcome(k[1])}" for k in order}
     if curves is not None and len(curves):
-        d.figure(s, "roc", F.roc_panels(curves, aucs, order, titles),
-                 "ROC curves of spine age (as analysed: chronological age + PAD) and chronological age; AUROC "
-                 "with DeLong 95% CI; paired DeLong test of the difference.", width=760)
+        d.figure(
+            s,
+            "roc",
+            F.roc_panels(curves, aucs, order, titles),
+            "ROC curves of spine age (as analysed: chronological age + PAD) and chronological age; AUROC "
+            "with DeLong 95% CI; paired DeLong test of the difference.",
+            width=760,
+        )
     rows = []
     for (cohort, outcome), blk in t.groupby(["cohort", "outcome"], sort=False):
         a = blk[blk["term"] == SPINE_PREDICTOR].iloc[0]
         b = blk[blk["term"] == AGE_PREDICTOR].iloc[0]
         dd = blk[~blk["term"].isin([SPINE_PREDICTOR, AGE_PREDICTOR])].iloc[0]
-        rows.append({"cohort": L.cohort(cohort), "outcome": L.outcome(outcome),
-                     "cases / controls": f"{int(a['events']):,} / {int(a['n_controls']):,}",
-                     "AUROC spine age": _ci(a, 3), "AUROC chronological age": _ci(b, 3),
-                     "difference": format_ci(dd["estimate"], dd["ci_low"], dd["ci_high"], 3),
-                     "p (DeLong)": format_p(dd["p_value"])})
-    d.table(s, "discrimination", "AUROC (95% DeLong CI) and the paired DeLong comparison.", pd.DataFrame(rows),
-            frame=t)
+        rows.append(
+            {
+                "cohort": L.cohort(cohort),
+                "outcome": L.outcome(outcome),
+                "cases / controls": f"{int(a['events']):,} / {int(a['n_controls']):,}",
+                "AUROC spine age": _ci(a, 3),
+                "AUROC chronological age": _ci(b, 3),
+                "difference": format_ci(dd["estimate"], dd["ci_low"], dd["ci_high"], 3),
+                "p (DeLong)": format_p(dd["p_value"]),
+            }
+        )
+    d.table(s, "discrimination", "AUROC (95% DeLong CI) and the paired DeLong comparison.", pd.DataFrame(rows), frame=t)
 
 
 def _km(d: _Doc) -> None:
@@ -229,7 +305,8 @@ def _km(d: _Doc) -> None:
             f"Accelerated ageing is PAD {cfg.cut_rule} {g.cut_years:.3f} years: "
             f"{g.cut_source}. The four groups split each cohort at its own median age "
             + ", ".join(f"({L.cohort(r)}: {a:.1f} y)" for r, a in g.median_age_years.items())
-            + f". Reference group: {REFERENCE_GROUP}.")
+            + f". Reference group: {REFERENCE_GROUP}."
+        )
     km = g.km
     at = g.km_failure
     hrs = g.group_hazard_ratios
@@ -237,14 +314,19 @@ def _km(d: _Doc) -> None:
     if km is None or not len(km):
         return
     panels = []
-    short = {"younger, not accelerated": "young, not acc.", "younger, accelerated": "young, acc.",
-             "older, not accelerated": "old, not acc.", "older, accelerated": "old, acc."}
+    short = {
+        "younger, not accelerated": "young, not acc.",
+        "younger, accelerated": "young, acc.",
+        "older, not accelerated": "old, not acc.",
+        "older, accelerated": "old, acc.",
+    }
     for role in d.r.roles:
         c = km[km["cohort"] == role].rename(columns={"time": "time_years"})
         if not len(c):
             continue
-        a = (at[at["cohort"] == role] if len(at) else pd.DataFrame(columns=["group", "time", "n_at_risk"])
-             ).rename(columns={"time": "time_years"})
+        a = (at[at["cohort"] == role] if len(at) else pd.DataFrame(columns=["group", "time", "n_at_risk"])).rename(
+            columns={"time": "time_years"}
+        )
         h = hrs[hrs["cohort"] == role] if len(hrs) else hrs
         lab = {}
         for grp in FOUR_GROUP_LABELS:
@@ -256,28 +338,51 @@ def _km(d: _Doc) -> None:
         lrow = lr[lr["cohort"] == role] if len(lr) else lr
         note = f"log-rank {format_p(lrow.iloc[0]['p_value']).replace('<', 'p < ') if len(lrow) else ''}"
         note = note if "p <" in note else (f"log-rank p = {format_p(lrow.iloc[0]['p_value'])}" if len(lrow) else "")
-        panels.append({"title": L.cohort(role), "curves": c, "at_risk": a[["group", "time_years", "n_at_risk"]],
-                       "groups": list(FOUR_GROUP_LABELS), "labels": lab, "short": short, "note": note})
+        panels.append(
+            {
+                "title": L.cohort(role),
+                "curves": c,
+                "at_risk": a[["group", "time_years", "n_at_risk"]],
+                "groups": list(FOUR_GROUP_LABELS),
+                "labels": lab,
+                "short": short,
+                "note": note,
+            }
+        )
     if not panels:
         return
-    d.figure(s, "km_four_groups", F.km_panels(panels, ylabel=KM_AXIS_LABEL),
-             f"Kaplan-Meier cumulative incidence (1 - S) of {L.outcome(cfg.km_outcome)} in the four age x "
-             f"acceleration groups with {cfg.km_ci} 95% CIs (Greenwood), unadjusted Cox HRs against the reference "
-             "group, the log-rank test, and numbers at risk. Deaths are censored, so 1 - KM overstates the risk "
-             "where mortality is high: see the competing-risk section (Aalen-Johansen).", width=980)
+    d.figure(
+        s,
+        "km_four_groups",
+        F.km_panels(panels, ylabel=KM_AXIS_LABEL),
+        f"Kaplan-Meier cumulative incidence (1 - S) of {L.outcome(cfg.km_outcome)} in the four age x "
+        f"acceleration groups with {cfg.km_ci} 95% CIs (Greenwood), unadjusted Cox HRs against the reference "
+        "group, the log-rank test, and numbers at risk. Deaths are censored, so 1 - KM overstates the risk "
+        "where mortality is high: see the competing-risk section (Aalen-Johansen).",
+        width=980,
+    )
     if len(hrs):
         order = {g: i for i, g in enumerate(FOUR_GROUP_LABELS)}
         hrs = hrs.assign(_o=hrs["group"].map(order)).sort_values(
-            ["cohort", "_o"], kind="stable", key=lambda c: c.map(d.r.roles.index) if c.name == "cohort" else c)
-        disp = pd.DataFrame({
-            "cohort": hrs["cohort"].map(L.cohort), "group": hrs["group"],
-            "n": hrs["n_group"].map(lambda v: f"{int(v):,}" if pd.notna(v) else ""),
-            "events": hrs["events_group"].map(lambda v: f"{int(v):,}" if pd.notna(v) else ""),
-            "HR (95% CI)": [("1 (reference)" if r["scale"] == "reference" else _ci(r)) for _, r in hrs.iterrows()],
-            "p": hrs["p_value"].map(format_p).replace("NA", ""),
-        })
-        d.table(s, "group_hazard_ratios", f"Unadjusted hazard ratios of {L.outcome(cfg.km_outcome)} by group.", disp,
-                frame=g.group_hazard_ratios)
+            ["cohort", "_o"], kind="stable", key=lambda c: c.map(d.r.roles.index) if c.name == "cohort" else c
+        )
+        disp = pd.DataFrame(
+            {
+                "cohort": hrs["cohort"].map(L.cohort),
+                "group": hrs["group"],
+                "n": hrs["n_group"].map(lambda v: f"{int(v):,}" if pd.notna(v) else ""),
+                "events": hrs["events_group"].map(lambda v: f"{int(v):,}" if pd.notna(v) else ""),
+                "HR (95% CI)": [("1 (reference)" if r["scale"] == "reference" else _ci(r)) for _, r in hrs.iterrows()],
+                "p": hrs["p_value"].map(format_p).replace("NA", ""),
+            }
+        )
+        d.table(
+            s,
+            "group_hazard_ratios",
+            f"Unadjusted hazard ratios of {L.outcome(cfg.km_outcome)} by group.",
+            disp,
+            frame=g.group_hazard_ratios,
+        )
     if len(lr):
         d.table(s, "logrank", "Log-rank test across the four groups.", frame=lr)
 
@@ -309,27 +414,48 @@ def _cox(d: _Doc) -> None:
         return
     s.paragraphs.append(
         "Cox proportional-hazards models; HR per 1 SD of PAD (the SD of the analysed cohort, the same for all "
-        "models of a cohort). " + "; ".join(f"{m}: PAD + {', '.join(L.var(v) for v in covs)}"
-                                             for m, covs in cfg.fracture_models.items())
-        + ". Complete cases per model (n/events shown).")
-    d.table(s, "cox_fracture", "Hazard ratio (95% CI) per 1 SD of PAD for incident fracture "
-            f"('not estimable': fewer than {cfg.min_events_per_parameter or 0:g} events per model parameter, "
-            "or an infinite CI).", _hr_pivot(summ, list(cfg.fracture_models)), frame=summ)
+        "models of a cohort). "
+        + "; ".join(f"{m}: PAD + {', '.join(L.var(v) for v in covs)}" for m, covs in cfg.fracture_models.items())
+        + ". Complete cases per model (n/events shown)."
+    )
+    d.table(
+        s,
+        "cox_fracture",
+        "Hazard ratio (95% CI) per 1 SD of PAD for incident fracture "
+        f"('not estimable': fewer than {cfg.min_events_per_parameter or 0:g} events per model parameter, "
+        "or an infinite CI).",
+        _hr_pivot(summ, list(cfg.fracture_models)),
+        frame=summ,
+    )
     side = cox.pad_side_by_side
     if len(side):
-        disp = pd.DataFrame({"cohort": side["cohort"].map(L.cohort), "outcome": side["outcome"].map(L.outcome),
-                             "model": side["model"],
-                             "PAD": [f"{k} (analysed)" if a else k for k, a in zip(side["pad"], side["analysed"])],
-                             "HR per SD (95% CI)": [_ci(r) for _, r in side.iterrows()],
-                             "n/events": [f"{int(n):,}/{int(e):,}" for n, e in zip(side["n"], side["events"])]})
-        d.table(s, "cox_fracture_pad_side_by_side", "The headline hazard ratio per SD with uncorrected and corrected "
-                "PAD side by side (cohorts with a bias-corrected spine age; each PAD per its own SD).", disp,
-                frame=side)
+        disp = pd.DataFrame(
+            {
+                "cohort": side["cohort"].map(L.cohort),
+                "outcome": side["outcome"].map(L.outcome),
+                "model": side["model"],
+                "PAD": [f"{k} (analysed)" if a else k for k, a in zip(side["pad"], side["analysed"])],
+                "HR per SD (95% CI)": [_ci(r) for _, r in side.iterrows()],
+                "n/events": [f"{int(n):,}/{int(e):,}" for n, e in zip(side["n"], side["events"])],
+            }
+        )
+        d.table(
+            s,
+            "cox_fracture_pad_side_by_side",
+            "The headline hazard ratio per SD with uncorrected and corrected "
+            "PAD side by side (cohorts with a bias-corrected spine age; each PAD per its own SD).",
+            disp,
+            frame=side,
+        )
     pad = summ[(summ["term"] == PAD_COLUMN) & np.isfinite(summ["estimate"].astype(float))].copy()
     pad = pad.assign(cohort=pad["cohort"].map(L.cohort), outcome=pad["outcome"].map(L.outcome))
-    d.figure(s, "forest_fracture", F.forest(pad, label="model", group="model", headings=("cohort", "outcome"),
-                                            xlabel="HR per SD of PAD (95% CI)"),
-             "Hazard ratios per SD of PAD by cohort, outcome and model.", width=760)
+    d.figure(
+        s,
+        "forest_fracture",
+        F.forest(pad, label="model", group="model", headings=("cohort", "outcome"), xlabel="HR per SD of PAD (95% CI)"),
+        "Hazard ratios per SD of PAD by cohort, outcome and model.",
+        width=760,
+    )
 
 
 def _mortality(d: _Doc) -> None:
@@ -352,18 +478,37 @@ def _mortality(d: _Doc) -> None:
                 row[m] = _ci(r.iloc[0]) if len(r) else ""
             rows.append(row)
     s.paragraphs.append(MORTALITY_VS_PAPER)
-    d.table(s, "cox_mortality", "Hazard ratios (95% CI) for death: PAD per SD; age per year; biomarkers per SD "
-            "decrement (albumin, haemoglobin) or increment (creatinine).", pd.DataFrame(rows), frame=summ)
+    d.table(
+        s,
+        "cox_mortality",
+        "Hazard ratios (95% CI) for death: PAD per SD; age per year; biomarkers per SD "
+        "decrement (albumin, haemoglobin) or increment (creatinine).",
+        pd.DataFrame(rows),
+        frame=summ,
+    )
     acc = mort.accelerated
     if len(acc):
         a = acc[acc["scale"] != "reference"]
-        disp = pd.DataFrame({"cohort": a["cohort"].map(L.cohort), "comparison": "accelerated vs not",
-                             "adjustment": a["adjustment"], "HR (95% CI)": [_ci(r) for _, r in a.iterrows()],
-                             "p": a["p_value"].map(format_p), "n": a["n"].map("{:,}".format),
-                             "deaths": a["events"].map("{:,}".format)})
-        d.table(s, "mortality_accelerated", "Mortality, accelerated vs not accelerated, in the external cohort as "
-                "in the study (in the derivation cohort uncorrected PAD falls with age, so an unadjusted contrast "
-                "there is confounded by age): unadjusted and age- and sex-adjusted.", disp, frame=acc)
+        disp = pd.DataFrame(
+            {
+                "cohort": a["cohort"].map(L.cohort),
+                "comparison": "accelerated vs not",
+                "adjustment": a["adjustment"],
+                "HR (95% CI)": [_ci(r) for _, r in a.iterrows()],
+                "p": a["p_value"].map(format_p),
+                "n": a["n"].map("{:,}".format),
+                "deaths": a["events"].map("{:,}".format),
+            }
+        )
+        d.table(
+            s,
+            "mortality_accelerated",
+            "Mortality, accelerated vs not accelerated, in the external cohort as "
+            "in the study (in the derivation cohort uncorrected PAD falls with age, so an unadjusted contrast "
+            "there is confounded by age): unadjusted and age- and sex-adjusted.",
+            disp,
+            frame=acc,
+        )
 
 
 def _rates(d: _Doc) -> None:
@@ -371,24 +516,43 @@ def _rates(d: _Doc) -> None:
     rates = d.r.rates or RatesResult()
     inc = rates.incidence
     if len(inc):
-        disp = pd.DataFrame({
-            "cohort": inc["cohort"].map(L.cohort), "outcome": inc["outcome"].map(L.outcome),
-            "group": inc["group"], "events / n": [f"{int(e):,} / {int(n):,}" for e, n in zip(inc["events"], inc["n"])],
-            "person-years": inc["person_years"].map("{:,.0f}".format),
-            "per 1,000 py (95% CI)": [format_ci(e, lo, hi, 1) for e, lo, hi in
-                                      zip(inc["estimate"], inc["ci_low"], inc["ci_high"])]})
+        disp = pd.DataFrame(
+            {
+                "cohort": inc["cohort"].map(L.cohort),
+                "outcome": inc["outcome"].map(L.outcome),
+                "group": inc["group"],
+                "events / n": [f"{int(e):,} / {int(n):,}" for e, n in zip(inc["events"], inc["n"])],
+                "person-years": inc["person_years"].map("{:,.0f}".format),
+                "per 1,000 py (95% CI)": [
+                    format_ci(e, lo, hi, 1) for e, lo, hi in zip(inc["estimate"], inc["ci_low"], inc["ci_high"])
+                ],
+            }
+        )
         d.table(s, "incidence_rates", "Incidence per 1,000 person-years with exact Poisson 95% CIs.", disp, frame=inc)
     for fam in ("fracture", "mortality"):
         fit = d.r.cox(fam)
         c = fit.c_index if fit is not None else pd.DataFrame()
         if len(c):
-            disp = pd.DataFrame({
-                "cohort": c["cohort"].map(L.cohort), "outcome": c["outcome"].map(L.outcome), "model": c["model"],
-                "Harrell's C": c["concordance"].map("{:.3f}".format), "n": c["n"].map("{:,}".format),
-                "events": c["events"].map("{:,}".format), "excluded (missing)": c["n_excluded"].map("{:,}".format),
-                "PH global p": c["ph_global_p_value"].map(format_p)})
-            d.table(s, f"c_index_{fam}", f"Harrell's C of each {fam} model and the global proportional-hazards "
-                    "test (scaled Schoenfeld residuals vs 1 - KM(t), as cox.zph(transform='km')).", disp, frame=c)
+            disp = pd.DataFrame(
+                {
+                    "cohort": c["cohort"].map(L.cohort),
+                    "outcome": c["outcome"].map(L.outcome),
+                    "model": c["model"],
+                    "Harrell's C": c["concordance"].map("{:.3f}".format),
+                    "n": c["n"].map("{:,}".format),
+                    "events": c["events"].map("{:,}".format),
+                    "excluded (missing)": c["n_excluded"].map("{:,}".format),
+                    "PH global p": c["ph_global_p_value"].map(format_p),
+                }
+            )
+            d.table(
+                s,
+                f"c_index_{fam}",
+                f"Harrell's C of each {fam} model and the global proportional-hazards "
+                "test (scaled Schoenfeld residuals vs 1 - KM(t), as cox.zph(transform='km')).",
+                disp,
+                frame=c,
+            )
 
 
 def _competing(d: _Doc) -> None:
@@ -399,22 +563,31 @@ def _competing(d: _Doc) -> None:
     if cur is None or not len(cur):
         s.paragraphs.append("Not available (needs both fracture and death outcomes).")
         return
-    s.paragraphs.append("1 - Kaplan-Meier treats deaths as censored and so overstates the risk of fracture where "
-                        "mortality is high. The Aalen-Johansen estimator counts death as a competing event.")
+    s.paragraphs.append(
+        "1 - Kaplan-Meier treats deaths as censored and so overstates the risk of fracture where "
+        "mortality is high. The Aalen-Johansen estimator counts death as a competing event."
+    )
     panels = []
     for role in d.r.roles:
         c = cur[cur["cohort"] == role].rename(columns={"time": "time_years"})
         if len(c):
             panels.append({"title": L.cohort(role), "curves": c, "groups": ["not accelerated", "accelerated"]})
-    d.figure(s, "competing_risk", F.cuminc_panels(panels),
-             f"Cumulative incidence of {L.outcome(cfg.km_outcome)} by accelerated ageing: Aalen-Johansen with death "
-             "as a competing event (solid, 95% CI band) against 1 - KM (dashed).", width=900)
+    d.figure(
+        s,
+        "competing_risk",
+        F.cuminc_panels(panels),
+        f"Cumulative incidence of {L.outcome(cfg.km_outcome)} by accelerated ageing: Aalen-Johansen with death "
+        "as a competing event (solid, 95% CI band) against 1 - KM (dashed).",
+        width=900,
+    )
     t = comp.table
     if len(t):
-        wide = t.pivot_table(index=["cohort", "time"], columns=["group", "method_label"], values="estimate",
-                             aggfunc="first", sort=False)
-        disp = pd.DataFrame({"cohort": [L.cohort(c) for c, _ in wide.index],
-                             "years": [f"{y:g}" for _, y in wide.index]})
+        wide = t.pivot_table(
+            index=["cohort", "time"], columns=["group", "method_label"], values="estimate", aggfunc="first", sort=False
+        )
+        disp = pd.DataFrame(
+            {"cohort": [L.cohort(c) for c, _ in wide.index], "years": [f"{y:g}" for _, y in wide.index]}
+        )
         for g in ("not accelerated", "accelerated"):
             for m in ("1 - KM", "Aalen-Johansen"):
                 if (g, m) in wide.columns:
@@ -428,26 +601,44 @@ def _subgroups(d: _Doc) -> None:
     if not len(t):
         s.paragraphs.append("Not available.")
         return
-    disp = pd.DataFrame({
-        "cohort": t["cohort"].map(L.cohort), "outcome": t["outcome"].map(L.outcome),
-        "sex": t["level"].map({"F": "women", "M": "men"}).fillna(t["level"]),
-        "n / events": [f"{int(n):,} / {int(e):,}" if pd.notna(e) else f"{int(n):,} / -"
-                       for n, e in zip(t["n"], t["events"])],
-        "HR per SD (95% CI)": [_ci(r) for _, r in t.iterrows()],
-        "p interaction": t["p_interaction"].map(format_p)})
+    disp = pd.DataFrame(
+        {
+            "cohort": t["cohort"].map(L.cohort),
+            "outcome": t["outcome"].map(L.outcome),
+            "sex": t["level"].map({"F": "women", "M": "men"}).fillna(t["level"]),
+            "n / events": [
+                f"{int(n):,} / {int(e):,}" if pd.notna(e) else f"{int(n):,} / -" for n, e in zip(t["n"], t["events"])
+            ],
+            "HR per SD (95% CI)": [_ci(r) for _, r in t.iterrows()],
+            "p interaction": t["p_interaction"].map(format_p),
+        }
+    )
     first = next(iter(d.r.config.fracture_models))
     n_tests = int(t.drop_duplicates(["cohort", "outcome"]).shape[0])
-    d.table(s, "subgroup_sex", f"Hazard ratio per SD of PAD within women and men ({first} covariates less sex); "
-            "p for the PAD x sex interaction (likelihood-ratio test). Exploratory: "
-            f"{n_tests} interaction tests, not adjusted for multiplicity.", disp, frame=t)
+    d.table(
+        s,
+        "subgroup_sex",
+        f"Hazard ratio per SD of PAD within women and men ({first} covariates less sex); "
+        "p for the PAD x sex interaction (likelihood-ratio test). Exploratory: "
+        f"{n_tests} interaction tests, not adjusted for multiplicity.",
+        disp,
+        frame=t,
+    )
     t = t[np.isfinite(t["estimate"].astype(float))]
     if not len(t):
         return
-    lab = t.assign(cohort=t["cohort"].map(L.cohort), outcome=t["outcome"].map(L.outcome),
-                   label=t["level"].map({"F": "women", "M": "men"}).fillna(t["level"]))
-    d.figure(s, "forest_sex", F.forest(lab, label="label", group="level", headings=("cohort", "outcome"),
-                                       xlabel="HR per SD of PAD (95% CI)"),
-             "Hazard ratio per SD of PAD by sex.", width=760)
+    lab = t.assign(
+        cohort=t["cohort"].map(L.cohort),
+        outcome=t["outcome"].map(L.outcome),
+        label=t["level"].map({"F": "women", "M": "men"}).fillna(t["level"]),
+    )
+    d.figure(
+        s,
+        "forest_sex",
+        F.forest(lab, label="label", group="level", headings=("cohort", "outcome"), xlabel="HR per SD of PAD (95% CI)"),
+        "Hazard ratio per SD of PAD by sex.",
+        width=760,
+    )
 
 
 def _age_gap(d: _Doc) -> None:
@@ -460,16 +651,31 @@ def _age_gap(d: _Doc) -> None:
         blk = t[t["cohort"] == role]
         if not len(blk):
             continue
-        s.paragraphs.append(f"{L.cohort(role)}: n = {int(blk['n'].iloc[0]):,} complete cases "
-                            f"({int(blk['n_excluded'].iloc[0]):,} excluded), R² = {blk['r2'].iloc[0]:.3f}, "
-                            f"adjusted R² = {blk['adj_r2'].iloc[0]:.3f}.")
-    disp = pd.DataFrame({"cohort": t["cohort"].map(L.cohort), "term": t["term"].map(L.var),
-                         "years (95% CI)": [_ci(r) for _, r in t.iterrows()], "p": t["p_value"].map(format_p)})
-    for role, dropped in (d.r.age_gap.dropped.items() if d.r.age_gap else ()):
-        s.paragraphs.append(f"{L.cohort(role)}: dropped (constant or aliased in the complete cases, as R's lm): "
-                            f"{', '.join(L.var(v) for v in dropped)}.")
-    d.table(s, "age_gap_regression", "Linear regression of PAD (years) on clinical factors: coefficients with "
-            "t-based 95% CIs.", disp, frame=t)
+        s.paragraphs.append(
+            f"{L.cohort(role)}: n = {int(blk['n'].iloc[0]):,} complete cases "
+            f"({int(blk['n_excluded'].iloc[0]):,} excluded), R² = {blk['r2'].iloc[0]:.3f}, "
+            f"adjusted R² = {blk['adj_r2'].iloc[0]:.3f}."
+        )
+    disp = pd.DataFrame(
+        {
+            "cohort": t["cohort"].map(L.cohort),
+            "term": t["term"].map(L.var),
+            "years (95% CI)": [_ci(r) for _, r in t.iterrows()],
+            "p": t["p_value"].map(format_p),
+        }
+    )
+    for role, dropped in d.r.age_gap.dropped.items() if d.r.age_gap else ():
+        s.paragraphs.append(
+            f"{L.cohort(role)}: dropped (constant or aliased in the complete cases, as R's lm): "
+            f"{', '.join(L.var(v) for v in dropped)}."
+        )
+    d.table(
+        s,
+        "age_gap_regression",
+        "Linear regression of PAD (years) on clinical factors: coefficients with t-based 95% CIs.",
+        disp,
+        frame=t,
+    )
 
 
 def _quality(d: _Doc, qc=None) -> None:
@@ -490,30 +696,32 @@ def _methods(d: _Doc, meta: dict) -> None:
     cfg = d.r.config
     s = d.section("methods", "Methods and software")
     pads = ", ".join(f"{L.cohort(r)}: {c.pad_kind}" for r, c in d.r.cohorts.items())
-    s.bullets.extend([
-        f"PAD = spine age - chronological age ({pads} spine age; 'corrected' means the bias-corrected spine age "
-        "of spine_age_corrected_years, Beheshti's age-level correction fitted out of fold, where the cohort has "
-        "one); PAD is rounded to 1e-9 years before comparison with a cut point. Chronological age stays in every "
-        "model because corrected PAD is age-free only in the data the correction was fitted on.",
-        f"Accelerated ageing: PAD {cfg.cut_rule} the cut, here the "
-        f"{d.r.groups.cut_source if d.r.groups else 'cut of the study config'} (quantile type 7, R's default, "
-        "unless configured).",
-        f"Cox models: ties by {cfg.ties.capitalize()}; Wald CIs; HR per 1 SD of PAD "
-        "(sample SD of the analysed cohort); complete cases per model; Harrell's C; "
-        "PH check by scaled Schoenfeld residuals.",
-        f"Kaplan-Meier: cumulative failure 1 - S(t), Greenwood variance, {cfg.km_ci} CIs; "
-        "log-rank test across groups.",
-        "Table 1: mean ± SD with Student's t-test (equal variances, as scipy and Stata; "
-        "R's t.test defaults to Welch); n (%) with Pearson's chi-square without Yates' correction, "
-        "Fisher's exact test when an expected count < 5.",
-        "AUROC: DeLong CIs and paired DeLong tests (Sun & Xu fast algorithm; ties count one half).",
-        "Competing risk: Aalen-Johansen cumulative incidence, death as the competing event.",
-        f"FRAX high risk: MOF >= {cfg.frax_mof_threshold_pct:g}% or hip >= {cfg.frax_hip_threshold_pct:g}%; "
-        "FRAX AUROC ignores censoring.",
-        "Incidence: exact Poisson CIs; median follow-up by reverse Kaplan-Meier.",
-        f"Confidence level {cfg.ci_level:.0%}. Numbers are rounded only for display; tables/*.csv and results.json "
-        "hold full precision.",
-    ])
+    s.bullets.extend(
+        [
+            f"PAD = spine age - chronological age ({pads} spine age; 'corrected' means the bias-corrected spine age "
+            "of spine_age_corrected_years, Beheshti's age-level correction fitted out of fold, where the cohort has "
+            "one); PAD is rounded to 1e-9 years before comparison with a cut point. Chronological age stays in every "
+            "model because corrected PAD is age-free only in the data the correction was fitted on.",
+            f"Accelerated ageing: PAD {cfg.cut_rule} the cut, here the "
+            f"{d.r.groups.cut_source if d.r.groups else 'cut of the study config'} (quantile type 7, R's default, "
+            "unless configured).",
+            f"Cox models: ties by {cfg.ties.capitalize()}; Wald CIs; HR per 1 SD of PAD "
+            "(sample SD of the analysed cohort); complete cases per model; Harrell's C; "
+            "PH check by scaled Schoenfeld residuals.",
+            f"Kaplan-Meier: cumulative failure 1 - S(t), Greenwood variance, {cfg.km_ci} CIs; "
+            "log-rank test across groups.",
+            "Table 1: mean ± SD with Student's t-test (equal variances, as scipy and Stata; "
+            "R's t.test defaults to Welch); n (%) with Pearson's chi-square without Yates' correction, "
+            "Fisher's exact test when an expected count < 5.",
+            "AUROC: DeLong CIs and paired DeLong tests (Sun & Xu fast algorithm; ties count one half).",
+            "Competing risk: Aalen-Johansen cumulative incidence, death as the competing event.",
+            f"FRAX high risk: MOF >= {cfg.frax_mof_threshold_pct:g}% or hip >= {cfg.frax_hip_threshold_pct:g}%; "
+            "FRAX AUROC ignores censoring.",
+            "Incidence: exact Poisson CIs; median follow-up by reverse Kaplan-Meier.",
+            f"Confidence level {cfg.ci_level:.0%}. Numbers are rounded only for display; tables/*.csv and results.json "
+            "hold full precision.",
+        ]
+    )
     sw = pd.DataFrame([{"software": k, "version": v} for k, v in meta["software"].items()])
     d.table(s, "software", "Software versions.", sw.rename(columns={"software": "package"}), frame=sw)
     cfg_rows = [{"setting": k, "value": str(v)} for k, v in cfg.to_dict().items()]
@@ -531,19 +739,37 @@ def software_versions() -> dict[str, str]:
     return out
 
 
-def build_sections(results: StudyResults, fig_dir: Path, *, synthetic: bool, svg: bool = True, qc=None,
-                   gallery=None, meta: dict | None = None) -> list[Section]:
+def build_sections(
+    results: StudyResults,
+    fig_dir: Path,
+    *,
+    synthetic: bool,
+    svg: bool = True,
+    qc=None,
+    gallery=None,
+    meta: dict | None = None,
+) -> list[Section]:
     meta = meta or {"software": software_versions()}
     d = _Doc(results, fig_dir, svg)
-    for _name, func in (("summary", lambda: _summary(d, synthetic)), ("cohorts", lambda: _cohorts(d)),
-                       ("agreement", lambda: _agreement(d)), ("discrimination", lambda: _discrimination(d)),
-                       ("accelerated", lambda: _km(d)), ("cox", lambda: _cox(d)),
-                       ("mortality", lambda: _mortality(d)), ("rates", lambda: _rates(d)),
-                       ("competing", lambda: _competing(d)), ("subgroups", lambda: _subgroups(d)),
-                       ("frax", lambda: _frax(d)), ("agegap", lambda: _age_gap(d)),
-                       ("gradcam", lambda: _gradcam(d, gallery)), ("scoring", lambda: _scoring(d, qc)),
-                       ("truth", lambda: _truth(d)), ("quality", lambda: _quality(d, qc)),
-                       ("methods", lambda: _methods(d, meta))):
+    for _name, func in (
+        ("summary", lambda: _summary(d, synthetic)),
+        ("cohorts", lambda: _cohorts(d)),
+        ("agreement", lambda: _agreement(d)),
+        ("discrimination", lambda: _discrimination(d)),
+        ("accelerated", lambda: _km(d)),
+        ("cox", lambda: _cox(d)),
+        ("mortality", lambda: _mortality(d)),
+        ("rates", lambda: _rates(d)),
+        ("competing", lambda: _competing(d)),
+        ("subgroups", lambda: _subgroups(d)),
+        ("frax", lambda: _frax(d)),
+        ("agegap", lambda: _age_gap(d)),
+        ("gradcam", lambda: _gradcam(d, gallery)),
+        ("scoring", lambda: _scoring(d, qc)),
+        ("truth", lambda: _truth(d)),
+        ("quality", lambda: _quality(d, qc)),
+        ("methods", lambda: _methods(d, meta)),
+    ):
         func()
     return [s for s in d.sections if s.paragraphs or s.bullets or s.figures or s.tables]
 
@@ -572,18 +798,36 @@ def _truth(d: _Doc) -> None:
     truth_section(d)
 
 
-def write_study_report(out: Path, results: StudyResults, *, config: StudyConfig, synthetic: bool, source: str = "",
-                       qc=None, gallery=None, svg: bool = True) -> Path:
+def write_study_report(
+    out: Path,
+    results: StudyResults,
+    *,
+    config: StudyConfig,
+    synthetic: bool,
+    source: str = "",
+    qc=None,
+    gallery=None,
+    svg: bool = True,
+) -> Path:
     """Figures, tables, results.json, report.qmd and index.html under ``out``; returns index.html."""
     out = Path(out)
-    meta = {"version": __version__, "generated_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "source": source, "synthetic": synthetic, "software": software_versions()}
+    meta = {
+        "version": __version__,
+        "generated_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "source": source,
+        "synthetic": synthetic,
+        "software": software_versions(),
+    }
     fig_dir = out / "figures"
     from epi_spineage.report.render import is_previous_report
 
     if fig_dir.exists() and is_previous_report(out):
-        for old in list(fig_dir.glob("*.png")) + list(fig_dir.glob("*.svg")) \
-                + list(fig_dir.glob("print/*.png")) + list(fig_dir.glob("print/*.pdf")):  # print copies: figures.py
+        for old in (
+            list(fig_dir.glob("*.png"))
+            + list(fig_dir.glob("*.svg"))
+            + list(fig_dir.glob("print/*.png"))
+            + list(fig_dir.glob("print/*.pdf"))
+        ):  # print copies: figures.py
             old.unlink()
     sections = build_sections(results, fig_dir, synthetic=synthetic, svg=svg, qc=qc, gallery=gallery, meta=meta)
     data_dir = fig_dir / "data"

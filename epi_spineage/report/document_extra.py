@@ -9,9 +9,11 @@ from epi_spineage.report import labels as L
 from epi_spineage.report.render import format_ci, format_p
 from epi_spineage.report.results import FraxResult
 
-FRAX_CAVEAT = ("Partial follow-up: FRAX gives 10-year probabilities, but follow-up here is shorter for many "
-               "participants and censoring is ignored, so every FRAX metric below (classification, NRI, AUROC) "
-               "compares probabilities with events observed so far, not with 10-year risk.")
+FRAX_CAVEAT = (
+    "Partial follow-up: FRAX gives 10-year probabilities, but follow-up here is shorter for many "
+    "participants and censoring is ignored, so every FRAX metric below (classification, NRI, AUROC) "
+    "compares probabilities with events observed so far, not with 10-year risk."
+)
 
 
 def frax_source_text(d) -> str:
@@ -19,16 +21,22 @@ def frax_source_text(d) -> str:
     truth = d.r.truth or {}
     name = (truth.get("frax") or {}).get("name") if isinstance(truth, dict) else None
     if name:
-        return (f"FRAX-like 10-year probabilities from {name}, the simulator's documented surrogate (not FRAX: "
-                "FRAX is proprietary and cannot be shipped), computed twice: with chronological age and with "
-                "spine age in its place.")
+        return (
+            f"FRAX-like 10-year probabilities from {name}, the simulator's documented surrogate (not FRAX: "
+            "FRAX is proprietary and cannot be shipped), computed twice: with chronological age and with "
+            "spine age in its place."
+        )
     src = (d.r.frax.source if d.r.frax else {}) or {}
     if src:
         where = "; ".join(f"{L.cohort(r)}: {v}" for r, v in src.items())
-        return (f"FRAX 10-year probabilities as supplied with the cohort (frax_source: {where}), with chronological "
-                "age and with spine age in its place.")
-    return ("FRAX 10-year probabilities as supplied with the cohort table; the table does not say how they were "
-            "computed (add a frax_source column, e.g. 'FRAXplus bulk, Korea, without BMD', to state it here).")
+        return (
+            f"FRAX 10-year probabilities as supplied with the cohort (frax_source: {where}), with chronological "
+            "age and with spine age in its place."
+        )
+    return (
+        "FRAX 10-year probabilities as supplied with the cohort table; the table does not say how they were "
+        "computed (add a frax_source column, e.g. 'FRAXplus bulk, Korea, without BMD', to state it here)."
+    )
 
 
 def frax_section(d) -> None:
@@ -41,68 +49,135 @@ def frax_section(d) -> None:
     s.paragraphs.append(
         frax_source_text(d) + f" High risk: MOF >= {cfg.frax_mof_threshold_pct:g}% or hip >= "
         f"{cfg.frax_hip_threshold_pct:g}%. Correct reclassification is up (low to high) among participants with an "
-        "incident fracture and down among those without.")
+        "incident fracture and down among those without."
+    )
     s.paragraphs.append(FRAX_CAVEAT)
     s.paragraphs.extend(fx.notes)
-    n_tests = int(len(fx.nri) + (fx.performance["model"] == "spine vs chronological").sum()
-                  + (len(fx.auroc) // 3 if len(fx.auroc) else 0)) if len(fx.performance) else 0
+    n_tests = (
+        int(
+            len(fx.nri)
+            + (fx.performance["model"] == "spine vs chronological").sum()
+            + (len(fx.auroc) // 3 if len(fx.auroc) else 0)
+        )
+        if len(fx.performance)
+        else 0
+    )
     if n_tests:
-        s.paragraphs.append(f"The p values of this section (NRI, McNemar, DeLong) are exploratory: {n_tests} tests, "
-                            "not adjusted for multiplicity.")
+        s.paragraphs.append(
+            f"The p values of this section (NRI, McNemar, DeLong) are exploratory: {n_tests} tests, "
+            "not adjusted for multiplicity."
+        )
     ct = fx.crosstab
     ct = ct[ct["stratum"] == "all"] if len(ct) else ct
     if len(ct):
-        disp = pd.DataFrame({
-            "cohort": ct["cohort"].map(L.cohort), "FRAX with age": ct["chronological"],
-            "FRAX with spine age": ct["spine"], "n": ct["n"].map("{:,}".format),
-            "fractures": ct["events"].map("{:,}".format),
-            "observed risk, % (95% CI)": [format_ci(100 * e, 100 * lo, 100 * hi, 1) if n else "" for e, lo, hi, n in
-                                          zip(ct["estimate"] if "estimate" in ct else ct["observed_risk"], ct["ci_low"],
-                                              ct["ci_high"], ct["n"])]})
-        d.table(s, "frax_crosstab", "High/low FRAX risk with chronological age vs with spine age, and the observed "
-                "risk of incident fracture in each cell (Wilson CI; partial follow-up).", disp, frame=fx.crosstab)
-    disp = pd.DataFrame({"cohort": rec["cohort"].map(L.cohort), "stratum": rec["stratum"],
-                         "n": rec["n"].map("{:,}".format), "up (low→high)": rec["up"].map("{:,}".format),
-                         "down (high→low)": rec["down"].map("{:,}".format),
-                         "unchanged": rec["unchanged"].map("{:,}".format), "net correct": rec["net_correct"]})
-    d.table(s, "frax_reclassification", "Reclassification among participants with and without incident fracture "
-            "(partial follow-up).", disp, frame=rec)
+        disp = pd.DataFrame(
+            {
+                "cohort": ct["cohort"].map(L.cohort),
+                "FRAX with age": ct["chronological"],
+                "FRAX with spine age": ct["spine"],
+                "n": ct["n"].map("{:,}".format),
+                "fractures": ct["events"].map("{:,}".format),
+                "observed risk, % (95% CI)": [
+                    format_ci(100 * e, 100 * lo, 100 * hi, 1) if n else ""
+                    for e, lo, hi, n in zip(
+                        ct["estimate"] if "estimate" in ct else ct["observed_risk"],
+                        ct["ci_low"],
+                        ct["ci_high"],
+                        ct["n"],
+                    )
+                ],
+            }
+        )
+        d.table(
+            s,
+            "frax_crosstab",
+            "High/low FRAX risk with chronological age vs with spine age, and the observed "
+            "risk of incident fracture in each cell (Wilson CI; partial follow-up).",
+            disp,
+            frame=fx.crosstab,
+        )
+    disp = pd.DataFrame(
+        {
+            "cohort": rec["cohort"].map(L.cohort),
+            "stratum": rec["stratum"],
+            "n": rec["n"].map("{:,}".format),
+            "up (low→high)": rec["up"].map("{:,}".format),
+            "down (high→low)": rec["down"].map("{:,}".format),
+            "unchanged": rec["unchanged"].map("{:,}".format),
+            "net correct": rec["net_correct"],
+        }
+    )
+    d.table(
+        s,
+        "frax_reclassification",
+        "Reclassification among participants with and without incident fracture (partial follow-up).",
+        disp,
+        frame=rec,
+    )
     nri = fx.nri
     if len(nri):
-        disp = pd.DataFrame({"cohort": nri["cohort"].map(L.cohort), "term": nri["term"].map(L.words),
-                             "NRI (95% CI)": [format_ci(e, lo, hi, 3) for e, lo, hi in
-                                              zip(nri["estimate"], nri["ci_low"], nri["ci_high"])],
-                             "p": nri["p_value"].map(format_p)})
-        d.table(s, "frax_nri", "Categorical net reclassification index (partial follow-up; p exploratory).", disp,
-                frame=nri)
+        disp = pd.DataFrame(
+            {
+                "cohort": nri["cohort"].map(L.cohort),
+                "term": nri["term"].map(L.words),
+                "NRI (95% CI)": [
+                    format_ci(e, lo, hi, 3) for e, lo, hi in zip(nri["estimate"], nri["ci_low"], nri["ci_high"])
+                ],
+                "p": nri["p_value"].map(format_p),
+            }
+        )
+        d.table(
+            s, "frax_nri", "Categorical net reclassification index (partial follow-up; p exploratory).", disp, frame=nri
+        )
     perf = fx.performance
     if len(perf):
         p = perf[perf["model"].isin(["chronological", "spine"])].copy()
         p["cell"] = [format_ci(e, lo, hi, 3) for e, lo, hi in zip(p["estimate"], p["ci_low"], p["ci_high"])]
         wide = p.pivot_table(index=["cohort", "term"], columns="model", values="cell", aggfunc="first", sort=False)
         mc = perf[perf["model"] == "spine vs chronological"].set_index(["cohort", "term"])["p_value"]
-        disp = pd.DataFrame({
-            "cohort": [L.cohort(c) for c, _ in wide.index],
-            "measure": [{"ppv": "PPV", "npv": "NPV", "odds_ratio": "odds ratio"}.get(m, m) for _, m in wide.index],
-            "FRAX with age": wide.get("chronological", pd.Series("", index=wide.index)).to_list(),
-            "FRAX with spine age": wide.get("spine", pd.Series("", index=wide.index)).to_list(),
-            "p (McNemar)": [format_p(mc.get(k)) if k in mc.index else "" for k in wide.index]})
-        d.table(s, "frax_performance", "High-risk classification against incident fracture: sensitivity, "
-                "specificity, PPV, NPV (Wilson CIs) and odds ratio (Woolf CI); partial follow-up; McNemar p "
-                "exploratory.", disp, frame=perf)
+        disp = pd.DataFrame(
+            {
+                "cohort": [L.cohort(c) for c, _ in wide.index],
+                "measure": [{"ppv": "PPV", "npv": "NPV", "odds_ratio": "odds ratio"}.get(m, m) for _, m in wide.index],
+                "FRAX with age": wide.get("chronological", pd.Series("", index=wide.index)).to_list(),
+                "FRAX with spine age": wide.get("spine", pd.Series("", index=wide.index)).to_list(),
+                "p (McNemar)": [format_p(mc.get(k)) if k in mc.index else "" for k in wide.index],
+            }
+        )
+        d.table(
+            s,
+            "frax_performance",
+            "High-risk classification against incident fracture: sensitivity, "
+            "specificity, PPV, NPV (Wilson CIs) and odds ratio (Woolf CI); partial follow-up; McNemar p "
+            "exploratory.",
+            disp,
+            frame=perf,
+        )
     au = fx.auroc
     if len(au):
         rows = []
         for (cohort, outcome), blk in au.groupby(["cohort", "outcome"], sort=False):
             for i in range(0, len(blk), 3):
                 a, b, dd = blk.iloc[i], blk.iloc[i + 1], blk.iloc[i + 2]
-                rows.append({"cohort": L.cohort(cohort), "outcome": L.outcome(outcome), "comparison": dd["term"],
-                             "AUROC, age": format_ci(a["estimate"], a["ci_low"], a["ci_high"], 3),
-                             "AUROC, spine age": format_ci(b["estimate"], b["ci_low"], b["ci_high"], 3),
-                             "p (DeLong)": format_p(dd["p_value"])})
-        d.table(s, "frax_auroc", "AUROC of FRAX probabilities with chronological age vs with spine age (paired "
-                "DeLong), including the MOF probability for hip fracture where hip fractures are recorded; ignores "
-                "censoring (partial follow-up); p exploratory.", pd.DataFrame(rows), frame=au)
+                rows.append(
+                    {
+                        "cohort": L.cohort(cohort),
+                        "outcome": L.outcome(outcome),
+                        "comparison": dd["term"],
+                        "AUROC, age": format_ci(a["estimate"], a["ci_low"], a["ci_high"], 3),
+                        "AUROC, spine age": format_ci(b["estimate"], b["ci_low"], b["ci_high"], 3),
+                        "p (DeLong)": format_p(dd["p_value"]),
+                    }
+                )
+        d.table(
+            s,
+            "frax_auroc",
+            "AUROC of FRAX probabilities with chronological age vs with spine age (paired "
+            "DeLong), including the MOF probability for hip fracture where hip fractures are recorded; ignores "
+            "censoring (partial follow-up); p exploratory.",
+            pd.DataFrame(rows),
+            frame=au,
+        )
 
 
 def gradcam_section(d, gallery) -> None:
@@ -112,8 +187,10 @@ def gradcam_section(d, gallery) -> None:
     if isinstance(gallery, str):
         s.paragraphs.append(f"No Grad-CAM gallery: {gallery}")
         return
-    s.paragraphs.append("Grad-CAM of the expected age (Selvaraju 2017) at the backbone's last feature map: regions "
-                        "that raise the predicted spine age. Images are the model inputs after preprocessing.")
+    s.paragraphs.append(
+        "Grad-CAM of the expected age (Selvaraju 2017) at the backbone's last feature map: regions "
+        "that raise the predicted spine age. Images are the model inputs after preprocessing."
+    )
     d.figure(s, "gradcam_gallery", F.image_gallery(gallery), "Grad-CAM heat maps over the preprocessed images.", 900)
 
 
@@ -121,16 +198,21 @@ def scoring_section(d, qc) -> None:
     if qc is None:
         return
     s = d.section("scoring", "Scoring quality control and drift")
-    s.paragraphs.append("From the scoring database: runs, read errors by type, score distributions by model, "
-                        "modality and manufacturer, linkage to the cohort, and drift of mean PAD (or spine age) by "
-                        "month and manufacturer against the model's first 12 months.")
+    s.paragraphs.append(
+        "From the scoring database: runs, read errors by type, score distributions by model, "
+        "modality and manufacturer, linkage to the cohort, and drift of mean PAD (or spine age) by "
+        "month and manufacturer against the model's first 12 months."
+    )
     s.paragraphs.extend(qc.notes)
     for line in scoring_warnings(qc):
         s.warnings.append(line)
-    captions = {"qc_linkage": "Linkage of scores to the cohort.", "qc_runs": "Scoring runs.",
-                "qc_errors": "Images that could not be scored, by error type.",
-                "qc_scores": "Spine-age distribution by model, modality and manufacturer.",
-                "qc_drift": "Drift watch (flag: |delta| above the bound)."}
+    captions = {
+        "qc_linkage": "Linkage of scores to the cohort.",
+        "qc_runs": "Scoring runs.",
+        "qc_errors": "Images that could not be scored, by error type.",
+        "qc_scores": "Spine-age distribution by model, modality and manufacturer.",
+        "qc_drift": "Drift watch (flag: |delta| above the bound).",
+    }
     for name in ("qc_linkage", "qc_runs", "qc_errors", "qc_scores", "qc_drift"):
         t = qc.tables.get(name)
         if t is not None and len(t):
@@ -149,14 +231,26 @@ def _drift(d, s, frame) -> None:
     if frame is None or not len(frame) or "delta_years" not in frame.columns:
         return
     cells = F.drift_cells(frame)
-    d.figure(s, "drift", F.drift_small_multiples(frame), "Drift: mean change against the model's reference "
-             "period by study month, one panel per manufacturer (grey band: the bound; red rings: flagged cells).")
+    d.figure(
+        s,
+        "drift",
+        F.drift_small_multiples(frame),
+        "Drift: mean change against the model's reference "
+        "period by study month, one panel per manufacturer (grey band: the bound; red rings: flagged cells).",
+    )
     flagged = F.flagged_drift(frame)
-    s.paragraphs.append(f"{len(flagged):,} of {len(cells):,} month x manufacturer cells flagged"
-                        + (" (listed below)." if len(flagged) else "."))
+    s.paragraphs.append(
+        f"{len(flagged):,} of {len(cells):,} month x manufacturer cells flagged"
+        + (" (listed below)." if len(flagged) else ".")
+    )
     if len(flagged):
-        d.table(s, "qc_drift_flagged", "Flagged drift cells: images and change against the reference.",
-                flagged.assign(**{"change, y": flagged["change, y"].map("{:+.2f}".format)}), frame=flagged)
+        d.table(
+            s,
+            "qc_drift_flagged",
+            "Flagged drift cells: images and change against the reference.",
+            flagged.assign(**{"change, y": flagged["change, y"].map("{:+.2f}".format)}),
+            frame=flagged,
+        )
 
 
 def truth_section(d) -> None:
@@ -168,16 +262,29 @@ def truth_section(d) -> None:
     s.paragraphs.append(
         "The simulator planted these values (truth.json); the pipeline estimated them from the simulated data alone. "
         f"{int(cov.sum())} of {len(cov)} planted values lie inside the estimate's 95% CI (about 95% expected). "
-        "Hazard ratios here use the generating covariates and the planted SD, so they differ from Table 2's models.")
+        "Hazard ratios here use the generating covariates and the planted SD, so they differ from Table 2's models."
+    )
     hr = t[t["quantity"].str.startswith("hr_per_sd_") & t["ci_low"].gt(0)]
     if len(hr):
-        d.figure(s, "truth_vs_estimate", F.truth_vs_estimate(hr), "Planted hazard ratio per SD of PAD (open "
-                 "diamonds) and the pipeline's estimate with its 95% CI.", width=760)
-    disp = pd.DataFrame({"quantity": t["label"], "planted": t["truth"].map("{:.3f}".format),
-                         "estimate (95% CI)": [format_ci(e, lo, hi, 3) for e, lo, hi in
-                                               zip(t["estimate"], t["ci_low"], t["ci_high"])],
-                         "inside CI": t["covered"].map({True: "yes", False: "no"}).fillna(""),
-                         "n": t["n"].map("{:,}".format), "how estimated": t["method"]})
+        d.figure(
+            s,
+            "truth_vs_estimate",
+            F.truth_vs_estimate(hr),
+            "Planted hazard ratio per SD of PAD (open diamonds) and the pipeline's estimate with its 95% CI.",
+            width=760,
+        )
+    disp = pd.DataFrame(
+        {
+            "quantity": t["label"],
+            "planted": t["truth"].map("{:.3f}".format),
+            "estimate (95% CI)": [
+                format_ci(e, lo, hi, 3) for e, lo, hi in zip(t["estimate"], t["ci_low"], t["ci_high"])
+            ],
+            "inside CI": t["covered"].map({True: "yes", False: "no"}).fillna(""),
+            "n": t["n"].map("{:,}".format),
+            "how estimated": t["method"],
+        }
+    )
     d.table(s, "truth_vs_estimate", "Planted truth vs estimate.", disp, frame=t)
 
 
@@ -188,13 +295,19 @@ def scoring_warnings(qc) -> list[str]:
     out = []
     weak = list(getattr(qc, "weak_models", []) or [])
     if weak:
-        out.append(f"weak model: {', '.join(map(str, weak))} scored images although its quality check said 'weak' "
-                   "(trained with --allow-weak-model); its spine ages are not fit for analysis")
+        out.append(
+            f"weak model: {', '.join(map(str, weak))} scored images although its quality check said 'weak' "
+            "(trained with --allow-weak-model); its spine ages are not fit for analysis"
+        )
     flat = getattr(qc, "flat_runs", None)
     if flat is not None and len(flat):
-        out.append(f"{len(flat)} scoring run(s) gave predictions with near-zero spread (see the table): a flat "
-                   "predictor makes every PAD analysis meaningless")
+        out.append(
+            f"{len(flat)} scoring run(s) gave predictions with near-zero spread (see the table): a flat "
+            "predictor makes every PAD analysis meaningless"
+        )
     if getattr(qc, "raw_paths_stored", False):
-        out.append("some rows were scored with --store-paths: raw file paths (which may hold identifiers) are stored "
-                   "in the database")
+        out.append(
+            "some rows were scored with --store-paths: raw file paths (which may hold identifiers) are stored "
+            "in the database"
+        )
     return out

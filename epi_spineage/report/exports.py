@@ -82,18 +82,31 @@ def write_xlsx(path: Path, tables: dict[str, pd.DataFrame], sections=(), *, titl
     bold = Font(bold=True)
     readme.append([title or "epi_spineage report: tables"])
     readme["A1"].font = Font(bold=True, size=13)
-    for line in (f"Written by epi_spineage {__version__} with the report (index.html) beside this file.",
-                 ("One sheet per table of tables/*.csv: the same rows at full precision (the report rounds only "
-                  "for display); numbers are stored as numbers, empty cells are missing values."),
-                 "Headers are in words; the CSV column names are listed under each sheet's name below.", ""):
+    for line in (
+        f"Written by epi_spineage {__version__} with the report (index.html) beside this file.",
+        (
+            "One sheet per table of tables/*.csv: the same rows at full precision (the report rounds only "
+            "for display); numbers are stored as numbers, empty cells are missing values."
+        ),
+        "Headers are in words; the CSV column names are listed under each sheet's name below.",
+        "",
+    ):
         readme.append([line])
     readme.append(["sheet", "CSV file", "report table", "caption", "rows", "CSV columns"])
     for c in readme[readme.max_row]:
         c.font = bold
     for name, frame in tables.items():
         number, caption = captions.get(name, (None, "(in results.json; not shown as a table in the report)"))
-        readme.append([names[name], f"tables/{name}.csv", f"Table {number}" if number else "", caption, len(frame),
-                       ", ".join(map(str, frame.columns))])
+        readme.append(
+            [
+                names[name],
+                f"tables/{name}.csv",
+                f"Table {number}" if number else "",
+                caption,
+                len(frame),
+                ", ".join(map(str, frame.columns)),
+            ]
+        )
     readme.column_dimensions["A"].width = 26
     readme.column_dimensions["B"].width = 32
     readme.column_dimensions["D"].width = 80
@@ -200,8 +213,9 @@ def write_docx(path: Path, sections, *, title: str = "", ci_level: float | None 
         table = doc.add_table(rows=1 + len(disp), cols=len(disp.columns))
         table.alignment = WD_TABLE_ALIGNMENT.CENTER
         size = Pt(7.5 if len(disp.columns) > 8 else 8.5)
-        rows = [[str(c) for c in disp.columns]] + [["" if v is None else str(v) for v in r]
-                                                  for r in disp.itertuples(index=False)]
+        rows = [[str(c) for c in disp.columns]] + [
+            ["" if v is None else str(v) for v in r] for r in disp.itertuples(index=False)
+        ]
         for i, values in enumerate(rows):
             cells = table.rows[i].cells
             for j, v in enumerate(values):
@@ -229,9 +243,12 @@ def write_docx(path: Path, sections, *, title: str = "", ci_level: float | None 
     return path
 
 
-def write_exports(out_dir: Path, tables: dict[str, pd.DataFrame], sections, *, title: str = "",
-                  ci_level: float | None = None) -> list[Path]:
+def write_exports(
+    out_dir: Path, tables: dict[str, pd.DataFrame], sections, *, title: str = "", ci_level: float | None = None
+) -> list[Path]:
     """Write ``tables.xlsx`` and ``tables.docx`` under ``out_dir`` (call after the tables are numbered)."""
     out_dir = Path(out_dir)
-    return [write_xlsx(out_dir / XLSX_NAME, tables, sections, title=title),
-            write_docx(out_dir / DOCX_NAME, sections, title=title, ci_level=ci_level)]
+    return [
+        write_xlsx(out_dir / XLSX_NAME, tables, sections, title=title),
+        write_docx(out_dir / DOCX_NAME, sections, title=title, ci_level=ci_level),
+    ]

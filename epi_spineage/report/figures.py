@@ -57,10 +57,19 @@ def save_figure(fig, out_dir: Path | None, name: str, *, dpi: int = 130, svg: bo
             fig.savefig(out_dir / f"{name}.svg", format="svg", bbox_inches="tight", metadata={"Date": None})
             # for a journal: 300 dpi PNG and vector PDF under figures/print/
             (out_dir / "print").mkdir(exist_ok=True)
-            fig.savefig(out_dir / "print" / f"{name}.png", format="png", dpi=PRINT_DPI, bbox_inches="tight",
-                        metadata={"Software": None})
-            fig.savefig(out_dir / "print" / f"{name}.pdf", format="pdf", bbox_inches="tight",
-                        metadata={"CreationDate": None, "ModDate": None})
+            fig.savefig(
+                out_dir / "print" / f"{name}.png",
+                format="png",
+                dpi=PRINT_DPI,
+                bbox_inches="tight",
+                metadata={"Software": None},
+            )
+            fig.savefig(
+                out_dir / "print" / f"{name}.pdf",
+                format="pdf",
+                bbox_inches="tight",
+                metadata={"CreationDate": None, "ModDate": None},
+            )
     plt.close(fig)
     return png
 
@@ -93,22 +102,34 @@ def age_scatter(panels: list[dict]):
                 ax.plot([lo, hi], [lo, hi], color="0.3", lw=1, ls="--", label="identity")
                 if len(x) > 2 and np.ptp(x) > 0:
                     slope, icept = np.polyfit(x, y, 1)
-                    ax.plot([lo, hi], [icept + slope * lo, icept + slope * hi], color=PALETTE[3], lw=1.5,
-                            label="least-squares line")
+                    ax.plot(
+                        [lo, hi],
+                        [icept + slope * lo, icept + slope * hi],
+                        color=PALETTE[3],
+                        lw=1.5,
+                        label="least-squares line",
+                    )
             ax.set_title(panel["title"])
             ax.set_xlabel("chronological age (years)")
             ax.set_ylabel("spine age (years)")
-            ax.text(0.03, 0.97,
-                    f"r = {panel['r']:.2f} ({panel['ci_low']:.2f}-{panel['ci_high']:.2f})\nn = {len(x):,}",
-                    transform=ax.transAxes, va="top", ha="left", fontsize=9,
-                    bbox={"boxstyle": "round", "fc": "white", "ec": "0.8"})
+            ax.text(
+                0.03,
+                0.97,
+                f"r = {panel['r']:.2f} ({panel['ci_low']:.2f}-{panel['ci_high']:.2f})\nn = {len(x):,}",
+                transform=ax.transAxes,
+                va="top",
+                ha="left",
+                fontsize=9,
+                bbox={"boxstyle": "round", "fc": "white", "ec": "0.8"},
+            )
             ax.legend(loc="lower right", frameon=False)
         fig.tight_layout()
     return fig
 
 
-def roc_panels(curves: pd.DataFrame, aucs: pd.DataFrame, panel_order: list[tuple[str, str]],
-               titles: dict[tuple[str, str], str]):
+def roc_panels(
+    curves: pd.DataFrame, aucs: pd.DataFrame, panel_order: list[tuple[str, str]], titles: dict[tuple[str, str], str]
+):
     """ROC curves, one panel per (cohort, outcome); one line per predictor with AUROC in the legend.
 
     ``curves``: columns cohort, outcome, predictor, fpr, tpr. ``aucs``: cohort, outcome, predictor,
@@ -156,8 +177,11 @@ def km_panels(panels: list[dict], *, ylabel: str = "cumulative incidence of frac
     n = len(panels)
     # one y scale for all panels, so cohorts compare at a glance; set by the curves (a CI band in the sparse
     # tail may run off the top) with room for the legend
-    tops = [float(np.nanmax(p["curves"]["estimate"].to_numpy(float))) for p in panels
-            if len(p["curves"]) and np.isfinite(p["curves"]["estimate"].to_numpy(float)).any()]
+    tops = [
+        float(np.nanmax(p["curves"]["estimate"].to_numpy(float)))
+        for p in panels
+        if len(p["curves"]) and np.isfinite(p["curves"]["estimate"].to_numpy(float)).any()
+    ]
     ymax = min(1.0, max(tops) * 1.12 + 0.03) if tops else None
     with _style():
         fig = plt.figure(figsize=(5.2 * n, 5.6))
@@ -173,10 +197,17 @@ def km_panels(panels: list[dict], *, ylabel: str = "cumulative incidence of frac
                 if c.empty:
                     continue
                 color = PALETTE[i % len(PALETTE)]
-                ax.step(c["time_years"], c["estimate"], where="post", color=color, lw=1.7,
-                        label=panel.get("labels", {}).get(g, g))
-                ax.fill_between(c["time_years"], c["ci_low"], c["ci_high"], step="post", color=color,
-                                alpha=0.13, linewidth=0)
+                ax.step(
+                    c["time_years"],
+                    c["estimate"],
+                    where="post",
+                    color=color,
+                    lw=1.7,
+                    label=panel.get("labels", {}).get(g, g),
+                )
+                ax.fill_between(
+                    c["time_years"], c["ci_low"], c["ci_high"], step="post", color=color, alpha=0.13, linewidth=0
+                )
             ax.set_title(panel["title"])
             ax.set_ylabel(ylabel)
             ax.set_ylim(0, ymax) if ymax else ax.set_ylim(bottom=0)
@@ -196,8 +227,9 @@ def km_panels(panels: list[dict], *, ylabel: str = "cumulative incidence of frac
                 a = at_risk[at_risk["group"] == g]
                 for _, row in a.iterrows():
                     if row["time_years"] <= tmax + 1e-9:
-                        tab.text(row["time_years"], i, f"{int(row['n_at_risk']):,}", ha="center", va="center",
-                                 fontsize=7.8)
+                        tab.text(
+                            row["time_years"], i, f"{int(row['n_at_risk']):,}", ha="center", va="center", fontsize=7.8
+                        )
             tab.set_xlabel("years since index image")
             tab.set_title("number at risk", fontsize=8.5, loc="left")
             for side in ("left", "top", "right"):
@@ -226,11 +258,19 @@ def cuminc_panels(panels: list[dict]):
                     c = curves[(curves["group"] == g) & (curves["method"] == method)].sort_values("time_years")
                     if c.empty:
                         continue
-                    ax.step(c["time_years"], c["estimate"], where="post", color=color, ls=ls, lw=1.5,
-                            label=f"{g}, {method}")
+                    ax.step(
+                        c["time_years"], c["estimate"], where="post", color=color, ls=ls, lw=1.5, label=f"{g}, {method}"
+                    )
                     if method == "Aalen-Johansen" and "ci_low" in c and c["ci_low"].notna().any():
-                        ax.fill_between(c["time_years"], c["ci_low"], c["ci_high"], step="post", color=color,
-                                        alpha=0.12, linewidth=0)
+                        ax.fill_between(
+                            c["time_years"],
+                            c["ci_low"],
+                            c["ci_high"],
+                            step="post",
+                            color=color,
+                            alpha=0.12,
+                            linewidth=0,
+                        )
             ax.set_title(panel["title"])
             ax.set_xlabel("years since index image")
             ax.set_ylabel("cumulative incidence of fracture")
@@ -241,8 +281,16 @@ def cuminc_panels(panels: list[dict]):
     return fig
 
 
-def forest(table: pd.DataFrame, *, label: str = "label", title: str = "", xlabel: str = "hazard ratio (95% CI)",
-           group: str | None = None, headings: Sequence[str] = (), estimate_header: str = "HR (95% CI)"):
+def forest(
+    table: pd.DataFrame,
+    *,
+    label: str = "label",
+    title: str = "",
+    xlabel: str = "hazard ratio (95% CI)",
+    group: str | None = None,
+    headings: Sequence[str] = (),
+    estimate_header: str = "HR (95% CI)",
+):
     """Forest plot on a log axis, with the numbers beside it in aligned columns.
 
     ``table`` columns: ``label``, estimate, ci_low, ci_high; optional ``n`` and ``events`` (an n / events
@@ -272,14 +320,25 @@ def forest(table: pd.DataFrame, *, label: str = "label", title: str = "", xlabel
         levels = list(dict.fromkeys(t[group]))
         colors = [PALETTE[levels.index(v) % len(PALETTE)] for v in t[group]]
     n_items = len(items)
-    label_w = max([len(str(v)) + 2 * len(headings) for v in t[label]] + [len(x[1]) + 2 * x[2] for x in items
-                                                                            if x[0] == "head"] + [8])
+    label_w = max(
+        [len(str(v)) + 2 * len(headings) for v in t[label]]
+        + [len(x[1]) + 2 * x[2] for x in items if x[0] == "head"]
+        + [8]
+    )
     left = min(max(1.3, 0.075 * label_w), 3.8)
     right = 1.85 + (0.95 if has_counts else 0.0)
     with _style():
         fig = plt.figure(figsize=(left + 3.4 + right, 0.27 * n_items + 1.15))
-        gs = fig.add_gridspec(1, 3, width_ratios=[left, 3.4, right], wspace=0.02, left=0.02, right=0.98,
-                              top=1 - 0.42 / (0.27 * n_items + 1.15), bottom=0.55 / (0.27 * n_items + 1.15))
+        gs = fig.add_gridspec(
+            1,
+            3,
+            width_ratios=[left, 3.4, right],
+            wspace=0.02,
+            left=0.02,
+            right=0.98,
+            top=1 - 0.42 / (0.27 * n_items + 1.15),
+            bottom=0.55 / (0.27 * n_items + 1.15),
+        )
         lab_ax, ax, txt_ax = (fig.add_subplot(gs[0, j]) for j in range(3))
         ax.patch.set_alpha(0)  # a long heading may reach into the plot's margin
         ys = np.arange(n_items)[::-1].astype(float)
@@ -290,8 +349,16 @@ def forest(table: pd.DataFrame, *, label: str = "label", title: str = "", xlabel
             a.axis("off")
         for y, it in zip(ys, items):
             if it[0] == "head":
-                lab_ax.text(0.02 + 0.06 * it[2], y, it[1], va="center", ha="left", fontsize=8.8,
-                            fontweight="bold" if it[2] == 0 else "normal", style="italic" if it[2] else "normal")
+                lab_ax.text(
+                    0.02 + 0.06 * it[2],
+                    y,
+                    it[1],
+                    va="center",
+                    ha="left",
+                    fontsize=8.8,
+                    fontweight="bold" if it[2] == 0 else "normal",
+                    style="italic" if it[2] else "normal",
+                )
                 continue
             i = it[1]
             lab_ax.text(0.02 + 0.06 * len(headings), y, str(t.loc[i, label]), va="center", ha="left", fontsize=8.5)
@@ -303,8 +370,15 @@ def forest(table: pd.DataFrame, *, label: str = "label", title: str = "", xlabel
             if has_counts:
                 n, e = t.loc[i, "n"], t.loc[i, "events"]
                 ne = f"{int(n):,}/{int(e):,}" if pd.notna(n) and pd.notna(e) else ""
-                txt_ax.text(0.30 if right > 2 else 0.02, y, ne, va="center", ha="right" if right > 2 else "left",
-                            fontsize=8.5, family="DejaVu Sans Mono")
+                txt_ax.text(
+                    0.30 if right > 2 else 0.02,
+                    y,
+                    ne,
+                    va="center",
+                    ha="right" if right > 2 else "left",
+                    fontsize=8.5,
+                    family="DejaVu Sans Mono",
+                )
         top = n_items - 0.4
         txt_ax.text(0.98, top, estimate_header, va="bottom", ha="right", fontsize=8.8, fontweight="bold")
         if has_counts:
@@ -335,8 +409,9 @@ def drift_cells(frame: pd.DataFrame) -> pd.DataFrame:
     """The drift table pooled over runs: one row per (model, manufacturer, study month), with the number of
     images, the n-weighted mean delta (years) and the flag; a cell is flagged when any of its runs is."""
     if frame is None or not len(frame) or "delta_years" not in frame.columns:
-        return pd.DataFrame(columns=["model_id", "manufacturer", "study_month", "n_images", "delta_years",
-                                     "bound_years", "drift_flag"])
+        return pd.DataFrame(
+            columns=["model_id", "manufacturer", "study_month", "n_images", "delta_years", "bound_years", "drift_flag"]
+        )
     f = frame.copy()
     f["study_month"] = pd.to_datetime(f["study_month"], errors="coerce")
     n = f["n_images"] if "n_images" in f.columns else pd.Series(1, index=f.index)
@@ -347,9 +422,17 @@ def drift_cells(frame: pd.DataFrame) -> pd.DataFrame:
     bound = f["bound_years"] if "bound_years" in f.columns else pd.Series(np.nan, index=f.index)
     f["bound_years"] = pd.to_numeric(bound, errors="coerce")
     keys = [k for k in ("model_id", "manufacturer", "study_month") if k in f.columns]
-    g = f.groupby(keys, dropna=False, sort=True).agg(n_images=("_n", "sum"), _w=("_w", "sum"), _nd=("_nd", "sum"),
-                                                      bound_years=("bound_years", "max"),
-                                                      drift_flag=("drift_flag", "any")).reset_index()
+    g = (
+        f.groupby(keys, dropna=False, sort=True)
+        .agg(
+            n_images=("_n", "sum"),
+            _w=("_w", "sum"),
+            _nd=("_nd", "sum"),
+            bound_years=("bound_years", "max"),
+            drift_flag=("drift_flag", "any"),
+        )
+        .reset_index()
+    )
     g["delta_years"] = np.where(g["_nd"] > 0, g["_w"] / g["_nd"].where(g["_nd"] > 0, 1), np.nan)
     g["n_images"] = g["n_images"].astype(int)
     return g.drop(columns=["_w", "_nd"])
@@ -360,14 +443,16 @@ def flagged_drift(frame: pd.DataFrame) -> pd.DataFrame:
     (YYYY-MM), images, change (years) and the bound."""
     cells = drift_cells(frame)
     flagged = cells[cells["drift_flag"]]
-    return pd.DataFrame({
-        "model": flagged["model_id"].astype(str) if "model_id" in flagged else "",
-        "manufacturer": flagged["manufacturer"].astype(str),
-        "month": [m.strftime("%Y-%m") if pd.notna(m) else "(no date)" for m in flagged["study_month"]],
-        "images": flagged["n_images"].astype(int),
-        "change, y": flagged["delta_years"].astype(float).round(2),
-        "bound, y": flagged["bound_years"].astype(float),
-    }).reset_index(drop=True)
+    return pd.DataFrame(
+        {
+            "model": flagged["model_id"].astype(str) if "model_id" in flagged else "",
+            "manufacturer": flagged["manufacturer"].astype(str),
+            "month": [m.strftime("%Y-%m") if pd.notna(m) else "(no date)" for m in flagged["study_month"]],
+            "images": flagged["n_images"].astype(int),
+            "change, y": flagged["delta_years"].astype(float).round(2),
+            "bound, y": flagged["bound_years"].astype(float),
+        }
+    ).reset_index(drop=True)
 
 
 def drift_small_multiples(frame: pd.DataFrame, *, ncols: int = 3):
@@ -384,8 +469,9 @@ def drift_small_multiples(frame: pd.DataFrame, *, ncols: int = 3):
     lim = np.nanmax(np.abs(d[np.isfinite(d)])) if np.isfinite(d).any() else 1.0
     lim = max(lim, bound if np.isfinite(bound) else 0.0) * 1.15 + 0.2
     with _style():
-        fig, axes = plt.subplots(nrows, ncols, figsize=(3.3 * ncols, 2.3 * nrows + 0.5), squeeze=False,
-                                 sharex=True, sharey=True)
+        fig, axes = plt.subplots(
+            nrows, ncols, figsize=(3.3 * ncols, 2.3 * nrows + 0.5), squeeze=False, sharex=True, sharey=True
+        )
         for ax in axes.ravel()[n:]:
             ax.set_visible(False)
         for ax, man in zip(axes.ravel(), mans):
@@ -397,8 +483,15 @@ def drift_small_multiples(frame: pd.DataFrame, *, ncols: int = 3):
                 c = sub[sub["model_id"].astype(str) == m].sort_values("study_month") if "model_id" in sub else sub
                 if c.empty:
                     continue
-                ax.plot(c["study_month"], c["delta_years"], color=PALETTE[j % len(PALETTE)], lw=1.1, marker="o",
-                        ms=2.5, label=m if len(models) > 1 else None)
+                ax.plot(
+                    c["study_month"],
+                    c["delta_years"],
+                    color=PALETTE[j % len(PALETTE)],
+                    lw=1.1,
+                    marker="o",
+                    ms=2.5,
+                    label=m if len(models) > 1 else None,
+                )
                 fl = c[c["drift_flag"]]
                 ax.plot(fl["study_month"], fl["delta_years"], "o", color=PALETTE[3], ms=5, mfc="none", mew=1.4)
             ax.set_title(f"{man} (n = {int(sub['n_images'].sum()):,})", fontsize=9.5)
@@ -438,8 +531,16 @@ def truth_vs_estimate(table: pd.DataFrame, *, xlabel: str = "hazard ratio per SD
     with _style():
         fig, ax = plt.subplots(figsize=(6.8, 0.42 * n + 1.3))
         ys = np.arange(n)[::-1]
-        ax.errorbar(t["estimate"], ys, xerr=[t["estimate"] - t["ci_low"], t["ci_high"] - t["estimate"]],
-                    fmt="s", color=PALETTE[0], ms=5, lw=1.4, label="estimate (95% CI)")
+        ax.errorbar(
+            t["estimate"],
+            ys,
+            xerr=[t["estimate"] - t["ci_low"], t["ci_high"] - t["estimate"]],
+            fmt="s",
+            color=PALETTE[0],
+            ms=5,
+            lw=1.4,
+            label="estimate (95% CI)",
+        )
         ax.plot(t["truth"], ys, "D", mfc="none", mec=PALETTE[3], ms=7, mew=1.6, label="planted truth")
         ax.set_yticks(ys)
         ax.set_yticklabels(t["label"], fontsize=8.5)

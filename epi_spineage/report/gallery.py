@@ -37,8 +37,11 @@ def build_gallery(model: str | None, images: str | None, n: int = 8):
         pred = predict_table(loaded, refs, mods)
         pred["age_years"] = df["age_years"].to_numpy(float) if "age_years" in df.columns else np.nan
         pred["pad"] = pred["spine_age_years"] - pred["age_years"]
-        chosen = pred.sort_values("pad", ascending=False, kind="stable").head(max(1, n)) \
-            if pred["pad"].notna().any() else pred.head(max(1, n))
+        chosen = (
+            pred.sort_values("pad", ascending=False, kind="stable").head(max(1, n))
+            if pred["pad"].notna().any()
+            else pred.head(max(1, n))
+        )
         x, _ = prepare_images(list(chosen["image"]), loaded.preprocess_config, list(chosen["modality"]))
         cams = gradcam(loaded.network, torch.from_numpy(x), "older")  # target = the reported (untempered) spine age
     except Exception as exc:  # the gallery is an extra: say why, keep the report
@@ -48,6 +51,5 @@ def build_gallery(model: str | None, images: str | None, n: int = 8):
     for i, r in enumerate(chosen.itertuples(index=False)):
         age = f"age {r.age_years:.0f}, " if np.isfinite(r.age_years) else ""
         # the image reference may hold a folder name; show only a running number (no identifiers)
-        items.append({"image": x[i, 0], "overlay": cams[i],
-                      "title": f"#{i + 1}: {age}spine {r.spine_age_years:.1f} y"})
+        items.append({"image": x[i, 0], "overlay": cams[i], "title": f"#{i + 1}: {age}spine {r.spine_age_years:.1f} y"})
     return items

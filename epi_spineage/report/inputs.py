@@ -67,8 +67,10 @@ def split_roles(df: pd.DataFrame, config: StudyConfig) -> tuple[pd.DataFrame | N
     der = df[df["cohort"].astype(str) == config.derivation]
     ext = df[df["cohort"].astype(str) == config.external]
     if der.empty and ext.empty:
-        raise UserError(f"no rows with cohort {config.derivation!r} or {config.external!r} (found: "
-                        f"{', '.join(values[:8]) or 'none'}); set [cohorts] derivation/external in --config")
+        raise UserError(
+            f"no rows with cohort {config.derivation!r} or {config.external!r} (found: "
+            f"{', '.join(values[:8]) or 'none'}); set [cohorts] derivation/external in --config"
+        )
     others = [v for v in values if v not in (config.derivation, config.external)]
     if others:
         log.warning("cohort value(s) not analysed: %s", ", ".join(others))
@@ -112,9 +114,9 @@ def _merge_db_scores(df: pd.DataFrame, scores: pd.DataFrame, key: bytes | None) 
         key = require_key(key)
         raw = raw.where(pseudonyms, raw.map(lambda v: pseudonymise(v, key)))
     keyed = raw
-    db = (scores.drop_duplicates("participant_id")
-          .rename(columns={"participant_id": "_key", "spine_age_years": "_db_spine",
-                           "spine_age_corrected_years": "_db_corrected"}))
+    db = scores.drop_duplicates("participant_id").rename(
+        columns={"participant_id": "_key", "spine_age_years": "_db_spine", "spine_age_corrected_years": "_db_corrected"}
+    )
     merged = df.assign(_key=keyed.to_numpy()).merge(db, on="_key", how="left")
     hit = merged["_db_spine"].notna()
     for column, from_db in (("spine_age_years", "_db_spine"), ("spine_age_corrected_years", "_db_corrected")):
@@ -124,16 +126,26 @@ def _merge_db_scores(df: pd.DataFrame, scores: pd.DataFrame, key: bytes | None) 
     return merged.drop(columns=["_key", "_db_spine", "_db_corrected"]), int(hit.sum())
 
 
-def load_inputs(*, cohort: str | list[str] | None, mapping: str | None, db: str | None, config: StudyConfig,
-                seed: int, n_derivation: int, n_external: int, key: bytes | None = None) -> Inputs:
+def load_inputs(
+    *,
+    cohort: str | list[str] | None,
+    mapping: str | None,
+    db: str | None,
+    config: StudyConfig,
+    seed: int,
+    n_derivation: int,
+    n_external: int,
+    key: bytes | None = None,
+) -> Inputs:
     from epi_spineage.tables import validate_cohort
 
     if not cohort and db is None:
         from epi_spineage.report import demo_study
 
         der, ext, truth = demo_study(seed, n_derivation, n_external)
-        return Inputs(der, ext, truth, True,
-                      f"the built-in simulator (seed {seed}, n = {n_derivation:,} + {n_external:,})")
+        return Inputs(
+            der, ext, truth, True, f"the built-in simulator (seed {seed}, n = {n_derivation:,} + {n_external:,})"
+        )
     warn: list[str] = []
     cohorts = [cohort] if isinstance(cohort, str) else list(cohort or [])
     if cohorts:
@@ -143,14 +155,17 @@ def load_inputs(*, cohort: str | list[str] | None, mapping: str | None, db: str 
         if db is not None:
             con = open_db(db)
             try:
-                scores = con.execute("SELECT participant_id, spine_age_years, spine_age_corrected_years "
-                                     "FROM v_cohort_scores").df()
+                scores = con.execute(
+                    "SELECT participant_id, spine_age_years, spine_age_corrected_years FROM v_cohort_scores"
+                ).df()
             finally:
                 con.close()
             if len(scores):
                 df, n_hit = _merge_db_scores(df, scores, key)
-                warn.append(f"{n_hit:,} of {len(df):,} participants take their spine age from {Path(db).name}; "
-                            "the others keep the cohort file's")
+                warn.append(
+                    f"{n_hit:,} of {len(df):,} participants take their spine age from {Path(db).name}; "
+                    "the others keep the cohort file's"
+                )
             source += f" + scores from {Path(db).name}"
     else:
         con = open_db(db)
@@ -189,12 +204,14 @@ def db_synthetic_marks(con) -> list[str]:
     )
 
     marks = []
-    comment = con.execute("SELECT comment FROM duckdb_tables() WHERE database_name = 'src' "
-                          "AND table_name = 'cohort'").fetchall()
+    comment = con.execute(
+        "SELECT comment FROM duckdb_tables() WHERE database_name = 'src' AND table_name = 'cohort'"
+    ).fetchall()
     if comment and comment[0][0] == SYNTHETIC_TABLE_COMMENT:
         marks.append("its cohort table was loaded from the simulator's output")
-    n = con.execute("SELECT count(*) FROM images WHERE upper(manufacturer) LIKE ?",
-                    [f"%{SYNTHETIC_MANUFACTURER_MARK}%"]).fetchone()[0]
+    n = con.execute(
+        "SELECT count(*) FROM images WHERE upper(manufacturer) LIKE ?", [f"%{SYNTHETIC_MANUFACTURER_MARK}%"]
+    ).fetchone()[0]
     if n:
         marks.append(f"{n:,} of its images are synthetic phantoms")
     return marks

@@ -16,8 +16,7 @@ from pathlib import Path
 from epi_spineage.errors import UserError
 
 #: tried in order; EPI_SPINEAGE_CHROMIUM (a path) wins over all of them
-CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome",
-                  "headless_shell")
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome", "headless_shell")
 
 
 def find_chromium() -> str | None:
@@ -35,10 +34,21 @@ def find_chromium() -> str | None:
 def chromium_command(exe: str, index: Path, pdf: Path, profile: Path) -> list[str]:
     """The headless print call. ``--no-sandbox`` only as root, where Chromium refuses to start without it
     (the page is our own file, opened offline)."""
-    cmd = [exe, "--headless", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-           "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage", f"--user-data-dir={profile}",
-           # both spellings: older builds know only the second; unknown switches are ignored
-           "--no-pdf-header-footer", "--print-to-pdf-no-header", f"--print-to-pdf={pdf}"]
+    cmd = [
+        exe,
+        "--headless",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={profile}",
+        # both spellings: older builds know only the second; unknown switches are ignored
+        "--no-pdf-header-footer",
+        "--print-to-pdf-no-header",
+        f"--print-to-pdf={pdf}",
+    ]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         cmd.insert(1, "--no-sandbox")
     return cmd + [index.resolve().as_uri()]
@@ -53,19 +63,27 @@ def write_pdf(index: Path, pdf: Path | None = None, *, timeout_s: float = 180.0)
     pdf = Path(pdf) if pdf is not None else index.with_name("report.pdf")
     exe = find_chromium()
     if exe is None:
-        raise UserError("--pdf needs Chromium (e.g. `apt-get install chromium`, or set EPI_SPINEAGE_CHROMIUM to "
-                        "its path); the HTML report was written, open it and print from the browser instead")
+        raise UserError(
+            "--pdf needs Chromium (e.g. `apt-get install chromium`, or set EPI_SPINEAGE_CHROMIUM to "
+            "its path); the HTML report was written, open it and print from the browser instead"
+        )
     pdf.unlink(missing_ok=True)
     with tempfile.TemporaryDirectory(prefix="epi-spineage-pdf-") as profile:
         try:
-            proc = subprocess.run(chromium_command(exe, index, pdf.resolve(), Path(profile)), capture_output=True,
-                                  text=True, timeout=timeout_s, check=False)
+            proc = subprocess.run(
+                chromium_command(exe, index, pdf.resolve(), Path(profile)),
+                capture_output=True,
+                text=True,
+                timeout=timeout_s,
+                check=False,
+            )
         except subprocess.TimeoutExpired as exc:
             raise UserError(f"--pdf: Chromium did not finish printing within {timeout_s:.0f} s") from exc
     if not pdf.is_file() or pdf.stat().st_size == 0:
         last = (proc.stderr or proc.stdout or "").strip().splitlines()
-        raise UserError(f"--pdf: Chromium ({exe}) wrote no PDF (exit {proc.returncode})"
-                        + (f": {last[-1][:200]}" if last else ""))
+        raise UserError(
+            f"--pdf: Chromium ({exe}) wrote no PDF (exit {proc.returncode})" + (f": {last[-1][:200]}" if last else "")
+        )
     return pdf
 
 

@@ -52,20 +52,31 @@ def _prepare_one(df: pd.DataFrame, role: str, config: StudyConfig, flow: list, q
     if role == "derivation" and config.derivation_split:
         if "split" in frame.columns and (frame["split"] == config.derivation_split).any():
             keep = frame["split"] == config.derivation_split
-            _flow(flow, role, f"{config.derivation_split} split", int(keep.sum()), int((~keep).sum()),
-                  f"not in the {config.derivation_split} split (model training/validation images)")
+            _flow(
+                flow,
+                role,
+                f"{config.derivation_split} split",
+                int(keep.sum()),
+                int((~keep).sum()),
+                f"not in the {config.derivation_split} split (model training/validation images)",
+            )
             frame = frame[keep]
         else:
-            warnings.warn(f"derivation cohort has no split {config.derivation_split!r}: all its rows are analysed, "
-                          "including any the model was trained on", stacklevel=2)
+            warnings.warn(
+                f"derivation cohort has no split {config.derivation_split!r}: all its rows are analysed, "
+                "including any the model was trained on",
+                stacklevel=2,
+            )
             _quality(quality, role, f"no '{config.derivation_split}' split: all rows analysed", n0)
     choice = _PAD_CHOICE[getattr(config, f"pad_{role}")]
     if choice is True and "spine_age_corrected_years" not in frame.columns:
-        raise UserError(f"config asks for corrected PAD in the {role} cohort, but it has no "
-                        "spine_age_corrected_years column")
+        raise UserError(
+            f"config asks for corrected PAD in the {role} cohort, but it has no spine_age_corrected_years column"
+        )
     if "spine_age_years" not in frame.columns and "spine_age_corrected_years" not in frame.columns:
-        raise UserError(f"{role} cohort has no spine_age_years column: score the images first "
-                        "(epi-spineage score) or pass --db")
+        raise UserError(
+            f"{role} cohort has no spine_age_years column: score the images first (epi-spineage score) or pass --db"
+        )
     frame = derive_variables(frame.reset_index(drop=True), corrected=choice, by=None)
     no_pad = frame[PAD_COLUMN].isna()
     if no_pad.any():
@@ -74,8 +85,10 @@ def _prepare_one(df: pd.DataFrame, role: str, config: StudyConfig, flow: list, q
         if uses_corrected and "spine_age_years" in frame.columns:
             n_raw_only = int((no_pad & frame["spine_age_years"].notna()).sum())
             if n_raw_only:
-                reason += (f"; {n_raw_only} of them have an uncorrected spine age but no corrected one, and this "
-                           "cohort's PAD is the corrected one (set [pad] in --config to choose)")
+                reason += (
+                    f"; {n_raw_only} of them have an uncorrected spine age but no corrected one, and this "
+                    "cohort's PAD is the corrected one (set [pad] in --config to choose)"
+                )
         _flow(flow, role, "with spine age (PAD)", int((~no_pad).sum()), int(no_pad.sum()), reason)
         frame = frame[~no_pad].reset_index(drop=True)
         # z-scores must describe the analysed rows, so derive again on them

@@ -118,8 +118,9 @@ def format_frame(df: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
         elif pd.api.types.is_float_dtype(s):
             out[col] = [format_number(v, digits) for v in s]
         else:
-            out[col] = ["" if (v is None or (isinstance(v, float) and math.isnan(v))) else format_number(v, digits)
-                        for v in s]
+            out[col] = [
+                "" if (v is None or (isinstance(v, float) and math.isnan(v))) else format_number(v, digits) for v in s
+            ]
     return out
 
 
@@ -190,30 +191,64 @@ def _env() -> jinja2.Environment:
     )
 
 
-def render_html(sections: list[Section], *, title: str, banner: str | None, meta: dict[str, Any],
-                footer: str = "") -> str:
+def render_html(
+    sections: list[Section], *, title: str, banner: str | None, meta: dict[str, Any], footer: str = ""
+) -> str:
     """The self-contained HTML page as a string."""
     ctx_sections = []
     for s in sections:
         # never wider than drawn (a one-panel figure is not blown up): figures.png_size
-        figs = [{"name": f.name, "caption": f.caption, "number": f.number,
-                 "width": min(f.width, png_size(f.png)[0] or f.width),
-                 "b64": base64.b64encode(f.png).decode("ascii")} for f in s.figures]
+        figs = [
+            {
+                "name": f.name,
+                "caption": f.caption,
+                "number": f.number,
+                "width": min(f.width, png_size(f.png)[0] or f.width),
+                "b64": base64.b64encode(f.png).decode("ascii"),
+            }
+            for f in s.figures
+        ]
         tabs = []
         for t in s.tables:
             if not t.show:
                 continue
             d = humanize_columns(_display(t))  # headers in words: labels.py
-            tabs.append({"name": t.name, "caption": t.caption, "number": t.number, "note": t.note,
-                         "columns": [str(c) for c in d.columns], "numeric": numeric_columns(d),
-                         "rows": [["" if v is None else str(v) for v in row] for row in d.itertuples(index=False)]})
+            tabs.append(
+                {
+                    "name": t.name,
+                    "caption": t.caption,
+                    "number": t.number,
+                    "note": t.note,
+                    "columns": [str(c) for c in d.columns],
+                    "numeric": numeric_columns(d),
+                    "rows": [["" if v is None else str(v) for v in row] for row in d.itertuples(index=False)],
+                }
+            )
             tabs[-1]["classes"] = table_classes(d)  # print layout (landscape page for wide tables): layout.py
-        ctx_sections.append({"id": s.id, "title": s.title, "paragraphs": s.paragraphs, "bullets": s.bullets,
-                             "warnings": s.warnings, "figures": figs, "tables": tabs})
+        ctx_sections.append(
+            {
+                "id": s.id,
+                "title": s.title,
+                "paragraphs": s.paragraphs,
+                "bullets": s.bullets,
+                "warnings": s.warnings,
+                "figures": figs,
+                "tables": tabs,
+            }
+        )
     banner_short = "Synthetic data" if banner else ""
-    return _env().get_template("report.html.j2").render(
-        title=title, banner=banner, banner_short=banner_short, sections=ctx_sections, meta=meta,
-        footer=footer or f"epi_spineage {__version__}. Tables as CSV in tables/, every number in results.json.")
+    return (
+        _env()
+        .get_template("report.html.j2")
+        .render(
+            title=title,
+            banner=banner,
+            banner_short=banner_short,
+            sections=ctx_sections,
+            meta=meta,
+            footer=footer or f"epi_spineage {__version__}. Tables as CSV in tables/, every number in results.json.",
+        )
+    )
 
 
 # ---------------------------------------------------------------- Quarto / Markdown
@@ -224,8 +259,10 @@ def _md_cell(v: str) -> str:
 def markdown_table(df: pd.DataFrame) -> str:
     """A pipe table (pandoc and Quarto read it); first column left-aligned, the rest right-aligned."""
     cols = [str(c) for c in df.columns]
-    lines = ["| " + " | ".join(_md_cell(c) for c in cols) + " |",
-             "|" + "|".join([":---"] + ["---:"] * (len(cols) - 1)) + "|"]
+    lines = [
+        "| " + " | ".join(_md_cell(c) for c in cols) + " |",
+        "|" + "|".join([":---"] + ["---:"] * (len(cols) - 1)) + "|",
+    ]
     for row in df.itertuples(index=False):
         lines.append("| " + " | ".join(_md_cell("" if v is None else v) for v in row) + " |")
     return "\n".join(lines)
@@ -251,16 +288,25 @@ def csv_safe(frame: pd.DataFrame) -> pd.DataFrame:
     for col in out.columns:
         if out[col].dtype == object:
             out[col] = out[col].map(
-                lambda v: "'" + v if isinstance(v, str) and v[:1] in ("=", "+", "-", "@", "\t", "\r") else v)
+                lambda v: "'" + v if isinstance(v, str) and v[:1] in ("=", "+", "-", "@", "\t", "\r") else v
+            )
     return out
 
 
 def render_qmd(sections: list[Section], *, title: str, banner: str | None, meta: dict[str, Any]) -> str:
     """Static Quarto source: results written in, figures linked from ``figures/``; no code to run."""
-    out = ["---", f"title: {_yaml_str(md_escape(title))}",
-           "subtitle: " + _yaml_str(f"Generated {meta.get('generated_utc', '')} by epi_spineage {__version__}"),
-           "format:", "  html:", "    embed-resources: true", "    toc: true", "    number-sections: true",
-           "---", ""]
+    out = [
+        "---",
+        f"title: {_yaml_str(md_escape(title))}",
+        "subtitle: " + _yaml_str(f"Generated {meta.get('generated_utc', '')} by epi_spineage {__version__}"),
+        "format:",
+        "  html:",
+        "    embed-resources: true",
+        "    toc: true",
+        "    number-sections: true",
+        "---",
+        "",
+    ]
     if banner:
         out += ["::: {.callout-warning}", banner, ":::", ""]
     for s in sections:
@@ -276,8 +322,12 @@ def render_qmd(sections: list[Section], *, title: str, banner: str | None, meta:
         for t in s.tables:
             if not t.show:
                 continue
-            out += [markdown_table(humanize_columns(_display(t))), "",
-                    f": **Table {t.number}.** {t.caption} (tables/{t.name}.csv) {{#tbl-{t.name}}}", ""]
+            out += [
+                markdown_table(humanize_columns(_display(t))),
+                "",
+                f": **Table {t.number}.** {t.caption} (tables/{t.name}.csv) {{#tbl-{t.name}}}",
+                "",
+            ]
             if t.note:
                 out += [f"*{t.note}*", ""]
     return "\n".join(out)
@@ -293,8 +343,16 @@ def is_previous_report(out_dir: Path) -> bool:
     return isinstance(meta, dict) and "version" in meta and "software" in meta
 
 
-def write_report(out_dir: Path, sections: list[Section], *, title: str, banner: str | None,
-                 results_json: dict[str, Any], meta: dict[str, Any], tables: dict[str, pd.DataFrame]) -> Path:
+def write_report(
+    out_dir: Path,
+    sections: list[Section],
+    *,
+    title: str,
+    banner: str | None,
+    results_json: dict[str, Any],
+    meta: dict[str, Any],
+    tables: dict[str, pd.DataFrame],
+) -> Path:
     """Write index.html, report.qmd, tables/*.csv and results.json under ``out_dir``; return index.html."""
     out_dir.mkdir(parents=True, exist_ok=True)
     tdir = out_dir / "tables"
@@ -307,10 +365,9 @@ def write_report(out_dir: Path, sections: list[Section], *, title: str, banner: 
         csv_safe(frame).to_csv(tdir / f"{name}.csv", index=False)
     number_items(sections)
     (out_dir / "results.json").write_text(
-        json.dumps(to_jsonable(results_json), indent=1, ensure_ascii=False, allow_nan=False) + "\n",
-        encoding="utf-8")
-    (out_dir / "report.qmd").write_text(render_qmd(sections, title=title, banner=banner, meta=meta),
-                                        encoding="utf-8")
+        json.dumps(to_jsonable(results_json), indent=1, ensure_ascii=False, allow_nan=False) + "\n", encoding="utf-8"
+    )
+    (out_dir / "report.qmd").write_text(render_qmd(sections, title=title, banner=banner, meta=meta), encoding="utf-8")
     index = out_dir / "index.html"
     index.write_text(render_html(sections, title=title, banner=banner, meta=meta), encoding="utf-8")
     # manuscript exports (tables.xlsx, tables.docx) from the same tables: report/exports.py
@@ -329,5 +386,17 @@ def pandoc_command(qmd: Path, html: Path) -> list[str] | None:
     except (IndexError, ValueError):
         major, minor = 2, 0
     flag = "--embed-resources" if (major, minor) >= (2, 19) else "--self-contained"
-    return [exe, str(qmd), "-f", "markdown", "-t", "html", "--standalone", flag, "-o", str(html),
-            "--metadata", "pagetitle=epi_spineage report"]
+    return [
+        exe,
+        str(qmd),
+        "-f",
+        "markdown",
+        "-t",
+        "html",
+        "--standalone",
+        flag,
+        "-o",
+        str(html),
+        "--metadata",
+        "pagetitle=epi_spineage report",
+    ]

@@ -31,6 +31,7 @@ ROC_OUTCOMES = ("prevalent_vf", "osteoporosis")
 SPINE_PREDICTOR = "spine age"
 AGE_PREDICTOR = "chronological age"
 
+
 def _frame() -> pd.DataFrame:
     return pd.DataFrame()
 
@@ -71,9 +72,15 @@ class AgreementResult:
         return {f"scatter_{role}": f for role, f in self.scatter.items()}
 
     def numbers(self) -> dict[str, Any]:
-        return _nonempty({"pearson_r": self.pearson_r, "pad_mean_years": self.pad_mean_years,
-                          "pad_sd_years": self.pad_sd_years, "n_analysed": self.n_analysed,
-                          "pad_used": self.pad_used})
+        return _nonempty(
+            {
+                "pearson_r": self.pearson_r,
+                "pad_mean_years": self.pad_mean_years,
+                "pad_sd_years": self.pad_sd_years,
+                "n_analysed": self.n_analysed,
+                "pad_used": self.pad_used,
+            }
+        )
 
 
 @dataclass
@@ -110,15 +117,26 @@ class GroupsKMResult:
     km: pd.DataFrame = field(default_factory=_frame)
 
     def tables(self) -> dict[str, pd.DataFrame]:
-        return {"tertile_cuts": self.tertile_cuts, "group_counts": self.group_counts, "km_failure": self.km_failure,
-                "logrank": self.logrank, "group_hazard_ratios": self.group_hazard_ratios}
+        return {
+            "tertile_cuts": self.tertile_cuts,
+            "group_counts": self.group_counts,
+            "km_failure": self.km_failure,
+            "logrank": self.logrank,
+            "group_hazard_ratios": self.group_hazard_ratios,
+        }
 
     def curves(self) -> dict[str, pd.DataFrame]:
         return {"km": self.km}
 
     def numbers(self) -> dict[str, Any]:
-        return _nonempty({"accelerated_cut_years": self.cut_years, "accelerated_cut_source": self.cut_source,
-                          "accelerated_rule": f"PAD {self.cut_rule} cut", "median_age_years": self.median_age_years})
+        return _nonempty(
+            {
+                "accelerated_cut_years": self.cut_years,
+                "accelerated_cut_source": self.cut_source,
+                "accelerated_rule": f"PAD {self.cut_rule} cut",
+                "median_age_years": self.median_age_years,
+            }
+        )
 
 
 @dataclass
@@ -141,8 +159,12 @@ class CoxFamilyResult:
 
     def tables(self) -> dict[str, pd.DataFrame]:
         f = self.family
-        return {f"cox_{f}": self.summary, f"c_index_{f}": self.c_index, f"ph_test_{f}": self.ph_test,
-                f"cox_{f}_pad_side_by_side": self.pad_side_by_side}
+        return {
+            f"cox_{f}": self.summary,
+            f"c_index_{f}": self.c_index,
+            f"ph_test_{f}": self.ph_test,
+            f"cox_{f}_pad_side_by_side": self.pad_side_by_side,
+        }
 
     def numbers(self) -> dict[str, Any]:
         return _nonempty({f"hr_per_sd_{self.family}": self.hr_per_sd})
@@ -178,8 +200,13 @@ class RatesResult:
         return {"incidence_rates": self.incidence, "median_followup": self.followup}
 
     def numbers(self) -> dict[str, Any]:
-        return _nonempty({"incidence_per_1000py": self.incidence_per_1000py,
-                          "median_followup_years": self.median_followup_years, "events": self.events})
+        return _nonempty(
+            {
+                "incidence_per_1000py": self.incidence_per_1000py,
+                "median_followup_years": self.median_followup_years,
+                "events": self.events,
+            }
+        )
 
 
 @dataclass
@@ -224,8 +251,13 @@ class FraxResult:
     source: dict[str, str] = field(default_factory=dict)
 
     def tables(self) -> dict[str, pd.DataFrame]:
-        return {"frax_crosstab": self.crosstab, "frax_reclassification": self.reclassification,
-                "frax_performance": self.performance, "frax_nri": self.nri, "frax_auroc": self.auroc}
+        return {
+            "frax_crosstab": self.crosstab,
+            "frax_reclassification": self.reclassification,
+            "frax_performance": self.performance,
+            "frax_nri": self.nri,
+            "frax_auroc": self.auroc,
+        }
 
     def numbers(self) -> dict[str, Any]:
         out = _nonempty({"frax_nri_total": self.nri_total, "frax_n": self.n, "frax_source": self.source})
@@ -251,9 +283,16 @@ class AgeGapResult:
 
 #: StudyResults attribute -> section type, in the study's order (the order of results.json)
 SECTIONS: dict[str, type] = {
-    "table1": Table1Result, "agreement": AgreementResult, "discrimination": DiscriminationResult,
-    "groups": GroupsKMResult, "cox_fracture": CoxFractureResult, "mortality": MortalityResult,
-    "rates": RatesResult, "competing": CompetingResult, "subgroups": SubgroupResult, "frax": FraxResult,
+    "table1": Table1Result,
+    "agreement": AgreementResult,
+    "discrimination": DiscriminationResult,
+    "groups": GroupsKMResult,
+    "cox_fracture": CoxFractureResult,
+    "mortality": MortalityResult,
+    "rates": RatesResult,
+    "competing": CompetingResult,
+    "subgroups": SubgroupResult,
+    "frax": FraxResult,
     "age_gap": AgeGapResult,
 }
 
@@ -358,8 +397,9 @@ class StudyResults:
 def collect_warnings(results: StudyResults, where: str, caught) -> None:
     """Put the user-facing warnings a step raised into the data-quality section."""
     for w in caught:
-        if issubclass(w.category, (RuntimeWarning, DeprecationWarning, FutureWarning, PendingDeprecationWarning)) \
-                and not issubclass(w.category, UserWarning):
+        if issubclass(
+            w.category, (RuntimeWarning, DeprecationWarning, FutureWarning, PendingDeprecationWarning)
+        ) and not issubclass(w.category, UserWarning):
             # numpy floating-point and library-deprecation chatter is not a data problem
             log.debug("%s: %s", where, w.message)
             continue

@@ -24,14 +24,20 @@ class ScoringQC:
     weak_models: list[str] = field(default_factory=list)
     #: runs whose predictions have near-zero spread: run_id, model_id, n, sd_years
     flat_runs: pd.DataFrame = field(
-        default_factory=lambda: pd.DataFrame(columns=["run_id", "model_id", "n", "sd_years"]))
+        default_factory=lambda: pd.DataFrame(columns=["run_id", "model_id", "n", "sd_years"])
+    )
     #: the minimum images per cell before v_drift/drift_summary may flag it (docs/conventions.md#drift-min-count)
     drift_min_count: int | None = None
 
     def to_json(self) -> dict:
-        return {"tables": self.tables, "notes": self.notes, "weak_models": self.weak_models,
-                "flat_runs": self.flat_runs, "drift_min_count": self.drift_min_count,
-                "raw_paths_stored": self.raw_paths_stored}
+        return {
+            "tables": self.tables,
+            "notes": self.notes,
+            "weak_models": self.weak_models,
+            "flat_runs": self.flat_runs,
+            "drift_min_count": self.drift_min_count,
+            "raw_paths_stored": self.raw_paths_stored,
+        }
 
 
 def _query(con, sql: str) -> pd.DataFrame:
@@ -50,30 +56,45 @@ def scoring_qc(db_path: str, drift_min_count: int | None = None) -> ScoringQC:
     qc = ScoringQC()
     try:
         _weak_and_flat(con, qc)
-        qc.tables["qc_runs"] = _query(con, """
+        qc.tables["qc_runs"] = _query(
+            con,
+            """
             SELECT run_id, status, model_id, device, started_at, finished_at, n_seen, n_scored,
                    n_skipped_known, n_not_spine, n_duplicates
-            FROM runs ORDER BY started_at""")
-        qc.tables["qc_errors"] = _query(con, """
-            SELECT error_type, count(*) AS n FROM errors GROUP BY error_type ORDER BY n DESC""")
-        qc.tables["qc_scores"] = _query(con, """
+            FROM runs ORDER BY started_at""",
+        )
+        qc.tables["qc_errors"] = _query(
+            con,
+            """
+            SELECT error_type, count(*) AS n FROM errors GROUP BY error_type ORDER BY n DESC""",
+        )
+        qc.tables["qc_scores"] = _query(
+            con,
+            """
             SELECT s.model_id, coalesce(i.modality, '(unknown)') AS modality,
                    coalesce(i.manufacturer, s.manufacturer, '(unknown)') AS manufacturer,
                    count(*) AS n, avg(s.spine_age_years) AS mean_spine_age_years,
                    stddev_samp(s.spine_age_years) AS sd_spine_age_years,
                    avg(s.spine_age_sd_years) AS mean_prediction_sd_years
             FROM scores AS s LEFT JOIN images AS i ON i.source_path = s.source_path
-            GROUP BY ALL ORDER BY ALL""")
-        qc.tables["qc_linkage"] = _query(con, """
+            GROUP BY ALL ORDER BY ALL""",
+        )
+        qc.tables["qc_linkage"] = _query(
+            con,
+            """
             SELECT (SELECT count(*) FROM cohort) AS cohort_rows,
                    (SELECT count(DISTINCT participant_id) FROM v_cohort_scores) AS with_score,
                    (SELECT count(*) FROM scores) AS scores,
-                   (SELECT count(*) FROM images) AS images""")
-        raw = _query(con, """
+                   (SELECT count(*) FROM images) AS images""",
+        )
+        raw = _query(
+            con,
+            """
             SELECT count(*) AS n FROM (
                 SELECT source_path FROM images UNION ALL SELECT source_path FROM scores
                 UNION ALL SELECT source_path FROM errors)
-            WHERE NOT regexp_full_match(source_path, 'h_[0-9a-f]{32}')""")
+            WHERE NOT regexp_full_match(source_path, 'h_[0-9a-f]{32}')""",
+        )
         qc.raw_paths_stored = bool(len(raw) and int(raw["n"].iloc[0]) > 0)
         drift = None
         try:
@@ -96,9 +117,12 @@ def scoring_qc(db_path: str, drift_min_count: int | None = None) -> ScoringQC:
 
 def _weak_and_flat(con, qc: ScoringQC) -> None:
     """Weak models (checkpoint quality verdict, stored in models.metadata_json) and flat runs (issue 11)."""
-    weak = _query(con, """
+    weak = _query(
+        con,
+        """
         SELECT model_id FROM models
-        WHERE json_extract_string(metadata_json, '$.quality.verdict') = 'weak' ORDER BY model_id""")
+        WHERE json_extract_string(metadata_json, '$.quality.verdict') = 'weak' ORDER BY model_id""",
+    )
     qc.weak_models = [str(m) for m in weak.get("model_id", [])]
     import duckdb
 
@@ -111,6 +135,7 @@ def _weak_and_flat(con, qc: ScoringQC) -> None:
     if qc.weak_models:
         qc.notes.append(f"WEAK MODEL(S) scored: {', '.join(qc.weak_models)} (saved with --allow-weak-model)")
     if len(qc.flat_runs):
-        qc.notes.append(f"{len(qc.flat_runs)} run(s) with near-zero spread of predictions (flat model): "
-                        + ", ".join(qc.flat_runs["run_id"].astype(str)))
-
+        qc.notes.append(
+            f"{len(qc.flat_runs)} run(s) with near-zero spread of predictions (flat model): "
+            + ", ".join(qc.flat_runs["run_id"].astype(str))
+        )

@@ -69,8 +69,14 @@ def _cox_kwargs(func: Callable, cfg) -> dict[str, Any]:
     return {}
 
 
-def mark_not_estimable(summary: pd.DataFrame, events: int, rule: float | None, *, n_params: int | None = None,
-                       rows: pd.Series | None = None) -> pd.DataFrame:
+def mark_not_estimable(
+    summary: pd.DataFrame,
+    events: int,
+    rule: float | None,
+    *,
+    n_params: int | None = None,
+    rows: pd.Series | None = None,
+) -> pd.DataFrame:
     """Blank every number of a fit that is not estimable and say why in ``note`` (docs/methods.md#epv).
 
     Not estimable: fewer than ``min_events_per_parameter`` events per model parameter, or a
@@ -105,8 +111,9 @@ def mark_not_estimable(summary: pd.DataFrame, events: int, rule: float | None, *
     return s
 
 
-def _usable_covariates(df: pd.DataFrame, time_col: str, event: str, exposure: str | None,
-                       covariates: list[str]) -> tuple[list[str], tuple[str, ...]]:
+def _usable_covariates(
+    df: pd.DataFrame, time_col: str, event: str, exposure: str | None, covariates: list[str]
+) -> tuple[list[str], tuple[str, ...]]:
     """Covariates that vary in the complete cases, and those dropped as constant (contract 2)."""
     cols = [c for c in [time_col, event, *([exposure] if exposure else []), *covariates] if c in df.columns]
     cc = df[cols].dropna()
@@ -134,8 +141,9 @@ def _levels_or_skip(df: pd.DataFrame, column: str, reference: str, event: str, w
     if reference not in present.index:
         raise AnalysisNotPossible(f"{what}: the reference group '{reference}' is empty")
     if len(present) < 2:
-        raise AnalysisNotPossible(f"{what}: only the group '{reference}' has participants "
-                                  f"(the others are empty at this cut)")
+        raise AnalysisNotPossible(
+            f"{what}: only the group '{reference}' has participants (the others are empty at this cut)"
+        )
     if pd.to_numeric(df[event], errors="coerce").fillna(0).sum() == 0:
         raise AnalysisNotPossible(f"{what}: no events")
 
@@ -190,14 +198,20 @@ def agreement(results: StudyResults) -> AgreementResult:
         df = c.frame
         df[SPINE_USED] = df["age_years"] + df[PAD_COLUMN]
         if "spine_age_years" in df.columns and df["spine_age_years"].notna().sum() > 2:
-            r = _try(results, f"agreement ({role})", lambda: stats.pearson(
-                df["age_years"], df["spine_age_years"], ci_level=level,
-                term="chronological age ~ spine age (uncorrected)"))
+            r = _try(
+                results,
+                f"agreement ({role})",
+                lambda: stats.pearson(
+                    df["age_years"],
+                    df["spine_age_years"],
+                    ci_level=level,
+                    term="chronological age ~ spine age (uncorrected)",
+                ),
+            )
             if r is not None:
                 rows.append(tag(r.to_frame(), cohort=role))
                 out.pearson_r[role] = r.estimate
-        ps = _try(results, f"PAD summary ({role})",
-                  lambda: stats.pad_summary(df, pad=PAD_COLUMN, ci_level=level))
+        ps = _try(results, f"PAD summary ({role})", lambda: stats.pad_summary(df, pad=PAD_COLUMN, ci_level=level))
         if ps is not None:
             summaries.append(tag(ps, cohort=role, pad=c.pad_kind, analysed=True))
         # the other PAD beside the analysed one, where a correction exists (issue 11 item 8)
@@ -206,8 +220,9 @@ def agreement(results: StudyResults) -> AgreementResult:
             for kind, col in kinds.items():
                 if kind == c.pad_kind:
                     continue
-                other = _try(results, f"PAD summary, {kind} ({role})",
-                             lambda: stats.pad_summary(df, pad=col, ci_level=level))
+                other = _try(
+                    results, f"PAD summary, {kind} ({role})", lambda: stats.pad_summary(df, pad=col, ci_level=level)
+                )
                 if other is not None:
                     summaries.append(tag(other, cohort=role, pad=kind, analysed=False))
         out.pad_mean_years[role] = float(df[PAD_COLUMN].mean())
@@ -235,17 +250,31 @@ def discrimination(results: StudyResults) -> DiscriminationResult:
             if outcome not in df.columns or df[outcome].nunique(dropna=True) < 2:
                 continue
             y = pd.to_numeric(df[outcome], errors="coerce").astype(float)
-            res = _try(results, f"discrimination ({role}, {outcome})", lambda: stats.delong_test(
-                y, spine, df["age_years"], names=(SPINE_PREDICTOR, AGE_PREDICTOR), ci_level=level))
+            res = _try(
+                results,
+                f"discrimination ({role}, {outcome})",
+                lambda: stats.delong_test(
+                    y, spine, df["age_years"], names=(SPINE_PREDICTOR, AGE_PREDICTOR), ci_level=level
+                ),
+            )
             if res is None:
                 continue
             frames.append(tag(res.to_frame(), cohort=role, outcome=outcome))
             out.auroc.setdefault(role, {})[outcome] = {
-                SPINE_PREDICTOR: res.auc_a.estimate, AGE_PREDICTOR: res.auc_b.estimate, "p_delong": res.p_value}
+                SPINE_PREDICTOR: res.auc_a.estimate,
+                AGE_PREDICTOR: res.auc_b.estimate,
+                "p_delong": res.p_value,
+            }
             for pred, score in ((SPINE_PREDICTOR, spine), (AGE_PREDICTOR, df["age_years"])):
                 roc = stats.roc_curve(y, score)
-                curves.append(tag(roc[["fpr", "sensitivity"]].rename(columns={"sensitivity": "tpr"}),
-                                  cohort=role, outcome=outcome, predictor=pred))
+                curves.append(
+                    tag(
+                        roc[["fpr", "sensitivity"]].rename(columns={"sensitivity": "tpr"}),
+                        cohort=role,
+                        outcome=outcome,
+                        predictor=pred,
+                    )
+                )
     out.table = concat(frames)
     out.roc = concat(curves)
     return out
@@ -262,8 +291,7 @@ def _cut_source(cfg, ref_role: str, ref) -> str:
     split = cfg.derivation_split
     if split and "split" in ref.columns and len(ref) and (ref["split"] == split).all():
         return f"{what} of the derivation {split} set, applied unchanged to the other cohorts"
-    return (f"{what} of all derivation rows (no '{split}' split to learn it on), applied unchanged to the "
-            "other cohorts")
+    return f"{what} of all derivation rows (no '{split}' split to learn it on), applied unchanged to the other cohorts"
 
 
 def groups_km(results: StudyResults) -> GroupsKMResult:
@@ -274,10 +302,15 @@ def groups_km(results: StudyResults) -> GroupsKMResult:
     if cfg.fixed_cut_years is not None:
         cut = stats.TertileCuts(float("nan"), float(cfg.fixed_cut_years), "fixed", 0, "config")
     else:
-        cut = stats.tertile_cuts(ref[PAD_COLUMN], method=cfg.tertile_method,
-                                 source=f"{ref_role} {cfg.derivation_split}".strip())
-    out = GroupsKMResult(tertile_cuts=cut.to_frame(), cut_years=cut.upper, cut_source=_cut_source(cfg, ref_role, ref),
-                         cut_rule=cfg.cut_rule)
+        cut = stats.tertile_cuts(
+            ref[PAD_COLUMN], method=cfg.tertile_method, source=f"{ref_role} {cfg.derivation_split}".strip()
+        )
+    out = GroupsKMResult(
+        tertile_cuts=cut.to_frame(),
+        cut_years=cut.upper,
+        cut_source=_cut_source(cfg, ref_role, ref),
+        cut_rule=cfg.cut_rule,
+    )
     event, time_col = OUTCOMES[cfg.km_outcome]
     km_at, km_full, lr, hrs, counts = [], [], [], [], []
     for role, c in results.cohorts.items():
@@ -285,15 +318,16 @@ def groups_km(results: StudyResults) -> GroupsKMResult:
         median_age = float(df["age_years"].median())
         out.median_age_years[role] = median_age
         df[GROUP_COLUMN] = stats.four_groups(df, age_median=median_age, cut=cut, **_cut_kwargs(stats.four_groups, cfg))
-        df[ACCEL_COLUMN] = stats.accelerated(df[PAD_COLUMN], cut,
-                                             **_cut_kwargs(stats.accelerated, cfg)).astype("float")
+        df[ACCEL_COLUMN] = stats.accelerated(df[PAD_COLUMN], cut, **_cut_kwargs(stats.accelerated, cfg)).astype("float")
         cnt = df[GROUP_COLUMN].value_counts(sort=False).rename_axis("group").reset_index(name="n")
         counts.append(tag(cnt, cohort=role, median_age_years=median_age))
         empty = [g for g in cnt.loc[cnt["n"] == 0, "group"].astype(str)]
         if empty:
-            results.warnings.append(f"four groups ({role}): empty at this cut (PAD {cfg.cut_rule} "
-                                    f"{cut.upper:.2f} y): {', '.join(empty)}; accelerated-ageing comparisons "
-                                    "involving them are not estimated")
+            results.warnings.append(
+                f"four groups ({role}): empty at this cut (PAD {cfg.cut_rule} "
+                f"{cut.upper:.2f} y): {', '.join(empty)}; accelerated-ageing comparisons "
+                "involving them are not estimated"
+            )
         if not has_outcome(df, cfg.km_outcome):
             continue
         sub = df[df[GROUP_COLUMN].notna()].copy()
@@ -304,20 +338,29 @@ def groups_km(results: StudyResults) -> GroupsKMResult:
         tmax = float(sub[time_col].max())
         times = [t for t in cfg.km_times_years if t <= tmax]
         where = f"Kaplan-Meier ({role})"
-        a = _try(results, where, lambda: stats.km_cumulative_failure(sub, time_col, event, group=GROUP_COLUMN,
-                                                                     times=times, ci=cfg.km_ci, ci_level=cfg.ci_level))
+        a = _try(
+            results,
+            where,
+            lambda: stats.km_cumulative_failure(
+                sub, time_col, event, group=GROUP_COLUMN, times=times, ci=cfg.km_ci, ci_level=cfg.ci_level
+            ),
+        )
         if a is not None:
             km_at.append(tag(a, cohort=role, outcome=cfg.km_outcome))
-        f = _try(results, where, lambda: stats.km_curves(sub, time_col, event, group=GROUP_COLUMN, ci=cfg.km_ci,
-                                                         ci_level=cfg.ci_level))
+        f = _try(
+            results,
+            where,
+            lambda: stats.km_curves(sub, time_col, event, group=GROUP_COLUMN, ci=cfg.km_ci, ci_level=cfg.ci_level),
+        )
         if f is not None:
             km_full.append(tag(f, cohort=role, outcome=cfg.km_outcome))
         if sub[GROUP_COLUMN].nunique() > 1:
             t = _try(results, f"log-rank ({role})", lambda: stats.logrank(sub, time_col, event, group=GROUP_COLUMN))
             if t is not None:
                 lr.append(tag(t, cohort=role, outcome=cfg.km_outcome))
-        h = _try(results, f"group hazard ratios ({role}, {cfg.km_outcome})",
-                 lambda: _group_hrs(sub, time_col, event, cfg))
+        h = _try(
+            results, f"group hazard ratios ({role}, {cfg.km_outcome})", lambda: _group_hrs(sub, time_col, event, cfg)
+        )
         if h is not None:
             hrs.append(tag(h, cohort=role, outcome=cfg.km_outcome))
     out.group_counts = concat(counts)
@@ -328,25 +371,42 @@ def groups_km(results: StudyResults) -> GroupsKMResult:
     return out
 
 
-def _group_hrs(df: pd.DataFrame, time_col: str, event: str, cfg, *, column: str = GROUP_COLUMN,
-               reference: str = REFERENCE_GROUP, covariates: tuple[str, ...] = ()) -> pd.DataFrame:
+def _group_hrs(
+    df: pd.DataFrame,
+    time_col: str,
+    event: str,
+    cfg,
+    *,
+    column: str = GROUP_COLUMN,
+    reference: str = REFERENCE_GROUP,
+    covariates: tuple[str, ...] = (),
+) -> pd.DataFrame:
     sub = df[df[column].notna()].assign(**{column: lambda d: d[column].astype(str)})
     _levels_or_skip(sub, column, reference, event, f"hazard ratios by {column}")
-    res = stats.group_hazard_ratios(sub, time_col, event, column, reference, ties=cfg.ties, ci_level=cfg.ci_level,
-                                    covariates=list(covariates), **_cox_kwargs(stats.group_hazard_ratios, cfg))
+    res = stats.group_hazard_ratios(
+        sub,
+        time_col,
+        event,
+        column,
+        reference,
+        ties=cfg.ties,
+        ci_level=cfg.ci_level,
+        covariates=list(covariates),
+        **_cox_kwargs(stats.group_hazard_ratios, cfg),
+    )
     events = int(pd.to_numeric(sub[event], errors="coerce").fillna(0).sum())
     # the parameters are the group contrasts plus the covariates; the reference row has no CI by design
     n_par = sub[column].nunique() - 1 + len(covariates)
-    return mark_not_estimable(res, events, cfg.min_events_per_parameter, n_params=n_par,
-                              rows=res["scale"].ne("reference"))
+    return mark_not_estimable(
+        res, events, cfg.min_events_per_parameter, n_params=n_par, rows=res["scale"].ne("reference")
+    )
 
 
 # ---------------------------------------------------------------------------------- Cox
 _Family = TypeVar("_Family", bound=CoxFamilyResult)
 
 
-def _fit_models(results: StudyResults, out: _Family, outcomes: list[str],
-                models: dict[str, list[str]]) -> _Family:
+def _fit_models(results: StudyResults, out: _Family, outcomes: list[str], models: dict[str, list[str]]) -> _Family:
     cfg = results.config
     family = out.family
     summaries, cindex, ph = [], [], []
@@ -360,16 +420,27 @@ def _fit_models(results: StudyResults, out: _Family, outcomes: list[str],
             for model, covs in models.items():
                 absent = [v for v in covs if v not in df.columns or df[v].isna().all()]
                 if absent:
-                    results.warnings.append(f"{family} {model} ({role}, {outcome}) not fitted: no "
-                                            f"{', '.join(absent)} in the data")
+                    results.warnings.append(
+                        f"{family} {model} ({role}, {outcome}) not fitted: no {', '.join(absent)} in the data"
+                    )
                     continue
                 use, dropped = _usable_covariates(df, time_col, event, PAD_COLUMN, list(covs))
                 try:
                     with warnings.catch_warnings(record=True) as caught:
                         warnings.simplefilter("always", UserWarning)
-                        res = stats.cox_per_sd(df, time_col, event, PAD_COLUMN, use, ties=cfg.ties, sd=sd,
-                                               ci_level=cfg.ci_level, model=model, analysis=f"cox_{family}",
-                                               **_cox_kwargs(stats.cox_per_sd, cfg))
+                        res = stats.cox_per_sd(
+                            df,
+                            time_col,
+                            event,
+                            PAD_COLUMN,
+                            use,
+                            ties=cfg.ties,
+                            sd=sd,
+                            ci_level=cfg.ci_level,
+                            model=model,
+                            analysis=f"cox_{family}",
+                            **_cox_kwargs(stats.cox_per_sd, cfg),
+                        )
                 except _DATA_ERRORS as exc:  # one model failing keeps the others
                     results.warnings.append(f"{family} {model} ({role}, {outcome}) not fitted: {exc}")
                     continue
@@ -381,23 +452,38 @@ def _fit_models(results: StudyResults, out: _Family, outcomes: list[str],
                 dropped = tuple(dict.fromkeys([*dropped, *getattr(res, "dropped_terms", ())]))
                 if dropped:
                     out.dropped[(role, outcome, model)] = dropped
-                    results.warnings.append(f"{family} {model} ({role}, {outcome}): "
-                                            f"{dropped_label(model, dropped).split('; ', 1)[1]}")
+                    results.warnings.append(
+                        f"{family} {model} ({role}, {outcome}): {dropped_label(model, dropped).split('; ', 1)[1]}"
+                    )
                 summary = mark_not_estimable(res.summary, int(res.events), cfg.min_events_per_parameter)
                 out.fits[(role, outcome, model)] = res
                 tags = dict(cohort=role, outcome=outcome, model=model)
                 summaries.append(tag(summary.assign(model_label=dropped_label(model, dropped)), **tags))
                 glob = res.ph_test.loc[res.ph_test["term"] == "GLOBAL", "p_value"]
-                cindex.append({**tags, "analysis": f"cox_{family}", "concordance": res.concordance,
-                               "n": res.n, "events": res.events, "n_excluded": res.n_excluded,
-                               "ph_global_p_value": float(glob.iloc[0]) if len(glob) else np.nan,
-                               "converged": res.converged, "ties": res.ties})
+                cindex.append(
+                    {
+                        **tags,
+                        "analysis": f"cox_{family}",
+                        "concordance": res.concordance,
+                        "n": res.n,
+                        "events": res.events,
+                        "n_excluded": res.n_excluded,
+                        "ph_global_p_value": float(glob.iloc[0]) if len(glob) else np.nan,
+                        "converged": res.converged,
+                        "ties": res.ties,
+                    }
+                )
                 ph.append(tag(res.ph_test, **tags))
                 pad_row = summary[summary["term"] == PAD_COLUMN].iloc[0]
                 out.hr_per_sd.setdefault(role, {}).setdefault(outcome, {})[model] = {
-                    "estimate": pad_row["estimate"], "ci_low": pad_row["ci_low"], "ci_high": pad_row["ci_high"],
-                    "p_value": pad_row["p_value"], "n": int(res.n), "events": int(res.events),
-                    **({"note": pad_row["note"]} if pad_row.get("note") else {})}
+                    "estimate": pad_row["estimate"],
+                    "ci_low": pad_row["ci_low"],
+                    "ci_high": pad_row["ci_high"],
+                    "p_value": pad_row["p_value"],
+                    "n": int(res.n),
+                    "events": int(res.events),
+                    **({"note": pad_row["note"]} if pad_row.get("note") else {}),
+                }
     out.summary = concat(summaries)
     out.c_index = pd.DataFrame(cindex)
     out.ph_test = concat(ph)
@@ -416,17 +502,38 @@ def _pad_alternatives(results: StudyResults, out: CoxFamilyResult, outcome: str,
         event, time_col = OUTCOMES[outcome]
         for kind, col in kinds.items():
             use, dropped = _usable_covariates(df, time_col, event, col, [v for v in covs if v in df.columns])
-            res = _try(results, f"{out.family} {model} with {kind} PAD ({role}, {outcome})", lambda: (
-                stats.cox_per_sd(df, time_col, event, col, use, ties=cfg.ties, sd=float(df[col].std(ddof=1)),
-                                 ci_level=cfg.ci_level, model=model, **_cox_kwargs(stats.cox_per_sd, cfg))))
+            res = _try(
+                results,
+                f"{out.family} {model} with {kind} PAD ({role}, {outcome})",
+                lambda: stats.cox_per_sd(
+                    df,
+                    time_col,
+                    event,
+                    col,
+                    use,
+                    ties=cfg.ties,
+                    sd=float(df[col].std(ddof=1)),
+                    ci_level=cfg.ci_level,
+                    model=model,
+                    **_cox_kwargs(stats.cox_per_sd, cfg),
+                ),
+            )
             if res is None:
                 continue
             s = mark_not_estimable(res.summary, int(res.events), cfg.min_events_per_parameter)
             row = s[s["term"] == col].iloc[0].to_dict()
-            rows.append({"cohort": role, "outcome": outcome, "model": dropped_label(model, dropped), "pad": kind,
-                         "analysed": kind == c.pad_kind, **{k: row.get(k) for k in (
-                             "estimate", "ci_low", "ci_high", "p_value", "note")},
-                         "n": int(res.n), "events": int(res.events)})
+            rows.append(
+                {
+                    "cohort": role,
+                    "outcome": outcome,
+                    "model": dropped_label(model, dropped),
+                    "pad": kind,
+                    "analysed": kind == c.pad_kind,
+                    **{k: row.get(k) for k in ("estimate", "ci_low", "ci_high", "p_value", "note")},
+                    "n": int(res.n),
+                    "events": int(res.events),
+                }
+            )
     out.pad_side_by_side = pd.DataFrame(rows)
 
 
@@ -452,20 +559,30 @@ def cox_mortality(results: StudyResults) -> MortalityResult:
         if role != "external" and "external" in results.cohorts:
             continue
         sub = df[df[ACCEL_COLUMN].notna()].assign(
-            acceleration=lambda d: d[ACCEL_COLUMN].map({1.0: "accelerated", 0.0: "not accelerated"}))
+            acceleration=lambda d: d[ACCEL_COLUMN].map({1.0: "accelerated", 0.0: "not accelerated"})
+        )
         for label, wanted in (("unadjusted", []), ("age- and sex-adjusted", ["age_years", "sex"])):
-            use, dropped = _usable_covariates(sub, time_col, event, "acceleration",
-                                              [v for v in wanted if v in sub.columns])
+            use, dropped = _usable_covariates(
+                sub, time_col, event, "acceleration", [v for v in wanted if v in sub.columns]
+            )
             adj = label if not dropped else f"{label}; dropped (constant): {', '.join(dropped)}"
-            h = _try(results, f"mortality, accelerated vs not, {label} ({role})",
-                     lambda: _group_hrs(sub, time_col, event, cfg, column="acceleration",
-                                                reference="not accelerated", covariates=tuple(use)))
+            h = _try(
+                results,
+                f"mortality, accelerated vs not, {label} ({role})",
+                lambda: _group_hrs(
+                    sub, time_col, event, cfg, column="acceleration", reference="not accelerated", covariates=tuple(use)
+                ),
+            )
             if h is not None:
                 frames.append(tag(h, cohort=role, outcome=cfg.mortality_outcome, adjustment=adj))
-    if not frames and any(has_outcome(c.frame, cfg.mortality_outcome) for c in results.cohorts.values()) \
-            and "external" not in results.cohorts:
-        results.warnings.append("mortality, accelerated vs not: shown for the external cohort only (as the study); "
-                                "there is none here")
+    if (
+        not frames
+        and any(has_outcome(c.frame, cfg.mortality_outcome) for c in results.cohorts.values())
+        and "external" not in results.cohorts
+    ):
+        results.warnings.append(
+            "mortality, accelerated vs not: shown for the external cohort only (as the study); there is none here"
+        )
     out.accelerated = concat(frames)
     return out
 
@@ -485,16 +602,30 @@ def subgroups(results: StudyResults) -> SubgroupResult:
                 continue
             event, time_col = OUTCOMES[outcome]
             covs = [v for v in first_model if v in df.columns]
-            res = _try(results, f"subgroups by sex ({role}, {outcome})", lambda: stats.subgroup_hazard_ratios(
-                df, time_col, event, PAD_COLUMN, by="sex", covariates=covs, ties=cfg.ties,
-                sd=float(df[PAD_COLUMN].std(ddof=1)), ci_level=cfg.ci_level,
-                **_cox_kwargs(stats.subgroup_hazard_ratios, cfg)))
+            res = _try(
+                results,
+                f"subgroups by sex ({role}, {outcome})",
+                lambda: stats.subgroup_hazard_ratios(
+                    df,
+                    time_col,
+                    event,
+                    PAD_COLUMN,
+                    by="sex",
+                    covariates=covs,
+                    ties=cfg.ties,
+                    sd=float(df[PAD_COLUMN].std(ddof=1)),
+                    ci_level=cfg.ci_level,
+                    **_cox_kwargs(stats.subgroup_hazard_ratios, cfg),
+                ),
+            )
             if res is None:
                 continue
             ev = pd.to_numeric(res["events"], errors="coerce").fillna(0).astype(int)
             n_par = 1 + len([v for v in covs if v != "sex"])  # within a sex: PAD + the others
-            marked = [mark_not_estimable(res.iloc[[i]], int(ev.iloc[i]), cfg.min_events_per_parameter,
-                                         n_params=n_par) for i in range(len(res))]
+            marked = [
+                mark_not_estimable(res.iloc[[i]], int(ev.iloc[i]), cfg.min_events_per_parameter, n_params=n_par)
+                for i in range(len(res))
+            ]
             frames.append(tag(pd.concat(marked, ignore_index=True), cohort=role, outcome=outcome))
     return SubgroupResult(concat(frames))
 
@@ -520,14 +651,21 @@ def rates(results: StudyResults) -> RatesResult:
             for by in (ACCEL_COLUMN, GROUP_COLUMN):
                 if by in df.columns:
                     sub = df[df[by].notna()].copy()
-                    sub[by] = (sub[by].astype(str) if by == GROUP_COLUMN
-                               else sub[by].map({1.0: "accelerated", 0.0: "not accelerated"}))
-                    t = _try(results, where, lambda: stats.incidence_rates(
-                        sub, time_col, event, group=by, ci_level=cfg.ci_level))
+                    sub[by] = (
+                        sub[by].astype(str)
+                        if by == GROUP_COLUMN
+                        else sub[by].map({1.0: "accelerated", 0.0: "not accelerated"})
+                    )
+                    t = _try(
+                        results,
+                        where,
+                        lambda: stats.incidence_rates(sub, time_col, event, group=by, ci_level=cfg.ci_level),
+                    )
                     if t is not None:
                         inc.append(tag(t, cohort=role, outcome=outcome, by=by))
-            f = _try(results, f"median follow-up ({role}, {outcome})",
-                     lambda: stats.median_followup(df, time_col, event))
+            f = _try(
+                results, f"median follow-up ({role}, {outcome})", lambda: stats.median_followup(df, time_col, event)
+            )
             if f is not None:
                 fu.append(tag(f, cohort=role, outcome=outcome))
             if outcome == cfg.km_outcome:
@@ -550,8 +688,13 @@ def competing_risk(results: StudyResults) -> CompetingResult:
         df = c.frame
         if not (has_outcome(df, frac) and has_outcome(df, death)) or ACCEL_COLUMN not in df.columns:
             continue
-        cr = stats.survival.competing_event_type(df, fracture=OUTCOMES[frac][0], death=OUTCOMES[death][0],
-                                                 fracture_time=OUTCOMES[frac][1], death_time=OUTCOMES[death][1])
+        cr = stats.survival.competing_event_type(
+            df,
+            fracture=OUTCOMES[frac][0],
+            death=OUTCOMES[death][0],
+            fracture_time=OUTCOMES[frac][1],
+            death_time=OUTCOMES[death][1],
+        )
         cr = cr[cr[ACCEL_COLUMN].notna() & cr["cr_event"].notna()].copy()
         if not len(cr):
             continue
@@ -560,14 +703,31 @@ def competing_risk(results: StudyResults) -> CompetingResult:
         times = [t for t in cfg.km_times_years if t <= tmax]
 
         def fit(cr=cr, times=times):
-            aj = stats.aalen_johansen(cr, "cr_years", "cr_event", group="acceleration", cause=1, times=times,
-                                      ci=cfg.km_ci, ci_level=cfg.ci_level)
-            km = stats.km_cumulative_failure(cr, OUTCOMES[frac][1], OUTCOMES[frac][0], group="acceleration",
-                                             times=times, ci=cfg.km_ci, ci_level=cfg.ci_level)
-            ajc = stats.aalen_johansen(cr, "cr_years", "cr_event", group="acceleration", cause=1, ci=cfg.km_ci,
-                                       ci_level=cfg.ci_level)
-            kmc = stats.km_curves(cr, OUTCOMES[frac][1], OUTCOMES[frac][0], group="acceleration", ci=cfg.km_ci,
-                                  ci_level=cfg.ci_level)
+            aj = stats.aalen_johansen(
+                cr,
+                "cr_years",
+                "cr_event",
+                group="acceleration",
+                cause=1,
+                times=times,
+                ci=cfg.km_ci,
+                ci_level=cfg.ci_level,
+            )
+            km = stats.km_cumulative_failure(
+                cr,
+                OUTCOMES[frac][1],
+                OUTCOMES[frac][0],
+                group="acceleration",
+                times=times,
+                ci=cfg.km_ci,
+                ci_level=cfg.ci_level,
+            )
+            ajc = stats.aalen_johansen(
+                cr, "cr_years", "cr_event", group="acceleration", cause=1, ci=cfg.km_ci, ci_level=cfg.ci_level
+            )
+            kmc = stats.km_curves(
+                cr, OUTCOMES[frac][1], OUTCOMES[frac][0], group="acceleration", ci=cfg.km_ci, ci_level=cfg.ci_level
+            )
             return aj, km, ajc, kmc
 
         res = _try(results, f"competing risk ({role})", fit)
@@ -576,8 +736,9 @@ def competing_risk(results: StudyResults) -> CompetingResult:
         aj, km, ajc, kmc = res
         at.append(tag(aj, cohort=role, method_label="Aalen-Johansen"))
         at.append(tag(km, cohort=role, method_label="1 - KM"))
-        curves.append(tag(ajc[["group", "time", "estimate", "ci_low", "ci_high"]], cohort=role,
-                          method="Aalen-Johansen"))
+        curves.append(
+            tag(ajc[["group", "time", "estimate", "ci_low", "ci_high"]], cohort=role, method="Aalen-Johansen")
+        )
         curves.append(tag(kmc[["group", "time", "estimate", "ci_low", "ci_high"]], cohort=role, method="1 - KM"))
     return CompetingResult(concat(at), concat(curves))
 
@@ -600,9 +761,17 @@ def frax(results: StudyResults) -> FraxResult:
         if event not in df.columns or df[event].nunique(dropna=True) < 2:
             results.warnings.append(f"FRAX ({role}): not estimated (no incident {event} or no participant without)")
             continue
-        res = _try(results, f"FRAX ({role})", lambda: stats.frax_reclassification(
-            df, event=event, mof_threshold=cfg.frax_mof_threshold_pct, hip_threshold=cfg.frax_hip_threshold_pct,
-            ci_level=cfg.ci_level))
+        res = _try(
+            results,
+            f"FRAX ({role})",
+            lambda: stats.frax_reclassification(
+                df,
+                event=event,
+                mof_threshold=cfg.frax_mof_threshold_pct,
+                hip_threshold=cfg.frax_hip_threshold_pct,
+                ci_level=cfg.ci_level,
+            ),
+        )
         if res is None:
             continue
         parts["crosstab"].append(tag(res.crosstab, cohort=role))
@@ -634,9 +803,17 @@ def _frax_mof_for_hip(results: StudyResults, df: pd.DataFrame, role: str, event:
     if y.nunique(dropna=True) < 2:
         results.warnings.append(f"FRAX ({role}): AUROC of MOF for hip fracture not estimated (no hip fractures)")
         return None
-    res = _try(results, f"FRAX, MOF for hip fracture ({role})", lambda: stats.delong_test(
-        y, kept["frax_mof_pct"], kept["frax_mof_spine_pct"],
-        names=("FRAX MOF (chronological age)", "FRAX MOF (spine age)"), ci_level=results.config.ci_level))
+    res = _try(
+        results,
+        f"FRAX, MOF for hip fracture ({role})",
+        lambda: stats.delong_test(
+            y,
+            kept["frax_mof_pct"],
+            kept["frax_mof_spine_pct"],
+            names=("FRAX MOF (chronological age)", "FRAX MOF (spine age)"),
+            ci_level=results.config.ci_level,
+        ),
+    )
     if res is None:
         return None
     f = res.to_frame()
@@ -655,8 +832,11 @@ def age_gap(results: StudyResults) -> AgeGapResult:
         covs = [v for v in cfg.regression_covariates if v in df.columns and df[v].notna().any()]
         missing = [v for v in cfg.regression_covariates if v not in covs]
         use, dropped = _usable_covariates(df, PAD_COLUMN, PAD_COLUMN, None, covs)
-        res = _try(results, f"age-gap regression ({role})",
-                   lambda: stats.age_gap_regression(df, PAD_COLUMN, use, ci_level=cfg.ci_level))
+        res = _try(
+            results,
+            f"age-gap regression ({role})",
+            lambda: stats.age_gap_regression(df, PAD_COLUMN, use, ci_level=cfg.ci_level),
+        )
         if res is None:
             continue
         dropped = tuple(dict.fromkeys([*dropped, *getattr(res, "dropped_terms", ())]))
@@ -664,11 +844,13 @@ def age_gap(results: StudyResults) -> AgeGapResult:
         out.adj_r2[role] = res.adj_r2
         if dropped:
             out.dropped[role] = dropped
-            results.warnings.append(f"age-gap regression ({role}): dropped (constant in the complete cases): "
-                                    f"{', '.join(dropped)}")
+            results.warnings.append(
+                f"age-gap regression ({role}): dropped (constant in the complete cases): {', '.join(dropped)}"
+            )
         if missing:
-            results.warnings.append(f"age-gap regression ({role}): left out covariate(s) not in the data: "
-                                    f"{', '.join(missing)}")
+            results.warnings.append(
+                f"age-gap regression ({role}): left out covariate(s) not in the data: {', '.join(missing)}"
+            )
     out.table = concat(frames)
     return out
 

@@ -23,8 +23,18 @@ COLUMNS = ["cohort", "quantity", "label", "truth", "estimate", "ci_low", "ci_hig
 
 def _row(cohort, quantity, label, truth, est, lo, hi, n, method) -> dict:
     covered = bool(lo <= truth <= hi) if all(np.isfinite([truth, lo, hi])) else None
-    return {"cohort": cohort, "quantity": quantity, "label": label, "truth": float(truth), "estimate": float(est),
-            "ci_low": float(lo), "ci_high": float(hi), "covered": covered, "n": int(n), "method": method}
+    return {
+        "cohort": cohort,
+        "quantity": quantity,
+        "label": label,
+        "truth": float(truth),
+        "estimate": float(est),
+        "ci_low": float(lo),
+        "ci_high": float(hi),
+        "covered": covered,
+        "n": int(n),
+        "method": method,
+    }
 
 
 def truth_table(truth: dict[str, Any], results) -> pd.DataFrame:
@@ -43,15 +53,37 @@ def truth_table(truth: dict[str, Any], results) -> pd.DataFrame:
         if n > 2 and "pad_mean_population" in pm:
             m, s = raw.mean(), raw.std(ddof=1)
             half = sps.t.ppf(0.5 + level / 2, n - 1) * s / math.sqrt(n)
-            rows.append(_row(role, "pad_mean_years", f"{role}: PAD mean, y", pm["pad_mean_population"], m,
-                             m - half, m + half, n, "sample mean, t CI"))
+            rows.append(
+                _row(
+                    role,
+                    "pad_mean_years",
+                    f"{role}: PAD mean, y",
+                    pm["pad_mean_population"],
+                    m,
+                    m - half,
+                    m + half,
+                    n,
+                    "sample mean, t CI",
+                )
+            )
         if n > 2 and "pad_sd_population" in pm:
             s = raw.std(ddof=1)
             a = 1 - level
             lo = s * math.sqrt((n - 1) / sps.chi2.ppf(1 - a / 2, n - 1))
             hi = s * math.sqrt((n - 1) / sps.chi2.ppf(a / 2, n - 1))
-            rows.append(_row(role, "pad_sd_years", f"{role}: PAD SD, y", pm["pad_sd_population"], s, lo, hi, n,
-                             "sample SD, chi-square CI"))
+            rows.append(
+                _row(
+                    role,
+                    "pad_sd_years",
+                    f"{role}: PAD SD, y",
+                    pm["pad_sd_population"],
+                    s,
+                    lo,
+                    hi,
+                    n,
+                    "sample SD, chi-square CI",
+                )
+            )
         # HR per SD of PAD, on the planted scale and covariates
         for outcome, spec in t.get("outcomes", {}).items():
             analysed = results.config.fracture_outcomes + [results.config.mortality_outcome]
@@ -67,19 +99,41 @@ def truth_table(truth: dict[str, Any], results) -> pd.DataFrame:
                 continue
             covs = [c for c in spec.get("covariates", {}) if c != PAD_COLUMN and c in df.columns]
             try:
-                res = stats.cox_per_sd(df, time_col, event, PAD_COLUMN, covs, ties=results.config.ties, sd=float(sd),
-                                       ci_level=level)
+                res = stats.cox_per_sd(
+                    df, time_col, event, PAD_COLUMN, covs, ties=results.config.ties, sd=float(sd), ci_level=level
+                )
             except stats.cox.CoxModelError:
                 continue
             r = res.summary[res.summary["term"] == PAD_COLUMN].iloc[0]
-            rows.append(_row(role, f"hr_per_sd_{outcome}", f"{role}: HR per SD of PAD, {outcome.replace('_', ' ')}",
-                             true_hr, r["estimate"], r["ci_low"], r["ci_high"], res.n,
-                             "Cox with the generating covariates, planted SD"))
+            rows.append(
+                _row(
+                    role,
+                    f"hr_per_sd_{outcome}",
+                    f"{role}: HR per SD of PAD, {outcome.replace('_', ' ')}",
+                    true_hr,
+                    r["estimate"],
+                    r["ci_low"],
+                    r["ci_high"],
+                    res.n,
+                    "Cox with the generating covariates, planted SD",
+                )
+            )
         # R² of the age-gap regression (derivation: uncorrected PAD)
         reg = results.age_gap.table if results.age_gap is not None else None
         if reg is not None and len(reg) and pm.get("r2_population") is not None and prepared.pad_kind == "uncorrected":
             blk = reg[reg["cohort"] == role]
             if len(blk):
-                rows.append(_row(role, "age_gap_r2", f"{role}: R² of the PAD regression", pm["r2_population"],
-                                 blk["r2"].iloc[0], np.nan, np.nan, blk["n"].iloc[0], "OLS R² (no CI)"))
+                rows.append(
+                    _row(
+                        role,
+                        "age_gap_r2",
+                        f"{role}: R² of the PAD regression",
+                        pm["r2_population"],
+                        blk["r2"].iloc[0],
+                        np.nan,
+                        np.nan,
+                        blk["n"].iloc[0],
+                        "OLS R² (no CI)",
+                    )
+                )
     return pd.DataFrame(rows, columns=COLUMNS)

@@ -137,7 +137,7 @@ def collate(items):
         lease = _SHARED.take(len(items), first.shape, first.dtype)
     if lease is None:
         return rows, torch.from_numpy(np.stack(arrays)), ready, None
-    batch = lease.buffer[:len(arrays)]
+    batch = lease.buffer[: len(arrays)]
     np.stack(arrays, out=batch.numpy())
     return rows, batch, ready, lease
 

@@ -43,19 +43,38 @@ def flat_runs(con, *, sd_bound_years: float = FLAT_SD_YEARS, min_n: int = FLAT_M
     A run of at least ``min_n`` scores with a between-image SD of spine age under ``sd_bound_years``
     comes from a degenerate (flat) model: every image gets about the same age.
     """
-    return con.execute("""
+    return con.execute(
+        """
         SELECT run_id, model_id, count(*) AS n, stddev_samp(spine_age_years) AS sd_years
         FROM scores GROUP BY run_id, model_id
         HAVING count(*) >= ? AND stddev_samp(spine_age_years) < ?
-        ORDER BY run_id, model_id""", [int(min_n), float(sd_bound_years)]).df()
+        ORDER BY run_id, model_id""",
+        [int(min_n), float(sd_bound_years)],
+    ).df()
 
-GROUP_COLUMNS = ["model_id", "run_id", "manufacturer", "study_month", "n_images", "mean_spine_age_years",
-                 "sd_spine_age_years", "mean_spine_age_sd_years", "n_with_age", "mean_pad_years"]
+
+GROUP_COLUMNS = [
+    "model_id",
+    "run_id",
+    "manufacturer",
+    "study_month",
+    "n_images",
+    "mean_spine_age_years",
+    "sd_spine_age_years",
+    "mean_spine_age_sd_years",
+    "n_with_age",
+    "mean_pad_years",
+]
 
 
-def drift_summary(con, bound_years: float = 2.0, *, reference_months: int = 12,
-                  reference: tuple[_dt.date | str, _dt.date | str] | None = None,
-                  min_count: int | None = None) -> pd.DataFrame:
+def drift_summary(
+    con,
+    bound_years: float = 2.0,
+    *,
+    reference_months: int = 12,
+    reference: tuple[_dt.date | str, _dt.date | str] | None = None,
+    min_count: int | None = None,
+) -> pd.DataFrame:
     """One row per (model, run, manufacturer, study month) with a drift flag.
 
     Parameters: ``con`` a DuckDB connection to a scored database; ``bound_years`` the largest
@@ -78,15 +97,21 @@ def drift_summary(con, bound_years: float = 2.0, *, reference_months: int = 12,
     elif int(min_count) != min_count or min_count < 1:
         raise ValueError("min_count must be a whole number >= 1")
     min_count = int(min_count)
-    groups = con.execute(f"SELECT {', '.join(GROUP_COLUMNS)} FROM v_drift ORDER BY model_id, study_month, "
-                         "manufacturer, run_id").df()
+    groups = con.execute(
+        f"SELECT {', '.join(GROUP_COLUMNS)} FROM v_drift ORDER BY model_id, study_month, manufacturer, run_id"
+    ).df()
     if groups.empty:
-        return groups.assign(reference_start=pd.Series(dtype="datetime64[ns]"),
-                             reference_end=pd.Series(dtype="datetime64[ns]"),
-                             reference_spine_age_years=pd.Series(dtype=float),
-                             reference_pad_years=pd.Series(dtype=float), drift_metric=pd.Series(dtype=str),
-                             delta_years=pd.Series(dtype=float), bound_years=pd.Series(dtype=float),
-                             drift_min_count=pd.Series(dtype="int64"), drift_flag=pd.Series(dtype=bool))
+        return groups.assign(
+            reference_start=pd.Series(dtype="datetime64[ns]"),
+            reference_end=pd.Series(dtype="datetime64[ns]"),
+            reference_spine_age_years=pd.Series(dtype=float),
+            reference_pad_years=pd.Series(dtype=float),
+            drift_metric=pd.Series(dtype=str),
+            delta_years=pd.Series(dtype=float),
+            bound_years=pd.Series(dtype=float),
+            drift_min_count=pd.Series(dtype="int64"),
+            drift_flag=pd.Series(dtype=bool),
+        )
     groups["study_month"] = pd.to_datetime(groups["study_month"])
     parts = []
     for _model, g in groups.groupby("model_id", sort=False):
@@ -101,8 +126,9 @@ def drift_summary(con, bound_years: float = 2.0, *, reference_months: int = 12,
         n = ref["n_images"].to_numpy(float)
         ref_age = float(np.average(ref["mean_spine_age_years"], weights=n)) if n.sum() > 0 else np.nan
         with_age = ref["n_with_age"].to_numpy(float)
-        ref_pad = (float(np.average(ref["mean_pad_years"].fillna(0.0), weights=with_age))
-                   if with_age.sum() > 0 else np.nan)
+        ref_pad = (
+            float(np.average(ref["mean_pad_years"].fillna(0.0), weights=with_age)) if with_age.sum() > 0 else np.nan
+        )
         g["reference_start"], g["reference_end"] = start, end
         g["reference_spine_age_years"], g["reference_pad_years"] = ref_age, ref_pad
         use_pad = g["mean_pad_years"].notna() & np.isfinite(ref_pad)
@@ -153,7 +179,9 @@ def end_of_run_warnings(run_id: str, model_id: str, meta: dict | None, spread: P
         reasons = "; ".join(quality.get("reasons") or []) or "see its meta.json"
         lines.append(f"model {model_id} is a WEAK MODEL (saved with --allow-weak-model): {reasons}")
     if spread.is_flat():
-        lines.append(f"run {run_id}: predictions have near-zero spread (SD {spread.sd:.2f} years over {spread.n} "
-                     f"images, all about {spread.mean:.2f} years): the model is degenerate; do not analyse "
-                     "these scores (docs/guides/score.md#flat-runs)")
+        lines.append(
+            f"run {run_id}: predictions have near-zero spread (SD {spread.sd:.2f} years over {spread.n} "
+            f"images, all about {spread.mean:.2f} years): the model is degenerate; do not analyse "
+            "these scores (docs/guides/score.md#flat-runs)"
+        )
     return lines

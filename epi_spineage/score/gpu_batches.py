@@ -81,8 +81,10 @@ def resolve_decode(decode: str, device: str) -> DecodeChoice:
     if device != "cuda":
         raise UserError("--decode gpu needs a CUDA device, and torch sees none here (use --decode cpu or auto)")
     if not extra:
-        raise UserError("--decode gpu needs the optional GPU decoders: pip install 'epi-spineage[gpu]' "
-                        "(nvidia-nvimgcodec-cu13, nvidia-nvjpeg2k-cu13), or use --decode cpu")
+        raise UserError(
+            "--decode gpu needs the optional GPU decoders: pip install 'epi-spineage[gpu]' "
+            "(nvidia-nvimgcodec-cu13, nvidia-nvjpeg2k-cu13), or use --decode cpu"
+        )
     return _gpu_choice()
 
 
@@ -148,8 +150,9 @@ def _offset_in(view: memoryview, data: bytes) -> int | None:
     return int(np.frombuffer(view, np.uint8).__array_interface__["data"][0] - base)
 
 
-def prepare_member(ctx: MemberContext, name: str, size: int | None, member: Any
-                   ) -> tuple[dict | None, GpuItem | np.ndarray | None, bytes | None]:
+def prepare_member(
+    ctx: MemberContext, name: str, size: int | None, member: Any
+) -> tuple[dict | None, GpuItem | np.ndarray | None, bytes | None]:
     """One member to ``(row, item, bytes)``.
 
     ``item`` is a ``GpuItem`` (row status "gpu": to finish on the device), a preprocessed array
@@ -188,15 +191,26 @@ def prepare_member(ctx: MemberContext, name: str, size: int | None, member: Any
     sop = meta.get("sop_instance_uid")
     # stored as its keyed hash unless --store-paths (docs/privacy.md#stored-paths); "_name" (not a result
     # column) keeps the member name for the CPU fallback, in this process only
-    row: dict[str, Any] = {"run_id": ctx.run_id, "source_path": ctx.ref(name), "file_size_bytes": size, "_name": name,
-           "file_fingerprint": fp()}
+    row: dict[str, Any] = {
+        "run_id": ctx.run_id,
+        "source_path": ctx.ref(name),
+        "file_size_bytes": size,
+        "_name": name,
+        "file_fingerprint": fp(),
+    }
     from epi_spineage.db.results import now_utc
 
     row["recorded_at"] = now_utc()
     if ctx.known_sops and sop and sop in ctx.known_sops:
         content_hash, path = ctx.known_sops[sop]
-        row.update(status="duplicate", sop_instance_uid=sop, content_hash=content_hash, duplicate_of=path,
-                   qc_reason=f"same SOPInstanceUID as {path}", message=f"same SOPInstanceUID as {path} (not decoded)")
+        row.update(
+            status="duplicate",
+            sop_instance_uid=sop,
+            content_hash=content_hash,
+            duplicate_of=path,
+            qc_reason=f"same SOPInstanceUID as {path}",
+            message=f"same SOPInstanceUID as {path} (not decoded)",
+        )
         return row, None, None
     meta["modality"] = infer_modality(meta)
     info = frame.info
@@ -272,7 +286,7 @@ def collate_gpu(items):
         view = buffer.numpy()
         pos = 0
         for _, item, payload in gpu:
-            view[pos:pos + len(payload)] = np.frombuffer(payload, np.uint8)
+            view[pos : pos + len(payload)] = np.frombuffer(payload, np.uint8)
             item.offset, item.n_bytes = pos, len(payload)
             pos += len(payload)
     cpu_batch = torch.from_numpy(np.stack([a for _, a in cpu])) if cpu else None
@@ -324,8 +338,18 @@ class GpuRunCounts:
 class GpuScorer:
     """Batches from ``collate_gpu`` in, finished result rows out (in order, hashes resolved)."""
 
-    def __init__(self, loaded: Any, ctx: MemberContext, device: str, decoder: CodestreamDecoder,
-                 provenance: dict, seen_hashes: dict, *, hash_threads: int | None = None, fallback_workers: int = 2):
+    def __init__(
+        self,
+        loaded: Any,
+        ctx: MemberContext,
+        device: str,
+        decoder: CodestreamDecoder,
+        provenance: dict,
+        seen_hashes: dict,
+        *,
+        hash_threads: int | None = None,
+        fallback_workers: int = 2,
+    ):
         import torch
 
         self.torch = torch
@@ -352,10 +376,10 @@ class GpuScorer:
         for k, (_, item) in enumerate(items):
             lo = item.offset + item.start
             if item.kind == "codestream":
-                streams.append(memoryview(host[lo:lo + item.length]))
+                streams.append(memoryview(host[lo : lo + item.length]))
                 where.append(k)
             else:
-                raw = buffer[lo:lo + item.length]
+                raw = buffer[lo : lo + item.length]
                 dtype = np.dtype(item.raw_dtype)
                 t = raw.to(self.device, non_blocking=self.cuda)
                 out[k] = _raw_to_samples(t, dtype, item.shape)
@@ -368,14 +392,14 @@ class GpuScorer:
         """Send one image to the CPU reader in a process pool; it joins a later batch."""
         self.counts.n_refused += 1
         self.counts.reasons[reason] = self.counts.reasons.get(reason, 0) + 1
-        data = bytes(buffer.numpy()[item.offset:item.offset + item.file_length])
+        data = bytes(buffer.numpy()[item.offset : item.offset + item.file_length])
         if self._fallback_pool is None:
-
             from epi_spineage.score.pipeline import _mp_context
 
             self._fallback_pool = ProcessPoolExecutor(self.fallback_workers, mp_context=_mp_context())
-        future = self._fallback_pool.submit(_cpu_fallback, self.ctx, row["_name"], row.get("file_size_bytes"), data,
-                                            row.get("file_fingerprint"))
+        future = self._fallback_pool.submit(
+            _cpu_fallback, self.ctx, row["_name"], row.get("file_size_bytes"), data, row.get("file_fingerprint")
+        )
         self.fallbacks.append((row, future))
 
     def submit(self, rows: list[dict], items, buffer, cpu_positions: Sequence[int], cpu_batch, keep: set[int]) -> None:
@@ -388,6 +412,7 @@ class GpuScorer:
         torch = self.torch
         items = [(i, item) for i, item in items if i in keep]
         inputs, scored, hashes = [], [], {}
+
         def on_prep_stream():
             return torch.cuda.stream(self.stream) if self.cuda else _nullcontext()
 
@@ -477,8 +502,9 @@ class GpuScorer:
         """Result rows of the batches whose hashes and scores are in, oldest first; ``block`` waits for
         all, ``max_pending`` for the oldest until no more than that many are left in flight."""
         out = []
-        while self.pending and (block or self.pending[0].ready()
-                                or (max_pending is not None and len(self.pending) > max_pending)):
+        while self.pending and (
+            block or self.pending[0].ready() or (max_pending is not None and len(self.pending) > max_pending)
+        ):
             p = self.pending.popleft()
             if p.event is not None:
                 p.event.synchronize()
@@ -560,9 +586,22 @@ class _nullcontext:
         return False
 
 
-def score_on_gpu(archive_paths: Sequence[str], ctx: MemberContext, loaded: Any, *, device: str,
-                 decoder: CodestreamDecoder, batch_size: int, workers: int, limit: int | None, summary: Any,
-                 committer: Any, seen_hashes: dict, provenance: dict, bar: Any) -> tuple[float | None, int]:
+def score_on_gpu(
+    archive_paths: Sequence[str],
+    ctx: MemberContext,
+    loaded: Any,
+    *,
+    device: str,
+    decoder: CodestreamDecoder,
+    batch_size: int,
+    workers: int,
+    limit: int | None,
+    summary: Any,
+    committer: Any,
+    seen_hashes: dict,
+    provenance: dict,
+    bar: Any,
+) -> tuple[float | None, int]:
     """The GPU scoring loop; fills ``summary`` and feeds ``committer`` like the CPU loop in
     ``score.pipeline``. Returns (time of the first batch, images scored by then)."""
     import torch
@@ -574,10 +613,16 @@ def score_on_gpu(archive_paths: Sequence[str], ctx: MemberContext, loaded: Any, 
     cuda = torch.device(device).type == "cuda"
     dataset = GpuArchiveDataset(archive_paths, ctx, limit=limit)
     prefetch = 2
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_gpu,
-                        worker_init_fn=functools.partial(worker_init, shared_slots=prefetch + 2) if workers else None,
-                        pin_memory=cuda, prefetch_factor=prefetch if workers else None,
-                        multiprocessing_context=_mp_context() if workers else None)
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=collate_gpu,
+        worker_init_fn=functools.partial(worker_init, shared_slots=prefetch + 2) if workers else None,
+        pin_memory=cuda,
+        prefetch_factor=prefetch if workers else None,
+        multiprocessing_context=_mp_context() if workers else None,
+    )
     scorer = GpuScorer(loaded, ctx, device, decoder, provenance, seen_hashes)
     t_first, n_first = None, 0
     processed = 0
@@ -635,6 +680,9 @@ def score_on_gpu(archive_paths: Sequence[str], ctx: MemberContext, loaded: Any, 
         scorer.close()
         del loader
     if scorer.counts.n_refused:
-        log.warning("%d image(s) went to the CPU reader after the GPU decoder refused them (%s)",
-                    scorer.counts.n_refused, ", ".join(f"{k}: {v}" for k, v in scorer.counts.reasons.items()))
+        log.warning(
+            "%d image(s) went to the CPU reader after the GPU decoder refused them (%s)",
+            scorer.counts.n_refused,
+            ", ".join(f"{k}: {v}" for k, v in scorer.counts.reasons.items()),
+        )
     return t_first, n_first

@@ -54,6 +54,7 @@ def pid_alive(pid: int) -> bool:
 
 def watch_parent(pid: int, interval_s: float = 0.5) -> threading.Thread:
     """Start a daemon thread that ends this process (``os._exit``) once ``pid`` has died."""
+
     def run() -> None:
         while pid_alive(pid):
             time.sleep(interval_s)

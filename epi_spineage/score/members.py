@@ -70,7 +70,7 @@ def _declared_size(data: bytes, max_bytes: int) -> tuple[int, int] | str | None:
             group_len = struct.unpack("<I", data[140:144])[0]
             inflater = zlib.decompressobj(-zlib.MAX_WBITS)
             try:
-                inflater.decompress(data[144 + group_len:], max_bytes + 1)
+                inflater.decompress(data[144 + group_len :], max_bytes + 1)
             except zlib.error:
                 return None  # the reader reports a corrupt stream with its own message
             if inflater.unconsumed_tail:
@@ -78,9 +78,11 @@ def _declared_size(data: bytes, max_bytes: int) -> tuple[int, int] | str | None:
         try:
             import pydicom
 
-            ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True,
-                                 specific_tags=["Rows", "Columns", "NumberOfFrames", "SamplesPerPixel",
-                                                "BitsAllocated"])
+            ds = pydicom.dcmread(
+                io.BytesIO(data),
+                stop_before_pixels=True,
+                specific_tags=["Rows", "Columns", "NumberOfFrames", "SamplesPerPixel", "BitsAllocated"],
+            )
             rows, cols = int(ds.get("Rows") or 0), int(ds.get("Columns") or 0)
             frames = int(str(ds.get("NumberOfFrames") or 1) or 1)
             spp, bits = int(ds.get("SamplesPerPixel") or 1), int(ds.get("BitsAllocated") or 16)
@@ -113,8 +115,10 @@ def size_problem(data: bytes, max_pixels: int, max_bytes: int) -> str | None:
         return None
     pixels, nbytes = declared
     if pixels > max_pixels:
-        return (f"image declares {pixels / 1e6:.1f} megapixels (rows x columns x frames), over the limit "
-                f"{max_pixels / 1e6:g} (--max-megapixels)")
+        return (
+            f"image declares {pixels / 1e6:.1f} megapixels (rows x columns x frames), over the limit "
+            f"{max_pixels / 1e6:g} (--max-megapixels)"
+        )
     if nbytes > max_bytes:
         return f"image declares {nbytes} bytes of pixel data, over the limit {max_bytes} (--max-megapixels)"
     return None
@@ -187,8 +191,14 @@ def is_done(ctx: MemberContext, name: str, size: int | None, fingerprint=None) -
     return current is None or current == known_fp
 
 
-def process_member(ctx: MemberContext, name: str, size: int | None, data: bytes | None,
-                   read_error: str | None = None, fingerprint: str | None = None) -> tuple[dict, np.ndarray | None]:
+def process_member(
+    ctx: MemberContext,
+    name: str,
+    size: int | None,
+    data: bytes | None,
+    read_error: str | None = None,
+    fingerprint: str | None = None,
+) -> tuple[dict, np.ndarray | None]:
     """Decode one member's bytes into a result row and, when it should be scored, the model input.
 
     Row statuses here: ``ready`` (to score; array returned), ``not_spine``, ``duplicate`` (same
@@ -198,8 +208,13 @@ def process_member(ctx: MemberContext, name: str, size: int | None, data: bytes 
     from epi_spineage.imaging.preprocess import preprocess
 
     ref = ctx.ref(name)
-    row = {"run_id": ctx.run_id, "source_path": ref, "file_size_bytes": size, "recorded_at": now_utc(),
-           "file_fingerprint": fingerprint}
+    row = {
+        "run_id": ctx.run_id,
+        "source_path": ref,
+        "file_size_bytes": size,
+        "recorded_at": now_utc(),
+        "file_fingerprint": fingerprint,
+    }
     if read_error is not None or data is None:
         row.update(status="error", error_type="unreadable", message=_scrub(read_error or "could not read", name, ref))
         return row, None
@@ -216,9 +231,14 @@ def process_member(ctx: MemberContext, name: str, size: int | None, data: bytes 
         # (the same instance at the same path has changed: a corrected re-export, so decode and score it)
         if sop and sop in ctx.known_sops and ctx.known_sops[sop][1] != ref:
             content_hash, path = ctx.known_sops[sop]
-            row.update(status="duplicate", sop_instance_uid=sop, content_hash=content_hash, duplicate_of=path,
-                       qc_reason=f"same SOPInstanceUID as {path}",
-                       message=f"same SOPInstanceUID as {path} (not decoded)")
+            row.update(
+                status="duplicate",
+                sop_instance_uid=sop,
+                content_hash=content_hash,
+                duplicate_of=path,
+                qc_reason=f"same SOPInstanceUID as {path}",
+                message=f"same SOPInstanceUID as {path} (not decoded)",
+            )
             return row, None
     try:
         # The reader warns once per image (e.g. "MONOCHROME1 inverted"): normal for a whole archive,
@@ -269,8 +289,9 @@ def _scrub(message: str, name: str, ref: str) -> str:
     return text[:500]
 
 
-def iter_members(archives: Sequence[str], *, shard: int = 0,
-                 n_shards: int = 1) -> Iterator[tuple[str, int | None, object]]:
+def iter_members(
+    archives: Sequence[str], *, shard: int = 0, n_shards: int = 1
+) -> Iterator[tuple[str, int | None, object]]:
     """(name, size, member-or-error) for every file of every archive, keeping every n-th from ``shard``.
 
     An archive that breaks part-way (a truncated tar) yields one error entry for the archive and the
@@ -323,7 +344,14 @@ def process_entry(ctx: MemberContext, name: str, size: int | None, member) -> tu
             return process_member(ctx, name, size, None, read_error=reason, fingerprint=fp())
         return process_member(ctx, name, size, data, fingerprint=fp())
     except (MemoryError, Exception) as exc:  # noqa: BLE001 - one member must never end the run
-        row = {"run_id": ctx.run_id, "source_path": ctx.ref(name), "file_size_bytes": size, "recorded_at": now_utc(),
-               "status": "error", "error_type": "unreadable", "file_fingerprint": fp(),
-               "message": _scrub(f"failed while decoding ({type(exc).__name__}: {exc})", name, ctx.ref(name))}
+        row = {
+            "run_id": ctx.run_id,
+            "source_path": ctx.ref(name),
+            "file_size_bytes": size,
+            "recorded_at": now_utc(),
+            "status": "error",
+            "error_type": "unreadable",
+            "file_fingerprint": fp(),
+            "message": _scrub(f"failed while decoding ({type(exc).__name__}: {exc})", name, ctx.ref(name)),
+        }
         return row, None

@@ -91,23 +91,38 @@ class ScoreSummary:
 
     def line(self) -> str:
         if self.dry_run:
-            return (f"dry run: {self.n_would_score} of {self.n_seen} file(s) would be read and scored by "
-                    f"{self.model_id}; {self.n_skipped_known} already done")
+            return (
+                f"dry run: {self.n_would_score} of {self.n_seen} file(s) would be read and scored by "
+                f"{self.model_id}; {self.n_skipped_known} already done"
+            )
         spool = f", {self.n_spooled} spooled" if self.n_spooled else ""
         if self.decode == "gpu":
             spool += f"; decoded {self.n_gpu_decoded} on the GPU, {self.n_cpu_fallback} by the CPU reader"
-        return (f"scored {self.n_scored} image(s) in {self.seconds:.1f} s ({self.images_per_s:.1f} images/s, "
-                f"{self.device}); skipped {self.n_skipped_known} already scored, {self.n_not_spine} not lateral "
-                f"spine, {self.n_duplicates} duplicate(s); {self.n_errors} error(s){spool}; run {self.run_id}")
+        return (
+            f"scored {self.n_scored} image(s) in {self.seconds:.1f} s ({self.images_per_s:.1f} images/s, "
+            f"{self.device}); skipped {self.n_skipped_known} already scored, {self.n_not_spine} not lateral "
+            f"spine, {self.n_duplicates} duplicate(s); {self.n_errors} error(s){spool}; run {self.run_id}"
+        )
 
     def to_run_row(self, started_at, archives, status: str, finished_at=None) -> dict:
         return {
-            "run_id": self.run_id, "started_at": started_at, "finished_at": finished_at, "status": status,
-            "model_id": self.model_id, "host": host_name(), "package_version": PACKAGE_VERSION,
-            "device": self.device, "archives": json.dumps([str(a) for a in archives]),
-            "n_seen": self.n_seen, "n_scored": self.n_scored, "n_skipped_known": self.n_skipped_known,
-            "n_not_spine": self.n_not_spine, "n_duplicates": self.n_duplicates, "n_errors": self.n_errors,
-            "n_spooled": self.n_spooled, "decode": self.decode,
+            "run_id": self.run_id,
+            "started_at": started_at,
+            "finished_at": finished_at,
+            "status": status,
+            "model_id": self.model_id,
+            "host": host_name(),
+            "package_version": PACKAGE_VERSION,
+            "device": self.device,
+            "archives": json.dumps([str(a) for a in archives]),
+            "n_seen": self.n_seen,
+            "n_scored": self.n_scored,
+            "n_skipped_known": self.n_skipped_known,
+            "n_not_spine": self.n_not_spine,
+            "n_duplicates": self.n_duplicates,
+            "n_errors": self.n_errors,
+            "n_spooled": self.n_spooled,
+            "decode": self.decode,
             "n_gpu_decoded": self.n_gpu_decoded if self.decode == "gpu" else None,
             "n_cpu_fallback": self.n_cpu_fallback if self.decode == "gpu" else None,
         }
@@ -138,8 +153,9 @@ def _resolve_archives(archives: Sequence[str | os.PathLike]) -> list[str]:
     return out
 
 
-def _read_known(db_path: Path, model_id: str, lock_timeout_s: float, spool: Spool, *, write: bool,
-                key: bytes | None = None):
+def _read_known(
+    db_path: Path, model_id: str, lock_timeout_s: float, spool: Spool, *, write: bool, key: bytes | None = None
+):
     """Open the database once: schema (migrations need ``key``), the database's key, pending spool, stale
     runs, and what this model has done."""
     from epi_spineage.db.migrate_v3 import compact_database
@@ -172,8 +188,10 @@ def _read_known(db_path: Path, model_id: str, lock_timeout_s: float, spool: Spoo
 
 def _install_sigterm() -> Callable[[int, FrameType | None], Any] | int | signal.Handlers | None:
     """systemd stops a service with SIGTERM: finish like Ctrl-C so the run row says 'interrupted'."""
+
     def handler(signum, frame):
         raise KeyboardInterrupt
+
     try:
         return signal.signal(signal.SIGTERM, handler)
     except ValueError:  # not the main thread
@@ -241,10 +259,24 @@ def score_archives(
     lock = ScorerLock(db_path).acquire(what="scorer")
     previous_handler = _install_sigterm()
     try:
-        return _score_locked(archive_paths, model_dir, db_path, spool, key_bytes, batch_size=batch_size,
-                             workers=workers, device=device, limit=limit, include_non_spine=include_non_spine,
-                             lock_timeout_s=lock_timeout_s, commit_interval_s=commit_interval_s,
-                             progress=progress, options=options, decode=decode, compile_model=compile_model)
+        return _score_locked(
+            archive_paths,
+            model_dir,
+            db_path,
+            spool,
+            key_bytes,
+            batch_size=batch_size,
+            workers=workers,
+            device=device,
+            limit=limit,
+            include_non_spine=include_non_spine,
+            lock_timeout_s=lock_timeout_s,
+            commit_interval_s=commit_interval_s,
+            progress=progress,
+            options=options,
+            decode=decode,
+            compile_model=compile_model,
+        )
     finally:
         lock.release()
         if previous_handler is not None:
@@ -257,8 +289,13 @@ def _dry_run(archive_paths, model_dir, db_path, lock_timeout_s, include_non_spin
     meta = read_meta(model_dir)
     model_id = str(meta.get("model_id"))
     known = _read_known(db_path, model_id, lock_timeout_s, Spool(default_spool_dir(db_path)), write=False)
-    ctx = MemberContext(run_id="dry-run", key=key_bytes, preprocess_config=None,
-                        done_paths=known.done_paths(include_non_spine), **options)
+    ctx = MemberContext(
+        run_id="dry-run",
+        key=key_bytes,
+        preprocess_config=None,
+        done_paths=known.done_paths(include_non_spine),
+        **options,
+    )
     summary = ScoreSummary(run_id="dry-run", model_id=model_id, device="-", dry_run=True)
     for name, size, member in iter_members(archive_paths):
         summary.n_seen += 1
@@ -269,9 +306,25 @@ def _dry_run(archive_paths, model_dir, db_path, lock_timeout_s, include_non_spin
     return summary
 
 
-def _score_locked(archive_paths, model_dir, db_path, spool, key_bytes, *, batch_size, workers, device, limit,
-                  include_non_spine, lock_timeout_s, commit_interval_s, progress, options, decode="cpu",
-                  compile_model=False) -> ScoreSummary:
+def _score_locked(
+    archive_paths,
+    model_dir,
+    db_path,
+    spool,
+    key_bytes,
+    *,
+    batch_size,
+    workers,
+    device,
+    limit,
+    include_non_spine,
+    lock_timeout_s,
+    commit_interval_s,
+    progress,
+    options,
+    decode="cpu",
+    compile_model=False,
+) -> ScoreSummary:
     import torch
     from torch.utils.data import DataLoader
 
@@ -308,19 +361,35 @@ def _score_locked(archive_paths, model_dir, db_path, spool, key_bytes, *, batch_
     writer.write_model(db.model_row(loaded))
     writer.write_run(summary.to_run_row(started_at, stored_archives, "running"))
 
-    ctx = MemberContext(run_id=run_id, key=key_bytes, preprocess_config=loaded.preprocess_config,
-                        include_non_spine=include_non_spine, done_paths=known.done_paths(include_non_spine),
-                        known_sops=known.sops, **options)
+    ctx = MemberContext(
+        run_id=run_id,
+        key=key_bytes,
+        preprocess_config=loaded.preprocess_config,
+        include_non_spine=include_non_spine,
+        done_paths=known.done_paths(include_non_spine),
+        known_sops=known.sops,
+        **options,
+    )
     dataset = ArchiveDataset(archive_paths, ctx, limit=limit) if choice.path == "cpu" else None
     prefetch = 2
     # One shared buffer per batch in flight plus the one being scored; see SharedBatches.
-    loader = None if dataset is None else DataLoader(
-        dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate,
-        worker_init_fn=functools.partial(worker_init, shared_slots=prefetch + 1,
-                                         parent_pid=os.getpid()) if workers else None,
-                        pin_memory=(device == "cuda"), prefetch_factor=prefetch if workers else None,
-                        persistent_workers=False,
-                        multiprocessing_context=_mp_context() if workers else None)
+    loader = (
+        None
+        if dataset is None
+        else DataLoader(
+            dataset,
+            batch_size=batch_size,
+            num_workers=workers,
+            collate_fn=collate,
+            worker_init_fn=functools.partial(worker_init, shared_slots=prefetch + 1, parent_pid=os.getpid())
+            if workers
+            else None,
+            pin_memory=(device == "cuda"),
+            prefetch_factor=prefetch if workers else None,
+            persistent_workers=False,
+            multiprocessing_context=_mp_context() if workers else None,
+        )
+    )
     seen_hashes = _seen_hashes(known)
     mapped = {}  # the workers' shared batch buffers, kept mapped here for their next batches
     status = "failed"
@@ -333,11 +402,22 @@ def _score_locked(archive_paths, model_dir, db_path, spool, key_bytes, *, batch_
         if choice.path == "gpu":  # the GPU loop: score/gpu_batches.py
             make_decoder = cast(Callable[[Any], Any], choice.decoder)  # always set when the path is "gpu"
             t_first, n_first = gpu_batches.score_on_gpu(
-                archive_paths, ctx, loaded, device=device, decoder=make_decoder(device), batch_size=batch_size,
-                workers=workers, limit=limit, summary=summary, committer=committer, seen_hashes=seen_hashes,
-                provenance=provenance, bar=bar)
+                archive_paths,
+                ctx,
+                loaded,
+                device=device,
+                decoder=make_decoder(device),
+                batch_size=batch_size,
+                workers=workers,
+                limit=limit,
+                summary=summary,
+                committer=committer,
+                seen_hashes=seen_hashes,
+                provenance=provenance,
+                bar=bar,
+            )
         processed = 0
-        for rows, batch, ready, lease in (loader if loader is not None else ()):
+        for rows, batch, ready, lease in loader if loader is not None else ():
             keep = []
             for i, row in enumerate(rows):
                 summary.n_seen += 1

@@ -14,23 +14,40 @@ from collections.abc import Mapping
 LATERAL_VIEWS = frozenset({"LL", "RL", "LAT", "LATERAL", "LLD", "RLD", "LLAT", "RLAT", "L", "R"})
 
 #: BodyPartExamined values for the spine (DICOM CID 4031 plus vendor spellings).
-SPINE_PARTS = frozenset({
-    "SPINE", "LSPINE", "TSPINE", "CSPINE", "TLSPINE", "LSSPINE", "WHOLESPINE", "WHOLE SPINE",
-    "LUMBAR", "THORACIC", "THORACOLUMBAR", "LUMBARSPINE", "THORACICSPINE", "L-SPINE", "T-SPINE",
-})
+SPINE_PARTS = frozenset(
+    {
+        "SPINE",
+        "LSPINE",
+        "TSPINE",
+        "CSPINE",
+        "TLSPINE",
+        "LSSPINE",
+        "WHOLESPINE",
+        "WHOLE SPINE",
+        "LUMBAR",
+        "THORACIC",
+        "THORACOLUMBAR",
+        "LUMBARSPINE",
+        "THORACICSPINE",
+        "L-SPINE",
+        "T-SPINE",
+    }
+)
 
 #: Projection radiography and secondary-capture SOP classes (DXA VFA images are secondary capture).
-PROJECTION_SOP_CLASSES = frozenset({
-    "1.2.840.10008.5.1.4.1.1.1",        # Computed Radiography
-    "1.2.840.10008.5.1.4.1.1.1.1",      # Digital X-Ray, for presentation
-    "1.2.840.10008.5.1.4.1.1.1.1.1",    # Digital X-Ray, for processing
-    "1.2.840.10008.5.1.4.1.1.7",        # Secondary Capture
-    "1.2.840.10008.5.1.4.1.1.7.1",      # Multi-frame single bit SC
-    "1.2.840.10008.5.1.4.1.1.7.2",      # Multi-frame grayscale byte SC
-    "1.2.840.10008.5.1.4.1.1.7.3",      # Multi-frame grayscale word SC
-    "1.2.840.10008.5.1.4.1.1.12.1",     # X-Ray Angiographic (fluoroscopy frames)
-    "1.2.840.10008.5.1.4.1.1.12.2",     # X-Ray Radiofluoroscopic
-})
+PROJECTION_SOP_CLASSES = frozenset(
+    {
+        "1.2.840.10008.5.1.4.1.1.1",  # Computed Radiography
+        "1.2.840.10008.5.1.4.1.1.1.1",  # Digital X-Ray, for presentation
+        "1.2.840.10008.5.1.4.1.1.1.1.1",  # Digital X-Ray, for processing
+        "1.2.840.10008.5.1.4.1.1.7",  # Secondary Capture
+        "1.2.840.10008.5.1.4.1.1.7.1",  # Multi-frame single bit SC
+        "1.2.840.10008.5.1.4.1.1.7.2",  # Multi-frame grayscale byte SC
+        "1.2.840.10008.5.1.4.1.1.7.3",  # Multi-frame grayscale word SC
+        "1.2.840.10008.5.1.4.1.1.12.1",  # X-Ray Angiographic (fluoroscopy frames)
+        "1.2.840.10008.5.1.4.1.1.12.2",  # X-Ray Radiofluoroscopic
+    }
+)
 
 
 def _clean(value) -> str:
@@ -62,7 +79,14 @@ def classify_read_error(reason: str) -> str:
     text = reason.lower()
     if "truncat" in text or "end of file" in text or "incomplete" in text or "less than expected" in text:
         return "truncated"
-    if "not an image" in text or "not a dicom" in text or "no pixel" in text or "unknown format" in text \
-            or "not a supported" in text or "unsupported" in text or "unrecognised" in text:
+    if (
+        "not an image" in text
+        or "not a dicom" in text
+        or "no pixel" in text
+        or "unknown format" in text
+        or "not a supported" in text
+        or "unsupported" in text
+        or "unrecognised" in text
+    ):
         return "not_an_image"
     return "unreadable"

@@ -41,8 +41,9 @@ class _ScoreBatch:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.loaded = load_checkpoint(model_dir, map_location=device)
         self.provenance = model_provenance(self.loaded, "cuda-bf16" if device == "cuda" else "cpu")
-        self.ctx = MemberContext(run_id=run_id, key=key, preprocess_config=self.loaded.preprocess_config,
-                                 include_non_spine=include_non_spine)
+        self.ctx = MemberContext(
+            run_id=run_id, key=key, preprocess_config=self.loaded.preprocess_config, include_non_spine=include_non_spine
+        )
 
     def __call__(self, batch):
         import numpy as np
@@ -73,10 +74,20 @@ class _ScoreBatch:
         return to_table(rows)
 
 
-def score_with_ray(archives: Sequence[str | os.PathLike], model_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
-                   key: bytes | str | None = None, key_file: str | os.PathLike | None = None, batch_size: int = 16,
-                   concurrency: int = 1, num_gpus: float = 0, num_cpus: float = 1, device: str = "auto",
-                   include_non_spine: bool = False) -> Path:
+def score_with_ray(
+    archives: Sequence[str | os.PathLike],
+    model_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    key: bytes | str | None = None,
+    key_file: str | os.PathLike | None = None,
+    batch_size: int = 16,
+    concurrency: int = 1,
+    num_gpus: float = 0,
+    num_cpus: float = 1,
+    device: str = "auto",
+    include_non_spine: bool = False,
+) -> Path:
     """Score ``archives`` on the running Ray cluster into Parquet shards under ``out_dir``.
 
     Returns ``out_dir``, which also receives ``model-<id>.json`` and ``run-<id>.json`` so that
@@ -110,9 +121,17 @@ def score_with_ray(archives: Sequence[str | os.PathLike], model_dir: str | os.Pa
     ds = ray.data.from_items(items)
     ds = ds.map_batches(
         _ScoreBatch,
-        fn_constructor_kwargs={"model_dir": str(model_dir), "key": key_bytes, "run_id": run_id,
-                               "include_non_spine": include_non_spine, "device": device},
-        batch_size=batch_size, batch_format="pyarrow", concurrency=concurrency, num_gpus=num_gpus,
+        fn_constructor_kwargs={
+            "model_dir": str(model_dir),
+            "key": key_bytes,
+            "run_id": run_id,
+            "include_non_spine": include_non_spine,
+            "device": device,
+        },
+        batch_size=batch_size,
+        batch_format="pyarrow",
+        concurrency=concurrency,
+        num_gpus=num_gpus,
         num_cpus=num_cpus,
     )
     ds.write_parquet(str(out / "shards"))

@@ -72,8 +72,13 @@ def _index_tar(archive: str) -> Iterator[MemberRef]:
             if not info.isfile():  # directories, links, devices: links and devices are recorded, never followed
                 kind = next((what for test, what in _TAR_KINDS if test(info)), None)
                 if kind and not _skipped(name):
-                    yield MemberRef(f"{archive}{SEP}{name}", 0, "refused", archive,
-                                    error=f"tar member is {kind}, not a file (not followed)")
+                    yield MemberRef(
+                        f"{archive}{SEP}{name}",
+                        0,
+                        "refused",
+                        archive,
+                        error=f"tar member is {kind}, not a file (not followed)",
+                    )
                 continue
             inflated += info.size
             try:
@@ -86,8 +91,9 @@ def _index_tar(archive: str) -> Iterator[MemberRef]:
                 raise ArchiveRefused(f"{archive}: {reason}", reason)
             if _skipped(name):
                 continue
-            yield MemberRef(f"{archive}{SEP}{name}", info.size, "tar", archive, offset=info.offset_data,
-                            mtime=info.mtime)
+            yield MemberRef(
+                f"{archive}{SEP}{name}", info.size, "tar", archive, offset=info.offset_data, mtime=info.mtime
+            )
 
 
 def _is_plain_tar(archive: str) -> bool:
@@ -122,17 +128,34 @@ def index_archives(archives: Sequence[str]) -> list[MemberRef]:
                     try:
                         _check_size(archive, name, info.file_size, info.compress_size, DEFAULT_LIMITS)
                     except ArchiveRefused as exc:  # its own error row, as in iter_members
-                        refs.append(MemberRef(f"{archive}{SEP}{name}", info.file_size, "refused", archive,
-                                              error=exc.reason, fingerprint=fingerprint))
+                        refs.append(
+                            MemberRef(
+                                f"{archive}{SEP}{name}",
+                                info.file_size,
+                                "refused",
+                                archive,
+                                error=exc.reason,
+                                fingerprint=fingerprint,
+                            )
+                        )
                         continue
-                    refs.append(MemberRef(f"{archive}{SEP}{name}", info.file_size, "zip", archive, inner=info.filename,
-                                          fingerprint=fingerprint))
+                    refs.append(
+                        MemberRef(
+                            f"{archive}{SEP}{name}",
+                            info.file_size,
+                            "zip",
+                            archive,
+                            inner=info.filename,
+                            fingerprint=fingerprint,
+                        )
+                    )
             elif _is_plain_tar(archive):
                 try:
                     refs.extend(_index_tar(archive))
                 except (tarfile.TarError, EOFError, OSError) as exc:
-                    raise UserError(f"{archive}: truncated or corrupt tar archive "
-                                    f"({type(exc).__name__}: {exc})") from None
+                    raise UserError(
+                        f"{archive}: truncated or corrupt tar archive ({type(exc).__name__}: {exc})"
+                    ) from None
             else:
                 refs.append(MemberRef(archive, None, "stream", archive))
         except UserError as exc:
@@ -209,11 +232,13 @@ class MemberReader:
 def _refused_reader(reason: str):
     def read() -> bytes:
         raise ImageReadError("<member>", reason)
+
     return read
 
 
-def shard_entries(refs: Sequence[MemberRef], shard: int, n_shards: int, reader: MemberReader
-                  ) -> Iterator[tuple[str, int | None, object]]:
+def shard_entries(
+    refs: Sequence[MemberRef], shard: int, n_shards: int, reader: MemberReader
+) -> Iterator[tuple[str, int | None, object]]:
     """(name, size, member-or-error) for this shard, as ``score.members.iter_members`` yields them."""
     from epi_spineage.score.members import iter_members
 
@@ -222,8 +247,13 @@ def shard_entries(refs: Sequence[MemberRef], shard: int, n_shards: int, reader: 
         if ref.kind == "error":
             yield ref.name, None, UserError(ref.error or "unreadable archive")
         elif ref.kind == "refused":  # a member refused on its own: a member whose read fails (its own row)
-            yield ref.name, ref.size, ArchiveMember(ref.name, ref.size or 0, _refused_reader(ref.error or "refused"),
-                                                    (lambda r=ref: r.fingerprint))
+            yield (
+                ref.name,
+                ref.size,
+                ArchiveMember(
+                    ref.name, ref.size or 0, _refused_reader(ref.error or "refused"), (lambda r=ref: r.fingerprint)
+                ),
+            )
         else:
             yield ref.name, ref.size, reader.member(ref)
     streams = [r.archive for r in refs if r.kind == "stream"]

@@ -93,17 +93,20 @@ class IngestSummary:
 
     def line(self) -> str:
         c = self.counts
-        return (f"ingested {self.files} file(s): {c.offered} rows, {c.scored} new scores, "
-                f"{c.duplicates} duplicates, {c.not_spine} QC skips, {c.errors} errors; "
-                f"{self.models} model row(s), {self.runs} run row(s)")
+        return (
+            f"ingested {self.files} file(s): {c.offered} rows, {c.scored} new scores, "
+            f"{c.duplicates} duplicates, {c.not_spine} QC skips, {c.errors} errors; "
+            f"{self.models} model row(s), {self.runs} run row(s)"
+        )
 
 
 def _parse_json_row(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def ingest_into(con, folder: str | os.PathLike, *, delete: bool | None = None,
-                key: bytes | None = None) -> IngestSummary:
+def ingest_into(
+    con, folder: str | os.PathLike, *, delete: bool | None = None, key: bytes | None = None
+) -> IngestSummary:
     """Load every spool/shard file under ``folder`` through an open connection.
 
     ``delete``: remove each file after its commit; default: only in a marked spool folder. ``key``:
@@ -160,8 +163,14 @@ def ingest_into(con, folder: str | os.PathLike, *, delete: bool | None = None,
     return summary
 
 
-def ingest_folder(db_path: str | os.PathLike, folder: str | os.PathLike, *, delete: bool | None = None,
-                  lock_timeout_s: float = 60.0, key: bytes | None = None) -> IngestSummary:
+def ingest_folder(
+    db_path: str | os.PathLike,
+    folder: str | os.PathLike,
+    *,
+    delete: bool | None = None,
+    lock_timeout_s: float = 60.0,
+    key: bytes | None = None,
+) -> IngestSummary:
     """Open ``db_path`` (waiting up to ``lock_timeout_s`` while it is busy) and ingest ``folder``."""
     from epi_spineage.db.migrate_v3 import compact_database
     from epi_spineage.db.migrations import schema_version

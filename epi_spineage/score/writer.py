@@ -42,9 +42,16 @@ class ResultWriter:
 
     def _enter_spool_mode(self, exc: DatabaseBusy) -> None:
         if not self.spooling:
-            log.warning("database %s stayed locked by %s for %.0f s; writing results to the spool %s "
-                        "(loaded by the next run or `python -m epi_spineage.ingest %s --db %s`)",
-                        self.db_path, exc.holder, exc.waited_s, self.spool.folder, self.spool.folder, self.db_path)
+            log.warning(
+                "database %s stayed locked by %s for %.0f s; writing results to the spool %s "
+                "(loaded by the next run or `python -m epi_spineage.ingest %s --db %s`)",
+                self.db_path,
+                exc.holder,
+                exc.waited_s,
+                self.spool.folder,
+                self.spool.folder,
+                self.db_path,
+            )
         self.spooling = True
         self.holder = exc.holder
 

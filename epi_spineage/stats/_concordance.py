@@ -44,8 +44,9 @@ def _prefix_counts(pos_limit: np.ndarray, query_rank: np.ndarray, rank_by_pos: n
     return less, equal
 
 
-def concordance_counts(time: np.ndarray, event: np.ndarray, risk: np.ndarray,
-                       time_order: np.ndarray | None = None) -> np.ndarray:
+def concordance_counts(
+    time: np.ndarray, event: np.ndarray, risk: np.ndarray, time_order: np.ndarray | None = None
+) -> np.ndarray:
     """(concordant, discordant, tied_x) counts of one stratum, O(n log^2 n).
 
     ``time_order``: the ascending argsort of ``time`` when the caller has it (shared with the Cox
@@ -113,6 +114,7 @@ def harrell_c(time, event, risk, strata=None, time_order: np.ndarray | None = No
             sub_order = None
             if time_order is not None:
                 from epi_spineage.stats._survdata import subset_order
+
                 sub_order = subset_order(time_order, m)
             counts += concordance_counts(time[m], event[m], risk[m], sub_order)
     denom = counts.sum()

@@ -157,9 +157,16 @@ def _loglik_parts(lay: _Layout, X: np.ndarray, Xe: np.ndarray, beta: np.ndarray)
     return loglik, grad, info, xbar
 
 
-def fit_cox(X: np.ndarray, time: np.ndarray, event: np.ndarray, strata: np.ndarray | None = None,
-            ties: str = "efron", max_iter: int = 20, eps: float = 1e-9,
-            time_order: np.ndarray | None = None) -> CoxFit:
+def fit_cox(
+    X: np.ndarray,
+    time: np.ndarray,
+    event: np.ndarray,
+    strata: np.ndarray | None = None,
+    ties: str = "efron",
+    max_iter: int = 20,
+    eps: float = 1e-9,
+    time_order: np.ndarray | None = None,
+) -> CoxFit:
     """Fit the Cox model. ``X`` is n x p (already complete), ``event`` 0/1, ``strata`` codes.
 
     ``time_order``: the stable ascending argsort of ``time`` when the caller already has it (shared
@@ -229,9 +236,17 @@ def _fit_cox(X, time, event, strata, ties, max_iter, eps, time_order=None) -> Co
         var = np.linalg.pinv(info)
     ev = lay.ev_rows
     return CoxFit(
-        beta=beta, var=var, loglik=loglik, loglik_null=loglik0, score_test=score_test, score=grad,
-        iterations=it, converged=converged, information_singular=singular,
-        event_time=lay.time[ev], event_x=Xs[ev],
+        beta=beta,
+        var=var,
+        loglik=loglik,
+        loglik_null=loglik0,
+        score_test=score_test,
+        score=grad,
+        iterations=it,
+        converged=converged,
+        information_singular=singular,
+        event_time=lay.time[ev],
+        event_x=Xs[ev],
         event_xbar=_efron_mean(lay, xbar) + means if p else np.zeros((len(ev), 0)),
     )
 

@@ -16,8 +16,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def gray_score_variance(time: np.ndarray, code: np.ndarray, group: np.ndarray, n_groups: int,
-                        rho: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+def gray_score_variance(
+    time: np.ndarray, code: np.ndarray, group: np.ndarray, n_groups: int, rho: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Score (K-1) and its covariance (K-1 x K-1) for one stratum.
 
     ``code``: 0 censored, 1 the cause of interest, 2 a competing cause. ``group``: 0..K-1.

@@ -38,12 +38,23 @@ class PearsonResult:
     def to_frame(self) -> pd.DataFrame:
         """One row: analysis, term, estimate, statistic, p_value, ci_low, ci_high, ci_level, n,
         n_dropped, method."""
-        return pd.DataFrame([{
-            "analysis": "pearson", "term": self.term, "estimate": self.estimate,
-            "statistic": self.statistic, "p_value": self.p_value, "ci_low": self.ci_low,
-            "ci_high": self.ci_high, "ci_level": self.ci_level, "n": self.n,
-            "n_dropped": self.n_dropped, "method": self.method,
-        }])
+        return pd.DataFrame(
+            [
+                {
+                    "analysis": "pearson",
+                    "term": self.term,
+                    "estimate": self.estimate,
+                    "statistic": self.statistic,
+                    "p_value": self.p_value,
+                    "ci_low": self.ci_low,
+                    "ci_high": self.ci_high,
+                    "ci_level": self.ci_level,
+                    "n": self.n,
+                    "n_dropped": self.n_dropped,
+                    "method": self.method,
+                }
+            ]
+        )
 
 
 @ci_level_keyword
@@ -85,8 +96,15 @@ def pearson(x, y, ci_level: float = 0.95, *, term: str = "x ~ y") -> PearsonResu
 
 
 @ci_level_keyword
-def pad_summary(df: pd.DataFrame, *, spine: str = "spine_age_years", age: str = "age_years",
-                pad: str | None = None, by: str | None = None, ci_level: float = 0.95) -> pd.DataFrame:
+def pad_summary(
+    df: pd.DataFrame,
+    *,
+    spine: str = "spine_age_years",
+    age: str = "age_years",
+    pad: str | None = None,
+    by: str | None = None,
+    ci_level: float = 0.95,
+) -> pd.DataFrame:
     """Mean and SD of PAD, MAE and Pearson r of spine age vs age, overall or by a group.
 
     PAD = ``df[pad]`` when ``pad`` is given (e.g. ``"pad_years"`` from ``derive_variables``), else
@@ -111,14 +129,21 @@ def pad_summary(df: pd.DataFrame, *, spine: str = "spine_age_years", age: str = 
         dd = d[ok]
         n = int(ok.sum())
         r = pearson(a, a + d, ci_level=ci_level)
-        rows.append({
-            "group": name, "n": n, "n_missing": int(ok.size - n),
-            "pad_mean_years": float(dd.mean()) if n else np.nan,
-            "pad_sd_years": float(dd.std(ddof=1)) if n > 1 else np.nan,
-            "mae_years": float(np.abs(dd).mean()) if n else np.nan,
-            "rmse_years": float(np.sqrt((dd ** 2).mean())) if n else np.nan,
-            "pearson_r": r.estimate, "ci_low": r.ci_low, "ci_high": r.ci_high, "ci_level": ci_level,
-            "p_value": r.p_value, "pad_column": pad or f"{spine} - {age}",
-        })
+        rows.append(
+            {
+                "group": name,
+                "n": n,
+                "n_missing": int(ok.size - n),
+                "pad_mean_years": float(dd.mean()) if n else np.nan,
+                "pad_sd_years": float(dd.std(ddof=1)) if n > 1 else np.nan,
+                "mae_years": float(np.abs(dd).mean()) if n else np.nan,
+                "rmse_years": float(np.sqrt((dd**2).mean())) if n else np.nan,
+                "pearson_r": r.estimate,
+                "ci_low": r.ci_low,
+                "ci_high": r.ci_high,
+                "ci_level": ci_level,
+                "p_value": r.p_value,
+                "pad_column": pad or f"{spine} - {age}",
+            }
+        )
     return pd.DataFrame(rows)
-

@@ -61,8 +61,14 @@ __all__ = [
 MODEL_EXPOSURE = "pad_years"
 
 _FRACTURE_M1 = ["age_years", "sex"]
-_FRACTURE_M2 = _FRACTURE_M1 + ["prevalent_vf", "height_dec5_cm", "prior_fracture", "prosthesis",
-                               "rheumatoid_arthritis", "glucocorticoid"]
+_FRACTURE_M2 = _FRACTURE_M1 + [
+    "prevalent_vf",
+    "height_dec5_cm",
+    "prior_fracture",
+    "prosthesis",
+    "rheumatoid_arthritis",
+    "glucocorticoid",
+]
 #: Covariate sets (besides the exposure) of the study's models, as column names made by
 #: ``epi_spineage.tables.derive_variables``. ``sex`` is coded F/M (reference F unless changed).
 MODEL_COVARIATES: dict[str, dict[str, list[str]]] = {
@@ -188,8 +194,9 @@ def _design(frame: pd.DataFrame, columns: list[str], reference_levels: dict | No
     return X, names, scales
 
 
-def _ph_test(fit: CoxFit, names: list[str], time: np.ndarray, event: np.ndarray,
-             time_order: np.ndarray | None = None) -> pd.DataFrame:
+def _ph_test(
+    fit: CoxFit, names: list[str], time: np.ndarray, event: np.ndarray, time_order: np.ndarray | None = None
+) -> pd.DataFrame:
     """Grambsch-Therneau test with the KM transform (survival 2.x ``cox.zph``).
 
     O(n + d log d + d p^2) for d events given the ``time_order`` of the fit (O(n log n) without it)."""
@@ -210,13 +217,13 @@ def _ph_test(fit: CoxFit, names: list[str], time: np.ndarray, event: np.ndarray,
     scaled = resid @ V * nd
     with np.errstate(divide="ignore", invalid="ignore"):
         stat = (xx @ scaled) ** 2 / (np.diag(V) * nd * sxx)
-        rho = np.array([np.corrcoef(xx, scaled[:, j])[0, 1] if np.std(scaled[:, j]) > 0 else np.nan
-                        for j in range(p)])
+        rho = np.array([np.corrcoef(xx, scaled[:, j])[0, 1] if np.std(scaled[:, j]) > 0 else np.nan for j in range(p)])
         glob = float(test @ V @ test) * nd / sxx
-    rows = [{"term": n_, "statistic": float(s), "df": 1, "p_value": float(_sps.chi2.sf(s, 1)), "rho": float(r)}
-            for n_, s, r in zip(names, stat, rho)]
-    rows.append({"term": "GLOBAL", "statistic": glob, "df": p, "p_value": float(_sps.chi2.sf(glob, p)),
-                 "rho": np.nan})
+    rows = [
+        {"term": n_, "statistic": float(s), "df": 1, "p_value": float(_sps.chi2.sf(s, 1)), "rho": float(r)}
+        for n_, s, r in zip(names, stat, rho)
+    ]
+    rows.append({"term": "GLOBAL", "statistic": glob, "df": p, "p_value": float(_sps.chi2.sf(glob, p)), "rho": np.nan})
     out = pd.DataFrame(rows)
     out["method"] = method
     return out
@@ -245,8 +252,26 @@ def _km_left(time: np.ndarray, event: np.ndarray, at: np.ndarray, order: np.ndar
 # ---------------------------------------------------------------------------------------------
 # public API
 # ---------------------------------------------------------------------------------------------
-_SUMMARY_COLUMNS = ["analysis", "model", "term", "estimate", "log_hr", "std_error", "statistic", "p_value",
-                    "ci_low", "ci_high", "ci_level", "scale", "sd", "n", "events", "n_excluded", "method", "note"]
+_SUMMARY_COLUMNS = [
+    "analysis",
+    "model",
+    "term",
+    "estimate",
+    "log_hr",
+    "std_error",
+    "statistic",
+    "p_value",
+    "ci_low",
+    "ci_high",
+    "ci_level",
+    "scale",
+    "sd",
+    "n",
+    "events",
+    "n_excluded",
+    "method",
+    "note",
+]
 _NUMBERS = ["estimate", "log_hr", "std_error", "statistic", "p_value", "ci_low", "ci_high"]
 _DROPPED_CONSTANT = "dropped (constant in the complete cases)"
 _DROPPED_MISSING = "dropped (missing in every analysed row)"
@@ -269,9 +294,22 @@ def _join(parts) -> str | None:
     return "; ".join(parts) if parts else None
 
 
-def _fit_frame(df, time, event, terms, *, exposure=None, sd=None, ties="efron", level=0.95,
-               strata=None, reference_levels=None, model=None, analysis=None,
-               min_events_per_parameter: float | None = None) -> CoxResult:
+def _fit_frame(
+    df,
+    time,
+    event,
+    terms,
+    *,
+    exposure=None,
+    sd=None,
+    ties="efron",
+    level=0.95,
+    strata=None,
+    reference_levels=None,
+    model=None,
+    analysis=None,
+    min_events_per_parameter: float | None = None,
+) -> CoxResult:
     """Fit one Cox model; the guards of docs/methods.md#cox-guards (constant covariates dropped and
     listed, not-estimable fits and rows blanked with a note)."""
     if ties not in TIES:
@@ -329,12 +367,16 @@ def _fit_frame(df, time, event, terms, *, exposure=None, sd=None, ties="efron", 
     dropped_constant = single_level + [n_ for n_, c_ in zip(names, constant) if c_]
     if dropped_constant:
         # R's coxph gives such a term NA; we drop it from the fit and report it with NaN figures
-        warnings.warn(f"term(s) constant among the analysed rows, dropped: {', '.join(dropped_constant)}",
-                      CoxTermWarning, stacklevel=3)
+        warnings.warn(
+            f"term(s) constant among the analysed rows, dropped: {', '.join(dropped_constant)}",
+            CoxTermWarning,
+            stacklevel=3,
+        )
         notes.append(f"{_DROPPED_CONSTANT}: {', '.join(dropped_constant)}")
     if all_missing:
-        warnings.warn(f"term(s) missing in every analysed row, dropped: {', '.join(all_missing)}",
-                      CoxTermWarning, stacklevel=3)
+        warnings.warn(
+            f"term(s) missing in every analysed row, dropped: {', '.join(all_missing)}", CoxTermWarning, stacklevel=3
+        )
         notes.append(f"{_DROPPED_MISSING}: {', '.join(all_missing)}")
     dropped_terms = tuple(all_missing) + tuple(dropped_constant)
     # rows in the order asked: dropped ones keep their place with NaN figures
@@ -365,8 +407,10 @@ def _fit_frame(df, time, event, terms, *, exposure=None, sd=None, ties="efron", 
     big_note: dict[str, str] = {}
     if min_epp is not None and p and n_events < min_epp * p:
         # events per parameter below the rule: not fitted at all (docs/methods.md#events-per-parameter)
-        model_unestimable = (f"{n_events} event{'s' if n_events != 1 else ''} for {p} parameter{'s' if p != 1 else ''}"
-                             f" (fewer than {min_epp:g} per parameter)")
+        model_unestimable = (
+            f"{n_events} event{'s' if n_events != 1 else ''} for {p} parameter{'s' if p != 1 else ''}"
+            f" (fewer than {min_epp:g} per parameter)"
+        )
         fit = None
     else:
         fit = fit_cox(X, t, ev, strata=strata_codes, ties=ties, time_order=t_order)
@@ -413,18 +457,40 @@ def _fit_frame(df, time, event, terms, *, exposure=None, sd=None, ties="efron", 
         ph = pd.DataFrame(columns=["term", "statistic", "df", "p_value", "rho", "method"])
         loglik = loglik0 = np.nan
         iterations, converged, var = 0, False, np.full((p, p), np.nan)
-    summary = pd.DataFrame({
-        "analysis": analysis, "model": model, "term": names,
-        "estimate": hr, "log_hr": beta, "std_error": se, "statistic": zstat, "p_value": pval,
-        "ci_low": lo, "ci_high": hi, "ci_level": float(level),
-        "scale": "", "sd": np.nan, "n": len(frame), "events": n_events,
-        "n_excluded": n_excluded, "method": method, "note": None,
-    })
+    summary = pd.DataFrame(
+        {
+            "analysis": analysis,
+            "model": model,
+            "term": names,
+            "estimate": hr,
+            "log_hr": beta,
+            "std_error": se,
+            "statistic": zstat,
+            "p_value": pval,
+            "ci_low": lo,
+            "ci_high": hi,
+            "ci_level": float(level),
+            "scale": "",
+            "sd": np.nan,
+            "n": len(frame),
+            "events": n_events,
+            "n_excluded": n_excluded,
+            "method": method,
+            "note": None,
+        }
+    )
     summary = summary.set_index("term").reindex(all_names).reset_index()
     summary["scale"] = all_scales
     summary["sd"] = np.asarray(all_sd, dtype=float)
-    for col, val in (("analysis", analysis), ("model", model), ("ci_level", float(level)), ("n", len(frame)),
-                     ("events", n_events), ("n_excluded", n_excluded), ("method", method)):
+    for col, val in (
+        ("analysis", analysis),
+        ("model", model),
+        ("ci_level", float(level)),
+        ("n", len(frame)),
+        ("events", n_events),
+        ("n_excluded", n_excluded),
+        ("method", method),
+    ):
         summary[col] = val
     fitted_rows = summary["term"].isin(names).to_numpy()
     unestimable = np.zeros(len(summary), dtype=bool)
@@ -462,14 +528,33 @@ def _fit_frame(df, time, event, terms, *, exposure=None, sd=None, ties="efron", 
     summary = summary[_SUMMARY_COLUMNS]
     key_rows = exposure_rows & fitted_rows
     estimable = not bool(unestimable[key_rows].any()) and model_unestimable is None and bool(key_rows.any())
-    model_note = _join([f"not estimable: {model_unestimable}"] + drop_note if model_unestimable else
-                       [r_ for r_, k_ in zip(reasons, key_rows) if k_ and r_] + notes)
+    model_note = _join(
+        [f"not estimable: {model_unestimable}"] + drop_note
+        if model_unestimable
+        else [r_ for r_, k_ in zip(reasons, key_rows) if k_ and r_] + notes
+    )
     return CoxResult(
-        summary=summary, concordance=c, ph_test=ph, converged=converged,
-        warnings=notes, n=len(frame), events=n_events, n_excluded=n_excluded,
-        sd=None if exposure is None else float(sd), exposure=exposure, ties=ties, loglik=loglik,
-        loglik_null=loglik0, iterations=iterations, coef=beta, var=var, terms=names,
-        concordance_counts=counts, estimable=estimable, note=model_note, dropped_terms=dropped_terms,
+        summary=summary,
+        concordance=c,
+        ph_test=ph,
+        converged=converged,
+        warnings=notes,
+        n=len(frame),
+        events=n_events,
+        n_excluded=n_excluded,
+        sd=None if exposure is None else float(sd),
+        exposure=exposure,
+        ties=ties,
+        loglik=loglik,
+        loglik_null=loglik0,
+        iterations=iterations,
+        coef=beta,
+        var=var,
+        terms=names,
+        concordance_counts=counts,
+        estimable=estimable,
+        note=model_note,
+        dropped_terms=dropped_terms,
     )
 
 
@@ -484,10 +569,22 @@ def exposure_sd(df: pd.DataFrame, exposure: str) -> float:
 
 
 @ci_level_keyword
-def cox_per_sd(df: pd.DataFrame, time: str, event: str, exposure: str, covariates=(),
-               ties: str = "efron", sd: float | None = None, level: float = 0.95, strata: str | None = None,
-               *, model: str | None = None, analysis: str | None = None,
-               reference_levels: dict | None = None, min_events_per_parameter: float | None = None) -> CoxResult:
+def cox_per_sd(
+    df: pd.DataFrame,
+    time: str,
+    event: str,
+    exposure: str,
+    covariates=(),
+    ties: str = "efron",
+    sd: float | None = None,
+    level: float = 0.95,
+    strata: str | None = None,
+    *,
+    model: str | None = None,
+    analysis: str | None = None,
+    reference_levels: dict | None = None,
+    min_events_per_parameter: float | None = None,
+) -> CoxResult:
     """Cox model giving the hazard ratio per 1 SD of ``exposure``, adjusted for ``covariates``.
 
     Complexity: O(n p^2) per Newton step (about 5 steps), O(n log^2 n) for Harrell's C, O(n + d p^2)
@@ -533,29 +630,60 @@ def cox_per_sd(df: pd.DataFrame, time: str, event: str, exposure: str, covariate
     elif not np.isfinite(sd) or sd <= 0:
         raise ZeroVarianceError(f"sd must be positive, got {sd!r}")
     terms = [exposure] + [c for c in covariates if c != exposure]
-    return _fit_frame(df, time, event, terms, exposure=exposure, sd=float(sd), ties=ties, level=level,
-                      strata=strata, reference_levels=reference_levels, model=model, analysis=analysis,
-                      min_events_per_parameter=min_events_per_parameter)
+    return _fit_frame(
+        df,
+        time,
+        event,
+        terms,
+        exposure=exposure,
+        sd=float(sd),
+        ties=ties,
+        level=level,
+        strata=strata,
+        reference_levels=reference_levels,
+        model=model,
+        analysis=analysis,
+        min_events_per_parameter=min_events_per_parameter,
+    )
 
 
-def cause_specific_cox(df: pd.DataFrame, time: str, event_type: str, exposure: str, covariates=(),
-                       cause: int = 1, *, min_events_per_parameter: float | None = None, **kwargs) -> CoxResult:
+def cause_specific_cox(
+    df: pd.DataFrame,
+    time: str,
+    event_type: str,
+    exposure: str,
+    covariates=(),
+    cause: int = 1,
+    *,
+    min_events_per_parameter: float | None = None,
+    **kwargs,
+) -> CoxResult:
     """Cause-specific Cox model: ``cox_per_sd`` with competing events (codes other than ``cause``)
     treated as censoring. ``event_type``: 0 censored, 1 fracture, 2 death (see
     ``survival.competing_event_type``)."""
     require_columns(df, [event_type])
     codes = pd.to_numeric(df[event_type], errors="coerce")
     tmp = df.assign(_cause_event=(codes == cause).astype(float).where(codes.notna()))
-    res = cox_per_sd(tmp, time, "_cause_event", exposure, covariates,
-                     min_events_per_parameter=min_events_per_parameter, **kwargs)
+    res = cox_per_sd(
+        tmp, time, "_cause_event", exposure, covariates, min_events_per_parameter=min_events_per_parameter, **kwargs
+    )
     res.summary["method"] = res.summary["method"] + f", cause-specific (cause {cause}, others censored)"
     return res
 
 
 @ci_level_keyword
-def group_hazard_ratios(df: pd.DataFrame, time: str, event: str, group: str, reference,
-                        ties: str = "efron", level: float = 0.95, covariates=(), *,
-                        min_events_per_parameter: float | None = None) -> pd.DataFrame:
+def group_hazard_ratios(
+    df: pd.DataFrame,
+    time: str,
+    event: str,
+    group: str,
+    reference,
+    ties: str = "efron",
+    level: float = 0.95,
+    covariates=(),
+    *,
+    min_events_per_parameter: float | None = None,
+) -> pd.DataFrame:
     """Hazard ratio of each level of ``group`` against ``reference`` (unadjusted by default).
 
     Complexity: one Cox fit (see ``cox_per_sd``) plus O(n) group counts.
@@ -581,18 +709,35 @@ def group_hazard_ratios(df: pd.DataFrame, time: str, event: str, group: str, ref
         raise UserError(f"reference group {reference!r} is not a value of {group!r}")
     reference = str(ref_value)
     tmp = df.assign(**{group: df[group].map(str).where(df[group].notna())})
-    res = _fit_frame(tmp, time, event, [group] + list(covariates), ties=ties, level=level,
-                     reference_levels={group: str(reference)}, min_events_per_parameter=min_events_per_parameter)
+    res = _fit_frame(
+        tmp,
+        time,
+        event,
+        [group] + list(covariates),
+        ties=ties,
+        level=level,
+        reference_levels={group: str(reference)},
+        min_events_per_parameter=min_events_per_parameter,
+    )
     s = res.summary
     s = s[s["term"].astype(str).str.startswith(f"{group}[")].copy()
     s.insert(0, "group", s["term"].str.slice(len(group) + 1, -1))
     frame, _ = time_event(tmp, time, event, extra=[group] + list(covariates))
     counts = frame.groupby(group, observed=True)["_event"].agg(["size", "sum"])
     ref = {c: np.nan for c in s.columns}
-    ref.update(group=str(reference), term=f"{group}[{reference}]", estimate=1.0, log_hr=0.0,
-               ci_level=float(level), scale="reference", n=res.n, events=res.events,
-               n_excluded=res.n_excluded, method=s["method"].iloc[0] if len(s) else res.summary["method"].iloc[0],
-               note=None if len(s) else f"not estimable: no group besides {reference!r} has complete rows")
+    ref.update(
+        group=str(reference),
+        term=f"{group}[{reference}]",
+        estimate=1.0,
+        log_hr=0.0,
+        ci_level=float(level),
+        scale="reference",
+        n=res.n,
+        events=res.events,
+        n_excluded=res.n_excluded,
+        method=s["method"].iloc[0] if len(s) else res.summary["method"].iloc[0],
+        note=None if len(s) else f"not estimable: no group besides {reference!r} has complete rows",
+    )
     out = pd.concat([pd.DataFrame([ref]), s], ignore_index=True)
     out["n_group"] = out["group"].map(counts["size"]).astype("Int64")
     out["events_group"] = out["group"].map(counts["sum"]).astype("Int64")
@@ -600,9 +745,19 @@ def group_hazard_ratios(df: pd.DataFrame, time: str, event: str, group: str, ref
 
 
 @ci_level_keyword
-def subgroup_hazard_ratios(df: pd.DataFrame, time: str, event: str, exposure: str, by: str = "sex",
-                           covariates=(), ties: str = "efron", sd: float | None = None,
-                           level: float = 0.95, *, min_events_per_parameter: float | None = None) -> pd.DataFrame:
+def subgroup_hazard_ratios(
+    df: pd.DataFrame,
+    time: str,
+    event: str,
+    exposure: str,
+    by: str = "sex",
+    covariates=(),
+    ties: str = "efron",
+    sd: float | None = None,
+    level: float = 0.95,
+    *,
+    min_events_per_parameter: float | None = None,
+) -> pd.DataFrame:
     """HR per SD of ``exposure`` within each level of ``by``, with the interaction p value.
 
     Complexity: one Cox fit per level plus the two interaction models (see ``cox_per_sd``); the
@@ -633,14 +788,32 @@ def subgroup_hazard_ratios(df: pd.DataFrame, time: str, event: str, exposure: st
     for lev in levels:
         sub = df[(by_text == lev).to_numpy()]
         try:
-            r = cox_per_sd(sub, time, event, exposure, covs, ties=ties, sd=sd, level=level,
-                           min_events_per_parameter=min_events_per_parameter)
+            r = cox_per_sd(
+                sub,
+                time,
+                event,
+                exposure,
+                covs,
+                ties=ties,
+                sd=sd,
+                level=level,
+                min_events_per_parameter=min_events_per_parameter,
+            )
             row = r.summary.iloc[0].to_dict()
         except CoxModelError as exc:
             warnings.warn(f"subgroup {by}={lev}: {exc}", CoxConvergenceWarning, stacklevel=2)
-            row = {"term": exposure, "estimate": np.nan, "scale": "per SD", "sd": sd, "ci_level": level,
-                   "n": int(len(sub)), "events": np.nan, "n_excluded": np.nan, "method": str(exc),
-                   "note": f"not estimable: {exc}"}
+            row = {
+                "term": exposure,
+                "estimate": np.nan,
+                "scale": "per SD",
+                "sd": sd,
+                "ci_level": level,
+                "n": int(len(sub)),
+                "events": np.nan,
+                "n_excluded": np.nan,
+                "method": str(exc),
+                "note": f"not estimable: {exc}",
+            }
         row.update(subgroup=by, level=lev)
         rows.append(row)
     # interaction: LR test of product terms on the complete cases of the full model
@@ -655,10 +828,28 @@ def subgroup_hazard_ratios(df: pd.DataFrame, time: str, event: str, exposure: st
         with warnings.catch_warnings():
             # the product terms' own convergence and constant-term messages are not the user's models
             warnings.simplefilter("ignore", CoxTermWarning)
-            m0 = cox_per_sd(tmp, time, event, exposure, base_terms, ties=ties, sd=sd, level=level,
-                            min_events_per_parameter=min_events_per_parameter)
-            m1 = cox_per_sd(tmp, time, event, exposure, base_terms + list(prod.columns), ties=ties, sd=sd,
-                            level=level, min_events_per_parameter=min_events_per_parameter)
+            m0 = cox_per_sd(
+                tmp,
+                time,
+                event,
+                exposure,
+                base_terms,
+                ties=ties,
+                sd=sd,
+                level=level,
+                min_events_per_parameter=min_events_per_parameter,
+            )
+            m1 = cox_per_sd(
+                tmp,
+                time,
+                event,
+                exposure,
+                base_terms + list(prod.columns),
+                ties=ties,
+                sd=sd,
+                level=level,
+                min_events_per_parameter=min_events_per_parameter,
+            )
         lr = 2.0 * (m1.loglik - m0.loglik)
         k = prod.shape[1] - sum(1 for t_ in m1.dropped_terms if t_.startswith("_x_"))
         guarded = min_events_per_parameter is not None and not (m0.estimable and m1.estimable)
@@ -669,9 +860,27 @@ def subgroup_hazard_ratios(df: pd.DataFrame, time: str, event: str, exposure: st
     out = pd.DataFrame(rows)
     out["p_interaction"] = p_int
     out["interaction_df"] = k
-    cols = ["subgroup", "level", "term", "estimate", "std_error", "statistic", "p_value", "ci_low",
-            "ci_high", "ci_level", "scale", "sd", "n", "events", "n_excluded", "p_interaction",
-            "interaction_df", "method", "note"]
+    cols = [
+        "subgroup",
+        "level",
+        "term",
+        "estimate",
+        "std_error",
+        "statistic",
+        "p_value",
+        "ci_low",
+        "ci_high",
+        "ci_level",
+        "scale",
+        "sd",
+        "n",
+        "events",
+        "n_excluded",
+        "p_interaction",
+        "interaction_df",
+        "method",
+        "note",
+    ]
     for c in cols:
         if c not in out.columns:
             out[c] = None if c == "note" else np.nan
@@ -680,11 +889,19 @@ def subgroup_hazard_ratios(df: pd.DataFrame, time: str, event: str, exposure: st
 
 
 @ci_level_keyword
-def cox_model_set(df: pd.DataFrame, time: str, event: str, exposure: str = MODEL_EXPOSURE,
-                  models: str | dict[str, list[str]] = "fracture", ties: str = "efron", level: float = 0.95,
-                  analysis: str | None = None, reference_levels: dict | None = None, *,
-                  min_events_per_parameter: float | None = None,
-                  ) -> tuple[pd.DataFrame, dict[str, CoxResult]]:
+def cox_model_set(
+    df: pd.DataFrame,
+    time: str,
+    event: str,
+    exposure: str = MODEL_EXPOSURE,
+    models: str | dict[str, list[str]] = "fracture",
+    ties: str = "efron",
+    level: float = 0.95,
+    analysis: str | None = None,
+    reference_levels: dict | None = None,
+    *,
+    min_events_per_parameter: float | None = None,
+) -> tuple[pd.DataFrame, dict[str, CoxResult]]:
     """Fit a named set of models (``MODEL_COVARIATES["fracture"]`` models 1-3 by default) with one SD.
 
     Complexity: one O(n log n) sort of the follow-up shared by all models, then per model as
@@ -707,8 +924,19 @@ def cox_model_set(df: pd.DataFrame, time: str, event: str, exposure: str = MODEL
     sd = exposure_sd(df, exposure)
     results: dict[str, CoxResult] = {}
     for name, covs in models.items():
-        results[name] = cox_per_sd(df, time, event, exposure, covs, ties=ties, sd=sd, level=level, model=name,
-                                   analysis=analysis, reference_levels=reference_levels,
-                                   min_events_per_parameter=min_events_per_parameter)
+        results[name] = cox_per_sd(
+            df,
+            time,
+            event,
+            exposure,
+            covs,
+            ties=ties,
+            sd=sd,
+            level=level,
+            model=name,
+            analysis=analysis,
+            reference_levels=reference_levels,
+            min_events_per_parameter=min_events_per_parameter,
+        )
     table = pd.concat([r.to_frame() for r in results.values()], ignore_index=True)
     return table, results

@@ -140,13 +140,25 @@ class AUCResult:
     def to_frame(self) -> pd.DataFrame:
         """One row: analysis, term, estimate, std_error, ci_low, ci_high, ci_level, n, events,
         n_controls, n_dropped, direction, method."""
-        return pd.DataFrame([{
-            "analysis": "auroc", "term": self.term, "estimate": self.estimate,
-            "std_error": self.std_error, "ci_low": self.ci_low, "ci_high": self.ci_high,
-            "ci_level": self.ci_level, "n": self.n, "events": self.n_cases,
-            "n_controls": self.n_controls, "n_dropped": self.n_dropped,
-            "direction": self.direction, "method": self.method,
-        }])
+        return pd.DataFrame(
+            [
+                {
+                    "analysis": "auroc",
+                    "term": self.term,
+                    "estimate": self.estimate,
+                    "std_error": self.std_error,
+                    "ci_low": self.ci_low,
+                    "ci_high": self.ci_high,
+                    "ci_level": self.ci_level,
+                    "n": self.n,
+                    "events": self.n_cases,
+                    "n_controls": self.n_controls,
+                    "n_dropped": self.n_dropped,
+                    "direction": self.direction,
+                    "method": self.method,
+                }
+            ]
+        )
 
 
 def _auc_from_placements(theta, v10, v01, level, direction, term, n_dropped) -> AUCResult:
@@ -192,8 +204,9 @@ def auc_ci(y, score, direction: str = "<", ci_level: float = 0.95, *, name: str 
     m = int(case.sum())
     n = int(case.size - m)
     if m == 0 or n == 0:
-        return AUCResult(float("nan"), float("nan"), float("nan"), float("nan"), ci_level,
-                         m, n, n_dropped, direction, name)
+        return AUCResult(
+            float("nan"), float("nan"), float("nan"), float("nan"), ci_level, m, n, n_dropped, direction, name
+        )
     theta, v10, v01 = _fit(sk, case, m, n)
     return _auc_from_placements(theta, v10, v01, ci_level, direction, name, n_dropped)
 
@@ -239,16 +252,42 @@ class DeLongResult:
             row = r.to_frame().iloc[0].to_dict()
             row.update(analysis="delong_paired", statistic=np.nan, p_value=np.nan, method=self.method)
             rows.append(row)
-        rows.append({
-            "analysis": "delong_paired", "term": f"{self.names[0]} - {self.names[1]}",
-            "estimate": self.difference, "std_error": self.std_error, "statistic": self.statistic,
-            "p_value": self.p_value, "ci_low": self.ci_low, "ci_high": self.ci_high,
-            "ci_level": self.ci_level, "n": self.n, "events": self.n_cases,
-            "n_controls": self.n_controls, "n_dropped": self.n_dropped,
-            "direction": self.auc_a.direction, "method": self.method,
-        })
-        cols = ["analysis", "term", "estimate", "std_error", "statistic", "p_value", "ci_low",
-                "ci_high", "ci_level", "n", "events", "n_controls", "n_dropped", "direction", "method"]
+        rows.append(
+            {
+                "analysis": "delong_paired",
+                "term": f"{self.names[0]} - {self.names[1]}",
+                "estimate": self.difference,
+                "std_error": self.std_error,
+                "statistic": self.statistic,
+                "p_value": self.p_value,
+                "ci_low": self.ci_low,
+                "ci_high": self.ci_high,
+                "ci_level": self.ci_level,
+                "n": self.n,
+                "events": self.n_cases,
+                "n_controls": self.n_controls,
+                "n_dropped": self.n_dropped,
+                "direction": self.auc_a.direction,
+                "method": self.method,
+            }
+        )
+        cols = [
+            "analysis",
+            "term",
+            "estimate",
+            "std_error",
+            "statistic",
+            "p_value",
+            "ci_low",
+            "ci_high",
+            "ci_level",
+            "n",
+            "events",
+            "n_controls",
+            "n_dropped",
+            "direction",
+            "method",
+        ]
         return pd.DataFrame(rows)[cols]
 
 
@@ -319,10 +358,12 @@ def roc_curve(y, score, direction: str = "<") -> pd.DataFrame:
     tp = np.cumsum(ys == 1)[last_of_tie]
     fp = np.cumsum(ys == 0)[last_of_tie]
     thr = ss[last_of_tie] * sign
-    out = pd.DataFrame({
-        "threshold": np.r_[np.inf * sign, thr],
-        "sensitivity": np.r_[0.0, tp / m],
-        "specificity": np.r_[1.0, 1.0 - fp / n],
-    })
+    out = pd.DataFrame(
+        {
+            "threshold": np.r_[np.inf * sign, thr],
+            "sensitivity": np.r_[0.0, tp / m],
+            "specificity": np.r_[1.0, 1.0 - fp / n],
+        }
+    )
     out["fpr"] = 1.0 - out["specificity"]
     return out.reset_index(drop=True)

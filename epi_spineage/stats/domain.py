@@ -44,8 +44,7 @@ def _groups(group) -> list[str]:
 
 
 def _labels(df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
-    return pd.DataFrame({c: df[c].map(lambda v: MISSING_LABEL if pd.isna(v) else str(v)) for c in cols},
-                        index=df.index)
+    return pd.DataFrame({c: df[c].map(lambda v: MISSING_LABEL if pd.isna(v) else str(v)) for c in cols}, index=df.index)
 
 
 def _mean_ci(x: np.ndarray, level: float) -> tuple[float, float, float]:
@@ -59,8 +58,15 @@ def _mean_ci(x: np.ndarray, level: float) -> tuple[float, float, float]:
     return m, m - half, m + half
 
 
-def agreement_by_group(df: pd.DataFrame, group=("manufacturer", "modality"), *, spine: str = "spine_age_years",
-                       age: str = "age_years", pad: str | None = None, level: float = 0.95) -> pd.DataFrame:
+def agreement_by_group(
+    df: pd.DataFrame,
+    group=("manufacturer", "modality"),
+    *,
+    spine: str = "spine_age_years",
+    age: str = "age_years",
+    pad: str | None = None,
+    level: float = 0.95,
+) -> pd.DataFrame:
     """Agreement of spine age with age within each group (e.g. manufacturer x modality).
 
     PAD is ``df[pad]`` when given, else ``df[spine] - df[age]``; Pearson r is that of ``age + PAD``
@@ -96,21 +102,40 @@ def agreement_by_group(df: pd.DataFrame, group=("manufacturer", "modality"), *, 
         mean, lo, hi = _mean_ci(dd, level)
         mae, mlo, mhi = _mean_ci(np.abs(dd), level)
         r = pearson(aa, aa + dd, ci_level=level)
-        rows.append({
-            **dict(zip(cols, key)), "n": n, "n_missing": int(len(pos) - n),
-            "pad_mean_years": mean, "pad_mean_ci_low": lo, "pad_mean_ci_high": hi,
-            "pad_sd_years": float(dd.std(ddof=1)) if n > 1 else np.nan,
-            "mae_years": mae, "mae_ci_low": mlo, "mae_ci_high": mhi,
-            "pearson_r": r.estimate, "r_ci_low": r.ci_low, "r_ci_high": r.ci_high, "r_p_value": r.p_value,
-            "ci_level": float(level),
-            "method": "mean and MAE with t intervals; Pearson r with Fisher z interval",
-        })
+        rows.append(
+            {
+                **dict(zip(cols, key)),
+                "n": n,
+                "n_missing": int(len(pos) - n),
+                "pad_mean_years": mean,
+                "pad_mean_ci_low": lo,
+                "pad_mean_ci_high": hi,
+                "pad_sd_years": float(dd.std(ddof=1)) if n > 1 else np.nan,
+                "mae_years": mae,
+                "mae_ci_low": mlo,
+                "mae_ci_high": mhi,
+                "pearson_r": r.estimate,
+                "r_ci_low": r.ci_low,
+                "r_ci_high": r.ci_high,
+                "r_p_value": r.p_value,
+                "ci_level": float(level),
+                "method": "mean and MAE with t intervals; Pearson r with Fisher z interval",
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def pad_shift_test(df: pd.DataFrame, group: str = "manufacturer", covariates=("age_years", "sex"), *,
-                   spine: str = "spine_age_years", age: str = "age_years", pad: str | None = None,
-                   reference: str | None = None, level: float = 0.95) -> pd.DataFrame:
+def pad_shift_test(
+    df: pd.DataFrame,
+    group: str = "manufacturer",
+    covariates=("age_years", "sex"),
+    *,
+    spine: str = "spine_age_years",
+    age: str = "age_years",
+    pad: str | None = None,
+    reference: str | None = None,
+    level: float = 0.95,
+) -> pd.DataFrame:
     """Test whether mean PAD differs between the levels of ``group`` after adjusting for ``covariates``.
 
     OLS of PAD on an intercept, ``covariates`` (numeric per unit; text such as ``sex`` F/M dummy-coded
@@ -178,14 +203,39 @@ def pad_shift_test(df: pd.DataFrame, group: str = "manufacturer", covariates=("a
     q = float(_sps.t.ppf(0.5 + level / 2, df_den))
     adj = ", ".join(covariates) if covariates else "nothing"
     method = f"OLS of PAD on {adj} and {group}; F test of the {group} terms; t intervals"
-    rows = [{"term": group, "test": "F", "level": None, "estimate": np.nan, "std_error": np.nan, "statistic": F,
-             "df_num": int(df_num), "df_den": int(df_den), "p_value": p_f, "ci_low": np.nan, "ci_high": np.nan,
-             "n_level": n}]
+    rows = [
+        {
+            "term": group,
+            "test": "F",
+            "level": None,
+            "estimate": np.nan,
+            "std_error": np.nan,
+            "statistic": F,
+            "df_num": int(df_num),
+            "df_den": int(df_den),
+            "p_value": p_f,
+            "ci_low": np.nan,
+            "ci_high": np.nan,
+            "n_level": n,
+        }
+    ]
     for j, lv in enumerate(others):
-        rows.append({"term": f"{group}[{lv}]", "test": "t", "level": lv, "estimate": float(est[j]),
-                     "std_error": float(se[j]), "statistic": float(t[j]), "df_num": 1, "df_den": int(df_den),
-                     "p_value": float(2 * _sps.t.sf(abs(t[j]), df_den)), "ci_low": float(est[j] - q * se[j]),
-                     "ci_high": float(est[j] + q * se[j]), "n_level": int(counts[lv])})
+        rows.append(
+            {
+                "term": f"{group}[{lv}]",
+                "test": "t",
+                "level": lv,
+                "estimate": float(est[j]),
+                "std_error": float(se[j]),
+                "statistic": float(t[j]),
+                "df_num": 1,
+                "df_den": int(df_den),
+                "p_value": float(2 * _sps.t.sf(abs(t[j]), df_den)),
+                "ci_low": float(est[j] - q * se[j]),
+                "ci_high": float(est[j] + q * se[j]),
+                "n_level": int(counts[lv]),
+            }
+        )
     out = pd.DataFrame(rows)
     out["ci_level"] = float(level)
     out.insert(0, "group", group)

@@ -242,8 +242,9 @@ def _sandwich_middle(lay: _Layout, X: np.ndarray, pieces) -> np.ndarray:
     return U.T @ U
 
 
-def fit_fine_gray(X: np.ndarray, time: np.ndarray, etype: np.ndarray, *, max_iter: int = 100,
-                  tol: float = 1e-10) -> FineGrayFit:
+def fit_fine_gray(
+    X: np.ndarray, time: np.ndarray, etype: np.ndarray, *, max_iter: int = 100, tol: float = 1e-10
+) -> FineGrayFit:
     """Fit on arrays. ``etype``: 0 censored, 1 event of interest, 2 competing (already recoded).
 
     Newton-Raphson from 0 with crr's backtracking line search; stops when the Newton step is below
@@ -297,17 +298,38 @@ def fit_fine_gray(X: np.ndarray, time: np.ndarray, etype: np.ndarray, *, max_ite
             var_naive = np.linalg.pinv(info)
         middle = _sandwich_middle(lay, Xc, pieces) if p else np.zeros((0, 0))
         var = var_naive @ middle @ var_naive.T if p else np.zeros((0, 0))
-    return FineGrayFit(beta=beta, var=var, var_naive=var_naive, loglik=loglik, loglik_null=loglik0,
-                       score=score, iterations=it, converged=converged, information_singular=singular)
+    return FineGrayFit(
+        beta=beta,
+        var=var,
+        var_naive=var_naive,
+        loglik=loglik,
+        loglik_null=loglik0,
+        score=score,
+        iterations=it,
+        converged=converged,
+        information_singular=singular,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # public API
 # ---------------------------------------------------------------------------------------------
-def fine_gray(df: pd.DataFrame, time: str, event_type: str, exposure: str, covariates=(), *,
-              failcode: int = 1, cencode: int = 0, per_sd: bool = True, sd: float | None = None,
-              level: float = 0.95, model: str | None = None, analysis: str | None = None,
-              reference_levels: dict | None = None) -> FineGrayResult:
+def fine_gray(
+    df: pd.DataFrame,
+    time: str,
+    event_type: str,
+    exposure: str,
+    covariates=(),
+    *,
+    failcode: int = 1,
+    cencode: int = 0,
+    per_sd: bool = True,
+    sd: float | None = None,
+    level: float = 0.95,
+    model: str | None = None,
+    analysis: str | None = None,
+    reference_levels: dict | None = None,
+) -> FineGrayResult:
     """Fine-Gray subdistribution hazard ratio of ``exposure`` (per SD by default), adjusted.
 
     Parameters
@@ -344,6 +366,7 @@ def fine_gray(df: pd.DataFrame, time: str, event_type: str, exposure: str, covar
     if per_sd:
         if sd is None:
             from epi_spineage.stats.cox import exposure_sd
+
             sd = exposure_sd(df, exposure)
         elif not np.isfinite(sd) or sd <= 0:
             raise UserError(f"sd must be positive, got {sd!r}")
@@ -393,17 +416,44 @@ def fine_gray(df: pd.DataFrame, time: str, event_type: str, exposure: str, covar
         est, lo, hi = np.exp(beta), np.exp(beta - z * se), np.exp(beta + z * se)
     n_comp = int((etype == 2).sum())
     method = "Fine-Gray subdistribution hazards (crr: KM censoring weights, Breslow ties, sandwich SE, Wald CI)"
-    summary = pd.DataFrame({
-        "analysis": analysis, "model": model, "term": names, "estimate": est, "log_shr": beta,
-        "std_error": se, "statistic": zstat, "p_value": 2.0 * _sps.norm.sf(np.abs(zstat)),
-        "ci_low": lo, "ci_high": hi, "ci_level": float(level), "scale": scales,
-        "sd": [float(sd) if per_sd else np.nan] + [np.nan] * X_cov.shape[1],
-        "n": len(frame), "events": events, "n_competing": n_comp, "n_censored": int((etype == 0).sum()),
-        "n_excluded": n_excluded, "method": method,
-    })
+    summary = pd.DataFrame(
+        {
+            "analysis": analysis,
+            "model": model,
+            "term": names,
+            "estimate": est,
+            "log_shr": beta,
+            "std_error": se,
+            "statistic": zstat,
+            "p_value": 2.0 * _sps.norm.sf(np.abs(zstat)),
+            "ci_low": lo,
+            "ci_high": hi,
+            "ci_level": float(level),
+            "scale": scales,
+            "sd": [float(sd) if per_sd else np.nan] + [np.nan] * X_cov.shape[1],
+            "n": len(frame),
+            "events": events,
+            "n_competing": n_comp,
+            "n_censored": int((etype == 0).sum()),
+            "n_excluded": n_excluded,
+            "method": method,
+        }
+    )
     return FineGrayResult(
-        summary=summary, converged=fit.converged, n=len(frame), events=events, n_competing=n_comp,
-        n_excluded=n_excluded, sd=float(sd) if per_sd else None, exposure=exposure, loglik=fit.loglik,
-        loglik_null=fit.loglik_null, iterations=fit.iterations, coef=beta, var=fit.var,
-        var_naive=fit.var_naive, terms=names, warnings=notes,
+        summary=summary,
+        converged=fit.converged,
+        n=len(frame),
+        events=events,
+        n_competing=n_comp,
+        n_excluded=n_excluded,
+        sd=float(sd) if per_sd else None,
+        exposure=exposure,
+        loglik=fit.loglik,
+        loglik_null=fit.loglik_null,
+        iterations=fit.iterations,
+        coef=beta,
+        var=fit.var,
+        var_naive=fit.var_naive,
+        terms=names,
+        warnings=notes,
     )

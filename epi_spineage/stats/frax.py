@@ -58,8 +58,13 @@ def woolf_odds_ratio(tp: int, fp: int, fn: int, tn: int, ci_level: float = 0.95)
     log_or = np.log(a * d / (b * c))
     se = float(np.sqrt((1.0 / cells).sum()))
     z = _zq(ci_level)
-    return {"estimate": float(np.exp(log_or)), "std_error": se, "ci_low": float(np.exp(log_or - z * se)),
-            "ci_high": float(np.exp(log_or + z * se)), "corrected": corrected}
+    return {
+        "estimate": float(np.exp(log_or)),
+        "std_error": se,
+        "ci_low": float(np.exp(log_or - z * se)),
+        "ci_high": float(np.exp(log_or + z * se)),
+        "corrected": corrected,
+    }
 
 
 def mcnemar(b: int, c: int) -> tuple[float, float]:
@@ -106,8 +111,21 @@ class FraxReclassification:
     def to_frame(self) -> pd.DataFrame:
         """Performance, NRI and DeLong rows stacked in the shared tidy columns (analysis, model,
         term, estimate, std_error, statistic, p_value, ci_low, ci_high, ci_level, n, events, method)."""
-        cols = ["analysis", "model", "term", "estimate", "std_error", "statistic", "p_value", "ci_low",
-                "ci_high", "ci_level", "n", "events", "method"]
+        cols = [
+            "analysis",
+            "model",
+            "term",
+            "estimate",
+            "std_error",
+            "statistic",
+            "p_value",
+            "ci_low",
+            "ci_high",
+            "ci_level",
+            "n",
+            "events",
+            "method",
+        ]
         d = self.delong.copy()
         d["model"] = d.pop("outcome") if "outcome" in d.columns else self.event
         parts = [self.performance, self.nri, d]
@@ -119,11 +137,19 @@ def _high(mof: np.ndarray, hip: np.ndarray, mof_t: float, hip_t: float) -> np.nd
 
 
 @ci_level_keyword
-def frax_reclassification(df: pd.DataFrame, event: str = "fracture_any", mof: str = "frax_mof_pct",
-                          hip: str = "frax_hip_pct", mof_spine: str = "frax_mof_spine_pct",
-                          hip_spine: str = "frax_hip_spine_pct", mof_threshold: float = 20.0,
-                          hip_threshold: float = 3.0, *, ci_level: float = 0.95,
-                          hip_event: str | None = "fracture_hip") -> FraxReclassification:
+def frax_reclassification(
+    df: pd.DataFrame,
+    event: str = "fracture_any",
+    mof: str = "frax_mof_pct",
+    hip: str = "frax_hip_pct",
+    mof_spine: str = "frax_mof_spine_pct",
+    hip_spine: str = "frax_hip_spine_pct",
+    mof_threshold: float = 20.0,
+    hip_threshold: float = 3.0,
+    *,
+    ci_level: float = 0.95,
+    hip_event: str | None = "fracture_hip",
+) -> FraxReclassification:
     """Reclassification of FRAX high/low risk when spine age replaces chronological age.
 
     Complete cases on ``event`` and the four probabilities; ``n_excluded`` counts the others.
@@ -159,9 +185,19 @@ def frax_reclassification(df: pd.DataFrame, event: str = "fracture_any", mof: st
                 cell = mask & (chrono == c) & (spine == s)
                 k, e = int(cell.sum()), int((cell & ev).sum())
                 risk, lo, hi = wilson_ci(e, k, ci_level)
-                rows.append({"stratum": stratum, "chronological": label[c], "spine": label[s], "n": k,
-                             "events": e, "observed_risk": risk, "ci_low": lo, "ci_high": hi,
-                             "ci_level": ci_level})
+                rows.append(
+                    {
+                        "stratum": stratum,
+                        "chronological": label[c],
+                        "spine": label[s],
+                        "n": k,
+                        "events": e,
+                        "observed_risk": risk,
+                        "ci_low": lo,
+                        "ci_high": hi,
+                        "ci_level": ci_level,
+                    }
+                )
     crosstab = pd.DataFrame(rows)
 
     recl, nri_parts = [], {}
@@ -169,8 +205,16 @@ def frax_reclassification(df: pd.DataFrame, event: str = "fracture_any", mof: st
         m = int(mask.sum())
         up = int((mask & ~chrono & spine).sum())
         down = int((mask & chrono & ~spine).sum())
-        recl.append({"stratum": stratum, "n": m, "up": up, "down": down, "unchanged": m - up - down,
-                     "net_correct": sign * (up - down)})
+        recl.append(
+            {
+                "stratum": stratum,
+                "n": m,
+                "up": up,
+                "down": down,
+                "unchanged": m - up - down,
+                "net_correct": sign * (up - down),
+            }
+        )
         pu, pd_ = up / m, down / m
         est = sign * (pu - pd_)
         se = float(np.sqrt(max(pu + pd_ - (pu - pd_) ** 2, 0.0) / m))
@@ -181,40 +225,93 @@ def frax_reclassification(df: pd.DataFrame, event: str = "fracture_any", mof: st
     nri_rows = []
     est_t = nri_parts["events"][0] + nri_parts["non-events"][0]
     se_t = float(np.hypot(nri_parts["events"][1], nri_parts["non-events"][1]))
-    for term, (est, se, m, e) in (("nri_events", nri_parts["events"]), ("nri_nonevents", nri_parts["non-events"]),
-                                  ("nri_total", (est_t, se_t, n, n_ev))):
+    for term, (est, se, m, e) in (
+        ("nri_events", nri_parts["events"]),
+        ("nri_nonevents", nri_parts["non-events"]),
+        ("nri_total", (est_t, se_t, n, n_ev)),
+    ):
         stat = est / se if se > 0 else (0.0 if est == 0 else np.sign(est) * np.inf)
         p = float(2 * special.ndtr(-abs(stat))) if np.isfinite(stat) else 0.0
-        nri_rows.append({"analysis": "frax_nri", "model": "spine vs chronological", "term": term,
-                         "estimate": est, "std_error": se, "statistic": stat, "p_value": p,
-                         "ci_low": est - z * se, "ci_high": est + z * se, "ci_level": ci_level, "n": m,
-                         "events": e, "method": "categorical NRI, multinomial SE"})
+        nri_rows.append(
+            {
+                "analysis": "frax_nri",
+                "model": "spine vs chronological",
+                "term": term,
+                "estimate": est,
+                "std_error": se,
+                "statistic": stat,
+                "p_value": p,
+                "ci_low": est - z * se,
+                "ci_high": est + z * se,
+                "ci_level": ci_level,
+                "n": m,
+                "events": e,
+                "method": "categorical NRI, multinomial SE",
+            }
+        )
     nri = pd.DataFrame(nri_rows)
 
     perf = []
     for model, high in (("chronological", chrono), ("spine", spine)):
         tp, fp = int((high & ev).sum()), int((high & ~ev).sum())
         fn, tn = int((~high & ev).sum()), int((~high & ~ev).sum())
-        for term, x, m in (("sensitivity", tp, tp + fn), ("specificity", tn, tn + fp),
-                           ("ppv", tp, tp + fp), ("npv", tn, tn + fn)):
+        for term, x, m in (
+            ("sensitivity", tp, tp + fn),
+            ("specificity", tn, tn + fp),
+            ("ppv", tp, tp + fp),
+            ("npv", tn, tn + fn),
+        ):
             est, lo, hi = wilson_ci(x, m, ci_level)
-            perf.append({"analysis": "frax_classification", "model": model, "term": term, "estimate": est,
-                         "ci_low": lo, "ci_high": hi, "ci_level": ci_level, "n": m, "events": x,
-                         "method": "Wilson score CI"})
+            perf.append(
+                {
+                    "analysis": "frax_classification",
+                    "model": model,
+                    "term": term,
+                    "estimate": est,
+                    "ci_low": lo,
+                    "ci_high": hi,
+                    "ci_level": ci_level,
+                    "n": m,
+                    "events": x,
+                    "method": "Wilson score CI",
+                }
+            )
         o = woolf_odds_ratio(tp, fp, fn, tn, ci_level)
-        perf.append({"analysis": "frax_classification", "model": model, "term": "odds_ratio",
-                     "estimate": o["estimate"], "std_error": o["std_error"], "ci_low": o["ci_low"],
-                     "ci_high": o["ci_high"], "ci_level": ci_level, "n": n, "events": n_ev,
-                     "method": "Woolf CI" + (" (0.5 added to every cell)" if o["corrected"] else "")})
+        perf.append(
+            {
+                "analysis": "frax_classification",
+                "model": model,
+                "term": "odds_ratio",
+                "estimate": o["estimate"],
+                "std_error": o["std_error"],
+                "ci_low": o["ci_low"],
+                "ci_high": o["ci_high"],
+                "ci_level": ci_level,
+                "n": n,
+                "events": n_ev,
+                "method": "Woolf CI" + (" (0.5 added to every cell)" if o["corrected"] else ""),
+            }
+        )
     for term, mask, want in (("sensitivity", ev, True), ("specificity", ~ev, False)):
         # discordant pairs: right with chronological age only (b) or with spine age only (c)
         n_b = int((mask & (chrono == want) & (spine != want)).sum())
         n_c = int((mask & (chrono != want) & (spine == want)).sum())
         stat, p = mcnemar(n_b, n_c)
         m = int(mask.sum())
-        perf.append({"analysis": "frax_classification", "model": "spine vs chronological", "term": term,
-                     "estimate": (n_c - n_b) / m, "statistic": stat, "p_value": p, "ci_level": ci_level, "n": m,
-                     "events": n_ev if want else 0, "method": "McNemar chi-square, no continuity correction"})
+        perf.append(
+            {
+                "analysis": "frax_classification",
+                "model": "spine vs chronological",
+                "term": term,
+                "estimate": (n_c - n_b) / m,
+                "statistic": stat,
+                "p_value": p,
+                "ci_level": ci_level,
+                "n": m,
+                "events": n_ev if want else 0,
+                "method": "McNemar chi-square, no continuity correction",
+            }
+        )
     performance = pd.DataFrame(perf)
 
     dl = []
@@ -223,13 +320,31 @@ def frax_reclassification(df: pd.DataFrame, event: str = "fracture_any", mof: st
         comparisons.append((hip_event, hip, hip_spine, "hip"))
     kept = df[keep]  # the same participants as the cross-tables
     for outcome, col_a, col_b, what in comparisons:
-        res = delong_test(kept[outcome], kept[col_a], kept[col_b], names=(f"FRAX {what} (chronological age)",
-                                                              f"FRAX {what} (spine age)"), ci_level=ci_level)
+        res = delong_test(
+            kept[outcome],
+            kept[col_a],
+            kept[col_b],
+            names=(f"FRAX {what} (chronological age)", f"FRAX {what} (spine age)"),
+            ci_level=ci_level,
+        )
         f = res.to_frame()
         f["analysis"] = "frax_auroc"
         f["outcome"] = outcome
         dl.append(f)
     delong = pd.concat(dl, ignore_index=True)
     notes = ("AUROC of 10-year FRAX probabilities against observed events ignores censoring.",)
-    return FraxReclassification(crosstab, reclassification, performance, nri, delong, n, n_excluded, n_ev,
-                                mof_threshold, hip_threshold, ci_level, event, notes)
+    return FraxReclassification(
+        crosstab,
+        reclassification,
+        performance,
+        nri,
+        delong,
+        n,
+        n_excluded,
+        n_ev,
+        mof_threshold,
+        hip_threshold,
+        ci_level,
+        event,
+        notes,
+    )

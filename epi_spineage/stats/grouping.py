@@ -21,8 +21,15 @@ from epi_spineage.errors import UserError
 from epi_spineage.schema import PAD_COLUMN, PAD_ROUNDING_YEARS
 from epi_spineage.stats._compat import resolve_cut_rule
 
-__all__ = ["TertileCuts", "tertile_cuts", "accelerated", "four_groups", "FOUR_GROUP_LABELS",
-           "REFERENCE_GROUP", "round_pad"]
+__all__ = [
+    "TertileCuts",
+    "tertile_cuts",
+    "accelerated",
+    "four_groups",
+    "FOUR_GROUP_LABELS",
+    "REFERENCE_GROUP",
+    "round_pad",
+]
 
 _NUMPY_METHOD = {"type7": "linear", "type2": "averaged_inverted_cdf"}
 
@@ -57,12 +64,26 @@ class TertileCuts:
     def to_frame(self) -> pd.DataFrame:
         """Two rows (``term`` = ``"tertile_1/3"``, ``"tertile_2/3"``): analysis, term, estimate,
         method, n, source; ``estimate`` is the cut in years. Matches the ``cutpoints`` table."""
-        return pd.DataFrame([
-            {"analysis": "pad_tertiles", "term": "tertile_1/3", "estimate": self.lower,
-             "method": self.method, "n": self.n, "source": self.source},
-            {"analysis": "pad_tertiles", "term": "tertile_2/3", "estimate": self.upper,
-             "method": self.method, "n": self.n, "source": self.source},
-        ])
+        return pd.DataFrame(
+            [
+                {
+                    "analysis": "pad_tertiles",
+                    "term": "tertile_1/3",
+                    "estimate": self.lower,
+                    "method": self.method,
+                    "n": self.n,
+                    "source": self.source,
+                },
+                {
+                    "analysis": "pad_tertiles",
+                    "term": "tertile_2/3",
+                    "estimate": self.upper,
+                    "method": self.method,
+                    "n": self.n,
+                    "source": self.source,
+                },
+            ]
+        )
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -112,9 +133,17 @@ def accelerated(pad, cut, cut_rule: str = ">=", *, strict: bool | None = None) -
     return out
 
 
-def four_groups(df: pd.DataFrame, age: str = "age_years", pad: str = PAD_COLUMN,
-                age_median: float | None = None, cut=None, *, cut_rule: str = ">=", strict: bool | None = None,
-                method: str = "type7") -> pd.Series:
+def four_groups(
+    df: pd.DataFrame,
+    age: str = "age_years",
+    pad: str = PAD_COLUMN,
+    age_median: float | None = None,
+    cut=None,
+    *,
+    cut_rule: str = ">=",
+    strict: bool | None = None,
+    method: str = "type7",
+) -> pd.Series:
     """The four groups: chronological age < / >= median x accelerated no / yes.
 
     Complexity: O(n) (O(n log n) when the median or the cut is computed here).

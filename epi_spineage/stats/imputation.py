@@ -144,15 +144,26 @@ def _encode(df: pd.DataFrame, columns: list[str]):
         else:
             levels = sorted(s.dropna().astype(str).unique())
             if len(levels) > 2:
-                raise UserError(f"impute_mice: {col!r} has {len(levels)} text levels; only numeric or two-level "
-                                f"columns can be imputed (code it as indicators first)")
+                raise UserError(
+                    f"impute_mice: {col!r} has {len(levels)} text levels; only numeric or two-level "
+                    f"columns can be imputed (code it as indicators first)"
+                )
             codes[col] = levels
             out[col] = s.map(lambda v, lv=levels: np.nan if pd.isna(v) else float(lv.index(str(v))))
     return pd.DataFrame(out, index=df.index), codes
 
 
-def impute_mice(df: pd.DataFrame, columns, *, time=None, event=None, m: int = DEFAULT_M, n_iter: int = 10,
-                seed: int = DEFAULT_SEED, k_pmm: int = 5) -> MIData:
+def impute_mice(
+    df: pd.DataFrame,
+    columns,
+    *,
+    time=None,
+    event=None,
+    m: int = DEFAULT_M,
+    n_iter: int = 10,
+    seed: int = DEFAULT_SEED,
+    k_pmm: int = 5,
+) -> MIData:
     """Impute the missing values of ``columns`` ``m`` times by chained equations.
 
     Parameters
@@ -203,15 +214,21 @@ def impute_mice(df: pd.DataFrame, columns, *, time=None, event=None, m: int = DE
     miss = X.isna()
     todo = [c for c in columns if miss[c].any()]
     n = len(df)
-    missing = pd.DataFrame({
-        "variable": todo, "n": n, "n_missing": [int(miss[c].sum()) for c in todo],
-        "share_missing": [float(miss[c].mean()) for c in todo],
-    })
+    missing = pd.DataFrame(
+        {
+            "variable": todo,
+            "n": n,
+            "n_missing": [int(miss[c].sum()) for c in todo],
+            "share_missing": [float(miss[c].mean()) for c in todo],
+        }
+    )
     for c in todo:
         if miss[c].all():
             raise UserError(f"impute_mice: {c!r} is missing in every row")
-    method = (f"MICE (statsmodels MICEData, OLS with Bayesian parameter draws, type-1 PMM, k = {k_pmm}), m = {m}, "
-              f"{n_iter} cycles per chain, outcome terms: event indicator and Nelson-Aalen H(t)")
+    method = (
+        f"MICE (statsmodels MICEData, OLS with Bayesian parameter draws, type-1 PMM, k = {k_pmm}), m = {m}, "
+        f"{n_iter} cycles per chain, outcome terms: event indicator and Nelson-Aalen H(t)"
+    )
     datasets = []
     children = np.random.SeedSequence(int(seed)).spawn(int(m))
     for child in children:
@@ -233,9 +250,18 @@ def impute_mice(df: pd.DataFrame, columns, *, time=None, event=None, m: int = DE
             else:
                 out[c] = df[c].where(~miss[c], pd.Series(vals, index=df.index)).astype(float)
         datasets.append(out)
-    return MIData(datasets=datasets, original=df, missing=missing, imputed_rows=miss.any(axis=1).to_numpy(),
-                  predictors=predictors, m=int(m), n_iter=int(n_iter), seed=int(seed), method=method,
-                  columns=columns)
+    return MIData(
+        datasets=datasets,
+        original=df,
+        missing=missing,
+        imputed_rows=miss.any(axis=1).to_numpy(),
+        predictors=predictors,
+        m=int(m),
+        n_iter=int(n_iter),
+        seed=int(seed),
+        method=method,
+        columns=columns,
+    )
 
 
 def pool_rubin(estimates, variances, dfcom: float = np.inf, *, terms=None, level: float = 0.95) -> pd.DataFrame:
@@ -297,17 +323,44 @@ def pool_rubin(estimates, variances, dfcom: float = np.inf, *, terms=None, level
     names = list(terms) if terms is not None else [f"term{j + 1}" for j in range(p)]
     if len(names) != p:
         raise UserError(f"pool_rubin: {len(names)} term names for {p} estimates")
-    return pd.DataFrame({
-        "term": names, "m": m, "estimate": qbar, "std_error": se, "statistic": stat, "df": df, "p_value": pval,
-        "ci_low": qbar - q * se, "ci_high": qbar + q * se, "ci_level": float(level), "riv": riv,
-        "lambda": lam_out, "fmi": fmi, "ubar": ubar, "b": b, "t": t, "dfcom": dfcom,
-        "method": "Rubin's rules, Barnard-Rubin df",
-    })
+    return pd.DataFrame(
+        {
+            "term": names,
+            "m": m,
+            "estimate": qbar,
+            "std_error": se,
+            "statistic": stat,
+            "df": df,
+            "p_value": pval,
+            "ci_low": qbar - q * se,
+            "ci_high": qbar + q * se,
+            "ci_level": float(level),
+            "riv": riv,
+            "lambda": lam_out,
+            "fmi": fmi,
+            "ubar": ubar,
+            "b": b,
+            "t": t,
+            "dfcom": dfcom,
+            "method": "Rubin's rules, Barnard-Rubin df",
+        }
+    )
 
 
-def mi_cox_per_sd(mi: MIData, time: str, event: str, exposure: str, covariates=(), *, sd: float | None = None,
-                  ties: str = "efron", level: float = 0.95, model: str | None = None,
-                  analysis: str | None = None, reference_levels: dict | None = None) -> pd.DataFrame:
+def mi_cox_per_sd(
+    mi: MIData,
+    time: str,
+    event: str,
+    exposure: str,
+    covariates=(),
+    *,
+    sd: float | None = None,
+    ties: str = "efron",
+    level: float = 0.95,
+    model: str | None = None,
+    analysis: str | None = None,
+    reference_levels: dict | None = None,
+) -> pd.DataFrame:
     """Fit ``cox_per_sd`` on each imputed set and pool by Rubin's rules (log-HR scale).
 
     The SD of ``exposure`` is the original data's (observed values), shared by every set, so the
@@ -326,8 +379,12 @@ def mi_cox_per_sd(mi: MIData, time: str, event: str, exposure: str, covariates=(
 
     if sd is None:
         sd = exposure_sd(mi.original, exposure)
-    fits = [cox_per_sd(d, time, event, exposure, covariates, ties=ties, sd=sd, level=level,
-                       reference_levels=reference_levels) for d in mi.datasets]
+    fits = [
+        cox_per_sd(
+            d, time, event, exposure, covariates, ties=ties, sd=sd, level=level, reference_levels=reference_levels
+        )
+        for d in mi.datasets
+    ]
     first = fits[0]
     terms = first.terms
     if any(f.terms != terms for f in fits):
@@ -342,13 +399,31 @@ def mi_cox_per_sd(mi: MIData, time: str, event: str, exposure: str, covariates=(
     n_imp = int(mi.original[used].isna().any(axis=1).sum()) if used else 0
     scale = first.summary.set_index("term").loc[terms, "scale"].to_numpy()
     sd_col = first.summary.set_index("term").loc[terms, "sd"].to_numpy()
-    return pd.DataFrame({
-        "analysis": analysis, "model": model, "term": terms, "estimate": np.exp(pooled["estimate"]),
-        "log_hr": pooled["estimate"], "std_error": pooled["std_error"], "statistic": pooled["statistic"],
-        "df": pooled["df"], "p_value": pooled["p_value"], "ci_low": np.exp(pooled["ci_low"]),
-        "ci_high": np.exp(pooled["ci_high"]), "ci_level": float(level), "scale": scale, "sd": sd_col,
-        "n": first.n, "events": first.events, "n_imputed": n_imp, "m": mi.m, "dfcom": float(dfcom),
-        "riv": pooled["riv"], "lambda": pooled["lambda"], "fmi": pooled["fmi"],
-        "method": f"Cox PH ({ties} ties) on {mi.m} imputed sets, "
-                  "Rubin's rules (Barnard-Rubin df, dfcom = events - p)",
-    })
+    return pd.DataFrame(
+        {
+            "analysis": analysis,
+            "model": model,
+            "term": terms,
+            "estimate": np.exp(pooled["estimate"]),
+            "log_hr": pooled["estimate"],
+            "std_error": pooled["std_error"],
+            "statistic": pooled["statistic"],
+            "df": pooled["df"],
+            "p_value": pooled["p_value"],
+            "ci_low": np.exp(pooled["ci_low"]),
+            "ci_high": np.exp(pooled["ci_high"]),
+            "ci_level": float(level),
+            "scale": scale,
+            "sd": sd_col,
+            "n": first.n,
+            "events": first.events,
+            "n_imputed": n_imp,
+            "m": mi.m,
+            "dfcom": float(dfcom),
+            "riv": pooled["riv"],
+            "lambda": pooled["lambda"],
+            "fmi": pooled["fmi"],
+            "method": f"Cox PH ({ties} ties) on {mi.m} imputed sets, "
+            "Rubin's rules (Barnard-Rubin df, dfcom = events - p)",
+        }
+    )

@@ -32,8 +32,15 @@ __all__ = ["RegressionResult", "age_gap_regression", "DEFAULT_AGE_GAP_COVARIATES
 
 #: docs/methods.md#age-gap-regression:
 #: age, sex, height per 5 cm decrement, diabetes, VF, FN T-score per SD decrement, prosthesis.
-DEFAULT_AGE_GAP_COVARIATES = ("age_years", "sex", "height_dec5_cm", "diabetes", "prevalent_vf",
-                              "fn_tscore_dec", "prosthesis")
+DEFAULT_AGE_GAP_COVARIATES = (
+    "age_years",
+    "sex",
+    "height_dec5_cm",
+    "diabetes",
+    "prevalent_vf",
+    "fn_tscore_dec",
+    "prosthesis",
+)
 
 
 @dataclass(frozen=True)
@@ -98,17 +105,23 @@ def _design(df: pd.DataFrame, covariates: Sequence[str]) -> pd.DataFrame:
         if pd.api.types.is_numeric_dtype(s) and not isinstance(s.dtype, pd.CategoricalDtype):
             parts[c] = s.astype(float)
             continue
-        levels = (list(s.cat.categories) if isinstance(s.dtype, pd.CategoricalDtype)
-                  else sorted(pd.unique(s.dropna()).tolist(), key=str))
+        levels = (
+            list(s.cat.categories)
+            if isinstance(s.dtype, pd.CategoricalDtype)
+            else sorted(pd.unique(s.dropna()).tolist(), key=str)
+        )
         for lv in levels[1:]:
             parts[f"{c}[{lv}]"] = np.where(s.isna(), np.nan, (s == lv).astype(float))
     return pd.DataFrame(parts, index=df.index)
 
 
 @ci_level_keyword
-def age_gap_regression(df: pd.DataFrame, outcome: str = PAD_COLUMN,
-                       covariates: Sequence[str] = DEFAULT_AGE_GAP_COVARIATES,
-                       level: float = 0.95) -> RegressionResult:
+def age_gap_regression(
+    df: pd.DataFrame,
+    outcome: str = PAD_COLUMN,
+    covariates: Sequence[str] = DEFAULT_AGE_GAP_COVARIATES,
+    level: float = 0.95,
+) -> RegressionResult:
     """OLS of ``outcome`` (default PAD) on ``covariates`` plus an intercept.
 
     Covariates are used as given: pass the per-unit scalings from ``tables.derive_variables``
@@ -132,11 +145,13 @@ def age_gap_regression(df: pd.DataFrame, outcome: str = PAD_COLUMN,
     # a text covariate with one level in the complete cases has no indicator at all
     single = [c for c in covariates if not any(n_ == c or n_.startswith(f"{c}[") for n_ in X.columns)]
     alias = _aliased(Xm) if n else np.zeros(Xm.shape[1], dtype=bool)
-    row_note = {nm: (_CONSTANT if np.ptp(Xm[:, j]) == 0 else _ALIASED)
-                for j, nm in enumerate(names) if alias[j]}
+    row_note = {nm: (_CONSTANT if np.ptp(Xm[:, j]) == 0 else _ALIASED) for j, nm in enumerate(names) if alias[j]}
     row_note.update({c: _CONSTANT for c in single})
-    dropped = tuple(dict.fromkeys(
-        [c for c in covariates if c in single or any(nm == c or nm.startswith(f"{c}[") for nm in row_note)]))
+    dropped = tuple(
+        dict.fromkeys(
+            [c for c in covariates if c in single or any(nm == c or nm.startswith(f"{c}[") for nm in row_note)]
+        )
+    )
     Xf = Xm[:, ~alias]
     p = Xf.shape[1]
     if n <= p:
@@ -149,14 +164,21 @@ def age_gap_regression(df: pd.DataFrame, outcome: str = PAD_COLUMN,
     df_resid = n - p
     sigma2 = rss / df_resid
     rinv = np.linalg.inv(r)
-    se = np.sqrt(sigma2 * np.sum(rinv ** 2, axis=1))
+    se = np.sqrt(sigma2 * np.sum(rinv**2, axis=1))
     t = beta / se
     pval = 2.0 * stats.t.sf(np.abs(t), df_resid)
     tq = stats.t.ppf(0.5 + level / 2, df_resid)
-    fitted = pd.DataFrame({
-        "term": [nm for nm, a_ in zip(names, alias) if not a_], "estimate": beta, "std_error": se,
-        "statistic": t, "p_value": pval, "ci_low": beta - tq * se, "ci_high": beta + tq * se,
-    })
+    fitted = pd.DataFrame(
+        {
+            "term": [nm for nm, a_ in zip(names, alias) if not a_],
+            "estimate": beta,
+            "std_error": se,
+            "statistic": t,
+            "p_value": pval,
+            "ci_low": beta - tq * se,
+            "ci_high": beta + tq * se,
+        }
+    )
     rows = names + [c for c in single if c not in names]
     coef = fitted.set_index("term").reindex(rows).rename_axis("term").reset_index()
     coef["ci_level"] = level
@@ -172,5 +194,6 @@ def age_gap_regression(df: pd.DataFrame, outcome: str = PAD_COLUMN,
     r2 = 1.0 - rss / tss if tss > 0 else np.nan
     k = p - 1
     adj = 1.0 - (1.0 - r2) * (n - 1) / (n - k - 1)
-    return RegressionResult(coef, float(r2), float(adj), n, n_excluded, df_resid, float(np.sqrt(sigma2)), outcome,
-                            dropped, note)
+    return RegressionResult(
+        coef, float(r2), float(adj), n, n_excluded, df_resid, float(np.sqrt(sigma2)), outcome, dropped, note
+    )

@@ -125,8 +125,15 @@ def _step_values(step_time, t, times, series: dict) -> tuple[np.ndarray, np.ndar
 
 
 @ci_level_keyword
-def km_cumulative_failure(df: pd.DataFrame, time: str, event: str, group: str | None = None,
-                          times=None, ci: str = "log-log", ci_level: float = 0.95) -> pd.DataFrame:
+def km_cumulative_failure(
+    df: pd.DataFrame,
+    time: str,
+    event: str,
+    group: str | None = None,
+    times=None,
+    ci: str = "log-log",
+    ci_level: float = 0.95,
+) -> pd.DataFrame:
     """Kaplan-Meier cumulative failure ``1 - S(t)`` with a Greenwood confidence interval.
 
     Complexity: O(n log n) (one sort per group, then cumulative sums over its distinct times; the
@@ -162,30 +169,38 @@ def km_cumulative_failure(df: pd.DataFrame, time: str, event: str, group: str | 
             surv, gw, nrisk = tab["surv"][idx], tab["greenwood"][idx], tab["n_risk"][idx]
             cum_events = np.cumsum(tab["events"])[idx]
         else:
-            at, nrisk, v = _step_values(tab["time"], t, times, {
-                "surv": (tab["surv"], 1.0), "gw": (tab["greenwood"], 0.0),
-                "events": (np.cumsum(tab["events"]), 0)})
+            at, nrisk, v = _step_values(
+                tab["time"],
+                t,
+                times,
+                {"surv": (tab["surv"], 1.0), "gw": (tab["greenwood"], 0.0), "events": (np.cumsum(tab["events"]), 0)},
+            )
             surv, gw, cum_events = v["surv"], v["gw"], v["events"]
         lo, hi = _surv_ci(surv, gw, z, ci)
-        rows.append(pd.DataFrame({
-            "group": [label] * len(at),
-            "time": at,
-            "estimate": 1.0 - surv,
-            "std_error": surv * np.sqrt(gw),
-            "ci_low": 1.0 - hi,
-            "ci_high": 1.0 - lo,
-            "ci_level": float(ci_level),
-            "n_at_risk": np.asarray(nrisk, dtype=np.int64),
-            "events": np.asarray(cum_events, dtype=np.int64),
-            "n": len(t),
-            "method": f"Kaplan-Meier 1-S, Greenwood, {ci} CI",
-        }))
+        rows.append(
+            pd.DataFrame(
+                {
+                    "group": [label] * len(at),
+                    "time": at,
+                    "estimate": 1.0 - surv,
+                    "std_error": surv * np.sqrt(gw),
+                    "ci_low": 1.0 - hi,
+                    "ci_high": 1.0 - lo,
+                    "ci_level": float(ci_level),
+                    "n_at_risk": np.asarray(nrisk, dtype=np.int64),
+                    "events": np.asarray(cum_events, dtype=np.int64),
+                    "n": len(t),
+                    "method": f"Kaplan-Meier 1-S, Greenwood, {ci} CI",
+                }
+            )
+        )
     return pd.concat(rows, ignore_index=True)
 
 
 @ci_level_keyword
-def km_curves(df: pd.DataFrame, time: str, event: str, group: str | None = None,
-              ci: str = "log-log", ci_level: float = 0.95) -> pd.DataFrame:
+def km_curves(
+    df: pd.DataFrame, time: str, event: str, group: str | None = None, ci: str = "log-log", ci_level: float = 0.95
+) -> pd.DataFrame:
     """Full Kaplan-Meier step curves of cumulative failure, for plotting (``drawstyle="steps-post"``).
 
     Complexity: O(n log n); one row per distinct time per group, so the output has at most n rows.
@@ -204,19 +219,23 @@ def km_curves(df: pd.DataFrame, time: str, event: str, group: str | None = None,
     for label, t, e in _subsets(frame, group):
         tab = _km_table(t, e)
         lo, hi = _surv_ci(tab["surv"], tab["greenwood"], z, ci)
-        rows.append(pd.DataFrame({
-            "group": [label] * (len(tab["time"]) + 1),
-            "time": np.concatenate(([0.0], tab["time"])),
-            "estimate": np.concatenate(([0.0], 1.0 - tab["surv"])),
-            "ci_low": np.concatenate(([0.0], 1.0 - hi)),
-            "ci_high": np.concatenate(([0.0], 1.0 - lo)),
-            "ci_level": float(ci_level),
-            "n_at_risk": np.concatenate(([len(t)], tab["n_risk"])).astype(np.int64),
-            "events": np.concatenate(([0], tab["events"])).astype(np.int64),
-            "censored": np.concatenate(([0], tab["censored"])).astype(np.int64),
-            "n": len(t),
-            "method": f"Kaplan-Meier 1-S, Greenwood, {ci} CI",
-        }))
+        rows.append(
+            pd.DataFrame(
+                {
+                    "group": [label] * (len(tab["time"]) + 1),
+                    "time": np.concatenate(([0.0], tab["time"])),
+                    "estimate": np.concatenate(([0.0], 1.0 - tab["surv"])),
+                    "ci_low": np.concatenate(([0.0], 1.0 - hi)),
+                    "ci_high": np.concatenate(([0.0], 1.0 - lo)),
+                    "ci_level": float(ci_level),
+                    "n_at_risk": np.concatenate(([len(t)], tab["n_risk"])).astype(np.int64),
+                    "events": np.concatenate(([0], tab["events"])).astype(np.int64),
+                    "censored": np.concatenate(([0], tab["censored"])).astype(np.int64),
+                    "n": len(t),
+                    "method": f"Kaplan-Meier 1-S, Greenwood, {ci} CI",
+                }
+            )
+        )
     return pd.concat(rows, ignore_index=True)
 
 
@@ -272,23 +291,26 @@ def logrank(df: pd.DataFrame, time: str, event: str, group: str) -> pd.DataFrame
         stat = float(w @ pinv @ w)
         dof = int(np.linalg.matrix_rank(v, tol=1e-10 * max(np.abs(v).max(), 1e-300)))
     p = float(_sps.chi2.sf(stat, dof)) if dof > 0 and np.isfinite(stat) else np.nan
-    return pd.DataFrame({
-        "statistic": [stat],
-        "df": [dof],
-        "p_value": [p],
-        "n": [len(frame)],
-        "events": [int(frame["_event"].sum())],
-        "groups": [len(labels)],
-        "method": ["log-rank (survdiff, rho=0)"],
-    })
+    return pd.DataFrame(
+        {
+            "statistic": [stat],
+            "df": [dof],
+            "p_value": [p],
+            "n": [len(frame)],
+            "events": [int(frame["_event"].sum())],
+            "groups": [len(labels)],
+            "method": ["log-rank (survdiff, rho=0)"],
+        }
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # Rates and follow-up
 # ---------------------------------------------------------------------------------------------
 @ci_level_keyword
-def incidence_rates(df: pd.DataFrame, time: str, event: str, group: str | None = None,
-                    per: float = 1000.0, ci_level: float = 0.95) -> pd.DataFrame:
+def incidence_rates(
+    df: pd.DataFrame, time: str, event: str, group: str | None = None, per: float = 1000.0, ci_level: float = 0.95
+) -> pd.DataFrame:
     """Events, person-time and the incidence rate per ``per`` person-years, exact Poisson CI.
 
     Complexity: O(n G) for G groups (the group column is coded once; each group's events and
@@ -313,14 +335,20 @@ def incidence_rates(df: pd.DataFrame, time: str, event: str, group: str | None =
         lo = _sps.gamma.ppf(alpha / 2, d) if d > 0 else 0.0
         hi = _sps.gamma.ppf(1 - alpha / 2, d + 1)
         with np.errstate(divide="ignore", invalid="ignore"):
-            rows.append({
-                "group": label, "events": int(d), "person_years": py,
-                "estimate": d / py * per if py > 0 else np.nan,
-                "ci_low": lo / py * per if py > 0 else np.nan,
-                "ci_high": hi / py * per if py > 0 else np.nan,
-                "ci_level": float(ci_level), "per_person_years": float(per), "n": len(t),
-                "method": "exact Poisson (gamma) CI",
-            })
+            rows.append(
+                {
+                    "group": label,
+                    "events": int(d),
+                    "person_years": py,
+                    "estimate": d / py * per if py > 0 else np.nan,
+                    "ci_low": lo / py * per if py > 0 else np.nan,
+                    "ci_high": hi / py * per if py > 0 else np.nan,
+                    "ci_level": float(ci_level),
+                    "per_person_years": float(per),
+                    "n": len(t),
+                    "method": "exact Poisson (gamma) CI",
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -358,23 +386,32 @@ def median_followup(df: pd.DataFrame, time: str, event: str, group: str | None =
         tab = _km_table(t, 1 - e)
         keep = tab["events"] > 0
         tt, ss = tab["time"][keep], tab["surv"][keep]
-        rows.append({
-            "group": label,
-            "estimate": _survfit_quantile(tt, ss, 0.5),
-            "q1": _survfit_quantile(tt, ss, 0.25),
-            "q3": _survfit_quantile(tt, ss, 0.75),
-            "n": len(t), "events": int(e.sum()),
-            "method": "reverse Kaplan-Meier",
-        })
+        rows.append(
+            {
+                "group": label,
+                "estimate": _survfit_quantile(tt, ss, 0.5),
+                "q1": _survfit_quantile(tt, ss, 0.25),
+                "q3": _survfit_quantile(tt, ss, 0.75),
+                "n": len(t),
+                "events": int(e.sum()),
+                "method": "reverse Kaplan-Meier",
+            }
+        )
     return pd.DataFrame(rows)
 
 
 # ---------------------------------------------------------------------------------------------
 # Competing risks
 # ---------------------------------------------------------------------------------------------
-def competing_event_type(df: pd.DataFrame, fracture: str = "fracture_any", death: str = "death",
-                         fracture_time: str | None = None, death_time: str | None = None,
-                         out_time: str = "cr_years", out_type: str = "cr_event") -> pd.DataFrame:
+def competing_event_type(
+    df: pd.DataFrame,
+    fracture: str = "fracture_any",
+    death: str = "death",
+    fracture_time: str | None = None,
+    death_time: str | None = None,
+    out_time: str = "cr_years",
+    out_type: str = "cr_event",
+) -> pd.DataFrame:
     """Add a competing-risk time and event type built from the cohort schema's outcome columns.
 
     ``out_type`` is 1 for a fracture that happens before or on the day of death, 2 for a death
@@ -453,8 +490,7 @@ def _aj_one(t: np.ndarray, etype: np.ndarray, cause: int, variance: str = "ij"):
     var = np.maximum(var, 0.0)
     if variance == "cmprsk":
         var = _cmprsk_variance(y, d, dk, s_prev, surv, cif)
-    return {"time": uniq, "n_risk": y.astype(np.int64), "d": d, "dk": dk, "dc": dc,
-            "cif": cif, "var": var}
+    return {"time": uniq, "n_risk": y.astype(np.int64), "d": d, "dk": dk, "dc": dc, "cif": cif, "var": var}
 
 
 def _cif_ci(f: np.ndarray, se: np.ndarray, z: float, ci: str):
@@ -474,9 +510,17 @@ def _cif_ci(f: np.ndarray, se: np.ndarray, z: float, ci: str):
 
 
 @ci_level_keyword
-def aalen_johansen(df: pd.DataFrame, time: str, event_type: str, group: str | None = None,
-                   cause: int = 1, times=None, ci: str = "log-log", ci_level: float = 0.95,
-                   variance: str = "ij") -> pd.DataFrame:
+def aalen_johansen(
+    df: pd.DataFrame,
+    time: str,
+    event_type: str,
+    group: str | None = None,
+    cause: int = 1,
+    times=None,
+    ci: str = "log-log",
+    ci_level: float = 0.95,
+    variance: str = "ij",
+) -> pd.DataFrame:
     """Aalen-Johansen cumulative incidence of ``cause`` with competing events.
 
     Complexity: O(n log n) (one sort per group, cumulative sums over the distinct times).
@@ -505,8 +549,9 @@ def aalen_johansen(df: pd.DataFrame, time: str, event_type: str, group: str | No
     if (codes.dropna() < 0).any() or (codes.dropna() % 1 != 0).any():
         raise UserError(f"column {event_type!r} must hold 0 (censored) or positive integer event codes")
     indicator = (codes > 0).astype(float).where(codes.notna())
-    frame, _ = time_event(df.assign(_any_event=indicator), time, "_any_event",
-                          extra=[event_type] + ([group] if group else []))
+    frame, _ = time_event(
+        df.assign(_any_event=indicator), time, "_any_event", extra=[event_type] + ([group] if group else [])
+    )
     rows = []
     for g in group_labels(frame, group):
         sub = frame if g is None else frame[frame[group] == g]
@@ -521,23 +566,46 @@ def aalen_johansen(df: pd.DataFrame, time: str, event_type: str, group: str | No
             f, var, nrisk = tab["cif"][idx], tab["var"][idx], tab["n_risk"][idx]
             ek, ec = cum_k[idx], cum_c[idx]
         else:
-            at, nrisk, v = _step_values(tab["time"], t, times, {
-                "cif": (tab["cif"], 0.0), "var": (tab["var"], 0.0), "k": (cum_k, 0), "c": (cum_c, 0)})
+            at, nrisk, v = _step_values(
+                tab["time"],
+                t,
+                times,
+                {"cif": (tab["cif"], 0.0), "var": (tab["var"], 0.0), "k": (cum_k, 0), "c": (cum_c, 0)},
+            )
             f, var, ek, ec = v["cif"], v["var"], v["k"], v["c"]
         se = np.sqrt(var)
         lo, hi = _cif_ci(f, se, z, ci)
-        rows.append(pd.DataFrame({
-            "group": [_label(g)] * len(at), "time": at, "cause": int(cause),
-            "estimate": f, "std_error": se, "ci_low": lo, "ci_high": hi, "ci_level": float(ci_level),
-            "n_at_risk": np.asarray(nrisk, dtype=np.int64), "events": np.asarray(ek, dtype=np.int64),
-            "competing_events": np.asarray(ec, dtype=np.int64), "n": len(t),
-            "method": f"Aalen-Johansen, {_AJ_VARIANCE[variance]} SE, {ci} CI",
-        }))
+        rows.append(
+            pd.DataFrame(
+                {
+                    "group": [_label(g)] * len(at),
+                    "time": at,
+                    "cause": int(cause),
+                    "estimate": f,
+                    "std_error": se,
+                    "ci_low": lo,
+                    "ci_high": hi,
+                    "ci_level": float(ci_level),
+                    "n_at_risk": np.asarray(nrisk, dtype=np.int64),
+                    "events": np.asarray(ek, dtype=np.int64),
+                    "competing_events": np.asarray(ec, dtype=np.int64),
+                    "n": len(t),
+                    "method": f"Aalen-Johansen, {_AJ_VARIANCE[variance]} SE, {ci} CI",
+                }
+            )
+        )
     return pd.concat(rows, ignore_index=True)
 
 
-def gray_test(df: pd.DataFrame, time: str, event_type: str, group: str, cause: int = 1,
-              strata: str | None = None, rho: float = 0.0) -> pd.DataFrame:
+def gray_test(
+    df: pd.DataFrame,
+    time: str,
+    event_type: str,
+    group: str,
+    cause: int = 1,
+    strata: str | None = None,
+    rho: float = 0.0,
+) -> pd.DataFrame:
     """Gray's test of equal cumulative incidence of ``cause`` across the groups of ``group``.
 
     Complexity: O(n log n) per stratum.
@@ -554,8 +622,9 @@ def gray_test(df: pd.DataFrame, time: str, event_type: str, group: str, cause: i
     require_columns(df, [event_type, group] + ([strata] if strata else []))
     codes = pd.to_numeric(df[event_type], errors="coerce")
     indicator = (codes > 0).astype(float).where(codes.notna())
-    frame, _ = time_event(df.assign(_any_event=indicator), time, "_any_event",
-                          extra=[event_type, group] + ([strata] if strata else []))
+    frame, _ = time_event(
+        df.assign(_any_event=indicator), time, "_any_event", extra=[event_type, group] + ([strata] if strata else [])
+    )
     labels = group_labels(frame, group)
     k = len(labels)
     et = pd.to_numeric(frame[event_type]).to_numpy().astype(np.int64)
@@ -578,8 +647,15 @@ def gray_test(df: pd.DataFrame, time: str, event_type: str, group: str, cause: i
         p = float(_sps.chi2.sf(stat, k - 1))
     else:
         stat, p = np.nan, np.nan
-    return pd.DataFrame({
-        "statistic": [stat], "df": [k - 1], "p_value": [p], "n": [len(t)],
-        "events": [int((code == 1).sum())], "groups": [k], "cause": [int(cause)],
-        "method": [f"Gray's test (rho={rho:g})" + (f", stratified by {strata}" if strata else "")],
-    })
+    return pd.DataFrame(
+        {
+            "statistic": [stat],
+            "df": [k - 1],
+            "p_value": [p],
+            "n": [len(t)],
+            "events": [int((code == 1).sum())],
+            "groups": [k],
+            "cause": [int(cause)],
+            "method": [f"Gray's test (rho={rho:g})" + (f", stratified by {strata}" if strata else "")],
+        }
+    )

@@ -22,8 +22,20 @@ from epi_spineage.errors import UserError
 
 __all__ = ["table_one", "format_table_one", "TABLE_ONE_COLUMNS"]
 
-TABLE_ONE_COLUMNS = ["variable", "level", "group", "n", "mean", "sd", "count", "percent",
-                     "statistic", "p_value", "test", "n_missing"]
+TABLE_ONE_COLUMNS = [
+    "variable",
+    "level",
+    "group",
+    "n",
+    "mean",
+    "sd",
+    "count",
+    "percent",
+    "statistic",
+    "p_value",
+    "test",
+    "n_missing",
+]
 
 STUDENT_T = "Student t-test"
 ANOVA = "one-way ANOVA"
@@ -105,16 +117,23 @@ def _categorical_test(table: np.ndarray):
         p = fisher_2xk(table)
         if p is not None:
             return np.nan, p, FISHER
-        res = stats.fisher_exact(table, method=stats.MonteCarloMethod(
-            n_resamples=_MC_RESAMPLES, rng=np.random.default_rng(0)))
+        res = stats.fisher_exact(
+            table, method=stats.MonteCarloMethod(n_resamples=_MC_RESAMPLES, rng=np.random.default_rng(0))
+        )
         return np.nan, float(res.pvalue), FISHER_MC
     res = stats.chi2_contingency(table, correction=False)
     return float(res.statistic), float(res.pvalue), CHI2
 
 
-def table_one(df: pd.DataFrame, by: str, variables: Sequence[str], *,
-              categorical: Sequence[str] = (), continuous: Sequence[str] = (),
-              overall: bool = False) -> pd.DataFrame:
+def table_one(
+    df: pd.DataFrame,
+    by: str,
+    variables: Sequence[str],
+    *,
+    categorical: Sequence[str] = (),
+    continuous: Sequence[str] = (),
+    overall: bool = False,
+) -> pd.DataFrame:
     """Baseline table by ``by``, as a tidy long DataFrame.
 
     A variable is categorical when listed in ``categorical``, or (unless listed in ``continuous``)
@@ -156,13 +175,22 @@ def table_one(df: pd.DataFrame, by: str, variables: Sequence[str], *,
             stat, p, test = _continuous_test([x[mask & ok] for _, mask in groups])
             for name, mask in shown:
                 xv = x[mask & ok]
-                rows.append({
-                    "variable": var, "level": np.nan, "group": name, "n": int(xv.size),
-                    "mean": float(xv.mean()) if xv.size else np.nan,
-                    "sd": float(xv.std(ddof=1)) if xv.size > 1 else np.nan,
-                    "count": np.nan, "percent": np.nan, "statistic": stat, "p_value": p,
-                    "test": test, "n_missing": int((mask & ~ok).sum()),
-                })
+                rows.append(
+                    {
+                        "variable": var,
+                        "level": np.nan,
+                        "group": name,
+                        "n": int(xv.size),
+                        "mean": float(xv.mean()) if xv.size else np.nan,
+                        "sd": float(xv.std(ddof=1)) if xv.size > 1 else np.nan,
+                        "count": np.nan,
+                        "percent": np.nan,
+                        "statistic": stat,
+                        "p_value": p,
+                        "test": test,
+                        "n_missing": int((mask & ~ok).sum()),
+                    }
+                )
             continue
         text = _as_level_text(col)
         levels = _levels(col, text)
@@ -174,11 +202,22 @@ def table_one(df: pd.DataFrame, by: str, variables: Sequence[str], *,
             n = int((mask & present).sum())
             for lv, lm in zip(levels, level_masks):
                 c = int((lm & mask).sum())
-                rows.append({
-                    "variable": var, "level": lv, "group": name, "n": n, "mean": np.nan, "sd": np.nan,
-                    "count": c, "percent": 100.0 * c / n if n else np.nan, "statistic": stat,
-                    "p_value": p, "test": test, "n_missing": int((mask & ~present).sum()),
-                })
+                rows.append(
+                    {
+                        "variable": var,
+                        "level": lv,
+                        "group": name,
+                        "n": n,
+                        "mean": np.nan,
+                        "sd": np.nan,
+                        "count": c,
+                        "percent": 100.0 * c / n if n else np.nan,
+                        "statistic": stat,
+                        "p_value": p,
+                        "test": test,
+                        "n_missing": int((mask & ~present).sum()),
+                    }
+                )
     out = pd.DataFrame(rows, columns=TABLE_ONE_COLUMNS)
     out["count"] = out["count"].astype("Int64")
     return out
@@ -222,13 +261,19 @@ def _levels(col: pd.Series, text: np.ndarray) -> list[str]:
 def _fmt_p(p: float, digits: int) -> str:
     if p is None or not np.isfinite(p):
         return ""
-    if p < 10 ** -digits:
-        return f"<{10 ** -digits:.{digits}f}"
+    if p < 10**-digits:
+        return f"<{10**-digits:.{digits}f}"
     return f"{p:.{digits}f}"
 
 
-def format_table_one(tidy: pd.DataFrame, *, digits: int = 1, p_digits: int = 3,
-                     labels: dict[str, str] | None = None, binary_level: str = "1") -> pd.DataFrame:
+def format_table_one(
+    tidy: pd.DataFrame,
+    *,
+    digits: int = 1,
+    p_digits: int = 3,
+    labels: dict[str, str] | None = None,
+    binary_level: str = "1",
+) -> pd.DataFrame:
     """The published layout of a ``table_one`` result (strings; rounding happens only here).
 
     One row per continuous variable ("mean ± SD"), one per binary 0/1 variable (the count and
@@ -257,8 +302,11 @@ def format_table_one(tidy: pd.DataFrame, *, digits: int = 1, p_digits: int = 3,
             row = {"characteristic": f"{name}, n (%)"}
             for g in groups:
                 r = block[(block["group"] == g) & (block["level"] == binary_level)]
-                row[heads[g]] = (f"{int(r['count'].iloc[0])} ({r['percent'].iloc[0]:.{digits}f})"
-                                 if len(r) else f"0 ({0:.{digits}f})")
+                row[heads[g]] = (
+                    f"{int(r['count'].iloc[0])} ({r['percent'].iloc[0]:.{digits}f})"
+                    if len(r)
+                    else f"0 ({0:.{digits}f})"
+                )
             row["p value"] = p
             out.append(row)
             continue

@@ -24,7 +24,16 @@ _EXPORTS = {
     "write_dicom": "dicom",
 }
 
-__all__ = [*_EXPORTS, "CohortSpec", "DERIVATION", "EXTERNAL", "SimulatedStudy", "frax_surrogate", "main",
-           "simulate_study", "write_study"]
+__all__ = [
+    *_EXPORTS,
+    "CohortSpec",
+    "DERIVATION",
+    "EXTERNAL",
+    "SimulatedStudy",
+    "frax_surrogate",
+    "main",
+    "simulate_study",
+    "write_study",
+]
 __all__.sort()
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

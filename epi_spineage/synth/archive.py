@@ -157,18 +157,27 @@ def _conditions_for(g: dict, style: str, rng: np.random.Generator) -> dict:
         if g["prevalent_vf"]:
             levels = _levels(style)
             lev = levels[int(rng.integers(len(levels) // 3, len(levels)))]
-            c["fractures"] = [(lev, FRACTURE_KINDS[int(rng.integers(3))],
-                               int(rng.choice([1, 2, 3], p=[0.5, 0.3, 0.2])))]
+            c["fractures"] = [
+                (lev, FRACTURE_KINDS[int(rng.integers(3))], int(rng.choice([1, 2, 3], p=[0.5, 0.3, 0.2])))
+            ]
         else:
             c["fractures"] = []
     return c
 
 
-def write_phantom_archive(out, n: int = 200, *, seed: int = 0, scale: float = DEFAULT_SCALE,
-                          modality: str = "mixed", image_format: str = "dicom",
-                          age_range: tuple[float, float] = (40.0, 90.0), spine_age_sd: float = 4.5,
-                          participants: pd.DataFrame | None = None,
-                          progress: bool | None = None) -> pd.DataFrame:
+def write_phantom_archive(
+    out,
+    n: int = 200,
+    *,
+    seed: int = 0,
+    scale: float = DEFAULT_SCALE,
+    modality: str = "mixed",
+    image_format: str = "dicom",
+    age_range: tuple[float, float] = (40.0, 90.0),
+    spine_age_sd: float = 4.5,
+    participants: pd.DataFrame | None = None,
+    progress: bool | None = None,
+) -> pd.DataFrame:
     """Write ``n`` phantoms to a folder, ``.zip``, ``.tar`` or ``.tar.gz`` with a manifest; return the manifest.
 
     One image per synthetic participant (``P000001``...). Chronological ages are uniform on
@@ -216,25 +225,28 @@ def write_phantom_archive(out, n: int = 200, *, seed: int = 0, scale: float = DE
     order = top_rng.permutation(n)
     split = np.empty(n, dtype=object)
     n_tr, n_va = int(round(0.6 * n)), int(round(0.2 * n))
-    split[order[:n_tr]], split[order[n_tr:n_tr + n_va]], split[order[n_tr + n_va:]] = "train", "val", "test"
+    split[order[:n_tr]], split[order[n_tr : n_tr + n_va]], split[order[n_tr + n_va :]] = "train", "val", "test"
     pids = np.array([f"P{i + 1:06d}" for i in range(n)], dtype=object)
     given: list[dict] = [{} for _ in range(n)]
     if participants is not None:
-        pids, ages, spine_ages, mods, split, given = _from_participants(participants, ages, spine_ages, mods, split,
-                                                                        modality, top_rng)
+        pids, ages, spine_ages, mods, split, given = _from_participants(
+            participants, ages, spine_ages, mods, split, modality, top_rng
+        )
     ext = "dcm" if image_format == "dicom" else "png"
     rows = []
     sink = _Sink(out, kind)
     t0 = time.perf_counter()
     try:
         # disable=None: tqdm shows the bar only on a TTY
-        for i in tqdm(range(n), desc="phantoms", unit="img", disable=None if progress is None else not progress,
-                      leave=False):
+        for i in tqdm(
+            range(n), desc="phantoms", unit="img", disable=None if progress is None else not progress, leave=False
+        ):
             rng = np.random.default_rng([int(seed), i])
             pid = str(pids[i])
             mod = str(mods[i])
-            pixels, truth = render_phantom_with_truth(float(spine_ages[i]), style=mod, rng=rng, scale=scale,
-                                                      **_conditions_for(given[i], mod, rng))
+            pixels, truth = render_phantom_with_truth(
+                float(spine_ages[i]), style=mod, rng=rng, scale=scale, **_conditions_for(given[i], mod, rng)
+            )
             member = f"images/{_safe_member(pid)}_{mod}.{ext}"
             photometric, compression, dmod = "MONOCHROME2", None, ("BMD" if mod == "vfa" else "DX")
             if image_format == "dicom":
@@ -252,30 +264,50 @@ def write_phantom_archive(out, n: int = 200, *, seed: int = 0, scale: float = DE
                 year = int(rng.integers(2012, 2024))
                 study_date = f"{year}{int(rng.integers(1, 13)):02d}{int(rng.integers(1, 29)):02d}"
                 data = dcm.dicom_bytes(
-                    pixels, modality=mod, photometric=photometric, compression=compression,
-                    patient_name=name, patient_id=patient_id, study_date=study_date,
+                    pixels,
+                    modality=mod,
+                    photometric=photometric,
+                    compression=compression,
+                    patient_name=name,
+                    patient_id=patient_id,
+                    study_date=study_date,
                     manufacturer=_MANUFACTURERS[int(rng.integers(len(_MANUFACTURERS)))],
                     view_position="LL" if rng.random() < 0.8 else "RL",
-                    body_part="LSPINE" if mod == "radiograph" else "SPINE", bits_stored=truth["bits_stored"],
-                    dicom_modality=dmod, patient_sex=truth["sex"],
+                    body_part="LSPINE" if mod == "radiograph" else "SPINE",
+                    bits_stored=truth["bits_stored"],
+                    dicom_modality=dmod,
+                    patient_sex=truth["sex"],
                     patient_birth_date=dcm.birth_date_for(ages[i], study_date),
-                    pixel_spacing_mm=(0.18 if mod == "radiograph" else 0.5) / float(scale), rng=rng)
+                    pixel_spacing_mm=(0.18 if mod == "radiograph" else 0.5) / float(scale),
+                    rng=rng,
+                )
             else:
                 data = _encode_png(pixels)
             sink.add(member, data)
-            rows.append({
-                "image": sink.name(member), "participant_id": pid, "age_years": float(ages[i]),
-                "modality": mod, "split": split[i],
-                "true_spine_age_years": float(spine_ages[i]), "true_sex": truth["sex"],
-                "true_bmd_tscore": truth["bmd_tscore"], "true_bone_density": truth["bone_density"],
-                "true_disc_height": truth["disc_height"], "true_n_osteophytes": truth["n_osteophytes"],
-                "true_aortic_plaques": truth["aortic_plaques"], "true_n_fractures": truth["n_fractures"],
-                "true_fracture_grade_max": truth["fracture_grade_max"],
-                "true_prosthesis": int(truth["prosthesis"]), "true_bits_stored": truth["bits_stored"],
-                "true_photometric": photometric, "true_compression": compression or "none",
-                "true_dicom_modality": dmod if image_format == "dicom" else "",
-                "true_format": image_format,
-            })
+            rows.append(
+                {
+                    "image": sink.name(member),
+                    "participant_id": pid,
+                    "age_years": float(ages[i]),
+                    "modality": mod,
+                    "split": split[i],
+                    "true_spine_age_years": float(spine_ages[i]),
+                    "true_sex": truth["sex"],
+                    "true_bmd_tscore": truth["bmd_tscore"],
+                    "true_bone_density": truth["bone_density"],
+                    "true_disc_height": truth["disc_height"],
+                    "true_n_osteophytes": truth["n_osteophytes"],
+                    "true_aortic_plaques": truth["aortic_plaques"],
+                    "true_n_fractures": truth["n_fractures"],
+                    "true_fracture_grade_max": truth["fracture_grade_max"],
+                    "true_prosthesis": int(truth["prosthesis"]),
+                    "true_bits_stored": truth["bits_stored"],
+                    "true_photometric": photometric,
+                    "true_compression": compression or "none",
+                    "true_dicom_modality": dmod if image_format == "dicom" else "",
+                    "true_format": image_format,
+                }
+            )
         manifest = pd.DataFrame(rows)
         csv = manifest.to_csv(index=False).encode()
         sink.add("manifest.csv", csv)

@@ -132,42 +132,98 @@ def published_site_hrs(any_hr: float, cohort: str) -> dict:
 
 
 _FRACTURE_BETA = {
-    "age_years": 0.055, "female": 0.60, "prevalent_vf": 0.55, "prior_fracture": 0.80,
-    "glucocorticoid": 0.70, "rheumatoid_arthritis": 0.50, "tscore_femoral_neck": -0.30,
+    "age_years": 0.055,
+    "female": 0.60,
+    "prevalent_vf": 0.55,
+    "prior_fracture": 0.80,
+    "glucocorticoid": 0.70,
+    "rheumatoid_arthritis": 0.50,
+    "tscore_femoral_neck": -0.30,
 }
 _DEATH_BETA = {
-    "age_years": 0.13, "female": -1.25, "prevalent_vf": 0.40,
-    "albumin_g_l": -0.05, "hemoglobin_g_dl": -0.16, "creatinine_mg_dl": 0.35,
+    "age_years": 0.13,
+    "female": -1.25,
+    "prevalent_vf": 0.40,
+    "albumin_g_l": -0.05,
+    "hemoglobin_g_dl": -0.16,
+    "creatinine_mg_dl": 0.35,
 }
 _PAD_EFFECTS = {  # PUBLISHED age-gap regression; FN per T-score unit (published per SD 1.2 -> 0.64)
-    "male": 0.66, "height_dec5_cm": 0.31, "diabetes": 0.51, "prevalent_vf": 1.64,
-    "fn_tscore_dec_unit": 0.53, "prosthesis": 1.15,
+    "male": 0.66,
+    "height_dec5_cm": 0.31,
+    "diabetes": 0.51,
+    "prevalent_vf": 1.64,
+    "fn_tscore_dec_unit": 0.53,
+    "prosthesis": 1.15,
 }
 
 DERIVATION = CohortSpec(
-    name="derivation", prefix="D", modality="radiograph", age_min=40.0,
-    age_dist=("truncnorm", 63.5, 10.5, 95.0), female_share=0.645,
-    prevalence={"prevalent_vf": 0.172, "prior_fracture": 0.069, "prosthesis": 0.128,
-                "glucocorticoid": 0.048, "rheumatoid_arthritis": 0.031, "diabetes": 0.18},
-    fn_noise_sd=1.1, dxa_missing=0.30, lab_missing=0.08,
-    pad_effects=_PAD_EFFECTS, pad_mean=-0.8, pad_sd=4.9, r2_target=0.40,
-    fracture_beta=_FRACTURE_BETA, fracture_hr_per_sd_pad=1.55, fracture_share=0.122,
+    name="derivation",
+    prefix="D",
+    modality="radiograph",
+    age_min=40.0,
+    age_dist=("truncnorm", 63.5, 10.5, 95.0),
+    female_share=0.645,
+    prevalence={
+        "prevalent_vf": 0.172,
+        "prior_fracture": 0.069,
+        "prosthesis": 0.128,
+        "glucocorticoid": 0.048,
+        "rheumatoid_arthritis": 0.031,
+        "diabetes": 0.18,
+    },
+    fn_noise_sd=1.1,
+    dxa_missing=0.30,
+    lab_missing=0.08,
+    pad_effects=_PAD_EFFECTS,
+    pad_mean=-0.8,
+    pad_sd=4.9,
+    r2_target=0.40,
+    fracture_beta=_FRACTURE_BETA,
+    fracture_hr_per_sd_pad=1.55,
+    fracture_share=0.122,
     site_hr_per_sd_pad=published_site_hrs(1.55, "derivation"),
-    death_beta=_DEATH_BETA, death_hr_per_sd_pad=1.30, death_share=0.06,
-    admin_years=(0.5, 11.6), ltfu_rate=0.01, make_split=True,
+    death_beta=_DEATH_BETA,
+    death_hr_per_sd_pad=1.30,
+    death_share=0.06,
+    admin_years=(0.5, 11.6),
+    ltfu_rate=0.01,
+    make_split=True,
 )
 
 EXTERNAL = CohortSpec(
-    name="external", prefix="E", modality="vfa", age_min=65.0,
-    age_dist=("shifted_gamma", 2.2, 3.1, 95.0), female_share=0.67,
-    prevalence={"prevalent_vf": 0.124, "prior_fracture": 0.151, "prosthesis": 0.035,
-                "glucocorticoid": 0.0026, "rheumatoid_arthritis": 0.010, "diabetes": 0.22},
-    fn_noise_sd=0.82, dxa_missing=0.0, lab_missing=0.0,
-    pad_effects=_PAD_EFFECTS, pad_mean=-0.5, pad_sd=8.0, r2_target=None, pad_age_slope=-0.18,
-    fracture_beta=_FRACTURE_BETA, fracture_hr_per_sd_pad=1.28, fracture_share=0.135,
+    name="external",
+    prefix="E",
+    modality="vfa",
+    age_min=65.0,
+    age_dist=("shifted_gamma", 2.2, 3.1, 95.0),
+    female_share=0.67,
+    prevalence={
+        "prevalent_vf": 0.124,
+        "prior_fracture": 0.151,
+        "prosthesis": 0.035,
+        "glucocorticoid": 0.0026,
+        "rheumatoid_arthritis": 0.010,
+        "diabetes": 0.22,
+    },
+    fn_noise_sd=0.82,
+    dxa_missing=0.0,
+    lab_missing=0.0,
+    pad_effects=_PAD_EFFECTS,
+    pad_mean=-0.5,
+    pad_sd=8.0,
+    r2_target=None,
+    pad_age_slope=-0.18,
+    fracture_beta=_FRACTURE_BETA,
+    fracture_hr_per_sd_pad=1.28,
+    fracture_share=0.135,
     site_hr_per_sd_pad=published_site_hrs(1.28, "external"),
-    death_beta=_DEATH_BETA, death_hr_per_sd_pad=1.32, death_share=0.09,
-    admin_years=(5.0, 8.8), ltfu_rate=0.008, bias_correct=True,
+    death_beta=_DEATH_BETA,
+    death_hr_per_sd_pad=1.32,
+    death_share=0.09,
+    admin_years=(5.0, 8.8),
+    ltfu_rate=0.008,
+    bias_correct=True,
 )
 
 # Logistic slopes of the conditions (intercepts are calibrated to the prevalences above).
@@ -179,8 +235,14 @@ _LOGIT_SLOPES = {
     "rheumatoid_arthritis": {"female": 1.0, "age_c": 0.01},
     "glucocorticoid": {"rheumatoid_arthritis": 1.6, "age_c": 0.01},
 }
-_CONDITION_ORDER = ("diabetes", "prevalent_vf", "prior_fracture", "prosthesis", "rheumatoid_arthritis",
-                    "glucocorticoid")
+_CONDITION_ORDER = (
+    "diabetes",
+    "prevalent_vf",
+    "prior_fracture",
+    "prosthesis",
+    "rheumatoid_arthritis",
+    "glucocorticoid",
+)
 
 
 @dataclass
@@ -213,7 +275,7 @@ def _draw_age(rng, n, spec):
             x = spec.age_min + rng.gamma(spec.age_dist[1], spec.age_dist[2], m)
         x = x[(x >= spec.age_min) & (x <= spec.age_dist[3])]
         k = min(len(x), n - filled)
-        out[filled:filled + k] = x[:k]
+        out[filled : filled + k] = x[:k]
         filled += k
     return out
 
@@ -224,15 +286,23 @@ def _draw_covariates(rng, n, spec, intercepts):
     age = _draw_age(rng, n, spec)
     female = (rng.random(n) < spec.female_share).astype(np.int64)
     male = 1 - female
-    height = (np.where(female == 1, 156.0, 169.0) - 0.15 * (age - 60)
-              + rng.normal(0, 1, n) * np.where(female == 1, 5.5, 6.0))
+    height = (
+        np.where(female == 1, 156.0, 169.0) - 0.15 * (age - 60) + rng.normal(0, 1, n) * np.where(female == 1, 5.5, 6.0)
+    )
     bmi = np.clip(rng.normal(24.1, 3.2, n), 15.0, 45.0)
     weight = bmi * (height / 100.0) ** 2
     fn = -1.65 - 0.03 * (age - 63) - 0.5 * (female - 0.645) + 0.08 * (bmi - 24) + rng.normal(0, spec.fn_noise_sd, n)
-    c.update(age_years=age, female=female, male=male, height_cm=height, weight_kg=weight, bmi=bmi,
-             tscore_femoral_neck=fn,
-             tscore_lumbar=0.5 + 1.1 * fn + rng.normal(0, 1.3, n),
-             tscore_total_hip=0.35 + 0.9 * fn + rng.normal(0, 0.5, n))
+    c.update(
+        age_years=age,
+        female=female,
+        male=male,
+        height_cm=height,
+        weight_kg=weight,
+        bmi=bmi,
+        tscore_femoral_neck=fn,
+        tscore_lumbar=0.5 + 1.1 * fn + rng.normal(0, 1.3, n),
+        tscore_total_hip=0.35 + 0.9 * fn + rng.normal(0, 0.5, n),
+    )
     ctx = {"age_c": age - 65, "male": male, "female": female, "bmi_c": bmi - 24, "fn_c": fn + 1.7}
     for cond in _CONDITION_ORDER:
         lp = intercepts[cond] + sum(b * ctx[k] for k, b in _LOGIT_SLOPES[cond].items())
@@ -240,7 +310,8 @@ def _draw_covariates(rng, n, spec, intercepts):
     c["albumin_g_l"] = 42.0 - 0.08 * (age - 63) + rng.normal(0, 3.2, n)
     c["hemoglobin_g_dl"] = np.where(female == 1, 12.9, 14.3) - 0.02 * (age - 63) + rng.normal(0, 1.2, n)
     c["creatinine_mg_dl"] = np.where(female == 1, 0.72, 0.95) * np.exp(
-        0.005 * (age - 63) + 0.1 * c["diabetes"] + rng.normal(0, 0.22, n))
+        0.005 * (age - 63) + 0.1 * c["diabetes"] + rng.normal(0, 0.22, n)
+    )
     return c
 
 
@@ -305,8 +376,12 @@ def _any_fracture_least_false(c, pad, spec, lam, e, lp, end) -> dict:
     X = np.column_stack([pad] + [np.asarray(c[k], dtype=float) for k in spec.fracture_beta])
     fit = fit_cox(X, time, ev, ties="breslow")
     se = np.sqrt(np.diag(fit.var))
-    return {"coef": {k: float(b) for k, b in zip(names, fit.beta)}, "se_pad": float(se[0]),
-            "n_reference": int(len(time)), "events_reference": int(ev.sum())}
+    return {
+        "coef": {k: float(b) for k, b in zip(names, fit.beta)},
+        "se_pad": float(se[0]),
+        "n_reference": int(len(time)),
+        "events_reference": int(ev.sum()),
+    }
 
 
 _CAL_CACHE: dict[str, dict] = {}
@@ -333,8 +408,14 @@ def _calibrate_uncached(spec: CohortSpec) -> dict:
         state = rng.bit_generator.state
         c = _draw_covariates(rng, n, spec, intercepts)
         rng.bit_generator.state = state
-        ctx = {"age_c": c["age_years"] - 65, "male": c["male"], "female": c["female"],
-               "bmi_c": c["bmi"] - 24, "fn_c": c["tscore_femoral_neck"] + 1.7, **c}
+        ctx = {
+            "age_c": c["age_years"] - 65,
+            "male": c["male"],
+            "female": c["female"],
+            "bmi_c": c["bmi"] - 24,
+            "fn_c": c["tscore_femoral_neck"] + 1.7,
+            **c,
+        }
         for cond in _CONDITION_ORDER:
             slope = sum(b * ctx[k] for k, b in _LOGIT_SLOPES[cond].items())
             a = intercepts[cond]
@@ -350,15 +431,15 @@ def _calibrate_uncached(spec: CohortSpec) -> dict:
     age_c = c["age_years"] - 65.0
     if spec.r2_target is not None:
         va, vz, cov = age_c.var(), z.var(), np.cov(age_c, z)[0, 1]
-        target = spec.r2_target * spec.pad_sd ** 2
-        disc = cov ** 2 - va * (vz - target)
+        target = spec.r2_target * spec.pad_sd**2
+        disc = cov**2 - va * (vz - target)
         if disc < 0:
             raise ValueError("r2_target too small for the planted PAD effects")
         alpha = float((-cov - np.sqrt(disc)) / va)  # the negative root: regression to the mean
     else:
         alpha = float(spec.pad_age_slope)
     lp_pad = alpha * age_c + z
-    noise_sd = float(np.sqrt(max(spec.pad_sd ** 2 - lp_pad.var(), 1e-6)))
+    noise_sd = float(np.sqrt(max(spec.pad_sd**2 - lp_pad.var(), 1e-6)))
     intercept = float(spec.pad_mean - lp_pad.mean())
     eps = rng.normal(0, noise_sd, n)
     spine, pad = _spine_age(c, lp_pad + intercept + eps)
@@ -406,23 +487,38 @@ def _calibrate_uncached(spec: CohortSpec) -> dict:
     resid = pad - x @ coef
     r2_pop = float(1.0 - resid.var() / pad.var())
     return {
-        "intercepts": intercepts, "alpha": alpha, "noise_sd": noise_sd, "pad_intercept": intercept,
-        "pad_sd_population": pad_sd_pop, "pad_mean_population": float(pad.mean()),
-        "r2_population": r2_pop, "beta_pad_fracture": beta_pad_frac, "beta_pad_death": beta_pad_death,
-        "lam_fracture": lam_frac, "lam_death": lam_death, "beta_pad_site": beta_pad_site,
+        "intercepts": intercepts,
+        "alpha": alpha,
+        "noise_sd": noise_sd,
+        "pad_intercept": intercept,
+        "pad_sd_population": pad_sd_pop,
+        "pad_mean_population": float(pad.mean()),
+        "r2_population": r2_pop,
+        "beta_pad_fracture": beta_pad_frac,
+        "beta_pad_death": beta_pad_death,
+        "lam_fracture": lam_frac,
+        "lam_death": lam_death,
+        "beta_pad_site": beta_pad_site,
         "any_fracture_least_false": any_least_false,
         "fn_sd_population": float(c["tscore_femoral_neck"].std(ddof=1)),
         "age_pad_coef_population": float(coef[1]),
-        "moments": {"var_pad": float(pad.var(ddof=1)), "var_age": float(c["age_years"].var(ddof=1)),
-                    "cov_pad_age": float(np.cov(pad, c["age_years"])[0, 1])},
+        "moments": {
+            "var_pad": float(pad.var(ddof=1)),
+            "var_age": float(c["age_years"].var(ddof=1)),
+            "cov_pad_age": float(np.cov(pad, c["age_years"])[0, 1]),
+        },
     }
 
 
 # ----------------------------------------------------------------------------- one cohort
 def _simulate_latent(rng, n, spec, cal):
     c = _draw_covariates(rng, n, spec, cal["intercepts"])
-    pad_latent = cal["alpha"] * (c["age_years"] - 65.0) + _pad_z(c, spec) + cal["pad_intercept"] \
+    pad_latent = (
+        cal["alpha"] * (c["age_years"] - 65.0)
+        + _pad_z(c, spec)
+        + cal["pad_intercept"]
         + rng.normal(0, cal["noise_sd"], n)
+    )
     spine, pad = _spine_age(c, pad_latent)
     return c, spine, pad
 
@@ -440,8 +536,10 @@ def _outcomes(rng, c, pad, spec, cal):
     else:
         lp0 = _lp(c, spec.fracture_beta, pad, 0.0)
         lp_site = {s: lp0 + cal["beta_pad_site"][s] * pad for s in FRACTURE_SITES}
-    site_t = {s: _weibull_times(rng, cal["lam_fracture"] * spec.site_share[s], spec.fracture_shape, lp_site[s])
-              for s in FRACTURE_SITES}
+    site_t = {
+        s: _weibull_times(rng, cal["lam_fracture"] * spec.site_share[s], spec.fracture_shape, lp_site[s])
+        for s in FRACTURE_SITES
+    }
     end = np.minimum(cens, t_death)  # death is a competing event: it ends fracture follow-up
     out = {}
     raw = {
@@ -476,14 +574,17 @@ def _split(rng, n):
     n_train, n_val = int(round(0.6 * n)), int(round(0.2 * n))
     split = np.empty(n, dtype=object)
     split[order[:n_train]] = "train"
-    split[order[n_train:n_train + n_val]] = "val"
-    split[order[n_train + n_val:]] = "test"
+    split[order[n_train : n_train + n_val]] = "val"
+    split[order[n_train + n_val :]] = "test"
     return split
 
 
 def _dxa_mar_terms(c, out):
-    return {"age_per_10_years": (c["age_years"] - 65.0) / 10.0, "male": c["male"].astype(float),
-            "fracture_any": out["fracture_any"].astype(float)}
+    return {
+        "age_per_10_years": (c["age_years"] - 65.0) / 10.0,
+        "male": c["male"].astype(float),
+        "fracture_any": out["fracture_any"].astype(float),
+    }
 
 
 def _dxa_mar_intercept(c, out, spec) -> float:
@@ -503,8 +604,9 @@ def _dxa_mar_intercept(c, out, spec) -> float:
 def _dxa_missing_probability(c, out, spec):
     """P(DXA missing) per row: the constant ``dxa_missing`` (MCAR) or the MAR logistic model."""
     if spec.dxa_missing_mechanism not in MISSING_MECHANISMS:
-        raise UserError(f"dxa_missing_mechanism must be one of {', '.join(MISSING_MECHANISMS)}, "
-                        f"got {spec.dxa_missing_mechanism!r}")
+        raise UserError(
+            f"dxa_missing_mechanism must be one of {', '.join(MISSING_MECHANISMS)}, got {spec.dxa_missing_mechanism!r}"
+        )
     if spec.dxa_missing_mechanism == "mcar" or spec.dxa_missing <= 0.0:
         return spec.dxa_missing
     unknown = set(spec.dxa_mar_log_odds) - {"age_per_10_years", "male", "fracture_any"}
@@ -518,34 +620,43 @@ def _dxa_missing_probability(c, out, spec):
 def _missing_truth(c, out, spec) -> dict:
     t = {"dxa_share": spec.dxa_missing, "labs_share": spec.lab_missing, "mechanism": "completely at random"}
     if spec.dxa_missing_mechanism == "mar" and spec.dxa_missing > 0.0:
-        t["mechanism"] = ("DXA (T-scores, osteoporosis) missing at random given observed age, sex and the "
-                          "any-fracture outcome; labs completely at random")
+        t["mechanism"] = (
+            "DXA (T-scores, osteoporosis) missing at random given observed age, sex and the "
+            "any-fracture outcome; labs completely at random"
+        )
         t["dxa_mar"] = {
             "model": "logit P(DXA missing) = intercept + sum(log_odds[k] * term_k)",
-            "terms": {"age_per_10_years": "(age_years - 65) / 10", "male": "1 if sex == 'M'",
-                      "fracture_any": "fracture_any (0/1), the observed outcome"},
+            "terms": {
+                "age_per_10_years": "(age_years - 65) / 10",
+                "male": "1 if sex == 'M'",
+                "fracture_any": "fracture_any (0/1), the observed outcome",
+            },
             "log_odds": {k: float(v) for k, v in spec.dxa_mar_log_odds.items()},
             "intercept": _dxa_mar_intercept(c, out, spec),
             "intercept_rule": "solved so that the cohort's expected DXA-missing share equals dxa_share",
             "consequence": "complete-case Cox models that drop participants without DXA are biased; "
-                           "multiple imputation with the outcome in the imputation model is not",
+            "multiple imputation with the outcome in the imputation model is not",
         }
     return t
 
 
 def _frame(c, spine, pad, out, spec, rng, corrected=None, split=None):
     n = spine.shape[0]
-    df = pd.DataFrame({
-        "participant_id": [f"{spec.prefix}{i + 1:06d}" for i in range(n)],
-        "cohort": spec.name,
-        "split": split if split is not None else pd.Series([None] * n, dtype=object),
-        "modality": spec.modality,
-        "age_years": c["age_years"],
-        "sex": np.where(c["female"] == 1, "F", "M"),
-        "spine_age_years": spine,
-        "spine_age_corrected_years": corrected if corrected is not None else np.nan,
-        "height_cm": c["height_cm"], "weight_kg": c["weight_kg"], "bmi": c["bmi"],
-    })
+    df = pd.DataFrame(
+        {
+            "participant_id": [f"{spec.prefix}{i + 1:06d}" for i in range(n)],
+            "cohort": spec.name,
+            "split": split if split is not None else pd.Series([None] * n, dtype=object),
+            "modality": spec.modality,
+            "age_years": c["age_years"],
+            "sex": np.where(c["female"] == 1, "F", "M"),
+            "spine_age_years": spine,
+            "spine_age_corrected_years": corrected if corrected is not None else np.nan,
+            "height_cm": c["height_cm"],
+            "weight_kg": c["weight_kg"],
+            "bmi": c["bmi"],
+        }
+    )
     for k in ("diabetes", "prior_fracture", "prevalent_vf", "prosthesis", "glucocorticoid", "rheumatoid_arthritis"):
         df[k] = c[k].astype(np.int64)
     dxa_miss = rng.random(n) < _dxa_missing_probability(c, out, spec)  # one uniform per row either way
@@ -562,8 +673,13 @@ def _frame(c, spine, pad, out, spec, rng, corrected=None, split=None):
         df[k] = out[k]
     for k in ("fracture_any", "fracture_vertebral", "fracture_nonvertebral", "fracture_hip", "death"):
         df[k + "_years"] = out[k + "_years"]
-    args = dict(female=c["female"], bmi=c["bmi"], prior_fracture=c["prior_fracture"],
-                glucocorticoid=c["glucocorticoid"], rheumatoid_arthritis=c["rheumatoid_arthritis"])
+    args = dict(
+        female=c["female"],
+        bmi=c["bmi"],
+        prior_fracture=c["prior_fracture"],
+        glucocorticoid=c["glucocorticoid"],
+        rheumatoid_arthritis=c["rheumatoid_arthritis"],
+    )
     df["frax_mof_pct"], df["frax_hip_pct"] = frax_surrogate(c["age_years"], **args)
     spine_for_frax = corrected if corrected is not None else spine
     df["frax_mof_spine_pct"], df["frax_hip_spine_pct"] = frax_surrogate(spine_for_frax, **args)
@@ -591,9 +707,10 @@ def _outcome_truth(spec, cal, kind, corrected_sd=None, outcome=None):
             exact = {
                 "exact_ph": False,
                 "rule": "vertebral and non-vertebral PAD effects differ, so the hazard of the first fracture is "
-                        "their sum and not exactly PH; the coefficients are the large-sample Cox fit on the "
-                        "generating covariates in the reference draw (the least-false values)",
-                "pad_log_hr_per_year_se": lf["se_pad"], "n_reference": lf["n_reference"],
+                "their sum and not exactly PH; the coefficients are the large-sample Cox fit on the "
+                "generating covariates in the reference draw (the least-false values)",
+                "pad_log_hr_per_year_se": lf["se_pad"],
+                "n_reference": lf["n_reference"],
                 "events_reference": lf["events_reference"],
             }
     t = {
@@ -605,16 +722,20 @@ def _outcome_truth(spec, cal, kind, corrected_sd=None, outcome=None):
         "covariate_notes": {
             "female": "1 if sex == 'F' else 0",
             "pad_years": "spine_age_years - age_years (uncorrected); the per-year coefficient is the same for "
-                         "the Beheshti-corrected PAD because age_years is a generating covariate",
-            "tscore_femoral_neck": ("per T-score unit (missing completely at random where DXA is missing: "
-                                    "fit complete cases)"
-                                    if spec.dxa_missing_mechanism != "mar" else
-                                    "per T-score unit (missing at random given age, sex and fracture outcome where "
-                                    "DXA is missing, see missing.dxa_mar: complete cases are biased)"),
+            "the Beheshti-corrected PAD because age_years is a generating covariate",
+            "tscore_femoral_neck": (
+                "per T-score unit (missing completely at random where DXA is missing: fit complete cases)"
+                if spec.dxa_missing_mechanism != "mar"
+                else "per T-score unit (missing at random given age, sex and fracture outcome where "
+                "DXA is missing, see missing.dxa_mar: complete cases are biased)"
+            ),
         },
-        "baseline": {"family": "weibull", "shape": spec.fracture_shape if kind == "fracture" else spec.death_shape,
-                     "rate": cal["lam_fracture"] if kind == "fracture" else cal["lam_death"],
-                     "hazard": "rate * shape * t**(shape-1) * exp(sum(coef * x))"},
+        "baseline": {
+            "family": "weibull",
+            "shape": spec.fracture_shape if kind == "fracture" else spec.death_shape,
+            "rate": cal["lam_fracture"] if kind == "fracture" else cal["lam_death"],
+            "hazard": "rate * shape * t**(shape-1) * exp(sum(coef * x))",
+        },
     }
     if exact is not None:
         t["least_false"] = exact
@@ -638,10 +759,15 @@ def simulate_cohort(spec: CohortSpec, n: int, rng: np.random.Generator) -> tuple
     if spec.make_split:
         split = _split(rng, n)
     if spec.bias_correct:
-        a, b, n_oof = _beheshti_fit(np.random.default_rng(rng.integers(2 ** 63)), spec, cal)
+        a, b, n_oof = _beheshti_fit(np.random.default_rng(rng.integers(2**63)), spec, cal)
         corrected = spine - (a * c["age_years"] + b)
-        beheshti = {"alpha": a, "beta": b, "n_out_of_fold": n_oof, "method": "beheshti",
-                    "fitted_on": "simulated out-of-fold set (ages >= 40, same generator), not this cohort"}
+        beheshti = {
+            "alpha": a,
+            "beta": b,
+            "n_out_of_fold": n_oof,
+            "method": "beheshti",
+            "fitted_on": "simulated out-of-fold set (ages >= 40, same generator), not this cohort",
+        }
         # Population SD of corrected PAD (= PAD - a*age - b) from the reference moments.
         m = cal["moments"]
         corrected_sd = float(np.sqrt(m["var_pad"] - 2 * a * m["cov_pad_age"] + a * a * m["var_age"]))
@@ -652,13 +778,17 @@ def simulate_cohort(spec: CohortSpec, n: int, rng: np.random.Generator) -> tuple
         "age_min_years": spec.age_min,
         "pad_model": {
             "formula": "PAD = alpha*(age-65) + sum(effect*term) + intercept + N(0, noise_sd^2); "
-                       "spine_age = clip(age + PAD, 40, 100); pad_years = spine_age - age",
+            "spine_age = clip(age + PAD, 40, 100); pad_years = spine_age - age",
             "alpha_age_per_year": cal["alpha"],
             "effects_years": dict(spec.pad_effects),
-            "effect_units": {"male": "male vs female", "height_dec5_cm": "per 5 cm height decrement (-height/5)",
-                             "diabetes": "0/1", "prevalent_vf": "0/1",
-                             "fn_tscore_dec_unit": "per 1 T-score unit decrement (femoral neck)",
-                             "prosthesis": "0/1"},
+            "effect_units": {
+                "male": "male vs female",
+                "height_dec5_cm": "per 5 cm height decrement (-height/5)",
+                "diabetes": "0/1",
+                "prevalent_vf": "0/1",
+                "fn_tscore_dec_unit": "per 1 T-score unit decrement (femoral neck)",
+                "prosthesis": "0/1",
+            },
             "fn_effect_per_sd_decrement": spec.pad_effects["fn_tscore_dec_unit"] * cal["fn_sd_population"],
             "intercept": cal["pad_intercept"],
             "noise_sd": cal["noise_sd"],
@@ -669,24 +799,40 @@ def simulate_cohort(spec: CohortSpec, n: int, rng: np.random.Generator) -> tuple
             "r2_regression": "OLS of pad_years on age, sex, -height/5, diabetes, prevalent VF, FN T-score, prosthesis",
         },
         "outcomes": {
-            **{o: _outcome_truth(spec, cal, "fracture", corrected_sd, o)
-               for o in ("fracture_any", "fracture_vertebral", "fracture_nonvertebral", "fracture_hip")},
+            **{
+                o: _outcome_truth(spec, cal, "fracture", corrected_sd, o)
+                for o in ("fracture_any", "fracture_vertebral", "fracture_nonvertebral", "fracture_hip")
+            },
             "death": _outcome_truth(spec, cal, "death", corrected_sd),
         },
-        "fracture_sites": {"baseline_share": dict(spec.site_share),
-                           "hr_per_sd_pad": (dict(spec.site_hr_per_sd_pad) if spec.site_hr_per_sd_pad is not None
-                                             else {"all sites": spec.fracture_hr_per_sd_pad}),
-                           "hr_rule": ("site HRs carry the published model-1 vertebral/non-vertebral contrast around "
-                                       "the planted any-fracture HR (published_site_hrs)"
-                                       if spec.site_hr_per_sd_pad is not None else "one HR for every site"),
-                           "rule": "vertebral, hip and other non-vertebral are independent Weibull PH times sharing "
-                                   "the covariate coefficients, with the site's PAD coefficient (hip and other "
-                                   "non-vertebral share the non-vertebral one); nonvertebral = min(hip, other); "
-                                   "any = min(vertebral, nonvertebral); death censors fractures (competing event)"},
-        "targets": {"fracture_any_share": spec.fracture_share, "death_share": spec.death_share,
-                    "female_share": spec.female_share, "prevalence": dict(spec.prevalence)},
-        "follow_up": {"administrative_uniform_years": list(spec.admin_years),
-                      "loss_to_follow_up_rate_per_year": spec.ltfu_rate},
+        "fracture_sites": {
+            "baseline_share": dict(spec.site_share),
+            "hr_per_sd_pad": (
+                dict(spec.site_hr_per_sd_pad)
+                if spec.site_hr_per_sd_pad is not None
+                else {"all sites": spec.fracture_hr_per_sd_pad}
+            ),
+            "hr_rule": (
+                "site HRs carry the published model-1 vertebral/non-vertebral contrast around "
+                "the planted any-fracture HR (published_site_hrs)"
+                if spec.site_hr_per_sd_pad is not None
+                else "one HR for every site"
+            ),
+            "rule": "vertebral, hip and other non-vertebral are independent Weibull PH times sharing "
+            "the covariate coefficients, with the site's PAD coefficient (hip and other "
+            "non-vertebral share the non-vertebral one); nonvertebral = min(hip, other); "
+            "any = min(vertebral, nonvertebral); death censors fractures (competing event)",
+        },
+        "targets": {
+            "fracture_any_share": spec.fracture_share,
+            "death_share": spec.death_share,
+            "female_share": spec.female_share,
+            "prevalence": dict(spec.prevalence),
+        },
+        "follow_up": {
+            "administrative_uniform_years": list(spec.admin_years),
+            "loss_to_follow_up_rate_per_year": spec.ltfu_rate,
+        },
         "missing": _missing_truth(c, out, spec),
         "condition_logistic": {"intercepts": cal["intercepts"], "slopes": _LOGIT_SLOPES},
     }
@@ -695,8 +841,14 @@ def simulate_cohort(spec: CohortSpec, n: int, rng: np.random.Generator) -> tuple
     return df, truth
 
 
-def simulate_study(seed: int = 2025, n_derivation: int = 10341, n_external: int = 3508, *,
-                   derivation_spec: CohortSpec = DERIVATION, external_spec: CohortSpec = EXTERNAL) -> SimulatedStudy:
+def simulate_study(
+    seed: int = 2025,
+    n_derivation: int = 10341,
+    n_external: int = 3508,
+    *,
+    derivation_spec: CohortSpec = DERIVATION,
+    external_spec: CohortSpec = EXTERNAL,
+) -> SimulatedStudy:
     """Simulate both cohorts. Deterministic for ``seed`` (each cohort has its own child stream).
 
     Returns a :class:`SimulatedStudy` with ``.derivation``, ``.external`` (cohort-schema DataFrames)

@@ -30,12 +30,62 @@ EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
 RLE_LOSSLESS = "1.2.840.10008.1.2.5"
 JPEG2000_LOSSLESS = "1.2.840.10008.1.2.4.90"
 
-SURNAMES = ("KIM", "LEE", "PARK", "CHOI", "JUNG", "KANG", "CHO", "YOON", "JANG", "LIM", "HAN", "OH",
-            "SEO", "SHIN", "KWON", "HWANG", "AHN", "SONG", "YOO", "HONG")
-GIVEN_F = ("MINJI", "SEOYEON", "JIYOUNG", "EUNJI", "SOOJIN", "HYEJIN", "YOUNGHEE", "MIKYUNG", "JUNGSOOK",
-           "OKJA", "SUNHEE", "KYUNGJA", "MYUNGSOOK", "JIHYE", "HAEUN")
-GIVEN_M = ("MINJUN", "SEOJUN", "JIHOON", "HYUNWOO", "YOUNGSOO", "SANGHOON", "DONGHYUN", "JAEHO",
-           "SUNGMIN", "KWANGSOO", "BYUNGCHUL", "CHULSOO", "YOUNGHO", "JUNHO", "TAEYANG")
+SURNAMES = (
+    "KIM",
+    "LEE",
+    "PARK",
+    "CHOI",
+    "JUNG",
+    "KANG",
+    "CHO",
+    "YOON",
+    "JANG",
+    "LIM",
+    "HAN",
+    "OH",
+    "SEO",
+    "SHIN",
+    "KWON",
+    "HWANG",
+    "AHN",
+    "SONG",
+    "YOO",
+    "HONG",
+)
+GIVEN_F = (
+    "MINJI",
+    "SEOYEON",
+    "JIYOUNG",
+    "EUNJI",
+    "SOOJIN",
+    "HYEJIN",
+    "YOUNGHEE",
+    "MIKYUNG",
+    "JUNGSOOK",
+    "OKJA",
+    "SUNHEE",
+    "KYUNGJA",
+    "MYUNGSOOK",
+    "JIHYE",
+    "HAEUN",
+)
+GIVEN_M = (
+    "MINJUN",
+    "SEOJUN",
+    "JIHOON",
+    "HYUNWOO",
+    "YOUNGSOO",
+    "SANGHOON",
+    "DONGHYUN",
+    "JAEHO",
+    "SUNGMIN",
+    "KWANGSOO",
+    "BYUNGCHUL",
+    "CHULSOO",
+    "YOUNGHO",
+    "JUNHO",
+    "TAEYANG",
+)
 
 _UID_ROOT = "2.25."  # UUID-derived UIDs (PS3.5 B.2) need no registered root
 
@@ -44,7 +94,7 @@ def fake_identity(rng: np.random.Generator, sex: str = "F") -> tuple[str, str]:
     """A fake but realistic ``(patient_name, patient_id)``, e.g. ``("KIM^MINJI", "H00012345")``."""
     given = GIVEN_F if sex == "F" else GIVEN_M
     name = f"{SURNAMES[rng.integers(len(SURNAMES))]}^{given[rng.integers(len(given))]}"
-    return name, f"H{int(rng.integers(10 ** 7, 10 ** 8)):08d}"
+    return name, f"H{int(rng.integers(10**7, 10**8)):08d}"
 
 
 def make_uid(rng: np.random.Generator | None = None) -> str:
@@ -70,14 +120,29 @@ def jpeg2000_available() -> bool:
     return _j2k_checked
 
 
-def write_dicom(pixels, target, *, modality: str = "radiograph", photometric: str = "MONOCHROME2",
-                compression: str | None = None, patient_name: str = "KIM^MINJI", patient_id: str = "H00012345",
-                study_date: str = "20240102", manufacturer: str = "SYNTHETIC PHANTOM CO",
-                view_position: str = "LL", body_part: str = "LSPINE", bits_stored: int = 12,
-                sop_instance_uid: str | None = None, rescale_slope: float = 1.0,
-                rescale_intercept: float = 0.0, dicom_modality: str | None = None,
-                patient_sex: str | None = None, patient_birth_date: str | None = None,
-                pixel_spacing_mm: float | None = None, rng: np.random.Generator | None = None) -> None:
+def write_dicom(
+    pixels,
+    target,
+    *,
+    modality: str = "radiograph",
+    photometric: str = "MONOCHROME2",
+    compression: str | None = None,
+    patient_name: str = "KIM^MINJI",
+    patient_id: str = "H00012345",
+    study_date: str = "20240102",
+    manufacturer: str = "SYNTHETIC PHANTOM CO",
+    view_position: str = "LL",
+    body_part: str = "LSPINE",
+    bits_stored: int = 12,
+    sop_instance_uid: str | None = None,
+    rescale_slope: float = 1.0,
+    rescale_intercept: float = 0.0,
+    dicom_modality: str | None = None,
+    patient_sex: str | None = None,
+    patient_birth_date: str | None = None,
+    pixel_spacing_mm: float | None = None,
+    rng: np.random.Generator | None = None,
+) -> None:
     """Write ``pixels`` (2-D, MONOCHROME2 convention, unsigned, < 2**bits_stored) as one DICOM file.
 
     ``target`` is a path or a binary file object (e.g. ``io.BytesIO``). ``compression``: ``None``
@@ -101,7 +166,7 @@ def write_dicom(pixels, target, *, modality: str = "radiograph", photometric: st
     if not 8 <= int(bits_stored) <= 16:
         raise UserError(f"bits_stored must lie in 8..16, got {bits_stored}")
     bits_stored = int(bits_stored)
-    top = 2 ** bits_stored - 1
+    top = 2**bits_stored - 1
     if arr.dtype.kind not in "iu" or (arr.size and (int(arr.min()) < 0 or int(arr.max()) > top)):
         raise UserError(f"pixels must be unsigned integers in 0..{top} for bits_stored={bits_stored}")
     arr = arr.astype(np.uint16 if bits_stored > 8 else np.uint8)
@@ -189,8 +254,12 @@ def write_dicom(pixels, target, *, modality: str = "radiograph", photometric: st
                 warnings.simplefilter("ignore")
                 ds.compress(JPEG2000_LOSSLESS, arr, encoding_plugin="pylibjpeg", generate_instance_uid=False)
         except RuntimeError as exc:  # openjpeg refuses images smaller than its 6 wavelet levels need
-            log.info("JPEG 2000 encoding failed for a %dx%d image (%s); using RLE lossless instead",
-                     arr.shape[0], arr.shape[1], exc)
+            log.info(
+                "JPEG 2000 encoding failed for a %dx%d image (%s); using RLE lossless instead",
+                arr.shape[0],
+                arr.shape[1],
+                exc,
+            )
             compression = "rle"
     if compression == "rle":
         ds.compress(RLE_LOSSLESS, arr, generate_instance_uid=False)

@@ -40,8 +40,9 @@ def _expit(x):
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def frax_surrogate(age, female, bmi, prior_fracture=None, glucocorticoid=None,
-                   rheumatoid_arthritis=None) -> tuple[np.ndarray, np.ndarray]:
+def frax_surrogate(
+    age, female, bmi, prior_fracture=None, glucocorticoid=None, rheumatoid_arthritis=None
+) -> tuple[np.ndarray, np.ndarray]:
     """Return ``(mof_pct, hip_pct)``, 10-year probabilities in percent, from the surrogate formula.
 
     ``age`` is clamped to 40..90 (spine age too, when it is passed in place of age).
@@ -63,8 +64,15 @@ def frax_surrogate(age, female, bmi, prior_fracture=None, glucocorticoid=None,
 
 def describe() -> dict:
     """The formula's coefficients, for truth.json and the README."""
-    names = ["intercept", "age_per_year_from_65", "female", "bmi_per_unit_from_24",
-             "prior_fracture", "glucocorticoid", "rheumatoid_arthritis"]
+    names = [
+        "intercept",
+        "age_per_year_from_65",
+        "female",
+        "bmi_per_unit_from_24",
+        "prior_fracture",
+        "glucocorticoid",
+        "rheumatoid_arthritis",
+    ]
     return {
         "name": NAME,
         "link": "logistic; probability in percent = 100 * expit(linear predictor)",

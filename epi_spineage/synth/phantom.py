@@ -37,8 +37,17 @@ FULL_SHAPE = {"radiograph": (2400, 1600), "vfa": (1000, 400)}
 DEFAULT_SCALE = 0.25
 GENANT_HEIGHT_LOSS = {1: (0.20, 0.25), 2: (0.25, 0.40), 3: (0.40, 0.55)}
 FRACTURE_KINDS = ("wedge", "biconcave", "crush")
-_CONDITIONS = ("sex", "bmd_tscore", "fractures", "prosthesis", "osteophyte_rate", "aortic_plaques",
-               "bits_stored", "disc_height", "soft_tissue")
+_CONDITIONS = (
+    "sex",
+    "bmd_tscore",
+    "fractures",
+    "prosthesis",
+    "osteophyte_rate",
+    "aortic_plaques",
+    "bits_stored",
+    "disc_height",
+    "soft_tissue",
+)
 
 
 def _t(age: float) -> float:
@@ -68,20 +77,27 @@ def _draw_conditions(age: float, rng: np.random.Generator, style: str, given: di
     lam = max(0.0, 7.0 * t * t + rng.normal(0, 0.5))
     c["aortic_plaques"] = int(given.get("aortic_plaques", rng.poisson(lam)))
     if "fractures" in given:
-        fr = [dict(zip(("level", "kind", "grade"), f)) if not isinstance(f, dict) else dict(f)
-              for f in given["fractures"]]
+        fr = [
+            dict(zip(("level", "kind", "grade"), f)) if not isinstance(f, dict) else dict(f) for f in given["fractures"]
+        ]
     else:
         fr = []
         if rng.random() < np.clip(0.03 + 0.22 * t, 0, 0.5):
             k = 1 + int(rng.random() < 0.3)
             lo = len(levels) // 3 if style == "vfa" else 0
             for lev in rng.choice(np.arange(lo, len(levels)), size=k, replace=False):
-                fr.append({"level": levels[int(lev)], "kind": FRACTURE_KINDS[int(rng.integers(3))],
-                           "grade": int(rng.choice([1, 2, 3], p=[0.5, 0.3, 0.2]))})
+                fr.append(
+                    {
+                        "level": levels[int(lev)],
+                        "kind": FRACTURE_KINDS[int(rng.integers(3))],
+                        "grade": int(rng.choice([1, 2, 3], p=[0.5, 0.3, 0.2])),
+                    }
+                )
     for f in fr:
         if f["level"] not in levels:
-            raise UserError(f"fracture level {f['level']!r} is not drawn in a {style} phantom "
-                            f"({levels[0]}-{levels[-1]})")
+            raise UserError(
+                f"fracture level {f['level']!r} is not drawn in a {style} phantom ({levels[0]}-{levels[-1]})"
+            )
         if f["kind"] not in FRACTURE_KINDS or int(f["grade"]) not in (1, 2, 3):
             raise UserError(f"fracture needs kind in {FRACTURE_KINDS} and Genant grade 1-3, got {f}")
     c["fractures"] = fr
@@ -187,16 +203,34 @@ def _layout(style, h, w, c, rng, s):
         angle = -math.cos(math.pi * tpos + phase) * 0.25 * (curv / w) * 4 + rng.normal(0, 0.03)
         hmax = max(h_ant, h_post)
         cy = y + hmax / 2
-        out.append({"level": lev, "index": i + 1, "cx": cx, "cy": cy, "angle": angle, "half_width": hw,
-                    "h_ant": h_ant, "h_post": h_post, "mid_loss": mid_loss, "dens_factor": dens,
-                    "concavity": c["concavity"] * rng.uniform(0.6, 1.4)})
+        out.append(
+            {
+                "level": lev,
+                "index": i + 1,
+                "cx": cx,
+                "cy": cy,
+                "angle": angle,
+                "half_width": hw,
+                "h_ant": h_ant,
+                "h_post": h_post,
+                "mid_loss": mid_loss,
+                "dens_factor": dens,
+                "concavity": c["concavity"] * rng.uniform(0.6, 1.4),
+            }
+        )
         y = cy + hmax / 2 + disc * rng.uniform(0.8, 1.2) * (0.7 if style == "vfa" and i < 6 else 1.0)
     return out
 
 
-def render_phantom_with_truth(spine_age: float, *, style: str = "radiograph", seed: int | None = None,
-                              rng: np.random.Generator | None = None, scale: float = 1.0,
-                              **conditions) -> tuple[np.ndarray, dict]:
+def render_phantom_with_truth(
+    spine_age: float,
+    *,
+    style: str = "radiograph",
+    seed: int | None = None,
+    rng: np.random.Generator | None = None,
+    scale: float = 1.0,
+    **conditions,
+) -> tuple[np.ndarray, dict]:
     """Like :func:`render_phantom`, also returning a dict of what was drawn (the truth)."""
     import cv2
 
@@ -251,19 +285,34 @@ def render_phantom_with_truth(spine_age: float, *, style: str = "radiograph", se
         for off, ry, rx, val in ((1.25, 0.28, 0.30, 0.55), (1.95, 0.20, 0.45, 0.45)):
             px_ = v["cx"] + off * hw * ca
             py_ = v["cy"] + off * hw * sa + (0.15 * (off - 1.0)) * v["h_post"]
-            _ellipse(img, px_, py_, rx * hw, ry * v["h_post"], v["angle"] + 0.35 * (off > 1.5),
-                     val * density, soft=px)
+            _ellipse(img, px_, py_, rx * hw, ry * v["h_post"], v["angle"] + 0.35 * (off > 1.5), val * density, soft=px)
     # Sacrum/pelvis (radiograph) or ribs (vfa): distracting overlaps that do not carry age.
     if style == "radiograph":
         last = verts[-1]
-        _ellipse(img, last["cx"] + 0.2 * last["half_width"], last["cy"] + 1.6 * last["h_post"],
-                 1.3 * last["half_width"], 0.9 * last["h_post"], 0.5, 0.45 * density, soft=px)
+        _ellipse(
+            img,
+            last["cx"] + 0.2 * last["half_width"],
+            last["cy"] + 1.6 * last["h_post"],
+            1.3 * last["half_width"],
+            0.9 * last["h_post"],
+            0.5,
+            0.45 * density,
+            soft=px,
+        )
         _ellipse(img, w * 0.55, h * 0.93, w * 0.42, h * 0.09, rng.normal(0, 0.1), 0.10, soft=8 * px)
     else:
         for v in verts[:-3]:
             for side in (-1, 1):
-                _ellipse(img, v["cx"] + side * 0.6 * v["half_width"], v["cy"] + 0.3 * v["h_post"],
-                         1.8 * v["half_width"], 0.12 * v["h_post"], 0.25 * side, 0.05, soft=2 * px)
+                _ellipse(
+                    img,
+                    v["cx"] + side * 0.6 * v["half_width"],
+                    v["cy"] + 0.3 * v["h_post"],
+                    1.8 * v["half_width"],
+                    0.12 * v["h_post"],
+                    0.25 * side,
+                    0.05,
+                    soft=2 * px,
+                )
 
     # Osteophytes: spurs at anterior (and sometimes posterior) endplate corners.
     n_ost = 0
@@ -277,8 +326,16 @@ def render_phantom_with_truth(spine_age: float, *, style: str = "radiograph", se
                     hh = (v["h_ant"] if sign_u < 0 else v["h_post"]) / 2
                     lu, lv = sign_u * (v["half_width"] + 0.25 * L), sign_v * (hh + 0.1 * L)
                     gx, gy = v["cx"] + lu * ca - lv * sa, v["cy"] + lu * sa + lv * ca
-                    _ellipse(img, gx, gy, 0.55 * L, 0.22 * L, v["angle"] + sign_u * sign_v * 0.7,
-                             0.35 + 0.4 * density, soft=px)
+                    _ellipse(
+                        img,
+                        gx,
+                        gy,
+                        0.55 * L,
+                        0.22 * L,
+                        v["angle"] + sign_u * sign_v * 0.7,
+                        0.35 + 0.4 * density,
+                        soft=px,
+                    )
 
     # Aortic calcification: short bright plaques along the aortic walls anterior to L1-L4.
     lumbar = [v for v in verts if v["level"].startswith("L")]
@@ -289,8 +346,16 @@ def render_phantom_with_truth(spine_age: float, *, style: str = "radiograph", se
             yy_ = rng.uniform(y_top, y_bot)
             xw = float(np.interp(yy_, [v["cy"] for v in lumbar], x_wall))
             xw -= rng.choice([0.0, 0.55]) * lumbar[0]["half_width"]
-            _ellipse(img, xw, yy_, max(px, 3 * s), rng.uniform(8, 30) * s, rng.normal(0, 0.15),
-                     rng.uniform(0.25, 0.5), soft=px)
+            _ellipse(
+                img,
+                xw,
+                yy_,
+                max(px, 3 * s),
+                rng.uniform(8, 30) * s,
+                rng.normal(0, 0.15),
+                rng.uniform(0.25, 0.5),
+                soft=px,
+            )
 
     # Prosthesis: pedicle screws through 2-4 adjacent levels and a posterior rod (metal: saturates).
     instrumented = []
@@ -299,15 +364,23 @@ def render_phantom_with_truth(spine_age: float, *, style: str = "radiograph", se
         start = int(rng.integers(max(1, len(verts) - k - 2), len(verts) - k + 1))
         instrumented = [verts[i]["level"] for i in range(start, start + k)]
         heads = []
-        for v in verts[start:start + k]:
+        for v in verts[start : start + k]:
             ca, sa = math.cos(v["angle"]), math.sin(v["angle"])
             hw = v["half_width"]
             mx, my = v["cx"] + 0.35 * hw * ca, v["cy"] + 0.35 * hw * sa
             _ellipse(img, mx, my, 1.05 * hw, max(0.07 * v["h_post"], px), v["angle"], 1.6, soft=px)
             heads.append((v["cx"] + 1.4 * hw * ca, v["cy"] + 1.4 * hw * sa))
         (x1, y1), (x2, y2) = heads[0], heads[-1]
-        _ellipse(img, (x1 + x2) / 2, (y1 + y2) / 2, max(2.5 * px, 6 * s), math.hypot(x2 - x1, y2 - y1) / 2 + 10 * s,
-                 math.atan2(x1 - x2, y2 - y1), 1.4, soft=px)
+        _ellipse(
+            img,
+            (x1 + x2) / 2,
+            (y1 + y2) / 2,
+            max(2.5 * px, 6 * s),
+            math.hypot(x2 - x1, y2 - y1) / 2 + 10 * s,
+            math.atan2(x1 - x2, y2 - y1),
+            1.4,
+            soft=px,
+        )
 
     # Acquisition: small rotation and scale, scatter, exposure and contrast, quantum noise, margins.
     ang = rng.normal(0, 2.0)
@@ -330,7 +403,7 @@ def render_phantom_with_truth(spine_age: float, *, style: str = "radiograph", se
         img += rng.normal(0, 0.035, img.shape).astype(np.float32)
         img += rng.normal(0, 0.012, (h, 1)).astype(np.float32)
     else:
-        img += (rng.normal(0, 1, img.shape).astype(np.float32) * (0.006 + 0.018 * np.sqrt(np.clip(img, 0, 1))))
+        img += rng.normal(0, 1, img.shape).astype(np.float32) * (0.006 + 0.018 * np.sqrt(np.clip(img, 0, 1)))
     img = np.clip(img, 0, 1)
     if style == "radiograph":
         # Collimation margins (unexposed: bright) and a lead marker.
@@ -338,29 +411,57 @@ def render_phantom_with_truth(spine_age: float, *, style: str = "radiograph", se
         ml, mr = (int(rng.uniform(0.01, 0.06) * w) for _ in range(2))
         edge = rng.uniform(0.85, 0.97)
         img[:mt, :] = edge
-        img[h - mb:, :] = edge
+        img[h - mb :, :] = edge
         img[:, :ml] = edge
-        img[:, w - mr:] = edge
+        img[:, w - mr :] = edge
         my, mx = int(0.08 * h), int(0.85 * w)
-        img[my:my + max(2, int(40 * s)), mx:mx + max(2, int(30 * s))] = 0.98
+        img[my : my + max(2, int(40 * s)), mx : mx + max(2, int(30 * s))] = 0.98
     top = 2 ** c["bits_stored"] - 1
     out = np.rint(img * top).astype(np.uint16)
     truth = {
-        "spine_age_years": age, "style": style, "shape": [h, w], **{k: c[k] for k in (
-            "sex", "bmd_tscore", "disc_height", "concavity", "texture", "osteophyte_rate", "aortic_plaques",
-            "prosthesis", "bits_stored", "soft_tissue")},
-        "bone_density": density, "n_osteophytes": n_ost, "fractures": c["fractures"],
+        "spine_age_years": age,
+        "style": style,
+        "shape": [h, w],
+        **{
+            k: c[k]
+            for k in (
+                "sex",
+                "bmd_tscore",
+                "disc_height",
+                "concavity",
+                "texture",
+                "osteophyte_rate",
+                "aortic_plaques",
+                "prosthesis",
+                "bits_stored",
+                "soft_tissue",
+            )
+        },
+        "bone_density": density,
+        "n_osteophytes": n_ost,
+        "fractures": c["fractures"],
         "n_fractures": len(c["fractures"]),
         "fracture_grade_max": max([int(f["grade"]) for f in c["fractures"]], default=0),
-        "instrumented_levels": instrumented, "levels": [v["level"] for v in verts],
-        "vertebra_mask": mask, "rotation_deg": float(ang), "zoom": float(zoom), "gain": float(gain),
+        "instrumented_levels": instrumented,
+        "levels": [v["level"] for v in verts],
+        "vertebra_mask": mask,
+        "rotation_deg": float(ang),
+        "zoom": float(zoom),
+        "gain": float(gain),
         "gamma": float(gamma),
     }
     return out, truth
 
 
-def render_phantom(spine_age: float, *, style: str = "radiograph", seed: int | None = None,
-                   rng: np.random.Generator | None = None, scale: float = 1.0, **conditions) -> np.ndarray:
+def render_phantom(
+    spine_age: float,
+    *,
+    style: str = "radiograph",
+    seed: int | None = None,
+    rng: np.random.Generator | None = None,
+    scale: float = 1.0,
+    **conditions,
+) -> np.ndarray:
     """One lateral spine phantom, 2-D ``uint16`` (MONOCHROME2; values < 2**bits_stored).
 
     ``style``: ``"radiograph"`` (2400 x 1600 at scale 1, 12/14/16 bit, collimation margins) or ``"vfa"``

@@ -57,8 +57,13 @@ from epi_spineage.schema import (
 )
 
 __all__ = [
-    "ColumnMapping", "load_mapping", "apply_mapping", "read_table", "validate_cohort",
-    "derive_variables", "DERIVED_COLUMNS",
+    "ColumnMapping",
+    "load_mapping",
+    "apply_mapping",
+    "read_table",
+    "validate_cohort",
+    "derive_variables",
+    "DERIVED_COLUMNS",
 ]
 
 log = logging.getLogger(__name__)
@@ -223,7 +228,8 @@ def read_table(path_or_df, *, mapping=None, table: str | None = None) -> pd.Data
     out = apply_mapping(df, m)
     if "participant_id" in out.columns:
         out["participant_id"] = out["participant_id"].map(
-            lambda v: None if v is None or (isinstance(v, float) and np.isnan(v)) else _code_text(v))
+            lambda v: None if v is None or (isinstance(v, float) and np.isnan(v)) else _code_text(v)
+        )
     return out
 
 
@@ -280,8 +286,10 @@ def validate_cohort(df: pd.DataFrame, *, raise_on_error: bool = True) -> list[st
     problems: list[str] = []
     missing = [c for c in REQUIRED_COHORT_COLUMNS if c not in df.columns]
     for c in missing:
-        problems.append(f"missing required column '{c}' ({COLUMNS_BY_NAME[c].description}); "
-                        "rename yours with [columns] in a mapping file")
+        problems.append(
+            f"missing required column '{c}' ({COLUMNS_BY_NAME[c].description}); "
+            "rename yours with [columns] in a mapping file"
+        )
     for c in REQUIRED_COHORT_COLUMNS:
         if c in df.columns:
             empty = df[c].isna().to_numpy()
@@ -293,8 +301,10 @@ def validate_cohort(df: pd.DataFrame, *, raise_on_error: bool = True) -> list[st
         ids = df["participant_id"].map(_code_text)
         dup = ids.duplicated(keep=False).to_numpy() & ids.notna().to_numpy()
         if dup.any():
-            problems.append(f"participant_id: {int(ids[dup].nunique())} id(s) appear more than once, "
-                            f"on {int(dup.sum())} rows {_rows(dup)}")
+            problems.append(
+                f"participant_id: {int(ids[dup].nunique())} id(s) appear more than once, "
+                f"on {int(dup.sum())} rows {_rows(dup)}"
+            )
     for col in COHORT_COLUMNS:
         if col.name not in df.columns or col.name == "participant_id":
             continue
@@ -304,39 +314,49 @@ def validate_cohort(df: pd.DataFrame, *, raise_on_error: bool = True) -> list[st
             num = pd.to_numeric(s, errors="coerce")
             bad = present & num.isna().to_numpy()
             if bad.any():
-                problems.append(f"{col.name}: {int(bad.sum())} value(s) not numeric: "
-                                f"{_codes(s[bad].tolist())} {_rows(bad)}")
+                problems.append(
+                    f"{col.name}: {int(bad.sum())} value(s) not numeric: {_codes(s[bad].tolist())} {_rows(bad)}"
+                )
             v = num.to_numpy(dtype=float)
             if col.name.endswith("_years") and col.name in {t for _, t in OUTCOMES.values()}:
                 nonpos = v <= 0
                 if nonpos.any():
-                    problems.append(f"{col.name}: {int(nonpos.sum())} row(s) with zero or negative "
-                                    f"follow-up {_rows(nonpos)}")
+                    problems.append(
+                        f"{col.name}: {int(nonpos.sum())} row(s) with zero or negative follow-up {_rows(nonpos)}"
+                    )
                 over = v > col.valid_range[1] if col.valid_range else np.zeros_like(nonpos)
                 if over.any():
-                    problems.append(f"{col.name}: {int(over.sum())} follow-up time(s) above "
-                                    f"{col.valid_range[1]:g} years {_rows(over)}")
+                    problems.append(
+                        f"{col.name}: {int(over.sum())} follow-up time(s) above "
+                        f"{col.valid_range[1]:g} years {_rows(over)}"
+                    )
             elif col.valid_range is not None:
                 lo, hi = col.valid_range
                 out = (v < lo) | (v > hi)
                 if out.any():
-                    problems.append(f"{col.name}: {int(out.sum())} value(s) out of range {lo:g} to {hi:g} "
-                                    f"({col.description}) {_rows(out)}")
+                    problems.append(
+                        f"{col.name}: {int(out.sum())} value(s) out of range {lo:g} to {hi:g} "
+                        f"({col.description}) {_rows(out)}"
+                    )
         elif col.kind == "binary":
             num = pd.to_numeric(s, errors="coerce")
             bad = present & ~num.isin([0, 1]).to_numpy()
             if bad.any():
-                problems.append(f"{col.name}: {int(bad.sum())} value(s) not 0/1: {_codes(s[bad].tolist())} "
-                                f"{_rows(bad)}; recode with [values.{col.name}] or [binary_values]")
+                problems.append(
+                    f"{col.name}: {int(bad.sum())} value(s) not 0/1: {_codes(s[bad].tolist())} "
+                    f"{_rows(bad)}; recode with [values.{col.name}] or [binary_values]"
+                )
         elif col.allowed is not None:
             text = s.map(_code_text)
             # an empty string counts as missing (reported above for required columns)
             bad = present & ~text.isin(col.allowed).to_numpy() & text.fillna("").ne("").to_numpy()
             if bad.any():
                 what = "unknown code(s)" if col.name == "sex" else "value(s) not allowed"
-                problems.append(f"{col.name}: {int(bad.sum())} row(s) with {what} {_codes(s[bad].tolist())} "
-                                f"{_rows(bad)}; expected {' or '.join(col.allowed)}"
-                                + (f" (recode with [values.{col.name}])" if col.name == "sex" else ""))
+                problems.append(
+                    f"{col.name}: {int(bad.sum())} row(s) with {what} {_codes(s[bad].tolist())} "
+                    f"{_rows(bad)}; expected {' or '.join(col.allowed)}"
+                    + (f" (recode with [values.{col.name}])" if col.name == "sex" else "")
+                )
     for event, time in OUTCOMES.values():
         if event not in df.columns:
             continue
@@ -384,8 +404,10 @@ def _consistency(df: pd.DataFrame) -> list[str]:
                 cols.append(OUTCOMES[name][1])
                 beyond |= past
         if beyond.any():
-            problems.append(f"{', '.join(cols)}: {int(beyond.sum())} row(s) with follow-up beyond the death "
-                            f"time (death = 1, death_years earlier) {_rows(beyond)}")
+            problems.append(
+                f"{', '.join(cols)}: {int(beyond.sum())} row(s) with follow-up beyond the death "
+                f"time (death = 1, death_years earlier) {_rows(beyond)}"
+            )
     if any_ev is not None:
         flagged = np.zeros(len(df), dtype=bool)
         which = []
@@ -398,8 +420,10 @@ def _consistency(df: pd.DataFrame) -> list[str]:
                 which.append(name)
                 flagged |= bad
         if flagged.any():
-            problems.append(f"fracture_any: {int(flagged.sum())} row(s) with a site fracture ({', '.join(which)}) "
-                            f"but fracture_any = 0 {_rows(flagged)}")
+            problems.append(
+                f"fracture_any: {int(flagged.sum())} row(s) with a site fracture ({', '.join(which)}) "
+                f"but fracture_any = 0 {_rows(flagged)}"
+            )
     if any_t is not None:
         # the first fracture of any site cannot come after the first fracture of one site
         for name in _SITES:
@@ -408,8 +432,9 @@ def _consistency(df: pd.DataFrame) -> list[str]:
                 continue
             early = np.isfinite(t) & np.isfinite(any_t) & (t < any_t - _TIME_TOL)
             if early.any():
-                problems.append(f"{OUTCOMES[name][1]}: {int(early.sum())} row(s) earlier than fracture_any_years "
-                                f"{_rows(early)}")
+                problems.append(
+                    f"{OUTCOMES[name][1]}: {int(early.sum())} row(s) earlier than fracture_any_years {_rows(early)}"
+                )
     return problems
 
 
@@ -442,8 +467,14 @@ def _zscore(s: pd.Series, groups) -> pd.Series:
     return (x - g.transform("mean")) / g.transform(lambda v: v.std(ddof=1))
 
 
-def derive_variables(df: pd.DataFrame, *, corrected: bool | None = None, bias=None,
-                     by: str | None = "cohort", key: bytes | str | None = None) -> pd.DataFrame:
+def derive_variables(
+    df: pd.DataFrame,
+    *,
+    corrected: bool | None = None,
+    bias=None,
+    by: str | None = "cohort",
+    key: bytes | str | None = None,
+) -> pd.DataFrame:
     """Add the analysis variables (``DERIVED_COLUMNS``) to a copy of ``df``; no row is dropped.
 
     - ``bias``: a fitted ``model.BiasCorrection`` (applied with its own method and leakage checks:
@@ -465,6 +496,7 @@ def derive_variables(df: pd.DataFrame, *, corrected: bool | None = None, bias=No
     """
     out = df.copy()
     groups = out[by] if by is not None and by in out.columns else None
+
     def has(name: str) -> bool:
         # reads ``out.columns`` at each call: a bound ``out.columns.__contains__`` would miss the
         # corrected spine age added below (pandas makes a new Index when a column is added)
@@ -475,14 +507,24 @@ def derive_variables(df: pd.DataFrame, *, corrected: bool | None = None, bias=No
             raise UserError("bias correction needs spine_age_years and age_years")
         ids = out["participant_id"].tolist() if has("participant_id") else None
         out["spine_age_corrected_years"] = _bias_apply(
-            bias, pd.to_numeric(out["spine_age_years"], errors="coerce").to_numpy(float),
-            pd.to_numeric(out["age_years"], errors="coerce").to_numpy(float), ids, key)
+            bias,
+            pd.to_numeric(out["spine_age_years"], errors="coerce").to_numpy(float),
+            pd.to_numeric(out["age_years"], errors="coerce").to_numpy(float),
+            ids,
+            key,
+        )
     if has("age_years") and (has("spine_age_years") or has("spine_age_corrected_years")):
         age = pd.to_numeric(out["age_years"], errors="coerce").astype(float)
-        raw = (pd.to_numeric(out["spine_age_years"], errors="coerce").astype(float)
-               if has("spine_age_years") else pd.Series(np.nan, index=out.index))
-        cor = (pd.to_numeric(out["spine_age_corrected_years"], errors="coerce").astype(float)
-               if has("spine_age_corrected_years") else None)
+        raw = (
+            pd.to_numeric(out["spine_age_years"], errors="coerce").astype(float)
+            if has("spine_age_years")
+            else pd.Series(np.nan, index=out.index)
+        )
+        cor = (
+            pd.to_numeric(out["spine_age_corrected_years"], errors="coerce").astype(float)
+            if has("spine_age_corrected_years")
+            else None
+        )
         if corrected is True and cor is None:
             raise UserError("corrected=True but the table has no spine_age_corrected_years column")
         if corrected is False or cor is None:
@@ -510,15 +552,20 @@ def derive_variables(df: pd.DataFrame, *, corrected: bool | None = None, bias=No
             given = pd.to_numeric(out["osteoporosis"], errors="coerce")
             clash = given.notna() & derived.notna() & (given != derived)
             if clash.any():
-                warnings.warn(f"osteoporosis: {int(clash.sum())} given value(s) disagree with the T-scores; "
-                              "the T-scores win", stacklevel=2)
+                warnings.warn(
+                    f"osteoporosis: {int(clash.sum())} given value(s) disagree with the T-scores; the T-scores win",
+                    stacklevel=2,
+                )
             derived = derived.fillna(given)
         out["osteoporosis"] = derived.astype("Int64")
     if has("height_cm"):
         out["height_dec5_cm"] = -pd.to_numeric(out["height_cm"], errors="coerce") / 5.0
-    for src, name, sign in (("tscore_femoral_neck", "fn_tscore_dec", -1.0), ("albumin_g_l", "albumin_dec", -1.0),
-                            ("hemoglobin_g_dl", "hemoglobin_dec", -1.0),
-                            ("creatinine_mg_dl", "creatinine_inc", 1.0)):
+    for src, name, sign in (
+        ("tscore_femoral_neck", "fn_tscore_dec", -1.0),
+        ("albumin_g_l", "albumin_dec", -1.0),
+        ("hemoglobin_g_dl", "hemoglobin_dec", -1.0),
+        ("creatinine_mg_dl", "creatinine_inc", 1.0),
+    ):
         if has(src):
             out[name] = sign * _zscore(out[src], groups)
     return out

@@ -54,15 +54,24 @@ def _frax_age(df: pd.DataFrame, use_spine_age: bool, corrected: bool | None) -> 
     if not use_spine_age:
         return pd.to_numeric(df["age_years"], errors="coerce"), "chronological"
     if "spine_age_years" not in df.columns and "spine_age_corrected_years" not in df.columns:
-        raise UserError("the cohort has no spine_age_years column; export with chronological age "
-                        "(--age chronological) or add the model's predictions")
+        raise UserError(
+            "the cohort has no spine_age_years column; export with chronological age "
+            "(--age chronological) or add the model's predictions"
+        )
     d = derive_variables(df, corrected=corrected)
     source = np.where(d["pad_corrected"], "spine (corrected)", "spine")
     return d["age_years"] + d["pad_years"], pd.Series(source, index=df.index)
 
 
-def export_frax_input(df: pd.DataFrame, out_csv, use_spine_age: bool = True, *, country_id: int,
-                      unit: str = "t", corrected: bool | None = None) -> pd.DataFrame:
+def export_frax_input(
+    df: pd.DataFrame,
+    out_csv,
+    use_spine_age: bool = True,
+    *,
+    country_id: int,
+    unit: str = "t",
+    corrected: bool | None = None,
+) -> pd.DataFrame:
     """Write the FRAXplus bulk CSV for ``df`` and its rows file; return the rows table.
 
     The age is spine age (corrected where the cohort has corrected values, see
@@ -96,7 +105,11 @@ def export_frax_input(df: pd.DataFrame, out_csv, use_spine_age: bool = True, *, 
     used = age.clip(FRAX_MIN_AGE, FRAX_MAX_AGE)
 
     cols = {
-        "unit": unit, "country_id": int(country_id), "age": used, "sex": sex.astype("Int64"), "bmi": bmi,
+        "unit": unit,
+        "country_id": int(country_id),
+        "age": used,
+        "sex": sex.astype("Int64"),
+        "bmi": bmi,
     }
     missing_items = []
     for item, candidates in _ITEMS:
@@ -116,16 +129,18 @@ def export_frax_input(df: pd.DataFrame, out_csv, use_spine_age: bool = True, *, 
     out.parent.mkdir(parents=True, exist_ok=True)
     batch.to_csv(out, header=False, index=False, float_format="%.10g")
 
-    rows = pd.DataFrame({
-        "row": pd.array(np.where(exported, exported.cumsum(), 0), dtype="Int64"),
-        "participant_id": df["participant_id"].astype(str).to_numpy(),
-        "age_years": pd.to_numeric(df["age_years"], errors="coerce").to_numpy(),
-        "frax_age_years": used.where(exported).to_numpy(),
-        "age_source": source if isinstance(source, str) else source.to_numpy(),
-        "clamped": clamped.astype(int).to_numpy(),
-        "exported": exported.astype(int).to_numpy(),
-        "reason": reason.to_numpy(),
-    })
+    rows = pd.DataFrame(
+        {
+            "row": pd.array(np.where(exported, exported.cumsum(), 0), dtype="Int64"),
+            "participant_id": df["participant_id"].astype(str).to_numpy(),
+            "age_years": pd.to_numeric(df["age_years"], errors="coerce").to_numpy(),
+            "frax_age_years": used.where(exported).to_numpy(),
+            "age_source": source if isinstance(source, str) else source.to_numpy(),
+            "clamped": clamped.astype(int).to_numpy(),
+            "exported": exported.astype(int).to_numpy(),
+            "reason": reason.to_numpy(),
+        }
+    )
     rows.loc[rows["exported"] == 0, "row"] = pd.NA
     rows.to_csv(rows_path(out), index=False)
     n_cl, n_out = int(clamped.sum()), int((~exported).sum())
@@ -150,15 +165,18 @@ def import_frax_results(csv, rows=None, *, use_spine_age: bool = True) -> pd.Dat
     if len(raw) and pd.to_numeric(raw.iloc[0, 2:3], errors="coerce").isna().all():
         raw = raw.iloc[1:]  # a header line
     if raw.shape[1] < 15:
-        raise UserError(f"{p}: expected the 13 FRAX input columns and results from column 14 "
-                        f"(MOF %, hip %); found {raw.shape[1]} column(s)")
+        raise UserError(
+            f"{p}: expected the 13 FRAX input columns and results from column 14 "
+            f"(MOF %, hip %); found {raw.shape[1]} column(s)"
+        )
     mof = pd.to_numeric(raw.iloc[:, 13], errors="coerce").to_numpy()
     hip = pd.to_numeric(raw.iloc[:, 14], errors="coerce").to_numpy()
     bad = np.isnan(mof) | np.isnan(hip)
     if bad.any():
         lines = np.flatnonzero(bad)[:5] + 1
-        raise UserError(f"{p}: {int(bad.sum())} line(s) without numeric MOF/hip results "
-                        f"(lines {', '.join(map(str, lines))})")
+        raise UserError(
+            f"{p}: {int(bad.sum())} line(s) without numeric MOF/hip results (lines {', '.join(map(str, lines))})"
+        )
     if rows is None:
         candidates = [rows_path(p)]
         if p.stem.endswith(("_results", ".results", "-results")):
@@ -172,8 +190,10 @@ def import_frax_results(csv, rows=None, *, use_spine_age: bool = True) -> pd.Dat
     if len(r) != len(mof):
         raise UserError(f"{p}: {len(mof)} result line(s) but the rows file lists {len(r)} exported participant(s)")
     suffix = "_spine" if use_spine_age else ""
-    return pd.DataFrame({
-        "participant_id": r["participant_id"].to_numpy(),
-        f"frax_mof{suffix}_pct": mof,
-        f"frax_hip{suffix}_pct": hip,
-    })
+    return pd.DataFrame(
+        {
+            "participant_id": r["participant_id"].to_numpy(),
+            f"frax_mof{suffix}_pct": mof,
+            f"frax_hip{suffix}_pct": hip,
+        }
+    )

@@ -120,8 +120,8 @@ def assign_splits(df: pd.DataFrame, seed: int = 0, fractions: Sequence[float] = 
         n_train = int(round(fractions[0] * n))
         n_val = int(round(fractions[1] * n))
         label = {pid: "train" for pid in ids[:n_train]}
-        label.update({pid: "val" for pid in ids[n_train:n_train + n_val]})
-        label.update({pid: "test" for pid in ids[n_train + n_val:]})
+        label.update({pid: "val" for pid in ids[n_train : n_train + n_val]})
+        label.update({pid: "test" for pid in ids[n_train + n_val :]})
         df["split"] = df["participant_id"].map(label)
     for s in ("train", "val"):
         if not (df["split"] == s).any():

@@ -18,8 +18,10 @@ from tests.db.conftest import V1_KEY
 def _flags(path):
     con = duckdb.connect(str(path), read_only=True)
     try:
-        return con.execute("SELECT round(pad_years, 9), pad_cut_years, accelerated FROM v_accelerated "
-                           "WHERE pad_years IS NOT NULL ORDER BY 1").fetchall()
+        return con.execute(
+            "SELECT round(pad_years, 9), pad_cut_years, accelerated FROM v_accelerated "
+            "WHERE pad_years IS NOT NULL ORDER BY 1"
+        ).fetchall()
     finally:
         con.close()
 
@@ -39,14 +41,23 @@ def test_flags_are_null_until_a_cut_point_is_saved_then_follow_it(v1_db):
     assert all(flag == (pad > middle) for pad, _, flag in rows)
     df = read_cutpoints(v1_db)
     assert df.to_dict("records")[0] | {"created_at": None} == {
-        "name": "pad_tertile_years", "value_years": middle, "cut_rule": ">", "source_cohort": None,
-        "method": "test", "created_at": None, "used_by_views": True}
+        "name": "pad_tertile_years",
+        "value_years": middle,
+        "cut_rule": ">",
+        "source_cohort": None,
+        "method": "test",
+        "created_at": None,
+        "used_by_views": True,
+    }
 
 
 def test_bad_cut_points_are_user_errors(tmp_path):
     db = tmp_path / "new.duckdb"
-    for kwargs, match in (({"value_years": float("nan")}, "finite"), ({"value_years": 1.0, "cut_rule": "=<"}, "rule"),
-                          ({"value_years": "old"}, "number")):
+    for kwargs, match in (
+        ({"value_years": float("nan")}, "finite"),
+        ({"value_years": 1.0, "cut_rule": "=<"}, "rule"),
+        ({"value_years": "old"}, "number"),
+    ):
         with pytest.raises(UserError, match=match):
             save_cutpoint(db, name="pad_tertile_years", method="t", **kwargs)
     with pytest.raises(UserError, match="folder not found"):
@@ -74,8 +85,27 @@ def test_cohort_cutpoints_command(tmp_path, capsys):
     from epi_spineage.cli.cohort import main
 
     db = tmp_path / "spine.duckdb"
-    assert main(["cutpoints", "set", "--db", str(db), "--name", "pad_corrected_tertile_years", "--value", "-1.25",
-                 "--cut-rule", ">", "--source-cohort", "derivation", "--method", "tertile"]) == 0
+    assert (
+        main(
+            [
+                "cutpoints",
+                "set",
+                "--db",
+                str(db),
+                "--name",
+                "pad_corrected_tertile_years",
+                "--value",
+                "-1.25",
+                "--cut-rule",
+                ">",
+                "--source-cohort",
+                "derivation",
+                "--method",
+                "tertile",
+            ]
+        )
+        == 0
+    )
     assert "pad_corrected_tertile_years = -1.25 years, rule PAD > cut" in capsys.readouterr().out
     assert main(["cutpoints", "show", "--db", str(db)]) == 0
     out = capsys.readouterr().out

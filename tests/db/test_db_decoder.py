@@ -12,10 +12,21 @@ from tests.db.conftest import V1_COUNTS, V1_KEY
 
 
 def _score_row(content_hash: str, decoder: str | None) -> dict:
-    return {"run_id": "r4", "source_path": f"/x/{content_hash}.dcm", "status": "scored",
-            "content_hash": content_hash, "model_id": "m", "weights_hash": "w", "preprocess_config_hash": "p",
-            "package_version": "t", "device": "cuda-bf16", "decoder": decoder, "spine_age_years": 61.5,
-            "spine_age_sd_years": 3.0, "recorded_at": now_utc()}
+    return {
+        "run_id": "r4",
+        "source_path": f"/x/{content_hash}.dcm",
+        "status": "scored",
+        "content_hash": content_hash,
+        "model_id": "m",
+        "weights_hash": "w",
+        "preprocess_config_hash": "p",
+        "package_version": "t",
+        "device": "cuda-bf16",
+        "decoder": decoder,
+        "spine_age_years": 61.5,
+        "spine_age_sd_years": 3.0,
+        "recorded_at": now_utc(),
+    }
 
 
 def test_the_0_1_0_database_gains_a_null_decoder_and_new_scores_record_theirs(v1_db):
@@ -23,8 +34,12 @@ def test_the_0_1_0_database_gains_a_null_decoder_and_new_scores_record_theirs(v1
     try:
         apply_schema(con, key=V1_KEY)
         assert migrations.schema_version(con) >= 4
-        columns = {r[0] for r in con.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = 'scores'").fetchall()}
+        columns = {
+            r[0]
+            for r in con.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = 'scores'"
+            ).fetchall()
+        }
         assert "decoder" in columns
         # Scores from before version 4 came from the CPU reader but did not say so: left NULL.
         old = con.execute("SELECT count(*), count(decoder) FROM scores").fetchall()[0]

@@ -17,8 +17,13 @@ from tests.db.conftest import V1_COUNTS, V1_KEY
 def _raw_paths(path) -> list[str]:
     con = duckdb.connect(str(path), read_only=True)
     try:
-        return [r[0] for r in con.execute("SELECT source_path FROM images UNION ALL SELECT source_path FROM scores "
-                                          "UNION ALL SELECT source_path FROM errors").fetchall()]
+        return [
+            r[0]
+            for r in con.execute(
+                "SELECT source_path FROM images UNION ALL SELECT source_path FROM scores "
+                "UNION ALL SELECT source_path FROM errors"
+            ).fetchall()
+        ]
     finally:
         con.close()
 

@@ -16,11 +16,13 @@ def _counts(con) -> dict[str, int]:
 
 
 def _columns(con) -> set[tuple[str, str, str]]:
-    return set(con.execute("""
+    return set(
+        con.execute("""
         SELECT table_name, column_name, data_type FROM information_schema.columns
         WHERE table_schema = 'main' AND table_name IN (
             SELECT table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE')
-    """).fetchall())
+    """).fetchall()
+    )
 
 
 def test_release_0_1_0_database_is_version_1_and_migrates_without_loss(v1_db):
@@ -73,8 +75,9 @@ def test_a_newer_schema_is_refused_by_writers_and_readers(v1_db):
 
     con = duckdb.connect(str(v1_db))
     apply_schema(con, key=V1_KEY)
-    con.execute("INSERT INTO schema_version (version, name) VALUES (?, 'from the future')",
-                [migrations.LATEST + 1]).fetchall()
+    con.execute(
+        "INSERT INTO schema_version (version, name) VALUES (?, 'from the future')", [migrations.LATEST + 1]
+    ).fetchall()
     with pytest.raises(UserError, match="newer than this epi_spineage"):
         apply_schema(con)
     con.close()
@@ -122,8 +125,10 @@ def test_migration_2_adds_settings_and_cut_rule_and_keeps_old_cut_points(v1_db):
     # A cut point written by 0.1.0 (rule in `comparison`) keeps its rule after the migration.
     con = duckdb.connect(str(v1_db))
     try:
-        con.execute("INSERT INTO cutpoints (name, value, source_cohort, method, comparison, created_at) "
-                    "VALUES ('pad_tertile_years', 1.5, 'derivation', 'quantile type 7', '>', now())").fetchall()
+        con.execute(
+            "INSERT INTO cutpoints (name, value, source_cohort, method, comparison, created_at) "
+            "VALUES ('pad_tertile_years', 1.5, 'derivation', 'quantile type 7', '>', now())"
+        ).fetchall()
         assert migrations.schema_version(con) == 1
         apply_schema(con, key=V1_KEY)
         assert migrations.schema_version(con) >= 2
@@ -135,9 +140,11 @@ def test_migration_2_adds_settings_and_cut_rule_and_keeps_old_cut_points(v1_db):
         # put the cut exactly on one participant's PAD, so that '>' and '>=' differ by that one row
         con.execute("UPDATE cutpoints SET value = (SELECT min(round(pad_years, 9)) FROM v_accelerated)").fetchall()
         # the view reads the old column where cut_rule is NULL, and cut_rule where set
-        flags = con.execute("SELECT count(*) FILTER (accelerated), "
-                            "count(*) FILTER (round(pad_years, 9) > pad_cut_years), "
-                            "count(*) FILTER (round(pad_years, 9) >= pad_cut_years) FROM v_accelerated").fetchall()[0]
+        flags = con.execute(
+            "SELECT count(*) FILTER (accelerated), "
+            "count(*) FILTER (round(pad_years, 9) > pad_cut_years), "
+            "count(*) FILTER (round(pad_years, 9) >= pad_cut_years) FROM v_accelerated"
+        ).fetchall()[0]
         assert flags[0] == flags[1] == flags[2] - 1 and flags[2] > 1
         con.execute("UPDATE cutpoints SET cut_rule = '>='").fetchall()
         assert con.execute("SELECT count(*) FILTER (accelerated) FROM v_accelerated").fetchall()[0][0] == flags[2]

@@ -17,8 +17,20 @@ def test_the_whole_chain_at_a_small_size_and_a_rerun_reuses_it(tmp_path, monkeyp
     monkeypatch.delenv("EPI_SPINEAGE_PSEUDONYM_KEY", raising=False)
     monkeypatch.delenv("EPI_SPINEAGE_PSEUDONYM_KEY_FILE", raising=False)
     out = tmp_path / "demo"
-    args = ["--out", str(out), "--n-derivation", "30", "--n-external", "24", "--train-phantoms", "60",
-            "--train-epochs", "2", "--allow-weak-model", "--no-gallery"]
+    args = [
+        "--out",
+        str(out),
+        "--n-derivation",
+        "30",
+        "--n-external",
+        "24",
+        "--train-phantoms",
+        "60",
+        "--train-epochs",
+        "2",
+        "--allow-weak-model",
+        "--no-gallery",
+    ]
     assert main(args) == 0
     printed = capfd.readouterr().out
     assert "SYNTHETIC DATA" in printed and "duckdb -readonly" in printed

@@ -94,7 +94,7 @@ def to_bytes(ds) -> bytes:
 def ramp(shape=(40, 30), top=4095, dtype=np.uint16, seed=0) -> np.ndarray:
     """A deterministic test image: a diagonal ramp plus seeded noise, within 0..top."""
     rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:shape[0], 0:shape[1]]
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
     base = (yy / max(shape[0] - 1, 1) + xx / max(shape[1] - 1, 1)) / 2 * top
     noisy = base + rng.normal(0, top * 0.02, shape)
     return np.clip(np.rint(noisy), 0, top).astype(dtype)

@@ -79,12 +79,12 @@ def test_iterates_members_and_skips_noise(kind, contents, tmp_path):
         arc = _tar(tmp_path / f"a.{kind}", contents, "w:gz" if "gz" in kind else "w")
     members = list(iter_archive(arc))
     if kind == "folder":
-        rel = {str(m.name)[len(str(arc)) + 1:] for m in members}
+        rel = {str(m.name)[len(str(arc)) + 1 :] for m in members}
     else:
         assert all(m.name.startswith(f"{arc}::") for m in members)
         rel = {m.name.split("::", 1)[1] for m in members}
     assert rel == EXPECTED
-    by_rel = {(m.name.split("::", 1)[1] if "::" in m.name else str(m.name)[len(str(arc)) + 1:]): m for m in members}
+    by_rel = {(m.name.split("::", 1)[1] if "::" in m.name else str(m.name)[len(str(arc)) + 1 :]): m for m in members}
     assert by_rel["p001/lat.png"].read_bytes() == contents["p001/lat.png"]
     assert by_rel["p004/IM0001"].size == len(b"not an image")
     pngs = list(iter_archive(arc, suffixes=[".PNG"]))
@@ -142,7 +142,7 @@ def test_zip_header_lying_about_size_is_caught(tmp_path):
     raw = bytearray(arc.read_bytes())
     # shrink the declared uncompressed size in the central directory (offset 24 in the entry)
     cd = raw.rfind(b"PK\x01\x02")
-    raw[cd + 24:cd + 28] = (10).to_bytes(4, "little")
+    raw[cd + 24 : cd + 28] = (10).to_bytes(4, "little")
     arc.write_bytes(bytes(raw))
     members = list(iter_archive(arc))  # listing works; reading the lying member fails alone
     with pytest.raises(ImageReadError, match="x.dcm"):

@@ -40,8 +40,24 @@ def test_archive_reference_and_16_bit(dx_file, tmp_path):
     with zipfile.ZipFile(arc, "w") as zf:
         zf.write(dx_file, "p1/lat.dcm")
     out = tmp_path / "y.png"
-    assert main([f"{arc}::p1/lat.dcm", "--out", str(out), "--size", "32x16", "--bit-depth", "16",
-                 "--equalization", "full", "--modality", "vfa"]) == 0
+    assert (
+        main(
+            [
+                f"{arc}::p1/lat.dcm",
+                "--out",
+                str(out),
+                "--size",
+                "32x16",
+                "--bit-depth",
+                "16",
+                "--equalization",
+                "full",
+                "--modality",
+                "vfa",
+            ]
+        )
+        == 0
+    )
     assert cv2.imread(str(out), cv2.IMREAD_UNCHANGED).dtype == np.uint16
 
 
@@ -65,11 +81,16 @@ def test_user_errors_exit_2_with_one_line(argv, needle, dx_file, tmp_path, capsy
 
 
 def test_module_runs_and_has_help():
-    res = subprocess.run([sys.executable, "-m", "epi_spineage.preprocess", "--help"], capture_output=True, text=True,
-                         timeout=60)
+    res = subprocess.run(
+        [sys.executable, "-m", "epi_spineage.preprocess", "--help"], capture_output=True, text=True, timeout=60
+    )
     assert res.returncode == 0 and "examples:" in res.stdout and "ARCHIVE::MEMBER" in res.stdout
-    res = subprocess.run([sys.executable, "-m", "epi_spineage.preprocess", "nope.dcm", "--out", "x.png"],
-                         capture_output=True, text=True, timeout=60)
+    res = subprocess.run(
+        [sys.executable, "-m", "epi_spineage.preprocess", "nope.dcm", "--out", "x.png"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert res.returncode == 2 and res.stderr.strip().count("\n") == 0 and "nope.dcm" in res.stderr
 
 

@@ -16,9 +16,22 @@ from .conftest import bundled, make_dataset, ramp, to_bytes
 pydicom = pytest.importorskip("pydicom")
 
 META_KEYS = {
-    "source", "format", "sop_instance_uid", "sop_class_uid", "patient_id", "photometric_interpretation",
-    "bits_stored", "dicom_modality", "manufacturer", "study_date", "pixel_spacing", "view_position",
-    "body_part_examined", "series_description", "transfer_syntax_uid", "modality",
+    "source",
+    "format",
+    "sop_instance_uid",
+    "sop_class_uid",
+    "patient_id",
+    "photometric_interpretation",
+    "bits_stored",
+    "dicom_modality",
+    "manufacturer",
+    "study_date",
+    "pixel_spacing",
+    "view_position",
+    "body_part_examined",
+    "series_description",
+    "transfer_syntax_uid",
+    "modality",
 }
 
 
@@ -28,6 +41,7 @@ def _reference_pixels(path):
 
 
 # --- compressed transfer syntaxes (bundled files) ---------------------------------------------------
+
 
 @pytest.mark.parametrize(
     "name, syntax",
@@ -51,8 +65,14 @@ def test_compressed_grey_files_decode_like_pydicom(name, syntax):
 
 def test_lossless_encodings_share_one_content_hash():
     # Same MR image: explicit/implicit little-endian, big-endian, RLE, JPEG 2000 lossless, JPEG-LS.
-    names = ["MR_small.dcm", "MR_small_bigendian.dcm", "MR_small_implicit.dcm", "MR_small_RLE.dcm",
-             "MR_small_jp2klossless.dcm", "MR_small_jpeg_ls_lossless.dcm"]
+    names = [
+        "MR_small.dcm",
+        "MR_small_bigendian.dcm",
+        "MR_small_implicit.dcm",
+        "MR_small_RLE.dcm",
+        "MR_small_jp2klossless.dcm",
+        "MR_small_jpeg_ls_lossless.dcm",
+    ]
     hashes = {}
     for name in names:
         try:
@@ -116,6 +136,7 @@ def test_non_integer_rescale_gives_float32(dicom_bytes):
 
 # --- fixtures written here: MONOCHROME1, VOI LUT, bit masking, frames ------------------------------------
 
+
 def test_monochrome1_inverted_golden(dicom_bytes):
     stored = np.array([[0, 1, 2, 4095], [100, 2000, 4000, 7]], dtype=np.uint16)
     with pytest.warns(UserWarning, match="MONOCHROME1"):
@@ -133,8 +154,9 @@ def test_monochrome1_with_rescale_inverts_in_modality_range(dicom_bytes):
     stored = np.array([[0, 10], [20, 1023]], dtype=np.uint16)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        img = load_image(dicom_bytes(stored, photometric="MONOCHROME1", bits_stored=10, slope=2, intercept=-100),
-                         name="x")
+        img = load_image(
+            dicom_bytes(stored, photometric="MONOCHROME1", bits_stored=10, slope=2, intercept=-100), name="x"
+        )
     # modality range: [0*2-100, 1023*2-100] = [-100, 1946]; inverted v' = -100 + 1946 - v
     modality = stored.astype(np.int64) * 2 - 100
     np.testing.assert_array_equal(img.pixels, 1846 - modality)
@@ -149,8 +171,11 @@ def test_voi_lut_window_optional_golden(dicom_bytes):
     # DICOM linear window (PS3.3 C.11.2.1.2.1): c=2000, w=1001, output 0..4095
     c, w, top = 2000.0, 1001.0, 4095.0
     x = stored.astype(np.float64)
-    golden = np.where(x <= c - 0.5 - (w - 1) / 2, 0.0,
-                      np.where(x > c - 0.5 + (w - 1) / 2, top, ((x - (c - 0.5)) / (w - 1) + 0.5) * top))
+    golden = np.where(
+        x <= c - 0.5 - (w - 1) / 2,
+        0.0,
+        np.where(x > c - 0.5 + (w - 1) / 2, top, ((x - (c - 0.5)) / (w - 1) + 0.5) * top),
+    )
     np.testing.assert_allclose(windowed.pixels, golden, atol=1e-3)
     assert windowed.content_hash == plain.content_hash
 
@@ -170,8 +195,11 @@ def test_voi_lut_sequence_golden(dicom_bytes):
     np.testing.assert_array_equal(img.pixels, [[10, 20, 200, 255]])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        inv = load_image(dicom_bytes(stored, bits_stored=2, photometric="MONOCHROME1",
-                                     VOILUTSequence=Sequence([item])), name="lut1.dcm", apply_voi_lut=True)
+        inv = load_image(
+            dicom_bytes(stored, bits_stored=2, photometric="MONOCHROME1", VOILUTSequence=Sequence([item])),
+            name="lut1.dcm",
+            apply_voi_lut=True,
+        )
     np.testing.assert_array_equal(inv.pixels, [[245, 235, 55, 0]])
 
 
@@ -224,6 +252,7 @@ def test_meta_fields_and_repr_hides_patient_id(dicom_bytes):
 
 # --- errors ---------------------------------------------------------------------------------------------
 
+
 def test_truncated_bundled_file_is_a_typed_error():
     path = bundled("MR_truncated.dcm")
     with pytest.raises(ImageReadError, match="MR_truncated.dcm"):
@@ -270,6 +299,7 @@ def test_batch_survives_bad_files(dicom_bytes):
 
 
 # --- modality inference ------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     "meta, expected",

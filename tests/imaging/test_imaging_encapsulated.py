@@ -73,8 +73,18 @@ def test_the_package_phantoms_give_the_cpu_pixels_and_hash(compression, photomet
     _same(data)
 
 
-@pytest.mark.parametrize("name", ["CT_small.dcm", "MR_small_RLE.dcm", "JPEG2000.dcm", "MR_small_jp2klossless.dcm",
-                                  "MR_small_bigendian.dcm", "MR_small.dcm", "SC_rgb_jpeg_dcmtk.dcm"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "CT_small.dcm",
+        "MR_small_RLE.dcm",
+        "JPEG2000.dcm",
+        "MR_small_jp2klossless.dcm",
+        "MR_small_bigendian.dcm",
+        "MR_small.dcm",
+        "SC_rgb_jpeg_dcmtk.dcm",
+    ],
+)
 def test_pydicom_test_files_give_the_cpu_pixels_or_go_to_the_cpu(name):
     with open(bundled(name), "rb") as fh:
         data = fh.read()
@@ -85,16 +95,24 @@ def test_pydicom_test_files_give_the_cpu_pixels_or_go_to_the_cpu(name):
     _same(data)
 
 
-@pytest.mark.parametrize("case", [
-    {"pixels": ramp(top=4095).astype(np.int16) - 2048, "bits_stored": 12},  # signed
-    {"pixels": ramp(top=4095), "slope": 2.0, "intercept": -1024.0},  # integer rescale -> int16
-    {"pixels": ramp(top=4095), "slope": 0.5, "intercept": 3.25},  # fractional rescale -> float32
-    {"pixels": ramp(top=4095), "slope": 0.5, "intercept": 3.25, "photometric": "MONOCHROME1"},
-    {"pixels": ramp(top=4095), "slope": 1.0, "intercept": 0.0, "photometric": "MONOCHROME1"},
-    {"pixels": ramp(top=255, dtype=np.uint8), "bits_stored": 8, "photometric": "MONOCHROME1"},
-    {"pixels": ramp(top=4095).astype(np.int16) - 2048, "bits_stored": 12, "slope": 3, "intercept": 5,
-         "photometric": "MONOCHROME1"},
-])
+@pytest.mark.parametrize(
+    "case",
+    [
+        {"pixels": ramp(top=4095).astype(np.int16) - 2048, "bits_stored": 12},  # signed
+        {"pixels": ramp(top=4095), "slope": 2.0, "intercept": -1024.0},  # integer rescale -> int16
+        {"pixels": ramp(top=4095), "slope": 0.5, "intercept": 3.25},  # fractional rescale -> float32
+        {"pixels": ramp(top=4095), "slope": 0.5, "intercept": 3.25, "photometric": "MONOCHROME1"},
+        {"pixels": ramp(top=4095), "slope": 1.0, "intercept": 0.0, "photometric": "MONOCHROME1"},
+        {"pixels": ramp(top=255, dtype=np.uint8), "bits_stored": 8, "photometric": "MONOCHROME1"},
+        {
+            "pixels": ramp(top=4095).astype(np.int16) - 2048,
+            "bits_stored": 12,
+            "slope": 3,
+            "intercept": 5,
+            "photometric": "MONOCHROME1",
+        },
+    ],
+)
 def test_rescale_inversion_and_signed_data_match_the_cpu_reader(case):
     kw = dict(case)
     pixels = kw.pop("pixels")

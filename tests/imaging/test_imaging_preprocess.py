@@ -44,15 +44,16 @@ def images(dtypes=(np.uint8, np.uint16, np.int16), max_side=48):
 
 # --- the size arithmetic ----------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     "h, w, expected",
     [
-        (2500, 1500, (853, 512)),   # h=1024, w=int(1500*1024/2500)=614 > 512 -> w=512, h=int(2500*512/1500)
+        (2500, 1500, (853, 512)),  # h=1024, w=int(1500*1024/2500)=614 > 512 -> w=512, h=int(2500*512/1500)
         (3000, 1000, (1024, 341)),  # tall: h=1024, w=int(1000*1024/3000)
-        (1000, 2000, (256, 512)),   # wide: w=512, h=int(1000*512/2000)
+        (1000, 2000, (256, 512)),  # wide: w=512, h=int(1000*512/2000)
         (1024, 512, (1024, 512)),
-        (100, 100, (512, 512)),     # square is not "w > h": h=1024, w=1024 -> clamp to 512
-        (999, 1000, (511, 512)),    # int() truncates 511.488
+        (100, 100, (512, 512)),  # square is not "w > h": h=1024, w=1024 -> clamp to 512
+        (999, 1000, (511, 512)),  # int() truncates 511.488
     ],
 )
 def test_fit_size_authors_arithmetic(h, w, expected):
@@ -81,10 +82,11 @@ def test_resize_pad_is_centred_symmetrically(h, w):
     top, bottom = rows[0], 64 - 1 - rows[-1]
     left, right = cols[0], 32 - 1 - cols[-1]
     assert 0 <= bottom - top <= 1 and 0 <= right - left <= 1  # int((H-h)/2) puts the odd pixel below/right
-    np.testing.assert_allclose(out[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1], 1.0, atol=1e-6)
+    np.testing.assert_allclose(out[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1], 1.0, atol=1e-6)
 
 
 # --- intensity steps -------------------------------------------------------------------------------------
+
 
 @FAST
 @given(hnp.arrays(np.int64, 256, elements=st.integers(0, 5000)))
@@ -135,8 +137,9 @@ def test_full_equalisation_depends_only_on_ranks(a, scale, shift):
 
 def test_constant_image_gives_zeros():
     for eq in ("authors", "full"):
-        out = preprocess(np.full((50, 30), 1234, np.uint16),
-                         config=PreprocessConfig(height=64, width=32, equalization=eq))
+        out = preprocess(
+            np.full((50, 30), 1234, np.uint16), config=PreprocessConfig(height=64, width=32, equalization=eq)
+        )
         assert not out.any()
 
 
@@ -174,6 +177,7 @@ def test_bad_inputs_raise_typed_errors():
 
 # --- config -----------------------------------------------------------------------------------------------
 
+
 def test_config_round_trip_json_and_hash():
     cfg = PreprocessConfig(height=512, width=256, equalization="full", crop_modalities=["radiograph", "vfa"])
     assert cfg.crop_modalities == ("radiograph", "vfa")
@@ -190,9 +194,16 @@ def test_config_round_trip_json_and_hash():
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"height": 4}, {"width": 10.5}, {"equalization": "clahe"}, {"margin_crop_area": 0.6},
-     {"margin_crop_area": -0.1}, {"crop_modalities": ("ct",)}, {"apply_voi_lut": "yes"},
-     {"interpolation": "bicubic"}],
+    [
+        {"height": 4},
+        {"width": 10.5},
+        {"equalization": "clahe"},
+        {"margin_crop_area": 0.6},
+        {"margin_crop_area": -0.1},
+        {"crop_modalities": ("ct",)},
+        {"apply_voi_lut": "yes"},
+        {"interpolation": "bicubic"},
+    ],
 )
 def test_bad_config_fails_in_constructor(kwargs):
     with pytest.raises(PreprocessError) as info:

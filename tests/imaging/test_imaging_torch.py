@@ -22,11 +22,11 @@ def _images():
     yy, xx = np.mgrid[0:410, 0:260]
     tissue = 1500 + 900 * np.sin(yy / 31.0) * np.cos(xx / 17.0) + rng.normal(0, 150, yy.shape)
     return [
-        np.clip(tissue, 0, 4095).astype(np.uint16),                      # 12-bit radiograph-like
-        (np.clip(tissue, 0, 4095) - 1024).astype(np.int16),               # signed, CT-like
-        (np.clip(tissue, 0, 4095) * 0.37 - 5.5).astype(np.float32),      # non-integer rescale
-        ramp((300, 500), top=255, dtype=np.uint8, seed=22),               # wide 8-bit
-        np.full((40, 30), 9, np.uint16),                                  # constant
+        np.clip(tissue, 0, 4095).astype(np.uint16),  # 12-bit radiograph-like
+        (np.clip(tissue, 0, 4095) - 1024).astype(np.int16),  # signed, CT-like
+        (np.clip(tissue, 0, 4095) * 0.37 - 5.5).astype(np.float32),  # non-integer rescale
+        ramp((300, 500), top=255, dtype=np.uint8, seed=22),  # wide 8-bit
+        np.full((40, 30), 9, np.uint16),  # constant
     ]
 
 
@@ -48,8 +48,9 @@ def test_batch_agrees_with_numpy(equalization):
 def test_intensity_steps_are_exact(equalization):
     for img in _images()[:2] + _images()[3:]:
         t = torch.from_numpy(img.astype(np.int32))
-        np.testing.assert_array_equal(pt.intensity_transform(t, equalization).numpy(),
-                                      intensity_transform(img, equalization))
+        np.testing.assert_array_equal(
+            pt.intensity_transform(t, equalization).numpy(), intensity_transform(img, equalization)
+        )
 
 
 def test_default_size_and_tensor_inputs():

@@ -12,7 +12,7 @@ def toy_image(age: float, rng: np.random.Generator, h: int = 96, w: int = 48) ->
     img = rng.normal(800, 60, size=(h, w)).clip(0, 4095)
     frac = 0.15 + 0.7 * (age - 40) / 60
     top = int(h * (1 - frac))
-    img[top:, w // 3: 2 * w // 3] += 2000
+    img[top:, w // 3 : 2 * w // 3] += 2000
     return img.clip(0, 4095).astype(np.uint16)
 
 
@@ -26,8 +26,14 @@ def write_toy_manifest(folder, n: int = 60, seed: int = 0, split: bool = False) 
         age = float(rng.uniform(42, 98))
         name = f"img{i:03d}.png"
         cv2.imwrite(str(folder / name), toy_image(age, rng))
-        rows.append({"image": name, "participant_id": f"P{i // 2:03d}", "age_years": age,
-                     "modality": "radiograph" if i % 3 else "vfa"})
+        rows.append(
+            {
+                "image": name,
+                "participant_id": f"P{i // 2:03d}",
+                "age_years": age,
+                "modality": "radiograph" if i % 3 else "vfa",
+            }
+        )
     df = pd.DataFrame(rows)
     if split:
         df["split"] = np.where(df.index % 5 < 3, "train", np.where(df.index % 5 == 3, "val", "test"))

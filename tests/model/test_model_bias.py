@@ -92,7 +92,9 @@ def test_bad_input_is_a_user_error():
 
 
 def test_import_is_torch_free():
-    code = ("import sys; from epi_spineage.model import BiasCorrection; import epi_spineage.model.calibration; "
-            "from epi_spineage.model.bias import beheshti_correct; import epi_spineage.tables.cohort; "
-            "assert 'torch' not in sys.modules, 'torch imported'")
+    code = (
+        "import sys; from epi_spineage.model import BiasCorrection; import epi_spineage.model.calibration; "
+        "from epi_spineage.model.bias import beheshti_correct; import epi_spineage.tables.cohort; "
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)

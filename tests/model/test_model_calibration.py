@@ -8,7 +8,7 @@ _CLASS_AGES = np.arange(40, 101)
 
 def _gaussian_logits(centres, sd, ages=_CLASS_AGES):
     # log of an (unnormalised) Gaussian over the class ages
-    return -((ages[None, :] + 0.5 - centres[:, None]) ** 2) / (2 * sd ** 2)
+    return -((ages[None, :] + 0.5 - centres[:, None]) ** 2) / (2 * sd**2)
 
 
 @pytest.mark.parametrize("model_sd", [1.5, 12.0])  # over- and under-confident

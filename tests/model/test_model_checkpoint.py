@@ -22,8 +22,17 @@ def saved(tmp_path_factory):
     age = rng.uniform(40, 90, 50)
     bias = BiasCorrection(source="test").fit(age, age + 0.3 * (65 - age) + rng.normal(0, 1, 50))
     out = tmp_path_factory.mktemp("ckpt")
-    meta = save_checkpoint(net, out, {"preprocess": CFG, "temperature": 1.7, "bias_correction": bias,
-                                      "manifest_hash": "abc", "metrics": [{"split": "val", "mae_years": 3.0}]})
+    meta = save_checkpoint(
+        net,
+        out,
+        {
+            "preprocess": CFG,
+            "temperature": 1.7,
+            "bias_correction": bias,
+            "manifest_hash": "abc",
+            "metrics": [{"split": "val", "mae_years": 3.0}],
+        },
+    )
     return net.eval(), out, meta
 
 
@@ -47,8 +56,18 @@ def test_round_trip_predicts_the_same(saved):
     np.testing.assert_allclose(sd, (p_t * (ages + 0.5 - m[:, None]) ** 2).sum(1).sqrt().numpy(), rtol=1e-4)
     assert mean.shape == sd.shape == (3,) and (sd > 0).all()
     stored = json.loads((out / "meta.json").read_text())
-    for key in ("backbone", "preprocess", "preprocess_hash", "image_size", "manifest_hash", "metrics",
-                "package_version", "temperature", "bias_correction", "model_id"):
+    for key in (
+        "backbone",
+        "preprocess",
+        "preprocess_hash",
+        "image_size",
+        "manifest_hash",
+        "metrics",
+        "package_version",
+        "temperature",
+        "bias_correction",
+        "model_id",
+    ):
         assert key in stored
     assert stored["image_size"] == [64, 32]
 
@@ -97,8 +116,9 @@ def test_init_weights_sum_rgb_first_conv(tmp_path):
     net = build_model(BACKBONE)
     report = load_init_weights(net, tmp_path / "w.safetensors")
     first = "conv_stem.weight"
-    np.testing.assert_allclose(net.backbone.state_dict()[first].numpy(),
-                               rgb.state_dict()[first].sum(1, keepdim=True).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(
+        net.backbone.state_dict()[first].numpy(), rgb.state_dict()[first].sum(1, keepdim=True).numpy(), rtol=1e-6
+    )
     assert any("classifier" in k for k in report["unexpected"] + report["skipped"])
     torch.save({"state_dict": {"module." + k: v for k, v in rgb.state_dict().items()}}, tmp_path / "w.pth")
     load_init_weights(build_model(BACKBONE), tmp_path / "w.pth")

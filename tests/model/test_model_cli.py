@@ -18,9 +18,30 @@ def _one_line_error(capsys, rc):
 @pytest.fixture(scope="module")
 def trained(toy_manifest, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
-    args = ["--manifest", str(toy_manifest), "--out", str(out), "--backbone", "mobilenetv3_small_050",
-            "--image-size", "64x32", "--batch-size", "16", "--epochs", "2", "--lr", "1e-3", "--workers", "0",
-            "--bias-folds", "2", "--fold-epochs", "1", "--bias-by-modality", "--allow-weak-model"]
+    args = [
+        "--manifest",
+        str(toy_manifest),
+        "--out",
+        str(out),
+        "--backbone",
+        "mobilenetv3_small_050",
+        "--image-size",
+        "64x32",
+        "--batch-size",
+        "16",
+        "--epochs",
+        "2",
+        "--lr",
+        "1e-3",
+        "--workers",
+        "0",
+        "--bias-folds",
+        "2",
+        "--fold-epochs",
+        "1",
+        "--bias-by-modality",
+        "--allow-weak-model",
+    ]
     mp = pytest.MonkeyPatch()
     mp.setenv("EPI_SPINEAGE_PSEUDONYM_KEY", "test-key-0123456789abcdef")
     try:
@@ -71,13 +92,40 @@ def test_resume_continues_from_last_epoch(trained, tmp_path, monkeypatch, capsys
 def test_predict_and_explain(trained, toy_manifest, tmp_path, capsys):
     out, _ = trained
     img = str(toy_manifest.parent / "img000.png")
-    assert predict.main([img, "--model", str(out), "--format", "json", "--modality", "radiograph",
-                         "--gradcam", str(tmp_path / "cams")]) == 0
+    assert (
+        predict.main(
+            [
+                img,
+                "--model",
+                str(out),
+                "--format",
+                "json",
+                "--modality",
+                "radiograph",
+                "--gradcam",
+                str(tmp_path / "cams"),
+            ]
+        )
+        == 0
+    )
     rows = json.loads(capsys.readouterr().out)
     assert 40 <= rows[0]["spine_age_years"] <= 100 and rows[0]["spine_age_sd_years"] > 0
     assert (tmp_path / "cams").is_dir() and len(list((tmp_path / "cams").glob("*.png"))) == 1
-    assert explain.main(["--manifest", str(toy_manifest), "--top-accelerated", "2", "--model", str(out),
-                         "--out", str(tmp_path / "gallery")]) == 0
+    assert (
+        explain.main(
+            [
+                "--manifest",
+                str(toy_manifest),
+                "--top-accelerated",
+                "2",
+                "--model",
+                str(out),
+                "--out",
+                str(tmp_path / "gallery"),
+            ]
+        )
+        == 0
+    )
     html = (tmp_path / "gallery" / "index.html").read_text()
     assert html.count("<figure>") == 4 and "PAD" in html
 
@@ -91,8 +139,9 @@ def test_bad_input_exits_2_with_one_line(trained, toy_manifest, tmp_path, capsys
     _one_line_error(capsys, train.main(["--manifest", str(tmp_path / "none.csv"), "--out", str(tmp_path / "o")]))
     _one_line_error(capsys, train.main(["--out", str(tmp_path / "o")]))
     _one_line_error(capsys, train.main(["--preset", "nope", "--out", str(tmp_path / "o")]))
-    _one_line_error(capsys, train.main(["--manifest", str(toy_manifest), "--out", str(tmp_path / "o"),
-                                        "--image-size", "big"]))
+    _one_line_error(
+        capsys, train.main(["--manifest", str(toy_manifest), "--out", str(tmp_path / "o"), "--image-size", "big"])
+    )
     _one_line_error(capsys, explain.main(["--model", str(out), "--out", str(tmp_path / "g")]))
 
 
@@ -117,14 +166,25 @@ def test_preset_on_a_real_manifest_is_not_synthetic_and_needs_the_key(tmp_path, 
     manifest.write_text("image,participant_id,age_years,modality\nx.dcm,P1,60,radiograph\n")
     monkeypatch.delenv("EPI_SPINEAGE_PSEUDONYM_KEY", raising=False)
     monkeypatch.delenv("EPI_SPINEAGE_PSEUDONYM_KEY_FILE", raising=False)
-    args = build_parser().parse_args(["--preset", "phantom-tiny", "--manifest", str(manifest),
-                                      "--out", str(tmp_path / "o")])
+    args = build_parser().parse_args(
+        ["--preset", "phantom-tiny", "--manifest", str(manifest), "--out", str(tmp_path / "o")]
+    )
     with pytest.raises(UserError, match="scorer's key"):
         config_from_args(args)
     key_file = tmp_path / "key"
     key_file.write_text("a-key-of-at-least-16-bytes\n")
-    args = build_parser().parse_args(["--preset", "phantom-tiny", "--manifest", str(manifest),
-                                      "--out", str(tmp_path / "o"), "--key-file", str(key_file)])
+    args = build_parser().parse_args(
+        [
+            "--preset",
+            "phantom-tiny",
+            "--manifest",
+            str(manifest),
+            "--out",
+            str(tmp_path / "o"),
+            "--key-file",
+            str(key_file),
+        ]
+    )
     cfg = config_from_args(args)
     assert cfg.synthetic is False and cfg.key == b"a-key-of-at-least-16-bytes"
     # model code never falls back to a key (the demo key is cli/train.py's decision, for synthetic presets only)

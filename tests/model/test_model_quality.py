@@ -82,8 +82,9 @@ def _fit(monkeypatch, cfg, *, seconds_per_tick: float):
     ages = 40 + 60 * torch.rand(16, generator=g)
     torch.manual_seed(0)
     net = build_model("mobilenetv3_small_050", head_hidden=8)
-    _, history = training.fit_network(net, TensorDataset(x, ages), TensorDataset(x[:4], ages[:4]), cfg,
-                                      torch.device("cpu"))
+    _, history = training.fit_network(
+        net, TensorDataset(x, ages), TensorDataset(x[:4], ages[:4]), cfg, torch.device("cpu")
+    )
     return history
 
 
@@ -96,11 +97,15 @@ def test_the_same_steps_on_a_slow_machine_as_on_a_fast_one(monkeypatch, tmp_path
     monkeypatch.setenv("EPI_SPINEAGE_PSEUDONYM_KEY", "test-key-0123456789abcdef")
     manifest = tmp_path / "m.csv"
     manifest.write_text("image,participant_id,age_years,modality\nx.png,P1,60,radiograph\n")
-    cfg = config_from_args(build_parser().parse_args(
-        ["--preset", "phantom-tiny", "--manifest", str(manifest), "--out", str(tmp_path / "o")]))
+    cfg = config_from_args(
+        build_parser().parse_args(
+            ["--preset", "phantom-tiny", "--manifest", str(manifest), "--out", str(tmp_path / "o")]
+        )
+    )
     assert cfg.max_minutes is None and cfg.epochs == 40
-    small = dataclasses.replace(cfg, epochs=3, patience=3, batch_size=8, warmup_steps=2, augment=False,
-                                eval_batch_size=16)
+    small = dataclasses.replace(
+        cfg, epochs=3, patience=3, batch_size=8, warmup_steps=2, augment=False, eval_batch_size=16
+    )
     fast = _fit(monkeypatch, small, seconds_per_tick=0.001)
     slow = _fit(monkeypatch, small, seconds_per_tick=600.0)  # ten minutes pass at every clock reading
     assert [r["steps"] for r in fast] == [r["steps"] for r in slow] == [2, 4, 6]
@@ -133,9 +138,26 @@ def flat_network(monkeypatch):
 
 
 def _args(toy_manifest, out):
-    return ["--manifest", str(toy_manifest), "--out", str(out), "--backbone", "mobilenetv3_small_050",
-            "--image-size", "64x32", "--batch-size", "16", "--epochs", "1", "--lr", "1e-2", "--workers", "0",
-            "--bias-folds", "0"]
+    return [
+        "--manifest",
+        str(toy_manifest),
+        "--out",
+        str(out),
+        "--backbone",
+        "mobilenetv3_small_050",
+        "--image-size",
+        "64x32",
+        "--batch-size",
+        "16",
+        "--epochs",
+        "1",
+        "--lr",
+        "1e-2",
+        "--workers",
+        "0",
+        "--bias-folds",
+        "0",
+    ]
 
 
 def test_a_flat_model_is_refused_in_one_line(flat_network, toy_manifest, tmp_path, capsys):
@@ -173,16 +195,41 @@ def test_the_summary_of_a_weak_model_never_shows_corrected_accuracy_alone():
     # The case: alpha -1.0000 made "corrected MAE 0.00, r 1.000" look perfect.
     from epi_spineage.model.pipeline import summary_text
 
-    rows = [{"split": "test", "modality": "all", "prediction": p, "n": 160, "mae_years": m, "rmse_years": m,
-             "pearson_r": r, "pad_mean_years": 0.0, "pad_sd_years": 1.0, "coverage90": float("nan")}
-            for p, m, r in (("uncorrected", 13.1, -0.02), ("corrected", 0.0, 1.0))]
+    rows = [
+        {
+            "split": "test",
+            "modality": "all",
+            "prediction": p,
+            "n": 160,
+            "mae_years": m,
+            "rmse_years": m,
+            "pearson_r": r,
+            "pad_mean_years": 0.0,
+            "pad_sd_years": 1.0,
+            "coverage90": float("nan"),
+        }
+        for p, m, r in (("uncorrected", 13.1, -0.02), ("corrected", 0.0, 1.0))
+    ]
     age = np.linspace(45, 90, 160)
-    quality = model_quality(age, np.full(160, 66.12) + 1e-3 * np.sin(age), mean_predictor_age=66.12,
-                            alphas={"pooled": -1.0})
+    quality = model_quality(
+        age, np.full(160, 66.12) + 1e-3 * np.sin(age), mean_predictor_age=66.12, alphas={"pooled": -1.0}
+    )
     quality["allowed_weak"] = True
-    meta = {"model_id": "m", "backbone": "b", "image_size": [64, 32], "metrics": rows, "temperature": 1.0,
-            "bias_correction": {"method": "beheshti", "source": "validation-fallback", "alpha": -1.0, "beta": 66.0,
-                                "n": 160}, "quality": quality}
+    meta = {
+        "model_id": "m",
+        "backbone": "b",
+        "image_size": [64, 32],
+        "metrics": rows,
+        "temperature": 1.0,
+        "bias_correction": {
+            "method": "beheshti",
+            "source": "validation-fallback",
+            "alpha": -1.0,
+            "beta": 66.0,
+            "n": 160,
+        },
+        "quality": quality,
+    }
     text = summary_text(meta)
     assert "WEAK MODEL" in text.splitlines()[0] and "corrected (weak model: meaningless)" in text
     assert not re.search(r"\scorrected\s+160\s", text)  # no bare "corrected" row

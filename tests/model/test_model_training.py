@@ -29,8 +29,14 @@ def test_a_few_steps_make_the_loss_fall():
 
 
 def test_participant_split_never_shares_a_participant():
-    df = pd.DataFrame({"image": [f"i{i}" for i in range(300)], "participant_id": [f"P{i // 3}" for i in range(300)],
-                       "age_years": np.linspace(40, 90, 300), "modality": "radiograph"})
+    df = pd.DataFrame(
+        {
+            "image": [f"i{i}" for i in range(300)],
+            "participant_id": [f"P{i // 3}" for i in range(300)],
+            "age_years": np.linspace(40, 90, 300),
+            "modality": "radiograph",
+        }
+    )
     out = assign_splits(df, seed=3)
     assert (out.groupby("participant_id")["split"].nunique() == 1).all()
     share = out.drop_duplicates("participant_id")["split"].value_counts(normalize=True)

@@ -63,9 +63,13 @@ def scored_db(tmp_path_factory, demo_inputs):
     db = tmp_path_factory.mktemp("db") / "scores.duckdb"
     cohort = df.copy()
     cohort.loc[scored, ["spine_age_years", "spine_age_corrected_years"]] = float("nan")
-    write_scored_db(db, cohort, keys=df.loc[scored, "participant_id"].to_numpy(),
-                    spine_ages=df.loc[scored, "spine_age_years"].to_numpy(),
-                    modalities=df.loc[scored, "modality"].to_numpy())
+    write_scored_db(
+        db,
+        cohort,
+        keys=df.loc[scored, "participant_id"].to_numpy(),
+        spine_ages=df.loc[scored, "spine_age_years"].to_numpy(),
+        modalities=df.loc[scored, "modality"].to_numpy(),
+    )
     return db, df
 
 
@@ -80,14 +84,31 @@ def write_scored_db(db, cohort, *, keys, spine_ages, modalities=None):
     from epi_spineage.db.schema import apply_schema
 
     n = len(keys)
-    images = pd.DataFrame({"source_path": [f"archive.zip::img{i:05d}.dcm" for i in range(n)],
-                           "content_hash": [f"h{i:05d}" for i in range(n)], "participant_key": keys,
-                           "qc_status": "ok", "manufacturer": "ACME", "modality": modalities,
-                           "study_date": pd.Timestamp("2015-01-01")})
-    scores = pd.DataFrame({"content_hash": images["content_hash"], "model_id": "m1", "spine_age_years": spine_ages,
-                           "spine_age_sd_years": 3.0, "source_path": images["source_path"], "weights_hash": "w",
-                           "preprocess_config_hash": "p", "package_version": "0", "run_id": "r1",
-                           "scored_at": pd.Timestamp("2020-01-01")})
+    images = pd.DataFrame(
+        {
+            "source_path": [f"archive.zip::img{i:05d}.dcm" for i in range(n)],
+            "content_hash": [f"h{i:05d}" for i in range(n)],
+            "participant_key": keys,
+            "qc_status": "ok",
+            "manufacturer": "ACME",
+            "modality": modalities,
+            "study_date": pd.Timestamp("2015-01-01"),
+        }
+    )
+    scores = pd.DataFrame(
+        {
+            "content_hash": images["content_hash"],
+            "model_id": "m1",
+            "spine_age_years": spine_ages,
+            "spine_age_sd_years": 3.0,
+            "source_path": images["source_path"],
+            "weights_hash": "w",
+            "preprocess_config_hash": "p",
+            "package_version": "0",
+            "run_id": "r1",
+            "scored_at": pd.Timestamp("2020-01-01"),
+        }
+    )
     with duckdb.connect(str(db)) as con:
         apply_schema(con)
         cols = [r[0] for r in con.execute("DESCRIBE cohort").fetchall()]

@@ -26,9 +26,18 @@ def browser():
     profile = tempfile.mkdtemp(prefix="epi-spineage-chromium-")
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
-    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-                f"--user-data-dir={profile}", "--window-size=1200,1500"):
+    for arg in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={profile}",
+        "--window-size=1200,1500",
+    ):
         opts.add_argument(arg)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     try:
@@ -46,8 +55,7 @@ def test_report_opens_cleanly(browser, built_report, tmp_path):
     browser.get(built_report.index.resolve().as_uri())
     state = browser.execute_script("return document.readyState")
     assert state == "complete"
-    images = browser.execute_script(
-        "return Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.alt]);")
+    images = browser.execute_script("return Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.alt]);")
     assert len(images) >= 6
     broken = [alt for complete, width, alt in images if not complete or width <= 0]
     assert broken == []

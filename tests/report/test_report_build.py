@@ -37,10 +37,26 @@ def test_outputs_exist(built_report):
     assert csvs == set(tables)
     for name, records in tables.items():
         assert len(pd.read_csv(out / "tables" / f"{name}.csv")) == len(records), name
-    for required in ("cohort_flow", "table1", "agreement_pearson", "discrimination", "tertile_cuts",
-                     "km_failure", "group_hazard_ratios", "cox_fracture", "cox_mortality", "incidence_rates",
-                     "c_index_fracture", "competing_risk", "subgroup_sex", "frax_nri", "frax_auroc",
-                     "age_gap_regression", "truth_vs_estimate", "data_quality"):
+    for required in (
+        "cohort_flow",
+        "table1",
+        "agreement_pearson",
+        "discrimination",
+        "tertile_cuts",
+        "km_failure",
+        "group_hazard_ratios",
+        "cox_fracture",
+        "cox_mortality",
+        "incidence_rates",
+        "c_index_fracture",
+        "competing_risk",
+        "subgroup_sex",
+        "frax_nri",
+        "frax_auroc",
+        "age_gap_regression",
+        "truth_vs_estimate",
+        "data_quality",
+    ):
         assert len(tables[required]) > 0, required
     pngs = {p.stem for p in (out / "figures").glob("*.png")}
     svgs = {p.stem for p in (out / "figures").glob("*.svg")}
@@ -80,8 +96,9 @@ def test_cox_tables_match_stats(built_report):
         sd = float(df["pad_years"].std(ddof=1))
         for outcome in ("fracture_any", "fracture_nonvertebral"):
             for model in ("model 1", "model 3"):
-                direct = stats.cox_per_sd(df, f"{outcome}_years", outcome, "pad_years", cfg.fracture_models[model],
-                                          sd=sd).summary
+                direct = stats.cox_per_sd(
+                    df, f"{outcome}_years", outcome, "pad_years", cfg.fracture_models[model], sd=sd
+                ).summary
                 got = cox[(cox["cohort"] == role) & (cox["outcome"] == outcome) & (cox["model"] == model)]
                 assert list(got["term"]) == list(direct["term"])
                 events = int(direct["events"].iloc[0])
@@ -140,8 +157,7 @@ def test_table1_km_rates_match_stats(built_report):
     assert list(got["n_at_risk"]) == list(direct["n_at_risk"])
 
     hr = _records(payload, "group_hazard_ratios")
-    direct = stats.group_hazard_ratios(sub, "fracture_any_years", "fracture_any", "group",
-                                       "younger, not accelerated")
+    direct = stats.group_hazard_ratios(sub, "fracture_any_years", "fracture_any", "group", "younger, not accelerated")
     got = hr[hr["cohort"] == "external"]
     assert np.allclose(got["estimate"].to_numpy(float), direct["estimate"].to_numpy(float), rtol=RTOL)
 
@@ -170,9 +186,15 @@ def test_frax_regression_subgroups_match_stats(built_report):
 
     sg = _records(payload, "subgroup_sex")
     got = sg[(sg["cohort"] == "derivation") & (sg["outcome"] == "fracture_any")]
-    direct = stats.subgroup_hazard_ratios(df, "fracture_any_years", "fracture_any", "pad_years", by="sex",
-                                          covariates=res.config.fracture_models["model 1"],
-                                          sd=float(df["pad_years"].std(ddof=1)))
+    direct = stats.subgroup_hazard_ratios(
+        df,
+        "fracture_any_years",
+        "fracture_any",
+        "pad_years",
+        by="sex",
+        covariates=res.config.fracture_models["model 1"],
+        sd=float(df["pad_years"].std(ddof=1)),
+    )
     assert np.allclose(got["estimate"].to_numpy(float), direct["estimate"].to_numpy(float), rtol=RTOL)
     assert _close(got["p_interaction"].iloc[0], direct["p_interaction"].iloc[0])
 

@@ -52,11 +52,14 @@ def test_cohort_file_with_mapping_and_config(tmp_path, capsys, demo_inputs):
     mapping = tmp_path / "map.toml"
     mapping.write_text('[columns]\nAGE = "age_years"\n\n[values.sex]\n"1" = "M"\n"2" = "F"\n')
     config = tmp_path / "study.toml"
-    config.write_text('[report]\ntitle = "My study"\n[survival]\nties = "breslow"\n'
-                      '[models.fracture]\n"model 1" = ["age_years", "sex"]\n')
+    config.write_text(
+        '[report]\ntitle = "My study"\n[survival]\nties = "breslow"\n'
+        '[models.fracture]\n"model 1" = ["age_years", "sex"]\n'
+    )
     out = tmp_path / "out"
-    rc = main(["--cohort", str(path), "--mapping", str(mapping), "--config", str(config), "--out", str(out),
-               "--no-svg"])
+    rc = main(
+        ["--cohort", str(path), "--mapping", str(mapping), "--config", str(config), "--out", str(out), "--no-svg"]
+    )
     assert rc == 0, capsys.readouterr().err
     payload = json.loads((out / "results.json").read_text())
     assert payload["meta"]["synthetic"] is False

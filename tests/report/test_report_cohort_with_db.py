@@ -20,13 +20,22 @@ def test_scores_join_through_keyed_ids_and_unscored_rows_keep_the_file_values(tm
     scored = df.groupby("cohort").head(100).index
     keyed = df["participant_id"].map(lambda v: pseudonymise(v, pseudonym_key))
     db_age = df.loc[scored, "spine_age_years"].to_numpy() + 7.0  # distinguishable from the file's values
-    db = write_scored_db(tmp_path / "scores.duckdb", df.assign(participant_id=keyed),
-                         keys=keyed[scored].to_numpy(), spine_ages=db_age)
+    db = write_scored_db(
+        tmp_path / "scores.duckdb", df.assign(participant_id=keyed), keys=keyed[scored].to_numpy(), spine_ages=db_age
+    )
     csv = tmp_path / "cohort.csv"
     df.to_csv(csv, index=False)
 
-    inputs = load_inputs(cohort=str(csv), mapping=None, db=str(db), config=load_config(None),
-                         seed=0, n_derivation=0, n_external=0, key=pseudonym_key)
+    inputs = load_inputs(
+        cohort=str(csv),
+        mapping=None,
+        db=str(db),
+        config=load_config(None),
+        seed=0,
+        n_derivation=0,
+        n_external=0,
+        key=pseudonym_key,
+    )
     got = pd.concat([inputs.derivation, inputs.external]).set_index("participant_id")["spine_age_years"]
     want = df.set_index("participant_id")["spine_age_years"].copy()
     want.loc[df.loc[scored, "participant_id"]] = db_age

@@ -70,8 +70,11 @@ def _same(expected, got) -> bool:
     if isinstance(expected, bool):
         return got is expected
     if isinstance(expected, (int, float)):
-        return isinstance(got, (int, float)) and not isinstance(got, bool) and math.isclose(
-            float(got), float(expected), rel_tol=1e-12, abs_tol=0)
+        return (
+            isinstance(got, (int, float))
+            and not isinstance(got, bool)
+            and math.isclose(float(got), float(expected), rel_tol=1e-12, abs_tol=0)
+        )
     return got == str(expected)
 
 
@@ -99,8 +102,9 @@ def test_xlsx_every_number_matches_results_json(built_report, workbook):
 
 
 def test_xlsx_readme_lists_every_sheet(built_report, workbook):
-    text = "\n".join(" ".join(str(v) for v in row if v is not None) for row in workbook["README"].iter_rows(
-        values_only=True))
+    text = "\n".join(
+        " ".join(str(v) for v in row if v is not None) for row in workbook["README"].iter_rows(values_only=True)
+    )
     for name in built_report.payload["tables"]:
         assert f"tables/{name}.csv" in text
     assert "full precision" in text
@@ -136,9 +140,11 @@ def test_docx_three_rules_and_footnotes(document):
     from docx.oxml.ns import qn
 
     t = document.tables[0]
+
     def edges(cell):
         b = cell._tc.tcPr.find(qn("w:tcBorders")) if cell._tc.tcPr is not None else None
         return {} if b is None else {e.tag.split("}")[1]: e.get(qn("w:val")) for e in b}
+
     head, last = t.rows[0].cells, t.rows[-1].cells
     assert all(edges(c).get("top") == "single" and edges(c).get("bottom") == "single" for c in head)
     assert all(edges(c).get("bottom") == "single" for c in last)
@@ -154,8 +160,11 @@ def test_docx_wide_tables_on_landscape_pages(document, html_tables):
 
     body = document.element.body
     # the section a table belongs to ends at the first section break (sectPr) after it
-    order = [el for el in body.iterchildren() if el.tag.endswith(("}tbl", "}sectPr"))
-             or (el.tag.endswith("}p") and el.find(".//{*}sectPr") is not None)]
+    order = [
+        el
+        for el in body.iterchildren()
+        if el.tag.endswith(("}tbl", "}sectPr")) or (el.tag.endswith("}p") and el.find(".//{*}sectPr") is not None)
+    ]
     section_of, sec = {}, 0
     pending = []
     for el in order:
@@ -174,8 +183,12 @@ def test_docx_wide_tables_on_landscape_pages(document, html_tables):
 
 def test_no_snake_case_identifier_in_headers(html_tables, workbook, document):
     bad = [(h["id"], c) for h in html_tables for c in h["rows"][0] if SNAKE.search(c)]
-    bad += [(ws.title, c) for ws in workbook.worksheets[1:] for c in next(ws.iter_rows(values_only=True))
-            if c and SNAKE.search(str(c))]
+    bad += [
+        (ws.title, c)
+        for ws in workbook.worksheets[1:]
+        for c in next(ws.iter_rows(values_only=True))
+        if c and SNAKE.search(str(c))
+    ]
     bad += [("docx", c.text) for t in document.tables for c in t.rows[0].cells if SNAKE.search(c.text)]
     assert bad == []
 
@@ -183,7 +196,7 @@ def test_no_snake_case_identifier_in_headers(html_tables, workbook, document):
 def test_footnote_and_cells_units():
     f = pd.DataFrame({"n": [100, 250], "ci_level": [0.95, 0.95], "ci_low": [1, 2], "method": ["Cox (Efron)", None]})
     assert table_footnote(f) == "N = 100 to 250 per row. Confidence intervals at 95%. Method: Cox (Efron)."
-    assert table_footnote(f.head(1), "Complete cases.") .startswith("Complete cases. N = 100.")
+    assert table_footnote(f.head(1), "Complete cases.").startswith("Complete cases. N = 100.")
     assert cell_value(float("nan")) is None and cell_value(3) == 3 and cell_value(True) is True
     names = sheet_names(["a" * 40, "a" * 40 + "b", "x:y"])
     assert len(set(names.values())) == 3 and all(len(v) <= 31 for v in names.values()) and names["x:y"] == "x_y"
@@ -194,8 +207,11 @@ def test_figures_for_print(built_report):
 
     pdir = built_report.out / "figures" / "print"
     pngs = sorted(p.stem for p in pdir.glob("*.png"))
-    assert pngs == sorted(p.stem for p in pdir.glob("*.pdf")) == sorted(
-        p.stem for p in (built_report.out / "figures").glob("*.png"))
+    assert (
+        pngs
+        == sorted(p.stem for p in pdir.glob("*.pdf"))
+        == sorted(p.stem for p in (built_report.out / "figures").glob("*.png"))
+    )
     for stem in pngs:
         assert (pdir / f"{stem}.pdf").read_bytes()[:5] == b"%PDF-"
         dpi = Image.open(pdir / f"{stem}.png").info.get("dpi")
@@ -207,12 +223,24 @@ CODE_TABLES = {"study_config", "software"}
 
 
 def test_no_snake_case_identifier_in_table_cells(html_tables, document):
-    bad = [(h["id"], m) for h in html_tables if h["id"] not in CODE_TABLES
-           for row in h["rows"][1:] for c in row for m in SNAKE.findall(c)]
+    bad = [
+        (h["id"], m)
+        for h in html_tables
+        if h["id"] not in CODE_TABLES
+        for row in h["rows"][1:]
+        for c in row
+        for m in SNAKE.findall(c)
+    ]
     assert bad == []
     shown = [h["id"] for h in html_tables]
-    bad = [(name, m) for name, t in zip(shown, document.tables) if name not in CODE_TABLES
-           for row in t.rows[1:] for c in row.cells for m in SNAKE.findall(c.text)]
+    bad = [
+        (name, m)
+        for name, t in zip(shown, document.tables)
+        if name not in CODE_TABLES
+        for row in t.rows[1:]
+        for c in row.cells
+        for m in SNAKE.findall(c.text)
+    ]
     assert bad == []
 
 
@@ -228,10 +256,16 @@ def test_xlsx_cells_of_every_kind(tmp_path):
     """Timestamps (time-zoned or missing), lists, booleans and missing numbers as a database report has them."""
     from epi_spineage.report.exports import write_xlsx
 
-    frame = pd.DataFrame({"run_id": ["r1", "r2"],
-                          "started_at": [pd.Timestamp("2024-05-01 10:00", tz="UTC"), pd.NaT],
-                          "n_scored": [10, 0], "mean_spine_age_years": [61.5, float("nan")],
-                          "drift_flag": [True, False], "groups": [["a", "b"], []]})
+    frame = pd.DataFrame(
+        {
+            "run_id": ["r1", "r2"],
+            "started_at": [pd.Timestamp("2024-05-01 10:00", tz="UTC"), pd.NaT],
+            "n_scored": [10, 0],
+            "mean_spine_age_years": [61.5, float("nan")],
+            "drift_flag": [True, False],
+            "groups": [["a", "b"], []],
+        }
+    )
     path = write_xlsx(tmp_path / "t.xlsx", {"qc_runs": frame})
     ws = openpyxl.load_workbook(path)["qc_runs"]
     rows = list(ws.iter_rows(values_only=True))

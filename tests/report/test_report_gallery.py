@@ -32,14 +32,30 @@ def test_report_with_gradcam_gallery(tmp_path, capsys):
     rows = []
     for i in range(6):
         img = rng.normal(800, 60, size=(96, 48)).clip(0, 4095).astype(np.uint16)
-        img[40 + 5 * i:, 16:32] += 1500
+        img[40 + 5 * i :, 16:32] += 1500
         cv2.imwrite(str(tmp_path / f"img{i}.png"), img)
-        rows.append({"image": f"img{i}.png", "participant_id": f"P{i}", "age_years": 50.0 + 5 * i,
-                     "modality": "radiograph"})
+        rows.append(
+            {"image": f"img{i}.png", "participant_id": f"P{i}", "age_years": 50.0 + 5 * i, "modality": "radiograph"}
+        )
     pd.DataFrame(rows).to_csv(tmp_path / "manifest.csv", index=False)
     out = tmp_path / "out"
-    rc = main(["--n-derivation", "1000", "--n-external", "500", "--out", str(out), "--no-svg",
-               "--model", str(ckpt), "--images", str(tmp_path / "manifest.csv"), "--gallery-size", "4"])
+    rc = main(
+        [
+            "--n-derivation",
+            "1000",
+            "--n-external",
+            "500",
+            "--out",
+            str(out),
+            "--no-svg",
+            "--model",
+            str(ckpt),
+            "--images",
+            str(tmp_path / "manifest.csv"),
+            "--gallery-size",
+            "4",
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     text = (out / "index.html").read_text()
     assert 'id="gradcam"' in text and 'id="fig-gradcam_gallery"' in text

@@ -24,8 +24,17 @@ def small_study():
 
 
 def _summary(n_terms: int) -> pd.DataFrame:
-    return pd.DataFrame({"term": [f"x{i}" for i in range(n_terms)], "estimate": 1.5, "std_error": 0.1,
-                         "statistic": 4.0, "p_value": 0.01, "ci_low": 1.2, "ci_high": 1.8})
+    return pd.DataFrame(
+        {
+            "term": [f"x{i}" for i in range(n_terms)],
+            "estimate": 1.5,
+            "std_error": 0.1,
+            "statistic": 4.0,
+            "p_value": 0.01,
+            "ci_low": 1.2,
+            "ci_high": 1.8,
+        }
+    )
 
 
 # ------------------------------------------------------------------------------ events per parameter
@@ -126,9 +135,11 @@ def test_mortality_adjusted_hr_equals_stats(built_report):
 
     ext = built_report.results.cohorts["external"].frame
     sub = ext[ext["accelerated"].notna()].assign(
-        acceleration=lambda d: d["accelerated"].map({1.0: "accelerated", 0.0: "not accelerated"}))
-    direct = stats.group_hazard_ratios(sub, "death_years", "death", "acceleration", "not accelerated",
-                                       covariates=["age_years", "sex"])
+        acceleration=lambda d: d["accelerated"].map({1.0: "accelerated", 0.0: "not accelerated"})
+    )
+    direct = stats.group_hazard_ratios(
+        sub, "death_years", "death", "acceleration", "not accelerated", covariates=["age_years", "sex"]
+    )
     acc = built_report.results.mortality.accelerated
     got = acc[(acc["adjustment"] == "age- and sex-adjusted") & (acc["group"] == "accelerated")]
     assert np.isclose(got["estimate"].iloc[0], direct.loc[direct["group"] == "accelerated", "estimate"].iloc[0])
@@ -207,7 +218,7 @@ def test_save_cutpoints_writes_the_learned_cut(small_study, tmp_path, monkeypatc
     der, ext, _ = small_study
     res = run_study(der, ext, StudyConfig())
     line = save_learned_cutpoint("x.duckdb", res)
-    (db, kw), = calls
+    ((db, kw),) = calls
     assert db == "x.duckdb" and kw["name"] == "pad_tertile_years" and kw["cut_rule"] == ">="
     assert kw["value_years"] == pytest.approx(res.groups.cut_years) and kw["source_cohort"] == "derivation"
     assert "pad_tertile_years" in line

@@ -44,8 +44,9 @@ class _Checker(HTMLParser):
         if tag in VOID:
             return
         if not self.stack or self.stack[-1] != tag:
-            self.errors.append(f"</{tag}> closes <{self.stack[-1] if self.stack else 'nothing'}> "
-                               f"at line {self.getpos()[0]}")
+            self.errors.append(
+                f"</{tag}> closes <{self.stack[-1] if self.stack else 'nothing'}> at line {self.getpos()[0]}"
+            )
             if tag in self.stack:
                 while self.stack and self.stack.pop() != tag:
                     pass
@@ -85,9 +86,22 @@ def test_index_is_self_contained_and_balanced(built_report):
 
 def test_banner_and_sections_in_study_order(built_report):
     text = html.unescape(built_report.index.read_text(encoding="utf-8"))
-    order = ["id=\"cohorts\"", "id=\"agreement\"", "id=\"discrimination\"", "id=\"accelerated\"", "id=\"cox\"",
-             "id=\"mortality\"", "id=\"rates\"", "id=\"competing\"", "id=\"subgroups\"", "id=\"frax\"",
-             "id=\"agegap\"", "id=\"truth\"", "id=\"quality\"", "id=\"methods\""]
+    order = [
+        'id="cohorts"',
+        'id="agreement"',
+        'id="discrimination"',
+        'id="accelerated"',
+        'id="cox"',
+        'id="mortality"',
+        'id="rates"',
+        'id="competing"',
+        'id="subgroups"',
+        'id="frax"',
+        'id="agegap"',
+        'id="truth"',
+        'id="quality"',
+        'id="methods"',
+    ]
     pos = [text.index(s) for s in order]
     assert pos == sorted(pos)
     assert text.count('class="banner-inline"') >= len(order) - 1
@@ -124,7 +138,8 @@ def test_qmd_renders_with_pandoc(built_report, tmp_path):
 def test_qmd_renders_with_quarto(built_report, tmp_path):
     work = tmp_path / "q"
     shutil.copytree(built_report.out, work)
-    proc = subprocess.run(["quarto", "render", "report.qmd", "--to", "html"], cwd=work, capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        ["quarto", "render", "report.qmd", "--to", "html"], cwd=work, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr
     assert (work / "report.html").is_file()

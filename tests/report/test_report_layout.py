@@ -13,8 +13,10 @@ from tests.report.test_report_browser import browser  # noqa: F401  (the shared 
 def test_table_classes_by_printed_width():
     narrow = pd.DataFrame({"cohort": ["external"], "n": ["1,500"]})
     assert table_classes(narrow) == ""
-    wide = pd.DataFrame({f"model {i} n/events": ["1,234/56"] for i in range(12)}
-                        | {f"model {i}": ["1.74 (1.46-2.07)"] for i in range(6)})
+    wide = pd.DataFrame(
+        {f"model {i} n/events": ["1,234/56"] for i in range(12)}
+        | {f"model {i}": ["1.74 (1.46-2.07)"] for i in range(6)}
+    )
     assert printed_width(wide) > PORTRAIT_CHARS
     assert "wide" in table_classes(wide).split()
     huge = pd.DataFrame({f"c{i}": ["1.74 (1.46-2.07)"] for i in range(14)})
@@ -86,9 +88,21 @@ def test_forest_groups_rows_with_counts_and_aligned_estimates():
 
     from epi_spineage.report import figures as F
 
-    rows = [{"cohort": c, "outcome": o, "model": m, "estimate": 1.3, "ci_low": 1.1, "ci_high": 1.5, "n": 1500,
-             "events": 205} for c in ("derivation (test set)", "external") for o in ("any fracture", "hip fracture")
-            for m in ("model 1", "model 2")]
+    rows = [
+        {
+            "cohort": c,
+            "outcome": o,
+            "model": m,
+            "estimate": 1.3,
+            "ci_low": 1.1,
+            "ci_high": 1.5,
+            "n": 1500,
+            "events": 205,
+        }
+        for c in ("derivation (test set)", "external")
+        for o in ("any fracture", "hip fracture")
+        for m in ("model 1", "model 2")
+    ]
     rows[0].update(estimate=float("nan"), ci_low=float("nan"), ci_high=float("nan"))
     fig = F.forest(pd.DataFrame(rows), label="model", group="model", headings=("cohort", "outcome"))
     texts = [t.get_text() for t in _texts(fig)]
@@ -106,10 +120,21 @@ def test_km_panels_share_the_y_axis():
     from epi_spineage.report import figures as F
 
     def panel(top: float) -> dict:
-        curves = pd.DataFrame({"group": "g", "time_years": [0.0, 1.0, 2.0], "estimate": [0.0, top / 2, top],
-                               "ci_low": [0.0, 0.0, top / 2], "ci_high": [0.0, top, top * 1.5]})
-        return {"title": "x", "curves": curves, "groups": ["g"],
-                "at_risk": pd.DataFrame({"group": ["g"], "time_years": [0.0], "n_at_risk": [10]})}
+        curves = pd.DataFrame(
+            {
+                "group": "g",
+                "time_years": [0.0, 1.0, 2.0],
+                "estimate": [0.0, top / 2, top],
+                "ci_low": [0.0, 0.0, top / 2],
+                "ci_high": [0.0, top, top * 1.5],
+            }
+        )
+        return {
+            "title": "x",
+            "curves": curves,
+            "groups": ["g"],
+            "at_risk": pd.DataFrame({"group": ["g"], "time_years": [0.0], "n_at_risk": [10]}),
+        }
 
     fig = F.km_panels([panel(0.1), panel(0.3)])
     top_axes = [ax for ax in fig.axes if ax.get_ylabel()]
@@ -143,8 +168,18 @@ def _drift_frame() -> pd.DataFrame:
         for i, m in enumerate(months):
             for run in ("r1", "r2"):
                 delta = 3.0 if (man == "ACME" and i == 20) else 0.1
-                rows.append({"model_id": "m1", "run_id": run, "manufacturer": man, "study_month": m.date(),
-                             "n_images": 10, "delta_years": delta, "bound_years": 2.0, "drift_flag": abs(delta) > 2})
+                rows.append(
+                    {
+                        "model_id": "m1",
+                        "run_id": run,
+                        "manufacturer": man,
+                        "study_month": m.date(),
+                        "n_images": 10,
+                        "delta_years": delta,
+                        "bound_years": 2.0,
+                        "drift_flag": abs(delta) > 2,
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -157,8 +192,9 @@ def test_drift_small_multiples_and_flagged_cells():
     cells = F.drift_cells(frame)
     assert len(cells) == 48 and set(cells["n_images"]) == {20}  # two runs pooled per cell
     flagged = F.flagged_drift(frame)
-    assert flagged.to_dict("records") == [{"model": "m1", "manufacturer": "ACME", "month": "2021-09", "images": 20,
-                                           "change, y": 3.0, "bound, y": 2.0}]
+    assert flagged.to_dict("records") == [
+        {"model": "m1", "manufacturer": "ACME", "month": "2021-09", "images": 20, "change, y": 3.0, "bound, y": 2.0}
+    ]
     fig = F.drift_small_multiples(frame)
     assert sorted(ax.get_title() for ax in fig.axes if ax.get_visible()) == ["ACME (n = 480)", "Hologic (n = 480)"]
     plt.close(fig)

@@ -67,8 +67,12 @@ def pdf_words(pdf: Path) -> list[list[tuple[str, float, float, float, float]]]:
     root = ElementTree.fromstring(xml)
     pages = []
     for page in root.iter("page"):
-        pages.append([(w.text or "", float(w.get("xMin")), float(w.get("yMin")), float(w.get("xMax")),
-                       float(w.get("yMax"))) for w in page.iter("word")])
+        pages.append(
+            [
+                (w.text or "", float(w.get("xMin")), float(w.get("yMin")), float(w.get("xMax")), float(w.get("yMax")))
+                for w in page.iter("word")
+            ]
+        )
     return pages
 
 
@@ -139,8 +143,9 @@ def test_wide_tables_print_landscape_and_no_page_is_near_empty(built_report, pri
     tables = html_tables(built_report.index)
     wide = [t for t in tables if "wide" in t["classes"]]
     assert any(t["id"] == "tab-cox_fracture" for t in wide)  # 11 columns: does not fit a portrait line
-    info = subprocess.run(["pdfinfo", "-f", "1", "-l", str(len(pages)), str(pdf)], capture_output=True, text=True,
-                          check=True).stdout
+    info = subprocess.run(
+        ["pdfinfo", "-f", "1", "-l", str(len(pages)), str(pdf)], capture_output=True, text=True, check=True
+    ).stdout
     sizes = re.findall(r"Page\s+(\d+) size:\s+([\d.]+) x ([\d.]+)", info)
     landscape = {int(p) - 1 for p, w, h in sizes if float(w) > float(h)}
     for t in wide:
@@ -166,8 +171,11 @@ def test_cli_pdf_flag_exits_2_without_chromium(tmp_path, monkeypatch, capsys):
     from epi_spineage.cli import report as cli
 
     monkeypatch.setenv("EPI_SPINEAGE_CHROMIUM", str(tmp_path / "no-such-chromium"))
-    monkeypatch.setattr(cli, "build_report", lambda out, **kw: (Path(out).mkdir(parents=True, exist_ok=True),
-                                                                Path(out) / "index.html")[1])
+    monkeypatch.setattr(
+        cli,
+        "build_report",
+        lambda out, **kw: (Path(out).mkdir(parents=True, exist_ok=True), Path(out) / "index.html")[1],
+    )
     rc = cli.main(["--out", str(tmp_path / "r"), "--n-derivation", "300", "--n-external", "200", "--pdf"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2

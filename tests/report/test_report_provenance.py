@@ -20,8 +20,9 @@ def simulated_tables(tmp_path_factory):
 
 
 def _inputs(db):
-    return load_inputs(cohort=None, mapping=None, db=str(db), config=load_config(None),
-                       seed=0, n_derivation=0, n_external=0)
+    return load_inputs(
+        cohort=None, mapping=None, db=str(db), config=load_config(None), seed=0, n_derivation=0, n_external=0
+    )
 
 
 def test_cohort_loaded_from_simulator_output_is_labelled_synthetic(simulated_tables, tmp_path, pseudonym_key):

@@ -33,8 +33,18 @@ def test_empty_four_group_does_not_crash(small_study):
 from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-_DROPPABLE = ["prevalent_vf", "osteoporosis", "tscore_femoral_neck", "frax_mof_pct", "fracture_hip", "death",
-              "height_cm", "albumin_g_l", "prosthesis", "split"]
+_DROPPABLE = [
+    "prevalent_vf",
+    "osteoporosis",
+    "tscore_femoral_neck",
+    "frax_mof_pct",
+    "fracture_hip",
+    "death",
+    "height_cm",
+    "albumin_g_l",
+    "prosthesis",
+    "split",
+]
 _CONSTANT = ["prosthesis", "prevalent_vf", "glucocorticoid", "rheumatoid_arthritis", "prior_fracture", "diabetes"]
 
 
@@ -64,10 +74,11 @@ def _mutate(df, spec, n, rng):
         df["split"] = "test"
     if spec["one_sex"]:
         df["sex"] = spec["one_sex"]
-    outcomes = {"fracture_any": ["fracture_any", "fracture_vertebral", "fracture_nonvertebral", "fracture_hip"],
-                "death": ["death"]}
-    targets = ([*outcomes["fracture_any"], "death"] if spec["censor"] == "all"
-               else outcomes.get(spec["censor"], []))
+    outcomes = {
+        "fracture_any": ["fracture_any", "fracture_vertebral", "fracture_nonvertebral", "fracture_hip"],
+        "death": ["death"],
+    }
+    targets = [*outcomes["fracture_any"], "death"] if spec["censor"] == "all" else outcomes.get(spec["censor"], [])
     for col in targets:
         if col in df.columns:
             df[col] = 0
@@ -87,8 +98,13 @@ def _mutate(df, spec, n, rng):
 
 @pytest.mark.slow
 # no shrinking: a failing spec is already small and readable, and each example builds a whole report
-@settings(max_examples=12, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate], derandomize=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=12,
+    deadline=None,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(spec=odd_cohorts())
 def test_report_never_raises_on_odd_cohorts(small_study, tmp_path_factory, spec):
     """Analyses and document on random small, odd cohorts: a reason in data quality, never an exception."""
@@ -147,8 +163,15 @@ def test_report_modules_import_in_one_direction():
     root = Path(pkg.__file__).parent
     for i, name in enumerate(order):
         tree = ast.parse((root / f"{name}.py").read_text())
-        imported = {n.module.rsplit(".", 1)[-1] for n in ast.walk(tree)
-                    if isinstance(n, ast.ImportFrom) and n.module and n.module.startswith("epi_spineage.report")}
-        imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
-                     and n.module == "epi_spineage.report" for a in n.names}
-        assert not imported & set(order[i + 1:]), (name, imported & set(order[i + 1:]))
+        imported = {
+            n.module.rsplit(".", 1)[-1]
+            for n in ast.walk(tree)
+            if isinstance(n, ast.ImportFrom) and n.module and n.module.startswith("epi_spineage.report")
+        }
+        imported |= {
+            a.name
+            for n in ast.walk(tree)
+            if isinstance(n, ast.ImportFrom) and n.module == "epi_spineage.report"
+            for a in n.names
+        }
+        assert not imported & set(order[i + 1 :]), (name, imported & set(order[i + 1 :]))

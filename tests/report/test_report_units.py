@@ -35,8 +35,9 @@ def test_format_frame_rounds_only_for_display():
 
 
 def test_to_jsonable_handles_numpy_nan_and_frames():
-    out = to_jsonable({"a": np.float64(np.nan), "b": np.int64(3), "c": pd.DataFrame({"x": [1.5, np.inf]}),
-                       "d": (np.bool_(True),)})
+    out = to_jsonable(
+        {"a": np.float64(np.nan), "b": np.int64(3), "c": pd.DataFrame({"x": [1.5, np.inf]}), "d": (np.bool_(True),)}
+    )
     assert out == {"a": None, "b": 3, "c": [{"x": 1.5}, {"x": None}], "d": [True]}
     json.dumps(out, allow_nan=False)
 
@@ -56,18 +57,21 @@ def test_example_config_is_the_defaults():
     assert load_config(ROOT / "examples" / "study.toml").to_dict() == StudyConfig().to_dict()
 
 
-@pytest.mark.parametrize("data, message", [
-    ({"nonsense": {}}, "unknown section"),
-    ({"survival": {"ties": "exact"}}, "ties"),
-    ({"grouping": {"cut_rule": "=>"}}, "cut_rule"),
-    ({"grouping": {"cut_rule": ">", "accelerated_rule": ">"}}, "both"),
-    ({"survival": {"min_events_per_parameter": -1}}, "min_events_per_parameter"),
-    ({"scoring": {"drift_min_count": 0}}, "drift_min_count"),
-    ({"survival": {"km_times_years": 5}}, "must be a list"),
-    ({"survival": {"km_times_years": [4, 2]}}, "increasing"),
-    ({"models": {"fracture": {"m": "age_years"}}}, "lists of column names"),
-    ({"models": {"other": {}}}, "unknown model family"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"nonsense": {}}, "unknown section"),
+        ({"survival": {"ties": "exact"}}, "ties"),
+        ({"grouping": {"cut_rule": "=>"}}, "cut_rule"),
+        ({"grouping": {"cut_rule": ">", "accelerated_rule": ">"}}, "both"),
+        ({"survival": {"min_events_per_parameter": -1}}, "min_events_per_parameter"),
+        ({"scoring": {"drift_min_count": 0}}, "drift_min_count"),
+        ({"survival": {"km_times_years": 5}}, "must be a list"),
+        ({"survival": {"km_times_years": [4, 2]}}, "increasing"),
+        ({"models": {"fracture": {"m": "age_years"}}}, "lists of column names"),
+        ({"models": {"other": {}}}, "unknown model family"),
+    ],
+)
 def test_bad_config_is_a_user_error(data, message):
     with pytest.raises(UserError, match=message):
         config_from_dict(data)
@@ -94,9 +98,11 @@ def test_config_overrides():
 
 
 def test_report_never_imports_torch():
-    code = ("import sys; import epi_spineage.report, epi_spineage.report.analyses, epi_spineage.report.document, "
-            "epi_spineage.report.inputs, epi_spineage.report.scoring_qc, epi_spineage.report.steps; "
-            "print('torch' in sys.modules)")
+    code = (
+        "import sys; import epi_spineage.report, epi_spineage.report.analyses, epi_spineage.report.document, "
+        "epi_spineage.report.inputs, epi_spineage.report.scoring_qc, epi_spineage.report.steps; "
+        "print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
@@ -109,8 +115,15 @@ def test_rewrite_replaces_own_outputs_but_not_foreign_files(tmp_path):
         tables = {n: pd.DataFrame({"x": [1.0]}) for n in names}
         sec = Section("s", "S", tables=[TableItem(n, n, f) for n, f in tables.items()])
         meta = {"version": "0", "software": {}, "generated_utc": "now"}
-        write_report(tmp_path, [sec], title="t", banner=None, results_json={"meta": meta, "tables": tables},
-                     meta=meta, tables=tables)
+        write_report(
+            tmp_path,
+            [sec],
+            title="t",
+            banner=None,
+            results_json={"meta": meta, "tables": tables},
+            meta=meta,
+            tables=tables,
+        )
 
     (tmp_path / "tables").mkdir()
     (tmp_path / "tables" / "mine.csv").write_text("a\n1\n")

@@ -27,8 +27,9 @@ class Phantom:
     data: bytes
 
 
-def phantom_dicoms(n: int, *, seed: int = 0, view_position: str = "LL", body_part: str = "LSPINE",
-                   start: int = 0) -> list[Phantom]:
+def phantom_dicoms(
+    n: int, *, seed: int = 0, view_position: str = "LL", body_part: str = "LSPINE", start: int = 0
+) -> list[Phantom]:
     """``n`` small phantom DICOMs (about 190 x 130 px) with fake names and hospital-style IDs."""
     from epi_spineage.synth.dicom import dicom_bytes, make_uid
     from epi_spineage.synth.phantom import render_phantom
@@ -44,10 +45,19 @@ def phantom_dicoms(n: int, *, seed: int = 0, view_position: str = "LL", body_par
         name = f"PHANTOMNAME{seed}X{i:03d}^GIVEN{i:03d}"
         pid = f"HOSP{seed:02d}{i:06d}"
         uid = make_uid(rng)
-        data = dicom_bytes(pixels, modality=modality, patient_name=name, patient_id=pid,
-                           study_date=f"2024{1 + i % 12:02d}15", manufacturer=("ACME", "GLOBEX")[i % 2],
-                           view_position=view_position if modality == "radiograph" else "",
-                           body_part=body_part, bits_stored=12, sop_instance_uid=uid, rng=rng)
+        data = dicom_bytes(
+            pixels,
+            modality=modality,
+            patient_name=name,
+            patient_id=pid,
+            study_date=f"2024{1 + i % 12:02d}15",
+            manufacturer=("ACME", "GLOBEX")[i % 2],
+            view_position=view_position if modality == "radiograph" else "",
+            body_part=body_part,
+            bits_stored=12,
+            sop_instance_uid=uid,
+            rng=rng,
+        )
         out.append(Phantom(f"img{i:04d}.dcm", name, pid, uid, data))
     return out
 
@@ -78,11 +88,15 @@ def make_checkpoint(out: Path, *, alpha: float = -0.3, beta: float = 18.0) -> Pa
 
     torch.manual_seed(0)
     net = build_model("test_efficientnet", min_age=40, max_age=100, in_chans=1, head_hidden=16)
-    save_checkpoint(net, out, {
-        "preprocess": PreprocessConfig(height=64, width=32),
-        "bias_correction": {"method": "beheshti", "alpha": alpha, "beta": beta, "n": 100, "source": "test"},
-        "temperature": 1.0,
-    })
+    save_checkpoint(
+        net,
+        out,
+        {
+            "preprocess": PreprocessConfig(height=64, width=32),
+            "bias_correction": {"method": "beheshti", "alpha": alpha, "beta": beta, "n": 100, "source": "test"},
+            "temperature": 1.0,
+        },
+    )
     return out
 
 
@@ -103,8 +117,9 @@ def key_env(monkeypatch) -> dict:
 
 
 def run_cli(args: list[str], env: dict, *, timeout: float = 120, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, timeout=timeout,
-                          cwd=REPO, **kw)
+    return subprocess.run(
+        [sys.executable, *args], env=env, capture_output=True, text=True, timeout=timeout, cwd=REPO, **kw
+    )
 
 
 def stored(reference: str | Path) -> str:

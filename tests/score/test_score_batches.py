@@ -88,9 +88,15 @@ def test_worker_batches_arrive_intact(tmp_path, tiny_model, hold):
     for name, size, member in iter_members([str(folder)]):
         row, array = process_entry(ctx, name, size, member)
         expected[row["source_path"]] = array
-    loader = DataLoader(ArchiveDataset([str(folder)], ctx), batch_size=2, num_workers=1, collate_fn=collate,
-                        worker_init_fn=functools.partial(worker_init, shared_slots=2), prefetch_factor=2,
-                        multiprocessing_context="forkserver")
+    loader = DataLoader(
+        ArchiveDataset([str(folder)], ctx),
+        batch_size=2,
+        num_workers=1,
+        collate_fn=collate,
+        worker_init_fn=functools.partial(worker_init, shared_slots=2),
+        prefetch_factor=2,
+        multiprocessing_context="forkserver",
+    )
     held, n_leased, seen = [], 0, 0
     for rows, batch, ready, lease in loader:
         want = np.stack([expected[rows[i]["source_path"]] for i in ready])

@@ -19,8 +19,10 @@ from .conftest import TEST_KEY
 
 
 def test_import_does_not_load_torch():
-    code = ("import sys, epi_spineage.score, epi_spineage.score.drift, epi_spineage.score.spool, "
-            "epi_spineage.ingest, epi_spineage.cohort; print('torch' in sys.modules)")
+    code = (
+        "import sys, epi_spineage.score, epi_spineage.score.drift, epi_spineage.score.spool, "
+        "epi_spineage.ingest, epi_spineage.cohort; print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "False", out.stderr
 
@@ -42,8 +44,12 @@ def test_usage_errors_are_one_line_exit_2(tmp_path, capsys, key_env):
 
 
 def test_qc_rules():
-    ok = {"format": "dicom", "view_position": "LL", "body_part_examined": "LSPINE",
-          "sop_class_uid": "1.2.840.10008.5.1.4.1.1.1.1"}
+    ok = {
+        "format": "dicom",
+        "view_position": "LL",
+        "body_part_examined": "LSPINE",
+        "sop_class_uid": "1.2.840.10008.5.1.4.1.1.1.1",
+    }
     assert lateral_spine_problem(ok) is None
     assert lateral_spine_problem({**ok, "view_position": ""}) is None  # empty tags cannot refuse
     assert "BodyPartExamined CHEST" in lateral_spine_problem({**ok, "body_part_examined": "chest"})
@@ -53,8 +59,15 @@ def test_qc_rules():
 
 def test_cohort_load_pseudonymises_validates_and_upserts(tmp_path, key_env, capsys):
     csv = tmp_path / "c.csv"
-    df = pd.DataFrame({"participant_id": ["007", "008"], "cohort": "derivation", "age_years": [61.5, 70.0],
-                       "sex": ["F", "M"], "clinic_site": ["A", "B"]})
+    df = pd.DataFrame(
+        {
+            "participant_id": ["007", "008"],
+            "cohort": "derivation",
+            "age_years": [61.5, 70.0],
+            "sex": ["F", "M"],
+            "clinic_site": ["A", "B"],
+        }
+    )
     df.to_csv(csv, index=False)
     dbfile = tmp_path / "x.duckdb"
     assert cohort_main(["load", str(csv), "--db", str(dbfile)]) == 0
@@ -74,8 +87,16 @@ def test_cohort_load_pseudonymises_validates_and_upserts(tmp_path, key_env, caps
 
 def test_cohort_load_refuses_identifier_columns(tmp_path, key_env, capsys):
     csv = tmp_path / "c.csv"
-    pd.DataFrame({"participant_id": ["007"], "cohort": "derivation", "age_years": [61.5], "sex": ["F"],
-                  "patient_name": ["KIM^MINJI"], "site_name": ["A"]}).to_csv(csv, index=False)
+    pd.DataFrame(
+        {
+            "participant_id": ["007"],
+            "cohort": "derivation",
+            "age_years": [61.5],
+            "sex": ["F"],
+            "patient_name": ["KIM^MINJI"],
+            "site_name": ["A"],
+        }
+    ).to_csv(csv, index=False)
     dbfile = tmp_path / "x.duckdb"
     assert cohort_main(["load", str(csv), "--db", str(dbfile)]) == 2
     err = capsys.readouterr().err

@@ -24,11 +24,23 @@ from epi_spineage.score.spool import Spool, ingest_folder
 
 
 def _rows(start, n, *, status="scored", hash_of=lambda i: f"h{i}"):
-    return [{"run_id": "r1", "source_path": f"/x/{i}.dcm", "status": status, "content_hash": hash_of(i),
-             "model_id": "m", "weights_hash": "w", "preprocess_config_hash": "c", "package_version": "v",
-             "spine_age_years": 60.0 + i, "spine_age_sd_years": 2.0,
-             "error_type": "unreadable" if status == "error" else None,
-             "recorded_at": dt.datetime(2025, 1, 1)} for i in range(start, start + n)]
+    return [
+        {
+            "run_id": "r1",
+            "source_path": f"/x/{i}.dcm",
+            "status": status,
+            "content_hash": hash_of(i),
+            "model_id": "m",
+            "weights_hash": "w",
+            "preprocess_config_hash": "c",
+            "package_version": "v",
+            "spine_age_years": 60.0 + i,
+            "spine_age_sd_years": 2.0,
+            "error_type": "unreadable" if status == "error" else None,
+            "recorded_at": dt.datetime(2025, 1, 1),
+        }
+        for i in range(start, start + n)
+    ]
 
 
 def _counts(con):
@@ -74,8 +86,17 @@ def test_spool_then_ingest_twice_adds_nothing_twice(tmp_path):
     spool = Spool(tmp_path / "spool")
     spool.write_batch(to_table(_rows(0, 4)), "r1", 1)
     spool.write_batch(to_table(_rows(4, 3) + _rows(7, 1, status="error")), "r1", 2)
-    spool.write_json("run", "r1", {"run_id": "r1", "started_at": "2025-01-01 00:00:00", "status": "finished",
-                                   "finished_at": "2025-01-01 00:01:00", "n_scored": 7})
+    spool.write_json(
+        "run",
+        "r1",
+        {
+            "run_id": "r1",
+            "started_at": "2025-01-01 00:00:00",
+            "status": "finished",
+            "finished_at": "2025-01-01 00:01:00",
+            "n_scored": 7,
+        },
+    )
     kept = tmp_path / "kept"
     kept.mkdir()
     for p in (tmp_path / "spool").glob("*.parquet"):
@@ -96,9 +117,16 @@ def test_spool_then_ingest_twice_adds_nothing_twice(tmp_path):
 
 def test_lock_error_names_the_holder(tmp_path):
     dbfile = tmp_path / "busy.duckdb"
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('ready', flush=True); time.sleep(30)"),
-        str(dbfile)], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            ("import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('ready', flush=True); time.sleep(30)"),
+            str(dbfile),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "ready"
         with pytest.raises(DatabaseBusy) as info:

@@ -61,8 +61,9 @@ def test_scoring_a_flat_model_warns_at_the_end_and_qc_lists_it(tmp_path, flat_ch
     archive = write_zip(tmp_path / "a.zip", {p.member: p.data for p in phantom_dicoms(10, seed=3)})
     db_path = tmp_path / "s.duckdb"
     with caplog.at_level(logging.WARNING, logger="epi_spineage"):
-        summary = score_archives([archive], flat_checkpoint, db_path, key=TEST_KEY, batch_size=8, workers=0,
-                                 device="cpu")
+        summary = score_archives(
+            [archive], flat_checkpoint, db_path, key=TEST_KEY, batch_size=8, workers=0, device="cpu"
+        )
     assert summary.n_scored == 10
     text = caplog.text
     assert "near-zero spread" in text and "WEAK MODEL" in text

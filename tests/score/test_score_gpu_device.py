@@ -31,8 +31,7 @@ def test_nvimagecodec_gives_the_cpu_readers_pixels_for_lossless_jpeg2000():
     files = []
     for seed, photometric in [(0, "MONOCHROME2"), (1, "MONOCHROME1")]:
         px = np.minimum(render_phantom(60.0, style="radiograph", seed=seed, scale=0.3, bits_stored=12), 4095)
-        files.append(dicom_bytes(px.astype(np.uint16), compression="jpeg2000", photometric=photometric,
-                                 bits_stored=12))
+        files.append(dicom_bytes(px.astype(np.uint16), compression="jpeg2000", photometric=photometric, bits_stored=12))
     frames = [parse_dicom(b) for b in files]
     decoded = NvImageCodecDecoder().decode([f.data for f in frames], "cuda")
     for data, frame, stored in zip(files, frames, decoded):
@@ -47,13 +46,28 @@ def test_nvimagecodec_gives_the_cpu_readers_pixels_for_lossless_jpeg2000():
 
 
 @pytest.mark.parametrize("compile_model", [False, True])
-def test_gpu_scores_agree_with_the_cpu_path_within_a_hundredth_of_a_year(archive, cpu_run, tiny_model,  # noqa: F811
-                                                                        tmp_path, key_env, compile_model):
+def test_gpu_scores_agree_with_the_cpu_path_within_a_hundredth_of_a_year(
+    archive,
+    cpu_run,
+    tiny_model,  # noqa: F811
+    tmp_path,
+    key_env,
+    compile_model,
+):
     from epi_spineage.score.pipeline import score_archives
 
     db = tmp_path / "gpu.duckdb"
-    summary = score_archives([archive], tiny_model, db, batch_size=4, workers=2, device="cuda", decode="gpu",
-                             compile_model=compile_model, progress=False)
+    summary = score_archives(
+        [archive],
+        tiny_model,
+        db,
+        batch_size=4,
+        workers=2,
+        device="cuda",
+        decode="gpu",
+        compile_model=compile_model,
+        progress=False,
+    )
     images_c, scores_c, errors_c, _ = cpu_run[1]
     images_g, scores_g, errors_g, run = _results(db)
     assert images_g == images_c and errors_g == errors_c

@@ -30,8 +30,7 @@ def _j2k(data: bytes, pid: str) -> bytes:
     from epi_spineage.synth.dicom import dicom_bytes
 
     arr = pydicom.dcmread(io.BytesIO(data)).pixel_array
-    return dicom_bytes(arr, compression="jpeg2000", patient_id=pid, bits_stored=12,
-                       rng=np.random.default_rng(len(pid)))
+    return dicom_bytes(arr, compression="jpeg2000", patient_id=pid, bits_stored=12, rng=np.random.default_rng(len(pid)))
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +53,15 @@ def archive(tmp_path_factory):
 
     arr = pydicom.dcmread(io.BytesIO(ph[0].data)).pixel_array
     (folder / "rle.dcm").write_bytes(dicom_bytes(np.flipud(arr).copy(), compression="rle", patient_id="R1"))
-    (folder / "mono1.dcm").write_bytes(dicom_bytes(np.fliplr(arr).copy(), photometric="MONOCHROME1",
-                                                   rescale_slope=2.0, rescale_intercept=-100.0, patient_id="M1"))
+    (folder / "mono1.dcm").write_bytes(
+        dicom_bytes(
+            np.fliplr(arr).copy(),
+            photometric="MONOCHROME1",
+            rescale_slope=2.0,
+            rescale_intercept=-100.0,
+            patient_id="M1",
+        )
+    )
     (folder / "ap.dcm").write_bytes(dicom_bytes(arr[::2].copy(), view_position="AP", patient_id="A1"))
     shutil.copy(folder / ph[1].member, folder / "copy_of_img.dcm")  # same pixels, same SOP: a duplicate
     colour = get_testdata_file("SC_rgb_jpeg_dcmtk.dcm", download=False)  # YBR_FULL baseline JPEG
@@ -97,10 +103,16 @@ _ARCHIVE: list = []
 def _results(db):
     con = duckdb.connect(str(db))
     try:
-        images = {_name(r[0]): r[1:] for r in con.execute(
-            "SELECT source_path, qc_status, content_hash FROM images").fetchall()}
-        scores = {_name(r[0]): r[1:] for r in con.execute(
-            "SELECT source_path, content_hash, spine_age_years, spine_age_sd_years, decoder FROM scores").fetchall()}
+        images = {
+            _name(r[0]): r[1:]
+            for r in con.execute("SELECT source_path, qc_status, content_hash FROM images").fetchall()
+        }
+        scores = {
+            _name(r[0]): r[1:]
+            for r in con.execute(
+                "SELECT source_path, content_hash, spine_age_years, spine_age_sd_years, decoder FROM scores"
+            ).fetchall()
+        }
         errors = sorted(_name(r[0]) for r in con.execute("SELECT source_path FROM errors").fetchall())
         run = con.execute("SELECT decode, n_gpu_decoded, n_cpu_fallback FROM runs").fetchall()[0]
     finally:
@@ -109,8 +121,17 @@ def _results(db):
 
 
 def _score(archive, tiny_model, db, decode, workers=0):
-    return score_archives([archive], tiny_model, db, key=TEST_KEY, batch_size=4, workers=workers, device="cpu",
-                          decode=decode, progress=False)
+    return score_archives(
+        [archive],
+        tiny_model,
+        db,
+        key=TEST_KEY,
+        batch_size=4,
+        workers=workers,
+        device="cpu",
+        decode=decode,
+        progress=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +163,11 @@ def test_the_gpu_loop_gives_the_cpu_hashes_and_scores(archive, tiny_model, tmp_p
     _assert_same_as_cpu(cpu, gpu)
     images, scores, errors, run = gpu
     assert (summary.n_scored, summary.n_duplicates, summary.n_not_spine, summary.n_errors) == (
-        cpu_summary.n_scored, cpu_summary.n_duplicates, cpu_summary.n_not_spine, cpu_summary.n_errors)
+        cpu_summary.n_scored,
+        cpu_summary.n_duplicates,
+        cpu_summary.n_not_spine,
+        cpu_summary.n_errors,
+    )
     decoders = {name: s[3] for name, s in scores.items()}
     assert decoders["j2k_a.dcm"] == decoders["j2k_b.dcm"] == "stand-in:openjpeg"
     assert decoders["rle.dcm"] == decoders["mono1.dcm"] == decoders["img0000.dcm"] == "gpu:raw"
@@ -154,8 +179,9 @@ def test_the_gpu_loop_gives_the_cpu_hashes_and_scores(archive, tiny_model, tmp_p
     assert "decoded" in summary.line() and "by the CPU reader" in summary.line()
 
 
-def test_images_the_decoder_refuses_go_to_the_cpu_reader_and_are_counted(archive, tiny_model, tmp_path, cpu_run,
-                                                                          monkeypatch, key_env):
+def test_images_the_decoder_refuses_go_to_the_cpu_reader_and_are_counted(
+    archive, tiny_model, tmp_path, cpu_run, monkeypatch, key_env
+):
     from epi_spineage.imaging.encapsulated import parse_dicom
 
     refuse = [len(parse_dicom((archive / "j2k_a.dcm").read_bytes()).data)]

@@ -26,14 +26,25 @@ def test_busy_database_spools_then_ingest_loads(tmp_path, tiny_model, key_env, c
     con = duckdb.connect(str(dbfile))
     dbschema.apply_schema(con)
     con.close()
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); c.execute('SELECT 1').fetchall(); "
-        "print('ready', flush=True); time.sleep(120)"), str(dbfile)], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); c.execute('SELECT 1').fetchall(); "
+                "print('ready', flush=True); time.sleep(120)"
+            ),
+            str(dbfile),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "ready"
         with caplog.at_level(logging.WARNING):
-            summary = score_archives([archive], tiny_model, dbfile, key=TEST_KEY, batch_size=2, workers=0, device="cpu",
-                                     lock_timeout_s=0.5)
+            summary = score_archives(
+                [archive], tiny_model, dbfile, key=TEST_KEY, batch_size=2, workers=0, device="cpu", lock_timeout_s=0.5
+            )
         assert summary.n_scored == N and summary.n_spooled == N
         assert f"PID {holder.pid}" in caplog.text and "spool" in caplog.text
         spool = tmp_path / "s.duckdb.spool"

@@ -65,14 +65,20 @@ def test_bad_inputs_recorded_rest_scored_and_rerun_is_cheap(tmp_path, messy_zip,
     con = duckdb.connect(str(dbfile))
     names = member_names(messy_zip, messy_zip_members[messy_zip])
     errors = {names[p]: t for p, t in con.execute("SELECT source_path, error_type FROM errors").fetchall()}
-    assert errors == {"corrupt.dcm": errors["corrupt.dcm"], "truncated.dcm": "truncated",
-                      "IM0042": "not_an_image", "img0000.dcm": "duplicate"}
+    assert errors == {
+        "corrupt.dcm": errors["corrupt.dcm"],
+        "truncated.dcm": "truncated",
+        "IM0042": "not_an_image",
+        "img0000.dcm": "duplicate",
+    }
     assert errors["corrupt.dcm"] in ("not_an_image", "unreadable")
     ap_path = stored(f"{messy_zip.resolve()}::views/ap.dcm")
     qc = con.execute("SELECT qc_status, qc_reason FROM images WHERE source_path = ?", [ap_path]).fetchall()
     assert qc == [("not_spine", "ViewPosition AP is not lateral")]
-    prov = con.execute("SELECT DISTINCT weights_hash, preprocess_config_hash, package_version, run_id, "
-                       "photometric_interpretation, bits_stored, manufacturer FROM scores").fetchall()
+    prov = con.execute(
+        "SELECT DISTINCT weights_hash, preprocess_config_hash, package_version, run_id, "
+        "photometric_interpretation, bits_stored, manufacturer FROM scores"
+    ).fetchall()
     assert len(prov) == 2 and {r[6] for r in prov} == {"ACME", "GLOBEX"} and all(r[5] == 12 for r in prov)
     assert con.execute("SELECT status, n_scored, n_errors FROM runs").fetchall() == [("finished", N_GOOD, 3)]
     assert all(v == 0 for v in dbschema.run_sql_tests(con).values())
@@ -86,8 +92,9 @@ def test_bad_inputs_recorded_rest_scored_and_rerun_is_cheap(tmp_path, messy_zip,
     assert sorted(names[c] for c in calls) == ["corrupt.dcm", "truncated.dcm"]
 
     # The QC flag overrides: the AP view is scored on request.
-    s3 = score_archives([messy_zip], tiny_model, dbfile, key=TEST_KEY, batch_size=4, workers=0, device="cpu",
-                        include_non_spine=True)
+    s3 = score_archives(
+        [messy_zip], tiny_model, dbfile, key=TEST_KEY, batch_size=4, workers=0, device="cpu", include_non_spine=True
+    )
     assert s3.n_scored == 1
     con = duckdb.connect(str(dbfile))
     assert con.execute("SELECT count(*) FROM scores").fetchall()[0][0] == N_GOOD + 1
@@ -139,29 +146,54 @@ def test_privacy_and_cohort_join_through_the_clis(tmp_path, phantoms, tiny_model
     """Names and raw IDs never reach the database, logs or outputs; cohort rows join the scores."""
     archive = write_zip(tmp_path / "a.zip", {p.member: p.data for p in phantoms})
     dbfile = tmp_path / "s.duckdb"
-    out = run_cli(["-m", "epi_spineage.score", str(archive), "--model", str(tiny_model), "--db", str(dbfile),
-                   "--workers", "1", "--batch-size", "4", "-vv"], key_env)
+    out = run_cli(
+        [
+            "-m",
+            "epi_spineage.score",
+            str(archive),
+            "--model",
+            str(tiny_model),
+            "--db",
+            str(dbfile),
+            "--workers",
+            "1",
+            "--batch-size",
+            "4",
+            "-vv",
+        ],
+        key_env,
+    )
     assert out.returncode == 0, out.stderr
     assert f"scored {N_GOOD} image(s)" in out.stdout
     cohort_csv = tmp_path / "clinic.csv"
-    pd.DataFrame({"participant_id": [p.patient_id for p in phantoms], "cohort": "external",
-                  "age_years": [60.0 + i for i in range(N_GOOD)], "sex": ["F", "M"] * (N_GOOD // 2)}
-                 ).to_csv(cohort_csv, index=False)
+    pd.DataFrame(
+        {
+            "participant_id": [p.patient_id for p in phantoms],
+            "cohort": "external",
+            "age_years": [60.0 + i for i in range(N_GOOD)],
+            "sex": ["F", "M"] * (N_GOOD // 2),
+        }
+    ).to_csv(cohort_csv, index=False)
     loaded = run_cli(["-m", "epi_spineage.cohort", "load", str(cohort_csv), "--db", str(dbfile)], key_env)
     assert loaded.returncode == 0, loaded.stderr
     validate = run_cli(["-m", "epi_spineage.cohort", "validate", str(cohort_csv)], key_env)
     assert validate.returncode == 0, validate.stdout + validate.stderr
 
     con = duckdb.connect(str(dbfile))
-    joined = con.execute("SELECT count(*), count(pad_years), count(pad_corrected_years) "
-                         "FROM v_cohort_scores").fetchall()
+    joined = con.execute(
+        "SELECT count(*), count(pad_years), count(pad_corrected_years) FROM v_cohort_scores"
+    ).fetchall()
     assert joined == [(N_GOOD, N_GOOD, N_GOOD)]
-    secrets = [p.patient_name for p in phantoms] + [p.patient_name.split("^")[0] for p in phantoms] \
+    secrets = (
+        [p.patient_name for p in phantoms]
+        + [p.patient_name.split("^")[0] for p in phantoms]
         + [p.patient_id for p in phantoms]
+    )
     # Every text value of every table, and the file bytes themselves.
     texts = []
-    for (table,) in con.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
-                                "AND table_type = 'BASE TABLE'").fetchall():
+    for (table,) in con.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' AND table_type = 'BASE TABLE'"
+    ).fetchall():
         df = con.execute(f"SELECT * FROM {table}").df()
         texts += [str(v) for v in df.astype(str).to_numpy().ravel()]
     con.close()
@@ -184,14 +216,17 @@ def test_per_image_reader_warnings_stay_out_of_the_job_output(tmp_path, tiny_mod
 
     members = {}
     for i in range(3):
-        pixels = np.minimum(render_phantom(50.0 + 10 * i, style="radiograph", seed=i, scale=0.08, bits_stored=12),
-                            4095).astype(np.uint16)
-        members[f"m1_{i}.dcm"] = dicom_bytes(pixels, photometric="MONOCHROME1", patient_name="DOE^JANE",
-                                             patient_id=f"H{i:06d}", bits_stored=12)
+        pixels = np.minimum(
+            render_phantom(50.0 + 10 * i, style="radiograph", seed=i, scale=0.08, bits_stored=12), 4095
+        ).astype(np.uint16)
+        members[f"m1_{i}.dcm"] = dicom_bytes(
+            pixels, photometric="MONOCHROME1", patient_name="DOE^JANE", patient_id=f"H{i:06d}", bits_stored=12
+        )
     archive = write_zip(tmp_path / "m1.zip", members)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        summary = score_archives([archive], tiny_model, tmp_path / "s.duckdb", key=TEST_KEY, batch_size=4, workers=0,
-                                 device="cpu")
+        summary = score_archives(
+            [archive], tiny_model, tmp_path / "s.duckdb", key=TEST_KEY, batch_size=4, workers=0, device="cpu"
+        )
     assert summary.n_scored == 3
     assert not [w for w in caught if "MONOCHROME1" in str(w.message)]

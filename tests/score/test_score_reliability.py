@@ -64,8 +64,10 @@ class _held:
     """Another process holds the database open (as a report or a second writer would) until exit."""
 
     def __init__(self, dbfile: Path, seconds: float = 600):
-        code = ("import duckdb,sys,time; c=duckdb.connect(sys.argv[1]); print('held', flush=True); "
-                "sys.stdin.read(); c.close()")
+        code = (
+            "import duckdb,sys,time; c=duckdb.connect(sys.argv[1]); print('held', flush=True); "
+            "sys.stdin.read(); c.close()"
+        )
         self.args = [sys.executable, "-c", code, str(dbfile)]
 
     def __enter__(self):
@@ -88,6 +90,7 @@ def _count(dbfile, sql, params=()):
 
 # ---- 1. paths are keyed hashes; --locate; --store-paths ------------------------------------------
 
+
 def test_no_identifier_reaches_database_spool_or_debug_log(tmp_path, phantoms, tiny_model, key_env, caplog):
     archive = _by_id_zip(tmp_path / "night.zip", phantoms)
     dbfile = tmp_path / "s.duckdb"
@@ -97,8 +100,17 @@ def test_no_identifier_reaches_database_spool_or_debug_log(tmp_path, phantoms, t
         spool = tmp_path / "spool"
         extra = _by_id_zip(tmp_path / "night2.zip", phantom_dicoms(2, seed=5))
         with _held(dbfile):
-            s2 = score_archives([extra], tiny_model, dbfile, key=TEST_KEY, batch_size=2, workers=0, device="cpu",
-                                spool_dir=spool, lock_timeout_s=0.2)
+            s2 = score_archives(
+                [extra],
+                tiny_model,
+                dbfile,
+                key=TEST_KEY,
+                batch_size=2,
+                workers=0,
+                device="cpu",
+                spool_dir=spool,
+                lock_timeout_s=0.2,
+            )
     assert s.n_scored == N and s.n_errors == 0 and s2.n_spooled > 0
     haystack = _files_bytes(dbfile, spool) + caplog.text.encode()
     leaked = [i for i in _identifiers(phantoms) + _identifiers(phantom_dicoms(2, seed=5)) if i in haystack]
@@ -151,6 +163,7 @@ def test_rerun_after_migrating_a_raw_path_database_rescores_nothing(tmp_path, ph
 
 
 # ---- 2. one key per database --------------------------------------------------------------------
+
 
 def test_a_second_key_is_refused_by_the_scorer_and_cohort_load(tmp_path, phantoms, tiny_model, key_env, monkeypatch):
     import pandas as pd
@@ -209,6 +222,7 @@ def test_hostile_database_names_at_every_entry_point(tmp_path, phantoms, tiny_mo
 
 # ---- 4. huge images: refused before decoding, the run goes on ------------------------------------
 
+
 def _deflated_dicom(rows: int, cols: int, pixel_bytes: int) -> bytes:
     """Deflated explicit VR little endian DICOM declaring rows x cols, holding ``pixel_bytes`` of zeros."""
     import pydicom
@@ -263,6 +277,7 @@ def test_memory_error_in_one_member_is_its_error_row(tmp_path):
 
 # ---- 5. workers die with a SIGKILLed scorer -----------------------------------------------------
 
+
 def _children() -> dict[int, int]:
     out = {}
     for entry in os.listdir("/proc"):
@@ -297,9 +312,26 @@ def _alive(pids) -> set[int]:
 def test_sigkill_leaves_no_worker_forkserver_or_tracker_behind(tmp_path, tiny_model, key_env):
     archive = write_zip(tmp_path / "a.zip", {p.member: p.data for p in phantom_dicoms(16, seed=6)})
     proc = subprocess.Popen(
-        [sys.executable, "-m", "epi_spineage.score", str(archive), "--model", str(tiny_model), "--db",
-         str(tmp_path / "s.duckdb"), "--batch-size", "1", "--workers", "2", "--device", "cpu"],
-        env=key_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            sys.executable,
+            "-m",
+            "epi_spineage.score",
+            str(archive),
+            "--model",
+            str(tiny_model),
+            "--db",
+            str(tmp_path / "s.duckdb"),
+            "--batch-size",
+            "1",
+            "--workers",
+            "2",
+            "--device",
+            "cpu",
+        ],
+        env=key_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline, kids = time.monotonic() + 90, set()
     while time.monotonic() < deadline and len(kids) < 3:  # forkserver (or tracker) + 2 workers
         time.sleep(0.2)
@@ -315,6 +347,7 @@ def test_sigkill_leaves_no_worker_forkserver_or_tracker_behind(tmp_path, tiny_mo
 
 # ---- 6. odd member names -------------------------------------------------------------------------
 
+
 def test_a_double_colon_member_is_scored_and_traversal_still_refused(tmp_path, phantoms, tiny_model, key_env):
     archive = write_zip(tmp_path / "n.zip", {"a::b.dcm": phantoms[0].data, "c.dcm": phantoms[1].data})
     s = score_archives([archive], tiny_model, tmp_path / "s.duckdb", key=TEST_KEY, workers=0, device="cpu")
@@ -327,6 +360,7 @@ def test_a_double_colon_member_is_scored_and_traversal_still_refused(tmp_path, p
 
 
 # ---- 7. a bad file is recorded once, however many runs see it --------------------------------------
+
 
 def test_errors_do_not_pile_up_across_runs(tmp_path, phantoms, tiny_model, key_env):
     bad = {f"bad{i}.dcm": b"\0" * 128 + b"DICM" + bytes([i]) * 300 for i in range(3)}
@@ -343,6 +377,7 @@ def test_errors_do_not_pile_up_across_runs(tmp_path, phantoms, tiny_model, key_e
 
 
 # ---- 8. a corrected re-export at the same path and size is rescored --------------------------------
+
 
 def test_a_same_size_re_export_is_rescored_and_an_unchanged_file_is_not(tmp_path, tiny_model, key_env):
     from epi_spineage.synth.dicom import dicom_bytes
@@ -380,6 +415,7 @@ def test_a_same_size_re_export_is_rescored_and_an_unchanged_file_is_not(tmp_path
 
 # ---- 9. smaller ones -----------------------------------------------------------------------------
 
+
 def test_tar_links_and_devices_are_recorded_not_skipped(tmp_path, phantoms, tiny_model, key_env):
     path = tmp_path / "n.tar"
     with tarfile.open(path, "w") as tf:
@@ -394,17 +430,26 @@ def test_tar_links_and_devices_are_recorded_not_skipped(tmp_path, phantoms, tiny
     s = score_archives([path], tiny_model, dbfile, key=TEST_KEY, workers=0, device="cpu")
     assert (s.n_scored, s.n_errors) == (1, 3)
     messages = sorted(r[0] for r in _count(dbfile, "SELECT message FROM errors"))
-    assert [m.split(" is ")[1].split(",")[0] for m in messages] == ["a character device", "a hard link",
-                                                                  "a symbolic link"]
+    assert [m.split(" is ")[1].split(",")[0] for m in messages] == [
+        "a character device",
+        "a hard link",
+        "a symbolic link",
+    ]
 
 
-def test_not_an_image_says_what_the_file_is_and_zero_filled_members_cost_little(tmp_path, phantoms, tiny_model,
-                                                                                key_env):
+def test_not_an_image_says_what_the_file_is_and_zero_filled_members_cost_little(
+    tmp_path, phantoms, tiny_model, key_env
+):
     zbuf = io.BytesIO()
     with zipfile.ZipFile(zbuf, "w") as zf:
         zf.writestr("x.txt", "hello")
-    members = {"a.dcm": b"%PDF-1.4\n%...", "b.dcm": zbuf.getvalue(), "c.dcm": b"just some notes\n",
-               "zeros.dcm": bytes(24 * 1024 * 1024), "good.dcm": phantoms[0].data}
+    members = {
+        "a.dcm": b"%PDF-1.4\n%...",
+        "b.dcm": zbuf.getvalue(),
+        "c.dcm": b"just some notes\n",
+        "zeros.dcm": bytes(24 * 1024 * 1024),
+        "good.dcm": phantoms[0].data,
+    }
     archive = tmp_path / "n.zip"
     with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for name, data in members.items():
@@ -415,15 +460,20 @@ def test_not_an_image_says_what_the_file_is_and_zero_filled_members_cost_little(
     assert (s.n_scored, s.n_errors) == (1, 4)
     assert time.process_time() - t0 < 30
     got = {r[0] for r in _count(dbfile, "SELECT message FROM errors")}
-    assert got == {"not an image: a PDF document", "not an image: a zip archive", "not an image: a text file",
-                   "not an image: a zero-filled file"}
+    assert got == {
+        "not an image: a PDF document",
+        "not an image: a zip archive",
+        "not an image: a text file",
+        "not an image: a zero-filled file",
+    }
 
 
 def test_a_newline_in_a_name_cannot_forge_a_log_line(tmp_path, phantoms, tiny_model, key_env, caplog):
     archive = write_zip(tmp_path / "n.zip", {"x\nERROR forged line.dcm": b"\0" * 128 + b"DICM" + b"\1" * 300})
     with caplog.at_level(logging.DEBUG):
-        score_archives([archive], tiny_model, tmp_path / "s.duckdb", key=TEST_KEY, workers=0, device="cpu",
-                       store_paths=True)
+        score_archives(
+            [archive], tiny_model, tmp_path / "s.duckdb", key=TEST_KEY, workers=0, device="cpu", store_paths=True
+        )
     assert not any(line.startswith("ERROR forged") for line in caplog.text.splitlines())
 
 
@@ -435,8 +485,7 @@ def test_report_db_waits_while_a_writer_commits(tmp_path, phantoms, tiny_model, 
     archive = _by_id_zip(tmp_path / "n.zip", phantoms[:1])
     dbfile = tmp_path / "s.duckdb"
     score_archives([archive], tiny_model, dbfile, key=TEST_KEY, workers=0, device="cpu")
-    code = ("import duckdb,sys,time; c=duckdb.connect(sys.argv[1]); print('held', flush=True); "
-            "time.sleep(2); c.close()")
+    code = "import duckdb,sys,time; c=duckdb.connect(sys.argv[1]); print('held', flush=True); time.sleep(2); c.close()"
     holder = subprocess.Popen([sys.executable, "-c", code, str(dbfile)], stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"
     t0 = time.monotonic()
@@ -458,14 +507,25 @@ def test_v_latest_score_never_mixes_models(tmp_path):
     t0 = dt.datetime(2026, 1, 1)
 
     def row(path, content, model, age, minutes):
-        return {"run_id": "r", "source_path": path, "status": "scored", "content_hash": content, "model_id": model,
-                "spine_age_years": age, "spine_age_sd_years": 1.0, "weights_hash": "w", "preprocess_config_hash": "p",
-                "package_version": "v", "recorded_at": t0 + dt.timedelta(minutes=minutes)}
+        return {
+            "run_id": "r",
+            "source_path": path,
+            "status": "scored",
+            "content_hash": content,
+            "model_id": model,
+            "spine_age_years": age,
+            "spine_age_sd_years": 1.0,
+            "weights_hash": "w",
+            "preprocess_config_hash": "p",
+            "package_version": "v",
+            "recorded_at": t0 + dt.timedelta(minutes=minutes),
+        }
 
     # m1 scored three images; m2 (later) only one of them: the old view took m2 for that image and m1
     # for the rest, a mix no analysis should see
-    rows = ([row(f"h_{i:032d}", f"c{i}", "m1", 60.0 + i, i) for i in range(3)]
-            + [row("h_" + "0" * 32, "c0", "m2", 99.0, 10)])
+    rows = [row(f"h_{i:032d}", f"c{i}", "m1", 60.0 + i, i) for i in range(3)] + [
+        row("h_" + "0" * 32, "c0", "m2", 99.0, 10)
+    ]
     store.load_results(con, to_table(rows))
     out = con.execute("SELECT content_hash, model_id FROM v_latest_score ORDER BY 1").fetchall()
     assert out == [("c0", "m1"), ("c1", "m1"), ("c2", "m1")]
@@ -479,11 +539,19 @@ def test_config_title_and_csv_cells_are_neutralised_in_the_report_files(tmp_path
 
     from epi_spineage.report.render import write_report
 
-    title = 'Spine <img src=x onerror=alert(1)> [click](http://evil) **bold**\n---\nformat: pdf'
-    config = pd.DataFrame({"key": ["title", "note"], "value": ["=HYPERLINK(\"http://evil\",\"x\")", "@SUM(A1)"],
-                           "number": [-1.5, 2.0]})
-    write_report(tmp_path, [], title=title, banner=None, results_json={}, meta={"generated_utc": "now", "version": "x"},
-                 tables={"study_config": config})
+    title = "Spine <img src=x onerror=alert(1)> [click](http://evil) **bold**\n---\nformat: pdf"
+    config = pd.DataFrame(
+        {"key": ["title", "note"], "value": ['=HYPERLINK("http://evil","x")', "@SUM(A1)"], "number": [-1.5, 2.0]}
+    )
+    write_report(
+        tmp_path,
+        [],
+        title=title,
+        banner=None,
+        results_json={},
+        meta={"generated_utc": "now", "version": "x"},
+        tables={"study_config": config},
+    )
     qmd = (tmp_path / "report.qmd").read_text()
     header = qmd.split("\n---\n", 1)[0]
     import re

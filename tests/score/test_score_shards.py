@@ -100,8 +100,9 @@ def test_scores_with_two_workers_equal_the_single_process_run(tmp_path, members,
         summary = score_archives([path], tiny_model, db, key=TEST_KEY, batch_size=3, workers=workers, device="cpu")
         assert summary.n_scored == 7 and summary.n_errors == 1
         con = duckdb.connect(str(db))
-        results.append(con.execute(
-            "SELECT source_path, content_hash, spine_age_years, decoder FROM scores ORDER BY 1").fetchall())
+        results.append(
+            con.execute("SELECT source_path, content_hash, spine_age_years, decoder FROM scores ORDER BY 1").fetchall()
+        )
         con.close()
     assert results[0] == results[1]
     assert {r[3] for r in results[0]} == {"cpu:pydicom"}

@@ -23,13 +23,28 @@ ALPHA, BETA = -0.25, 15.0
 
 def _row(i, pid, *, age, month, manufacturer="ACME", model="m1", status="scored", path=None, h=None):
     return {
-        "run_id": "run1", "source_path": path or f"/a.zip::img{i:03d}.dcm", "status": status,
-        "content_hash": h or f"hash{i:03d}", "file_size_bytes": 1000 + i, "sop_instance_uid": f"1.2.{i}",
-        "format": "dicom", "modality": "radiograph", "dicom_modality": "DX", "view_position": "LL",
-        "study_date": dt.date(2024, month, 10), "manufacturer": manufacturer, "bits_stored": 12,
-        "photometric_interpretation": "MONOCHROME2", "participant_key": pseudonymise(pid, KEY),
-        "model_id": model, "weights_hash": "w" * 64, "preprocess_config_hash": "c" * 64,
-        "package_version": "0.1.0", "device": "cpu", "spine_age_years": age, "spine_age_sd_years": 3.0,
+        "run_id": "run1",
+        "source_path": path or f"/a.zip::img{i:03d}.dcm",
+        "status": status,
+        "content_hash": h or f"hash{i:03d}",
+        "file_size_bytes": 1000 + i,
+        "sop_instance_uid": f"1.2.{i}",
+        "format": "dicom",
+        "modality": "radiograph",
+        "dicom_modality": "DX",
+        "view_position": "LL",
+        "study_date": dt.date(2024, month, 10),
+        "manufacturer": manufacturer,
+        "bits_stored": 12,
+        "photometric_interpretation": "MONOCHROME2",
+        "participant_key": pseudonymise(pid, KEY),
+        "model_id": model,
+        "weights_hash": "w" * 64,
+        "preprocess_config_hash": "c" * 64,
+        "package_version": "0.1.0",
+        "device": "cpu",
+        "spine_age_years": age,
+        "spine_age_sd_years": 3.0,
         "recorded_at": dt.datetime(2025, 1, 1, 0, 0, i % 60),
     }
 
@@ -40,26 +55,41 @@ def con():
     con = duckdb.connect()
     dbschema.apply_schema(con)
     con.execute("BEGIN TRANSACTION")
-    db.register_model(con, {
-        "model_id": "m1", "weights_hash": "w" * 64, "backbone": "test", "min_age_years": 40, "max_age_years": 100,
-        "temperature": 1.0, "preprocess_config_hash": "c" * 64, "preprocess_config_json": "{}",
-        "metadata_json": json.dumps({"bias_correction": {"method": "beheshti", "alpha": ALPHA, "beta": BETA}}),
-        "registered_at": dt.datetime(2025, 1, 1),
-    })
+    db.register_model(
+        con,
+        {
+            "model_id": "m1",
+            "weights_hash": "w" * 64,
+            "backbone": "test",
+            "min_age_years": 40,
+            "max_age_years": 100,
+            "temperature": 1.0,
+            "preprocess_config_hash": "c" * 64,
+            "preprocess_config_json": "{}",
+            "metadata_json": json.dumps({"bias_correction": {"method": "beheshti", "alpha": ALPHA, "beta": BETA}}),
+            "registered_at": dt.datetime(2025, 1, 1),
+        },
+    )
     rng = np.random.default_rng(5)
     ages = np.linspace(55, 85, 12)
     # Spine age close to age: small PADs, so no month of the first half-year drifts.
     rows = [_row(i, f"P{i:03d}", age=float(ages[i] + rng.normal(0, 0.5)), month=1 + i % 6) for i in range(12)]
     rows.append(_row(99, "P000", age=77.0, month=11))  # a later image of P000
     db.load_results(con, to_table(rows))
-    cohort = pd.DataFrame({
-        "participant_id": [pseudonymise(f"P{i:03d}", KEY) for i in range(12)],
-        "cohort": "derivation", "age_years": ages, "sex": ["F", "M"] * 6,
-    })
+    cohort = pd.DataFrame(
+        {
+            "participant_id": [pseudonymise(f"P{i:03d}", KEY) for i in range(12)],
+            "cohort": "derivation",
+            "age_years": ages,
+            "sex": ["F", "M"] * 6,
+        }
+    )
     con.register("c_in", cohort)
     con.execute("INSERT INTO cohort BY NAME SELECT * FROM c_in")
-    con.execute("INSERT INTO cutpoints (name, value, source_cohort, method, comparison) "
-                "VALUES ('pad_tertile_years', 1.0, 'derivation', 'quantile type 7', '>=')")
+    con.execute(
+        "INSERT INTO cutpoints (name, value, source_cohort, method, comparison) "
+        "VALUES ('pad_tertile_years', 1.0, 'derivation', 'quantile type 7', '>=')"
+    )
     con.execute("COMMIT")
     yield con
     con.close()
@@ -80,15 +110,20 @@ def test_sql_files_are_one_view_per_file():
         assert f"CREATE OR REPLACE VIEW {view} AS" in dbschema.read_sql(view)
 
 
-@pytest.mark.parametrize("plant, test_name", [
-    ("UPDATE images SET qc_status = 'maybe' WHERE source_path LIKE '%img001%'", "images_accepted_values.sql"),
-    ("UPDATE images SET participant_key = 'H0001234' WHERE source_path LIKE '%img002%'",
-     "participant_keys_pseudonymised.sql"),
-    ("UPDATE scores SET spine_age_years = 130 WHERE content_hash = 'hash003'", "scores_within_model_range.sql"),
-    ("INSERT INTO cutpoints (name, value, comparison) VALUES ('x', 1, '=<')", "cutpoints_accepted_values.sql"),
-    ("INSERT INTO errors VALUES ('e1', 'r', '/x', 'kaput', 'm', NULL)", "errors_accepted_values.sql"),
-    ("DELETE FROM images WHERE source_path LIKE '%img004%'", "scores_have_image.sql"),
-])
+@pytest.mark.parametrize(
+    "plant, test_name",
+    [
+        ("UPDATE images SET qc_status = 'maybe' WHERE source_path LIKE '%img001%'", "images_accepted_values.sql"),
+        (
+            "UPDATE images SET participant_key = 'H0001234' WHERE source_path LIKE '%img002%'",
+            "participant_keys_pseudonymised.sql",
+        ),
+        ("UPDATE scores SET spine_age_years = 130 WHERE content_hash = 'hash003'", "scores_within_model_range.sql"),
+        ("INSERT INTO cutpoints (name, value, comparison) VALUES ('x', 1, '=<')", "cutpoints_accepted_values.sql"),
+        ("INSERT INTO errors VALUES ('e1', 'r', '/x', 'kaput', 'm', NULL)", "errors_accepted_values.sql"),
+        ("DELETE FROM images WHERE source_path LIKE '%img004%'", "scores_have_image.sql"),
+    ],
+)
 def test_data_tests_catch_planted_violations(con, plant, test_name):
     con.execute(plant)
     assert dbschema.run_sql_tests(con)[test_name] > 0
@@ -101,8 +136,9 @@ def test_views_compute_pad_corrected_pad_and_baseline(con):
     np.testing.assert_allclose(df.spine_age_corrected_years, df.spine_age_years - (ALPHA * df.age_years + BETA))
     np.testing.assert_allclose(df.pad_corrected_years, df.spine_age_corrected_years - df.age_years)
     p0 = pseudonymise("P000", KEY)
-    base = con.execute("SELECT source_path, n_images FROM v_baseline_image WHERE participant_key = ?",
-                       [p0]).fetchall()[0]
+    base = con.execute("SELECT source_path, n_images FROM v_baseline_image WHERE participant_key = ?", [p0]).fetchall()[
+        0
+    ]
     assert base == ("/a.zip::img000.dcm", 2)  # January image, not the November one
 
 
@@ -119,7 +155,7 @@ def test_accelerated_flag_uses_cutpoint_and_comparison(con):
     accelerated = con.execute("SELECT accelerated FROM v_accelerated WHERE participant_id = ?", [pid]).fetchall()
     assert accelerated[0][0] is False
     df = con.execute("SELECT * FROM v_accelerated").df()
-    expected = (df.pad_years.round(9) > 1.0)
+    expected = df.pad_years.round(9) > 1.0
     assert (df.accelerated == expected).all()
     assert df.accelerated_corrected.isna().all()  # no cut point for corrected PAD
 
@@ -210,8 +246,14 @@ def test_view_refuses_to_correct_the_participants_the_correction_was_fitted_on(c
     bias = db.normalise_bias_correction({"method": "beheshti", "alpha": ALPHA, "beta": BETA, "fit_ids": fitted})
     assert bias["fit_ids"] == fitted
     con.execute("UPDATE models SET metadata_json = ? WHERE model_id = 'm1'", [json.dumps({"bias_correction": bias})])
-    df = con.execute("SELECT participant_id, spine_age_years, age_years, spine_age_corrected_years, "
-                     "pad_corrected_years FROM v_cohort_scores").df().set_index("participant_id")
+    df = (
+        con.execute(
+            "SELECT participant_id, spine_age_years, age_years, spine_age_corrected_years, "
+            "pad_corrected_years FROM v_cohort_scores"
+        )
+        .df()
+        .set_index("participant_id")
+    )
     assert df.loc[fitted, ["spine_age_corrected_years", "pad_corrected_years"]].isna().all().all()
     rest = df.drop(index=fitted)
     assert len(rest) == 10

@@ -24,20 +24,37 @@ def test_view_equals_the_python_formula_on_random_values():
     spine = ages + rng.normal(0, 6, n)
     con = duckdb.connect()
     dbschema.apply_schema(con)
-    db.register_model(con, {
-        "model_id": "m1", "weights_hash": "w" * 64, "backbone": "test", "min_age_years": 40, "max_age_years": 100,
-        "temperature": 1.0, "preprocess_config_hash": "c" * 64, "preprocess_config_json": "{}",
-        "metadata_json": json.dumps({"bias_correction": {"method": "beheshti", "alpha": alpha, "beta": beta}}),
-        "registered_at": pd.Timestamp("2025-01-01").to_pydatetime(),
-    })
+    db.register_model(
+        con,
+        {
+            "model_id": "m1",
+            "weights_hash": "w" * 64,
+            "backbone": "test",
+            "min_age_years": 40,
+            "max_age_years": 100,
+            "temperature": 1.0,
+            "preprocess_config_hash": "c" * 64,
+            "preprocess_config_json": "{}",
+            "metadata_json": json.dumps({"bias_correction": {"method": "beheshti", "alpha": alpha, "beta": beta}}),
+            "registered_at": pd.Timestamp("2025-01-01").to_pydatetime(),
+        },
+    )
     db.load_results(con, to_table([_row(i, f"P{i:03d}", age=float(spine[i]), month=1 + i % 12) for i in range(n)]))
-    cohort = pd.DataFrame({"participant_id": [pseudonymise(f"P{i:03d}", KEY) for i in range(n)],
-                           "cohort": "derivation", "age_years": ages, "sex": "F"})
+    cohort = pd.DataFrame(
+        {
+            "participant_id": [pseudonymise(f"P{i:03d}", KEY) for i in range(n)],
+            "cohort": "derivation",
+            "age_years": ages,
+            "sex": "F",
+        }
+    )
     con.register("c_in", cohort)
     con.execute("INSERT INTO cohort BY NAME SELECT * FROM c_in")
     con.unregister("c_in")
-    got = con.execute("SELECT participant_id, age_years, spine_age_years, spine_age_corrected_years, pad_years, "
-                      "pad_raw_years, pad_corrected_years FROM v_cohort_scores").df()
+    got = con.execute(
+        "SELECT participant_id, age_years, spine_age_years, spine_age_corrected_years, pad_years, "
+        "pad_raw_years, pad_corrected_years FROM v_cohort_scores"
+    ).df()
     assert len(got) == n
     want = beheshti_correct(got["spine_age_years"], got["age_years"], alpha, beta)
     np.testing.assert_allclose(got["spine_age_corrected_years"], want, rtol=1e-12, atol=1e-12)

@@ -14,11 +14,18 @@ SITES = ("fracture_vertebral", "fracture_nonvertebral", "fracture_hip")
 
 def _cohort(n=30):
     """Consistent outcomes: no fracture, every follow-up ends at 6 years, nobody died."""
-    df = pd.DataFrame({
-        "participant_id": [f"P{i:03d}" for i in range(n)], "cohort": "derivation",
-        "age_years": np.linspace(50, 85, n), "sex": ["F", "M"] * (n // 2),
-        "fracture_any": 0, "fracture_any_years": 6.0, "death": 0, "death_years": 6.0,
-    })
+    df = pd.DataFrame(
+        {
+            "participant_id": [f"P{i:03d}" for i in range(n)],
+            "cohort": "derivation",
+            "age_years": np.linspace(50, 85, n),
+            "sex": ["F", "M"] * (n // 2),
+            "fracture_any": 0,
+            "fracture_any_years": 6.0,
+            "death": 0,
+            "death_years": 6.0,
+        }
+    )
     for site in SITES:
         df[site] = 0
         df[f"{site}_years"] = 6.0
@@ -45,9 +52,11 @@ def test_fracture_follow_up_beyond_death_is_an_error_naming_the_rows():
     df = _cohort()
     df.loc[[4, 7], ["death", "death_years"]] = [1, 3.0]  # fracture follow-up runs 3 years past these deaths
     problems = validate_cohort(df, raise_on_error=False)
-    assert problems == ["fracture_any_years, fracture_vertebral_years, fracture_nonvertebral_years, "
-                        "fracture_hip_years: 2 row(s) with follow-up beyond the death time "
-                        "(death = 1, death_years earlier) (rows 5, 8)"]
+    assert problems == [
+        "fracture_any_years, fracture_vertebral_years, fracture_nonvertebral_years, "
+        "fracture_hip_years: 2 row(s) with follow-up beyond the death time "
+        "(death = 1, death_years earlier) (rows 5, 8)"
+    ]
 
 
 def test_site_fracture_without_any_fracture_and_site_before_any_are_errors():

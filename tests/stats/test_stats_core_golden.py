@@ -22,8 +22,11 @@ RTOL = 1e-9
 def test_pearson_matches_cor_test():
     ref = R["cor_test"]
     res = pearson(BASE["x"], BASE["y"])
-    np.testing.assert_allclose([res.estimate, res.statistic, res.ci_low, res.ci_high],
-                               [ref["estimate"], ref["statistic"], ref["ci_low"], ref["ci_high"]], rtol=RTOL)
+    np.testing.assert_allclose(
+        [res.estimate, res.statistic, res.ci_low, res.ci_high],
+        [ref["estimate"], ref["statistic"], ref["ci_low"], ref["ci_high"]],
+        rtol=RTOL,
+    )
     np.testing.assert_allclose(res.p_value, ref["p_value"], rtol=RTOL)
     assert res.n == ref["n"] and res.n_dropped == len(BASE) - ref["n"]
     r90 = pearson(BASE["x"], BASE["y"], ci_level=0.9)
@@ -45,27 +48,33 @@ def test_student_t_matches_t_test_var_equal(var, key):
     np.testing.assert_allclose(t["statistic"].iloc[0], R[key]["statistic"], rtol=RTOL)
     if key == "t_test_x":
         g = t.set_index("group")
-        np.testing.assert_allclose([g.loc["0", "mean"], g.loc["0", "sd"], g.loc["1", "mean"], g.loc["1", "sd"]],
-                                   [R[key]["mean0"], R[key]["sd0"], R[key]["mean1"], R[key]["sd1"]], rtol=RTOL)
+        np.testing.assert_allclose(
+            [g.loc["0", "mean"], g.loc["0", "sd"], g.loc["1", "mean"], g.loc["1", "sd"]],
+            [R[key]["mean0"], R[key]["sd0"], R[key]["mean1"], R[key]["sd1"]],
+            rtol=RTOL,
+        )
 
 
 def test_anova_for_three_groups():
     t = table_one(BASE, "cat3", ["x"])
     assert t["test"].iloc[0] == "one-way ANOVA"
-    np.testing.assert_allclose([t["statistic"].iloc[0], t["p_value"].iloc[0]],
-                               [R["anova_x_cat3"]["statistic"], R["anova_x_cat3"]["p_value"]], rtol=RTOL)
+    np.testing.assert_allclose(
+        [t["statistic"].iloc[0], t["p_value"].iloc[0]],
+        [R["anova_x_cat3"]["statistic"], R["anova_x_cat3"]["p_value"]],
+        rtol=RTOL,
+    )
 
 
 @pytest.mark.parametrize("var,key", [("bin", "chisq_bin_grp"), ("cat3", "chisq_cat3_grp")])
 def test_pearson_chi_square_without_yates(var, key):
     t = _one(var)
     assert (t["test"] == "Pearson chi-square").all()
-    np.testing.assert_allclose([t["statistic"].iloc[0], t["p_value"].iloc[0]],
-                               [R[key]["statistic"], R[key]["p_value"]], rtol=RTOL)
+    np.testing.assert_allclose(
+        [t["statistic"].iloc[0], t["p_value"].iloc[0]], [R[key]["statistic"], R[key]["p_value"]], rtol=RTOL
+    )
 
 
-@pytest.mark.parametrize("var,key,rows", [("rare", "fisher_rare_grp", None),
-                                          ("cat3", "fisher_cat3_grp_first40", 40)])
+@pytest.mark.parametrize("var,key,rows", [("rare", "fisher_rare_grp", None), ("cat3", "fisher_cat3_grp_first40", 40)])
 def test_fisher_when_an_expected_count_is_below_5(var, key, rows):
     data = BASE if rows is None else BASE.iloc[:rows]
     t = _one(var, data)

@@ -24,13 +24,15 @@ from epi_spineage.stats.cox import (
 
 def _cohort(seed=0, n=800, tie_step=0.25):
     rng = np.random.default_rng(seed)
-    df = pd.DataFrame({
-        "pad_years": rng.normal(-0.5, 5, n),
-        "age_years": rng.normal(68, 7, n),
-        "sex": rng.choice(["F", "M"], n, p=[0.6, 0.4]),
-        "prevalent_vf": rng.binomial(1, 0.2, n),
-        "height_cm": rng.normal(158, 8, n),
-    })
+    df = pd.DataFrame(
+        {
+            "pad_years": rng.normal(-0.5, 5, n),
+            "age_years": rng.normal(68, 7, n),
+            "sex": rng.choice(["F", "M"], n, p=[0.6, 0.4]),
+            "prevalent_vf": rng.binomial(1, 0.2, n),
+            "height_cm": rng.normal(158, 8, n),
+        }
+    )
     lp = 0.06 * df["pad_years"] + 0.05 * (df["age_years"] - 68) + 0.3 * (df["sex"] == "M") + 0.5 * df["prevalent_vf"]
     te = rng.exponential(8 * np.exp(-lp))
     td = rng.exponential(20, n)
@@ -47,8 +49,24 @@ def test_result_shape_and_columns():
     res = cox_per_sd(df, "time", "event", "pad_years", ["age_years", "sex"], model="model 1", analysis="fracture")
     assert isinstance(res, CoxResult)
     s = res.summary
-    for col in ("analysis", "model", "term", "estimate", "log_hr", "std_error", "statistic", "p_value", "ci_low",
-                "ci_high", "ci_level", "scale", "n", "events", "n_excluded", "method"):
+    for col in (
+        "analysis",
+        "model",
+        "term",
+        "estimate",
+        "log_hr",
+        "std_error",
+        "statistic",
+        "p_value",
+        "ci_low",
+        "ci_high",
+        "ci_level",
+        "scale",
+        "n",
+        "events",
+        "n_excluded",
+        "method",
+    ):
         assert col in s.columns
     assert list(s["term"]) == ["pad_years", "age_years", "sex[M]"]
     assert (s["ci_low"] <= s["estimate"]).all() and (s["estimate"] <= s["ci_high"]).all()
@@ -79,8 +97,8 @@ def test_per_sd_equals_exp_beta_raw_times_sd_and_rescaling():
 
 def test_sd_over_all_with_exposure_and_complete_cases():
     df = _cohort(2)
-    df.loc[:49, "age_years"] = np.nan          # covariate missing: excluded from the model ...
-    df.loc[50:59, "pad_years"] = np.nan        # exposure missing: excluded and not in the SD
+    df.loc[:49, "age_years"] = np.nan  # covariate missing: excluded from the model ...
+    df.loc[50:59, "pad_years"] = np.nan  # exposure missing: excluded and not in the SD
     res = cox_per_sd(df, "time", "event", "pad_years", ["age_years"])
     assert res.n_excluded == 60 and res.n == len(df) - 60
     # ... but still counted in the SD (all participants with the exposure)
@@ -188,8 +206,14 @@ def test_subgroups_share_the_cohort_sd():
 def test_model_covariate_sets_follow_methods():
     f = MODEL_COVARIATES["fracture"]
     assert f["model 1"] == ["age_years", "sex"]
-    assert set(f["model 2"]) - set(f["model 1"]) == {"prevalent_vf", "height_dec5_cm", "prior_fracture",
-                                                     "prosthesis", "rheumatoid_arthritis", "glucocorticoid"}
+    assert set(f["model 2"]) - set(f["model 1"]) == {
+        "prevalent_vf",
+        "height_dec5_cm",
+        "prior_fracture",
+        "prosthesis",
+        "rheumatoid_arthritis",
+        "glucocorticoid",
+    }
     assert set(f["model 3"]) - set(f["model 2"]) == {"osteoporosis"}
     m = MODEL_COVARIATES["mortality"]
     assert set(m["model 2"]) - set(m["model 1"]) == {"prevalent_vf", "albumin_dec", "hemoglobin_dec", "creatinine_inc"}

@@ -42,7 +42,7 @@ def test_single_auc_matches_proc(which, key):
     r_ = ref["single"][key]
     res = auc_ci(data[outcome], data[_column(key)], direction=r_["direction"], ci_level=r_["level"])
     np.testing.assert_allclose(res.estimate, r_["auc"], rtol=RTOL)
-    np.testing.assert_allclose(res.std_error ** 2, r_["var"], rtol=RTOL)
+    np.testing.assert_allclose(res.std_error**2, r_["var"], rtol=RTOL)
     np.testing.assert_allclose([res.ci_low, res.ci_high], [r_["ci_low"], r_["ci_high"]], rtol=RTOL)
     assert (res.n_cases, res.n_controls, res.n_dropped) == (r_["n_cases"], r_["n_controls"], r_["n_dropped"])
 
@@ -51,8 +51,14 @@ def test_single_auc_matches_proc(which, key):
 def test_paired_delong_matches_proc(which, key):
     data, ref, outcome = _data(which)
     r_ = ref["paired"][key]
-    res = delong_test(data[outcome], data[r_["a"]], data[r_["b"]], names=(r_["a"], r_["b"]),
-                      ci_level=r_["level"], direction=r_["direction"])
+    res = delong_test(
+        data[outcome],
+        data[r_["a"]],
+        data[r_["b"]],
+        names=(r_["a"], r_["b"]),
+        ci_level=r_["level"],
+        direction=r_["direction"],
+    )
     np.testing.assert_allclose([res.auc_a.estimate, res.auc_b.estimate], [r_["auc_a"], r_["auc_b"]], rtol=RTOL)
     np.testing.assert_allclose(res.statistic, r_["z"], rtol=RTOL)
     np.testing.assert_allclose(res.p_value, r_["p_value"], rtol=RTOL)
@@ -64,12 +70,16 @@ def test_tiny_groups_match_proc():
     y = [1, 1, 0, 0, 0]
     single = SIM_REF["single"]["tiny"]
     res = auc_ci(y, [3, 2, 2, 1, 2])
-    np.testing.assert_allclose([res.ci_low, res.estimate, res.ci_high],
-                               [single["ci_low"], single["auc"], single["ci_high"]], rtol=RTOL)
+    np.testing.assert_allclose(
+        [res.ci_low, res.estimate, res.ci_high], [single["ci_low"], single["auc"], single["ci_high"]], rtol=RTOL
+    )
     pair = SIM_REF["paired"]["tiny"]
     t = delong_test(y, [3, 2, 2, 1, 2], [1, 3, 2, 2, 1])
-    np.testing.assert_allclose([t.statistic, t.p_value, t.ci_low, t.ci_high],
-                               [pair["z"], pair["p_value"], pair["ci_low"], pair["ci_high"]], rtol=RTOL)
+    np.testing.assert_allclose(
+        [t.statistic, t.p_value, t.ci_low, t.ci_high],
+        [pair["z"], pair["p_value"], pair["ci_low"], pair["ci_high"]],
+        rtol=RTOL,
+    )
 
 
 def _naive_auc(y, s):
@@ -157,5 +167,5 @@ def test_fast_delong_equals_pairwise_definition_property(rows):
         m, n = psi.shape
         if m > 1 and n > 1:
             var = psi.mean(axis=1).var(ddof=1) / m + psi.mean(axis=0).var(ddof=1) / n
-            np.testing.assert_allclose(r.std_error ** 2, var, rtol=1e-9, atol=1e-15)
+            np.testing.assert_allclose(r.std_error**2, var, rtol=1e-9, atol=1e-15)
     assert res.ci_low <= res.difference <= res.ci_high or not np.isfinite(res.std_error)

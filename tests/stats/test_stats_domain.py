@@ -23,8 +23,9 @@ def _scans(n: int, seed: int, offsets=OFFSETS, age_by_scanner=None) -> pd.DataFr
     age = rng.normal(68, 8, n) + shift
     sex = rng.choice(["F", "M"], n)
     pad = -0.25 * (age - 68) + 0.7 * (sex == "M") + np.array([offsets[m] for m in man]) + rng.normal(0, 4, n)
-    return pd.DataFrame({"manufacturer": man, "modality": "vfa", "age_years": age, "sex": sex,
-                         "spine_age_years": age + pad})
+    return pd.DataFrame(
+        {"manufacturer": man, "modality": "vfa", "age_years": age, "sex": sex, "spine_age_years": age + pad}
+    )
 
 
 def test_agreement_by_group_figures():
@@ -56,8 +57,9 @@ def test_agreement_single_group_and_pad_column():
     a = agreement_by_group(d, "modality", pad="pad_years")
     b = agreement_by_group(d, "modality")
     assert len(a) == 1 and a.loc[0, "modality"] == "vfa"
-    np.testing.assert_allclose(a[["pad_mean_years", "mae_years", "pearson_r"]],
-                               b[["pad_mean_years", "mae_years", "pearson_r"]])
+    np.testing.assert_allclose(
+        a[["pad_mean_years", "mae_years", "pearson_r"]], b[["pad_mean_years", "mae_years", "pearson_r"]]
+    )
     with pytest.raises(UserError):
         agreement_by_group(d, ("manufacturer", "nope"))
 

@@ -57,15 +57,26 @@ def test_other_codes(cases):
 @pytest.mark.parametrize("name, failcode", [("cohort", 1), ("cohort_death", 2)])
 def test_cohort_per_sd(cases, name, failcode):
     d = pd.read_csv(REF / "finegray_cohort.csv")
-    res = fine_gray(d, "cr_years", "cr_event", "pad_years", ["age_years", "sex", "prevalent_vf"],
-                    failcode=failcode)
+    res = fine_gray(d, "cr_years", "cr_event", "pad_years", ["age_years", "sex", "prevalent_vf"], failcode=failcode)
     _check(res, cases[name])
     s = res.summary
     assert s.loc[0, "sd"] == pytest.approx(cases[name]["sd"], rel=1e-12)
     assert s.loc[0, "scale"] == "per SD"
     # tidy shape and internal consistency of the Wald figures
-    for col in ["term", "estimate", "std_error", "statistic", "p_value", "ci_low", "ci_high", "ci_level",
-                "n", "events", "n_competing", "method"]:
+    for col in [
+        "term",
+        "estimate",
+        "std_error",
+        "statistic",
+        "p_value",
+        "ci_low",
+        "ci_high",
+        "ci_level",
+        "n",
+        "events",
+        "n_competing",
+        "method",
+    ]:
         assert col in s.columns
     np.testing.assert_allclose(s["estimate"], np.exp(cases[name]["coef"]), rtol=RTOL)
     np.testing.assert_allclose(s["ci_low"], np.exp(s["log_shr"] - 1.959963984540054 * s["std_error"]), rtol=1e-12)
@@ -92,16 +103,23 @@ def test_without_competing_events_equals_breslow_cox():
     d = pd.read_csv(REF / "finegray_ties.csv")
     d = d.assign(etype=d["etype"].where(d["etype"] != 2, 0))
     fg = fine_gray(d, "time", "etype", "x1", ["x2", "x3"], per_sd=False)
-    cx = cox_per_sd(d.assign(ev=(d["etype"] == 1).astype(int)), "time", "ev", "x1", ["x2", "x3"], ties="breslow",
-                    sd=1.0)
+    cx = cox_per_sd(
+        d.assign(ev=(d["etype"] == 1).astype(int)), "time", "ev", "x1", ["x2", "x3"], ties="breslow", sd=1.0
+    )
     np.testing.assert_allclose(fg.coef, cx.coef, rtol=1e-8)
 
 
 def test_order_and_scale_invariance():
     d = pd.read_csv(REF / "finegray_ties.csv")
     a = fine_gray(d, "time", "etype", "x1", ["x2", "x3"], per_sd=True)
-    b = fine_gray(d.sample(frac=1.0, random_state=3).assign(x1=lambda f: f["x1"] * 7.0 + 3.0),
-                  "time", "etype", "x1", ["x2", "x3"], per_sd=True)
+    b = fine_gray(
+        d.sample(frac=1.0, random_state=3).assign(x1=lambda f: f["x1"] * 7.0 + 3.0),
+        "time",
+        "etype",
+        "x1",
+        ["x2", "x3"],
+        per_sd=True,
+    )
     np.testing.assert_allclose(a.summary["estimate"], b.summary["estimate"], rtol=1e-9)
     np.testing.assert_allclose(a.summary["std_error"], b.summary["std_error"], rtol=1e-8)
 
@@ -120,8 +138,14 @@ def test_bad_input():
 
 def test_from_competing_event_type_ties():
     # fracture and death on the same day count as fracture (event 1) for Fine-Gray too
-    df = pd.DataFrame({"fracture_any": [1, 0, 1, 0], "fracture_any_years": [2.0, 5.0, 3.0, 1.0],
-                       "death": [1, 1, 0, 0], "death_years": [2.0, 4.0, 6.0, 7.0]})
+    df = pd.DataFrame(
+        {
+            "fracture_any": [1, 0, 1, 0],
+            "fracture_any_years": [2.0, 5.0, 3.0, 1.0],
+            "death": [1, 1, 0, 0],
+            "death_years": [2.0, 4.0, 6.0, 7.0],
+        }
+    )
     out = competing_event_type(df)
     assert list(out["cr_event"]) == [1, 2, 1, 0]
     assert list(out["cr_years"]) == [2.0, 4.0, 3.0, 1.0]

@@ -16,18 +16,36 @@ def _frax_data():
     # events: 10 (chrono low->spine high: 3 up, high->low: 1 down, 4 high/high, 2 low/low)
     # non-events: 20 (up 2, down 5, high/high 3, low/low 10)
     blocks = [  # (event, chrono_high, spine_high, count)
-        (1, 0, 1, 3), (1, 1, 0, 1), (1, 1, 1, 4), (1, 0, 0, 2),
-        (0, 0, 1, 2), (0, 1, 0, 5), (0, 1, 1, 3), (0, 0, 0, 10),
+        (1, 0, 1, 3),
+        (1, 1, 0, 1),
+        (1, 1, 1, 4),
+        (1, 0, 0, 2),
+        (0, 0, 1, 2),
+        (0, 1, 0, 5),
+        (0, 1, 1, 3),
+        (0, 0, 0, 10),
     ]
     rows = []
     for ev, ch, sp, k in blocks:
         for i in range(k):
             # chronological high by MOF, spine high by hip: both routes to "high" are exercised
-            rows.append({"fracture_any": ev, "frax_mof_pct": 25.0 + i if ch else 10.0 + i, "frax_hip_pct": 1.0,
-                         "frax_mof_spine_pct": 12.0, "frax_hip_spine_pct": 3.0 + i if sp else 2.9})
+            rows.append(
+                {
+                    "fracture_any": ev,
+                    "frax_mof_pct": 25.0 + i if ch else 10.0 + i,
+                    "frax_hip_pct": 1.0,
+                    "frax_mof_spine_pct": 12.0,
+                    "frax_hip_spine_pct": 3.0 + i if sp else 2.9,
+                }
+            )
     df = pd.DataFrame(rows)
-    df.loc[len(df)] = {"fracture_any": 1, "frax_mof_pct": np.nan, "frax_hip_pct": 1, "frax_mof_spine_pct": 1,
-                       "frax_hip_spine_pct": 1}
+    df.loc[len(df)] = {
+        "fracture_any": 1,
+        "frax_mof_pct": np.nan,
+        "frax_hip_pct": 1,
+        "frax_mof_spine_pct": 1,
+        "frax_hip_spine_pct": 1,
+    }
     return df
 
 
@@ -45,7 +63,7 @@ def test_reclassification_counts_and_measures():
     np.testing.assert_allclose(nri.loc["nri_events", "estimate"], pe)
     np.testing.assert_allclose(nri.loc["nri_nonevents", "estimate"], pn)
     np.testing.assert_allclose(nri.loc["nri_total", "estimate"], pe + pn)
-    se_e = np.sqrt((0.3 + 0.1 - pe ** 2) / 10)
+    se_e = np.sqrt((0.3 + 0.1 - pe**2) / 10)
     np.testing.assert_allclose(nri.loc["nri_events", "std_error"], se_e)
     perf = res.performance.set_index(["model", "term"])
     # chronological high: events 5 of 10, non-events 8 of 20; spine high: events 7, non-events 5
@@ -81,13 +99,20 @@ def test_missing_columns_and_single_class_are_user_errors():
 
 def _cohort(n=12):
     rng = np.random.default_rng(4)
-    return pd.DataFrame({
-        "participant_id": [f"p{i:03d}" for i in range(n)], "cohort": "external",
-        "age_years": np.linspace(42, 88, n).round(), "sex": np.where(np.arange(n) % 2, "F", "M"),
-        "spine_age_years": np.r_[30.0, 95.0, rng.integers(45, 85, n - 2)],
-        "height_cm": 160.0, "weight_kg": 64.0, "prior_fracture": rng.integers(0, 2, n),
-        "glucocorticoid": 0, "rheumatoid_arthritis": 0,
-    })
+    return pd.DataFrame(
+        {
+            "participant_id": [f"p{i:03d}" for i in range(n)],
+            "cohort": "external",
+            "age_years": np.linspace(42, 88, n).round(),
+            "sex": np.where(np.arange(n) % 2, "F", "M"),
+            "spine_age_years": np.r_[30.0, 95.0, rng.integers(45, 85, n - 2)],
+            "height_cm": 160.0,
+            "weight_kg": 64.0,
+            "prior_fracture": rng.integers(0, 2, n),
+            "glucocorticoid": 0,
+            "rheumatoid_arthritis": 0,
+        }
+    )
 
 
 def test_export_clamps_and_import_round_trips(tmp_path):
@@ -126,8 +151,21 @@ def test_cli_export_import_and_exit_codes(tmp_path, capsys):
     res[13], res[14] = 20.0, 3.5
     res.to_csv(tmp_path / "frax_age_results.csv", header=False, index=False)
     merged = tmp_path / "merged.parquet"
-    assert frax_cli.main(["import", str(tmp_path / "frax_age_results.csv"), "--cohort", str(cohort), "--out",
-                          str(merged), "--age", "chronological"]) == 0
+    assert (
+        frax_cli.main(
+            [
+                "import",
+                str(tmp_path / "frax_age_results.csv"),
+                "--cohort",
+                str(cohort),
+                "--out",
+                str(merged),
+                "--age",
+                "chronological",
+            ]
+        )
+        == 0
+    )
     m = pd.read_parquet(merged)
     assert (m["frax_mof_pct"] == 20.0).all() and len(m) == len(df)
     # a cohort with problems: exit 2, one line per problem on stderr, no traceback
@@ -143,5 +181,7 @@ def test_cli_export_import_and_exit_codes(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:  # argparse: --country-id is required
         frax_cli.main(["export", str(cohort), "--out", str(out)])
     assert exit_.value.code == 2
-    assert frax_cli.main(["import", str(tmp_path / "nope.csv"), "--cohort", str(tmp_path / "c.csv"),
-                          "--out", str(merged)]) == 2
+    assert (
+        frax_cli.main(["import", str(tmp_path / "nope.csv"), "--cohort", str(tmp_path / "c.csv"), "--out", str(merged)])
+        == 2
+    )

@@ -55,8 +55,9 @@ def test_four_groups_with_a_cut_learned_elsewhere():
     rng = np.random.default_rng(5)
     derivation = pd.DataFrame({"pad_years": rng.normal(0, 3, 500).round()})
     cut = tertile_cuts(derivation["pad_years"])
-    ext = pd.DataFrame({"age_years": rng.integers(50, 90, 300).astype(float),
-                        "pad_years": rng.normal(1, 3, 300).round()})
+    ext = pd.DataFrame(
+        {"age_years": rng.integers(50, 90, 300).astype(float), "pad_years": rng.normal(1, 3, 300).round()}
+    )
     ext.loc[0, "pad_years"] = np.nan
     g = four_groups(ext, cut=cut)
     assert list(g.cat.categories) == list(FOUR_GROUP_LABELS) and g.cat.categories[0] == REFERENCE_GROUP
@@ -72,9 +73,15 @@ def test_four_groups_with_a_cut_learned_elsewhere():
 def _table_data():
     rng = np.random.default_rng(9)
     n = 200
-    df = pd.DataFrame({"fx": rng.integers(0, 2, n), "age_years": rng.normal(65, 8, n),
-                       "sex": rng.choice(["F", "M"], n), "diabetes": rng.integers(0, 2, n).astype(float),
-                       "site": rng.choice(["a", "b", "c"], n)})
+    df = pd.DataFrame(
+        {
+            "fx": rng.integers(0, 2, n),
+            "age_years": rng.normal(65, 8, n),
+            "sex": rng.choice(["F", "M"], n),
+            "diabetes": rng.integers(0, 2, n).astype(float),
+            "site": rng.choice(["a", "b", "c"], n),
+        }
+    )
     df.loc[:4, "age_years"] = np.nan
     df.loc[5:7, "diabetes"] = np.nan
     return df
@@ -92,8 +99,17 @@ def test_table_one_tidy_counts_and_layout():
     assert dia["count"] == int((sub == 1).sum()) and dia["n"] == int(sub.notna().sum())
     np.testing.assert_allclose(dia["percent"], 100 * (sub == 1).sum() / sub.notna().sum())
     shown = format_table_one(t, labels={"age_years": "Age, years"})
-    assert shown["characteristic"].tolist() == ["Age, years, mean ± SD", "sex, n (%)", "  F", "  M",
-                                                "diabetes, n (%)", "site, n (%)", "  a", "  b", "  c"]
+    assert shown["characteristic"].tolist() == [
+        "Age, years, mean ± SD",
+        "sex, n (%)",
+        "  F",
+        "  M",
+        "diabetes, n (%)",
+        "site, n (%)",
+        "  a",
+        "  b",
+        "  c",
+    ]
     g1 = [c for c in shown.columns if c.startswith("1 (n=")][0]
     assert shown.loc[4, g1] == f"{dia['count']} ({dia['percent']:.1f})"
     assert shown.loc[0, "p value"] != ""

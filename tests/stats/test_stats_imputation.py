@@ -35,8 +35,21 @@ def test_pool_equals_mice_pool(cases, name):
     P = c["pooled"]
     out = pool_rubin(c["estimates"], c["variances"], c["dfcom"], terms=P["term"])
     assert list(out["term"]) == P["term"]
-    for col in ["estimate", "std_error", "statistic", "df", "ci_low", "ci_high", "riv", "lambda", "fmi", "ubar", "b",
-                "t", "dfcom"]:
+    for col in [
+        "estimate",
+        "std_error",
+        "statistic",
+        "df",
+        "ci_low",
+        "ci_high",
+        "riv",
+        "lambda",
+        "fmi",
+        "ubar",
+        "b",
+        "t",
+        "dfcom",
+    ]:
         _close(out[col], P[col])
     _close(out["p_value"], P["p_value"], rtol=1e-9)  # tail areas near 1e-11 lose a digit to the t CDF
 
@@ -91,8 +104,9 @@ def _mar_cohort(n: int, seed: int) -> pd.DataFrame:
     c = rng.uniform(1.0, 8.0, n)
     ev = (t <= c).astype(int)
     miss = rng.uniform(size=n) < 1.0 / (1.0 + np.exp(-(-1.5 + 2.0 * ev + x)))
-    return pd.DataFrame({"time": np.minimum(t, c), "event": ev, "x": x, "z": np.where(miss, np.nan, z), "sex": sex,
-                         "z_full": z})
+    return pd.DataFrame(
+        {"time": np.minimum(t, c), "event": ev, "x": x, "z": np.where(miss, np.nan, z), "sex": sex, "z_full": z}
+    )
 
 
 def test_impute_bookkeeping_and_reproducible():

@@ -23,11 +23,15 @@ def _fit_rows(n=300, seed=0):
 
 def _cohort(n=60, seed=1):
     age, pred = _fit_rows(n, seed)
-    return pd.DataFrame({
-        "participant_id": [f"E{i:04d}" for i in range(n)],
-        "cohort": "external", "age_years": age, "spine_age_years": pred,
-        "sex": np.random.default_rng(seed).choice(["F", "M"], n),
-    })
+    return pd.DataFrame(
+        {
+            "participant_id": [f"E{i:04d}" for i in range(n)],
+            "cohort": "external",
+            "age_years": age,
+            "spine_age_years": pred,
+            "sex": np.random.default_rng(seed).choice(["F", "M"], n),
+        }
+    )
 
 
 @pytest.fixture
@@ -61,8 +65,14 @@ def test_alpha_beta_pair_and_dict_give_the_corrected_pad(fitted):
 
 def test_overlap_refusal_is_not_bypassed(fitted):
     age, pred = _fit_rows()
-    same = pd.DataFrame({"participant_id": [f"D{i:04d}" for i in range(age.size)], "cohort": "derivation",
-                         "age_years": age, "spine_age_years": pred})
+    same = pd.DataFrame(
+        {
+            "participant_id": [f"D{i:04d}" for i in range(age.size)],
+            "cohort": "derivation",
+            "age_years": age,
+            "spine_age_years": pred,
+        }
+    )
     with pytest.raises(UserError, match="fitted on"):
         derive_variables(same, bias=fitted)  # the fitting data themselves (data hash)
     df = _cohort(n=10)

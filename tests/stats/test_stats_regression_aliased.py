@@ -11,11 +11,15 @@ from epi_spineage.stats import age_gap_regression
 
 def _df(n=150, seed=4):
     rng = np.random.default_rng(seed)
-    df = pd.DataFrame({
-        "age_years": rng.uniform(50, 90, n), "sex": rng.choice(["F", "M"], n),
-        "fn_tscore_dec": rng.normal(0, 1, n), "prosthesis": rng.integers(0, 2, n),
-        "diabetes": rng.integers(0, 2, n),
-    })
+    df = pd.DataFrame(
+        {
+            "age_years": rng.uniform(50, 90, n),
+            "sex": rng.choice(["F", "M"], n),
+            "fn_tscore_dec": rng.normal(0, 1, n),
+            "prosthesis": rng.integers(0, 2, n),
+            "diabetes": rng.integers(0, 2, n),
+        }
+    )
     df["pad_years"] = 0.1 * df["age_years"] + 0.8 * df["fn_tscore_dec"] + rng.normal(0, 3, n)
     return df
 

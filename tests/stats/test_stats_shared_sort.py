@@ -28,11 +28,18 @@ def _cohort(n: int = 3000, seed: int = 3) -> pd.DataFrame:
     sex = rng.choice(["F", "M"], n)
     hazard = 0.02 * np.exp(0.08 * pad + 0.03 * (age - 70) + 0.3 * (sex == "M"))
     t = np.minimum(rng.exponential(1 / hazard), 10.0)
-    df = pd.DataFrame({
-        # times rounded to months: many ties, as in registry data
-        "time": np.round(t * 12) / 12 + 1 / 24, "event": (t < 10).astype(int), "pad_years": pad,
-        "age_years": age, "sex": sex, "height": rng.normal(160, 8, n), "site": rng.choice(["a", "b", "c"], n),
-    })
+    df = pd.DataFrame(
+        {
+            # times rounded to months: many ties, as in registry data
+            "time": np.round(t * 12) / 12 + 1 / 24,
+            "event": (t < 10).astype(int),
+            "pad_years": pad,
+            "age_years": age,
+            "sex": sex,
+            "height": rng.normal(160, 8, n),
+            "site": rng.choice(["a", "b", "c"], n),
+        }
+    )
     df.loc[rng.random(n) < 0.1, "height"] = np.nan  # models differ in their complete cases
     df.loc[rng.random(n) < 0.02, "time"] = np.nan
     return df
@@ -96,8 +103,7 @@ def test_shared_and_unshared_paths_give_identical_results():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             table, res = cox_model_set(df, "time", "event", models=models)
-            strat = cox_per_sd(df, "time", "event", "pad_years", ["age_years", "height"], strata="site",
-                               ties="breslow")
+            strat = cox_per_sd(df, "time", "event", "pad_years", ["age_years", "height"], strata="site", ties="breslow")
             sub = subgroup_hazard_ratios(df, "time", "event", "pad_years", by="sex", covariates=["age_years"])
         return table, [x for r in res.values() for x in _all_numbers(r)] + _all_numbers(strat), sub
 

@@ -137,8 +137,7 @@ def test_poisson_ci_edge_cases():
         gold = json.load(fh)
     for r in gold["rows"]:
         # the person-time in one row; each event a row of zero time
-        frame = pd.DataFrame({"t": [r["person_time"]] + [0.0] * int(r["events"]),
-                              "e": [0] + [1] * int(r["events"])})
+        frame = pd.DataFrame({"t": [r["person_time"]] + [0.0] * int(r["events"]), "e": [0] + [1] * int(r["events"])})
         for level, lo, hi in ((0.95, r["lower"], r["upper"]), (0.90, r["lower90"], r["upper90"])):
             res = incidence_rates(frame, "t", "e", per=1000.0, ci_level=level)
             np.testing.assert_allclose(res["ci_low"].iloc[0], lo * 1000.0, rtol=RTOL, atol=0)
@@ -151,13 +150,19 @@ def test_aalen_johansen_matches_survfit_multistate(name):
     for entry in gold["aj"]:
         ci = entry["conf_type"]
         group = _group(entry)
-        got = aalen_johansen(data, "time", "etype", group=group, cause=1, ci=ci,
-                             times=None)
+        got = aalen_johansen(data, "time", "etype", group=group, cause=1, ci=ci, times=None)
         # R reports every distinct time (censorings included); compare at ours (times with events)
-        r = pd.DataFrame({"group": np.asarray(entry["strata"]).astype(str), "time": _arr(entry["time"]),
-                          "p": _arr(entry["pstate"]), "se": _arr(entry["std_err"]),
-                          "lo": _arr(entry["lower"]), "hi": _arr(entry["upper"]),
-                          "n_risk": _arr(entry["n_risk"])})
+        r = pd.DataFrame(
+            {
+                "group": np.asarray(entry["strata"]).astype(str),
+                "time": _arr(entry["time"]),
+                "p": _arr(entry["pstate"]),
+                "se": _arr(entry["std_err"]),
+                "lo": _arr(entry["lower"]),
+                "hi": _arr(entry["upper"]),
+                "n_risk": _arr(entry["n_risk"]),
+            }
+        )
         m = got.assign(group=got["group"].astype(str)).merge(r, on=["group", "time"], how="left")
         assert m["p"].notna().all() and len(m) > 10
         np.testing.assert_allclose(m["estimate"], m["p"], rtol=RTOL, atol=1e-15)

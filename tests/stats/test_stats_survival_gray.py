@@ -64,8 +64,9 @@ def test_gray_properties():
     rng = np.random.default_rng(3)
     n = 400
     g = rng.integers(0, 2, n)
-    df = pd.DataFrame({"t": np.ceil(rng.exponential(3, n) * 4) / 4, "g": g,
-                       "e": rng.choice([0, 1, 2], n, p=[0.3, 0.4, 0.3])})
+    df = pd.DataFrame(
+        {"t": np.ceil(rng.exponential(3, n) * 4) / 4, "g": g, "e": rng.choice([0, 1, 2], n, p=[0.3, 0.4, 0.3])}
+    )
     res = gray_test(df, "t", "e", "g")
     assert 0 <= res["p_value"].iloc[0] <= 1 and res["df"].iloc[0] == 1
     # group labels do not matter; relabelling the groups gives the same statistic
@@ -81,8 +82,10 @@ def test_gray_properties():
 
 # cmprsk tests/test.Rout.save: cuminc(ss, cc) variances at t = 1..5, and cuminc(ss, cc, gg, strt)
 # estimates and variances by group at t = 1, 2, 3 (NA where the group's follow-up has ended)
-CMPRSK_VAR = {1: [0.002062112, 0.002957844, 0.004170634, 0.004170634, 0.004170634],
-              2: [0.002190305, 0.003273248, 0.004004514, 0.004369940, 0.004369940]}
+CMPRSK_VAR = {
+    1: [0.002062112, 0.002957844, 0.004170634, 0.004170634, 0.004170634],
+    2: [0.002190305, 0.003273248, 0.004004514, 0.004369940, 0.004369940],
+}
 CMPRSK_GROUP = {
     ("a", 1): ([0.1311269, 0.2699184, 0.3420625], [0.003922836, 0.009113464, 0.012507959]),
     ("b", 1): ([0.2176471, 0.2615686], [0.005528913, 0.006916070]),

@@ -27,8 +27,9 @@ def _cohort(seed, n=300, groups=3, tie_step=1.0):
     tt = np.minimum.reduce([t_event, t_death, t_cens])
     time = np.maximum(np.ceil(tt / tie_step) * tie_step, tie_step)
     etype = np.where(tt == t_event, 1, np.where(tt == t_death, 2, 0))
-    return pd.DataFrame({"time": time, "event": (etype == 1).astype(int), "etype": etype,
-                         "group": np.array(["a", "b", "c", "d"])[g]})
+    return pd.DataFrame(
+        {"time": time, "event": (etype == 1).astype(int), "etype": etype, "group": np.array(["a", "b", "c", "d"])[g]}
+    )
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -118,12 +119,14 @@ def test_aalen_johansen_below_one_minus_km_and_sums():
 
 
 def test_competing_event_type_from_schema():
-    df = pd.DataFrame({
-        "fracture_any": [1, 0, 0, 1, 0, np.nan],
-        "fracture_any_years": [2.0, 5.0, 3.0, 4.0, 2.0, 1.0],
-        "death": [0, 1, 0, 1, 1, 0],
-        "death_years": [6.0, 5.0, 3.0, 3.5, 4.0, 1.0],
-    })
+    df = pd.DataFrame(
+        {
+            "fracture_any": [1, 0, 0, 1, 0, np.nan],
+            "fracture_any_years": [2.0, 5.0, 3.0, 4.0, 2.0, 1.0],
+            "death": [0, 1, 0, 1, 1, 0],
+            "death_years": [6.0, 5.0, 3.0, 3.5, 4.0, 1.0],
+        }
+    )
     out = competing_event_type(df)
     # fracture before death counts; death after fracture follow-up ended is censoring
     assert out["cr_event"].tolist()[:5] == [1, 2, 0, 2, 0]

@@ -15,8 +15,9 @@ _rows = st.lists(st.tuples(st.integers(1, 6), st.integers(0, 2), st.integers(0, 
 
 def _frame(rows):
     t, et, g = zip(*rows)
-    return pd.DataFrame({"time": np.array(t, float), "etype": et, "event": (np.array(et) == 1).astype(int),
-                         "group": np.array(g)})
+    return pd.DataFrame(
+        {"time": np.array(t, float), "etype": et, "event": (np.array(et) == 1).astype(int), "group": np.array(g)}
+    )
 
 
 @settings(max_examples=60, deadline=None, derandomize=True)

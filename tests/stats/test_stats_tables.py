@@ -17,22 +17,24 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "column_mapping.tom
 
 def _cohort(n=40, seed=0):
     rng = np.random.default_rng(seed)
-    return pd.DataFrame({
-        "participant_id": [f"{i:05d}" for i in range(n)],
-        "cohort": np.where(np.arange(n) < n // 2, "derivation", "external"),
-        "age_years": rng.integers(50, 80, n).astype(float),
-        "sex": rng.choice(["F", "M"], n),
-        "spine_age_years": rng.integers(45, 85, n).astype(float),
-        "height_cm": rng.normal(160, 8, n),
-        "weight_kg": rng.normal(60, 9, n),
-        "tscore_lumbar": rng.normal(-1, 1, n),
-        "tscore_femoral_neck": rng.normal(-1.5, 1, n),
-        "albumin_g_l": rng.normal(42, 3, n),
-        "creatinine_mg_dl": rng.normal(0.9, 0.2, n),
-        "diabetes": rng.integers(0, 2, n),
-        "fracture_any": rng.integers(0, 2, n),
-        "fracture_any_years": rng.uniform(0.5, 10, n),
-    })
+    return pd.DataFrame(
+        {
+            "participant_id": [f"{i:05d}" for i in range(n)],
+            "cohort": np.where(np.arange(n) < n // 2, "derivation", "external"),
+            "age_years": rng.integers(50, 80, n).astype(float),
+            "sex": rng.choice(["F", "M"], n),
+            "spine_age_years": rng.integers(45, 85, n).astype(float),
+            "height_cm": rng.normal(160, 8, n),
+            "weight_kg": rng.normal(60, 9, n),
+            "tscore_lumbar": rng.normal(-1, 1, n),
+            "tscore_femoral_neck": rng.normal(-1.5, 1, n),
+            "albumin_g_l": rng.normal(42, 3, n),
+            "creatinine_mg_dl": rng.normal(0.9, 0.2, n),
+            "diabetes": rng.integers(0, 2, n),
+            "fracture_any": rng.integers(0, 2, n),
+            "fracture_any_years": rng.uniform(0.5, 10, n),
+        }
+    )
 
 
 def test_valid_cohort_has_no_problems():
@@ -53,11 +55,15 @@ def test_each_problem_gets_one_line_and_no_row_is_dropped():
     pd.testing.assert_frame_equal(bad, before)
     assert len(problems) == 7, problems
     text = "\n".join(problems)
-    for needle in ("missing required column 'cohort'", "participant_id: 1 id(s) appear more than once",
-                   "sex: 1 row(s) with unknown code(s) 'X' (row 4)",
-                   "fracture_any_years: 1 row(s) with zero or negative",
-                   "fracture_any: 1 event(s) without a time", "tscore_lumbar: 1 value(s) out of range",
-                   "diabetes: 1 value(s) not 0/1: 2 (row 11)"):
+    for needle in (
+        "missing required column 'cohort'",
+        "participant_id: 1 id(s) appear more than once",
+        "sex: 1 row(s) with unknown code(s) 'X' (row 4)",
+        "fracture_any_years: 1 row(s) with zero or negative",
+        "fracture_any: 1 event(s) without a time",
+        "tscore_lumbar: 1 value(s) out of range",
+        "diabetes: 1 value(s) not 0/1: 2 (row 11)",
+    ):
         assert needle in text
     assert all("\n" not in p for p in problems)
     with pytest.raises(ValidationError) as err:
@@ -67,9 +73,22 @@ def test_each_problem_gets_one_line_and_no_row_is_dropped():
 
 def test_example_mapping_renames_and_recodes():
     m = load_mapping(EXAMPLE)
-    raw = pd.DataFrame({"PATIENT_NO": ["007", "008"], "AGE": [61, 70], "GENDER": [1, 2], "PRED_AGE": [63.0, 68.5],
-                        "HT": [1.60, 1.55], "WT": [60, 50], "DM": ["Y", "N"], "PREV_VFX": ["no", "yes"],
-                        "FN_T": [-2.6, -1.0], "LS_T": [-1.0, None], "FX": ["N", "Y"], "FX_YRS": [3.0, 2.5]})
+    raw = pd.DataFrame(
+        {
+            "PATIENT_NO": ["007", "008"],
+            "AGE": [61, 70],
+            "GENDER": [1, 2],
+            "PRED_AGE": [63.0, 68.5],
+            "HT": [1.60, 1.55],
+            "WT": [60, 50],
+            "DM": ["Y", "N"],
+            "PREV_VFX": ["no", "yes"],
+            "FN_T": [-2.6, -1.0],
+            "LS_T": [-1.0, None],
+            "FX": ["N", "Y"],
+            "FX_YRS": [3.0, 2.5],
+        }
+    )
     d = read_table(raw, mapping=m)
     assert list(d["sex"]) == ["M", "F"] and list(d["diabetes"]) == [1, 0] and list(d["prevalent_vf"]) == [0, 1]
     assert list(d["cohort"]) == ["external"] * 2 and list(d["participant_id"]) == ["007", "008"]
@@ -149,8 +168,9 @@ def test_corrected_pad_is_chosen_per_cohort_and_bias_parameters_apply():
     auto = derive_variables(df)
     ext = auto["cohort"] == "external"
     assert auto.loc[ext, "pad_corrected"].all() and not auto.loc[~ext, "pad_corrected"].any()
-    np.testing.assert_allclose(auto.loc[ext, "pad_years"],
-                               df.loc[ext, "spine_age_years"] - 1 - df.loc[ext, "age_years"])
+    np.testing.assert_allclose(
+        auto.loc[ext, "pad_years"], df.loc[ext, "spine_age_years"] - 1 - df.loc[ext, "age_years"]
+    )
     raw = derive_variables(df, corrected=False)
     np.testing.assert_allclose(raw["pad_years"], df["spine_age_years"] - df["age_years"])
     with pytest.raises(UserError):

@@ -42,9 +42,16 @@ def test_images_zip(tmp_path):
     assert out.is_file() and (tmp_path / "ph.zip.manifest.csv").is_file()
 
 
-@pytest.mark.parametrize("argv", [["cohort", "--out", "x", "--n-derivation", "0"],
-                                  ["images", "--out", "x.rar", "--n", "2"],
-                                  ["images", "--out", "x.zip", "--scale", "9"], [], ["cohort"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["cohort", "--out", "x", "--n-derivation", "0"],
+        ["images", "--out", "x.rar", "--n", "2"],
+        ["images", "--out", "x.zip", "--scale", "9"],
+        [],
+        ["cohort"],
+    ],
+)
 def test_user_errors_exit_2(tmp_path, monkeypatch, capsys, argv):
     monkeypatch.chdir(tmp_path)
     try:
@@ -57,8 +64,9 @@ def test_user_errors_exit_2(tmp_path, monkeypatch, capsys, argv):
 
 
 def test_module_help_has_examples():
-    r = subprocess.run([sys.executable, "-m", "epi_spineage.synth", "--help"], capture_output=True, text=True,
-                       timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "epi_spineage.synth", "--help"], capture_output=True, text=True, timeout=60
+    )
     assert r.returncode == 0 and "examples:" in r.stdout and "synth images" in r.stdout
 
 
@@ -66,8 +74,10 @@ def test_module_help_has_examples():
 def test_images_from_participants_table(tmp_path):
     assert main(["cohort", "--out", str(tmp_path), "--n-derivation", "20", "--n-external", "10"]) == 0
     out = tmp_path / "ext.tar.gz"
-    assert main(["images", "--participants", str(tmp_path / "external.parquet"), "--out", str(out),
-                 "--scale", "0.05"]) == 0
+    assert (
+        main(["images", "--participants", str(tmp_path / "external.parquet"), "--out", str(out), "--scale", "0.05"])
+        == 0
+    )
     m = pd.read_csv(str(out) + ".manifest.csv")
     assert len(m) == 10 and m["participant_id"].str.startswith("E").all()
     assert main(["images", "--participants", str(tmp_path / "nope.parquet"), "--out", str(out)]) == 2
@@ -75,8 +85,10 @@ def test_images_from_participants_table(tmp_path):
 
 @pytest.mark.needs_imaging  # phantoms need cv2 and pydicom
 def test_synth_never_imports_torch():
-    code = ("import sys; from epi_spineage.synth import simulate_study, render_phantom, write_dicom; "
-            "simulate_study(n_derivation=50, n_external=30); render_phantom(50, seed=1, scale=0.05); "
-            "print('torch' in sys.modules)")
+    code = (
+        "import sys; from epi_spineage.synth import simulate_study, render_phantom, write_dicom; "
+        "simulate_study(n_derivation=50, n_external=30); render_phantom(50, seed=1, scale=0.05); "
+        "print('torch' in sys.modules)"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.strip() == "False", r.stderr

@@ -108,9 +108,13 @@ def test_marginals_near_published(study):
     _close(d["age_years"].mean(), 63.7, 1.5)
     _close(e["age_years"].mean(), 71.9, 1.0)
     _close(d["bmi"].mean(), 24.2, 0.4)
-    for col, dv, ev, tol in (("prevalent_vf", 0.172, 0.124, 0.03), ("prior_fracture", 0.069, 0.151, 0.03),
-                             ("prosthesis", 0.128, 0.035, 0.02), ("glucocorticoid", 0.048, 0.0026, 0.015),
-                             ("rheumatoid_arthritis", 0.031, 0.010, 0.01)):
+    for col, dv, ev, tol in (
+        ("prevalent_vf", 0.172, 0.124, 0.03),
+        ("prior_fracture", 0.069, 0.151, 0.03),
+        ("prosthesis", 0.128, 0.035, 0.02),
+        ("glucocorticoid", 0.048, 0.0026, 0.015),
+        ("rheumatoid_arthritis", 0.031, 0.010, 0.01),
+    ):
         _close(d[col].mean(), dv, tol)
         _close(e[col].mean(), ev, tol)
     _close(d["tscore_femoral_neck"].isna().mean(), 0.30, 0.02)
@@ -143,8 +147,18 @@ def test_age_gap_regression_recovers_planted_r2(study):
     d = study.derivation.dropna(subset=["tscore_femoral_neck"])
     pad = (d["spine_age_years"] - d["age_years"]).to_numpy()
     fn = d["tscore_femoral_neck"].to_numpy()
-    x = np.column_stack([np.ones(len(d)), d["age_years"], (d["sex"] == "M").astype(float), -d["height_cm"] / 5,
-                         d["diabetes"], d["prevalent_vf"], -(fn - fn.mean()) / fn.std(ddof=1), d["prosthesis"]])
+    x = np.column_stack(
+        [
+            np.ones(len(d)),
+            d["age_years"],
+            (d["sex"] == "M").astype(float),
+            -d["height_cm"] / 5,
+            d["diabetes"],
+            d["prevalent_vf"],
+            -(fn - fn.mean()) / fn.std(ddof=1),
+            d["prosthesis"],
+        ]
+    )
     coef, *_ = np.linalg.lstsq(x, pad, rcond=None)
     r2 = 1 - np.var(pad - x @ coef) / np.var(pad)
     n, p = x.shape[0], x.shape[1] - 1

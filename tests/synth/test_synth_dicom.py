@@ -21,17 +21,29 @@ def pixels():
     return (rng.random((64, 48)) * 4095).astype(np.uint16)
 
 
-@pytest.mark.parametrize("compression,ts", [(None, "1.2.840.10008.1.2.1"), ("rle", "1.2.840.10008.1.2.5"),
-                                            ("jpeg2000", "1.2.840.10008.1.2.4.90")])
+@pytest.mark.parametrize(
+    "compression,ts",
+    [(None, "1.2.840.10008.1.2.1"), ("rle", "1.2.840.10008.1.2.5"), ("jpeg2000", "1.2.840.10008.1.2.4.90")],
+)
 @pytest.mark.parametrize("photometric", ["MONOCHROME1", "MONOCHROME2"])
 @pytest.mark.parametrize("modality", ["radiograph", "vfa"])
 def test_round_trip_and_tags(pixels, compression, ts, photometric, modality):
     if compression == "jpeg2000" and not dcm.jpeg2000_available():
         pytest.skip("no JPEG 2000 encoder installed")
     buf = io.BytesIO()
-    dcm.write_dicom(pixels, buf, modality=modality, photometric=photometric, compression=compression,
-                    patient_name="PARK^JIHOON", patient_id="H00054321", study_date="20230405",
-                    manufacturer="SYNTHETIC PHANTOM CO", bits_stored=12, rng=np.random.default_rng(1))
+    dcm.write_dicom(
+        pixels,
+        buf,
+        modality=modality,
+        photometric=photometric,
+        compression=compression,
+        patient_name="PARK^JIHOON",
+        patient_id="H00054321",
+        study_date="20230405",
+        manufacturer="SYNTHETIC PHANTOM CO",
+        bits_stored=12,
+        rng=np.random.default_rng(1),
+    )
     ds = pydicom.dcmread(io.BytesIO(buf.getvalue()))
     assert ds.file_meta.TransferSyntaxUID == ts
     stored = ds.pixel_array

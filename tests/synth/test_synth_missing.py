@@ -49,8 +49,12 @@ def test_mar_depends_on_age_sex_and_outcome():
     m = truth["missing"]
     assert m["dxa_mar"]["log_odds"] == {"age_per_10_years": 0.5, "male": 0.7, "fracture_any": 1.5}
     # the recorded intercept reproduces the missing probabilities: their mean is the planted share
-    lin = (m["dxa_mar"]["intercept"] + 0.5 * (df["age_years"] - 65) / 10 + 0.7 * (df["sex"] == "M")
-           + 1.5 * df["fracture_any"])
+    lin = (
+        m["dxa_mar"]["intercept"]
+        + 0.5 * (df["age_years"] - 65) / 10
+        + 0.7 * (df["sex"] == "M")
+        + 1.5 * df["fracture_any"]
+    )
     assert (1 / (1 + np.exp(-lin))).mean() == pytest.approx(DERIVATION.dxa_missing, abs=1e-6)
     assert "missing at random" in truth["outcomes"]["fracture_any"]["covariate_notes"]["tscore_femoral_neck"]
 

@@ -17,7 +17,7 @@ def test_shapes_dtype_and_bits():
     assert r.dtype == np.uint16 and r.shape == (240, 160)
     assert v.dtype == np.uint16 and v.shape == (250, 100)
     img, truth = render_phantom_with_truth(60, style="radiograph", seed=2, scale=0.1, bits_stored=14)
-    assert truth["bits_stored"] == 14 and img.max() < 2 ** 14 and img.max() > 2 ** 12
+    assert truth["bits_stored"] == 14 and img.max() < 2**14 and img.max() > 2**12
     full = render_phantom(60, style="radiograph", seed=1, scale=1.0)
     assert 2000 <= full.shape[0] <= 3000
 
@@ -31,8 +31,9 @@ def test_deterministic_for_seed_and_rng():
 
 
 def test_conditions_are_drawn():
-    _, t = render_phantom_with_truth(55, seed=5, scale=0.1, fractures=[("L1", "wedge", 3)], prosthesis=True,
-                                     aortic_plaques=6)
+    _, t = render_phantom_with_truth(
+        55, seed=5, scale=0.1, fractures=[("L1", "wedge", 3)], prosthesis=True, aortic_plaques=6
+    )
     assert t["fractures"] == [{"level": "L1", "kind": "wedge", "grade": 3}] and t["fracture_grade_max"] == 3
     assert t["prosthesis"] and len(t["instrumented_levels"]) >= 2 and t["aortic_plaques"] == 6
     plain, tp = render_phantom_with_truth(55, seed=6, scale=0.1, prosthesis=False, bits_stored=12)
@@ -73,7 +74,7 @@ def test_statistics_move_monotonically_with_age(style, scale):
 
 
 def _features(img, bits):
-    f = img.astype(np.float32) / (2 ** bits - 1)
+    f = img.astype(np.float32) / (2**bits - 1)
     return cv2.resize(f, (16, 32), interpolation=cv2.INTER_AREA).ravel()
 
 

@@ -33,8 +33,10 @@ def test_own_cox_matches_lifelines():
     np.testing.assert_allclose(se, ll.standard_errors_.to_numpy(), rtol=1e-3)
 
 
-@pytest.mark.parametrize("spec,outcome", [(DERIVATION, "fracture_any"), (EXTERNAL, "fracture_any"),
-                                          (DERIVATION, "fracture_vertebral"), (EXTERNAL, "death")])
+@pytest.mark.parametrize(
+    "spec,outcome",
+    [(DERIVATION, "fracture_any"), (EXTERNAL, "fracture_any"), (DERIVATION, "fracture_vertebral"), (EXTERNAL, "death")],
+)
 def test_mean_log_hr_over_10_seeds_within_3_mc_se(spec, outcome):
     """lifelines CoxPHFitter on the generating covariates; the mean of 10 log-HRs per SD vs the truth."""
     from lifelines import CoxPHFitter
