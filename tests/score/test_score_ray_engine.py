@@ -24,7 +24,10 @@ _VOLATILE = {"run_id", "recorded_at", "scored_at", "occurred_at", "error_id", "d
 def cluster():
     """Two nodes on this machine, one CPU each: two replicas, one per node."""
     c = cluster_utils.Cluster(initialize_head=True, connect=False,
-                              head_node_args={"num_cpus": 1, "include_dashboard": False})
+                              head_node_args={"num_cpus": 1, "include_dashboard": False,
+                                              # notice a lost node in about a second, not half a minute
+                                              "_system_config": {"health_check_period_ms": 500,
+                                                                 "health_check_failure_threshold": 2}})
     c.add_node(num_cpus=1)
     c.wait_for_nodes(timeout=120)
     ray.init(address=c.address, log_to_driver=False)
@@ -99,12 +102,6 @@ def test_cli_ray_two_nodes_matches_local(tmp_path, tiny_model, key_env, cluster)
     assert "HOSP" not in r.stdout + r.stderr and str(tmp_path) not in r.stdout + r.stderr
     assert_same_database(local, onray)
     assert not list((tmp_path / "ray.duckdb.ray-shards").glob("*.parquet"))
-    # the rerun sends nothing: every image is skipped before any work reaches the cluster
-    r = run_cli([*common, "--db", str(onray), "--engine", "ray", "--ray-address", cluster.address], key_env,
-                timeout=300)
-    assert r.returncode == 0, r.stderr
-    assert "scored 0 image(s)" in r.stdout and "skipped 24 already scored" in r.stdout, r.stdout
-    assert_same_database(local, onray)
 
 
 def test_plan_reads_each_archive_once(tmp_path, key_env, monkeypatch):
@@ -153,6 +150,10 @@ def test_killed_replica_process_still_exactly_once(tmp_path, tiny_model, key_env
     assert killed and summary.ray.n_replicas_lost >= 1 and summary.ray.n_units_requeued >= 1
     assert summary.n_scored == 24
     assert scored_once(dbfile) == (24, 24, 24)
+    # the rerun sends nothing: every image is skipped before any work reaches the cluster
+    again = _run(tmp_path, archives, tiny_model, dbfile, cluster)
+    assert (again.n_scored, again.n_skipped_known, again.ray.n_units) == (0, 24, 0)
+    assert scored_once(dbfile) == (24, 24, 24)
 
 
 def test_killed_job_resumes_from_its_shards(tmp_path, tiny_model, key_env, cluster):
@@ -184,14 +185,14 @@ def test_lost_node_still_exactly_once(tmp_path, tiny_model, key_env, cluster):
     """Runs last in this module: it removes the second node (and puts a fresh one back)."""
     archives = [write_zip(tmp_path / "a.zip", {p.member: p.data for p in phantom_dicoms(24, seed=5)})]
     worker_node = [n for n in cluster.list_all_nodes() if n is not cluster.head_node][0]
-    removed = []
+    removed, worker_up = [], []
 
     def on_event(what, replica, info):
-        if what == "done" and not removed:
-            node_id, _ = ray.get(replica.where.remote())
-            if node_id == worker_node.node_id:
-                cluster.remove_node(worker_node, allow_graceful=False)
-                removed.append(node_id)
+        if what == "up" and info[0] == worker_node.node_id:
+            worker_up.append(replica)  # it is given units right after this event
+        elif what == "done" and worker_up and not removed:
+            cluster.remove_node(worker_node, allow_graceful=False)  # its replica has units in flight
+            removed.append(worker_node.node_id)
 
     dbfile = tmp_path / "n.duckdb"
     try:
