@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from score_throughput import BENCH_KEY, make_archive, make_model  # noqa: E402
+from score_throughput import BENCH_KEY, make_archive, make_model
 
 
 def main(argv=None) -> int:

@@ -106,13 +106,13 @@ def _main(argv: Sequence[str] | None) -> int:
             raise UserError("--dry-run and --limit work with --engine local only")
         from epi_spineage.score.ray_engine import score_archives_ray
 
-        run = lambda: score_archives_ray(  # noqa: E731
+        run = lambda: score_archives_ray(
             args.archives, args.model, args.db, ray_address=args.ray_address, replicas=args.ray_replicas,
             batch_size=args.batch_size, device=args.device, include_non_spine=args.include_non_spine,
             key_file=args.key_file, shard_dir=args.shard_dir, lock_timeout_s=args.lock_timeout,
             progress=args.progress, store_paths=args.store_paths, max_megapixels=args.max_megapixels)
     else:
-        run = lambda: score_archives(  # noqa: E731
+        run = lambda: score_archives(
             args.archives, args.model, args.db, batch_size=args.batch_size, workers=args.workers,
             device=args.device, limit=args.limit, dry_run=args.dry_run, include_non_spine=args.include_non_spine,
             key_file=args.key_file, spool_dir=args.spool, lock_timeout_s=args.lock_timeout, commit_interval_s=args.commit_interval,

@@ -94,7 +94,13 @@ def _is_plain_tar(archive: str) -> bool:
 
 def _index_zip(archive: str):
     """(Entry, lazy fingerprint) per member, from the central directory; mirrors ``archive._iter_zip``."""
-    from epi_spineage.imaging.archive import DEFAULT_LIMITS, ArchiveRefused, _check_size, _skipped, safe_member_name
+    from epi_spineage.imaging.archive import (
+        DEFAULT_LIMITS,
+        ArchiveRefused,
+        _check_size,
+        _skipped,
+        safe_member_name,
+    )
 
     try:
         zf = zipfile.ZipFile(archive)
@@ -129,7 +135,7 @@ def _index_tar(archive: str):
 
     limits = DEFAULT_LIMITS
     try:
-        tf = tarfile.open(archive, mode="r:")
+        tf = tarfile.open(archive, mode="r:")  # noqa: SIM115 - closed by the with below
     except (tarfile.TarError, OSError) as exc:
         reason = f"unreadable tar archive ({' '.join(str(exc).split())})".replace(archive, "<archive>")
         raise ArchiveRefused(f"{archive}: {reason}", reason) from None
@@ -151,7 +157,8 @@ def _index_tar(archive: str):
                 if _skipped(name):
                     continue
                 entry = Entry(ref, info.size, ("tar", archive, info.offset_data, info.mtime))
-                yield entry, (lambda o=info.offset_data, s=info.size, m=info.mtime: _tar_fingerprint_seek(archive, o, s, m))
+                yield entry, (lambda o=info.offset_data, s=info.size, m=info.mtime:
+                              _tar_fingerprint_seek(archive, o, s, m))
         except (tarfile.TarError, EOFError, OSError) as exc:
             reason = f"truncated or corrupt tar archive ({type(exc).__name__}: {exc})".replace(archive, "<archive>")
             raise ArchiveRefused(f"{archive}: {reason}", reason) from None
@@ -167,7 +174,7 @@ def _index_stream(archive: str):
         else:
             try:
                 loc = ("data", member.read_bytes(), None)
-            except Exception as exc:  # a refused member (link, device, too large): its own error row
+            except Exception as exc:  # noqa: BLE001 - a refused member (link, device, too large): its own error row
                 loc = ("error", getattr(exc, "reason", None) or str(exc))
         yield Entry(member.name, member.size, loc), member.fingerprint
 
@@ -219,7 +226,7 @@ def _memo(entry: Entry, fp):
         if entry.fingerprint is None and fp is not None:
             try:
                 entry.fingerprint = fp() if callable(fp) else fp
-            except Exception:
+            except Exception:  # noqa: BLE001 - no fingerprint: the row is stored without one, as locally
                 entry.fingerprint = None
         return entry.fingerprint
     return get
@@ -323,14 +330,14 @@ class Replica:
                 return Path(entry.loc[1]).read_bytes(), None, fp
             if kind == "zip":
                 archive, raw = entry.loc[1], entry.loc[2]
-                zf = handles.get(("zip", archive)) or handles.setdefault(("zip", archive), zipfile.ZipFile(archive))
+                zf = _handle(handles, ("zip", archive), lambda: zipfile.ZipFile(archive))
                 info = zf.getinfo(raw)
                 with zf.open(info) as fh:
                     data = _read_limited(fh, archive, split_reference(entry.name)[1], info.file_size, DEFAULT_LIMITS)
                 return data, None, entry.fingerprint
             if kind == "tar":
                 archive, offset, mtime = entry.loc[1], entry.loc[2], entry.loc[3]
-                fh = handles.get(("tar", archive)) or handles.setdefault(("tar", archive), open(archive, "rb"))
+                fh = _handle(handles, ("tar", archive), lambda: open(archive, "rb"))  # noqa: SIM115
                 fh.seek(offset)
                 data = fh.read(entry.size)
                 if len(data) != entry.size:
@@ -342,6 +349,13 @@ class Replica:
             reason = getattr(exc, "reason", None) or f"corrupt or unreadable member ({type(exc).__name__})"
             return None, reason, entry.fingerprint
         return None, f"unknown work entry {kind!r}", None
+
+
+def _handle(handles: dict, key: tuple, opener):
+    """One open archive per unit and archive, closed by ``Replica.score`` when the unit is done."""
+    if key not in handles:
+        handles[key] = opener()
+    return handles[key]
 
 
 def _guarded(ctx, entry: Entry, data, err, fp, process_member):
@@ -411,13 +425,15 @@ def _replica_resources(replicas: int | None) -> tuple[int, dict]:
 
 def run_units(units: list[tuple[str, list]], make_replica: Callable[[], object], n_replicas: int,
               on_done: Callable[[str, object, object], None], stats: RayStats, *, in_flight: int = 2,
-              max_replacements: int | None = None, on_event: Callable | None = None) -> None:
+              max_replacements: int | None = None, on_event: Callable | None = None,
+              start_together: bool = False) -> None:
     """Score every unit exactly once on ``n_replicas`` replicas, surviving replicas that die.
 
     A unit counts done only when ``on_done(unit_id, table, replica)`` has returned (it writes the
     shard). A unit whose replica dies goes back in the queue; a replacement replica is asked for
     and used once it is up, while the living replicas go on (a lost node's replacement may never
-    come up: the queue drains without it).
+    come up: the queue drains without it). ``start_together``: hand out no unit before every first
+    replica is up (tests use it so that each node surely gets work).
     """
     import ray
     from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
@@ -427,6 +443,7 @@ def run_units(units: list[tuple[str, list]], make_replica: Callable[[], object],
     pending_up: dict = {}   # ready-ref -> replica, still starting
     live: dict = {}         # replica -> set of refs in flight
     flying: dict = {}       # ref -> (replica, unit)
+    node_of: dict = {}      # replica -> its node id
     replacements = max_replacements if max_replacements is not None else 2 * n_replicas + 2
 
     def start_one():
@@ -444,13 +461,12 @@ def run_units(units: list[tuple[str, list]], make_replica: Callable[[], object],
     def lose(r):
         stats.n_replicas_lost += 1
         for ref in list(live.pop(r, ())):
-            _, unit = flying.pop(ref)
-            queue.appendleft(unit)
+            queue.appendleft(flying.pop(ref)[1])
             stats.n_units_requeued += 1
         try:
             ray.kill(r)
-        except Exception:
-            pass
+        except Exception as exc:  # noqa: BLE001 - already gone
+            log.debug("replica already gone: %s", exc)
 
     for _ in range(n_replicas):
         start_one()
@@ -462,7 +478,20 @@ def run_units(units: list[tuple[str, list]], make_replica: Callable[[], object],
                 replacements -= 1
                 start_one()
             refs = list(flying) + list(pending_up)
-            done, _ = ray.wait(refs, num_returns=1, timeout=None)
+            done, _ = ray.wait(refs, num_returns=1, timeout=2.0)
+            if not done:
+                # A lost node's replica process can outlive its raylet and never answer: ask the GCS
+                # which nodes are alive instead of waiting on it.
+                alive = {n["NodeID"] for n in ray.nodes() if n.get("Alive")}
+                for r in [r for r in live if node_of.get(r) not in alive]:
+                    log.warning("a Ray node was lost; its replica's units go back in the queue")
+                    lose(r)
+                    if replacements > 0:
+                        replacements -= 1
+                        start_one()
+                for r in list(live):
+                    feed(r)
+                continue
             ref = done[0]
             if ref in pending_up:
                 r = pending_up.pop(ref)
@@ -472,11 +501,15 @@ def run_units(units: list[tuple[str, list]], make_replica: Callable[[], object],
                     stats.n_replicas_lost += 1
                     continue
                 live[r] = set()
+                node_of[r] = where[0]
                 if on_event:
                     on_event("up", r, where)
-                feed(r)
+                if start_together and pending_up and not flying:
+                    continue  # the first replicas start together
+                for each in list(live):
+                    feed(each)
                 continue
-            r, unit = flying[ref]
+            r = flying[ref][0]
             try:
                 unit_id, table = ray.get(ref)
             except lost_errors as exc:
@@ -497,8 +530,8 @@ def run_units(units: list[tuple[str, list]], make_replica: Callable[[], object],
         for r in list(live) + list(pending_up.values()):
             try:
                 ray.kill(r)
-            except Exception:
-                pass
+            except Exception as exc:  # noqa: BLE001 - already gone
+                log.debug("replica already gone: %s", exc)
 
 
 def score_archives_ray(
@@ -520,6 +553,7 @@ def score_archives_ray(
     store_paths: bool = False,
     max_megapixels: float = 50.0,
     _on_event: Callable | None = None,
+    _start_together: bool = False,
 ):
     """Score every new image of ``archives`` on Ray into ``db_path``; returns the run's ``ScoreSummary``.
 
@@ -535,8 +569,18 @@ def score_archives_ray(
     from epi_spineage.privacy import load_key
     from epi_spineage.provenance import new_run_id
     from epi_spineage.score.members import MemberContext
-    from epi_spineage.score.pipeline import ScoreSummary, _progress_bar, _read_known, _resolve_archives
-    from epi_spineage.score.spool import Spool, _atomic_write, default_spool_dir, ingest_into
+    from epi_spineage.score.pipeline import (
+        ScoreSummary,
+        _progress_bar,
+        _read_known,
+        _resolve_archives,
+    )
+    from epi_spineage.score.spool import (
+        Spool,
+        _atomic_write,
+        default_spool_dir,
+        ingest_into,
+    )
 
     if batch_size < 1 or unit_size < 1:
         raise UserError("--batch-size and the unit size must be at least 1")
@@ -550,7 +594,7 @@ def score_archives_ray(
     if not Path(model_dir).exists():
         raise UserError(f"model folder not found: {model_dir}")
     try:
-        import ray  # noqa: F401
+        import ray
     except ImportError:
         raise UserError("--engine ray needs Ray: pip install 'epi-spineage[ray]'") from None
     shards = Path(shard_dir) if shard_dir else default_shard_dir(db_path)
@@ -630,7 +674,7 @@ def score_archives_ray(
                     if _on_event:
                         _on_event("done", replica, unit_id)
 
-                run_units(todo, make, n, on_done, stats, on_event=_on_event)
+                run_units(todo, make, n, on_done, stats, on_event=_on_event, start_together=_start_together)
             status = "finished"
         except KeyboardInterrupt:
             status = "interrupted"
@@ -683,7 +727,7 @@ def _record_run(db_path, lock_timeout_s, summary, started_at, stored_archives, s
             db.upsert_run(con, row)
         finally:
             con.close()
-    except Exception as exc:  # the run row must not hide the original error
+    except Exception as exc:  # noqa: BLE001 - the run row must not hide the original error
         log.error("could not record the end of run %s: %s", summary.run_id, exc)
 
 

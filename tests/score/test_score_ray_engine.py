@@ -132,7 +132,8 @@ def _run(tmp_path, archives, model, dbfile, cluster, on_event=None):
     from epi_spineage.score.ray_engine import score_archives_ray
 
     return score_archives_ray(archives, model, dbfile, ray_address=cluster.address, unit_size=3, batch_size=3,
-                              device="cpu", progress=False, _on_event=on_event)
+                              device="cpu", progress=False, _on_event=on_event,
+                              _start_together=True)
 
 
 def test_killed_replica_process_still_exactly_once(tmp_path, tiny_model, key_env, cluster):
@@ -141,7 +142,7 @@ def test_killed_replica_process_still_exactly_once(tmp_path, tiny_model, key_env
 
     def on_event(what, replica, info):
         if what == "done" and not killed:
-            node_id, pid = ray.get(replica.where.remote())
+            _, pid = ray.get(replica.where.remote())
             os.kill(pid, signal.SIGKILL)  # the replica that just finished a unit has another in flight
             killed.append(pid)
 
@@ -184,15 +185,22 @@ def test_killed_job_resumes_from_its_shards(tmp_path, tiny_model, key_env, clust
 def test_lost_node_still_exactly_once(tmp_path, tiny_model, key_env, cluster):
     """Runs last in this module: it removes the second node (and puts a fresh one back)."""
     archives = [write_zip(tmp_path / "a.zip", {p.member: p.data for p in phantom_dicoms(24, seed=5)})]
-    worker_node = [n for n in cluster.list_all_nodes() if n is not cluster.head_node][0]
-    removed, worker_up = [], []
+    worker_node = next(n for n in cluster.list_all_nodes() if n is not cluster.head_node)
+    removed, pids = [], []
 
     def on_event(what, replica, info):
         if what == "up" and info[0] == worker_node.node_id:
-            worker_up.append(replica)  # it is given units right after this event
-        elif what == "done" and worker_up and not removed:
-            cluster.remove_node(worker_node, allow_graceful=False)  # its replica has units in flight
+            pids.append(info[1])
+        elif what == "done" and not removed:  # both replicas are up and busy (start_together)
+            # a machine lost: its raylet, and its replica (which would otherwise outlive the raylet and
+            # finish its units on its own)
+            cluster.remove_node(worker_node, allow_graceful=False)
             removed.append(worker_node.node_id)
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
 
     dbfile = tmp_path / "n.duckdb"
     try:
@@ -200,6 +208,6 @@ def test_lost_node_still_exactly_once(tmp_path, tiny_model, key_env, cluster):
     finally:
         if removed:
             cluster.add_node(num_cpus=1)
-    assert removed and summary.ray.n_units_requeued >= 1
+    assert removed and summary.ray.n_replicas_lost >= 1 and summary.ray.n_units_requeued >= 1
     assert summary.n_scored == 24
     assert scored_once(dbfile) == (24, 24, 24)
