@@ -25,6 +25,9 @@ examples:
   # (needs pip install 'epi-spineage[gpu]'; --decode auto picks it when installed on a CUDA host)
   python -m epi_spineage.score /data/pacs --model models/b4 --db spine.duckdb --decode gpu --compile
 
+  # on a Ray cluster: one model replica per GPU, results ingested at the end (docs/guides/ray.md)
+  python -m epi_spineage.score /data/pacs --model models/b4 --db spine.duckdb --engine ray --ray-address auto
+
   # GPU, 8 decode workers, bigger batches
   python -m epi_spineage.score /data/pacs --model models/b4 --db spine.duckdb \\
       --device cuda --workers 8 --batch-size 64
@@ -121,6 +124,32 @@ def build_parser():
         default=None,
         help="progress bar on stderr (default: when stderr is a terminal)",
     )
+    p.add_argument(
+        "--engine",
+        default="local",
+        choices=("local", "ray"),
+        help="local: this machine (default); ray: a Ray cluster, one model replica per GPU "
+        "(per CPU without GPUs), shards ingested at the end",
+    )
+    p.add_argument(
+        "--ray-address",
+        default=None,
+        metavar="ADDR",
+        help="with --engine ray: 'auto' joins the running cluster, host:port a given one; none starts a local Ray",
+    )
+    p.add_argument(
+        "--ray-replicas",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with --engine ray: model replicas (default one per GPU of the cluster, else per CPU)",
+    )
+    p.add_argument(
+        "--shard-dir",
+        default=None,
+        metavar="DIR",
+        help="with --engine ray: where finished work units wait for ingest (default FILE.duckdb.ray-shards)",
+    )
     return p
 
 
@@ -140,27 +169,54 @@ def _main(argv: Sequence[str] | None) -> int:
         return EXIT_OK
     if not args.model or not args.db:
         raise UserError("--model and --db are required (except with --locate)")
+    if args.engine == "ray":
+        if args.dry_run or args.limit is not None:
+            raise UserError("--dry-run and --limit work with --engine local only")
+        from epi_spineage.score.ray_engine import score_archives_ray
+
+        def run():
+            return score_archives_ray(
+                args.archives,
+                args.model,
+                args.db,
+                ray_address=args.ray_address,
+                replicas=args.ray_replicas,
+                batch_size=args.batch_size or 16,
+                device=args.device,
+                include_non_spine=args.include_non_spine,
+                key=key,
+                shard_dir=args.shard_dir,
+                lock_timeout_s=args.lock_timeout,
+                progress=args.progress,
+                store_paths=args.store_paths,
+                max_megapixels=args.max_megapixels,
+            )
+    else:
+
+        def run():
+            return score_archives(
+                args.archives,
+                args.model,
+                args.db,
+                batch_size=args.batch_size,
+                workers=args.workers,
+                device=args.device,
+                decode=args.decode,
+                compile_model=args.compile,
+                limit=args.limit,
+                dry_run=args.dry_run,
+                include_non_spine=args.include_non_spine,
+                key=key,
+                spool_dir=args.spool,
+                lock_timeout_s=args.lock_timeout,
+                commit_interval_s=args.commit_interval,
+                progress=args.progress,
+                store_paths=args.store_paths,
+                max_megapixels=args.max_megapixels,
+            )
+
     try:
-        summary = score_archives(
-            args.archives,
-            args.model,
-            args.db,
-            batch_size=args.batch_size,
-            workers=args.workers,
-            device=args.device,
-            decode=args.decode,
-            compile_model=args.compile,
-            limit=args.limit,
-            dry_run=args.dry_run,
-            include_non_spine=args.include_non_spine,
-            key=key,
-            spool_dir=args.spool,
-            lock_timeout_s=args.lock_timeout,
-            commit_interval_s=args.commit_interval,
-            progress=args.progress,
-            store_paths=args.store_paths,
-            max_megapixels=args.max_megapixels,
-        )
+        summary = run()
     except UserError:
         raise
     except KeyboardInterrupt:

@@ -1,0 +1,237 @@
+"""``--engine ray`` on a two-node local Ray cluster: the same rows as the local engine, exactly once
+when a replica or a node dies mid-run, and a killed job resumes from its shards (issue 14)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import signal
+import tarfile
+
+import duckdb
+import pytest
+
+from .conftest import TEST_KEY, phantom_dicoms, run_cli, write_tar, write_zip
+
+ray = pytest.importorskip("ray")
+cluster_utils = pytest.importorskip("ray.cluster_utils")
+
+# run-specific columns (ids, clocks) differ between any two runs; everything else must match
+_VOLATILE = {"run_id", "recorded_at", "scored_at", "occurred_at", "error_id", "device"}
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """Two nodes on this machine, one CPU each: two replicas, one per node."""
+    c = cluster_utils.Cluster(
+        initialize_head=True,
+        connect=False,
+        head_node_args={
+            "num_cpus": 1,
+            "include_dashboard": False,
+            # notice a lost node in about a second, not half a minute
+            "_system_config": {"health_check_period_ms": 500, "health_check_failure_threshold": 2},
+        },
+    )
+    c.add_node(num_cpus=1)
+    c.wait_for_nodes(timeout=120)
+    ray.init(address=c.address, log_to_driver=False)
+    try:
+        yield c
+    finally:
+        ray.shutdown()
+        c.shutdown()
+
+
+def write_plain_tar(path, members: dict[str, bytes]):
+    with tarfile.open(path, "w") as tf:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return path
+
+
+def make_archives(root, n_each: int = 6) -> list:
+    """zip (with one bad file), plain tar, tar.gz and folder."""
+    phantoms = phantom_dicoms(4 * n_each, seed=14)
+    parts = [phantoms[i * n_each : (i + 1) * n_each] for i in range(4)]
+    zipped = {p.member: p.data for p in parts[0]}
+    zipped["junk.dcm"] = b"junk"
+    plain = {f"sub/{p.member}": p.data for p in parts[1]}
+    gz = {p.member: p.data for p in parts[2]}
+    folder = root / "folder"
+    (folder / "d").mkdir(parents=True)
+    for p in parts[3]:
+        (folder / "d" / p.member).write_bytes(p.data)
+    return [
+        write_zip(root / "a.zip", zipped),
+        write_plain_tar(root / "b.tar", plain),
+        write_tar(root / "c.tar.gz", gz),
+        folder,
+    ]
+
+
+def table_rows(dbfile, table: str) -> list[tuple]:
+    con = duckdb.connect(str(dbfile), read_only=True)
+    try:
+        cols = [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall() if r[0] not in _VOLATILE]
+        rows = con.execute(f"SELECT {', '.join(cols)} FROM {table} ORDER BY ALL").fetchall()
+    finally:
+        con.close()
+    return [tuple(round(v, 6) if isinstance(v, float) else v for v in r) for r in rows]
+
+
+def assert_same_database(a, b) -> None:
+    for table in ("images", "scores", "errors"):
+        assert table_rows(a, table) == table_rows(b, table), table
+
+
+def scored_once(dbfile) -> tuple[int, int, int]:
+    con = duckdb.connect(str(dbfile), read_only=True)
+    try:
+        n = con.execute("SELECT count(*) FROM scores").fetchall()[0][0]
+        distinct = con.execute("SELECT count(DISTINCT source_path) FROM scores").fetchall()[0][0]
+        images = con.execute("SELECT count(*) FROM images").fetchall()[0][0]
+    finally:
+        con.close()
+    return n, distinct, images
+
+
+def test_cli_ray_two_nodes_matches_local(tmp_path, tiny_model, key_env, cluster):
+    archives = make_archives(tmp_path)
+    local, onray = tmp_path / "local.duckdb", tmp_path / "ray.duckdb"
+    common = ["-m", "epi_spineage.score", *map(str, archives), "--model", str(tiny_model), "--device", "cpu"]
+    r = run_cli([*common, "--db", str(local), "--workers", "0"], key_env)
+    assert r.returncode == 0, r.stderr
+    r = run_cli(
+        [*common, "--db", str(onray), "--engine", "ray", "--ray-address", cluster.address], key_env, timeout=300
+    )
+    assert r.returncode == 0, r.stderr
+    assert "scored 24 image(s)" in r.stdout, r.stdout
+    assert "HOSP" not in r.stdout + r.stderr and str(tmp_path) not in r.stdout + r.stderr
+    assert_same_database(local, onray)
+    assert not list((tmp_path / "ray.duckdb.ray-shards").glob("*.parquet"))
+
+
+def test_plan_reads_each_archive_once(tmp_path, key_env, monkeypatch):
+    """A tar is indexed (headers only) and read by seeking; zip members come from the central directory."""
+    from epi_spineage.score import ray_engine
+    from epi_spineage.score.members import MemberContext
+
+    archives = [str(a.resolve()) for a in make_archives(tmp_path, n_each=3)]
+    opened = []
+    real_open = tarfile.open
+    monkeypatch.setattr(tarfile, "open", lambda *a, **k: (opened.append(a[0]), real_open(*a, **k))[1])
+    ctx = MemberContext(run_id="t", key=b"k", preprocess_config=None)
+    plan = ray_engine.plan_work(archives, ctx)
+    assert plan.n_seen == 13 and plan.n_skipped_known == 0
+    kinds = [e.loc[0] for e in plan.entries]
+    assert kinds.count("zip") == 4 and kinds.count("tar") == 3 and kinds.count("data") == 3
+    assert kinds.count("file") == 3
+    # the plain tar: opened once to test it is plain, once to index it; never per member
+    assert opened.count(archives[1]) == 2
+    tar_entries = [e for e in plan.entries if e.loc[0] == "tar"]
+    data, err, fp = ray_engine.Replica._read(tar_entries[1], {})
+    with tarfile.open(archives[1]) as tf:
+        assert data == tf.extractfile(tar_entries[1].name.split("::")[1]).read()
+    assert err is None and fp.startswith("t:")
+
+
+def _run(tmp_path, archives, model, dbfile, cluster, on_event=None):
+    from epi_spineage.score.ray_engine import score_archives_ray
+
+    return score_archives_ray(
+        archives,
+        model,
+        dbfile,
+        key=TEST_KEY,
+        ray_address=cluster.address,
+        unit_size=3,
+        batch_size=3,
+        device="cpu",
+        progress=False,
+        _on_event=on_event,
+        _start_together=True,
+    )
+
+
+def test_killed_replica_process_still_exactly_once(tmp_path, tiny_model, key_env, cluster):
+    archives = [write_zip(tmp_path / "a.zip", {p.member: p.data for p in phantom_dicoms(24, seed=3)})]
+    killed = []
+
+    def on_event(what, replica, info):
+        if what == "done" and not killed:
+            _, pid = ray.get(replica.where.remote())
+            os.kill(pid, signal.SIGKILL)  # the replica that just finished a unit has another in flight
+            killed.append(pid)
+
+    dbfile = tmp_path / "k.duckdb"
+    summary = _run(tmp_path, archives, tiny_model, dbfile, cluster, on_event)
+    assert killed and summary.ray.n_replicas_lost >= 1 and summary.ray.n_units_requeued >= 1
+    assert summary.n_scored == 24
+    assert scored_once(dbfile) == (24, 24, 24)
+    # the rerun sends nothing: every image is skipped before any work reaches the cluster
+    again = _run(tmp_path, archives, tiny_model, dbfile, cluster)
+    assert (again.n_scored, again.n_skipped_known, again.ray.n_units) == (0, 24, 0)
+    assert scored_once(dbfile) == (24, 24, 24)
+
+
+def test_killed_job_resumes_from_its_shards(tmp_path, tiny_model, key_env, cluster):
+    archives = [write_zip(tmp_path / "a.zip", {p.member: p.data for p in phantom_dicoms(18, seed=4)})]
+    done = []
+
+    def on_event(what, replica, info):
+        if what == "done":
+            done.append(info)
+            if len(done) == 2:
+                raise KeyboardInterrupt  # the whole job dies after two shards are on disk
+
+    dbfile = tmp_path / "r.duckdb"
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path, archives, tiny_model, dbfile, cluster, on_event)
+    shards = sorted((tmp_path / "r.duckdb.ray-shards").glob("unit-*.parquet"))
+    assert [p.name for p in shards] == sorted(f"unit-{u}.parquet" for u in done)
+    summary = _run(tmp_path, archives, tiny_model, dbfile, cluster)
+    assert summary.ray.n_units_resumed == 2 and summary.ray.n_rows_resumed == 6
+    assert summary.n_skipped_known == 6 and summary.ray.n_units == 4  # 12 left, in units of 3
+    assert scored_once(dbfile) == (18, 18, 18)
+    con = duckdb.connect(str(dbfile), read_only=True)
+    statuses = sorted(r[0] for r in con.execute("SELECT status FROM runs").fetchall())
+    con.close()
+    assert statuses == ["finished", "interrupted"]
+
+
+@pytest.mark.skipif(
+    not os.environ.get("EPI_SPINEAGE_RAY_FAULT_TESTS"),
+    reason="multi-node fault run: a node removed mid-run; set EPI_SPINEAGE_RAY_FAULT_TESTS=1 "
+    "(kept out of the default suite: it races under heavy load)",
+)
+def test_lost_node_still_exactly_once(tmp_path, tiny_model, key_env, cluster):
+    """Runs last in this module: it removes the second node (and puts a fresh one back)."""
+    archives = [write_zip(tmp_path / "a.zip", {p.member: p.data for p in phantom_dicoms(24, seed=5)})]
+    worker_node = next(n for n in cluster.list_all_nodes() if n is not cluster.head_node)
+    removed, pids = [], []
+
+    def on_event(what, replica, info):
+        if what == "up" and info[0] == worker_node.node_id:
+            pids.append(info[1])
+        elif what == "done" and not removed:  # both replicas are up and busy (start_together)
+            # a machine lost: its raylet, and its replica (which would otherwise outlive the raylet and
+            # finish its units on its own)
+            cluster.remove_node(worker_node, allow_graceful=False)
+            removed.append(worker_node.node_id)
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+    dbfile = tmp_path / "n.duckdb"
+    try:
+        summary = _run(tmp_path, archives, tiny_model, dbfile, cluster, on_event)
+    finally:
+        if removed:
+            cluster.add_node(num_cpus=1)
+    assert removed and summary.ray.n_replicas_lost >= 1 and summary.ray.n_units_requeued >= 1
+    assert summary.n_scored == 24
+    assert scored_once(dbfile) == (24, 24, 24)
