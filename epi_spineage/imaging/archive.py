@@ -236,9 +236,7 @@ def _iter_folder(root: Path, suffixes) -> Iterator[ArchiveMember]:
             fpath = Path(dirpath) / fname
             if not fpath.is_file():
                 continue
-            yield ArchiveMember(
-                str(fpath), fpath.stat().st_size, fpath.read_bytes, partial(_file_fingerprint, fpath)
-            )
+            yield ArchiveMember(str(fpath), fpath.stat().st_size, fpath.read_bytes, partial(_file_fingerprint, fpath))
 
 
 def _zip_reader(archive: str, info: zipfile.ZipInfo, limits: ArchiveLimits, zf_holder: list) -> Callable[[], bytes]:

@@ -258,7 +258,10 @@ def shard_entries(
                 ref.name,
                 ref.size,
                 ArchiveMember(
-                    ref.name, ref.size or 0, _refused_reader(ref.error or "refused"), _fixed_fingerprint(ref.fingerprint)
+                    ref.name,
+                    ref.size or 0,
+                    _refused_reader(ref.error or "refused"),
+                    _fixed_fingerprint(ref.fingerprint),
                 ),
             )
         else:
