@@ -123,7 +123,7 @@ def config_from_args(args):
     from epi_spineage.model.training import TrainConfig
 
     settings: dict = {}
-    phantoms = None
+    phantoms: int | None = None
     if args.preset:
         settings = preset(args.preset)
         phantoms = settings.pop("phantoms")
@@ -173,6 +173,7 @@ def config_from_args(args):
     manifest = args.manifest
     if manifest is None:
         n = args.phantoms or phantoms
+        assert n is not None  # no --manifest means a preset (refused above otherwise), and it names its count
         manifest = make_phantoms(args.out / "phantoms", n, seed=phantom_seed, scale=phantom_scale)
     elif not Path(manifest).is_file():
         raise UserError(f"manifest not found: {manifest}")

@@ -17,6 +17,7 @@ import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from epi_spineage.errors import ImageReadError, UserError
@@ -88,6 +89,11 @@ def _file_fingerprint(path: Path) -> str | None:
 def _data_fingerprint(data: bytes, mtime: float | None) -> str:
     tail = data[-_CHUNK:] if len(data) > _CHUNK else b""
     return f"t:{len(data)}:{int(mtime or 0)}:{_head_tail_hash(data[:_CHUNK], tail)}"
+
+
+def _returning(data: bytes) -> Callable[[], bytes]:
+    """A reader for content already in memory (bound now, as a default argument would bind it)."""
+    return lambda: data
 
 
 def _refused(reason: str) -> Callable[[], bytes]:
@@ -230,9 +236,7 @@ def _iter_folder(root: Path, suffixes) -> Iterator[ArchiveMember]:
             fpath = Path(dirpath) / fname
             if not fpath.is_file():
                 continue
-            yield ArchiveMember(
-                str(fpath), fpath.stat().st_size, fpath.read_bytes, (lambda fp=fpath: _file_fingerprint(fp))
-            )
+            yield ArchiveMember(str(fpath), fpath.stat().st_size, fpath.read_bytes, partial(_file_fingerprint, fpath))
 
 
 def _zip_reader(archive: str, info: zipfile.ZipInfo, limits: ArchiveLimits, zf_holder: list) -> Callable[[], bytes]:
@@ -328,8 +332,8 @@ def _iter_tar(
                 yield ArchiveMember(
                     f"{archive}{SEP}{name}",
                     info.size,
-                    (lambda d=data: d),
-                    (lambda d=data, m=info.mtime: _data_fingerprint(d, m)),
+                    _returning(data),
+                    partial(_data_fingerprint, data, info.mtime),
                 )
         except (tarfile.TarError, EOFError, OSError) as exc:
             reason = f"truncated or corrupt tar archive ({type(exc).__name__}: {exc})".replace(archive, "<archive>")
@@ -409,6 +413,7 @@ def read_reference(name: str | os.PathLike, *, limits: ArchiveLimits | None = No
         return p.read_bytes()
     if kind == "zip":
         with zipfile.ZipFile(archive) as zf:
+            info: zipfile.ZipInfo | None
             try:
                 info = zf.getinfo(member)
             except KeyError:

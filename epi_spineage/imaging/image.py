@@ -28,7 +28,7 @@ def content_hash(pixels: np.ndarray) -> str:
     h = hashlib.sha256()
     h.update(_HASH_TAG)
     h.update(f"|{arr.dtype.newbyteorder('<').str}|{tuple(int(s) for s in arr.shape)}|".encode())
-    h.update(memoryview(arr).cast("B"))
+    h.update(memoryview(arr).cast("B"))  # type: ignore[arg-type]  # numpy's stubs: ndarray is a buffer
     return h.hexdigest()
 
 

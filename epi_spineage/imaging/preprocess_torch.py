@@ -93,11 +93,11 @@ def intensity_transform(t: torch.Tensor, equalization: str = "authors") -> torch
         _, inverse, counts = torch.unique(x.flatten(), return_inverse=True, return_counts=True)
         return _minmax(_cdf_lut(counts)[inverse].reshape(x.shape))
     x = t.to(torch.int64)
-    lo, hi = int(x.min()), int(x.max())
-    rng = hi - lo
+    lo_int, hi_int = int(x.min()), int(x.max())
+    rng = hi_int - lo_int
     if rng == 0:
         return torch.zeros(x.shape, dtype=torch.float32, device=x.device)
-    idx = x - lo
+    idx = x - lo_int
     if equalization == "authors":
         u8 = idx * 255 // rng
         lut = _equalize_lut_u8(torch.bincount(u8.flatten(), minlength=256))

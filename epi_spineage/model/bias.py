@@ -175,7 +175,9 @@ class BiasCorrection:
 
     def _correct(self, age: np.ndarray, pred: np.ndarray) -> np.ndarray:
         if self.method == "beheshti":
+            assert self.alpha_ is not None and self.beta_ is not None  # _check_fitted ran
             return beheshti_correct(pred, age, self.alpha_, self.beta_)
+        assert self.levels_ is not None, "a fitted Zhang correction has its age levels"
         keys = np.array(sorted(self.levels_), dtype=int)
         values = np.array([self.levels_[k] for k in keys])
         g = np.clip(np.floor(age).astype(int), keys.min(), keys.max())
@@ -197,6 +199,7 @@ class BiasCorrection:
             )
         if ids is not None and self.fit_ids_:
             hashed, fingerprint = hash_ids(ids, key)
+            assert hashed is not None  # ids is not None
             if fingerprint is not None and self.key_fingerprint_ is not None and fingerprint != self.key_fingerprint_:
                 raise UserError(
                     "the pseudonymisation key differs from the one used when the bias correction was fitted "

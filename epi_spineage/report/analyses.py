@@ -15,6 +15,7 @@ import logging
 import time
 import warnings
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -182,7 +183,7 @@ def run_study(
     results.timings_s["prepare"] = time.perf_counter() - t0
 
     for name, attr, func in steps.STEPS:
-        setattr(results, attr, _step(results, name, lambda func=func: func(results)))
+        setattr(results, attr, _step(results, name, partial(func, results)))
     results.data_quality = _data_quality(results, quality)
     results.timings_s["total"] = time.perf_counter() - t0
     return results

@@ -37,7 +37,7 @@ _RC = {
 
 
 def _style():
-    return plt.rc_context(_RC)
+    return plt.rc_context(_RC)  # type: ignore[arg-type]  # matplotlib's stubs want literal rc keys
 
 
 #: resolution of the print copies (figures/print/*.png), as journals ask

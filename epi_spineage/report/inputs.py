@@ -168,6 +168,7 @@ def load_inputs(
                 )
             source += f" + scores from {Path(db).name}"
     else:
+        assert db is not None  # no cohort file and no db took the demo return above
         con = open_db(db)
         try:
             df = read_db_cohort(con)

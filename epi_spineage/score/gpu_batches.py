@@ -214,6 +214,8 @@ def prepare_member(
         return row, None, None
     meta["modality"] = infer_modality(meta)
     info = frame.info
+    # parse_dicom sets info and data on every frame it does not hand to the CPU reader
+    assert info is not None and frame.data is not None
     row.update(meta_fields(meta))
     row["rows_px"], row["columns_px"] = info.rows, info.columns
     row["participant_key"] = pseudonymise(meta.get("patient_id"), ctx.key)
@@ -236,13 +238,14 @@ def prepare_member(
         row["status"] = "gpu"
         item = GpuItem("raw", plan, modality, len(data), raw.nbytes, shape, raw.dtype.str, len(data), score)
         return row, item, data + raw.tobytes()
-    offset = _offset_in(frame.data, data)
-    payload, start = (data, offset) if offset is not None else (data + bytes(frame.data), len(data))
+    stored = frame.data
+    offset = _offset_in(stored, data) if isinstance(stored, memoryview) else None
+    payload, start = (data, offset) if offset is not None else (data + bytes(stored), len(data))
     row["status"] = "gpu"
     if frame.kind == "native":
         dtype = info.native_dtype()
-        return row, GpuItem("raw", plan, modality, start, len(frame.data), shape, dtype.str, len(data), score), payload
-    return row, GpuItem("codestream", plan, modality, start, len(frame.data), shape, None, len(data), score), payload
+        return row, GpuItem("raw", plan, modality, start, len(stored), shape, dtype.str, len(data), score), payload
+    return row, GpuItem("codestream", plan, modality, start, len(stored), shape, None, len(data), score), payload
 
 
 class GpuArchiveDataset(ArchiveDataset):
@@ -376,6 +379,7 @@ class GpuScorer:
         for k, (_, item) in enumerate(items):
             lo = item.offset + item.start
             if item.kind == "codestream":
+                assert host is not None  # items come with their buffer
                 streams.append(memoryview(host[lo : lo + item.length]))
                 where.append(k)
             else:
@@ -519,9 +523,11 @@ class GpuScorer:
 
     def _finalise(self, p: _Pending) -> list[dict]:
         keep = p.keep
-        mean = p.mean.double().cpu().numpy() if p.mean is not None else None
-        sd = p.sd.double().cpu().numpy() if p.sd is not None else None
-        predicted = {i: (float(mean[k]), float(sd[k])) for k, i in enumerate(p.scored)} if mean is not None else {}
+        predicted: dict[int, tuple[float, float]] = {}
+        if p.mean is not None:
+            # _predict sets mean and sd together
+            mean, sd = p.mean.double().cpu().numpy(), p.sd.double().cpu().numpy()
+            predicted = {i: (float(mean[k]), float(sd[k])) for k, i in enumerate(p.scored)}
         out = []
         for i, row in enumerate(p.rows):
             if i not in keep or row["status"] in ("known", "fallback"):

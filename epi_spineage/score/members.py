@@ -14,6 +14,7 @@ import warnings
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,6 +24,9 @@ from epi_spineage.errors import ImageReadError, UserError
 from epi_spineage.imaging.gpu_decode import cpu_decoder_name
 from epi_spineage.privacy import key_fingerprint, pseudonymise
 from epi_spineage.score.qc import classify_read_error, lateral_spine_problem
+
+if TYPE_CHECKING:
+    from epi_spineage.imaging.preprocess import PreprocessConfig
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +141,7 @@ class MemberContext:
 
     run_id: str
     key: bytes
-    preprocess_config: object
+    preprocess_config: PreprocessConfig | None
     include_non_spine: bool = False
     done_paths: Mapping[str, tuple[int | None, str | None]] = field(default_factory=dict)
     known_sops: Mapping[str, tuple[str, str]] = field(default_factory=dict)

@@ -66,7 +66,8 @@ class _ScoreBatch:
             arrays.append(array)
         ready = [i for i, a in enumerate(arrays) if a is not None]
         if ready:
-            mean, sd = self.loaded.predict(torch.from_numpy(np.stack([arrays[i] for i in ready])))
+            stacked = np.stack([a for a in arrays if a is not None])  # the same order as ``ready``
+            mean, sd = self.loaded.predict(torch.from_numpy(stacked))
             for i, m, s in zip(ready, mean, sd):
                 rows[i].update(status="scored", spine_age_years=float(m), spine_age_sd_years=float(s))
         for row in rows:
@@ -117,8 +118,8 @@ def score_with_ray(
         items.append({"name": name, "size": size})
     if not items:
         raise UserError("no files found in the archives given")
-    loaded = load_checkpoint(model_dir, map_location="cpu")
-    ds = ray.data.from_items(items)
+    loaded = load_checkpoint(Path(model_dir), map_location="cpu")
+    ds: ray.data.Dataset = ray.data.from_items(items)
     ds = ds.map_batches(
         _ScoreBatch,
         fn_constructor_kwargs={

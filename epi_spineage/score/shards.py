@@ -19,9 +19,10 @@ from __future__ import annotations
 import os
 import tarfile
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from epi_spineage.errors import ImageReadError, UserError
 from epi_spineage.imaging.archive import (
@@ -170,7 +171,7 @@ class MemberReader:
 
     def __init__(self) -> None:
         self._zips: dict[str, zipfile.ZipFile] = {}
-        self._tars: dict[str, object] = {}
+        self._tars: dict[str, IO[bytes]] = {}
         self.reads = 0  # members whose bytes this reader read (the tests count them)
 
     def read(self, ref: MemberRef) -> bytes:
@@ -182,10 +183,12 @@ class MemberReader:
                 zf = self._zips.get(ref.archive)
                 if zf is None:
                     zf = self._zips[ref.archive] = zipfile.ZipFile(ref.archive)
+                assert ref.inner is not None  # every zip ref names its member
                 info = zf.getinfo(ref.inner)
-                with zf.open(info) as fh:
-                    return _read_limited(fh, ref.archive, ref.inner, info.file_size, DEFAULT_LIMITS)
+                with zf.open(info) as member:
+                    return _read_limited(member, ref.archive, ref.inner, info.file_size, DEFAULT_LIMITS)
             if ref.kind == "tar":
+                assert ref.offset is not None and ref.size is not None  # every tar ref has its position
                 fh = self._tars.get(ref.archive)
                 if fh is None:
                     fh = self._tars[ref.archive] = open(ref.archive, "rb")  # noqa: SIM115 (closed in close())
@@ -229,7 +232,11 @@ class MemberReader:
         self._tars.clear()
 
 
-def _refused_reader(reason: str):
+def _fixed_fingerprint(value: str | None) -> Callable[[], str | None]:
+    return lambda: value
+
+
+def _refused_reader(reason: str) -> Callable[[], bytes]:
     def read() -> bytes:
         raise ImageReadError("<member>", reason)
 
@@ -251,7 +258,10 @@ def shard_entries(
                 ref.name,
                 ref.size,
                 ArchiveMember(
-                    ref.name, ref.size or 0, _refused_reader(ref.error or "refused"), (lambda r=ref: r.fingerprint)
+                    ref.name,
+                    ref.size or 0,
+                    _refused_reader(ref.error or "refused"),
+                    _fixed_fingerprint(ref.fingerprint),
                 ),
             )
         else:

@@ -6,11 +6,14 @@ A time must be >= 0 and an event 0 or 1; anything else is the user's mistake (``
 
 from __future__ import annotations
 
-from typing import Self
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from scipy import stats as _sps
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self is Python 3.11+, and the package supports 3.10
 
 from epi_spineage.errors import UserError
 

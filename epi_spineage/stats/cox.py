@@ -724,7 +724,7 @@ def group_hazard_ratios(
     s.insert(0, "group", s["term"].str.slice(len(group) + 1, -1))
     frame, _ = time_event(tmp, time, event, extra=[group] + list(covariates))
     counts = frame.groupby(group, observed=True)["_event"].agg(["size", "sum"])
-    ref = {c: np.nan for c in s.columns}
+    ref: dict[str, object] = {c: np.nan for c in s.columns}
     ref.update(
         group=str(reference),
         term=f"{group}[{reference}]",

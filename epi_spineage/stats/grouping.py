@@ -13,6 +13,7 @@ small frozen object (``TertileCuts``) rather than a recomputed quantile. Default
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -31,7 +32,10 @@ __all__ = [
     "round_pad",
 ]
 
-_NUMPY_METHOD = {"type7": "linear", "type2": "averaged_inverted_cdf"}
+_NUMPY_METHOD: dict[str, Literal["linear", "averaged_inverted_cdf"]] = {
+    "type7": "linear",
+    "type2": "averaged_inverted_cdf",
+}
 
 #: Labels of ``four_groups`` in display order; the first is the reference group.
 FOUR_GROUP_LABELS = (

@@ -436,8 +436,10 @@ def _calibrate_uncached(spec: CohortSpec) -> dict:
         if disc < 0:
             raise ValueError("r2_target too small for the planted PAD effects")
         alpha = float((-cov - np.sqrt(disc)) / va)  # the negative root: regression to the mean
-    else:
+    elif spec.pad_age_slope is not None:
         alpha = float(spec.pad_age_slope)
+    else:
+        raise ValueError("give r2_target or pad_age_slope")
     lp_pad = alpha * age_c + z
     noise_sd = float(np.sqrt(max(spec.pad_sd**2 - lp_pad.var(), 1e-6)))
     intercept = float(spec.pad_mean - lp_pad.mean())

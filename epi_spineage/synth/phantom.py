@@ -269,7 +269,7 @@ def render_phantom_with_truth(
     noise = rng.standard_normal((h, w)).astype(np.float32)
     sig = max(0.6, 3.0 * s * (1.6 if style == "vfa" else 1.0))
     tex = cv2.GaussianBlur(noise, (0, 0), sigmaX=sig * 0.6, sigmaY=sig * 2.2)
-    tex /= max(float(tex.std()), 1e-6)
+    tex /= max(float(tex.std()), 1e-6)  # type: ignore[misc]  # cv2's stubs type the result as any MatLike
 
     verts = _layout(style, h, w, c, rng, s)
     density = float(np.clip(0.50 + 0.07 * c["bmd_tscore"], 0.12, 0.85))
@@ -387,8 +387,10 @@ def render_phantom_with_truth(
     zoom = rng.uniform(0.94, 1.06)
     M = cv2.getRotationMatrix2D((w / 2 + rng.normal(0, 0.02) * w, h / 2 + rng.normal(0, 0.02) * h), ang, zoom)
     border = cv2.BORDER_REPLICATE if style == "vfa" else cv2.BORDER_CONSTANT
-    img = cv2.warpAffine(img, M, (w, h), flags=cv2.INTER_LINEAR, borderMode=border, borderValue=0)
-    mask = cv2.warpAffine(mask, M, (w, h), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    img = cv2.warpAffine(img, M, (w, h), flags=cv2.INTER_LINEAR, borderMode=border, borderValue=0)  # type: ignore[assignment]
+    mask = cv2.warpAffine(  # type: ignore[assignment]  # cv2's stubs: any MatLike, same dtype in fact
+        mask, M, (w, h), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0
+    )
     # Scatter is very low-frequency: blur a 1/8-size copy (a full-size sigma-60 blur costs seconds).
     small = cv2.resize(img, (max(w // 8, 2), max(h // 8, 2)), interpolation=cv2.INTER_AREA)
     small = cv2.GaussianBlur(small, (0, 0), sigmaX=max(0.5, 60 * s / 8))

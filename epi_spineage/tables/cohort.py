@@ -324,11 +324,11 @@ def validate_cohort(df: pd.DataFrame, *, raise_on_error: bool = True) -> list[st
                     problems.append(
                         f"{col.name}: {int(nonpos.sum())} row(s) with zero or negative follow-up {_rows(nonpos)}"
                     )
-                over = v > col.valid_range[1] if col.valid_range else np.zeros_like(nonpos)
+                upper = col.valid_range[1] if col.valid_range else None
+                over = v > upper if upper is not None else np.zeros_like(nonpos)
                 if over.any():
                     problems.append(
-                        f"{col.name}: {int(over.sum())} follow-up time(s) above "
-                        f"{col.valid_range[1]:g} years {_rows(over)}"
+                        f"{col.name}: {int(over.sum())} follow-up time(s) above {upper:g} years {_rows(over)}"
                     )
             elif col.valid_range is not None:
                 lo, hi = col.valid_range
