@@ -53,7 +53,7 @@ demo: $(VENV)/.imaging-installed
 demo-report: install-core
 	$(PY) -m epi_spineage.report --out reports/demo-report
 
-test: install-all system-deps
+test: install-all system-deps lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: install-all

@@ -38,6 +38,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from epi_spineage.errors import UserError
 
@@ -115,6 +116,7 @@ def _index_zip(archive: str):
         if info.is_dir() or _skipped(name):
             continue
         fp = f"z:{info.file_size}:{info.CRC:08x}"
+        loc: tuple[Any, ...]
         try:
             _check_size(archive, name, info.file_size, info.compress_size, DEFAULT_LIMITS)
             loc = ("zip", archive, info.filename)
@@ -172,6 +174,7 @@ def _index_stream(archive: str):
     from epi_spineage.imaging.archive import iter_archive
 
     for member in iter_archive(archive, odd_members=True):
+        loc: tuple[Any, ...]
         if os.path.isdir(archive):
             loc = ("file", member.name)
         else:
@@ -353,7 +356,9 @@ class Replica:
                 zf = _handle(handles, ("zip", archive), lambda: zipfile.ZipFile(archive))
                 info = zf.getinfo(raw)
                 with zf.open(info) as fh:
-                    data = _read_limited(fh, archive, split_reference(entry.name)[1], info.file_size, DEFAULT_LIMITS)
+                    data = _read_limited(
+                        fh, archive, split_reference(entry.name)[1] or "", info.file_size, DEFAULT_LIMITS
+                    )
                 return data, None, entry.fingerprint
             if kind == "tar":
                 archive, offset, mtime = entry.loc[1], entry.loc[2], entry.loc[3]
@@ -429,7 +434,7 @@ def _connect_ray(address: str | None):
 
     if ray.is_initialized():
         return False
-    kwargs = {"log_to_driver": False, "logging_level": logging.WARNING}
+    kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
     try:
         if address:
             ray.init(address=address, **kwargs)
@@ -483,7 +488,7 @@ def run_units(
     replacements = max_replacements if max_replacements is not None else 2 * n_replicas + 2
 
     def start_one():
-        r = make_replica()
+        r: Any = make_replica()
         pending_up[r.where.remote()] = r
         stats.n_replicas += 1
 
@@ -634,7 +639,7 @@ def score_archives_ray(
     except ImportError:
         raise UserError("--engine ray needs Ray: pip install 'epi-spineage[ray]'") from None
     shards = Path(shard_dir) if shard_dir else default_shard_dir(db_path)
-    meta = read_meta(model_dir)
+    meta = read_meta(Path(model_dir))
     model_id = str(meta.get("model_id"))
     options = {
         "store_paths": bool(store_paths),
@@ -682,7 +687,7 @@ def score_archives_ray(
         summary = ScoreSummary(
             run_id=run_id, model_id=model_id, device="ray", n_seen=plan.n_seen, n_skipped_known=plan.n_skipped_known
         )
-        summary.ray = stats
+        summary.ray = stats  # type: ignore[attr-defined]  # the Ray engine's counts ride along for the CLI line
         started_at = now_utc()
         stored_archives = archive_paths if store_paths else [hash_path(a, key_bytes) for a in archive_paths]
         con = connect_with_retry(db_path, timeout_s=lock_timeout_s)
