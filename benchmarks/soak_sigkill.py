@@ -33,31 +33,6 @@ sys.path.insert(0, str(REPO))
 KEY = "soak-key-0123456789abcdef"
 
 
-def _procs() -> dict[int, int]:
-    out = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat", "rb") as fh:
-                    fields = fh.read().rsplit(b")", 1)[1].split()
-                if fields[0] not in (b"Z", b"X"):
-                    out[int(entry)] = int(fields[1])
-            except (OSError, IndexError):
-                pass
-    return out
-
-
-def _descendants(pid: int) -> set[int]:
-    tree, found, todo = _procs(), set(), [pid]
-    while todo:
-        parent = todo.pop()
-        for child, ppid in tree.items():
-            if ppid == parent and child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kills", type=int, default=20)
@@ -69,7 +44,7 @@ def main(argv=None) -> int:
 
     import duckdb
 
-    from tests.score.conftest import make_checkpoint, phantom_dicoms
+    from tests.score.conftest import descendants, live_processes, make_checkpoint, phantom_dicoms
 
     rng = random.Random(args.seed)
     work = Path(tempfile.mkdtemp(prefix="soak-"))
@@ -112,7 +87,7 @@ def main(argv=None) -> int:
             seen: set[int] = set()
             t0 = started = time.monotonic()
             while proc.poll() is None:
-                seen |= _descendants(proc.pid)
+                seen |= descendants(proc.pid)
                 if wait_for_workers and len(seen) <= args.workers:
                     t0 = time.monotonic()  # the clock starts once the workers are up
                     if time.monotonic() - started > 120:
@@ -121,15 +96,15 @@ def main(argv=None) -> int:
                     break
                 time.sleep(0.1)
             if proc.poll() is None:
-                seen |= _descendants(proc.pid)
+                seen |= descendants(proc.pid)
                 os.kill(proc.pid, signal.SIGKILL)
             else:
                 finished_early += 1
             proc.wait()
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and any(p in _procs() for p in seen):
+        while time.monotonic() < deadline and any(p in live_processes() for p in seen):
             time.sleep(0.2)
-        left = [p for p in seen if p in _procs()]
+        left = [p for p in seen if p in live_processes()]
         orphans += len(left)
         for p in left:  # do not let one round's orphans slow the next
             with contextlib.suppress(ProcessLookupError):

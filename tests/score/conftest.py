@@ -132,3 +132,30 @@ def stored(reference: str | Path) -> str:
 def member_names(archive: Path, members) -> dict[str, str]:
     """stored path -> member name, for reading hashed ``source_path`` columns back in tests."""
     return {stored(f"{Path(archive).resolve()}::{m}"): m.rsplit("/", 1)[-1] for m in members}
+
+
+def live_processes() -> dict[int, int]:
+    """pid -> parent pid of every live (not zombie) process, from /proc (Linux)."""
+    out = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as fh:
+                    fields = fh.read().rsplit(b")", 1)[1].split()
+                if fields[0] not in (b"Z", b"X"):
+                    out[int(entry)] = int(fields[1])
+            except (OSError, IndexError):
+                pass
+    return out
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process below ``pid`` (children, grandchildren...)."""
+    tree, found, todo = live_processes(), set(), [pid]
+    while todo:
+        parent = todo.pop()
+        for child, ppid in tree.items():
+            if ppid == parent and child not in found:
+                found.add(child)
+                todo.append(child)
+    return found

@@ -27,7 +27,7 @@ from epi_spineage.db.paths import is_path_hash
 from epi_spineage.errors import UserError
 from epi_spineage.score.pipeline import locate, score_archives
 
-from .conftest import TEST_KEY, phantom_dicoms, run_cli, stored, write_zip
+from .conftest import TEST_KEY, descendants, live_processes, phantom_dicoms, run_cli, stored, write_zip
 
 N = 6
 
@@ -278,33 +278,8 @@ def test_memory_error_in_one_member_is_its_error_row(tmp_path):
 # ---- 5. workers die with a SIGKILLed scorer -----------------------------------------------------
 
 
-def _children() -> dict[int, int]:
-    out = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat", "rb") as fh:
-                    fields = fh.read().rsplit(b")", 1)[1].split()
-                if fields[0] not in (b"Z", b"X"):
-                    out[int(entry)] = int(fields[1])
-            except (OSError, IndexError):
-                pass
-    return out
-
-
-def _descendants(pid: int) -> set[int]:
-    tree, found, todo = _children(), set(), [pid]
-    while todo:
-        parent = todo.pop()
-        for child, ppid in tree.items():
-            if ppid == parent and child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
-
-
 def _alive(pids) -> set[int]:
-    now = _children()
+    now = live_processes()
     return {p for p in pids if p in now}
 
 
@@ -335,7 +310,7 @@ def test_sigkill_leaves_no_worker_forkserver_or_tracker_behind(tmp_path, tiny_mo
     deadline, kids = time.monotonic() + 90, set()
     while time.monotonic() < deadline and len(kids) < 3:  # forkserver (or tracker) + 2 workers
         time.sleep(0.2)
-        kids = _descendants(proc.pid)
+        kids = descendants(proc.pid)
     assert len(kids) >= 3, "the scorer never started its workers"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
