@@ -661,6 +661,10 @@ def cause_specific_cox(
     """Cause-specific Cox model: ``cox_per_sd`` with competing events (codes other than ``cause``)
     treated as censoring. ``event_type``: 0 censored, 1 fracture, 2 death (see
     ``survival.competing_event_type``)."""
+    if "level" in kwargs:
+        # The keyword passes through to cox_per_sd, whose decorator stays quiet for calls from inside the
+        # package; warn here so the user who wrote level= hears about it.
+        warnings.warn("cause_specific_cox(level=...) is deprecated; use ci_level=", DeprecationWarning, stacklevel=2)
     require_columns(df, [event_type])
     codes = pd.to_numeric(df[event_type], errors="coerce")
     tmp = df.assign(_cause_event=(codes == cause).astype(float).where(codes.notna()))

@@ -49,6 +49,7 @@ def _data(n=200, seed=3):
             "sex": rng.choice(["F", "M"], n),
             "t": np.minimum(t, 8.0),
             "e": (t < 8.0).astype(int),
+            "ct": np.where(t < 8.0, rng.choice([1, 2], n), 0),
             "y": (rng.uniform(size=n) < 0.3).astype(int),
         }
     )
@@ -63,8 +64,9 @@ def _data(n=200, seed=3):
         lambda d, kw: stats.km_curves(d, "t", "e", **kw)["ci_low"].to_numpy(),
         lambda d, kw: stats.cox_per_sd(d, "t", "e", "pad_years", ["age_years"], **kw).summary["ci_low"].to_numpy(),
         lambda d, kw: stats.age_gap_regression(d, "pad_years", ["sex"], **kw).coefficients["ci_low"].to_numpy(),
+        lambda d, kw: stats.cause_specific_cox(d, "t", "ct", "pad_years", ["age_years"], **kw).summary["ci_low"],
     ],
-    ids=["pearson", "auc_ci", "incidence_rates", "km_curves", "cox_per_sd", "age_gap_regression"],
+    ids=["pearson", "auc_ci", "incidence_rates", "km_curves", "cox_per_sd", "age_gap_regression", "cause_specific"],
 )
 def test_level_is_the_deprecated_spelling_of_ci_level(call):
     d = _data()
