@@ -1,6 +1,6 @@
 """Training and inference throughput of the full-size spine-age network on one GPU.
 
-EfficientNet-B4 (timm, 1 channel) + the METHODS age head at 1024 x 512, bf16 autocast, channels-last,
+EfficientNet-B4 (timm, 1 channel) + the methods' age head at 1024 x 512, bf16 autocast, channels-last,
 Adam and the mean-variance loss, on random tensors (this measures the device, not the data path).
 Prints training images/s, inference images/s and peak memory (``torch.cuda.max_memory_allocated``).
 

@@ -1,6 +1,6 @@
 """The one definition of the shared names: cohort columns, image manifest, tools and tables.
 
-Everything here mirrors ``../shared/SCHEMA.md``; other modules import these constants instead of
+Everything here is the shared vocabulary (docs/reference/schema.md); other modules import these constants instead of
 repeating column names. Add names freely; never rename one.
 """
 
@@ -94,7 +94,7 @@ TSCORE_COLUMNS = ("tscore_lumbar", "tscore_femoral_neck", "tscore_total_hip")
 
 #: Derived, never stored by users.
 PAD_COLUMN = "pad_years"
-#: PAD is rounded to this before comparison with a cut point (SCHEMA.md).
+#: PAD is rounded to this before comparison with a cut point (docs/conventions.md#cut-rule).
 PAD_ROUNDING_YEARS = 1e-9
 
 # Image manifest (one row per image).

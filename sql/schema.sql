@@ -111,7 +111,7 @@ CREATE TABLE IF NOT EXISTS errors (
     occurred_at                TIMESTAMP
 );
 
--- The clinical cohort table (SCHEMA.md), loaded by `python -m epi_spineage.cohort load`.
+-- The clinical cohort table (docs/reference/schema.md), loaded by `python -m epi_spineage.cohort load`.
 -- participant_id holds the keyed hash, never the raw id. Extra columns are added on load.
 CREATE TABLE IF NOT EXISTS cohort (
     participant_id              VARCHAR PRIMARY KEY,
@@ -155,7 +155,7 @@ CREATE TABLE IF NOT EXISTS cohort (
     key_fingerprint             VARCHAR
 );
 
--- Frozen cut points, e.g. the PAD tertile from the derivation test set (METHODS.md section 7).
+-- Frozen cut points, e.g. the PAD tertile from the derivation test set (docs/methods.md#accelerated).
 -- cut_rule: '>=' (default, PAD >= c is accelerated) or '>' (Stata xtile's top bin); where it is NULL
 -- (rows written by release 0.1.0) the views read the older column `comparison`.
 CREATE TABLE IF NOT EXISTS cutpoints (

@@ -1,4 +1,4 @@
--- Accelerated spine ageing (METHODS.md section 7): PAD compared with the frozen tertile cut point.
+-- Accelerated spine ageing (docs/methods.md#accelerated): PAD compared with the frozen tertile cut point.
 -- Cut points come from `cutpoints`: 'pad_tertile_years' for uncorrected PAD and
 -- 'pad_corrected_tertile_years' for corrected PAD; rule cut_rule '>=' (default) or '>' (the 0.1.0
 -- column `comparison` where cut_rule is NULL). Set them with

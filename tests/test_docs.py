@@ -170,3 +170,19 @@ def test_headings_after_a_generated_table_survive(site):
     assert {"tables", "views", "sql-tests", "view-v_cohort_scores"} <= _ids(site / "reference" / "database.html")
     assert {"cohort", "manifest"} <= _ids(site / "reference" / "schema.html")
     assert "rounding" in _ids(site / "conventions.html")
+
+
+def test_code_cites_this_repository_not_files_beside_it():
+    # The methods, schema and style files beside the project are not shipped; code and SQL cite docs/ instead.
+    pattern = re.compile(
+        r"METHODS(\.md|'|,? (section |§ ?)?\d)|SCHEMA\.md|PUBLISHED(\.md| Table)|STYLE\.md|\.\./shared"
+    )
+    offenders = [
+        f"{p.relative_to(ROOT)}:{i}"
+        for d in ("epi_spineage", "sql", "benchmarks")
+        for p in sorted((ROOT / d).rglob("*"))
+        if p.suffix in {".py", ".sql"} and p.is_file()
+        for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
+        if pattern.search(line)
+    ]
+    assert offenders == []

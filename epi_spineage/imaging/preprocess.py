@@ -1,4 +1,4 @@
-"""The model-input transform, exactly as METHODS.md section 1 defines it (NumPy + OpenCV).
+"""The model-input transform, exactly as docs/methods.md#preprocessing defines it (NumPy + OpenCV).
 
 1. Histogram equalisation. ``authors`` (default, the published pipeline): min-max the stored values
    to 0..255, truncate to uint8, then ``cv2.equalizeHist``. ``full``: the same cumulative-histogram
@@ -363,7 +363,7 @@ def preprocess(pixels: np.ndarray, modality: str = "radiograph", config: Preproc
 def preprocess_reference(
     pixels: np.ndarray, modality: str = "radiograph", config: PreprocessConfig | None = None
 ) -> np.ndarray:
-    """The same transform written step by step as METHODS.md reads (slower; for tests and docs)."""
+    """The same transform written step by step as docs/methods.md#preprocessing reads (slower; for tests and docs)."""
     cfg = config or PreprocessConfig()
     if modality not in MODALITIES:
         raise PreprocessError(f"modality must be one of {MODALITIES}, got {modality!r}")

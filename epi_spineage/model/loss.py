@@ -1,4 +1,4 @@
-"""Mean-variance loss (Pan et al. 2018), exactly as METHODS 1.
+"""Mean-variance loss (Pan et al. 2018), exactly as docs/methods.md#loss.
 
 With ``p_ij = softmax_j(z_i)`` over ages ``a_j = min_age + j``, ``m_i = sum_j a_j p_ij`` and
 ``v_i = sum_j p_ij (a_j - m_i)^2``:

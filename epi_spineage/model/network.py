@@ -1,4 +1,5 @@
-"""The spine-age network: a timm backbone (``forward_features``) plus the age head of METHODS 1.
+"""The spine-age network: a timm backbone (``forward_features``) plus the age head
+(docs/methods.md#network).
 
 Head = Linear(features, 100) -> Linear(100, 100) -> Linear(100, C) with no activations, as the
 authors' code (C = max_age - min_age + 1, class j is age min_age + j). The prediction is the
@@ -89,7 +90,7 @@ def logits_to_age(
     """Expected age under the model's softmax, and the SD of the tempered distribution around it.
 
     Class j holds the completed year a_j, i.e. ages in [a_j, a_j + 1), so the spine age in continuous
-    years is m_i + 0.5 (METHODS' m_i taken over the classes' midpoints): without the half year, PAD
+    years is m_i + 0.5 (the methods' m_i taken over the classes' midpoints): without the half year, PAD
     against a fractional chronological age would be biased by -0.5 y.
 
     The temperature calibrates the uncertainty only. Dividing the logits by T > 1 also pulls the

@@ -1,6 +1,6 @@
 """The whole training job: manifest -> split -> train -> calibrate -> bias-correct -> evaluate -> save.
 
-Bias correction (METHODS 2) uses out-of-fold predictions of the training split: with
+Bias correction (docs/methods.md#bias-correction) uses out-of-fold predictions of the training split: with
 ``bias_folds = k >= 2``, k extra networks are trained, each on the training split minus one fold of
 participants (early stopping on the same validation split), and predict the fold they never saw; the
 pooled (age, PAD) pairs give one fit. ``bias_folds < 2`` uses the documented fallback, a fit on the

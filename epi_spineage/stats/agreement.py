@@ -1,4 +1,4 @@
-"""Agreement between spine age and chronological age: Pearson r and PAD summaries (METHODS 3).
+"""Agreement between spine age and chronological age: Pearson r and PAD summaries (docs/methods.md#pearson).
 
 Pearson's CI is Fisher's z, ``tanh(atanh r +/- z_level / sqrt(n - 3))``, and the p value is the
 t-test with n - 2 degrees of freedom, as R's ``cor.test`` computes them. Pairs with a missing value

@@ -1,4 +1,4 @@
-"""Discrimination: AUROC with DeLong CI, paired DeLong test, ROC curve (METHODS.md section 4).
+"""Discrimination: AUROC with DeLong CI, paired DeLong test, ROC curve (docs/methods.md#auroc).
 
 The DeLong placements come from the fast midrank algorithm of Sun & Xu (2014): a case's placement
 V10 is the share of controls below it (ties count one half), a control's V01 the share of cases above

@@ -1,4 +1,4 @@
-"""FRAX reclassification with spine age in place of chronological age (METHODS 8).
+"""FRAX reclassification with spine age in place of chronological age (docs/methods.md#frax).
 
 FRAX is proprietary: the probabilities come from the official tool, run twice (with chronological
 age: ``frax_mof_pct``/``frax_hip_pct``; with spine age: ``frax_mof_spine_pct``/``frax_hip_spine_pct``).

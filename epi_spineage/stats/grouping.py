@@ -1,4 +1,5 @@
-"""Accelerated spine ageing: PAD tertile cut points and the four age x acceleration groups (METHODS 7).
+"""Accelerated spine ageing: PAD tertile cut points and the four age x acceleration groups
+(docs/methods.md#accelerated).
 
 The cut point is learned on one cohort (the derivation test set) and *applied* to others, so it is a
 small frozen object (``TertileCuts``) rather than a recomputed quantile. Defaults:

@@ -1,6 +1,6 @@
 """Kaplan-Meier cumulative failure, log-rank test, incidence rates, follow-up, Aalen-Johansen.
 
-Conventions (METHODS.md section 5), checked against R ``survival`` in ``tests/reference/``:
+Conventions (docs/methods.md#kaplan-meier), checked against R ``survival`` in ``tests/reference/``:
 
 - Kaplan-Meier ``S(t) = prod_{t_i <= t} (1 - d_i / n_i)``; we report the cumulative failure
   ``F = 1 - S``. Greenwood: ``Var log S = sum d_i / (n_i (n_i - d_i))``; a term with ``n_i = d_i``

@@ -1,4 +1,4 @@
-"""Table 1: baseline characteristics by a grouping variable (METHODS 10).
+"""Table 1: baseline characteristics by a grouping variable (docs/methods.md#table-1).
 
 Conventions (stated in the report):
 

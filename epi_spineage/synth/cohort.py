@@ -7,7 +7,7 @@ Generative story (every number lives in a :class:`CohortSpec`; ``truth`` records
 2. PAD (predicted age difference, years) = alpha * (age - 65) + effects of male sex, height decrement,
    diabetes, prevalent VF, femoral-neck T-score decrement and prosthesis + intercept + Gaussian noise.
    alpha < 0 mimics a model's regression to the mean. In the derivation cohort alpha is solved so that
-   the population R^2 of the age-gap regression (METHODS 9) equals ``r2_target`` with PAD SD
+   the population R^2 of the age-gap regression (docs/methods.md#age-gap-regression) equals ``r2_target`` with PAD SD
    ``pad_sd``; in the external cohort alpha is fixed and the noise gives PAD SD ``pad_sd``.
    ``spine_age_years = clip(age + PAD, 40, 100)`` (the network's class range) and
    ``pad_years = spine_age_years - age_years`` is the PAD every outcome model uses.
@@ -57,7 +57,7 @@ log = logging.getLogger(__name__)
 SPINE_AGE_RANGE = (40.0, 100.0)
 _REFERENCE_N = 200_000
 _REFERENCE_SEED = 20250101
-#: PAD model terms, in the units of the age-gap regression (METHODS 9).
+#: PAD model terms, in the units of the age-gap regression (docs/methods.md#age-gap-regression).
 PAD_TERMS = ("male", "height_dec5_cm", "diabetes", "prevalent_vf", "fn_tscore_dec_unit", "prosthesis")
 FRACTURE_SITES = ("vertebral", "hip", "other_nonvertebral")
 
@@ -113,7 +113,7 @@ class CohortSpec:
 _DXA_MAR_LOG_ODDS: dict[str, float] = {"age_per_10_years": 0.5, "male": 0.7, "fracture_any": 1.5}
 MISSING_MECHANISMS = ("mcar", "mar")
 
-# PUBLISHED Table 2, model 1 (age, sex): HR per SD of PAD, overall and by fracture site.
+# the published study's Table 2, model 1 (age, sex): HR per SD of PAD, overall and by fracture site.
 PUBLISHED_MODEL1_HR = {
     "derivation": {"overall": 1.74, "vertebral": 1.63, "nonvertebral": 1.92},
     "external": {"overall": 1.28, "vertebral": 1.41, "nonvertebral": 1.20},
@@ -148,7 +148,7 @@ _DEATH_BETA = {
     "hemoglobin_g_dl": -0.16,
     "creatinine_mg_dl": 0.35,
 }
-_PAD_EFFECTS = {  # PUBLISHED age-gap regression; FN per T-score unit (published per SD 1.2 -> 0.64)
+_PAD_EFFECTS = {  # the published age-gap regression; FN per T-score unit (published per SD 1.2 -> 0.64)
     "male": 0.66,
     "height_dec5_cm": 0.31,
     "diabetes": 0.51,

@@ -3,7 +3,7 @@
 It is NOT FRAX and must never be used for patients. It only gives the simulator two 10-year
 probabilities (major osteoporotic fracture and hip) that behave like FRAX Korea without BMD
 (rising with age, higher in women and after a prior fracture, lower with BMI), so that the
-reclassification analysis (METHODS section 8) can run on synthetic data.
+reclassification analysis (docs/methods.md#frax) can run on synthetic data.
 
 Formula (``expit(x) = 1 / (1 + exp(-x))``; age clamped to 40..90 as the FRAX tool does)::
 
