@@ -9,6 +9,8 @@ one tensor per batch. Decoding in workers overlaps with inference in the main pr
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Sequence
 
 import numpy as np
@@ -19,19 +21,73 @@ from epi_spineage.score.malloc import keep_freed_memory
 from epi_spineage.score.members import MemberContext, process_entry
 from epi_spineage.score.shards import MemberReader, index_archives, shard_entries
 
-#: Placeholder row for a member skipped before reading (already done); counted, never stored.
-SKIPPED = {"status": "known"}
+#: Status of the placeholder row for a member skipped before reading (already done); counted, never stored.
+SKIPPED_STATUS = "known"
+
+#: Test-only fault injection: a decode worker that reaches a member whose name ends with this SIGKILLs
+#: itself, as the kernel's OOM killer would kill it (tests/score/test_score_reliability.py).
+FAULT_KILL_ENV = "EPI_SPINEAGE_FAULT_KILL_WORKER_ON"
+
+
+class InFlight:
+    """The member each decode worker is reading, in shared memory.
+
+    A worker killed outright (the kernel's OOM killer sends SIGKILL, which no ``except`` sees) takes
+    its batch with it; the main process reads here which file it was on, records that file as an
+    error and restarts the workers on the rest (``score.pipeline``), so one file costs itself, not the
+    run. Written with plain byte copies (no torch kernel in a forked worker).
+    """
+
+    NAME_BYTES = 8192
+
+    def __init__(self, workers: int):
+        self.table = torch.zeros((max(1, workers), 4 + self.NAME_BYTES), dtype=torch.uint8).share_memory_()
+
+    def mark(self, worker: int, name: str) -> None:
+        raw = name.encode("utf-8", "surrogateescape")
+        row = self.table.numpy()[worker]
+        if len(raw) > self.NAME_BYTES:  # not recorded: a death then blames no file
+            row[:4] = 0
+            return
+        row[4 : 4 + len(raw)] = np.frombuffer(raw, np.uint8)
+        row[:4] = np.frombuffer(len(raw).to_bytes(4, "little"), np.uint8)
+
+    def clear(self, worker: int) -> None:
+        self.table.numpy()[worker, :4] = 0
+
+    def name(self, worker: int) -> str | None:
+        """The member ``worker`` was reading when it died, or None (it was between members)."""
+        row = self.table.numpy()[worker]
+        n = int.from_bytes(row[:4].tobytes(), "little")
+        return row[4 : 4 + n].tobytes().decode("utf-8", "surrogateescape") if n else None
 
 
 class ArchiveDataset(IterableDataset):
-    """Members of ``archives`` as (row, array | None); skipped members as (SKIPPED, None)."""
+    """Members of ``archives`` as (row, array | None); skipped members as ({"status": "known"}, None).
 
-    def __init__(self, archives: Sequence[str], ctx: MemberContext, *, limit: int | None = None):
+    ``skip``: stored paths (``ctx.ref``) the main process has already taken from an earlier set of
+    workers in this run; yielded as nothing at all, so a restart after a killed worker counts nothing
+    twice. ``inflight``: where each worker notes the member it is reading (``InFlight``).
+    """
+
+    def __init__(
+        self,
+        archives: Sequence[str],
+        ctx: MemberContext,
+        *,
+        limit: int | None = None,
+        skip: frozenset[str] = frozenset(),
+        inflight: InFlight | None = None,
+        refs=None,
+    ):
         super().__init__()
         self.archives = list(archives)
         self.ctx = ctx
         self.limit = limit
-        self.refs = index_archives(self.archives)  # the one indexing pass, in the main process
+        self.skip = skip
+        self.inflight = inflight
+        # the one indexing pass, in the main process (reused when the workers restart)
+        self.refs = index_archives(self.archives) if refs is None else refs
 
     def entries(self):
         """(name, size, member-or-error) of this worker's share; members read lazily, each once."""
@@ -45,10 +101,22 @@ class ArchiveDataset(IterableDataset):
 
     def __iter__(self):
         produced = 0
+        info = get_worker_info()
+        worker = info.id if info is not None else 0
+        fault = os.environ.get(FAULT_KILL_ENV)
         for name, size, member in self.entries():
+            ref = self.ctx.ref(name)
+            if ref in self.skip:
+                continue
+            if self.inflight is not None:
+                self.inflight.mark(worker, name)
+            if fault and info is not None and name.endswith(fault):
+                os.kill(os.getpid(), signal.SIGKILL)
             row, array = process_entry(self.ctx, name, size, member)
+            if self.inflight is not None:
+                self.inflight.clear(worker)
             if row is None:
-                yield SKIPPED, None
+                yield {"status": SKIPPED_STATUS, "source_path": ref}, None
                 continue
             yield row, array
             produced += 1

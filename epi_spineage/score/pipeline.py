@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -330,7 +331,7 @@ def _score_locked(
 
     from epi_spineage.model.checkpoint import load_checkpoint
     from epi_spineage.score import gpu_batches
-    from epi_spineage.score.dataset import ArchiveDataset, collate, worker_init
+    from epi_spineage.score.dataset import ArchiveDataset, InFlight, collate, worker_init
 
     device = resolve_device(device)
     choice = gpu_batches.resolve_decode(decode, device)
@@ -370,13 +371,17 @@ def _score_locked(
         known_sops=known.sops,
         **options,
     )
-    dataset = ArchiveDataset(archive_paths, ctx, limit=limit) if choice.path == "cpu" else None
     prefetch = 2
-    # One shared buffer per batch in flight plus the one being scored; see SharedBatches.
-    loader = (
-        None
-        if dataset is None
-        else DataLoader(
+    inflight = InFlight(workers) if workers else None
+    first = ArchiveDataset(archive_paths, ctx, limit=limit, inflight=inflight) if choice.path == "cpu" else None
+
+    def make_loader(skip: frozenset[str]):
+        assert first is not None  # only called on the CPU path
+        dataset = first
+        if skip:  # a restart after a killed worker: the same listing, minus what was taken
+            dataset = ArchiveDataset(archive_paths, ctx, limit=limit, skip=skip, inflight=inflight, refs=first.refs)
+        # One shared buffer per batch in flight plus the one being scored; see SharedBatches.
+        return DataLoader(
             dataset,
             batch_size=batch_size,
             num_workers=workers,
@@ -389,7 +394,9 @@ def _score_locked(
             persistent_workers=False,
             multiprocessing_context=_mp_context() if workers else None,
         )
-    )
+
+    taken: set[str] = set()  # stored paths the loop has taken this run (a restart skips them)
+    loader = None if first is None else _batches_despite_killed_workers(make_loader, inflight, ctx, taken)
     seen_hashes = _seen_hashes(known)
     mapped = {}  # the workers' shared batch buffers, kept mapped here for their next batches
     status = "failed"
@@ -421,6 +428,7 @@ def _score_locked(
             keep = []
             for i, row in enumerate(rows):
                 summary.n_seen += 1
+                taken.add(row["source_path"])
                 if row["status"] == "known":
                     summary.n_skipped_known += 1
                     continue
@@ -483,6 +491,95 @@ def _score_locked(
     for line in end_of_run_warnings(run_id, loaded.model_id, getattr(loaded, "meta", None), spread):
         log.warning("%s", line)
     return summary
+
+
+#: Restarts of the decode workers in one run after deaths that blamed no file, before the run gives up.
+MAX_BLAMELESS_RESTARTS = 3
+
+
+def _batches_despite_killed_workers(make_loader, inflight, ctx: MemberContext, taken: set[str]):
+    """The DataLoader's batches; a decode worker killed outright costs the file it was reading.
+
+    The kernel's OOM killer (or anyone) may SIGKILL a decode worker: no ``except`` in the worker sees
+    it and PyTorch ends the iteration with a RuntimeError. Here the file the dead worker was reading
+    (``InFlight``) becomes an error row (``worker_killed``; retried by the next run like any error),
+    and fresh workers go on with everything the loop has not yet ``taken``. Deaths that blame no file
+    (between members) restart the workers too, at most ``MAX_BLAMELESS_RESTARTS`` times.
+    """
+    blameless = 0
+    while True:
+        loader = make_loader(frozenset(taken))
+        it = iter(loader)
+        # PyTorch's SIGCHLD handler raises in whatever the main thread is doing (scoring, committing);
+        # without it a death surfaces only inside next(), where it is handled below (within ~5 s).
+        previous = _quiet_sigchld()
+        try:
+            while True:
+                try:
+                    batch = next(it)
+                except StopIteration:
+                    return
+                except RuntimeError:
+                    dead = _dead_workers(it)
+                    if not dead:
+                        raise
+                    break
+                yield batch
+        finally:
+            _restore_sigchld(previous)
+            shutdown = getattr(it, "_shutdown_workers", None)
+            if shutdown is not None:
+                shutdown()
+        blamed = [name for w, _ in dead if (name := inflight.name(w)) is not None and ctx.ref(name) not in taken]
+        signals = sorted({-code for _, code in dead})
+        log.warning(
+            "a decode worker was killed (signal %s%s) while reading %d file(s): recorded as errors "
+            "(retried by the next run); scoring goes on with fresh workers",
+            ", ".join(str(n) for n in signals),
+            "; out of memory?" if signal.SIGKILL in signals else "",
+            len(blamed),
+        )
+        if not blamed:
+            blameless += 1
+            if blameless > MAX_BLAMELESS_RESTARTS:
+                raise RuntimeError("decode workers keep dying between files; giving up (see the log above)")
+        for w in range(inflight.table.shape[0]):  # every worker is gone: nothing is in flight
+            inflight.clear(w)
+        if blamed:
+            yield [_killed_row(ctx, name, signals) for name in blamed], None, [], None
+
+
+def _dead_workers(it) -> list[tuple[int, int]]:
+    """(worker id, exit code) of the DataLoader workers that a signal killed."""
+    out = []
+    for i, proc in enumerate(getattr(it, "_workers", ())):
+        code = proc.exitcode
+        if code is not None and code < 0:
+            out.append((i, code))
+    return out
+
+
+def _killed_row(ctx: MemberContext, name: str, signals: list[int]) -> dict:
+    return {
+        "run_id": ctx.run_id,
+        "source_path": ctx.ref(name),
+        "recorded_at": now_utc(),
+        "status": "error",
+        "error_type": "worker_killed",
+        "message": f"the decode worker reading this file was killed (signal {', '.join(map(str, signals))}; "
+        "out of memory?); retried on the next run",
+    }
+
+
+def _quiet_sigchld():
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+
+
+def _restore_sigchld(previous) -> None:
+    if previous is not None:
+        signal.signal(signal.SIGCHLD, previous)
 
 
 def _seen_hashes(known) -> dict:

@@ -536,3 +536,33 @@ def test_config_title_and_csv_cells_are_neutralised_in_the_report_files(tmp_path
     assert "format" in title_line  # the title's own "---" and lines stayed inside the one title line
     csv = (tmp_path / "tables" / "study_config.csv").read_text()
     assert "'=HYPERLINK" in csv and "'@SUM" in csv and "-1.5" in csv and "'-1.5" not in csv
+
+
+# ---- a decode worker killed outright (the kernel's OOM killer sends SIGKILL) ---------------------
+
+
+def _score_cli(archive, model, dbfile, env, *extra):
+    args = ["-m", "epi_spineage.score", str(archive), "--model", str(model), "--db", str(dbfile)]
+    return run_cli([*args, "--batch-size", "2", "--workers", "2", "--device", "cpu", *extra], env, timeout=300)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SIGKILL of a decode worker")
+def test_a_worker_killed_on_one_file_costs_that_file_not_the_run(tmp_path, tiny_model, key_env):
+    images = phantom_dicoms(10, seed=7)
+    archive = write_zip(tmp_path / "n.zip", {p.member: p.data for p in images})
+    dbfile = tmp_path / "s.duckdb"
+    # the worker that reaches this member SIGKILLs itself, as the OOM killer would kill it
+    env = {**key_env, "EPI_SPINEAGE_FAULT_KILL_WORKER_ON": images[4].member}
+    proc = _score_cli(archive, tiny_model, dbfile, env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "killed" in proc.stderr and images[4].member not in proc.stderr  # said, without the name
+    assert _count(dbfile, "SELECT status, n_scored, n_errors FROM runs") == [("finished", 9, 1)]
+    bad = stored(f"{archive.resolve()}::{images[4].member}")
+    errors = _count(dbfile, "SELECT source_path, error_type, message FROM errors")
+    assert [(p, t) for p, t, _ in errors] == [(bad, "worker_killed")]
+    assert "killed" in errors[0][2] and images[4].member not in errors[0][2]
+    scored = _count(dbfile, "SELECT source_path, count(*) FROM scores GROUP BY 1")
+    assert len(scored) == 9 and all(n == 1 for _, n in scored) and bad not in {p for p, _ in scored}
+    # the next night retries the file (an innocent file blamed by mistake is not lost) and scores nothing twice
+    assert _score_cli(archive, tiny_model, dbfile, key_env).returncode == 0
+    assert _count(dbfile, "SELECT count(*), count(DISTINCT source_path) FROM scores") == [(10, 10)]
