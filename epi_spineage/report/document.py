@@ -11,12 +11,14 @@ import contextlib
 import datetime as _dt
 import logging
 import platform
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from epi_spineage import __version__
+from epi_spineage.progress import Progress
 from epi_spineage.report import figures as F
 from epi_spineage.report import labels as L
 from epi_spineage.report.config import StudyConfig
@@ -808,8 +810,13 @@ def write_study_report(
     qc=None,
     gallery=None,
     svg: bool = True,
+    progress: Progress | None = None,
 ) -> Path:
-    """Figures, tables, results.json, report.qmd and index.html under ``out``; returns index.html."""
+    """Figures, tables, results.json, report.qmd and index.html under ``out``; returns index.html.
+
+    ``progress`` (``epi_spineage.progress``) gets the ``WRITE_STEPS`` steps with their times.
+    """
+    steps = progress.step if progress is not None else _untimed
     out = Path(out)
     meta = {
         "version": __version__,
@@ -829,7 +836,8 @@ def write_study_report(
             + list(fig_dir.glob("print/*.pdf"))
         ):  # print copies: figures.py
             old.unlink()
-    sections = build_sections(results, fig_dir, synthetic=synthetic, svg=svg, qc=qc, gallery=gallery, meta=meta)
+    with steps("sections and figures"):
+        sections = build_sections(results, fig_dir, synthetic=synthetic, svg=svg, qc=qc, gallery=gallery, meta=meta)
     data_dir = fig_dir / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
     for name, frame in results.curves.items():  # the typed sections name their plot data
@@ -844,4 +852,14 @@ def write_study_report(
         payload["scoring_qc"] = qc.to_json()
     banner = SYNTHETIC_NOTICE if synthetic else None
     title = config.title + (" (synthetic demo)" if synthetic else "")
-    return write_report(out, sections, title=title, banner=banner, results_json=payload, meta=meta, tables=tables)
+    with steps("write HTML, tables and exports"):
+        return write_report(out, sections, title=title, banner=banner, results_json=payload, meta=meta, tables=tables)
+
+
+#: the steps ``write_study_report`` reports to its progress display
+WRITE_STEPS = 2
+
+
+@contextlib.contextmanager
+def _untimed(name: str) -> Iterator[None]:
+    yield
