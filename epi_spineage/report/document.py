@@ -21,8 +21,8 @@ from epi_spineage import __version__
 from epi_spineage.progress import Progress
 from epi_spineage.report import figures as F
 from epi_spineage.report import labels as L
-from epi_spineage.report.config import StudyConfig
-from epi_spineage.report.render import FigureItem, Section, TableItem, format_ci, format_p, write_report
+from epi_spineage.report.config import StudyConfig, config_rows, config_to_toml
+from epi_spineage.report.render import CodeItem, FigureItem, Section, TableItem, format_ci, format_p, write_report
 from epi_spineage.report.results import (
     AGE_PREDICTOR,
     SPINE_PREDICTOR,
@@ -726,8 +726,18 @@ def _methods(d: _Doc, meta: dict) -> None:
     )
     sw = pd.DataFrame([{"software": k, "version": v} for k, v in meta["software"].items()])
     d.table(s, "software", "Software versions.", sw.rename(columns={"software": "package"}), frame=sw)
-    cfg_rows = [{"setting": k, "value": str(v)} for k, v in cfg.to_dict().items()]
-    d.table(s, "study_config", "Study configuration used (--config).", frame=pd.DataFrame(cfg_rows))
+    # the config as the TOML file that reproduces it (complete; reads back to the same config), not a table
+    # of Python values; tables/study_config.csv keeps one row per setting, each value in TOML
+    s.code.append(
+        CodeItem(
+            "study_config",
+            "Study configuration used, as a --config file (every setting, defaults included; "
+            "tables/study_config.csv has one row per setting):",
+            config_to_toml(cfg),
+        )
+    )
+    cfg_rows = [{"section": sec, "setting": key, "value": val} for sec, key, val in config_rows(cfg)]
+    d.table(s, "study_config", "Study configuration used (--config).", frame=pd.DataFrame(cfg_rows), show=False)
 
 
 # ------------------------------------------------------------------------------------- entry point
@@ -773,7 +783,7 @@ def build_sections(
         ("methods", lambda: _methods(d, meta)),
     ):
         func()
-    return [s for s in d.sections if s.paragraphs or s.bullets or s.figures or s.tables]
+    return [s for s in d.sections if s.paragraphs or s.bullets or s.figures or s.tables or s.code]
 
 
 def _frax(d: _Doc) -> None:
