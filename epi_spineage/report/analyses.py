@@ -162,7 +162,11 @@ def _data_quality(results: StudyResults, quality: pd.DataFrame) -> pd.DataFrame:
     for w in results.warnings:
         if "not estimated" in w or "empty at this cut" in w or "one sex only" in w:
             rows.append({"cohort": "", "item": "not estimated", "n": np.nan, "detail": w})
-    return pd.DataFrame(rows, columns=["cohort", "item", "n", "detail"])
+    out = pd.DataFrame(rows, columns=["cohort", "item", "n", "detail"])
+    # counts are whole numbers: a nullable integer column, so an item without a count does not turn the
+    # others into floats ("800.0" in data_quality.csv)
+    out["n"] = pd.to_numeric(out["n"], errors="coerce").round().astype("Int64")
+    return out
 
 
 def n_steps() -> int:

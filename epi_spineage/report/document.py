@@ -160,7 +160,7 @@ def _cohorts(d: _Doc) -> None:
         block = t1[t1["cohort"] == role] if len(t1) else t1
         if not len(block):
             continue
-        disp = format_table_one(block, labels=L.VARIABLES)
+        disp = format_table_one(block, labels=L.VARIABLES, missing=True)
         disp.columns = [
             c.replace("0 (n=", "no fracture (n=").replace("1 (n=", "incident fracture (n=")
             if c not in ("characteristic", "p value")
@@ -172,7 +172,8 @@ def _cohorts(d: _Doc) -> None:
             f"table1_{role}",
             f"Baseline characteristics of the {L.cohort(role)} cohort by incident "
             f"{L.outcome(d.r.config.km_outcome)}: mean ± SD (Student t-test) or n (%) (Pearson chi-square "
-            "without Yates' correction; Fisher's exact test when an expected count is below 5).",
+            "without Yates' correction; Fisher's exact test when an expected count is below 5), of the values "
+            "present; n missing: the variable's missing values in the cohort.",
             disp,
             frame=block.reset_index(drop=True),
         )
