@@ -24,6 +24,15 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # argparse's own usage errors: one line, exit 2
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
+    def parse_known_args(self, args=None, namespace=None):
+        parsed, extra = super().parse_known_args(args, namespace)
+        # --quiet holds for the whole run (every progress display reads it); set on every parse, so a
+        # second main() in the same process (the tests) does not inherit the first one's setting
+        from epi_spineage.progress import set_quiet
+
+        set_quiet(bool(getattr(parsed, "quiet", False)))
+        return parsed, extra
+
 
 def make_parser(prog: str, description: str, epilog: str | None = None) -> argparse.ArgumentParser:
     """An ``ArgumentParser`` whose usage errors exit 2 with one line; ``epilog`` keeps its layout."""
@@ -34,6 +43,13 @@ def make_parser(prog: str, description: str, epilog: str | None = None) -> argpa
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no progress bar (there is none either when stderr is not a terminal); with -v, "
+        "one summary line per phase instead",
+    )
     return parser
 
 

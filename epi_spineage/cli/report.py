@@ -7,12 +7,14 @@ the optional Grad-CAM gallery loads the model only when asked for and skips clea
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
 from epi_spineage.cli import make_parser, run_main, setup_logging
 from epi_spineage.cli.common import add_key_argument, resolve_key
 from epi_spineage.errors import UserError
+from epi_spineage.progress import Progress
 from epi_spineage.report import (
     DEFAULT_DEMO_OUT,
     DEFAULT_OUT,
@@ -21,6 +23,8 @@ from epi_spineage.report import (
     DEMO_SEED,
     build_report,
 )
+
+log = logging.getLogger(__name__)
 
 _EPILOG = """examples:
   python -m epi_spineage.report
@@ -108,41 +112,55 @@ def _main(argv: Sequence[str] | None) -> int:
         raise UserError("--save-cutpoints needs --db (the database to write the cut into)")
     # the key is needed only to join the cohort file's raw ids to the database's pseudonyms
     key = resolve_key(args.key_file, required=False) if args.cohort and args.db else None
-    inputs = load_inputs(
-        cohort=args.cohort,
-        mapping=args.mapping,
-        db=args.db,
-        config=config,
-        seed=args.seed,
-        n_derivation=args.n_derivation,
-        n_external=args.n_external,
-        key=key,
-    )
-    out = Path(args.out) if args.out else (DEFAULT_DEMO_OUT if inputs.synthetic else DEFAULT_OUT)
-    if out.exists() and not out.is_dir():
+    out = Path(args.out) if args.out else None
+    if out is not None and out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is not a folder")
-    gallery = load_gallery(args.model, args.images, n=args.gallery_size) if (args.model or args.images) else None
-    index = build_report(
-        out,
-        derivation=inputs.derivation,
-        external=inputs.external,
-        truth=inputs.truth,
-        config=config,
-        synthetic=inputs.synthetic,
-        source=inputs.source,
-        db_path=args.db,
-        gallery=gallery,
-        svg=not args.no_svg,
-        extra_warnings=inputs.warnings,
-        save_cutpoints=args.save_cutpoints,
-    )
-    print(index)
-    from epi_spineage.report.pdf import remove_stale_pdf, write_pdf
+    # one progress display for the whole run: a bar with each step's time on a terminal (not under
+    # --quiet), else one INFO summary line (epi_spineage.progress)
+    with Progress("report", unit="step", logger=log) as progress:
+        with progress.step("simulate the demo cohorts" if not (args.cohort or args.db) else "read the inputs"):
+            inputs = load_inputs(
+                cohort=args.cohort,
+                mapping=args.mapping,
+                db=args.db,
+                config=config,
+                seed=args.seed,
+                n_derivation=args.n_derivation,
+                n_external=args.n_external,
+                key=key,
+            )
+        out = out or (DEFAULT_DEMO_OUT if inputs.synthetic else DEFAULT_OUT)
+        if out.exists() and not out.is_dir():
+            raise UserError(f"--out {out} exists and is not a folder")
+        gallery = None
+        if args.model or args.images:
+            with progress.step("Grad-CAM gallery"):
+                gallery = load_gallery(args.model, args.images, n=args.gallery_size)
+        index = build_report(
+            out,
+            derivation=inputs.derivation,
+            external=inputs.external,
+            truth=inputs.truth,
+            config=config,
+            synthetic=inputs.synthetic,
+            source=inputs.source,
+            db_path=args.db,
+            gallery=gallery,
+            svg=not args.no_svg,
+            extra_warnings=inputs.warnings,
+            save_cutpoints=args.save_cutpoints,
+            progress=progress,
+        )
+        from epi_spineage.report.pdf import remove_stale_pdf, write_pdf
 
-    if args.pdf:
-        print(write_pdf(index))
-    else:
-        remove_stale_pdf(index)  # one printed from an earlier run would show other numbers
+        print(index, flush=True)  # before the PDF: the report stands even when printing it fails
+        if args.pdf:
+            progress.total = (progress.total or 0) + 1
+            with progress.step("print to PDF"):
+                pdf = write_pdf(index)
+            print(pdf)
+        else:
+            remove_stale_pdf(index)  # one printed from an earlier run would show other numbers
     return 0
 
 

@@ -66,11 +66,13 @@ def preload(dataset, workers: int = 0, batch_size: int = 32, desc: str = "decodi
     """
     import torch
     from torch.utils.data import DataLoader, TensorDataset
-    from tqdm.auto import tqdm
+
+    from epi_spineage.progress import Progress
 
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
     xs, ys = [], []
-    for x, y in tqdm(loader, desc=desc, unit="batch", leave=False, disable=None):
-        xs.append(x.to(torch.float16))
-        ys.append(y)
+    with Progress(desc, total=len(loader), unit="batch") as bar:  # a bar on a terminal, else one INFO line
+        for x, y in bar.iterate(loader):
+            xs.append(x.to(torch.float16))
+            ys.append(y)
     return TensorDataset(torch.cat(xs), torch.cat(ys))

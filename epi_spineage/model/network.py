@@ -169,7 +169,7 @@ def load_init_weights(model: SpineAgeNet, path: str | Path) -> dict[str, list[st
         clean[k] = value
     result = model.backbone.load_state_dict(clean, strict=False)
     report = {"missing": list(result.missing_keys), "unexpected": list(result.unexpected_keys), "skipped": skipped}
-    log.warning(
+    log.info(
         "init weights %s: %d tensors loaded, %d missing, %d unexpected, %d skipped (shape)",
         Path(path).name,
         len(clean) - len(report["unexpected"]),

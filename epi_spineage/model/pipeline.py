@@ -86,7 +86,7 @@ def run_training(cfg: TrainConfig) -> dict:
     h, w = cfg.image_size
     pcfg = make_preprocess_config(cfg.preprocess, height=h, width=w)
     counts = df.groupby(["split", "modality"]).size().rename("n").reset_index()
-    log.warning(
+    log.info(
         "manifest: %d images of %d participants; %s",
         len(df),
         df["participant_id"].nunique(),
@@ -176,7 +176,7 @@ def run_training(cfg: TrainConfig) -> dict:
         fit_rows, fit_pred = index["train"], oof
         corrected_splits: tuple[str, ...]
         source, corrected_splits = f"oof-{cfg.bias_folds}fold", ("val", "test")
-        log.warning("bias correction fitted on %d-fold out-of-fold predictions of the training split", cfg.bias_folds)
+        log.info("bias correction fitted on %d-fold out-of-fold predictions of the training split", cfg.bias_folds)
     else:
         fit_rows, fit_pred = val, mean[val]
         source, corrected_splits = "validation-fallback", ("test",)
@@ -209,7 +209,7 @@ def run_training(cfg: TrainConfig) -> dict:
                 log.warning(
                     "bias correction by modality: only %d %s pair(s); %s uses the pooled fit", sel.sum(), mod, mod
                 )
-    log.warning("bias correction: %r%s", bias, "".join(f"; {m}: {b!r}" for m, b in by_modality.items()))
+    log.info("bias correction: %r%s", bias, "".join(f"; {m}: {b!r}" for m, b in by_modality.items()))
     pred["spine_age_corrected_years"] = np.nan
     for split in corrected_splits if bias is not None else ():
         for mod in sorted(set(modality[index[split]])):

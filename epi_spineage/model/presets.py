@@ -76,5 +76,5 @@ def make_phantoms(out_dir: Path, n: int, seed: int = 0, scale: float = 0.1, moda
         raise UserError(f"the phantom generator is not available in this installation ({exc})") from None
     out_dir.mkdir(parents=True, exist_ok=True)
     archive = out_dir / "phantoms.zip"
-    log.warning("writing %d synthetic phantoms to %s", n, archive)
+    log.info("writing %d synthetic phantoms to %s", n, archive)
     return write_phantom_archive(archive, n=n, seed=seed, scale=scale, modality=modality, image_format="dicom")

@@ -28,6 +28,7 @@ from epi_spineage.errors import UserError
 from epi_spineage.model.checkpoint import atomic_torch_save, atomic_write_bytes
 from epi_spineage.model.loss import MeanVarianceLoss
 from epi_spineage.model.network import SpineAgeNet, logits_to_age
+from epi_spineage.progress import Progress
 
 if TYPE_CHECKING:
     from torch.utils.data.distributed import DistributedSampler
@@ -149,18 +150,19 @@ def augment_batch(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 def predict_logits(
     net: torch.nn.Module, dataset, device: torch.device, batch_size: int = 64, workers: int = 0, desc: str | None = None
 ) -> np.ndarray:
-    """Logits (N, C) float32 for a dataset of ``(x, age)`` pairs, in order."""
-    from tqdm.auto import tqdm
-
+    """Logits (N, C) float32 for a dataset of ``(x, age)`` pairs, in order (a bar on a terminal when
+    ``desc`` names the pass)."""
     net = getattr(net, "module", net)
     was_training = net.training
     net.eval()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
     out = []
     cuda = device.type == "cuda"
-    for x, _ in tqdm(loader, desc=desc, leave=False, disable=None if desc else True):
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
-            out.append(net(_to_input(x, device)).float().cpu())
+    shown = None if desc else False
+    with Progress(desc or "predicting", total=len(loader), unit="batch", leave=False, show=shown) as bar:
+        for x, _ in bar.iterate(loader):
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+                out.append(net(_to_input(x, device)).float().cpu())
     net.train(was_training)
     if not out:
         return np.zeros((0, cast(SpineAgeNet, net).num_classes), dtype="float32")
@@ -193,9 +195,11 @@ def fit_network(
     With ``state_dir``, writes ``last.pt`` (model, optimizer, epoch, RNG, best weights) and
     ``metrics.csv``/``metrics.jsonl`` after every epoch (rank 0), and resumes from ``last.pt`` when
     ``cfg.resume``. Returns the network holding the best validation weights, and the history.
-    """
-    from tqdm.auto import tqdm
 
+    Progress (``epi_spineage.progress``, rank 0): on a terminal a bar over the epochs (loss, validation
+    MAE, best so far, ETA) above a bar over the current epoch's batches; otherwise one INFO line per
+    epoch and a summary line at the end.
+    """
     rank, world, _ = dist_info()
     epochs = cfg.epochs if epochs is None else epochs
     net.to(device)
@@ -227,7 +231,7 @@ def fit_network(
         torch.set_rng_state(state["rng"]["torch"])
         np.random.set_state(state["rng"]["numpy"])
         random.setstate(state["rng"]["python"])
-        log.warning(
+        log.info(
             "resumed from %s at epoch %d (best validation MAE %.3f at epoch %d)",
             last_path,
             start_epoch,
@@ -241,120 +245,131 @@ def fit_network(
     t_start = time.monotonic()
     cuda = device.type == "cuda"
     sched_lr = float(resumed_lr if resumed_lr is not None else cfg.lr)
-    for epoch in range(start_epoch, epochs):
-        if stale >= cfg.patience:
-            break
-        sampler: DistributedSampler | None = None
-        gen = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
-        if world > 1:
-            from torch.utils.data.distributed import DistributedSampler
+    show = None if rank == 0 else False
+    progress = Progress(desc, total=epochs, unit="epoch", show=show, logger=log, initial=start_epoch)
+    try:
+        for epoch in range(start_epoch, epochs):
+            if stale >= cfg.patience:
+                break
+            sampler: DistributedSampler | None = None
+            gen = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
+            if world > 1:
+                from torch.utils.data.distributed import DistributedSampler
 
-            sampler = DistributedSampler(train_ds, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed)
-            sampler.set_epoch(epoch)
-        loader = DataLoader(
-            train_ds,
-            batch_size=cfg.batch_size,
-            shuffle=sampler is None,
-            sampler=sampler,
-            num_workers=workers,
-            generator=gen if sampler is None else None,
-            pin_memory=cuda,
-            persistent_workers=False,
-        )
-        model.train()
-        t0 = time.monotonic()
-        total, parts_sum, seen = 0.0, {"softmax": 0.0, "mean": 0.0, "variance": 0.0}, 0
-        bar = tqdm(loader, desc=f"{desc} epoch {epoch + 1}/{epochs}", leave=False, disable=None if rank == 0 else True)
-        epoch_lr = sched_lr  # the schedule's value for this epoch; warm-up scales it
-        for i, (x, ages) in enumerate(bar):
-            x = _to_input(x, device)
-            if cfg.augment:
-                x = augment_batch(x, gen)
-            ages = ages.to(device)
-            opt.zero_grad(set_to_none=True)
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
-                logits = model(x)
-            loss = loss_fn(logits.float(), ages)
-            loss.backward()
-            if cfg.clip_grad:
-                torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.clip_grad)
-            step_in_run = epoch * len(loader) + i
-            if cfg.warmup_steps and step_in_run <= cfg.warmup_steps:
-                for group in opt.param_groups:
-                    group["lr"] = epoch_lr * min(1.0, (step_in_run + 1) / cfg.warmup_steps)
-            opt.step()
-            n = x.shape[0]
-            seen += n
-            total += float(loss.detach()) * n
-            for k in parts_sum:
-                parts_sum[k] += loss_fn.last_components[k] * n
-            bar.set_postfix(loss=f"{total / seen:.3f}")
-        lr_now = epoch_lr
-        if cfg.lr_schedule == "cosine":
-            # Progress is the larger of epochs done and time budget used, so a run cut short by
-            # --max-minutes still ends at the low learning rate.
-            frac = (epoch + 1) / max(epochs, 1)
-            if cfg.max_minutes:
-                frac = max(frac, (time.monotonic() - t_start) / 60 / cfg.max_minutes)
-            frac = min(frac, 1.0)
-            sched_lr = cfg.lr * (0.01 + 0.99 * 0.5 * (1 + np.cos(np.pi * frac)))
-        for group in opt.param_groups:
-            group["lr"] = sched_lr
-        val_logits = predict_logits(net, val_ds, device, eval_bs)
-        val_mae = mae_of(val_logits, val_ages, net)
-        improved = val_mae < best_mae - 1e-9
-        if improved:
-            best_mae, best_epoch, stale = val_mae, epoch, 0
-            best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
-        else:
-            stale += 1
-        row = {
-            "stage": desc,
-            "epoch": epoch + 1,
-            "train_loss": total / max(seen, 1),
-            **{f"train_{k}_loss": v / max(seen, 1) for k, v in parts_sum.items()},
-            "val_mae_years": val_mae,
-            "best_val_mae_years": best_mae,
-            "best_epoch": best_epoch + 1,
-            "lr": lr_now,
-            "epoch_seconds": time.monotonic() - t0,
-            "images": seen * world,
-            "steps": (epoch + 1) * len(loader),
-        }
-        history.append(row)
-        log.info(
-            "%s epoch %d: loss %.3f, validation MAE %.3f%s",
-            desc,
-            epoch + 1,
-            row["train_loss"],
-            val_mae,
-            " (best)" if improved else "",
-        )
-        if state_dir and last_path is not None and rank == 0:  # last_path is set exactly when state_dir is
-            _append_metrics(state_dir, row)
-            atomic_torch_save(
-                {
-                    "model": net.state_dict(),
-                    "optimizer": opt.state_dict(),
-                    "epoch": epoch,
-                    "best_mae": best_mae,
-                    "sched_lr": sched_lr,
-                    "best_epoch": best_epoch,
-                    "stale": stale,
-                    "best_state": best_state,
-                    "history": history,
-                    "rng": {
-                        "torch": torch.get_rng_state(),
-                        "numpy": np.random.get_state(),
-                        "python": random.getstate(),
-                    },
-                    "config": cfg.public_dict(),
-                },
-                last_path,
+                sampler = DistributedSampler(train_ds, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed)
+                sampler.set_epoch(epoch)
+            loader = DataLoader(
+                train_ds,
+                batch_size=cfg.batch_size,
+                shuffle=sampler is None,
+                sampler=sampler,
+                num_workers=workers,
+                generator=gen if sampler is None else None,
+                pin_memory=cuda,
+                persistent_workers=False,
             )
-        if cfg.max_minutes is not None and (time.monotonic() - t_start) / 60 > cfg.max_minutes:
-            log.warning("%s: time budget of %.1f min reached after epoch %d", desc, cfg.max_minutes, epoch + 1)
-            break
+            model.train()
+            t0 = time.monotonic()
+            total, parts_sum, seen = 0.0, {"softmax": 0.0, "mean": 0.0, "variance": 0.0}, 0
+            bar = Progress(f"epoch {epoch + 1}/{epochs}", total=len(loader), unit="batch", show=show, leave=False)
+            epoch_lr = sched_lr  # the schedule's value for this epoch; warm-up scales it
+            for i, (x, ages) in enumerate(bar.iterate(loader)):
+                x = _to_input(x, device)
+                if cfg.augment:
+                    x = augment_batch(x, gen)
+                ages = ages.to(device)
+                opt.zero_grad(set_to_none=True)
+                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+                    logits = model(x)
+                loss = loss_fn(logits.float(), ages)
+                loss.backward()
+                if cfg.clip_grad:
+                    torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.clip_grad)
+                step_in_run = epoch * len(loader) + i
+                if cfg.warmup_steps and step_in_run <= cfg.warmup_steps:
+                    for group in opt.param_groups:
+                        group["lr"] = epoch_lr * min(1.0, (step_in_run + 1) / cfg.warmup_steps)
+                opt.step()
+                n = x.shape[0]
+                seen += n
+                total += float(loss.detach()) * n
+                for k in parts_sum:
+                    parts_sum[k] += loss_fn.last_components[k] * n
+                bar.set_postfix_str(f"loss {total / seen:.3f}", refresh=False)
+            bar.close()
+            lr_now = epoch_lr
+            if cfg.lr_schedule == "cosine":
+                # Progress is the larger of epochs done and time budget used, so a run cut short by
+                # --max-minutes still ends at the low learning rate.
+                frac = (epoch + 1) / max(epochs, 1)
+                if cfg.max_minutes:
+                    frac = max(frac, (time.monotonic() - t_start) / 60 / cfg.max_minutes)
+                frac = min(frac, 1.0)
+                sched_lr = cfg.lr * (0.01 + 0.99 * 0.5 * (1 + np.cos(np.pi * frac)))
+            for group in opt.param_groups:
+                group["lr"] = sched_lr
+            val_logits = predict_logits(net, val_ds, device, eval_bs)
+            val_mae = mae_of(val_logits, val_ages, net)
+            improved = val_mae < best_mae - 1e-9
+            if improved:
+                best_mae, best_epoch, stale = val_mae, epoch, 0
+                best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+            else:
+                stale += 1
+            row = {
+                "stage": desc,
+                "epoch": epoch + 1,
+                "train_loss": total / max(seen, 1),
+                **{f"train_{k}_loss": v / max(seen, 1) for k, v in parts_sum.items()},
+                "val_mae_years": val_mae,
+                "best_val_mae_years": best_mae,
+                "best_epoch": best_epoch + 1,
+                "lr": lr_now,
+                "epoch_seconds": time.monotonic() - t0,
+                "images": seen * world,
+                "steps": (epoch + 1) * len(loader),
+            }
+            history.append(row)
+            progress.set_postfix_str(
+                f"loss {row['train_loss']:.3f}, val MAE {val_mae:.2f} (best {best_mae:.2f} at epoch {best_epoch + 1})"
+            )
+            progress.update(1)
+            log.log(
+                logging.DEBUG if progress.shown else logging.INFO,  # on a terminal the bar shows it
+                "%s epoch %d: loss %.3f, validation MAE %.3f%s",
+                desc,
+                epoch + 1,
+                row["train_loss"],
+                val_mae,
+                " (best)" if improved else "",
+            )
+            if state_dir and last_path is not None and rank == 0:  # last_path is set exactly when state_dir is
+                _append_metrics(state_dir, row)
+                atomic_torch_save(
+                    {
+                        "model": net.state_dict(),
+                        "optimizer": opt.state_dict(),
+                        "epoch": epoch,
+                        "best_mae": best_mae,
+                        "sched_lr": sched_lr,
+                        "best_epoch": best_epoch,
+                        "stale": stale,
+                        "best_state": best_state,
+                        "history": history,
+                        "rng": {
+                            "torch": torch.get_rng_state(),
+                            "numpy": np.random.get_state(),
+                            "python": random.getstate(),
+                        },
+                        "config": cfg.public_dict(),
+                    },
+                    last_path,
+                )
+            if cfg.max_minutes is not None and (time.monotonic() - t_start) / 60 > cfg.max_minutes:
+                log.info("%s: time budget of %.1f min reached after epoch %d", desc, cfg.max_minutes, epoch + 1)
+                break
+    finally:
+        progress.close()
     net.load_state_dict(best_state)
     return net, history
 

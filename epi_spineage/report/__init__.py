@@ -7,12 +7,13 @@ torch: the optional Grad-CAM gallery loads the model only when asked for.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from epi_spineage.errors import UserError
+from epi_spineage.progress import Progress
 
 __all__ = ["main", "build_report", "demo_study"]
 
@@ -49,44 +50,58 @@ def build_report(
     svg: bool = True,
     extra_warnings: Sequence[str] = (),
     save_cutpoints: bool = False,
+    progress: Progress | None = None,
 ) -> Path:
     """Run every analysis and write the report under ``out``; returns the path of ``index.html``.
 
     ``save_cutpoints`` (needs ``db_path``): write the accelerated-ageing cut the report learned into the
     database's ``cutpoints`` table, so that ``v_accelerated`` flags participants (docs/guides/report.md).
+    ``progress``: an ``epi_spineage.progress.Progress`` that gets every step with its time (the tool
+    passes the one that timed reading the inputs); without one, ``build_report`` makes its own.
     """
-    from epi_spineage.report.analyses import run_study
+    from epi_spineage.report.analyses import n_steps, run_study
     from epi_spineage.report.config import StudyConfig
-    from epi_spineage.report.document import write_study_report
+    from epi_spineage.report.document import WRITE_STEPS, write_study_report
 
     config = config or StudyConfig()
-    t0 = time.perf_counter()
-    results = run_study(derivation, external, config)
-    results.warnings.extend(extra_warnings)
-    if truth is not None:
-        results.attach_truth(truth)
-    if save_cutpoints:
-        if db_path is None:
-            raise UserError("--save-cutpoints needs --db (the database to write the cut into)")
-        results.warnings.append(save_learned_cutpoint(db_path, results))
-    qc = None
-    if db_path is not None:
-        import inspect
+    with contextlib.ExitStack() as stack:
+        bar = stack.enter_context(Progress("report", unit="step", logger=log)) if progress is None else progress
+        # the rest of the report's steps: the analyses, the scoring QC (with --db), the sections and files
+        bar.total = bar.n + n_steps() + (db_path is not None) + WRITE_STEPS
+        results = run_study(derivation, external, config, progress=bar)
+        results.warnings.extend(extra_warnings)
+        if truth is not None:
+            results.attach_truth(truth)
+        if save_cutpoints:
+            if db_path is None:
+                raise UserError("--save-cutpoints needs --db (the database to write the cut into)")
+            results.warnings.append(save_learned_cutpoint(db_path, results))
+        qc = None
+        if db_path is not None:
+            import inspect
 
-        from epi_spineage.report.scoring_qc import scoring_qc
+            from epi_spineage.report.scoring_qc import scoring_qc
 
-        if "drift_min_count" in inspect.signature(scoring_qc).parameters:
-            qc = scoring_qc(db_path, drift_min_count=config.drift_min_count)
-        else:
-            qc = scoring_qc(db_path)
-            if config.drift_min_count is not None:
-                results.warnings.append(
-                    "[scoring] drift_min_count ignored: this installation's scoring QC does not take it"
-                )
-    log.info("analyses took %.1f s", time.perf_counter() - t0)
-    return write_study_report(
-        out, results, config=config, synthetic=synthetic, source=source, qc=qc, gallery=gallery, svg=svg
-    )
+            with bar.step("scoring QC"):
+                if "drift_min_count" in inspect.signature(scoring_qc).parameters:
+                    qc = scoring_qc(db_path, drift_min_count=config.drift_min_count)
+                else:
+                    qc = scoring_qc(db_path)
+                    if config.drift_min_count is not None:
+                        results.warnings.append(
+                            "[scoring] drift_min_count ignored: this installation's scoring QC does not take it"
+                        )
+        return write_study_report(
+            out,
+            results,
+            config=config,
+            synthetic=synthetic,
+            source=source,
+            qc=qc,
+            gallery=gallery,
+            svg=svg,
+            progress=bar,
+        )
 
 
 def cutpoint_name(results) -> tuple[str, str]:

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from epi_spineage.errors import AnalysisNotPossible, UserError
+from epi_spineage.progress import Progress
 from epi_spineage.report import steps
 from epi_spineage.report.config import StudyConfig
 from epi_spineage.report.prepare import prepare_cohorts
@@ -161,31 +162,56 @@ def _data_quality(results: StudyResults, quality: pd.DataFrame) -> pd.DataFrame:
     for w in results.warnings:
         if "not estimated" in w or "empty at this cut" in w or "one sex only" in w:
             rows.append({"cohort": "", "item": "not estimated", "n": np.nan, "detail": w})
-    return pd.DataFrame(rows, columns=["cohort", "item", "n", "detail"])
+    out = pd.DataFrame(rows, columns=["cohort", "item", "n", "detail"])
+    # counts are whole numbers: a nullable integer column, so an item without a count does not turn the
+    # others into floats ("800.0" in data_quality.csv)
+    out["n"] = pd.to_numeric(out["n"], errors="coerce").round().astype("Int64")
+    return out
+
+
+def n_steps() -> int:
+    """The steps ``run_study`` reports to its progress display: preparing the cohorts, then ``steps.STEPS``."""
+    return 1 + len(steps.STEPS)
 
 
 def run_study(
-    derivation: pd.DataFrame | None, external: pd.DataFrame | None, config: StudyConfig | None = None
+    derivation: pd.DataFrame | None,
+    external: pd.DataFrame | None,
+    config: StudyConfig | None = None,
+    *,
+    progress: Progress | None = None,
 ) -> StudyResults:
-    """Run every analysis; either cohort may be None (its sections then show the other alone)."""
+    """Run every analysis; either cohort may be None (its sections then show the other alone).
+
+    Each step's time goes into ``results.timings_s`` and to ``progress`` (``epi_spineage.progress``:
+    one line per step on a terminal, else one INFO summary line); without one, ``run_study`` makes
+    its own ("analyses").
+    """
     config = (config or StudyConfig()).validate()
     results = StudyResults(config=config)
-    t0 = time.perf_counter()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        cohorts, flow, quality = prepare_cohorts(derivation, external, config)
-    collect_warnings(results, "input", caught)
-    if not cohorts:
-        raise UserError("no cohort with spine ages to analyse")
-    results.cohorts = cohorts
-    results.flow = flow
-    results.data_quality = quality
-    results.timings_s["prepare"] = time.perf_counter() - t0
+    own = progress is None
+    bar = Progress("analyses", total=n_steps(), unit="step", logger=log) if progress is None else progress
+    try:
+        t0 = time.perf_counter()
+        with bar.step("prepare cohorts"), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            cohorts, flow, quality = prepare_cohorts(derivation, external, config)
+        collect_warnings(results, "input", caught)
+        if not cohorts:
+            raise UserError("no cohort with spine ages to analyse")
+        results.cohorts = cohorts
+        results.flow = flow
+        results.data_quality = quality
+        results.timings_s["prepare"] = time.perf_counter() - t0
 
-    for name, attr, func in steps.STEPS:
-        setattr(results, attr, _step(results, name, partial(func, results)))
-    results.data_quality = _data_quality(results, quality)
-    results.timings_s["total"] = time.perf_counter() - t0
+        for name, attr, func in steps.STEPS:
+            with bar.step(name):
+                setattr(results, attr, _step(results, name, partial(func, results)))
+        results.data_quality = _data_quality(results, quality)
+        results.timings_s["total"] = time.perf_counter() - t0
+    finally:
+        if own:
+            bar.close()
     return results
 
 

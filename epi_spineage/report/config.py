@@ -7,6 +7,9 @@ refused so that a typo does not silently fall back to a default.
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
+import re
 import warnings
 
 try:
@@ -213,3 +216,81 @@ def load_config(path: str | Path | None) -> StudyConfig:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: not valid TOML ({exc})") from None
     return config_from_dict(data, source=str(path))
+
+
+# ---------------------------------------------------------------- the config back as TOML
+#: fields whose None is written as another value that reads back as None (0 turns the EPV rule off)
+_NONE_AS: dict[str, Any] = {"min_events_per_parameter": 0}
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+_TOML_LINE = 100
+
+
+def _toml_key(key: str) -> str:
+    return key if _BARE_KEY.match(key) else json.dumps(key, ensure_ascii=False)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        return repr(value) if math.isfinite(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)  # a JSON string is a TOML basic string
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"no TOML form for {type(value).__name__}")
+
+
+def _toml_line(key: str, value: Any) -> str:
+    line = f"{_toml_key(key)} = {_toml_value(value)}"
+    if len(line) <= _TOML_LINE or not isinstance(value, (list, tuple)):
+        return line
+    rows, row = [], ""
+    for item in (f"{_toml_value(v)}," for v in value):  # filled rows of items, as examples/study.toml
+        if row and len(row) + 1 + len(item) > _TOML_LINE - 4:
+            rows.append(row)
+            row = ""
+        row = f"{row} {item}" if row else item
+    rows.append(row)
+    return "\n".join([f"{_toml_key(key)} = [", *(f"    {r}" for r in rows), "]"])
+
+
+def config_rows(cfg: StudyConfig) -> list[tuple[str, str, str]]:
+    """(section, key, value as TOML) for every setting of ``cfg``, as ``config_to_toml`` writes them
+    (an unset value is ""); the models as ``models.fracture`` / ``models.mortality`` rows."""
+    rows = []
+    for section, keys in _SECTIONS.items():
+        for key, attr in keys.items():
+            value = getattr(cfg, attr)
+            if value is None and attr in _NONE_AS:
+                value = _NONE_AS[attr]
+            rows.append((section, key, "" if value is None else _toml_value(value)))
+    for family in ("fracture", "mortality"):
+        for name, covs in getattr(cfg, f"{family}_models").items():
+            rows.append((f"models.{family}", name, _toml_value(covs)))
+    return rows
+
+
+def config_to_toml(cfg: StudyConfig) -> str:
+    """``cfg`` as a study-config TOML file, complete: every setting, defaults included.
+
+    Reading it back (``config_from_dict(tomllib.loads(text))``) gives ``cfg`` again. A setting that is
+    unset (None, where the default is None) is shown as a comment, since TOML has no null.
+    """
+    lines: list[str] = []
+    for section, keys in _SECTIONS.items():
+        body = []
+        for key, attr in keys.items():
+            value = getattr(cfg, attr)
+            if value is None and attr in _NONE_AS:
+                value = _NONE_AS[attr]
+            body.append(f"# {_toml_key(key)} = (not set)" if value is None else _toml_line(key, value))
+        lines += [f"[{section}]", *body, ""]
+    for family in ("fracture", "mortality"):
+        models = getattr(cfg, f"{family}_models")
+        lines += [f"[models.{family}]", *(_toml_line(name, covs) for name, covs in models.items()), ""]
+    return "\n".join(lines).rstrip() + "\n"

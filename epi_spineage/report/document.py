@@ -11,16 +11,18 @@ import contextlib
 import datetime as _dt
 import logging
 import platform
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from epi_spineage import __version__
+from epi_spineage.progress import Progress
 from epi_spineage.report import figures as F
 from epi_spineage.report import labels as L
-from epi_spineage.report.config import StudyConfig
-from epi_spineage.report.render import FigureItem, Section, TableItem, format_ci, format_p, write_report
+from epi_spineage.report.config import StudyConfig, config_rows, config_to_toml
+from epi_spineage.report.render import CodeItem, FigureItem, Section, TableItem, format_ci, format_p, write_report
 from epi_spineage.report.results import (
     AGE_PREDICTOR,
     SPINE_PREDICTOR,
@@ -158,7 +160,7 @@ def _cohorts(d: _Doc) -> None:
         block = t1[t1["cohort"] == role] if len(t1) else t1
         if not len(block):
             continue
-        disp = format_table_one(block, labels=L.VARIABLES)
+        disp = format_table_one(block, labels=L.VARIABLES, missing=True)
         disp.columns = [
             c.replace("0 (n=", "no fracture (n=").replace("1 (n=", "incident fracture (n=")
             if c not in ("characteristic", "p value")
@@ -170,7 +172,8 @@ def _cohorts(d: _Doc) -> None:
             f"table1_{role}",
             f"Baseline characteristics of the {L.cohort(role)} cohort by incident "
             f"{L.outcome(d.r.config.km_outcome)}: mean ± SD (Student t-test) or n (%) (Pearson chi-square "
-            "without Yates' correction; Fisher's exact test when an expected count is below 5).",
+            "without Yates' correction; Fisher's exact test when an expected count is below 5), of the values "
+            "present; n missing: the variable's missing values in the cohort.",
             disp,
             frame=block.reset_index(drop=True),
         )
@@ -724,8 +727,18 @@ def _methods(d: _Doc, meta: dict) -> None:
     )
     sw = pd.DataFrame([{"software": k, "version": v} for k, v in meta["software"].items()])
     d.table(s, "software", "Software versions.", sw.rename(columns={"software": "package"}), frame=sw)
-    cfg_rows = [{"setting": k, "value": str(v)} for k, v in cfg.to_dict().items()]
-    d.table(s, "study_config", "Study configuration used (--config).", frame=pd.DataFrame(cfg_rows))
+    # the config as the TOML file that reproduces it (complete; reads back to the same config), not a table
+    # of Python values; tables/study_config.csv keeps one row per setting, each value in TOML
+    s.code.append(
+        CodeItem(
+            "study_config",
+            "Study configuration used, as a --config file (every setting, defaults included; "
+            "tables/study_config.csv has one row per setting):",
+            config_to_toml(cfg),
+        )
+    )
+    cfg_rows = [{"section": sec, "setting": key, "value": val} for sec, key, val in config_rows(cfg)]
+    d.table(s, "study_config", "Study configuration used (--config).", frame=pd.DataFrame(cfg_rows), show=False)
 
 
 # ------------------------------------------------------------------------------------- entry point
@@ -771,7 +784,7 @@ def build_sections(
         ("methods", lambda: _methods(d, meta)),
     ):
         func()
-    return [s for s in d.sections if s.paragraphs or s.bullets or s.figures or s.tables]
+    return [s for s in d.sections if s.paragraphs or s.bullets or s.figures or s.tables or s.code]
 
 
 def _frax(d: _Doc) -> None:
@@ -808,8 +821,13 @@ def write_study_report(
     qc=None,
     gallery=None,
     svg: bool = True,
+    progress: Progress | None = None,
 ) -> Path:
-    """Figures, tables, results.json, report.qmd and index.html under ``out``; returns index.html."""
+    """Figures, tables, results.json, report.qmd and index.html under ``out``; returns index.html.
+
+    ``progress`` (``epi_spineage.progress``) gets the ``WRITE_STEPS`` steps with their times.
+    """
+    steps = progress.step if progress is not None else _untimed
     out = Path(out)
     meta = {
         "version": __version__,
@@ -829,7 +847,8 @@ def write_study_report(
             + list(fig_dir.glob("print/*.pdf"))
         ):  # print copies: figures.py
             old.unlink()
-    sections = build_sections(results, fig_dir, synthetic=synthetic, svg=svg, qc=qc, gallery=gallery, meta=meta)
+    with steps("sections and figures"):
+        sections = build_sections(results, fig_dir, synthetic=synthetic, svg=svg, qc=qc, gallery=gallery, meta=meta)
     data_dir = fig_dir / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
     for name, frame in results.curves.items():  # the typed sections name their plot data
@@ -844,4 +863,14 @@ def write_study_report(
         payload["scoring_qc"] = qc.to_json()
     banner = SYNTHETIC_NOTICE if synthetic else None
     title = config.title + (" (synthetic demo)" if synthetic else "")
-    return write_report(out, sections, title=title, banner=banner, results_json=payload, meta=meta, tables=tables)
+    with steps("write HTML, tables and exports"):
+        return write_report(out, sections, title=title, banner=banner, results_json=payload, meta=meta, tables=tables)
+
+
+#: the steps ``write_study_report`` reports to its progress display
+WRITE_STEPS = 2
+
+
+@contextlib.contextmanager
+def _untimed(name: str) -> Iterator[None]:
+    yield

@@ -6,7 +6,7 @@ import pandas as pd
 
 from epi_spineage.report import figures as F
 from epi_spineage.report import labels as L
-from epi_spineage.report.render import format_ci, format_p
+from epi_spineage.report.render import format_ci, format_p, table_ref
 from epi_spineage.report.results import FraxResult
 
 FRAX_CAVEAT = (
@@ -262,7 +262,8 @@ def truth_section(d) -> None:
     s.paragraphs.append(
         "The simulator planted these values (truth.json); the pipeline estimated them from the simulated data alone. "
         f"{int(cov.sum())} of {len(cov)} planted values lie inside the estimate's 95% CI (about 95% expected). "
-        "Hazard ratios here use the generating covariates and the planted SD, so they differ from Table 2's models."
+        "Hazard ratios here use the generating covariates and the planted SD, so they differ from the models of "
+        f"{table_ref('cox_fracture')}."
     )
     hr = t[t["quantity"].str.startswith("hr_per_sd_") & t["ci_low"].gt(0)]
     if len(hr):

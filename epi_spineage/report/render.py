@@ -54,6 +54,16 @@ class TableItem:
 
 
 @dataclass
+class CodeItem:
+    """A block of code shown as written (e.g. the study config as TOML): never wrapped into a table."""
+
+    name: str
+    caption: str
+    text: str
+    language: str = "toml"
+
+
+@dataclass
 class Section:
     id: str
     title: str
@@ -61,6 +71,7 @@ class Section:
     bullets: list[str] = field(default_factory=list)
     figures: list[FigureItem] = field(default_factory=list)
     tables: list[TableItem] = field(default_factory=list)
+    code: list[CodeItem] = field(default_factory=list)
     #: shown in red above the section's text (e.g. a weak model in the scoring QC)
     warnings: list[str] = field(default_factory=list)
 
@@ -168,8 +179,19 @@ def to_jsonable(obj: Any) -> Any:
 
 
 # ---------------------------------------------------------------- numbering
+_TABLE_REF = re.compile(r"\{table:([A-Za-z0-9_]+)\}")
+
+
+def table_ref(name: str) -> str:
+    """Text that becomes "Table N" of the table ``name`` once the tables are numbered (``number_items``):
+    a section can name a table of another section without knowing its number."""
+    return "{table:" + name + "}"
+
+
 def number_items(sections: list[Section]) -> None:
+    """Number the figures and shown tables in order, and fill in every ``table_ref``."""
     fi = ti = 0
+    numbers: dict[str, int] = {}
     for s in sections:
         for f in s.figures:
             fi += 1
@@ -178,6 +200,20 @@ def number_items(sections: list[Section]) -> None:
             if t.show:
                 ti += 1
                 t.number = ti
+                numbers.setdefault(t.name, ti)
+
+    def fill(text: str) -> str:
+        return _TABLE_REF.sub(lambda m: f"Table {numbers[m[1]]}" if m[1] in numbers else "the table", text)
+
+    for s in sections:
+        s.paragraphs = [fill(p) for p in s.paragraphs]
+        s.bullets = [fill(b) for b in s.bullets]
+        for t in s.tables:
+            t.caption, t.note = fill(t.caption), fill(t.note)
+        for f in s.figures:
+            f.caption = fill(f.caption)
+        for c in s.code:
+            c.caption = fill(c.caption)
 
 
 # ---------------------------------------------------------------- HTML
@@ -234,6 +270,7 @@ def render_html(
                 "warnings": s.warnings,
                 "figures": figs,
                 "tables": tabs,
+                "code": [{"name": c.name, "caption": c.caption, "text": c.text} for c in s.code],
             }
         )
     banner_short = "Synthetic data" if banner else ""
@@ -330,6 +367,9 @@ def render_qmd(sections: list[Section], *, title: str, banner: str | None, meta:
             ]
             if t.note:
                 out += [f"*{t.note}*", ""]
+        for c in s.code:
+            fence = "~~~~" if "```" in c.text else "```"
+            out += [c.caption, "", f"{fence}{c.language}", c.text.rstrip("\n"), fence, ""]
     return "\n".join(out)
 
 

@@ -2,8 +2,9 @@
 
 The comparison is made on the planted scale: the HR per SD of PAD is conditional on the outcome's
 generating covariates and uses the population SD (``truth.json`` says so), so the estimate here is a
-Cox fit with those covariates and that SD, not Table 2's models. A reader sees whether the pipeline
-recovers what was planted; the 95% CI should cover the truth about 95% of the time.
+Cox fit with those covariates and that SD, not the models of the report's fracture Cox table. A reader
+sees whether the pipeline recovers what was planted; the 95% CI should cover the truth about 95% of the
+time.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from epi_spineage import stats
+from epi_spineage.report import labels as L
 from epi_spineage.schema import OUTCOMES, PAD_COLUMN
 
 COLUMNS = ["cohort", "quantity", "label", "truth", "estimate", "ci_low", "ci_high", "covered", "n", "method"]
@@ -57,7 +59,7 @@ def truth_table(truth: dict[str, Any], results) -> pd.DataFrame:
                 _row(
                     role,
                     "pad_mean_years",
-                    f"{role}: PAD mean, y",
+                    f"{L.cohort(role)}: PAD mean, y",
                     pm["pad_mean_population"],
                     m,
                     m - half,
@@ -75,7 +77,7 @@ def truth_table(truth: dict[str, Any], results) -> pd.DataFrame:
                 _row(
                     role,
                     "pad_sd_years",
-                    f"{role}: PAD SD, y",
+                    f"{L.cohort(role)}: PAD SD, y",
                     pm["pad_sd_population"],
                     s,
                     lo,
@@ -109,7 +111,7 @@ def truth_table(truth: dict[str, Any], results) -> pd.DataFrame:
                 _row(
                     role,
                     f"hr_per_sd_{outcome}",
-                    f"{role}: HR per SD of PAD, {outcome.replace('_', ' ')}",
+                    f"{L.cohort(role)}: HR per SD of PAD, {L.outcome(outcome)}",
                     true_hr,
                     r["estimate"],
                     r["ci_low"],
@@ -127,7 +129,7 @@ def truth_table(truth: dict[str, Any], results) -> pd.DataFrame:
                     _row(
                         role,
                         "age_gap_r2",
-                        f"{role}: R² of the PAD regression",
+                        f"{L.cohort(role)}: R² of the PAD regression",
                         pm["r2_population"],
                         blk["r2"].iloc[0],
                         np.nan,

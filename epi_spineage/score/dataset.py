@@ -89,6 +89,17 @@ class ArchiveDataset(IterableDataset):
         # the one indexing pass, in the main process (reused when the workers restart)
         self.refs = index_archives(self.archives) if refs is None else refs
 
+    def n_members(self, limit: int | None = None) -> int | None:
+        """How many members the scoring loop walks (its progress total), from the index already made.
+
+        None when that is unknown before the walk: a compressed tar is indexed as one stream, and a
+        ``limit`` below the member count stops the walk at a point that depends on what is known.
+        """
+        if any(ref.kind == "stream" for ref in self.refs):
+            return None
+        n = len(self.refs)
+        return n if limit is None or limit >= n else None
+
     def entries(self):
         """(name, size, member-or-error) of this worker's share; members read lazily, each once."""
         info = get_worker_info()

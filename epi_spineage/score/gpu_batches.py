@@ -618,6 +618,7 @@ def score_on_gpu(
 
     cuda = torch.device(device).type == "cuda"
     dataset = GpuArchiveDataset(archive_paths, ctx, limit=limit)
+    bar.total = dataset.n_members(limit)  # the progress bar's total, for its ETA (epi_spineage.progress)
     prefetch = 2
     loader = DataLoader(
         dataset,

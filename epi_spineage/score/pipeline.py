@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -30,6 +29,7 @@ from epi_spineage.db.paths import hash_path
 from epi_spineage.db.results import now_utc, to_table
 from epi_spineage.errors import UserError
 from epi_spineage.privacy import require_key
+from epi_spineage.progress import Progress
 from epi_spineage.provenance import (
     PACKAGE_VERSION,
     host_name,
@@ -178,7 +178,7 @@ def _read_known(
                 db.check_database_key(con, key_fingerprint(key))
             if spool.pending():
                 summary = ingest_into(con, spool.folder, delete=True)
-                log.warning("loaded the spool left by an earlier run: %s", summary.line())
+                log.info("loaded the spool left by an earlier run: %s", summary.line())
             n = db.mark_abandoned_runs(con)
             if n:
                 log.warning("%d earlier run(s) had stopped without finishing; marked interrupted", n)
@@ -400,7 +400,7 @@ def _score_locked(
     seen_hashes = _seen_hashes(known)
     mapped = {}  # the workers' shared batch buffers, kept mapped here for their next batches
     status = "failed"
-    bar = _progress_bar(progress)
+    bar = _progress_bar(progress, total=None if dataset is None else dataset.n_members(limit))  # GPU: its loop sets it
     committer = BackgroundCommitter(writer, min_interval_s=commit_interval_s)
     t0 = time.perf_counter()
     t_first, n_first = None, 0
@@ -626,27 +626,10 @@ def _score_batch(loaded, rows, batch, ready, keep, seen_hashes, provenance) -> l
     return out
 
 
-class _NoBar:
-    def update(self, n: int) -> None:
-        pass
-
-    def set_postfix_str(self, text: str, refresh: bool = True) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _progress_bar(progress: bool | None):
-    """tqdm on stderr (images/s in its rate), or a silent stand-in when off or tqdm is missing."""
-    disable = not sys.stderr.isatty() if progress is None else not progress
-    if disable:
-        return _NoBar()
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return _NoBar()
-    return tqdm(unit="img", desc="scoring", file=sys.stderr, smoothing=0.1)
+def _progress_bar(progress: bool | None, total: int | None = None) -> Progress:
+    """The scorer's progress (``epi_spineage.progress``): a bar with total, images/s and ETA on a
+    terminal, one INFO summary line otherwise; ``progress`` True/False forces the bar on/off."""
+    return Progress("scoring", total=total, unit="img", show=progress, logger=log)
 
 
 def locate(path_hash: str, archives: Sequence[str | os.PathLike], *, key: bytes) -> list[str]:

@@ -662,9 +662,7 @@ def score_archives_ray(
                 dbschema.apply_schema(con, key=key_bytes)
                 resumed = ingest_into(con, shards, delete=True)
                 stats.n_rows_resumed = resumed.counts.offered
-                log.warning(
-                    "loaded %d shard(s) left by an interrupted Ray job: %s", stats.n_units_resumed, resumed.line()
-                )
+                log.info("loaded %d shard(s) left by an interrupted Ray job: %s", stats.n_units_resumed, resumed.line())
             finally:
                 con.close()
         known = _read_known(

@@ -70,7 +70,7 @@ class ResultWriter:
             self.n_spool_files += 1
             return "spool"
         if self.spooling:
-            log.warning("database %s is free again; writing to it directly", self.db_path)
+            log.info("database %s is free again; writing to it directly", self.db_path)
             self.spooling = False
         self.counts.add(counts)
         log.info("committed %d row(s): %d new score(s)", table.num_rows, counts.scored)

@@ -273,6 +273,7 @@ def format_table_one(
     p_digits: int = 3,
     labels: dict[str, str] | None = None,
     binary_level: str = "1",
+    missing: bool = False,
 ) -> pd.DataFrame:
     """The published layout of a ``table_one`` result (strings; rounding happens only here).
 
@@ -280,15 +281,18 @@ def format_table_one(
     percentage of ``binary_level``, "n (%)"), and a header row plus one row per level for other
     categorical variables. Columns: ``characteristic``, one per group (headed ``"<group> (n=N)"``
     with N the largest ``n`` of that group), and ``p value``. ``labels`` renames variables.
+    ``missing``: also an ``n missing`` column (before ``p value``): the variable's missing values over
+    all groups (the overall column's count where ``tidy`` has one), on the variable's first row.
     """
     labels = labels or {}
     groups = list(dict.fromkeys(tidy["group"]))
     group_n = {g: int(tidy.loc[tidy["group"] == g, "n"].max()) for g in groups}
     heads = {g: f"{g} (n={group_n[g]})" for g in groups}
-    out = []
+    out: list[dict[str, str]] = []
     for var, block in tidy.groupby("variable", sort=False):
         name = labels.get(var, var)
         p = _fmt_p(block["p_value"].iloc[0], p_digits)
+        first = len(out)  # this variable's first row gets its missing count
         if block["level"].isna().all():
             row = {"characteristic": f"{name}, mean ± SD"}
             for g in groups:
@@ -296,26 +300,32 @@ def format_table_one(
                 row[heads[g]] = f"{r['mean']:.{digits}f} ± {r['sd']:.{digits}f}" if r["n"] else ""
             row["p value"] = p
             out.append(row)
-            continue
-        levels = list(dict.fromkeys(block["level"]))
-        if set(levels) <= {"0", "1"}:
-            row = {"characteristic": f"{name}, n (%)"}
-            for g in groups:
-                r = block[(block["group"] == g) & (block["level"] == binary_level)]
-                row[heads[g]] = (
-                    f"{int(r['count'].iloc[0])} ({r['percent'].iloc[0]:.{digits}f})"
-                    if len(r)
-                    else f"0 ({0:.{digits}f})"
-                )
-            row["p value"] = p
-            out.append(row)
-            continue
-        out.append({"characteristic": f"{name}, n (%)", **{heads[g]: "" for g in groups}, "p value": p})
-        for lv in levels:
-            row = {"characteristic": f"  {lv}"}
-            for g in groups:
-                r = block[(block["group"] == g) & (block["level"] == lv)].iloc[0]
-                row[heads[g]] = f"{int(r['count'])} ({r['percent']:.{digits}f})"
-            row["p value"] = ""
-            out.append(row)
-    return pd.DataFrame(out, columns=["characteristic", *heads.values(), "p value"])
+        else:
+            levels = list(dict.fromkeys(block["level"]))
+            if set(levels) <= {"0", "1"}:
+                row = {"characteristic": f"{name}, n (%)"}
+                for g in groups:
+                    r = block[(block["group"] == g) & (block["level"] == binary_level)]
+                    row[heads[g]] = (
+                        f"{int(r['count'].iloc[0])} ({r['percent'].iloc[0]:.{digits}f})"
+                        if len(r)
+                        else f"0 ({0:.{digits}f})"
+                    )
+                row["p value"] = p
+                out.append(row)
+            else:
+                out.append({"characteristic": f"{name}, n (%)", **{heads[g]: "" for g in groups}, "p value": p})
+                for lv in levels:
+                    row = {"characteristic": f"  {lv}"}
+                    for g in groups:
+                        r = block[(block["group"] == g) & (block["level"] == lv)].iloc[0]
+                        row[heads[g]] = f"{int(r['count'])} ({r['percent']:.{digits}f})"
+                    row["p value"] = ""
+                    out.append(row)
+        if missing:
+            per_group = block.groupby("group", sort=False)["n_missing"].first()
+            n_miss = int(per_group["overall"]) if "overall" in per_group.index else int(per_group.sum())
+            for i, row in enumerate(out[first:]):
+                row["n missing"] = f"{n_miss:,}" if i == 0 else ""
+    columns = ["characteristic", *heads.values(), *(["n missing"] if missing else []), "p value"]
+    return pd.DataFrame(out, columns=columns)

@@ -197,8 +197,7 @@ def write_phantom_archive(
     folder: ``<out>/manifest.csv``). ``image`` is ``"<out>::<member>"`` for archives (``out`` as given)
     and the file path for a folder.
     """
-    from tqdm import tqdm
-
+    from epi_spineage.progress import Progress
     from epi_spineage.synth import dicom as dcm
 
     out = os.fspath(out)
@@ -236,11 +235,10 @@ def write_phantom_archive(
     rows = []
     sink = _Sink(out, kind)
     t0 = time.perf_counter()
+    # progress None: a bar only on a terminal; the summary is the "wrote ..." line below, so leave=False
+    bar = Progress("phantoms", total=n, unit="img", show=progress, leave=False)
     try:
-        # disable=None: tqdm shows the bar only on a TTY
-        for i in tqdm(
-            range(n), desc="phantoms", unit="img", disable=None if progress is None else not progress, leave=False
-        ):
+        for i in bar.iterate(range(n)):
             rng = np.random.default_rng([int(seed), i])
             pid = str(pids[i])
             mod = str(mods[i])
@@ -312,6 +310,7 @@ def write_phantom_archive(
         csv = manifest.to_csv(index=False).encode()
         sink.add("manifest.csv", csv)
     finally:
+        bar.close()
         sink.close()
     if kind != "folder":
         Path(out + ".manifest.csv").write_bytes(csv)

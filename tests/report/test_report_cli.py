@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import re
 
 import pandas as pd
 import pytest
@@ -24,11 +26,19 @@ def _one_line_error(capsys, argv) -> str:
     return err
 
 
-def test_demo_cli_prints_index_path(tmp_path, capsys):
+def test_demo_cli_prints_index_path(tmp_path, capsys, caplog):
     out = tmp_path / "demo"
-    assert main([*SMALL, "--out", str(out), "--no-svg"]) == 0
-    printed = capsys.readouterr().out.strip()
+    with caplog.at_level(logging.INFO, logger="epi_spineage"):
+        assert main([*SMALL, "--out", str(out), "--no-svg"]) == 0
+    captured = capsys.readouterr()
+    printed = captured.out.strip()
     assert printed == str(out / "index.html")
+    # stderr is no terminal here: no bar, and one INFO line with every step and its time (issue 16)
+    assert "\r" not in captured.err and "step/s" not in captured.err
+    summary = [r.getMessage() for r in caplog.records if r.name == "epi_spineage.cli.report"]
+    assert len(summary) == 1 and summary[0].startswith("report: ")
+    for step in ("simulate the demo cohorts", "table 1", "Cox models, fracture", "write HTML, tables and exports"):
+        assert re.search(rf"{re.escape(step)} ([\d.]+ s|\d+ min \d+ s)( \||$)", summary[0]), step
     payload = json.loads((out / "results.json").read_text())
     assert payload["meta"]["synthetic"] is True
     assert payload["numbers"]["n_analysed"]["external"] == 600
