@@ -371,7 +371,8 @@ def imputation_section(d) -> None:
                 row[f"{label}: n/events"] = ""
                 continue
             row[f"{label}: HR per SD (95% CI)"] = _ci_text(r)
-            row[f"{label}: n/events"] = f"{int(r['n']):,}/{int(r['events']):,}"
+            has_n = pd.notna(r.get("n")) and pd.notna(r.get("events"))
+            row[f"{label}: n/events"] = f"{int(r['n']):,}/{int(r['events']):,}" if has_n else ""
         r = blk[blk["analysis"] == "multiple imputation"]
         fmi = r["fmi"].iloc[0] if len(r) and "fmi" in r.columns else float("nan")
         dfcom = r["dfcom"].iloc[0] if len(r) and "dfcom" in r.columns else float("nan")

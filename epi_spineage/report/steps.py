@@ -916,7 +916,35 @@ def multiple_imputation(results: StudyResults) -> ImputationResult:
     for role, c in results.cohorts.items():
         t0 = time.perf_counter()
         df = c.frame
-        todo = _mi_models(results, df)
+        specs = _mi_models(results, df)
+        if not specs:
+            continue
+        if not df[list(dict.fromkeys([PAD_COLUMN, *[v for *_, covs in specs for v in covs]]))].isna().any().any():
+            out.nothing_missing.append(role)
+            continue
+        todo = []
+        for family, outcome, model, covs in specs:
+            event, time_col = OUTCOMES[outcome]
+            use, dropped = _usable_covariates(df, time_col, event, PAD_COLUMN, covs)
+            n_events = int(pd.to_numeric(df[event], errors="coerce").fillna(0).sum())
+            n_par, rule = 1 + len(use), cfg.min_events_per_parameter
+            if not df[[PAD_COLUMN, *use]].isna().any().any():
+                note = "no missing values"
+            elif rule is not None and n_events / n_par < rule:
+                # the events-per-parameter rule does not depend on the imputation: a model it refuses on
+                # every row is not imputed for (this also keeps small cohorts fast)
+                note = (
+                    f"{NOT_ESTIMABLE}: {n_events} event(s) for {n_par} parameter(s) on all rows, fewer than "
+                    f"{rule:g} per parameter (not imputed)"
+                )
+            else:
+                todo.append((family, outcome, model, covs))
+                continue
+            tags = dict(cohort=role, family=family, outcome=outcome, model=dropped_label(model, dropped))
+            cc = _complete_case_row(results, family, role, outcome, model)
+            if cc is not None:
+                rows.append({**tags, "analysis": CC_ANALYSIS, "term": PAD_COLUMN, **cc})
+            rows.append({**tags, "analysis": MI_ANALYSIS, "term": PAD_COLUMN, "note": note})
         if not todo:
             continue
         columns = list(dict.fromkeys([PAD_COLUMN, *[v for *_, covs in todo for v in covs]]))
@@ -930,9 +958,6 @@ def multiple_imputation(results: StudyResults) -> ImputationResult:
                 "outcomes left out (the imputation model needs every outcome)"
             )
             sub = sub[complete_outcome]
-        if not sub[columns].isna().any().any():
-            out.nothing_missing.append(role)
-            continue
         m = mi_sets(cfg, len(sub))
         mi = _try(
             results,
@@ -954,9 +979,6 @@ def multiple_imputation(results: StudyResults) -> ImputationResult:
             tags = dict(cohort=role, family=family, outcome=outcome, model=dropped_label(model, dropped))
             if cc is not None:
                 rows.append({**tags, "analysis": CC_ANALYSIS, "term": PAD_COLUMN, **cc})
-            if not mi.original[[PAD_COLUMN, *use]].isna().any().any():
-                rows.append({**tags, "analysis": MI_ANALYSIS, "term": PAD_COLUMN, "note": "no missing values"})
-                continue
             res = _try(
                 results,
                 f"multiple imputation, {family} {model} ({role}, {outcome})",
@@ -982,7 +1004,22 @@ def multiple_imputation(results: StudyResults) -> ImputationResult:
             entry = {k: r[k] for k in ("estimate", "ci_low", "ci_high", "p_value", "n", "fmi", "dfcom")}
             out.hr_per_sd.setdefault(role, {}).setdefault(outcome, {})[model] = entry
         out.seconds[role] = time.perf_counter() - t0
-    out.comparison = pd.DataFrame(rows)
+    comp = pd.DataFrame(rows)
+    if len(comp):  # the configured order (cohort, family, model, outcome), complete cases first
+        order = {r: i for i, r in enumerate(results.cohorts)}
+        models = {m: i for i, m in enumerate(dict.fromkeys([*cfg.fracture_models, *cfg.mortality_models]))}
+        outcomes = {o: i for i, o in enumerate([*cfg.fracture_outcomes, cfg.mortality_outcome])}
+        key = pd.DataFrame(
+            {
+                "c": comp["cohort"].map(order),
+                "f": comp["family"].ne("fracture"),
+                "m": comp["model"].str.split(";").str[0].map(models),
+                "o": comp["outcome"].map(outcomes),
+                "a": comp["analysis"].ne(CC_ANALYSIS),
+            }
+        )
+        comp = comp.loc[key.sort_values(list(key.columns), kind="stable").index].reset_index(drop=True)
+    out.comparison = comp
     out.missing = concat(missing)
     return out
 
