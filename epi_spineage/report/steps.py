@@ -829,10 +829,11 @@ def competing_risk(results: StudyResults) -> CompetingResult:
         )
         curves.append(tag(kmc[["group", "time", "estimate", "ci_low", "ci_high"]], cohort=role, method="1 - KM"))
         if cr["acceleration"].nunique() > 1:
+            frame = cr
             g = _try(
                 results,
                 f"Gray's test ({role})",
-                lambda cr=cr: stats.gray_test(cr, CR_TIME, CR_EVENT, group="acceleration", cause=1),
+                lambda: stats.gray_test(frame, CR_TIME, CR_EVENT, group="acceleration", cause=1),
             )
             if g is not None:
                 gray.append(tag(g, cohort=role, outcome=frac, comparison="accelerated vs not accelerated"))
@@ -856,7 +857,7 @@ def _mi_models(results: StudyResults, df: pd.DataFrame) -> list[tuple[str, str, 
     and a first model too where one of its variables has a missing value. Models whose covariate is absent
     from the data are left out, as the complete-case fits leave them out."""
     cfg = results.config
-    out = []
+    out: list[tuple[str, str, str, list[str]]] = []
     for family, outcomes, models in (
         ("fracture", cfg.fracture_outcomes, cfg.fracture_models),
         ("mortality", [cfg.mortality_outcome], cfg.mortality_models),
@@ -962,7 +963,7 @@ def multiple_imputation(results: StudyResults) -> ImputationResult:
         mi = _try(
             results,
             f"multiple imputation ({role})",
-            lambda sub=sub, m=m: stats.impute_mice(
+            lambda: stats.impute_mice(
                 sub, columns, time=times, event=events, m=m, n_iter=cfg.mi_iterations, seed=cfg.mi_seed
             ),
         )
@@ -1006,15 +1007,15 @@ def multiple_imputation(results: StudyResults) -> ImputationResult:
         out.seconds[role] = time.perf_counter() - t0
     comp = pd.DataFrame(rows)
     if len(comp):  # the configured order (cohort, family, model, outcome), complete cases first
-        order = {r: i for i, r in enumerate(results.cohorts)}
+        cohort_rank = {r: i for i, r in enumerate(results.cohorts)}
         models = {m: i for i, m in enumerate(dict.fromkeys([*cfg.fracture_models, *cfg.mortality_models]))}
-        outcomes = {o: i for i, o in enumerate([*cfg.fracture_outcomes, cfg.mortality_outcome])}
+        outcome_rank = {o: i for i, o in enumerate([*cfg.fracture_outcomes, cfg.mortality_outcome])}
         key = pd.DataFrame(
             {
-                "c": comp["cohort"].map(order),
+                "c": comp["cohort"].map(cohort_rank),
                 "f": comp["family"].ne("fracture"),
                 "m": comp["model"].str.split(";").str[0].map(models),
-                "o": comp["outcome"].map(outcomes),
+                "o": comp["outcome"].map(outcome_rank),
                 "a": comp["analysis"].ne(CC_ANALYSIS),
             }
         )
