@@ -19,7 +19,7 @@ import pandas as pd
 from epi_spineage import __version__
 from epi_spineage.report import figures as F
 from epi_spineage.report import labels as L
-from epi_spineage.report.config import StudyConfig
+from epi_spineage.report.config import MI_LARGE_N, StudyConfig
 from epi_spineage.report.render import FigureItem, Section, TableItem, format_ci, format_p, write_report
 from epi_spineage.report.results import (
     AGE_PREDICTOR,
@@ -819,6 +819,15 @@ def _methods(d: _Doc, meta: dict) -> None:
             "Competing risk: Aalen-Johansen cumulative incidence, death as the competing event; Gray's test; "
             "Fine-Gray subdistribution hazards (as cmprsk::crr) beside cause-specific Cox models "
             "(docs/methods.md#fine-gray).",
+            (
+                f"Multiple imputation (sensitivity analysis): {cfg.mi_imputations} imputed sets "
+                f"({min(cfg.mi_imputations, cfg.mi_imputations_large)} in a cohort of more than {MI_LARGE_N:,} rows) "
+                f"of {cfg.mi_iterations} "
+                f"chained-equation cycles, seed {cfg.mi_seed}; Rubin's rules with Barnard-Rubin df "
+                "(docs/methods.md#multiple-imputation)."
+                if cfg.multiple_imputation
+                else "Multiple imputation: switched off in the study config; complete cases only."
+            ),
             f"FRAX high risk: MOF >= {cfg.frax_mof_threshold_pct:g}% or hip >= {cfg.frax_hip_threshold_pct:g}%; "
             "FRAX AUROC ignores censoring.",
             "Incidence: exact Poisson CIs; median follow-up by reverse Kaplan-Meier.",
