@@ -22,7 +22,11 @@ from typing import Any
 
 from epi_spineage.errors import UserError
 from epi_spineage.stats.cox import MODEL_COVARIATES
+from epi_spineage.stats.imputation import DEFAULT_M, DEFAULT_SEED
 from epi_spineage.stats.regression import DEFAULT_AGE_GAP_COVARIATES
+
+#: a cohort with more analysed rows than this gets ``mi_imputations_large`` imputed sets (docs/guides/report.md)
+MI_LARGE_N = 20_000
 
 #: Model name -> covariates besides PAD per SD: the study's sets, from the stats layer (one definition).
 DEFAULT_FRACTURE_MODELS: dict[str, list[str]] = {k: list(v) for k, v in MODEL_COVARIATES["fracture"].items()}
@@ -89,6 +93,16 @@ class StudyConfig:
     frax_hip_threshold_pct: float = 3.0
     #: scoring QC: minimum images in a month x manufacturer cell before drift is flagged; None = the database's
     drift_min_count: int | None = None
+    #: competing risk: Fine-Gray subdistribution HRs beside the cause-specific and ordinary Cox HRs
+    fine_gray: bool = True
+    #: missing covariates: models refitted after multiple imputation (docs/methods.md#multiple-imputation)
+    multiple_imputation: bool = True
+    mi_imputations: int = DEFAULT_M
+    #: imputed sets in a cohort of more than MI_LARGE_N analysed rows (stated in the report; = mi_imputations
+    #: keeps m everywhere), and chained-equation cycles per set
+    mi_imputations_large: int = 5
+    mi_iterations: int = 10
+    mi_seed: int = DEFAULT_SEED
     #: title shown on the report
     title: str = "Spine age and incident fracture and mortality"
 
@@ -118,6 +132,15 @@ class StudyConfig:
         dmc = self.drift_min_count
         if dmc is not None and (isinstance(dmc, bool) or not isinstance(dmc, int) or dmc < 1):
             raise UserError("config: [scoring] drift_min_count must be a whole number >= 1")
+        for key in ("fine_gray", "multiple_imputation"):
+            if not isinstance(getattr(self, key), bool):
+                raise UserError(f"config: [sensitivity] {key} must be true or false")
+        for key, low in (("mi_imputations", 2), ("mi_imputations_large", 2), ("mi_iterations", 1)):
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, int) or v < low:
+                raise UserError(f"config: [sensitivity] {key} must be a whole number >= {low}")
+        if isinstance(self.mi_seed, bool) or not isinstance(self.mi_seed, int) or self.mi_seed < 0:
+            raise UserError("config: [sensitivity] mi_seed must be a whole number >= 0")
         if self.ties not in ("efron", "breslow"):
             raise UserError(f"config: ties must be efron or breslow, not {self.ties!r}")
         if self.km_ci not in ("log-log", "log"):
@@ -139,7 +162,7 @@ class StudyConfig:
 
 
 # TOML layout: [cohorts], [pad], [grouping], [survival], [outcomes], [models.fracture],
-# [models.mortality], [regression], [table1], [frax], [report]; each key maps to one field.
+# [models.mortality], [regression], [table1], [frax], [sensitivity], [report], [scoring]; each key maps to one field.
 _SECTIONS: dict[str, dict[str, str]] = {
     "cohorts": {"derivation": "derivation", "external": "external", "derivation_split": "derivation_split"},
     "pad": {"derivation": "pad_derivation", "external": "pad_external"},
@@ -157,6 +180,14 @@ _SECTIONS: dict[str, dict[str, str]] = {
     "frax": {"mof_threshold_pct": "frax_mof_threshold_pct", "hip_threshold_pct": "frax_hip_threshold_pct"},
     "report": {"title": "title"},
     "scoring": {"drift_min_count": "drift_min_count"},
+    "sensitivity": {
+        "fine_gray": "fine_gray",
+        "multiple_imputation": "multiple_imputation",
+        "mi_imputations": "mi_imputations",
+        "mi_imputations_large": "mi_imputations_large",
+        "mi_iterations": "mi_iterations",
+        "mi_seed": "mi_seed",
+    },
 }
 #: old TOML keys that still work, with a DeprecationWarning: (section, old key) -> new key
 _DEPRECATED_KEYS = {("grouping", "accelerated_rule"): "cut_rule"}

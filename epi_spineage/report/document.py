@@ -21,7 +21,7 @@ from epi_spineage import __version__
 from epi_spineage.progress import Progress
 from epi_spineage.report import figures as F
 from epi_spineage.report import labels as L
-from epi_spineage.report.config import StudyConfig, config_rows, config_to_toml
+from epi_spineage.report.config import MI_LARGE_N, StudyConfig, config_rows, config_to_toml
 from epi_spineage.report.render import CodeItem, FigureItem, Section, TableItem, format_ci, format_p, write_report
 from epi_spineage.report.results import (
     AGE_PREDICTOR,
@@ -38,6 +38,7 @@ from epi_spineage.report.results import (
     SubgroupResult,
     Table1Result,
 )
+from epi_spineage.report.steps import CAUSE_SPECIFIC, FINE_GRAY, ORDINARY_COX
 from epi_spineage.schema import PAD_COLUMN, SYNTHETIC_NOTICE
 from epi_spineage.stats.grouping import FOUR_GROUP_LABELS, REFERENCE_GROUP
 
@@ -596,6 +597,107 @@ def _competing(d: _Doc) -> None:
                 if (g, m) in wide.columns:
                     disp[f"{g}: {m}"] = [f"{v:.3f}" if pd.notna(v) else "" for v in wide[(g, m)]]
         d.table(s, "competing_risk", "Cumulative incidence at fixed times: 1 - KM vs Aalen-Johansen.", disp, frame=t)
+    _gray(d, s, comp)
+    _competing_hrs(d, s, comp)
+
+
+def _gray(d: _Doc, s: Section, comp: CompetingResult) -> None:
+    """Gray's test of equal cumulative incidence beside the Aalen-Johansen curves."""
+    g = comp.gray
+    if not len(g):
+        return
+    parts = [
+        f"{L.cohort(r['cohort'])}: chi-square {r['statistic']:.2f}, {int(r['df'])} df, p = {format_p(r['p_value'])}"
+        for _, r in g.iterrows()
+    ]
+    s.paragraphs.append(
+        f"Gray's test of equal cumulative incidence of {L.outcome(d.r.config.km_outcome)}, accelerated vs not "
+        "(death competing): " + "; ".join(parts) + "."
+    )
+    disp = pd.DataFrame(
+        {
+            "cohort": g["cohort"].map(L.cohort),
+            "outcome": g["outcome"].map(L.outcome),
+            "comparison": g["comparison"],
+            "chi-square": g["statistic"].map("{:.2f}".format),
+            "degrees of freedom": g["df"].map("{:d}".format),
+            "p": g["p_value"].map(format_p),
+            "n": g["n"].map("{:,}".format),
+            "fractures": g["events"].map("{:,}".format),
+        }
+    )
+    d.table(s, "competing_risk_gray", "Gray's test (rho = 0) of equal cumulative incidence.", disp, frame=g)
+
+
+#: how to read each of the three hazard ratios of the competing-risk table (one sentence each)
+COMPETING_READING = {
+    FINE_GRAY: "the subdistribution HR (Fine-Gray) is the effect of PAD on the cumulative "
+    "incidence of fracture in the presence of death: participants who die stay in its risk set, so a higher "
+    "sHR means more people with a fracture by a given time, whether through a higher fracture rate or "
+    "through longer survival; use it for prediction",
+    CAUSE_SPECIFIC: "the cause-specific HR is the effect of PAD on the fracture rate among "
+    "participants still alive and fracture-free (deaths censored at death); use it for aetiology",
+    ORDINARY_COX: "the ordinary Cox HR of the fracture sections treats death as censoring, so it "
+    "estimates the same quantity as the cause-specific HR; on the same rows it is the cause-specific model "
+    "itself when fracture follow-up ends at death",
+}
+
+
+def _competing_hrs(d: _Doc, s: Section, comp: CompetingResult) -> None:
+    cfg = d.r.config
+    h = comp.hazard_ratios
+    if not comp.fine_gray:
+        s.paragraphs.append(
+            "The Fine-Gray regression is switched off in the study config ([sensitivity] fine_gray = false)."
+        )
+    if not len(h):
+        return
+    model, covs = next(iter(cfg.fracture_models.items()))
+    estimators = list(dict.fromkeys(h["estimator"]))
+    s.paragraphs.append(
+        "Hazard ratios per SD of PAD with death as a competing event, all with the covariates of the first "
+        f"fracture model ({model}: PAD + {', '.join(L.var(v) for v in covs)}) on the same rows (complete cases) "
+        "and the same SD of PAD as the Cox sections. How to read them:"
+    )
+    cs = h[h["estimator"] == CAUSE_SPECIFIC].set_index(["cohort", "outcome"])["estimate"]
+    ordinary = h[h["estimator"] == ORDINARY_COX].set_index(["cohort", "outcome"])["estimate"]
+    both = pd.concat([cs.rename("cs"), ordinary.rename("cox")], axis=1).dropna()
+    same = ""
+    if len(both):
+        same = (
+            " (here they are identical in every cohort and outcome: fracture follow-up ends at death in these data)"
+            if np.allclose(both["cs"].astype(float), both["cox"].astype(float), rtol=1e-9, atol=0)
+            else " (here they differ where a participant's fracture follow-up runs past their death: the ordinary "
+            "model keeps them at risk, the cause-specific one stops at death)"
+        )
+    for e in estimators:
+        text = COMPETING_READING.get(e)
+        if text:
+            s.bullets.append(text[0].upper() + text[1:] + (same if e == ORDINARY_COX else "") + ".")
+    rows = []
+    for (cohort, outcome), blk in h.groupby(["cohort", "outcome"], sort=False):
+        row = {"cohort": L.cohort(cohort), "outcome": L.outcome(outcome)}
+        for e in estimators:
+            r = blk[blk["estimator"] == e]
+            row[f"{e} (95% CI)"] = _ci(r.iloc[0]) if len(r) else "not estimated"
+        first = blk.iloc[0]
+        row["n"] = f"{int(first['n']):,}"
+        row["fractures"] = f"{int(first['events']):,}"
+        row["deaths first"] = f"{int(first['n_competing']):,}"
+        model_label = str(first["model"])
+        if model_label != model:
+            row["note"] = model_label.split("; ", 1)[-1]
+        rows.append(row)
+    d.table(
+        s,
+        "competing_risk_hazard_ratios",
+        f"Hazard ratios (95% CI) per SD of PAD for incident fracture with death competing, {model} covariates: "
+        "Fine-Gray subdistribution HR (sandwich SE, as cmprsk::crr), cause-specific Cox HR and ordinary Cox HR "
+        f"(deaths censored); 'not estimable': fewer than {cfg.min_events_per_parameter or 0:g} events per "
+        "parameter, no convergence, or an infinite CI.",
+        pd.DataFrame(rows),
+        frame=h,
+    )
 
 
 def _subgroups(d: _Doc) -> None:
@@ -717,7 +819,18 @@ def _methods(d: _Doc, meta: dict) -> None:
             "R's t.test defaults to Welch); n (%) with Pearson's chi-square without Yates' correction, "
             "Fisher's exact test when an expected count < 5.",
             "AUROC: DeLong CIs and paired DeLong tests (Sun & Xu fast algorithm; ties count one half).",
-            "Competing risk: Aalen-Johansen cumulative incidence, death as the competing event.",
+            "Competing risk: Aalen-Johansen cumulative incidence, death as the competing event; Gray's test; "
+            "Fine-Gray subdistribution hazards (as cmprsk::crr) beside cause-specific Cox models "
+            "(docs/methods.md#fine-gray).",
+            (
+                f"Multiple imputation (sensitivity analysis): {cfg.mi_imputations} imputed sets "
+                f"({min(cfg.mi_imputations, cfg.mi_imputations_large)} in a cohort of more than {MI_LARGE_N:,} rows) "
+                f"of {cfg.mi_iterations} "
+                f"chained-equation cycles, seed {cfg.mi_seed}; Rubin's rules with Barnard-Rubin df "
+                "(docs/methods.md#multiple-imputation)."
+                if cfg.multiple_imputation
+                else "Multiple imputation: switched off in the study config; complete cases only."
+            ),
             f"FRAX high risk: MOF >= {cfg.frax_mof_threshold_pct:g}% or hip >= {cfg.frax_hip_threshold_pct:g}%; "
             "FRAX AUROC ignores censoring.",
             "Incidence: exact Poisson CIs; median follow-up by reverse Kaplan-Meier.",
@@ -774,6 +887,7 @@ def build_sections(
         ("mortality", lambda: _mortality(d)),
         ("rates", lambda: _rates(d)),
         ("competing", lambda: _competing(d)),
+        ("imputation", lambda: _imputation(d)),
         ("subgroups", lambda: _subgroups(d)),
         ("frax", lambda: _frax(d)),
         ("agegap", lambda: _age_gap(d)),
@@ -785,6 +899,12 @@ def build_sections(
     ):
         func()
     return [s for s in d.sections if s.paragraphs or s.bullets or s.figures or s.tables or s.code]
+
+
+def _imputation(d: _Doc) -> None:
+    from epi_spineage.report.document_extra import imputation_section
+
+    imputation_section(d)
 
 
 def _frax(d: _Doc) -> None:

@@ -195,6 +195,17 @@ COLUMNS = {
     "delta_years": "change, y",
     "bound_years": "bound, y",
     "drift_flag": "flagged",
+    # competing risk and multiple imputation (issue 15)
+    "estimator": "estimator",
+    "n_competing": "competing events (death first)",
+    "n_parameters": "model parameters",
+    "comparison": "comparison",
+    "family": "model family",
+    "n_imputed": "rows with an imputed value",
+    "m": "imputed sets",
+    "dfcom": "complete-data df",
+    "fmi": "fraction of missing information",
+    "share_missing": "share missing",
 }
 
 

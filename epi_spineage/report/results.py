@@ -211,16 +211,77 @@ class RatesResult:
 
 @dataclass
 class CompetingResult:
-    """Aalen-Johansen (death competing) vs 1 - KM at fixed times, and the curves."""
+    """Death as a competing risk of fracture.
+
+    ``table``: Aalen-Johansen (death competing) vs 1 - KM at fixed times; ``cuminc``: the curves;
+    ``gray``: Gray's test of equal cumulative incidence, accelerated vs not (one row per cohort);
+    ``hazard_ratios``: per fracture outcome and cohort, the PAD row (per SD) of three models with the
+    same covariates (``model``): Fine-Gray subdistribution HR, cause-specific Cox HR and the ordinary Cox
+    HR (deaths censored), in the column ``estimator`` (``FINE_GRAY``, ``CAUSE_SPECIFIC``, ``ORDINARY_COX``),
+    with ``n``, ``events``, ``n_competing`` and ``note`` (not estimable). ``fine_gray``: whether the
+    config asked for the regressions (``hazard_ratios`` is empty when it did not).
+    ``hr_per_sd[role][outcome][estimator]`` holds the estimate, CI, p, n and events (results.json).
+    """
 
     table: pd.DataFrame = field(default_factory=_frame)
     cuminc: pd.DataFrame = field(default_factory=_frame)
+    gray: pd.DataFrame = field(default_factory=_frame)
+    hazard_ratios: pd.DataFrame = field(default_factory=_frame)
+    fine_gray: bool = True
+    hr_per_sd: dict[str, dict[str, dict[str, dict[str, Any]]]] = field(default_factory=dict)
 
     def tables(self) -> dict[str, pd.DataFrame]:
-        return {"competing_risk": self.table}
+        return {
+            "competing_risk": self.table,
+            "competing_risk_gray": self.gray,
+            "competing_risk_hazard_ratios": self.hazard_ratios,
+        }
 
     def curves(self) -> dict[str, pd.DataFrame]:
         return {"cuminc": self.cuminc}
+
+    def numbers(self) -> dict[str, Any]:
+        gray = {}
+        if len(self.gray):
+            gray = {str(r["cohort"]): float(r["p_value"]) for _, r in self.gray.iterrows()}
+        return _nonempty({"competing_hr_per_sd": self.hr_per_sd, "gray_test_p_value": gray})
+
+
+@dataclass
+class ImputationResult:
+    """Multiple imputation as a sensitivity analysis to the complete-case Cox models.
+
+    ``comparison``: one row per cohort x outcome x model x ``analysis`` ("complete cases" or
+    "multiple imputation"), the PAD row (HR per SD) with ``estimate, std_error, ci_low, ci_high,
+    ci_level, p_value, n, events, note``; the imputed rows add ``m``, ``df`` (Barnard-Rubin), ``dfcom``
+    (complete-data df: events - coefficients, as mice::pool for coxph) and ``fmi``. ``missing``: per
+    cohort and imputed variable, ``n``, ``n_missing``, ``share_missing``. ``nothing_missing``: cohorts
+    with no missing value in any model variable (nothing to impute; one line in the report).
+    ``seconds[role]``: imputation and refits per cohort. ``enabled``: the config's
+    ``multiple_imputation``. ``m``: the configured imputed sets; ``m_used[role]``: those used (fewer in a
+    cohort of more than ``large_n`` rows, ``config.mi_imputations_large``).
+    """
+
+    comparison: pd.DataFrame = field(default_factory=_frame)
+    missing: pd.DataFrame = field(default_factory=_frame)
+    nothing_missing: list[str] = field(default_factory=list)
+    m: int = 0
+    m_used: dict[str, int] = field(default_factory=dict)
+    large_n: int = 0
+    seed: int = 0
+    method: str = ""
+    seconds: dict[str, float] = field(default_factory=dict)
+    enabled: bool = True
+    hr_per_sd: dict[str, dict[str, dict[str, dict[str, Any]]]] = field(default_factory=dict)
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        return {"mi_comparison": self.comparison, "mi_missing": self.missing}
+
+    def numbers(self) -> dict[str, Any]:
+        out = _nonempty({"mi_hr_per_sd": self.hr_per_sd, "mi_seconds": self.seconds})
+        if self.hr_per_sd:
+            out.update({"mi_imputations": self.m_used, "mi_seed": self.seed})
+        return out
 
 
 @dataclass
@@ -291,6 +352,7 @@ SECTIONS: dict[str, type] = {
     "mortality": MortalityResult,
     "rates": RatesResult,
     "competing": CompetingResult,
+    "imputation": ImputationResult,
     "subgroups": SubgroupResult,
     "frax": FraxResult,
     "age_gap": AgeGapResult,
@@ -317,6 +379,7 @@ class StudyResults:
     mortality: MortalityResult | None = None
     rates: RatesResult | None = None
     competing: CompetingResult | None = None
+    imputation: ImputationResult | None = None
     subgroups: SubgroupResult | None = None
     frax: FraxResult | None = None
     age_gap: AgeGapResult | None = None

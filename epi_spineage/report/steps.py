@@ -13,6 +13,7 @@ data-quality section. Anything else is a programming error and propagates.
 from __future__ import annotations
 
 import inspect
+import time
 import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -22,6 +23,7 @@ import pandas as pd
 
 from epi_spineage import stats
 from epi_spineage.errors import AnalysisNotPossible, UserError
+from epi_spineage.report.config import MI_LARGE_N
 from epi_spineage.report.results import (
     ACCEL_COLUMN,
     AGE_PREDICTOR,
@@ -36,6 +38,7 @@ from epi_spineage.report.results import (
     DiscriminationResult,
     FraxResult,
     GroupsKMResult,
+    ImputationResult,
     MortalityResult,
     RatesResult,
     StudyResults,
@@ -679,55 +682,140 @@ def rates(results: StudyResults) -> RatesResult:
 
 
 # ---------------------------------------------------------------------------------- competing risk
+#: the three estimators of the competing-risk hazard-ratio table (column ``estimator``)
+FINE_GRAY = "Fine-Gray subdistribution HR"
+CAUSE_SPECIFIC = "cause-specific Cox HR"
+ORDINARY_COX = "Cox HR, deaths censored"
+CR_TIME, CR_EVENT = "cr_years", "cr_event"
+
+
+def _competing_frame(df: pd.DataFrame, frac: str, death: str, extra: list[str]) -> pd.DataFrame:
+    """Time and type of the first event (1 fracture, 2 death first, 0 censored) on the needed columns only.
+
+    O(n): a copy of the outcome columns, PAD and ``extra``, never of the whole cohort.
+    """
+    (f_event, f_time), (d_event, d_time) = OUTCOMES[frac], OUTCOMES[death]
+    cols = list(dict.fromkeys([f_event, f_time, d_event, d_time, PAD_COLUMN, *[c for c in extra if c in df.columns]]))
+    cr = stats.competing_event_type(
+        df[cols], fracture=f_event, death=d_event, fracture_time=f_time, death_time=d_time, out_time=CR_TIME
+    )
+    return cr[cr[CR_EVENT].notna()]
+
+
+def _pad_row(summary: pd.DataFrame, n_events: int, rule: float | None, **extra: Any) -> dict[str, Any]:
+    """The PAD row of a fit, blanked with a note where the fit is not estimable (``mark_not_estimable``)."""
+    s = mark_not_estimable(summary, n_events, rule)
+    row = s[s["term"] == PAD_COLUMN].iloc[0].to_dict()
+    keep = ("term", "estimate", "std_error", "statistic", "p_value", "ci_low", "ci_high", "ci_level", "note")
+    return {**{k: row.get(k) for k in keep}, **extra}
+
+
+def _competing_hrs(results: StudyResults, role: str, df: pd.DataFrame, outcome: str) -> list[dict[str, Any]]:
+    """Fine-Gray, cause-specific and ordinary Cox HR per SD of PAD for one fracture outcome (death competing).
+
+    The three models share the rows (complete cases of the first fracture model's covariates), the
+    covariates and the SD of PAD (the cohort's, as the Cox sections). Each model costs O(n p^2) per
+    Newton step after one O(n log n) sort (``stats.fine_gray``'s sorted cumulative sums; no O(n^2)
+    risk-set loop as in ``cmprsk::crr``).
+    """
+    cfg = results.config
+    model, wanted = next(iter(cfg.fracture_models.items()))
+    cr = _competing_frame(df, outcome, cfg.mortality_outcome, list(wanted))
+    f_event, f_time = OUTCOMES[outcome]
+    use, dropped = _usable_covariates(cr, CR_TIME, CR_EVENT, PAD_COLUMN, [v for v in wanted if v in cr.columns])
+    cr = cr.dropna(subset=[PAD_COLUMN, *use])
+    sd = float(df[PAD_COLUMN].std(ddof=1))
+    label = dropped_label(model, dropped)
+    rule = cfg.min_events_per_parameter
+    n_par = 1 + len(use)
+    common = dict(cohort=role, outcome=outcome, model=label)
+    rows = []
+    where = f"competing risk, {label} ({role}, {outcome})"
+
+    def fine_gray() -> dict[str, Any]:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            fg = stats.fine_gray(cr, CR_TIME, CR_EVENT, PAD_COLUMN, use, sd=sd, level=cfg.ci_level, model=model)
+        summary = fg.summary
+        if not fg.converged or caught:
+            why = "; ".join(str(w.message) for w in caught) or "the fit did not converge"
+            summary = summary.assign(note=f"{NOT_ESTIMABLE}: {why}", **{c: np.nan for c in _NUMBERS})
+        return _pad_row(
+            summary,
+            fg.events,
+            rule,
+            n=fg.n,
+            events=fg.events,
+            n_competing=fg.n_competing,
+            method=fg.summary["method"].iloc[0],
+        )
+
+    def cox(kind: str) -> dict[str, Any]:
+        kw = dict(sd=sd, ties=cfg.ties, level=cfg.ci_level, model=model, **_cox_kwargs(stats.cox_per_sd, cfg))
+        if kind == CAUSE_SPECIFIC:
+            res = stats.cause_specific_cox(cr, CR_TIME, CR_EVENT, PAD_COLUMN, use, cause=1, **kw)
+        else:  # the fracture sections' model on the same rows: fracture time, deaths censored at death
+            res = stats.cox_per_sd(cr, f_time, f_event, PAD_COLUMN, use, **kw)
+        n_comp = int((cr[CR_EVENT] == 2).sum())
+        return _pad_row(
+            res.summary,
+            int(res.events),
+            rule,
+            n=int(res.n),
+            events=int(res.events),
+            n_competing=n_comp,
+            method=res.summary["method"].iloc[0],
+        )
+
+    fits = ((FINE_GRAY, fine_gray), (CAUSE_SPECIFIC, lambda: cox(CAUSE_SPECIFIC)), (ORDINARY_COX, lambda: cox("")))
+    for estimator, fit in fits:
+        if estimator == FINE_GRAY and not cfg.fine_gray:
+            continue
+        row = _try(results, f"{where}, {estimator}", fit)
+        if row is not None:
+            rows.append({**common, "estimator": estimator, "n_parameters": n_par, **row})
+    return rows
+
+
 def competing_risk(results: StudyResults) -> CompetingResult:
-    """Aalen-Johansen cumulative incidence of fracture (death competing) vs 1 - KM, by accelerated."""
+    """Death competing with fracture: cumulative incidence, Gray's test and three hazard ratios per SD of PAD.
+
+    - Aalen-Johansen cumulative incidence of the KM outcome (death competing) vs 1 - KM, by accelerated
+      ageing, with Gray's test of equal cumulative incidence (accelerated vs not);
+    - for every fracture outcome and cohort (when ``config.fine_gray``): the Fine-Gray subdistribution HR
+      per SD of PAD beside the cause-specific Cox HR and the ordinary Cox HR (deaths censored), all with
+      the first fracture model's covariates on the same rows.
+
+    Complexity: O(n log n) per cohort and outcome (sorts; Aalen-Johansen, Gray's test and each model's
+    Newton steps are linear passes over the sorted rows). Copies only the columns it uses.
+    """
     cfg = results.config
     frac, death = cfg.km_outcome, cfg.mortality_outcome
-    at, curves = [], []
+    out = CompetingResult(fine_gray=cfg.fine_gray)
+    at, curves, gray, hrs = [], [], [], []
     for role, c in results.cohorts.items():
         df = c.frame
-        if not (has_outcome(df, frac) and has_outcome(df, death)) or ACCEL_COLUMN not in df.columns:
+        if not has_outcome(df, death):
             continue
-        cr = stats.survival.competing_event_type(
-            df,
-            fracture=OUTCOMES[frac][0],
-            death=OUTCOMES[death][0],
-            fracture_time=OUTCOMES[frac][1],
-            death_time=OUTCOMES[death][1],
-        )
-        cr = cr[cr[ACCEL_COLUMN].notna() & cr["cr_event"].notna()].copy()
+        for outcome in cfg.fracture_outcomes:
+            if has_outcome(df, outcome):
+                hrs.extend(_competing_hrs(results, role, df, outcome))
+        if not has_outcome(df, frac) or ACCEL_COLUMN not in df.columns:
+            continue
+        cr = _competing_frame(df, frac, death, [ACCEL_COLUMN])
+        cr = cr[cr[ACCEL_COLUMN].notna()].copy()
         if not len(cr):
             continue
         cr["acceleration"] = cr[ACCEL_COLUMN].map({1.0: "accelerated", 0.0: "not accelerated"})
-        tmax = float(cr["cr_years"].max())
+        tmax = float(cr[CR_TIME].max())
         times = [t for t in cfg.km_times_years if t <= tmax]
 
         def fit(cr=cr, times=times):
-            aj = stats.aalen_johansen(
-                cr,
-                "cr_years",
-                "cr_event",
-                group="acceleration",
-                cause=1,
-                times=times,
-                ci=cfg.km_ci,
-                ci_level=cfg.ci_level,
-            )
-            km = stats.km_cumulative_failure(
-                cr,
-                OUTCOMES[frac][1],
-                OUTCOMES[frac][0],
-                group="acceleration",
-                times=times,
-                ci=cfg.km_ci,
-                ci_level=cfg.ci_level,
-            )
-            ajc = stats.aalen_johansen(
-                cr, "cr_years", "cr_event", group="acceleration", cause=1, ci=cfg.km_ci, ci_level=cfg.ci_level
-            )
-            kmc = stats.km_curves(
-                cr, OUTCOMES[frac][1], OUTCOMES[frac][0], group="acceleration", ci=cfg.km_ci, ci_level=cfg.ci_level
-            )
+            kw = dict(group="acceleration", ci=cfg.km_ci, ci_level=cfg.ci_level)
+            aj = stats.aalen_johansen(cr, CR_TIME, CR_EVENT, cause=1, times=times, **kw)
+            km = stats.km_cumulative_failure(cr, OUTCOMES[frac][1], OUTCOMES[frac][0], times=times, **kw)
+            ajc = stats.aalen_johansen(cr, CR_TIME, CR_EVENT, cause=1, **kw)
+            kmc = stats.km_curves(cr, OUTCOMES[frac][1], OUTCOMES[frac][0], **kw)
             return aj, km, ajc, kmc
 
         res = _try(results, f"competing risk ({role})", fit)
@@ -740,7 +828,201 @@ def competing_risk(results: StudyResults) -> CompetingResult:
             tag(ajc[["group", "time", "estimate", "ci_low", "ci_high"]], cohort=role, method="Aalen-Johansen")
         )
         curves.append(tag(kmc[["group", "time", "estimate", "ci_low", "ci_high"]], cohort=role, method="1 - KM"))
-    return CompetingResult(concat(at), concat(curves))
+        if cr["acceleration"].nunique() > 1:
+            frame = cr
+            g = _try(
+                results,
+                f"Gray's test ({role})",
+                lambda: stats.gray_test(frame, CR_TIME, CR_EVENT, group="acceleration", cause=1),
+            )
+            if g is not None:
+                gray.append(tag(g, cohort=role, outcome=frac, comparison="accelerated vs not accelerated"))
+    out.table, out.cuminc, out.gray = concat(at), concat(curves), concat(gray)
+    out.hazard_ratios = pd.DataFrame(hrs)
+    for r in hrs:
+        entry = {k: r.get(k) for k in ("estimate", "ci_low", "ci_high", "p_value", "n", "events", "n_competing")}
+        if r.get("note"):
+            entry["note"] = r["note"]
+        out.hr_per_sd.setdefault(r["cohort"], {}).setdefault(r["outcome"], {})[r["estimator"]] = entry
+    return out
+
+
+# ---------------------------------------------------------------------------------- multiple imputation
+MI_ANALYSIS, CC_ANALYSIS = "multiple imputation", "complete cases"
+
+
+def _mi_models(results: StudyResults, df: pd.DataFrame) -> list[tuple[str, str, str, list[str]]]:
+    """(family, outcome, model, covariates) refitted after imputation: every model after the first of its
+    family (the study's models 2-3 for fracture and model 2 for mortality; model 1 needs only age and sex),
+    and a first model too where one of its variables has a missing value. Models whose covariate is absent
+    from the data are left out, as the complete-case fits leave them out."""
+    cfg = results.config
+    out: list[tuple[str, str, str, list[str]]] = []
+    for family, outcomes, models in (
+        ("fracture", cfg.fracture_outcomes, cfg.fracture_models),
+        ("mortality", [cfg.mortality_outcome], cfg.mortality_models),
+    ):
+        for i, (model, covs) in enumerate(models.items()):
+            if any(v not in df.columns or df[v].isna().all() for v in covs):
+                continue
+            if i == 0 and not df[[PAD_COLUMN, *covs]].isna().any().any():
+                continue
+            out.extend((family, o, model, list(covs)) for o in outcomes if has_outcome(df, o))
+    return out
+
+
+def _complete_case_row(results: StudyResults, family: str, role: str, outcome: str, model: str) -> dict | None:
+    """The complete-case PAD row the Cox sections already fitted (the same numbers, not a refit)."""
+    cox = results.cox(family)
+    if cox is None or not len(cox.summary):
+        return None
+    s = cox.summary
+    hit = s[(s["cohort"] == role) & (s["outcome"] == outcome) & (s["model"] == model) & (s["term"] == PAD_COLUMN)]
+    if not len(hit):
+        return None
+    r = hit.iloc[0]
+    keep = ("estimate", "std_error", "ci_low", "ci_high", "ci_level", "p_value", "n", "events", "note")
+    return {k: r.get(k) for k in keep}
+
+
+def mi_sets(cfg, n: int) -> int:
+    """Imputed sets for a cohort of ``n`` rows: ``mi_imputations``, or ``mi_imputations_large`` (if fewer)
+    above ``MI_LARGE_N`` rows. The efficiency of m sets relative to infinitely many is 1 / (1 + FMI / m)
+    (Rubin 1987): at least 94% with m = 5 for a fraction of missing information up to 0.3."""
+    return min(cfg.mi_imputations, cfg.mi_imputations_large) if n > MI_LARGE_N else cfg.mi_imputations
+
+
+def multiple_imputation(results: StudyResults) -> ImputationResult:
+    """Models 2-3 (fracture) and model 2 (mortality) after multiple imputation, beside the complete cases.
+
+    Per cohort, one imputation model (``stats.impute_mice``: ``config.mi_imputations`` sets, seeded by
+    ``config.mi_seed``) holds PAD, every covariate of the refitted models, and for each outcome its event
+    indicator and Nelson-Aalen cumulative hazard (White and Royston). Each model is fitted on every set
+    and pooled by Rubin's rules with Barnard-Rubin df (``stats.mi_cox_per_sd``; complete-data df =
+    events - coefficients, as ``mice::pool`` for coxph). PAD per the cohort's SD, as the Cox sections.
+
+    Complexity: O(m c k (n p^2 + n log n) + m M n p^2) per cohort for m sets, c chained-equation cycles
+    (``mi_iterations``) over the k incomplete variables (one regression on n rows and p predictors each,
+    and a sort for matching or one Cox fit per outcome, as ``stats.impute_mice`` does it) and M refitted
+    models: about n log n in n, linear in m. It is the report's slowest step, so its time is reported on
+    its own line (``seconds``, and the step timings); a cohort of more than ``MI_LARGE_N`` rows gets
+    ``mi_imputations_large`` sets (default 5, stated in the report), and ``multiple_imputation = false``
+    skips it (docs/guides/report.md).
+    """
+    cfg = results.config
+    out = ImputationResult(enabled=cfg.multiple_imputation, m=cfg.mi_imputations, seed=cfg.mi_seed, large_n=MI_LARGE_N)
+    if not cfg.multiple_imputation:
+        return out
+    rows, missing = [], []
+    for role, c in results.cohorts.items():
+        t0 = time.perf_counter()
+        df = c.frame
+        specs = _mi_models(results, df)
+        if not specs:
+            continue
+        if not df[list(dict.fromkeys([PAD_COLUMN, *[v for *_, covs in specs for v in covs]]))].isna().any().any():
+            out.nothing_missing.append(role)
+            continue
+        todo = []
+        for family, outcome, model, covs in specs:
+            event, time_col = OUTCOMES[outcome]
+            use, dropped = _usable_covariates(df, time_col, event, PAD_COLUMN, covs)
+            n_events = int(pd.to_numeric(df[event], errors="coerce").fillna(0).sum())
+            n_par, rule = 1 + len(use), cfg.min_events_per_parameter
+            if not df[[PAD_COLUMN, *use]].isna().any().any():
+                note = "no missing values"
+            elif rule is not None and n_events / n_par < rule:
+                # the events-per-parameter rule does not depend on the imputation: a model it refuses on
+                # every row is not imputed for (this also keeps small cohorts fast)
+                note = (
+                    f"{NOT_ESTIMABLE}: {n_events} event(s) for {n_par} parameter(s) on all rows, fewer than "
+                    f"{rule:g} per parameter (not imputed)"
+                )
+            else:
+                todo.append((family, outcome, model, covs))
+                continue
+            tags = dict(cohort=role, family=family, outcome=outcome, model=dropped_label(model, dropped))
+            cc = _complete_case_row(results, family, role, outcome, model)
+            if cc is not None:
+                rows.append({**tags, "analysis": CC_ANALYSIS, "term": PAD_COLUMN, **cc})
+            rows.append({**tags, "analysis": MI_ANALYSIS, "term": PAD_COLUMN, "note": note})
+        if not todo:
+            continue
+        columns = list(dict.fromkeys([PAD_COLUMN, *[v for *_, covs in todo for v in covs]]))
+        outcomes = list(dict.fromkeys(o for _, o, _, _ in todo))
+        times, events = [OUTCOMES[o][1] for o in outcomes], [OUTCOMES[o][0] for o in outcomes]
+        sub = df[[*columns, *times, *events]]
+        complete_outcome = sub[[*times, *events]].notna().all(axis=1)
+        if not complete_outcome.all():
+            results.warnings.append(
+                f"multiple imputation ({role}): {int((~complete_outcome).sum()):,} row(s) without complete "
+                "outcomes left out (the imputation model needs every outcome)"
+            )
+            sub = sub[complete_outcome]
+        m = mi_sets(cfg, len(sub))
+        mi = _try(
+            results,
+            f"multiple imputation ({role})",
+            lambda: stats.impute_mice(
+                sub, columns, time=times, event=events, m=m, n_iter=cfg.mi_iterations, seed=cfg.mi_seed
+            ),
+        )
+        if mi is None:
+            continue
+        out.m_used[role] = m
+        out.method = mi.method
+        missing.append(tag(mi.missing, cohort=role))
+        sd = float(df[PAD_COLUMN].std(ddof=1))
+        for family, outcome, model, covs in todo:
+            event, time_col = OUTCOMES[outcome]
+            cc = _complete_case_row(results, family, role, outcome, model)
+            use, dropped = _usable_covariates(df, time_col, event, PAD_COLUMN, covs)
+            tags = dict(cohort=role, family=family, outcome=outcome, model=dropped_label(model, dropped))
+            if cc is not None:
+                rows.append({**tags, "analysis": CC_ANALYSIS, "term": PAD_COLUMN, **cc})
+            res = _try(
+                results,
+                f"multiple imputation, {family} {model} ({role}, {outcome})",
+                lambda: stats.mi_cox_per_sd(
+                    mi, time_col, event, PAD_COLUMN, use, sd=sd, ties=cfg.ties, level=cfg.ci_level, model=model
+                ),
+            )
+            if res is None:
+                continue
+            res = mark_not_estimable(res, int(res["events"].iloc[0]), cfg.min_events_per_parameter)
+            r = res[res["term"] == PAD_COLUMN].iloc[0]
+            keep = ("estimate", "std_error", "ci_low", "ci_high", "ci_level", "p_value", "n", "events")
+            rows.append(
+                {
+                    **tags,
+                    "analysis": MI_ANALYSIS,
+                    "term": PAD_COLUMN,
+                    **{k: r[k] for k in keep},
+                    "note": r.get("note"),
+                    **{k: r[k] for k in ("n_imputed", "m", "df", "dfcom", "fmi", "method")},
+                }
+            )
+            entry = {k: r[k] for k in ("estimate", "ci_low", "ci_high", "p_value", "n", "fmi", "dfcom")}
+            out.hr_per_sd.setdefault(role, {}).setdefault(outcome, {})[model] = entry
+        out.seconds[role] = time.perf_counter() - t0
+    comp = pd.DataFrame(rows)
+    if len(comp):  # the configured order (cohort, family, model, outcome), complete cases first
+        cohort_rank = {r: i for i, r in enumerate(results.cohorts)}
+        models = {m: i for i, m in enumerate(dict.fromkeys([*cfg.fracture_models, *cfg.mortality_models]))}
+        outcome_rank = {o: i for i, o in enumerate([*cfg.fracture_outcomes, cfg.mortality_outcome])}
+        key = pd.DataFrame(
+            {
+                "c": comp["cohort"].map(cohort_rank),
+                "f": comp["family"].ne("fracture"),
+                "m": comp["model"].str.split(";").str[0].map(models),
+                "o": comp["outcome"].map(outcome_rank),
+                "a": comp["analysis"].ne(CC_ANALYSIS),
+            }
+        )
+        comp = comp.loc[key.sort_values(list(key.columns), kind="stable").index].reset_index(drop=True)
+    out.comparison = comp
+    out.missing = concat(missing)
+    return out
 
 
 # ---------------------------------------------------------------------------------- FRAX
@@ -865,6 +1147,7 @@ STEPS: list[tuple[str, str, Callable[[StudyResults], Any]]] = [
     ("Cox models, mortality", "mortality", cox_mortality),
     ("incidence rates", "rates", rates),
     ("competing risk", "competing", competing_risk),
+    ("multiple imputation", "imputation", multiple_imputation),
     ("subgroups by sex", "subgroups", subgroups),
     ("FRAX reclassification", "frax", frax),
     ("age-gap regression", "age_gap", age_gap),

@@ -400,7 +400,7 @@ def _score_locked(
     seen_hashes = _seen_hashes(known)
     mapped = {}  # the workers' shared batch buffers, kept mapped here for their next batches
     status = "failed"
-    bar = _progress_bar(progress, total=None if dataset is None else dataset.n_members(limit))  # GPU: its loop sets it
+    bar = _progress_bar(progress, total=None if first is None else first.n_members(limit))  # GPU: its loop sets it
     committer = BackgroundCommitter(writer, min_interval_s=commit_interval_s)
     t0 = time.perf_counter()
     t_first, n_first = None, 0

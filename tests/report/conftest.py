@@ -37,7 +37,9 @@ def built_report(tmp_path_factory, demo_inputs) -> BuiltReport:
     from epi_spineage.report.document import write_study_report
 
     der, ext, truth = demo_inputs
-    config = StudyConfig()
+    # every default but the size of the multiple imputation (2 sets of 2 cycles, not 20 of 10): the
+    # section and its tables are all there, in seconds (tests/report/test_report_sensitivity.py)
+    config = StudyConfig(mi_imputations=2, mi_iterations=2)
     results = run_study(der, ext, config)
     results.attach_truth(truth)
     out = tmp_path_factory.mktemp("demo_report")
