@@ -17,8 +17,14 @@ after correction the residual differences are centred on 0 but carry the calibra
 so the F test on the corrected PAD rejects more than 5% when the analysed set is large compared with
 the calibration set (the lines' error is the same for every analysed participant).
 
-Measured on 2026-11-30 (2 shared cores), ``--seeds 200 --n 3000 --calibration 0.5``: see the table
-printed by the script (kept in docs/methods.md#domain-shift).
+Measured on 2026-11-30 (2 shared cores), ``--seeds 100 --n 3000`` (52 s; with ``--calibration 0.8``, 66 s);
+the full tables are in docs/methods.md#per-manufacturer-correction:
+
+    calibration  scenario  rejects: uncorrected  corrected   recovered (+3, -2)          left (0, 0)
+    0.5          offsets   1.00                  0.34        +2.91 +- 0.52, -1.96 +- 0.57  +0.01 +- 0.76, -0.01 +- 0.86
+    0.5          null      0.05                  0.33
+    0.8          offsets   0.99                  0.08        +2.90 +- 0.36, -1.97 +- 0.43  +0.09 +- 0.80, -0.00 +- 1.03
+    0.8          null      0.05                  0.08
 """
 
 from __future__ import annotations

@@ -96,7 +96,7 @@ def _add_bias_fit(sub, p) -> None:
         epilog=EPILOG,
         formatter_class=p.formatter_class,
     )
-    bf.error = p.error  # type: ignore[method-assign]
+    bf.error = p.error
     bf.add_argument("--db", required=True, metavar="FILE.duckdb", help="the scored DuckDB file with its cohort")
     bf.add_argument(
         "--calibration-set",

@@ -129,10 +129,12 @@ class StudyConfig:
             )
         cal = self.bias_calibration_set
         if cal is not None and (not isinstance(cal, str) or not cal.strip()):
-            raise UserError("config: [bias] calibration_set names a cohort or cohort:split, e.g. 'external:calibration'")
+            raise UserError(
+                "config: [bias] calibration_set names a cohort or cohort:split, e.g. 'external:calibration'"
+            )
         if self.bias_correction == "per_manufacturer" and cal is None:
             raise UserError(
-                "config: [bias] correction = \"per_manufacturer\" needs calibration_set (the set the lines were "
+                'config: [bias] correction = "per_manufacturer" needs calibration_set (the set the lines were '
                 "fitted on with `cohort bias-fit --calibration-set`)"
             )
         if self.ties not in ("efron", "breslow"):

@@ -286,7 +286,8 @@ def _domain_shift(d, s, qc) -> None:
                     "manufacturer": terms["level"].astype(str),
                     "reference": terms["reference"].astype(str),
                     "adjusted difference, y (95% CI)": [
-                        format_ci(e, lo, hi, 2) for e, lo, hi in zip(terms["estimate"], terms["ci_low"], terms["ci_high"])
+                        format_ci(e, lo, hi, 2)
+                        for e, lo, hi in zip(terms["estimate"], terms["ci_low"], terms["ci_high"])
                     ],
                     "p": terms["p_value"].map(format_p),
                     "n": terms["n_level"].map("{:,}".format),

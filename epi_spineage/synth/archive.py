@@ -218,8 +218,8 @@ def write_phantom_archive(
     ``image_offsets_years`` (scanner domain shift, docs/methods.md#domain-shift; off by default):
     manufacturer -> years added to the spine age an image of that manufacturer is drawn with, so a model
     reads that scanner's images older (or younger); it comes on top of ``spine_age_years`` (which, from
-    ``simulate_study(manufacturers=...)``, already holds the score offsets). Without a ``manufacturer`` column the manufacturers
-    are then drawn before rendering from their own random stream. The manifest gains
+    ``simulate_study(manufacturers=...)``, already holds the score offsets). Without a ``manufacturer``
+    column the manufacturers are then drawn before rendering from their own random stream. The manifest gains
     ``true_manufacturer`` and ``true_image_offset_years``. Without offsets and without the column every
     byte is as before.
 

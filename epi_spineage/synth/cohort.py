@@ -950,7 +950,9 @@ def simulate_study(
     md = me = None
     if manufacturers is not None:  # spawned after the cohorts' streams, which stay as they were
         md, me = (np.random.default_rng(s) for s in ss.spawn(2))
-    der, t_der = simulate_cohort(derivation_spec, int(n_derivation), rd, manufacturers=manufacturers, manufacturer_rng=md)
+    der, t_der = simulate_cohort(
+        derivation_spec, int(n_derivation), rd, manufacturers=manufacturers, manufacturer_rng=md
+    )
     ext, t_ext = simulate_cohort(external_spec, int(n_external), re_, manufacturers=manufacturers, manufacturer_rng=me)
     truth = {
         "synthetic": True,

@@ -38,7 +38,9 @@ def test_the_0_1_0_database_gains_bias_corrections_and_the_views_apply_them(v1_d
             FROM v_cohort_scores ORDER BY participant_id""").df()
         same = after["manufacturer"].fillna("(missing)") == man[0]
         assert set(after.loc[same, "bias_correction_scope"]) == {"manufacturer"}
-        want = fit.apply(after.loc[same, "age_years"], after.loc[same, "spine_age_years"], after.loc[same, "manufacturer"])
+        want = fit.apply(
+            after.loc[same, "age_years"], after.loc[same, "spine_age_years"], after.loc[same, "manufacturer"]
+        )
         np.testing.assert_allclose(after.loc[same, "corrected"], want, rtol=1e-12)
         apply_schema(con, key=V1_KEY)  # idempotent
         assert con.execute("SELECT count(*) FROM bias_corrections").fetchall() == [(1,)]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import duckdb
 import numpy as np
-import pandas as pd
 import pytest
 
 from epi_spineage.cli.cohort import main as cohort_main
@@ -51,9 +50,14 @@ def _inputs(db, config):
     return load_inputs(cohort=None, mapping=None, db=str(db), config=config, seed=0, n_derivation=0, n_external=0)
 
 
-def test_shift_found_then_removed_and_the_report_applies_the_views_correction(shifted_db, capsys, built_report, tmp_path):
+def test_shift_found_then_removed_and_the_report_applies_the_views_correction(
+    shifted_db, capsys, built_report, tmp_path
+):
     db, df = shifted_db
-    assert cohort_main(["bias-fit", "--db", str(db), "--calibration-set", "external_calibration", "--min-images", "30"]) == 0
+    assert (
+        cohort_main(["bias-fit", "--db", str(db), "--calibration-set", "external_calibration", "--min-images", "30"])
+        == 0
+    )
     out = capsys.readouterr().out
     assert "calibration set external_calibration" in out and "PHANTOMRAD (SYNTHETIC)" in out
     config = _config(correction="per_manufacturer", calibration_set="external_calibration")

@@ -203,4 +203,6 @@ def test_without_a_pooled_correction_a_small_manufacturer_stays_missing():
     assert np.isfinite(out[:70]).all() and np.isnan(out[70:]).all()
     pooled = BiasCorrection().fit(age, spine)
     fit2 = ManufacturerBiasCorrection("cal", pooled=pooled.to_dict(), min_images=30).fit(age, spine, man)
-    np.testing.assert_allclose(fit2.apply(age[70:] + 1, spine[70:], man[70:]), pooled._correct(age[70:] + 1, spine[70:]))
+    np.testing.assert_allclose(
+        fit2.apply(age[70:] + 1, spine[70:], man[70:]), pooled._correct(age[70:] + 1, spine[70:])
+    )

@@ -5,6 +5,7 @@ benchmarks/domain_shift.py)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -38,7 +39,9 @@ def test_offsets_are_off_by_default_and_touch_only_the_score_when_on(tmp_path):
     written = json.loads((tmp_path / "truth.json").read_text())
     assert written["cohorts"]["derivation"]["manufacturers"]["score_offsets_years"] == truth["score_offsets_years"]
     with pytest.raises(UserError, match="unknown manufacturer"):
-        simulate_study(seed=5, n_derivation=300, n_external=300, manufacturers=ManufacturerShift(score_offsets_years={"X": 1}))
+        simulate_study(
+            seed=5, n_derivation=300, n_external=300, manufacturers=ManufacturerShift(score_offsets_years={"X": 1})
+        )
 
 
 def test_shift_is_detected_and_removed_by_the_per_manufacturer_correction():
@@ -94,6 +97,6 @@ def test_image_offsets_draw_a_scanners_phantoms_older(tmp_path):
     plain = write_phantom_archive(tmp_path / "b", **{**kw, "participants": older})
     assert "true_image_offset_years" not in plain.columns
     for a, b in zip(shifted["image"], plain["image"]):
-        assert open(a, "rb").read() == open(b, "rb").read()
+        assert Path(a).read_bytes() == Path(b).read_bytes()
     with pytest.raises(UserError, match="no image has manufacturer"):
         write_phantom_archive(tmp_path / "c", image_offsets_years={"NOBODY": 1.0}, **kw)
