@@ -174,6 +174,10 @@ def test_per_manufacturer_correction_is_the_same_in_sql_and_python_and_removes_t
         m: (f.alpha_, f.beta_) for m, f in fit.fits_.items()
     }
     assert back.calibration_ids == fit.calibration_ids
+    # the zero-row data test holds, and catches a pooled row that carries a line of its own
+    assert dbschema.run_sql_tests(con)["bias_corrections_consistent.sql"] == 0
+    con.execute("UPDATE bias_corrections SET alpha = 0.1 WHERE manufacturer = 'TINY'").fetchall()
+    assert dbschema.run_sql_tests(con)["bias_corrections_consistent.sql"] == 1
 
 
 def test_calibration_set_names_and_refusals():
