@@ -118,6 +118,14 @@ def test_the_report_refuses_a_calibration_set_it_analyses_or_does_not_find(shift
     assert cohort_main(["bias-fit", "--db", str(copy), "--calibration-set", "external"]) == 0  # the analysed one
     with pytest.raises(UserError, match="analysed participant"):
         _inputs(copy, _config(correction="per_manufacturer", calibration_set="external"))
+    # too few calibration images for every manufacturer: all fall back to the pooled line, each with a warning
+    assert cohort_main(["bias-fit", "--db", str(copy), "--calibration-set", "external_calibration",
+                        "--min-images", "1000"]) == 0  # fmt: skip
+    inputs = _inputs(copy, _config(correction="per_manufacturer", calibration_set="external_calibration"))
+    fallbacks = [w for w in inputs.warnings if "fewer than 1000; the pooled correction is used" in w]
+    assert len(fallbacks) == 3
+    ext = inputs.external
+    np.testing.assert_allclose(ext["spine_age_corrected_years"], ext["spine_age_years"])  # pooled = identity here
     with pytest.raises(UserError, match="needs --db"):
         load_inputs(
             cohort="x.csv", mapping=None, db=None, config=_config(correction="per_manufacturer", calibration_set="e"),
