@@ -17,7 +17,7 @@ _HELP = {
     "explain": "Grad-CAM gallery for chosen images",
     "score": "score archives into DuckDB (the nightly job)",
     "ingest": "load Parquet shards (Ray or spool) into DuckDB",
-    "cohort": "load and validate a cohort table into DuckDB, pseudonymising ids",
+    "cohort": "load and validate a cohort table into DuckDB (ids pseudonymised); cut points; bias fits per scanner",
     "frax": "export FRAX batch input with spine age; import FRAX results",
     "report": "the HTML report (no arguments: the synthetic demo)",
     "demo": "the whole product on synthetic data: phantom archive -> model -> DuckDB -> report",

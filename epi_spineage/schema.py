@@ -119,7 +119,7 @@ TOOLS = (
 )
 
 # DuckDB tables (sql/schema.sql).
-DB_TABLES = ("images", "scores", "runs", "errors", "models", "cohort", "cutpoints", "settings")
+DB_TABLES = ("images", "scores", "runs", "errors", "models", "cohort", "cutpoints", "settings", "bias_corrections")
 
 #: Environment variable holding the pseudonymisation key (or use a key file).
 PSEUDONYM_KEY_ENV = "EPI_SPINEAGE_PSEUDONYM_KEY"

@@ -180,3 +180,27 @@ CREATE TABLE IF NOT EXISTS settings (
 INSERT OR IGNORE INTO settings (name, value, description, updated_at) VALUES
     ('drift_min_count', '30', 'v_drift flags a cell only when it holds at least this many images',
      current_timestamp);
+
+-- Per-manufacturer bias corrections (schema version 5; docs/methods.md#domain-shift): one row per
+-- (model, manufacturer), fitted by `python -m epi_spineage.cohort bias-fit` on the calibration set the user
+-- names; refitting a model replaces its rows. scope 'manufacturer': corrected = spine age - (alpha * age + beta)
+-- with this manufacturer's own alpha and beta; scope 'pooled': fewer than min_images calibration images, so
+-- the model's pooled correction (models.metadata_json) applies and alpha/beta are NULL. v_cohort_scores
+-- applies these rows (spine_age_corrected_by_manufacturer_years) and leaves calibration participants NULL.
+CREATE TABLE IF NOT EXISTS bias_corrections (
+    model_id                   VARCHAR NOT NULL,
+    manufacturer               VARCHAR NOT NULL,   -- as images.manufacturer; '(missing)' for images without one
+    calibration_set            VARCHAR NOT NULL,   -- the name the user gave: COHORT or COHORT:SPLIT
+    scope                      VARCHAR NOT NULL,   -- 'manufacturer' (own fit) or 'pooled' (too few images)
+    method                     VARCHAR NOT NULL,   -- 'beheshti'
+    alpha                      DOUBLE,             -- slope of PAD on age; NULL where scope = 'pooled'
+    beta                       DOUBLE,             -- intercept; NULL where scope = 'pooled'
+    n_images                   INTEGER NOT NULL,   -- calibration pairs of this manufacturer
+    min_images                 INTEGER NOT NULL,   -- the fewest pairs a manufacturer's own fit needs
+    fit_ids                    VARCHAR[],          -- keyed hashes of this manufacturer's calibration participants
+    data_hash                  VARCHAR,            -- bias.data_hash of the fitted (age, spine age) pairs
+    note                       VARCHAR,
+    fitted_at                  TIMESTAMP NOT NULL,
+    package_version            VARCHAR,
+    PRIMARY KEY (model_id, manufacturer)
+);

@@ -26,6 +26,7 @@ examples:
   python -m epi_spineage.cohort cutpoints set --db spine.duckdb --name pad_tertile_years --value 2.5 \
       --source-cohort derivation --method "tertile of the derivation test set"
   python -m epi_spineage.cohort cutpoints show --db spine.duckdb
+  python -m epi_spineage.cohort bias-fit --db spine.duckdb --calibration-set external:calibration
 
 `load` validates first (one line per problem, nothing loaded on failure), pseudonymises
 participant_id with the key (EPI_SPINEAGE_PSEUDONYM_KEY, ..._KEY_FILE or --key-file), and
@@ -33,6 +34,11 @@ upserts by participant (--replace empties the table first). Columns outside the 
 added to the table as they are. `cutpoints set` stores the frozen PAD cut that v_accelerated compares
 with (pad_tertile_years: uncorrected PAD; pad_corrected_tertile_years: corrected PAD; --cut-rule '>='
 flags PAD >= cut, '>' flags PAD > cut); until one is set, v_accelerated.accelerated is NULL.
+`bias-fit` fits one Beheshti bias correction per scanner manufacturer on the calibration set you name
+(COHORT or COHORT:SPLIT of the cohort table, scored participants only) and stores it with the model
+(table bias_corrections); a manufacturer with fewer than --min-images calibration images keeps the
+model's pooled correction. v_cohort_scores applies it, and the report does with
+[bias] correction = "per_manufacturer" (docs/methods.md#domain-shift).
 """
 
 
@@ -40,7 +46,7 @@ def build_parser():
     p = make_parser(
         "epi-spineage cohort", "Validate a cohort table, or load it into DuckDB with pseudonymised ids.", EPILOG
     )
-    sub = p.add_subparsers(dest="command", required=True, metavar="{load,validate,upgrade,cutpoints}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{load,validate,upgrade,cutpoints,bias-fit}")
     up = sub.add_parser(
         "upgrade",
         help="bring a database's schema to this package's version (nothing is rescored)",
@@ -59,6 +65,7 @@ def build_parser():
         help="how long to wait while another process holds the database (default 60)",
     )
     _add_cutpoints(sub, p)
+    _add_bias_fit(sub, p)
     for name, text in (("load", "validate, pseudonymise and load into DuckDB"), ("validate", "check a table only")):
         s = sub.add_parser(name, help=text, description=text, epilog=EPILOG, formatter_class=p.formatter_class)
         s.error = p.error  # type: ignore[method-assign]  # one-line usage errors, exit 2
@@ -78,6 +85,61 @@ def build_parser():
                 help="how long to wait while another process holds the database (default 60)",
             )
     return p
+
+
+def _add_bias_fit(sub, p) -> None:
+    bf = sub.add_parser(
+        "bias-fit",
+        help="fit per-manufacturer bias corrections on a calibration set and store them with the model",
+        description="Fit one bias correction per scanner manufacturer on the calibration set you name and "
+        "store it with the model (table bias_corrections; docs/methods.md#domain-shift).",
+        epilog=EPILOG,
+        formatter_class=p.formatter_class,
+    )
+    bf.error = p.error
+    bf.add_argument("--db", required=True, metavar="FILE.duckdb", help="the scored DuckDB file with its cohort")
+    bf.add_argument(
+        "--calibration-set",
+        required=True,
+        metavar="COHORT[:SPLIT]",
+        help="the participants to fit on: a cohort value, or cohort:split (e.g. external:calibration); "
+        "the report refuses to analyse any of them with this correction",
+    )
+    bf.add_argument("--model-id", default=None, help="the model whose scores to correct (needed when several)")
+    bf.add_argument(
+        "--min-images",
+        type=int,
+        default=30,
+        metavar="N",
+        help="a manufacturer with fewer calibration images keeps the pooled correction (default 30)",
+    )
+    bf.add_argument(
+        "--lock-timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="how long to wait while another process holds the database (default 60)",
+    )
+
+
+def _bias_fit(args) -> int:
+    from epi_spineage.db.bias import fit_bias_corrections
+
+    model_id, fit = fit_bias_corrections(
+        args.db,
+        args.calibration_set,
+        model_id=args.model_id,
+        min_images=args.min_images,
+        lock_timeout_s=args.lock_timeout,
+    )
+    print(f"{args.db}: per-manufacturer bias correction for model {model_id}, calibration set {fit.calibration_set}")
+    for m in sorted(fit.n_images_):
+        f = fit.fits_.get(m)
+        line = f"alpha {f.alpha_:+.4f}, beta {f.beta_:+.3f}" if f is not None else "pooled correction (fallback)"
+        print(f"  {m}: {fit.n_images_[m]} image(s); {line}")
+    for note in fit.notes():
+        print(f"  note: {note}")
+    return EXIT_OK
 
 
 def _add_cutpoints(sub, p) -> None:
@@ -195,6 +257,8 @@ def _main(argv: Sequence[str] | None) -> int:
         return _upgrade(args)
     if args.command == "cutpoints":
         return _cutpoints(args)
+    if args.command == "bias-fit":
+        return _bias_fit(args)
     df, problems = _read(args)
     if args.command == "validate":
         if problems:

@@ -10,6 +10,7 @@ where users look for it; this package applies it. It is the one place in Python 
 - ``locking``: one writer at a time, retries while the file is busy
 - ``cohort``: loading a pseudonymised cohort table
 - ``readonly``: the report's read-only attach with the views built over it
+- ``bias``: per-manufacturer bias corrections fitted on a named calibration set, stored with the model
 
 Importing this package loads nothing heavy; import the submodules you need.
 """

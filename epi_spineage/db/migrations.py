@@ -97,6 +97,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "hashed paths, one key per database, file fingerprints", apply=_v3_hash_paths),
     # Version 4: scores.decoder, the image decoder behind each score (the GPU path, issue 13).
     Migration(4, "scores.decoder", sql_file="004_score_decoder.sql"),
+    # Version 5: bias_corrections, per-manufacturer bias corrections stored with the model (issue 15).
+    Migration(5, "bias_corrections (per-manufacturer bias correction)", sql_file="005_bias_corrections.sql"),
 )
 
 #: The schema version this package writes.

@@ -10,7 +10,14 @@ from __future__ import annotations
 import importlib.resources
 
 #: Views in dependency order (each file ``sql/<name>.sql`` holds ``CREATE OR REPLACE VIEW <name>``).
-VIEWS = ("v_latest_score", "v_baseline_image", "v_cohort_scores", "v_accelerated", "v_drift")
+VIEWS = (
+    "v_latest_score",
+    "v_baseline_image",
+    "v_cohort_scores",
+    "v_accelerated",
+    "v_drift",
+    "v_agreement_by_manufacturer",
+)
 
 
 def sql_dir():

@@ -10,6 +10,7 @@ from epi_spineage._lazy import lazy_exports
 
 _EXPORTS = {
     "BiasCorrection": "bias",
+    "ManufacturerBiasCorrection": "bias",
     "MeanVarianceLoss": "loss",
     "SpineAgeNet": "network",
     "build_model": "network",

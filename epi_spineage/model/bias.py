@@ -266,3 +266,208 @@ class BiasCorrection:
         if self.alpha_ is None:
             return f"BiasCorrection(method={self.method!r}, unfitted)"
         return f"BiasCorrection(method={self.method!r}, alpha={self.alpha_:.4f}, beta={self.beta_:.3f}, n={self.n_})"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Per-manufacturer correction (docs/methods.md#domain-shift)
+
+#: A manufacturer with fewer calibration pairs than this keeps the pooled correction (``min_images``).
+DEFAULT_MIN_IMAGES = 30
+#: The label of images without a manufacturer (as ``stats.agreement_by_group`` and the SQL views write it).
+MISSING_MANUFACTURER = "(missing)"
+
+
+def manufacturer_labels(manufacturer) -> np.ndarray:
+    """Manufacturer names as text, a missing one as ``"(missing)"`` (the views' ``coalesce``)."""
+    out = []
+    for v in np.asarray(manufacturer, dtype=object).ravel():
+        missing = v is None or (isinstance(v, float) and np.isnan(v)) or str(v) in ("", "<NA>", "nan")
+        out.append(MISSING_MANUFACTURER if missing else str(v))
+    return np.asarray(out, dtype=object)
+
+
+class ManufacturerBiasCorrection:
+    """One Beheshti correction per scanner manufacturer, fitted on a named calibration set.
+
+    Images from another manufacturer can read older or younger by a constant and with another slope
+    against age; a pooled correction leaves that offset in PAD. This fits ``PAD = alpha_m * age + beta_m``
+    on the calibration pairs of each manufacturer ``m`` that has at least ``min_images`` of them. A
+    manufacturer with fewer (or none) falls back to ``pooled`` (the model's own correction, what
+    ``bias_correction = "pooled"`` applies), with a note; with no pooled correction either its corrected
+    values are NaN, never a silent wrong number.
+
+    As ``BiasCorrection``, it records the keyed-hash ids of every calibration participant and refuses to
+    correct them (``apply``), because corrected accuracy on the fitting data is flattered.
+
+    Parameters
+    ----------
+    calibration_set : the name of the calibration set (stored with the fits; ``COHORT`` or ``COHORT:SPLIT``
+        for sets taken from the cohort table, as ``cohort bias-fit --calibration-set`` names them).
+    pooled : the pooled ``BiasCorrection`` (or its dict) used for manufacturers without enough images.
+    min_images : the fewest calibration pairs a manufacturer's own fit needs (default 30).
+    """
+
+    def __init__(self, calibration_set: str, *, pooled=None, min_images: int = DEFAULT_MIN_IMAGES):
+        if not str(calibration_set).strip():
+            raise UserError("name the calibration set (e.g. 'external:calibration')")
+        if int(min_images) < 3:
+            raise UserError("min_images must be at least 3 (a line needs 3 pairs to be checked)")
+        if pooled is not None and not isinstance(pooled, BiasCorrection):
+            pooled = BiasCorrection.from_dict(dict(pooled))
+        self.calibration_set = str(calibration_set).strip()
+        self.pooled = pooled
+        self.min_images = int(min_images)
+        self.fits_: dict[str, BiasCorrection] = {}
+        self.n_images_: dict[str, int] = {}
+        self.fit_ids_: dict[str, list[str]] = {}
+        self.key_fingerprint_: str | None = None
+
+    def fit(
+        self, chronological_age, predicted_age, manufacturer, ids: Sequence[object] | None = None, *, key=None
+    ) -> ManufacturerBiasCorrection:
+        """Fit one line per manufacturer with at least ``min_images`` pairs; the others fall back."""
+        age, pred = _as_arrays(chronological_age, predicted_age)
+        man = manufacturer_labels(manufacturer)
+        if man.size != age.size:
+            raise UserError(f"manufacturer ({man.size}) and ages ({age.size}) differ in length")
+        hashed, self.key_fingerprint_ = hash_ids(ids, key)
+        if hashed is not None and len(hashed) != age.size:
+            raise UserError(f"ids ({len(hashed)}) and ages ({age.size}) differ in length")
+        self.fits_, self.n_images_, self.fit_ids_ = {}, {}, {}
+        for m in sorted(set(man)):
+            sel = man == m
+            self.n_images_[m] = int(sel.sum())
+            self.fit_ids_[m] = sorted(set(np.asarray(hashed, dtype=object)[sel])) if hashed is not None else []
+            if sel.sum() >= self.min_images and np.ptp(age[sel]) > 0:
+                source = f"calibration set {self.calibration_set}, {m} only"
+                self.fits_[m] = BiasCorrection("beheshti", source=source).fit(age[sel], pred[sel])
+        return self
+
+    # ------------------------------------------------------------------ reading the fit
+    def scope(self, manufacturer: str) -> str:
+        """``"manufacturer"`` (its own fit) or ``"pooled"`` (too few calibration images: the pooled one)."""
+        return "manufacturer" if manufacturer in self.fits_ else "pooled"
+
+    @property
+    def calibration_ids(self) -> set[str]:
+        return {i for ids in self.fit_ids_.values() for i in ids}
+
+    def notes(self) -> list[str]:
+        """One line per manufacturer that falls back to the pooled correction (and why)."""
+        out = []
+        for m, n in sorted(self.n_images_.items()):
+            if m in self.fits_:
+                continue
+            why = f"{n} calibration image(s), fewer than {self.min_images}" if n < self.min_images else "no age spread"
+            tail = "the pooled correction is used" if self._pooled_line() else "no pooled correction: left missing"
+            out.append(f"{m}: {why}; {tail}")
+        return out
+
+    def _pooled_line(self) -> tuple[float, float] | None:
+        p = self.pooled
+        if p is None or p.method != "beheshti" or p.alpha_ is None or p.beta_ is None:
+            return None
+        return p.alpha_, p.beta_
+
+    # ------------------------------------------------------------------ applying
+    def apply(
+        self, chronological_age, predicted_age, manufacturer, ids: Sequence[object] | None = None, *, key=None
+    ) -> np.ndarray:
+        """Corrected predicted age, each row with its manufacturer's line (or the pooled one).
+
+        Refuses rows whose participants are in the calibration set (as ``BiasCorrection.apply``); rows
+        of a manufacturer that falls back are also refused when the pooled correction was fitted on them.
+        Rows that have no correction to take (no pooled correction) are NaN.
+        """
+        age, pred = _as_arrays(chronological_age, predicted_age)
+        man = manufacturer_labels(manufacturer)
+        if man.size != age.size:
+            raise UserError(f"manufacturer ({man.size}) and ages ({age.size}) differ in length")
+        calibration = self.calibration_ids
+        if ids is not None and calibration:
+            hashed, fingerprint = hash_ids(ids, key)
+            assert hashed is not None
+            if fingerprint is not None and self.key_fingerprint_ is not None and fingerprint != self.key_fingerprint_:
+                raise UserError(
+                    "the pseudonymisation key differs from the one used when the calibration set was hashed "
+                    f"(key {fingerprint} vs {self.key_fingerprint_}); use the scorer's key"
+                )
+            overlap = set(hashed) & calibration
+            if overlap:
+                raise UserError(
+                    f"refusing to apply the per-manufacturer bias correction: {len(overlap)} of {len(hashed)} "
+                    f"participant(s) are in its calibration set {self.calibration_set!r} (leakage); name a "
+                    "calibration set that is not analysed"
+                )
+        elif calibration and ids is None:
+            warnings.warn("no ids given: cannot check these rows against the calibration set", stacklevel=2)
+        out = np.full(age.shape, np.nan)
+        pooled = self._pooled_line()
+        for m in sorted(set(man)):
+            sel = man == m
+            if m in self.fits_:
+                fit = self.fits_[m]
+                assert fit.alpha_ is not None and fit.beta_ is not None
+                out[sel] = beheshti_correct(pred[sel], age[sel], fit.alpha_, fit.beta_)
+            elif pooled is not None:
+                assert self.pooled is not None
+                if ids is not None and self.pooled.fit_ids_:
+                    self.pooled.apply(age[sel], pred[sel], np.asarray(ids, dtype=object)[sel], key=key)  # refuses
+                out[sel] = beheshti_correct(pred[sel], age[sel], *pooled)
+        return out
+
+    # ------------------------------------------------------------------ persistence (table bias_corrections)
+    def to_rows(self, model_id: str) -> list[dict]:
+        """The ``bias_corrections`` rows of this fit for ``model_id`` (schema version 5)."""
+        from epi_spineage import __version__
+        from epi_spineage.db.results import now_utc
+
+        notes = {line.split(":", 1)[0]: line for line in self.notes()}
+        rows = []
+        for m, n in sorted(self.n_images_.items()):
+            fit = self.fits_.get(m)
+            rows.append(
+                {
+                    "model_id": str(model_id),
+                    "manufacturer": m,
+                    "calibration_set": self.calibration_set,
+                    "scope": self.scope(m),
+                    "method": "beheshti",
+                    "alpha": None if fit is None else fit.alpha_,
+                    "beta": None if fit is None else fit.beta_,
+                    "n_images": int(n),
+                    "min_images": self.min_images,
+                    "fit_ids": list(self.fit_ids_.get(m, [])),
+                    "data_hash": None if fit is None else fit.data_hash_,
+                    "note": notes.get(m),
+                    "fitted_at": now_utc(),
+                    "package_version": __version__,
+                }
+            )
+        return rows
+
+    @classmethod
+    def from_rows(cls, rows: Iterable[dict], *, pooled=None) -> ManufacturerBiasCorrection:
+        """Rebuild from ``bias_corrections`` rows of one model (as ``to_rows`` wrote them)."""
+        rows = list(rows)
+        if not rows:
+            raise UserError("no per-manufacturer bias corrections to read")
+        sets = {str(r["calibration_set"]) for r in rows}
+        if len(sets) != 1:
+            raise UserError(f"per-manufacturer corrections of one model come from several calibration sets: {sets}")
+        obj = cls(sets.pop(), pooled=pooled, min_images=int(rows[0]["min_images"]))
+        for r in rows:
+            m = str(r["manufacturer"])
+            obj.n_images_[m] = int(r["n_images"])
+            ids = r.get("fit_ids")
+            obj.fit_ids_[m] = [] if ids is None else [str(i) for i in ids]
+            if r["scope"] == "manufacturer":
+                fit = BiasCorrection("beheshti", source=f"calibration set {obj.calibration_set}, {m} only")
+                fit.alpha_, fit.beta_ = float(r["alpha"]), float(r["beta"])
+                fit.n_, fit.data_hash_ = int(r["n_images"]), r.get("data_hash")
+                obj.fits_[m] = fit
+        return obj
+
+    def __repr__(self) -> str:
+        own = ", ".join(f"{m}: a={f.alpha_:.3f} b={f.beta_:.2f}" for m, f in self.fits_.items())
+        return f"ManufacturerBiasCorrection({self.calibration_set!r}; {own or 'no own fits'})"

@@ -83,7 +83,15 @@ def build_report(
             from epi_spineage.report.scoring_qc import scoring_qc
 
             with bar.step("scoring QC"):
-                if "drift_min_count" in inspect.signature(scoring_qc).parameters:
+                params = inspect.signature(scoring_qc).parameters
+                if "bias_correction" in params:
+                    qc = scoring_qc(
+                        db_path,
+                        drift_min_count=config.drift_min_count,
+                        bias_correction=config.bias_correction,
+                        bias_calibration_set=config.bias_calibration_set,
+                    )
+                elif "drift_min_count" in params:
                     qc = scoring_qc(db_path, drift_min_count=config.drift_min_count)
                 else:
                     qc = scoring_qc(db_path)

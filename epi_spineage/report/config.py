@@ -32,6 +32,8 @@ MI_LARGE_N = 20_000
 DEFAULT_FRACTURE_MODELS: dict[str, list[str]] = {k: list(v) for k, v in MODEL_COVARIATES["fracture"].items()}
 DEFAULT_MORTALITY_MODELS: dict[str, list[str]] = {k: list(v) for k, v in MODEL_COVARIATES["mortality"].items()}
 DEFAULT_REGRESSION_COVARIATES = list(DEFAULT_AGE_GAP_COVARIATES)
+#: the values of ``[bias] correction``
+BIAS_CORRECTIONS = ("pooled", "per_manufacturer")
 DEFAULT_TABLE1_VARIABLES = [
     "age_years",
     "spine_age_years",
@@ -103,6 +105,12 @@ class StudyConfig:
     mi_imputations_large: int = 5
     mi_iterations: int = 10
     mi_seed: int = DEFAULT_SEED
+    #: which bias correction gives spine_age_corrected_years when spine ages come from --db:
+    #: "pooled" (the model's one line for every scanner) or "per_manufacturer" (the lines fitted on
+    #: ``bias_calibration_set`` by ``cohort bias-fit`` and stored with the model; docs/methods.md#domain-shift)
+    bias_correction: str = "pooled"
+    #: the calibration set the per-manufacturer lines were fitted on: "COHORT" or "COHORT:SPLIT"
+    bias_calibration_set: str | None = None
     #: title shown on the report
     title: str = "Spine age and incident fracture and mortality"
 
@@ -141,6 +149,20 @@ class StudyConfig:
                 raise UserError(f"config: [sensitivity] {key} must be a whole number >= {low}")
         if isinstance(self.mi_seed, bool) or not isinstance(self.mi_seed, int) or self.mi_seed < 0:
             raise UserError("config: [sensitivity] mi_seed must be a whole number >= 0")
+        if self.bias_correction not in BIAS_CORRECTIONS:
+            raise UserError(
+                f"config: [bias] correction must be one of {', '.join(BIAS_CORRECTIONS)}, not {self.bias_correction!r}"
+            )
+        cal = self.bias_calibration_set
+        if cal is not None and (not isinstance(cal, str) or not cal.strip()):
+            raise UserError(
+                "config: [bias] calibration_set names a cohort or cohort:split, e.g. 'external:calibration'"
+            )
+        if self.bias_correction == "per_manufacturer" and cal is None:
+            raise UserError(
+                'config: [bias] correction = "per_manufacturer" needs calibration_set (the set the lines were '
+                "fitted on with `cohort bias-fit --calibration-set`)"
+            )
         if self.ties not in ("efron", "breslow"):
             raise UserError(f"config: ties must be efron or breslow, not {self.ties!r}")
         if self.km_ci not in ("log-log", "log"):
@@ -162,7 +184,8 @@ class StudyConfig:
 
 
 # TOML layout: [cohorts], [pad], [grouping], [survival], [outcomes], [models.fracture],
-# [models.mortality], [regression], [table1], [frax], [sensitivity], [report], [scoring]; each key maps to one field.
+# [models.mortality], [regression], [table1], [frax], [sensitivity], [report], [scoring], [bias]; each key maps
+# to one field.
 _SECTIONS: dict[str, dict[str, str]] = {
     "cohorts": {"derivation": "derivation", "external": "external", "derivation_split": "derivation_split"},
     "pad": {"derivation": "pad_derivation", "external": "pad_external"},
@@ -188,6 +211,7 @@ _SECTIONS: dict[str, dict[str, str]] = {
         "mi_iterations": "mi_iterations",
         "mi_seed": "mi_seed",
     },
+    "bias": {"correction": "bias_correction", "calibration_set": "bias_calibration_set"},
 }
 #: old TOML keys that still work, with a DeprecationWarning: (section, old key) -> new key
 _DEPRECATED_KEYS = {("grouping", "accelerated_rule"): "cut_rule"}

@@ -797,6 +797,21 @@ def _quality(d: _Doc, qc=None) -> None:
         s.paragraphs.append("No warnings were raised.")
 
 
+def _bias_statement(cfg) -> str:
+    """Which bias correction gave the corrected spine age (docs/methods.md#domain-shift)."""
+    if getattr(cfg, "bias_correction", "pooled") == "per_manufacturer":
+        return (
+            "Bias correction used: per scanner manufacturer, one Beheshti line per manufacturer fitted on the "
+            f"calibration set {cfg.bias_calibration_set} (stored with the model; the same lines as the database "
+            "view v_cohort_scores); manufacturers with too few calibration images use the pooled line (listed "
+            "under Warnings); no calibration participant is analysed."
+        )
+    return (
+        "Bias correction used: pooled (one line for every scanner: the model's own correction where spine ages "
+        "come from the database, else the cohort's spine_age_corrected_years)."
+    )
+
+
 def _methods(d: _Doc, meta: dict) -> None:
     cfg = d.r.config
     s = d.section("methods", "Methods and software")
@@ -807,6 +822,7 @@ def _methods(d: _Doc, meta: dict) -> None:
             "of spine_age_corrected_years, Beheshti's age-level correction fitted out of fold, where the cohort has "
             "one); PAD is rounded to 1e-9 years before comparison with a cut point. Chronological age stays in every "
             "model because corrected PAD is age-free only in the data the correction was fitted on.",
+            _bias_statement(cfg),
             f"Accelerated ageing: PAD {cfg.cut_rule} the cut, here the "
             f"{d.r.groups.cut_source if d.r.groups else 'cut of the study config'} (quantile type 7, R's default, "
             "unless configured).",

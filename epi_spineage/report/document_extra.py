@@ -221,8 +221,86 @@ def scoring_section(d, qc) -> None:
     if flat is not None and len(flat):
         d.table(s, "qc_flat_runs", "Runs whose predictions have near-zero spread (a degenerate model?).", frame=flat)
     _drift(d, s, qc.tables.get("qc_drift"))
+    _domain_shift(d, s, qc)
     if not any(len(t) for t in qc.tables.values()):
         s.paragraphs.append("The database holds no scoring runs yet.")
+
+
+def _num(x, fmt: str = "{:.2f}") -> str:
+    return "" if x is None or pd.isna(x) else fmt.format(float(x))
+
+
+def _domain_shift(d, s, qc) -> None:
+    """Agreement per manufacturer and modality, and the age/sex-adjusted test of a PAD shift
+    (docs/methods.md#domain-shift), with one sentence per test and the bias correction used."""
+    agr = qc.tables.get("qc_agreement")
+    shift = qc.tables.get("qc_pad_shift")
+    if (agr is None or not len(agr)) and (shift is None or not len(shift)):
+        return
+    which = getattr(qc, "bias_correction", "pooled")
+    s.paragraphs.append(
+        "Domain shift across scanners: agreement of spine age with age per manufacturer and modality (the "
+        "database view v_agreement_by_manufacturer), and whether PAD differs between manufacturers once age "
+        "and sex are held fixed (OLS with an F test; each manufacturer's adjusted difference from the largest). "
+        + (
+            "Bias correction used: per manufacturer, fitted on the calibration set "
+            f"{getattr(qc, 'bias_calibration_set', None)} (its participants have no corrected value)."
+            if which == "per_manufacturer"
+            else "Bias correction used: pooled (one line for every scanner)."
+        )
+    )
+    if agr is not None and len(agr):
+        disp = pd.DataFrame(
+            {
+                "model": agr["model_id"].astype(str),
+                "manufacturer": agr["manufacturer"].astype(str),
+                "modality": agr["modality"].astype(str),
+                "n": agr["n"].map("{:,}".format),
+                "mean PAD, y": agr["pad_mean_years"].map(_num),
+                "SD, y": agr["pad_sd_years"].map(_num),
+                "MAE, y": agr["mae_years"].map(_num),
+                "r (95% CI)": [
+                    format_ci(r, lo, hi, 3) if pd.notna(lo) else _num(r, "{:.3f}")
+                    for r, lo, hi in zip(agr["pearson_r"], agr["r_ci_low"], agr["r_ci_high"])
+                ],
+                "mean PAD, pooled correction, y": agr["pad_corrected_mean_years"].map(_num),
+                "mean PAD, per-manufacturer correction, y": agr["pad_corrected_by_manufacturer_mean_years"].map(_num),
+            }
+        )
+        d.table(
+            s,
+            "qc_agreement",
+            "Agreement per model, manufacturer and modality: uncorrected PAD (spine age - age), its SD, MAE, "
+            "Pearson r of spine age with age (Fisher-z CI), and mean PAD after each correction (blank where none).",
+            disp,
+            frame=agr,
+        )
+    if shift is not None and len(shift):
+        s.paragraphs.extend(getattr(qc, "shift_readings", []))
+        terms = shift[shift["test"] == "t"]
+        if len(terms):
+            disp = pd.DataFrame(
+                {
+                    "model": terms["model_id"].astype(str),
+                    "PAD": terms["pad"].astype(str),
+                    "manufacturer": terms["level"].astype(str),
+                    "reference": terms["reference"].astype(str),
+                    "adjusted difference, y (95% CI)": [
+                        format_ci(e, lo, hi, 2)
+                        for e, lo, hi in zip(terms["estimate"], terms["ci_low"], terms["ci_high"])
+                    ],
+                    "p": terms["p_value"].map(format_p),
+                    "n": terms["n_level"].map("{:,}".format),
+                }
+            )
+            d.table(
+                s,
+                "qc_pad_shift",
+                "PAD shift between manufacturers adjusted for age and sex: each manufacturer's mean PAD minus the "
+                "reference's (OLS; t intervals); the F test over all manufacturers is in the sentences above.",
+                disp,
+                frame=shift,
+            )
 
 
 def _drift(d, s, frame) -> None:

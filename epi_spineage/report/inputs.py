@@ -84,20 +84,97 @@ def open_db(path: str):
     return open_readonly(path)
 
 
-def read_db_cohort(con) -> pd.DataFrame:
-    """The cohort table with spine ages taken from the scores (through ``v_cohort_scores``) where scored."""
+#: the column of v_cohort_scores that gives spine_age_corrected_years, by ``[bias] correction``
+CORRECTED_COLUMN = {
+    "pooled": "spine_age_corrected_years",
+    "per_manufacturer": "spine_age_corrected_by_manufacturer_years",
+}
+
+
+def read_db_cohort(con, bias_correction: str = "pooled") -> pd.DataFrame:
+    """The cohort table with spine ages taken from the scores (through ``v_cohort_scores``) where scored.
+
+    ``bias_correction``: which correction gives ``spine_age_corrected_years`` (``CORRECTED_COLUMN``).
+    """
     n = con.execute("SELECT count(*) FROM cohort").fetchone()[0]
     if not n:
         raise UserError("the database's cohort table is empty: load it with `epi-spineage cohort load`")
-    df = con.execute("""
+    corrected = CORRECTED_COLUMN[bias_correction]
+    df = con.execute(f"""
         SELECT c.* EXCLUDE (spine_age_years, spine_age_corrected_years),
                coalesce(s.spine_age_years, c.spine_age_years) AS spine_age_years,
-               CASE WHEN s.spine_age_years IS NOT NULL THEN s.spine_age_corrected_years
+               CASE WHEN s.spine_age_years IS NOT NULL THEN s.{corrected}
                     ELSE c.spine_age_corrected_years END AS spine_age_corrected_years
         FROM cohort AS c
         LEFT JOIN v_cohort_scores AS s USING (participant_id)
     """).df()
     return df
+
+
+def check_bias_selection(con, config: StudyConfig) -> list[str]:
+    """Refuse a per-manufacturer selection the database cannot honour; returns lines for the report.
+
+    With ``[bias] correction = "per_manufacturer"`` the database must hold lines fitted on the configured
+    calibration set for every model that scored the cohort, and no analysed participant (the derivation
+    role's split, the whole external role) may be in that calibration set (as ``BiasCorrection.apply``
+    refuses its fitting rows). Returns one line per manufacturer that falls back to the pooled correction.
+    """
+    if config.bias_correction != "per_manufacturer":
+        return []
+    stored = con.execute("""
+        SELECT model_id, min(calibration_set), max(calibration_set) FROM bias_corrections GROUP BY model_id
+    """).fetchall()
+    sets = {m: (lo, hi) for m, lo, hi in stored}
+    models = [r[0] for r in con.execute("SELECT DISTINCT model_id FROM v_cohort_scores ORDER BY 1").fetchall()]
+    want = config.bias_calibration_set
+    fix = f"fit them with `python -m epi_spineage.cohort bias-fit --db FILE --calibration-set {want}`"
+    for m in models:
+        if m not in sets:
+            raise UserError(f'[bias] correction = "per_manufacturer": model {m} has no per-manufacturer lines; {fix}')
+        if sets[m] != (want, want):
+            raise UserError(
+                f"[bias] calibration_set = {want!r}, but model {m}'s per-manufacturer lines were fitted on "
+                f"{sets[m][0]!r}; {fix}, or name that set in the config"
+            )
+    overlap = con.execute(
+        """
+        SELECT count(*) FROM v_cohort_scores
+        WHERE in_calibration AND ((cohort = ? AND (? = '' OR split = ?)) OR cohort = ?)""",
+        [config.derivation, config.derivation_split, config.derivation_split, config.external],
+    ).fetchall()[0][0]
+    if overlap:
+        raise UserError(
+            f"refusing the per-manufacturer bias correction: {overlap} analysed participant(s) are in its "
+            f"calibration set {want!r} (leakage); fit it on participants the report does not analyse"
+        )
+    lines = []
+    for model_id, manufacturer, note in con.execute(
+        "SELECT model_id, manufacturer, note FROM bias_corrections WHERE scope = 'pooled' ORDER BY 1, 2"
+    ).fetchall():
+        lines.append(f"per-manufacturer bias correction, model {model_id}, {note or manufacturer + ': pooled'}")
+    absent = con.execute("""
+        SELECT DISTINCT s.model_id, coalesce(s.manufacturer, '(missing)') FROM v_cohort_scores AS s
+        WHERE NOT EXISTS (SELECT 1 FROM bias_corrections AS b WHERE b.model_id = s.model_id
+                          AND b.manufacturer = coalesce(s.manufacturer, '(missing)'))
+        ORDER BY 1, 2""").fetchall()
+    for model_id, manufacturer in absent:
+        lines.append(
+            f"per-manufacturer bias correction, model {model_id}, {manufacturer}: not in the calibration set; "
+            "the pooled correction is used"
+        )
+    return lines
+
+
+def _keyed_ids(df: pd.DataFrame, key: bytes | None) -> pd.Series:
+    """The file's participant ids as the database's keyed hashes (pseudonyms are used as they are)."""
+    from epi_spineage.privacy import PSEUDONYM_PATTERN, pseudonymise, require_key
+
+    raw = df["participant_id"].astype(str)
+    pseudonyms = raw.str.fullmatch(PSEUDONYM_PATTERN)
+    if not pseudonyms.all():
+        key = require_key(key)
+        raw = raw.where(pseudonyms, raw.map(lambda v: pseudonymise(v, key)))
+    return raw
 
 
 def _merge_db_scores(df: pd.DataFrame, scores: pd.DataFrame, key: bytes | None) -> tuple[pd.DataFrame, int]:
@@ -106,14 +183,7 @@ def _merge_db_scores(df: pd.DataFrame, scores: pd.DataFrame, key: bytes | None) 
     The database holds keyed hashes of participant ids, so the file's ids are hashed with the same key
     (ids that are already pseudonyms, e.g. a table exported from the database, are used as they are).
     """
-    from epi_spineage.privacy import PSEUDONYM_PATTERN, pseudonymise, require_key
-
-    raw = df["participant_id"].astype(str)
-    pseudonyms = raw.str.fullmatch(PSEUDONYM_PATTERN)
-    if not pseudonyms.all():
-        key = require_key(key)
-        raw = raw.where(pseudonyms, raw.map(lambda v: pseudonymise(v, key)))
-    keyed = raw
+    keyed = _keyed_ids(df, key)
     db = scores.drop_duplicates("participant_id").rename(
         columns={"participant_id": "_key", "spine_age_years": "_db_spine", "spine_age_corrected_years": "_db_corrected"}
     )
@@ -147,6 +217,12 @@ def load_inputs(
             der, ext, truth, True, f"the built-in simulator (seed {seed}, n = {n_derivation:,} + {n_external:,})"
         )
     warn: list[str] = []
+    if config.bias_correction == "per_manufacturer" and db is None:
+        raise UserError(
+            '[bias] correction = "per_manufacturer" needs --db: the per-manufacturer lines are stored in the '
+            "database with the model"
+        )
+    corrected = CORRECTED_COLUMN[config.bias_correction]
     cohorts = [cohort] if isinstance(cohort, str) else list(cohort or [])
     if cohorts:
         frames = [read_cohort_file(c, mapping) for c in cohorts]
@@ -155,11 +231,16 @@ def load_inputs(
         if db is not None:
             con = open_db(db)
             try:
+                bias_lines = check_bias_selection(con, config)
                 scores = con.execute(
-                    "SELECT participant_id, spine_age_years, spine_age_corrected_years FROM v_cohort_scores"
+                    f"SELECT participant_id, spine_age_years, {corrected} AS spine_age_corrected_years "
+                    "FROM v_cohort_scores"
                 ).df()
+                calibration = _calibration_ids(con) if config.bias_correction == "per_manufacturer" else set()
             finally:
                 con.close()
+            _refuse_file_overlap(df, calibration, config, key)
+            warn.extend(bias_lines)
             if len(scores):
                 df, n_hit = _merge_db_scores(df, scores, key)
                 warn.append(
@@ -171,7 +252,8 @@ def load_inputs(
         assert db is not None  # no cohort file and no db took the demo return above
         con = open_db(db)
         try:
-            df = read_db_cohort(con)
+            warn.extend(check_bias_selection(con, config))
+            df = read_db_cohort(con, config.bias_correction)
             db_marks = db_synthetic_marks(con)
         finally:
             con.close()
@@ -187,6 +269,29 @@ def load_inputs(
         synthetic = True
         source += " (synthetic: " + "; ".join(db_marks) + ")"
     return Inputs(der, ext, truth, synthetic, source, warn)
+
+
+def _calibration_ids(con) -> set[str]:
+    rows = con.execute("SELECT DISTINCT unnest(fit_ids) FROM bias_corrections").fetchall()
+    return {r[0] for r in rows}
+
+
+def _refuse_file_overlap(df: pd.DataFrame, calibration: set[str], config: StudyConfig, key: bytes | None) -> None:
+    """A cohort file analysed with per-manufacturer lines: none of its analysed rows may be a calibration one."""
+    if not calibration:
+        return
+    role = df["cohort"].astype(str)
+    split = df["split"].astype(str) if "split" in df.columns else pd.Series("", index=df.index)
+    analysed = (role == config.external) | (
+        (role == config.derivation) & ((config.derivation_split == "") | (split == config.derivation_split))
+    )
+    overlap = int(_keyed_ids(df[analysed], key).isin(calibration).sum())
+    if overlap:
+        raise UserError(
+            f"refusing the per-manufacturer bias correction: {overlap} analysed participant(s) are in its "
+            f"calibration set {config.bias_calibration_set!r} (leakage); fit it on participants the report "
+            "does not analyse"
+        )
 
 
 def _simulator_truth(cohort: str | None) -> dict | None:

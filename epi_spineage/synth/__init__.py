@@ -7,7 +7,15 @@ Everything made here is synthetic (``epi_spineage.schema.SYNTHETIC_NOTICE``).
 from __future__ import annotations
 
 from epi_spineage._lazy import lazy_exports
-from epi_spineage.synth.cohort import DERIVATION, EXTERNAL, CohortSpec, SimulatedStudy, simulate_study, write_study
+from epi_spineage.synth.cohort import (
+    DERIVATION,
+    EXTERNAL,
+    CohortSpec,
+    ManufacturerShift,
+    SimulatedStudy,
+    simulate_study,
+    write_study,
+)
 from epi_spineage.synth.frax_surrogate import frax_surrogate
 
 
@@ -29,6 +37,7 @@ __all__ = [
     "CohortSpec",
     "DERIVATION",
     "EXTERNAL",
+    "ManufacturerShift",
     "SimulatedStudy",
     "frax_surrogate",
     "main",

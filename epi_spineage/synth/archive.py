@@ -144,6 +144,28 @@ def _from_participants(df, ages, spine_ages, mods, split, modality, rng):
     return pids, ages, np.clip(spine_ages, 30.0, 105.0), mods, split, given
 
 
+def _given_manufacturers(participants, offsets, n: int, seed: int) -> np.ndarray | None:
+    """Each image's manufacturer when known before rendering: the participants' column, or (with image
+    offsets only) a draw from its own stream, so that the images' own random numbers stay as they were."""
+    man = None
+    if participants is not None and "manufacturer" in participants.columns:
+        man = participants["manufacturer"].astype(object).where(participants["manufacturer"].notna(), None)
+        man = man.to_numpy(object)
+    elif offsets:
+        man = np.asarray(_MANUFACTURERS, dtype=object)[np.random.default_rng([seed, 4057]).integers(0, 3, n)]
+    if offsets:
+        known = {str(m) for m in (man if man is not None else ()) if m is not None}
+        unknown = sorted(set(map(str, offsets)) - known - set(_MANUFACTURERS))
+        if unknown:
+            raise UserError(f"image_offsets_years: no image has manufacturer(s) {', '.join(unknown)}")
+    return man
+
+
+def _manufacturer(rng: np.random.Generator, given, i: int) -> str:
+    drawn = _MANUFACTURERS[int(rng.integers(len(_MANUFACTURERS)))]  # drawn either way: later draws stay put
+    return drawn if given is None or given[i] is None else str(given[i])
+
+
 def _conditions_for(g: dict, style: str, rng: np.random.Generator) -> dict:
     """Phantom conditions from a participant's cohort row (fracture, prosthesis, BMD, sex)."""
     c = {}
@@ -177,6 +199,7 @@ def write_phantom_archive(
     spine_age_sd: float = 4.5,
     participants: pd.DataFrame | None = None,
     progress: bool | None = None,
+    image_offsets_years: dict[str, float] | None = None,
 ) -> pd.DataFrame:
     """Write ``n`` phantoms to a folder, ``.zip``, ``.tar`` or ``.tar.gz`` with a manifest; return the manifest.
 
@@ -190,7 +213,15 @@ def write_phantom_archive(
     end-to-end demo: ``participant_id``, ``age_years`` and ``sex`` are kept, ``spine_age_years`` (when
     present) drives the image, ``modality`` and ``split`` are used when present, ``prevalent_vf`` puts a
     fracture in the image, ``prosthesis`` a prosthesis, and ``tscore_lumbar`` sets the bone density;
-    ``n`` is then ignored.
+    ``n`` is then ignored. A ``manufacturer`` column there names each image's DICOM Manufacturer.
+
+    ``image_offsets_years`` (scanner domain shift, docs/methods.md#domain-shift; off by default):
+    manufacturer -> years added to the spine age an image of that manufacturer is drawn with, so a model
+    reads that scanner's images older (or younger); it comes on top of ``spine_age_years`` (which, from
+    ``simulate_study(manufacturers=...)``, already holds the score offsets). Without a ``manufacturer``
+    column the manufacturers are then drawn before rendering from their own random stream. The manifest gains
+    ``true_manufacturer`` and ``true_image_offset_years``. Without offsets and without the column every
+    byte is as before.
 
     The manifest (columns ``image, participant_id, age_years, modality, split`` and ``true_*``) is
     written as ``manifest.csv`` inside the archive and beside it as ``<out>.manifest.csv`` (for a
@@ -231,6 +262,8 @@ def write_phantom_archive(
         pids, ages, spine_ages, mods, split, given = _from_participants(
             participants, ages, spine_ages, mods, split, modality, top_rng
         )
+    given_man = _given_manufacturers(participants, image_offsets_years, n, int(seed))
+    offsets = {str(k): float(v) for k, v in (image_offsets_years or {}).items()}
     ext = "dcm" if image_format == "dicom" else "png"
     rows = []
     sink = _Sink(out, kind)
@@ -242,8 +275,9 @@ def write_phantom_archive(
             rng = np.random.default_rng([int(seed), i])
             pid = str(pids[i])
             mod = str(mods[i])
+            shift = offsets.get(str(given_man[i]), 0.0) if given_man is not None else 0.0
             pixels, truth = render_phantom_with_truth(
-                float(spine_ages[i]), style=mod, rng=rng, scale=scale, **_conditions_for(given[i], mod, rng)
+                float(spine_ages[i]) + shift, style=mod, rng=rng, scale=scale, **_conditions_for(given[i], mod, rng)
             )
             member = f"images/{_safe_member(pid)}_{mod}.{ext}"
             photometric, compression, dmod = "MONOCHROME2", None, ("BMD" if mod == "vfa" else "DX")
@@ -269,7 +303,7 @@ def write_phantom_archive(
                     patient_name=name,
                     patient_id=patient_id,
                     study_date=study_date,
-                    manufacturer=_MANUFACTURERS[int(rng.integers(len(_MANUFACTURERS)))],
+                    manufacturer=_manufacturer(rng, given_man, i),
                     view_position="LL" if rng.random() < 0.8 else "RL",
                     body_part="LSPINE" if mod == "radiograph" else "SPINE",
                     bits_stored=truth["bits_stored"],
@@ -306,6 +340,9 @@ def write_phantom_archive(
                     "true_format": image_format,
                 }
             )
+            if image_offsets_years is not None:
+                rows[-1]["true_manufacturer"] = str(given_man[i]) if given_man is not None else ""
+                rows[-1]["true_image_offset_years"] = shift
         manifest = pd.DataFrame(rows)
         csv = manifest.to_csv(index=False).encode()
         sink.add("manifest.csv", csv)

@@ -30,6 +30,14 @@ Generative story (every number lives in a :class:`CohortSpec`; ``truth`` records
    observed age, sex and any-fracture outcome (``dxa_mar_log_odds``; ``truth["missing"]["dxa_mar"]``), the
    case where complete-case Cox models are biased and multiple imputation is not.
 
+6. Scanner manufacturers (off by default; ``simulate_study(manufacturers=ManufacturerShift(...))``): each
+   participant's baseline image gets a manufacturer (``manufacturer`` column, drawn from its own random
+   stream so every other column stays as without it), and the score carries a manufacturer-specific
+   offset: ``spine_age_years = clip(age + PAD + score_offset[m], 40, 100)`` (the outcomes still follow
+   the PAD without it: the offset is measurement error of the scanner, not biology). ``image_offsets_years``
+   are for the phantom archive: images of manufacturer m are drawn as if spine age + offset
+   (``write_phantom_archive(image_offsets_years=...)``). ``truth["manufacturers"]`` documents both.
+
 Because PAD_corrected = PAD - a*age - b and age is a generating covariate, the per-year log-HR of PAD is
 the same for raw and corrected PAD; the per-SD HRs differ only by the SD (both are in ``truth``).
 """
@@ -111,6 +119,63 @@ class CohortSpec:
 
 
 _DXA_MAR_LOG_ODDS: dict[str, float] = {"age_per_10_years": 0.5, "male": 0.7, "fracture_any": 1.5}
+
+
+@dataclass(frozen=True)
+class ManufacturerShift:
+    """Scanner manufacturers with planted offsets (docs/methods.md#domain-shift; off unless given).
+
+    shares : manufacturer name -> share of participants (normalised to sum to 1).
+    score_offsets_years : manufacturer -> years added to the score (spine age) of its images; missing = 0.
+    image_offsets_years : manufacturer -> years added to the spine age its phantom images are drawn
+        with (read by ``write_phantom_archive``); missing = 0.
+    """
+
+    shares: dict = field(default_factory=lambda: dict(DEFAULT_MANUFACTURER_SHARES))
+    score_offsets_years: dict = field(default_factory=dict)
+    image_offsets_years: dict = field(default_factory=dict)
+
+    def validate(self) -> ManufacturerShift:
+        if not self.shares or any(not isinstance(v, (int, float)) or v < 0 for v in self.shares.values()):
+            raise UserError("ManufacturerShift.shares: give each manufacturer a non-negative share")
+        if sum(self.shares.values()) <= 0:
+            raise UserError("ManufacturerShift.shares must not all be 0")
+        for name in ("score_offsets_years", "image_offsets_years"):
+            unknown = set(getattr(self, name)) - set(self.shares)
+            if unknown:
+                raise UserError(f"ManufacturerShift.{name}: unknown manufacturer(s) {', '.join(sorted(unknown))}")
+        return self
+
+    def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        names = list(self.shares)
+        p = np.array([float(self.shares[k]) for k in names])
+        return np.asarray(names, dtype=object)[rng.choice(len(names), size=n, p=p / p.sum())]
+
+    def score_offset(self, manufacturer: np.ndarray) -> np.ndarray:
+        return np.array([float(self.score_offsets_years.get(m, 0.0)) for m in manufacturer])
+
+    def truth(self, manufacturer: np.ndarray) -> dict:
+        total = sum(float(v) for v in self.shares.values())
+        names, counts = np.unique(manufacturer, return_counts=True)
+        return {
+            "shares": {k: float(v) / total for k, v in self.shares.items()},
+            "n": {str(k): int(c) for k, c in zip(names, counts)},
+            "score_offsets_years": {k: float(self.score_offsets_years.get(k, 0.0)) for k in self.shares},
+            "image_offsets_years": {k: float(self.image_offsets_years.get(k, 0.0)) for k in self.shares},
+            "rule": "spine_age_years = clip(age + PAD + score_offset[manufacturer], 40, 100); outcomes follow "
+            "the PAD without the offset (scanner measurement error); phantoms of manufacturer m are drawn "
+            "with spine age + image_offset[m]; the manufacturer is drawn from its own random stream",
+            "recovery": "stats.pad_shift_test finds the shift; a per-manufacturer bias correction fitted on a "
+            "calibration set removes it (model.bias.ManufacturerBiasCorrection)",
+        }
+
+
+#: Synthetic manufacturer names (each says SYNTHETIC, as the phantom archive's do).
+DEFAULT_MANUFACTURER_SHARES: dict[str, float] = {
+    "SYNTHETIC PHANTOM CO": 0.5,
+    "PHANTOMRAD (SYNTHETIC)": 0.3,
+    "ACME IMAGING (SYNTHETIC)": 0.2,
+}
 MISSING_MECHANISMS = ("mcar", "mar")
 
 # the published study's Table 2, model 1 (age, sex): HR per SD of PAD, overall and by fracture site.
@@ -747,13 +812,25 @@ def _outcome_truth(spec, cal, kind, corrected_sd=None, outcome=None):
     return t
 
 
-def simulate_cohort(spec: CohortSpec, n: int, rng: np.random.Generator) -> tuple[pd.DataFrame, dict]:
-    """One cohort table in the cohort schema and its truth dict."""
+def simulate_cohort(
+    spec: CohortSpec,
+    n: int,
+    rng: np.random.Generator,
+    *,
+    manufacturers: ManufacturerShift | None = None,
+    manufacturer_rng: np.random.Generator | None = None,
+) -> tuple[pd.DataFrame, dict]:
+    """One cohort table in the cohort schema and its truth dict (plus ``manufacturer`` when given)."""
     if n < 1:
         raise UserError(f"{spec.name}: n must be at least 1, got {n}")
     cal = _calibrate(spec)
     c, spine, pad = _simulate_latent(rng, n, spec, cal)
     out = _outcomes(rng, c, pad, spec, cal)
+    man = None
+    if manufacturers is not None:
+        man = manufacturers.validate().draw(manufacturer_rng or np.random.default_rng(0), n)
+        # the scanner's offset is in the score only: outcomes above followed the PAD without it
+        spine = np.clip(spine + manufacturers.score_offset(man), *SPINE_AGE_RANGE)
     corrected = None
     beheshti = None
     corrected_sd = None
@@ -774,6 +851,8 @@ def simulate_cohort(spec: CohortSpec, n: int, rng: np.random.Generator) -> tuple
         m = cal["moments"]
         corrected_sd = float(np.sqrt(m["var_pad"] - 2 * a * m["cov_pad_age"] + a * a * m["var_age"]))
     df = _frame(c, spine, pad, out, spec, rng, corrected=corrected, split=split)
+    if man is not None:
+        df["manufacturer"] = man
     truth = {
         "n": int(n),
         "modality": spec.modality,
@@ -840,6 +919,9 @@ def simulate_cohort(spec: CohortSpec, n: int, rng: np.random.Generator) -> tuple
     }
     if beheshti is not None:
         truth["bias_correction"] = beheshti
+    if man is not None:
+        assert manufacturers is not None
+        truth["manufacturers"] = manufacturers.truth(man)
     return df, truth
 
 
@@ -850,8 +932,13 @@ def simulate_study(
     *,
     derivation_spec: CohortSpec = DERIVATION,
     external_spec: CohortSpec = EXTERNAL,
+    manufacturers: ManufacturerShift | None = None,
 ) -> SimulatedStudy:
     """Simulate both cohorts. Deterministic for ``seed`` (each cohort has its own child stream).
+
+    ``manufacturers``: scanner manufacturers with planted score offsets (a ``manufacturer`` column in
+    both cohorts; ``truth["cohorts"][role]["manufacturers"]``). None (default): no such column, and
+    every other column is the same either way (the manufacturers have their own random streams).
 
     Returns a :class:`SimulatedStudy` with ``.derivation``, ``.external`` (cohort-schema DataFrames)
     and ``.truth`` (every planted parameter; JSON-serialisable; ``synthetic: true``).
@@ -860,8 +947,13 @@ def simulate_study(
         raise UserError("n_derivation and n_external must be at least 1")
     ss = np.random.SeedSequence(int(seed))
     rd, re_ = (np.random.default_rng(s) for s in ss.spawn(2))
-    der, t_der = simulate_cohort(derivation_spec, int(n_derivation), rd)
-    ext, t_ext = simulate_cohort(external_spec, int(n_external), re_)
+    md = me = None
+    if manufacturers is not None:  # spawned after the cohorts' streams, which stay as they were
+        md, me = (np.random.default_rng(s) for s in ss.spawn(2))
+    der, t_der = simulate_cohort(
+        derivation_spec, int(n_derivation), rd, manufacturers=manufacturers, manufacturer_rng=md
+    )
+    ext, t_ext = simulate_cohort(external_spec, int(n_external), re_, manufacturers=manufacturers, manufacturer_rng=me)
     truth = {
         "synthetic": True,
         "notice": SYNTHETIC_NOTICE,

@@ -75,7 +75,7 @@ def scored_db(tmp_path_factory, demo_inputs):
     return db, df
 
 
-def write_scored_db(db, cohort, *, keys, spine_ages, modalities=None):
+def write_scored_db(db, cohort, *, keys, spine_ages, modalities=None, manufacturers=None):
     """A DuckDB in the package schema: ``cohort`` rows, and one scored image per participant key.
 
     The model's bias correction is the identity (alpha = beta = 0).
@@ -92,7 +92,7 @@ def write_scored_db(db, cohort, *, keys, spine_ages, modalities=None):
             "content_hash": [f"h{i:05d}" for i in range(n)],
             "participant_key": keys,
             "qc_status": "ok",
-            "manufacturer": "ACME",
+            "manufacturer": "ACME" if manufacturers is None else manufacturers,
             "modality": modalities,
             "study_date": pd.Timestamp("2015-01-01"),
         }
