@@ -204,40 +204,6 @@ def test_killed_job_resumes_from_its_shards(tmp_path, tiny_model, key_env, clust
     assert statuses == ["finished", "interrupted"]
 
 
-@pytest.mark.skipif(
-    not os.environ.get("EPI_SPINEAGE_RAY_FAULT_TESTS"),
-    reason="multi-node fault run: a node removed mid-run; set EPI_SPINEAGE_RAY_FAULT_TESTS=1 "
-    "(kept out of the default suite: it races under heavy load)",
-)
-def test_lost_node_still_exactly_once(tmp_path, tiny_model, key_env, cluster):
-    """Runs last in this module: it removes the second node (and puts a fresh one back)."""
-    archives = [write_zip(tmp_path / "a.zip", {p.member: p.data for p in phantom_dicoms(24, seed=5)})]
-    worker_node = next(n for n in cluster.list_all_nodes() if n is not cluster.head_node)
-    removed, pids = [], []
-
-    def on_event(what, replica, info):
-        if what == "up" and info[0] == worker_node.node_id:
-            pids.append(info[1])
-        elif what == "done" and not removed:  # both replicas are up and busy (start_together)
-            # a machine lost: its raylet, and its replica (which would otherwise outlive the raylet and
-            # finish its units on its own)
-            cluster.remove_node(worker_node, allow_graceful=False)
-            removed.append(worker_node.node_id)
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-
-    dbfile = tmp_path / "n.duckdb"
-    try:
-        summary = _run(tmp_path, archives, tiny_model, dbfile, cluster, on_event)
-    finally:
-        if removed:
-            cluster.add_node(num_cpus=1)
-    assert removed and summary.ray.n_replicas_lost >= 1 and summary.ray.n_units_requeued >= 1
-    assert summary.n_scored == 24
-    assert scored_once(dbfile) == (24, 24, 24)
-
-
 def test_dry_run_lists_what_would_be_sent_and_sends_nothing(tmp_path, tiny_model, key_env, capsys, monkeypatch):
     """No Ray, no lock, no database, no shards: the plan (how each archive is read, the work units)."""
     from epi_spineage.cli.score import main
@@ -309,3 +275,37 @@ def test_gpu_path_on_two_nodes_with_limit_then_the_rest(tmp_path, tiny_model, ke
     decode = con.execute("SELECT DISTINCT decode FROM runs").fetchall()
     con.close()
     assert decoders == {"stand-in:openjpeg", "gpu:raw", "cpu:pydicom"} and decode == [("gpu",)]
+
+
+@pytest.mark.skipif(
+    not os.environ.get("EPI_SPINEAGE_RAY_FAULT_TESTS"),
+    reason="multi-node fault run: a node removed mid-run; set EPI_SPINEAGE_RAY_FAULT_TESTS=1 "
+    "(kept out of the default suite: it races under heavy load)",
+)
+def test_lost_node_still_exactly_once(tmp_path, tiny_model, key_env, cluster):
+    """Runs last in this module: it removes the second node (and puts a fresh one back)."""
+    archives = [write_zip(tmp_path / "a.zip", {p.member: p.data for p in phantom_dicoms(24, seed=5)})]
+    worker_node = next(n for n in cluster.list_all_nodes() if n is not cluster.head_node)
+    removed, pids = [], []
+
+    def on_event(what, replica, info):
+        if what == "up" and info[0] == worker_node.node_id:
+            pids.append(info[1])
+        elif what == "done" and not removed:  # both replicas are up and busy (start_together)
+            # a machine lost: its raylet, and its replica (which would otherwise outlive the raylet and
+            # finish its units on its own)
+            cluster.remove_node(worker_node, allow_graceful=False)
+            removed.append(worker_node.node_id)
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+    dbfile = tmp_path / "n.duckdb"
+    try:
+        summary = _run(tmp_path, archives, tiny_model, dbfile, cluster, on_event)
+    finally:
+        if removed:
+            cluster.add_node(num_cpus=1)
+    assert removed and summary.ray.n_replicas_lost >= 1 and summary.ray.n_units_requeued >= 1
+    assert summary.n_scored == 24
+    assert scored_once(dbfile) == (24, 24, 24)
