@@ -281,9 +281,13 @@ def test_run_units_survives_a_lost_node_exactly_once(cluster):
     """The scheduler alone, with light replicas (no torch, no model: seconds, not minutes): the second
     node dies while its replica has units in flight; every unit is still done exactly once.
 
-    Made deterministic: the node goes when the *head's* replica finishes a unit (so the other one
-    surely holds units, fed two at a time), the replica's process is killed with its raylet (a
-    worker can outlive its raylet), and the fresh node put back is waited for before the next test.
+    Made deterministic: the node goes when its own replica finishes its first unit. Work remains
+    then (24 units, 4 in flight), and the driver feeds that replica again right after the unit is
+    written, so the replica surely holds units when it is found dead. (Removing the node when the
+    *other* replica finishes a unit raced under load: in the one failure seen nothing was lost, so a
+    starved head replica had finished its first unit only once no work was left.) The replica's
+    process is killed with its raylet (a worker can outlive its raylet), and the fresh node put
+    back is waited for before the next test.
     """
     import collections
     import time
@@ -300,16 +304,20 @@ def test_run_units_survives_a_lost_node_exactly_once(cluster):
             return unit_id, list(entries)
 
     worker_node = next(n for n in cluster.list_all_nodes() if n is not cluster.head_node)
-    units = [(f"u{i:02d}", [i]) for i in range(16)]
+    units = [(f"u{i:02d}", [i]) for i in range(24)]
     on_worker, done, removed = {}, collections.Counter(), []
 
     def on_event(what, replica, info):
         if what == "up" and info[0] == worker_node.node_id:
             on_worker[replica] = info[1]
 
+    events: list = []  # shown if the test fails
+
     def on_done(unit_id, rows, replica):
         done[unit_id] += 1
-        if not removed and on_worker and replica not in on_worker:
+        events.append((unit_id, "worker" if replica in on_worker else "head", len(done)))
+        if not removed and replica in on_worker:
+            events.append("node removed")
             cluster.remove_node(worker_node, allow_graceful=False)
             removed.append(worker_node.node_id)
             for pid in on_worker.values():
@@ -323,7 +331,7 @@ def test_run_units_survives_a_lost_node_exactly_once(cluster):
         if removed:
             cluster.add_node(num_cpus=1)
             cluster.wait_for_nodes(timeout=120)
-    assert removed and stats.n_replicas_lost >= 1 and stats.n_units_requeued >= 1
+    assert removed and stats.n_replicas_lost >= 1 and stats.n_units_requeued >= 1, (stats, events)
     assert done == collections.Counter(u for u, _ in units)  # each unit once, none lost
 
 
