@@ -57,9 +57,10 @@ def main(argv=None) -> int:
         model = make_model(tmp / "model", args.backbone, height, width)
 
         t = time.perf_counter()
-        gpu_opts = {} if args.device == "cpu" else {"decode": "auto", "workers": None, "batch_size": None}
+        # the scorers take the key as an argument (the tools resolve it from the environment)
+        opts: dict = {"workers": 1} if args.device == "cpu" else {"decode": "auto", "workers": None, "batch_size": None}
         local = score_archives(
-            [folder], model, tmp / "local.duckdb", **{"workers": 1, "device": args.device, **gpu_opts}, progress=False
+            [folder], model, tmp / "local.duckdb", key=BENCH_KEY, device=args.device, progress=False, **opts
         )
         local_s = time.perf_counter() - t
 
@@ -69,7 +70,13 @@ def main(argv=None) -> int:
         try:
             t = time.perf_counter()
             onray = score_archives_ray(
-                [folder], model, tmp / "ray.duckdb", device=args.device, progress=False, unit_size=args.unit_size
+                [folder],
+                model,
+                tmp / "ray.duckdb",
+                key=BENCH_KEY,
+                device=args.device,
+                progress=False,
+                unit_size=args.unit_size,
             )
             ray_s = time.perf_counter() - t
         finally:
