@@ -9,6 +9,7 @@ win; it is the way to many GPUs (docs/guides/ray.md).
 
     python benchmarks/score_ray.py                    # tiny network, 192 images: a couple of minutes here
     python benchmarks/score_ray.py --backbone efficientnet_b0 --size 512x256 --n 256
+    python benchmarks/score_ray.py --device auto --backbone efficientnet_b4 --size 1024x512 --n 2000  # GPU node
 """
 
 from __future__ import annotations
@@ -33,6 +34,12 @@ def main(argv=None) -> int:
     ap.add_argument("--size", default="256x128", help="model input HxW (default 256x128)")
     ap.add_argument("--scale", type=float, default=0.1, help="phantom scale (default 0.1)")
     ap.add_argument("--unit-size", type=int, default=32)
+    ap.add_argument(
+        "--device",
+        default="cpu",
+        choices=("cpu", "auto"),
+        help="cpu (default), or auto: on a GPU node the local engine and each replica take the GPU path",
+    )
     args = ap.parse_args(argv)
     os.environ["EPI_SPINEAGE_PSEUDONYM_KEY"] = BENCH_KEY
     height, width = (int(v) for v in args.size.split("x"))
@@ -43,13 +50,18 @@ def main(argv=None) -> int:
     from epi_spineage.score.ray_engine import score_archives_ray
 
     cores = os.cpu_count() or 1
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         folder = make_archive(tmp / "images", args.n, scale=args.scale)
         model = make_model(tmp / "model", args.backbone, height, width)
 
         t = time.perf_counter()
-        local = score_archives([folder], model, tmp / "local.duckdb", workers=1, device="cpu", progress=False)
+        # the scorers take the key as an argument (the tools resolve it from the environment)
+        opts: dict = {"workers": 1} if args.device == "cpu" else {"decode": "auto", "workers": None, "batch_size": None}
+        local = score_archives(
+            [folder], model, tmp / "local.duckdb", key=BENCH_KEY, device=args.device, progress=False, **opts
+        )
         local_s = time.perf_counter() - t
 
         t = time.perf_counter()
@@ -58,7 +70,13 @@ def main(argv=None) -> int:
         try:
             t = time.perf_counter()
             onray = score_archives_ray(
-                [folder], model, tmp / "ray.duckdb", device="cpu", progress=False, unit_size=args.unit_size
+                [folder],
+                model,
+                tmp / "ray.duckdb",
+                key=BENCH_KEY,
+                device=args.device,
+                progress=False,
+                unit_size=args.unit_size,
             )
             ray_s = time.perf_counter() - t
         finally:
@@ -72,6 +90,10 @@ def main(argv=None) -> int:
         f"{rr:7.1f} images/s  (+ {init_s:.1f} s ray.init: {rr_all:.1f} images/s with it)"
     )
     print(f"ray / local: {rr / lr:.2f} (with ray.init: {rr_all / lr:.2f})")
+    path = "GPU path (device decode and preprocessing)" if onray.decode == "gpu" else "CPU reader and the CPU model"
+    print(f"replicas ran the {path}")
+    # the machine may be shared: the 1-minute load average says how much of it the run had
+    print(f"load average (1 min) before / after: {load_before[0]:.1f} / {os.getloadavg()[0]:.1f} on {cores} core(s)")
     if cores <= 2:
         print(
             f"on {cores} cores Ray's replicas compete with its own raylet, GCS and the driver for the same "

@@ -25,8 +25,11 @@ examples:
   # (needs pip install 'epi-spineage[gpu]'; --decode auto picks it when installed on a CUDA host)
   python -m epi_spineage.score /data/pacs --model models/b4 --db spine.duckdb --decode gpu --compile
 
-  # on a Ray cluster: one model replica per GPU, results ingested at the end (docs/guides/ray.md)
+  # on a Ray cluster: one model replica per GPU, results ingested at the end (docs/guides/ray.md);
+  # a replica with a GPU runs the GPU path above (--decode auto), one without the CPU reader
   python -m epi_spineage.score /data/pacs --model models/b4 --db spine.duckdb --engine ray --ray-address auto
+  # what that would send (how each archive is read, how many work units), sending nothing
+  python -m epi_spineage.score /data/pacs --model models/b4 --db spine.duckdb --engine ray --dry-run
 
   # GPU, 8 decode workers, bigger batches
   python -m epi_spineage.score /data/pacs --model models/b4 --db spine.duckdb \\
@@ -170,8 +173,6 @@ def _main(argv: Sequence[str] | None) -> int:
     if not args.model or not args.db:
         raise UserError("--model and --db are required (except with --locate)")
     if args.engine == "ray":
-        if args.dry_run or args.limit is not None:
-            raise UserError("--dry-run and --limit work with --engine local only")
         from epi_spineage.score.ray_engine import score_archives_ray
 
         def run():
@@ -181,8 +182,12 @@ def _main(argv: Sequence[str] | None) -> int:
                 args.db,
                 ray_address=args.ray_address,
                 replicas=args.ray_replicas,
-                batch_size=args.batch_size or 16,
+                batch_size=args.batch_size,
                 device=args.device,
+                decode=args.decode,
+                compile_model=args.compile,
+                limit=args.limit,
+                dry_run=args.dry_run,
                 include_non_spine=args.include_non_spine,
                 key=key,
                 shard_dir=args.shard_dir,
@@ -225,6 +230,10 @@ def _main(argv: Sequence[str] | None) -> int:
         log.error("scoring failed: %s: %s", type(exc).__name__, exc, exc_info=args.verbose >= 2)
         return EXIT_FAILURE
     print(summary.line())
+    if args.engine == "ray" and args.dry_run:
+        from epi_spineage.score.ray_engine import ray_dry_run_lines
+
+        print("\n".join(ray_dry_run_lines(summary)))
     return EXIT_OK
 
 

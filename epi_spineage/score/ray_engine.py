@@ -195,8 +195,11 @@ class Plan:
     kinds: dict[str, str] = field(default_factory=dict)
 
 
-def plan_work(archives: Sequence[str], ctx) -> Plan:
-    """List every archive once and keep the members ``ctx`` has not done (``members.is_done``)."""
+def plan_work(archives: Sequence[str], ctx, *, keep_bytes: bool = True) -> Plan:
+    """List every archive once and keep the members ``ctx`` has not done (``members.is_done``).
+
+    ``keep_bytes=False`` (dry runs): a compressed tar's member bytes are dropped once fingerprinted.
+    """
     from epi_spineage.imaging.archive import ArchiveRefused, archive_kind
     from epi_spineage.score.members import is_done
 
@@ -218,6 +221,8 @@ def plan_work(archives: Sequence[str], ctx) -> Plan:
                     continue
                 if entry.loc[0] == "data" and entry.fingerprint is None and callable(fp):
                     entry.fingerprint = fp()
+                if entry.loc[0] == "data" and not keep_bytes:
+                    entry.loc = ("data", b"", entry.loc[2])
                 plan.entries.append(entry)
         except UserError as exc:
             # as iter_members: one error row for an archive that breaks, then the next archive
@@ -255,7 +260,15 @@ def make_units(entries: Sequence[Entry], unit_size: int, model_id: str) -> list[
 
 
 class Replica:
-    """One model replica (a Ray actor): loads the checkpoint once, turns work units into result rows."""
+    """One model replica (a Ray actor): loads the checkpoint once, turns work units into result rows.
+
+    What it runs is what the local scorer runs on the same hardware (``choose_path``): with a CUDA
+    device it sees (Ray gives it one with ``num_gpus=1``) and the ``gpu`` extra, the GPU path of
+    ``score.gpu_batches`` (nvImageCodec decode, pixel finishing and preprocessing on the device,
+    bf16 network); without, the CPU reader and the CPU model. ``options["decode"]`` is the
+    scorer's ``--decode``; ``options["decoder_factory"]`` (tests) forces the GPU path's loop with
+    that codestream decoder on whatever device the replica has.
+    """
 
     def __init__(
         self,
@@ -265,7 +278,7 @@ class Replica:
         options: dict,
         known_sops: dict,
         device: str,
-        batch_size: int,
+        batch_size: int | None,
         threads: int,
     ):
         import tempfile
@@ -274,12 +287,12 @@ class Replica:
 
         from epi_spineage.model.checkpoint import load_checkpoint
         from epi_spineage.provenance import model_provenance
+        from epi_spineage.score import gpu_batches
         from epi_spineage.score.malloc import keep_freed_memory
         from epi_spineage.score.members import MemberContext
 
         keep_freed_memory()
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+        device, self.choice = choose_path(device, options.get("decode", "auto"), options.get("decoder_factory"))
         if device == "cpu":
             torch.set_num_threads(max(1, threads))
         self.tmp = tempfile.TemporaryDirectory(prefix="epi-spineage-model-")
@@ -288,8 +301,12 @@ class Replica:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
         self.loaded = load_checkpoint(self.tmp.name, map_location=device)
+        if self.choice.path == "gpu":
+            gpu_batches.maybe_compile(self.loaded, bool(options.get("compile")))
+        self.device = device
         self.provenance = model_provenance(self.loaded, "cuda-bf16" if device == "cuda" else "cpu")
-        self.batch_size = batch_size
+        self.batch_size = batch_size or gpu_batches.default_batch_size(device)
+        self.decoder = self.choice.decoder(device) if self.choice.decoder is not None else None
         self.ctx = MemberContext(
             run_id=run_id,
             key=key,
@@ -306,10 +323,20 @@ class Replica:
         return ray.get_runtime_context().get_node_id(), os.getpid()
 
     def score(self, unit_id: str, entries: list[Entry]):
+        """``(unit_id, result table)``; the table's schema metadata says which path made it (``decode``)."""
+        from epi_spineage.db.results import to_table
+
+        rows = self._score_gpu(entries) if self.choice.path == "gpu" else self._score_cpu(entries)
+        for row in rows:
+            row.update(self.provenance)
+        table = to_table(rows)
+        return unit_id, table.replace_schema_metadata({b"decode": self.choice.path.encode()})
+
+    def _score_cpu(self, entries: list[Entry]) -> list[dict]:
+        """The CPU reader in this process, then the model in batches (as the local CPU path)."""
         import numpy as np
         import torch
 
-        from epi_spineage.db.results import to_table
         from epi_spineage.score.members import process_member
 
         rows, arrays = [], []
@@ -329,9 +356,60 @@ class Replica:
             mean, sd = self.loaded.predict(torch.from_numpy(np.stack([arrays[i] for i in part])))
             for i, m, s in zip(part, mean, sd):
                 rows[i].update(status="scored", spine_age_years=float(m), spine_age_sd_years=float(s))
-        for row in rows:
-            row.update(self.provenance)
-        return unit_id, to_table(rows)
+        return rows
+
+    def _score_gpu(self, entries: list[Entry]) -> list[dict]:
+        """The local GPU loop's steps (``score.gpu_batches``) over one unit, in this process.
+
+        Headers are parsed and QC'd here (``prepare_member``), batches are collated as the local
+        DataLoader does (``collate_gpu``), and ``GpuScorer`` decodes, finishes, preprocesses, scores
+        and hashes them on the device; images the decoder refuses go to the CPU reader. Duplicates
+        by pixels are left to the keyed loader at ingest, as on the CPU path of this engine.
+        """
+        from epi_spineage.score.gpu_batches import GpuScorer, collate_gpu, prepare_member
+        from epi_spineage.score.members import process_member
+
+        out: list[dict] = []
+        batch: list[tuple] = []
+        handles: dict = {}
+        assert self.decoder is not None  # the GPU path always has its decoder (choose_path)
+        scorer = GpuScorer(
+            self.loaded, self.ctx, self.device, self.decoder, self.provenance, _Forgetful(), fallback_workers=1
+        )
+
+        def flush() -> None:
+            if batch:
+                rows, items, buffer, cpu_positions, cpu_batch, _ = collate_gpu(batch)
+                scorer.submit(rows, items, buffer, cpu_positions, cpu_batch, set(range(len(rows))))
+                batch.clear()
+            for done in scorer.finished(max_pending=2):
+                out.extend(done)
+
+        try:
+            for entry in entries:
+                data, err, fp = self._read(entry, handles)
+                if data is None:
+                    batch.append((_guarded(self.ctx, entry, data, err, fp, process_member)[0], None, None))
+                else:
+                    prepared = _prepared(self.ctx, entry, data, fp, prepare_member)
+                    if prepared[0] is not None:  # (None, ...): done before; the driver already skipped those
+                        batch.append(prepared)
+                if len(batch) >= self.batch_size:
+                    flush()
+            flush()
+            for done in scorer.finished(block=True):
+                out.extend(done)
+            while scorer.drain_fallbacks():  # the images the decoder refused, read by the CPU reader
+                scorer.submit([], [], None, [], None, set())
+                for done in scorer.finished(block=True):
+                    out.extend(done)
+        finally:
+            for h in handles.values():
+                h.close()
+            scorer.close()
+        for row in out:
+            row.pop("_name", None)
+        return out
 
     @staticmethod
     def _read(entry: Entry, handles: dict):
@@ -383,25 +461,74 @@ def _handle(handles: dict, key: tuple, opener):
     return handles[key]
 
 
+def choose_path(device: str, decode: str, decoder_factory: Callable[[], Any] | None = None):
+    """``(device, DecodeChoice)`` for a replica: the device torch sees (``auto``: CUDA when there is
+    one) and the decode path the local scorer would take there (``gpu_batches.resolve_decode``).
+    ``decoder_factory`` (tests) forces the GPU path's loop with that decoder on either device."""
+    import torch
+
+    from epi_spineage.score import gpu_batches
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if decoder_factory is not None:
+        return device, gpu_batches.DecodeChoice("gpu", lambda _device: decoder_factory())
+    return device, gpu_batches.resolve_decode(decode, device)
+
+
+class _Forgetful(dict):
+    """``GpuScorer``'s seen-pixels map that remembers nothing: every unit's rows are final only at
+    ingest, where the keyed loader settles duplicates across units (the CPU path does the same)."""
+
+    def __setitem__(self, key, value) -> None:
+        return None
+
+
+class _Bytes:
+    """A read member as ``prepare_member`` wants it (``read_bytes``, ``fingerprint``)."""
+
+    def __init__(self, data: bytes, fingerprint: str | None):
+        self.data, self.fp = data, fingerprint
+
+    def read_bytes(self) -> bytes:
+        return self.data
+
+    def fingerprint(self) -> str | None:
+        return self.fp
+
+
+def _prepared(ctx, entry: Entry, data: bytes, fp, prepare_member) -> tuple:
+    """``prepare_member`` for one read entry; anything it raises becomes the member's error row."""
+    try:
+        return prepare_member(ctx, entry.name, entry.size, _Bytes(data, fp))
+    except (MemoryError, Exception) as exc:  # noqa: BLE001 - one member must never end the unit
+        return _error_row(ctx, entry, fp, exc), None, None
+
+
 def _guarded(ctx, entry: Entry, data, err, fp, process_member):
     """``process_member``, but anything one member does becomes its error row (as ``members.process_entry``)."""
-    from epi_spineage.db.results import now_utc
-    from epi_spineage.score.members import _scrub
-
     try:
         return process_member(ctx, entry.name, entry.size, data, read_error=err, fingerprint=fp)
     except (MemoryError, Exception) as exc:  # noqa: BLE001 - one member must never end the unit
-        ref = ctx.ref(entry.name)
-        return {
-            "run_id": ctx.run_id,
-            "source_path": ref,
-            "file_size_bytes": entry.size,
-            "recorded_at": now_utc(),
-            "status": "error",
-            "error_type": "unreadable",
-            "file_fingerprint": fp,
-            "message": _scrub(f"failed while decoding ({type(exc).__name__}: {exc})", entry.name, ref),
-        }, None
+        return _error_row(ctx, entry, fp, exc), None
+
+
+def _error_row(ctx, entry: Entry, fp, exc: BaseException) -> dict:
+    """The error row of a member whose reading raised ``exc`` (its name scrubbed from the message)."""
+    from epi_spineage.db.results import now_utc
+    from epi_spineage.score.members import _scrub
+
+    ref = ctx.ref(entry.name)
+    return {
+        "run_id": ctx.run_id,
+        "source_path": ref,
+        "file_size_bytes": entry.size,
+        "recorded_at": now_utc(),
+        "status": "error",
+        "error_type": "unreadable",
+        "file_fingerprint": fp,
+        "message": _scrub(f"failed while decoding ({type(exc).__name__}: {exc})", entry.name, ref),
+    }
 
 
 # ---- the driver ---------------------------------------------------------------------------------
@@ -582,9 +709,13 @@ def score_archives_ray(
     *,
     ray_address: str | None = None,
     replicas: int | None = None,
-    batch_size: int = 16,
+    batch_size: int | None = None,
     unit_size: int = DEFAULT_UNIT_SIZE,
     device: str = "auto",
+    decode: str = "auto",
+    compile_model: bool = False,
+    limit: int | None = None,
+    dry_run: bool = False,
     include_non_spine: bool = False,
     key: bytes | str | None = None,
     key_file: str | os.PathLike | None = None,
@@ -595,6 +726,7 @@ def score_archives_ray(
     max_megapixels: float = 50.0,
     _on_event: Callable | None = None,
     _start_together: bool = False,
+    _decoder_factory: Callable[[], Any] | None = None,
 ):
     """Score every new image of ``archives`` on Ray into ``db_path``; returns the run's ``ScoreSummary``.
 
@@ -609,6 +741,7 @@ def score_archives_ray(
     from epi_spineage.model.checkpoint import read_meta
     from epi_spineage.privacy import require_key
     from epi_spineage.provenance import new_run_id
+    from epi_spineage.score.gpu_batches import DECODE_CHOICES
     from epi_spineage.score.members import MemberContext
     from epi_spineage.score.pipeline import (
         ScoreSummary,
@@ -623,12 +756,16 @@ def score_archives_ray(
         ingest_into,
     )
 
-    if batch_size < 1 or unit_size < 1:
+    if decode not in DECODE_CHOICES:
+        raise UserError(f"--decode must be auto, cpu or gpu, not {decode!r}")
+    if (batch_size is not None and batch_size < 1) or unit_size < 1:
         raise UserError("--batch-size and the unit size must be at least 1")
     if not max_megapixels or max_megapixels <= 0:
         raise UserError("--max-megapixels must be positive")
     if replicas is not None and replicas < 1:
         raise UserError("--ray-replicas must be at least 1")
+    if limit is not None and limit < 1:
+        raise UserError("--limit must be at least 1")
     key_bytes = require_key(key, key_file)  # never the environment: the tool resolved it (cli/common.py)
     archive_paths = _resolve_archives(archives)
     db_path = Path(db_path).expanduser().resolve()
@@ -645,8 +782,15 @@ def score_archives_ray(
         "store_paths": bool(store_paths),
         "max_pixels": int(max_megapixels * 1e6),
         "include_non_spine": include_non_spine,
+        "decode": decode,
+        "compile": bool(compile_model),
+        "decoder_factory": _decoder_factory,
     }
     stats = RayStats()
+    if dry_run:
+        return _dry_run_ray(
+            archive_paths, db_path, model_id, shards, unit_size, limit, key_bytes, options, lock_timeout_s, stats
+        )
 
     lock = ScorerLock(db_path).acquire(what="scorer")
     started_ray = False
@@ -678,7 +822,8 @@ def score_archives_ray(
         )
         plan = plan_work(archive_paths, ctx)
         stats.kinds = {hash_path(a, key_bytes) if not store_paths else a: k for a, k in plan.kinds.items()}
-        units = make_units(plan.entries, unit_size, model_id)
+        entries = plan.entries if limit is None else plan.entries[:limit]  # --limit: the first N new images
+        units = make_units(entries, unit_size, model_id)
         stats.n_units = len(units)
 
         run_id = new_run_id()
@@ -709,6 +854,11 @@ def score_archives_ray(
 
                 started_ray = _connect_ray(ray_address)
                 n, resources = _replica_resources(replicas)
+                if decode == "gpu" and "num_gpus" not in resources and _decoder_factory is None:
+                    raise UserError(
+                        "--decode gpu with --engine ray needs GPUs in the Ray cluster, and it has none "
+                        "(use --decode auto or cpu)"
+                    )
                 n = min(n, len(todo))
                 files_ref = ray.put(_model_files(model_dir))
                 sops_ref = ray.put(dict(known.sops))
@@ -721,6 +871,7 @@ def score_archives_ray(
                 def on_done(unit_id, table, replica):
                     _atomic_write(shards / f"unit-{unit_id}.parquet", lambda tmp: _write_parquet(table, tmp))
                     n_rows = table.num_rows
+                    _count_decoders(summary, table)
                     bar.update(n_rows)
                     if _on_event:
                         _on_event("done", replica, unit_id)
@@ -752,6 +903,79 @@ def score_archives_ray(
 
             ray.shutdown()
         lock.release()
+
+
+def _count_decoders(summary, table) -> None:
+    """A unit scored on the GPU path (its table says so) counts its images as the local GPU loop does:
+    decoded on the device, or by the CPU reader (colour, JPEG-LS..., or refused by the decoder)."""
+    if (table.schema.metadata or {}).get(b"decode") != b"gpu":
+        return
+    summary.decode = "gpu"
+    for decoder in table.column("decoder").to_pylist():
+        if decoder:
+            summary.n_gpu_decoded += not decoder.startswith("cpu:")
+            summary.n_cpu_fallback += decoder.startswith("cpu:")
+
+
+def _dry_run_ray(
+    archive_paths,
+    db_path: Path,
+    model_id: str,
+    shards: Path,
+    unit_size,
+    limit,
+    key_bytes,
+    options,
+    lock_timeout_s,
+    stats,
+):
+    """``--dry-run``: the driver's plan (the same listing and skip rules), nothing sent, nothing written.
+
+    No lock, no schema, no Ray: the database is opened read-only (if it exists), leftover shards of
+    an interrupted job are counted but not loaded (a real run loads them first, so their images may
+    be among those counted here), and the bytes a compressed tar's stream yields are dropped once
+    fingerprinted.
+    """
+    from epi_spineage.db.paths import hash_path
+    from epi_spineage.score.members import MemberContext
+    from epi_spineage.score.pipeline import ScoreSummary, _read_known
+    from epi_spineage.score.spool import Spool, default_spool_dir
+
+    known = _read_known(db_path, model_id, lock_timeout_s, Spool(default_spool_dir(db_path)), write=False)
+    ctx = MemberContext(
+        run_id="dry-run",
+        key=key_bytes,
+        preprocess_config=None,
+        include_non_spine=options["include_non_spine"],
+        done_paths=known.done_paths(options["include_non_spine"]),
+        store_paths=options["store_paths"],
+    )
+    plan = plan_work(archive_paths, ctx, keep_bytes=False)
+    entries = plan.entries if limit is None else plan.entries[:limit]
+    stats.n_units = len(make_units(entries, unit_size, model_id))
+    stats.n_units_resumed = len(list(shards.glob("unit-*.parquet"))) if shards.is_dir() else 0
+    stats.kinds = {(a if options["store_paths"] else hash_path(a, key_bytes)): k for a, k in plan.kinds.items()}
+    summary = ScoreSummary(
+        run_id="dry-run",
+        model_id=model_id,
+        device="-",
+        dry_run=True,
+        n_seen=plan.n_seen,
+        n_skipped_known=plan.n_skipped_known,
+        n_would_score=len(entries),
+    )
+    summary.ray = stats  # type: ignore[attr-defined]
+    return summary
+
+
+def ray_dry_run_lines(summary) -> list[str]:
+    """What a dry run with ``--engine ray`` would send, for the CLI (after ``summary.line()``)."""
+    stats: RayStats = summary.ray
+    lines = [f"ray: {stats.n_units} work unit(s) would be sent; nothing was sent and nothing written"]
+    if stats.n_units_resumed:
+        lines.append(f"ray: {stats.n_units_resumed} shard(s) of an interrupted job would be loaded first")
+    lines += [f"ray: {name} read as {kind}" for name, kind in stats.kinds.items()]
+    return lines
 
 
 def _write_parquet(table, path) -> None:
@@ -790,7 +1014,9 @@ __all__ = [
     "Replica",
     "default_shard_dir",
     "make_units",
+    "choose_path",
     "plan_work",
+    "ray_dry_run_lines",
     "run_units",
     "score_archives_ray",
 ]
