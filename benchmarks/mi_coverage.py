@@ -139,7 +139,16 @@ def main(argv: list[str] | None = None) -> int:
         help="confounder (default): the two-covariate design above; simulator: the package's cohort simulator "
         "with MAR DXA (use --n 3000)",
     )
+    ap.add_argument(
+        "--write-cohorts",
+        metavar="CSV",
+        help="write the confounder design's cohorts (with a seed column) for benchmarks/mi_coverage_mice.R and stop",
+    )
     args = ap.parse_args(argv)
+    if args.write_cohorts:
+        frames = [cohort(args.n, 10_000 + s).assign(seed=s) for s in range(args.seeds)]
+        pd.concat(frames).to_csv(args.write_cohorts, index=False)
+        return 0
     t0 = time.perf_counter()
     rows: dict[str, list] = {}
     truth: dict[str, float] = {}
