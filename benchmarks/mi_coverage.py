@@ -14,7 +14,7 @@ bias, the empirical SD over seeds, the mean model SE, and the 95% CI coverage wi
 ``--design simulator``: the package's cohort simulator (derivation spec, one PAD effect for every
 fracture site so that any fracture is exactly proportional-hazards, DXA missing at random given age,
 sex and any fracture); Cox model of any fracture on PAD and its generating covariates, by complete
-cases and by MI of the femoral-neck T-score; truths from ``truth.json`` (PAD per year, T-score per unit).
+cases and by MI of the femoral-neck T-score; truths from ``truth.json`` (PAD per year, female, T-score per unit).
 
 Results are quoted in docs/methods.md#multiple-imputation.
 """
@@ -78,7 +78,8 @@ def one_simulator(n: int, m: int, seed: int) -> tuple[dict[str, tuple[float, flo
     """The package's simulator (derivation cohort, one PAD effect for every fracture site so any fracture
     is exactly PH, DXA missing at random given age, sex and any fracture): Cox model of any fracture on
     PAD and the generating covariates, by complete cases and MI (T-score imputed). Estimands: the planted
-    per-year log HR of PAD and per-unit log HR of the femoral-neck T-score (``truth.json``)."""
+    log HRs (``truth.json``) of PAD per year, of female sex (whose complete-case estimate MAR biases most,
+    missingness depending on sex and outcome) and of the femoral-neck T-score per unit."""
     from dataclasses import replace
 
     from epi_spineage.stats import cox_per_sd, impute_mice, mi_cox_per_sd
@@ -92,12 +93,13 @@ def one_simulator(n: int, m: int, seed: int) -> tuple[dict[str, tuple[float, flo
     args = ("fracture_any_years", "fracture_any", "pad_years", SIM_COVARIATES)
     out: dict[str, tuple[float, float, float, float]] = {}
     f = cox_per_sd(d, *args, sd=1.0)
-    for j, term in ((0, "PAD"), (len(SIM_COVARIATES), "T-score")):
+    terms = ((0, "PAD"), (2, "female"), (len(SIM_COVARIATES), "T-score"))
+    for j, term in terms:
         lo, hi = np.log(f.summary.iloc[j][["ci_low", "ci_high"]].astype(float))
         out[f"CC {term}"] = (float(f.coef[j]), float(np.sqrt(f.var[j, j])), float(lo), float(hi))
     mi = impute_mice(d, ["pad_years", *SIM_COVARIATES], time="fracture_any_years", event="fracture_any", m=m, seed=seed)
     r = mi_cox_per_sd(mi, *args, sd=1.0)
-    for j, term in ((0, "PAD"), (len(SIM_COVARIATES), "T-score")):
+    for j, term in terms:
         row = r.iloc[j]
         out[f"MI {term}"] = (
             float(row["log_hr"]),
@@ -105,7 +107,11 @@ def one_simulator(n: int, m: int, seed: int) -> tuple[dict[str, tuple[float, flo
             float(np.log(row["ci_low"])),
             float(np.log(row["ci_high"])),
         )
-    return out, {"PAD": float(planted["pad_years"]), "T-score": float(planted["tscore_femoral_neck"])}
+    return out, {
+        "PAD": float(planted["pad_years"]),
+        "female": float(planted["female"]),
+        "T-score": float(planted["tscore_femoral_neck"]),
+    }
 
 
 def table(rows: dict[str, list], truth: dict[str, float]) -> str:
