@@ -201,12 +201,14 @@ class _Outcome:
         from epi_spineage.stats._coxfit import _fit_cox  # the caller holds BLAS at one thread
 
         fit = _fit_cox(Z, self.time, self.event, None, "breslow", 20, 1e-9, self.order)
-        var = np.asarray(fit.var, float)
+        var = np.nan_to_num(np.asarray(fit.var, float), nan=0.0, posinf=0.0, neginf=0.0)
         try:
-            chol = np.linalg.cholesky(var)
+            root = np.linalg.cholesky(var)
         except np.linalg.LinAlgError:
-            chol = np.linalg.cholesky(var + 1e-10 * np.eye(len(var)))
-        beta = np.asarray(fit.beta, float) + chol @ rng.standard_normal(len(var))
+            # singular (collinear columns): a symmetric square root, no draw along the aliased direction
+            w, vec = np.linalg.eigh(0.5 * (var + var.T))
+            root = vec * np.sqrt(np.clip(w, 0.0, None))
+        beta = np.nan_to_num(np.asarray(fit.beta, float)) + root @ rng.standard_normal(len(var))
         lp = Z @ beta
         lp = lp - lp.mean()
         self.beta, self.lp, self.H0 = beta, lp, self.breslow(lp)
