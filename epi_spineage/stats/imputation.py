@@ -21,7 +21,7 @@ coverage 0.90; this module's pmm 0.4275, 0.076, 0.066, 0.90 over 60 seeds), and 
 method's: with a large covariate effect ``p(z | x, T, D)`` is not linear in ``(x, D, H(T))``, the
 incomplete confounder's log HR is attenuated (0.36 for a planted 0.405 at n = 5000) and the exposure's
 biased up (+0.016 over the full-data fit), while SMC-FCS gives +0.005 (SE 0.006) and 0.403.
-Over 285 seeds SMC-FCS covered the planted HR in 0.933 (MC SE 0.015) of cohorts, pmm 0.90
+Over 285 seeds SMC-FCS covered the planted HR in 0.933 (MC SE 0.015) of cohorts (pmm: 0.90 over 60)
 (``benchmarks/mi_coverage.py``; tables in docs/methods.md#multiple-imputation).
 
 Imputed sets are consistent for an analysis Cox model on (a subset of) ``columns``: give every
