@@ -134,7 +134,21 @@ def test_impute_bookkeeping_and_reproducible():
     assert miss.loc["z", "n_missing"] == int((~obs).sum())
     assert miss.loc["sex", "n_missing"] == 7
     assert miss.loc["z", "share_missing"] == pytest.approx((~obs).mean())
+    assert a.predictors == ["x", "z", "sex", "Cox(time, event)"]  # the outcome enters as a Cox model
+    assert a.method.startswith("SMC-FCS")
+
+
+def test_pmm_method_bookkeeping():
+    # the White-Royston approximation (R mice's pmm with the event indicator and H(T)) stays available
+    d = _mar_cohort(300, 3)
+    d.loc[d.index[:5], "sex"] = None
+    a = impute_mice(d, ["x", "z", "sex"], time="time", event="event", m=2, n_iter=2, seed=5, method="pmm")
+    obs = d["z"].notna()
+    for ds in a.datasets:
+        assert ds["z"].notna().all() and set(ds["sex"]) == {"F", "M"}
+        assert set(ds.loc[~obs, "z"]) <= set(d.loc[obs, "z"])  # pmm gives observed donors' values
     assert "event" in a.predictors and "H(time)" in a.predictors
+    assert a.method.startswith("MICE")
 
 
 def test_impute_bad_input():
@@ -145,6 +159,8 @@ def test_impute_bad_input():
         impute_mice(d.assign(g=list("abc") * 16 + ["a", "b"]), ["x", "z", "g"])
     with pytest.raises(UserError):
         impute_mice(d, ["x", "z"], m=1)
+    with pytest.raises(UserError):
+        impute_mice(d, ["x", "z"], time="time", event="event", method="norm")
 
 
 def test_mi_recovers_planted_hr_where_complete_cases_are_biased():
@@ -176,3 +192,97 @@ def test_pmm_donors_are_the_k_nearest():
     assert set(obs[picks]) == {3.0, 4.0, 5.0}
     assert _pmm_donors(obs, np.array([-5.0, 100.0]), 1, rng).tolist() == [1, 0]
     assert set(obs[_pmm_donors(obs, np.full(500, 4.2), 50, rng)]) == set(obs)  # k above the donor count
+
+
+def test_breslow_baseline_at_zero_is_nelson_aalen():
+    from epi_spineage.stats.imputation import _Outcome
+
+    rng = np.random.default_rng(3)
+    t = rng.integers(1, 30, 200).astype(float)  # many ties
+    e = (rng.random(200) < 0.6).astype(float)
+    out = _Outcome(t, e)
+    np.testing.assert_allclose(out.breslow(np.zeros(200)), nelson_aalen_at(t, e), rtol=1e-12)
+    # with a linear predictor: the risk-set sums weight each row by exp(lp)
+    lp = rng.normal(size=200)
+    want = np.array([sum(e[k] / np.exp(lp[t >= t[k]]).sum() for k in range(200) if t[k] <= ti) for ti in t])
+    np.testing.assert_allclose(out.breslow(lp), want, rtol=1e-10)
+
+
+@pytest.mark.parametrize("event", [0, 1])
+def test_compatible_draw_matches_the_cox_conditional(event):
+    # The SMC-FCS step for a continuous z draws from N(z; mu, s^2) * h(T | z)^D * S(T | z), with
+    # h = h0 exp(b z), S = exp(-H exp(b z)): tilt the normal by D b s^2, then accept with exp(-H exp(b z)).
+    # Its draws must have the moments of that density (numerical integration on a grid).
+    from epi_spineage.stats.imputation import _draw_normal_times_survival
+
+    mu, s, b, H = 0.3, 1.1, 0.6, 0.9
+    k = 40_000
+    draws, stuck = _draw_normal_times_survival(
+        np.full(k, mu + event * b * s**2), s, np.full((k, 1), H), np.array([b]), np.random.default_rng(7)
+    )
+    grid = np.linspace(-9, 9, 20_001)
+    dens = np.exp(-0.5 * ((grid - mu) / s) ** 2 + event * b * grid - H * np.exp(b * grid))
+    dens /= dens.sum()
+    mean = (grid * dens).sum()
+    sd = np.sqrt(((grid - mean) ** 2 * dens).sum())
+    assert stuck == 0
+    assert abs(draws.mean() - mean) < 4 * sd / np.sqrt(k)
+    assert abs(draws.std() / sd - 1) < 0.02
+    # and not the untilted normal (what an approximate imputation model would centre on)
+    assert abs(mean - mu) > 0.1
+
+
+def test_between_imputation_variance_is_not_understated():
+    # Known answer: z ~ N(0, 1) with half missing completely at random and nothing else observed. The
+    # proper pooled variance of the mean is about 1 / n_obs (the observed rows are all the information);
+    # imputing without drawing the parameters would give (1 + n_mis / n) / n = 0.75 / n_obs here.
+    rng = np.random.default_rng(4)
+    n = 400
+    z = rng.normal(size=n)
+    z[rng.permutation(n)[: n // 2]] = np.nan
+    d = pd.DataFrame({"z": z})
+    mi = impute_mice(d, ["z"], m=100, n_iter=3, seed=2)
+    est = [ds["z"].mean() for ds in mi.datasets]
+    var = [ds["z"].var(ddof=1) / n for ds in mi.datasets]
+    pooled = pool_rubin(est, var, n - 1).iloc[0]
+    target = np.nanvar(z, ddof=1) / (n // 2)
+    assert 0.85 < pooled["t"] / target < 1.2
+    assert 0.3 < pooled["fmi"] < 0.7  # half the information is missing
+
+
+def test_simulator_mar_recovery():
+    # The package's simulator with DXA missing at random given age, sex and any fracture (30%), one PAD
+    # effect for every site (any fracture exactly PH): complete cases lose the age effect (missingness
+    # depends on age and on the outcome it drives), MI of the T-score covers every planted log HR.
+    # Over seeds: benchmarks/mi_coverage.py --design simulator (docs/methods.md#multiple-imputation).
+    from dataclasses import replace
+
+    from epi_spineage.synth.cohort import DERIVATION, simulate_cohort
+
+    spec = replace(DERIVATION, dxa_missing_mechanism="mar", site_hr_per_sd_pad=None)
+    d, truth = simulate_cohort(spec, 6000, np.random.default_rng(4))
+    d["female"] = (d["sex"] == "F").astype(float)
+    d["pad_years"] = d["spine_age_years"] - d["age_years"]
+    covs = ["age_years", "female", "prevalent_vf", "prior_fracture", "glucocorticoid", "rheumatoid_arthritis"]
+    covs.append("tscore_femoral_neck")
+    args = ("fracture_any_years", "fracture_any", "pad_years", covs)
+    planted = truth["outcomes"]["fracture_any"]["covariates"]
+    cc = cox_per_sd(d, *args, sd=1.0).summary.set_index("term")
+    mi = impute_mice(d, ["pad_years", *covs], time="fracture_any_years", event="fracture_any", m=5, seed=1)
+    pooled = mi_cox_per_sd(mi, *args, sd=1.0).set_index("term")
+    assert mi.missing.set_index("variable").loc["tscore_femoral_neck", "share_missing"] == pytest.approx(0.3, abs=0.02)
+    b_age = planted["age_years"]
+    assert np.log(cc.loc["age_years", "ci_high"]) < b_age  # complete cases: biased towards 0
+    assert abs(pooled.loc["age_years", "log_hr"] - b_age) < abs(np.log(cc.loc["age_years", "estimate"]) - b_age)
+    for term in ("pad_years", "age_years", "female", "tscore_femoral_neck"):
+        lo, hi = np.log(pooled.loc[term, ["ci_low", "ci_high"]].astype(float))
+        assert lo <= planted[term] <= hi, term
+
+
+def test_collinear_columns_still_impute():
+    # an aliased column makes the Cox variance singular: the coefficient draw must not fail on it
+    d = _mar_cohort(300, 8)
+    d["x2"] = 2.0 * d["x"]
+    mi = impute_mice(d, ["x", "x2", "z"], time="time", event="event", m=2, n_iter=2, seed=3)
+    for ds in mi.datasets:
+        assert ds["z"].notna().all() and np.isfinite(ds["z"]).all()
