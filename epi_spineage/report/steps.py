@@ -896,14 +896,14 @@ def multiple_imputation(results: StudyResults) -> ImputationResult:
     """Models 2-3 (fracture) and model 2 (mortality) after multiple imputation, beside the complete cases.
 
     Per cohort, one imputation model (``stats.impute_mice``: ``config.mi_imputations`` sets, seeded by
-    ``config.mi_seed``) holds PAD, every covariate of the refitted models, and for each outcome its event
-    indicator and Nelson-Aalen cumulative hazard (White and Royston). Each model is fitted on every set
+    ``config.mi_seed``; substantive-model-compatible chained equations) holds PAD and every covariate of
+    the refitted models, with each outcome's Cox likelihood in the draws. Each model is fitted on every set
     and pooled by Rubin's rules with Barnard-Rubin df (``stats.mi_cox_per_sd``; complete-data df =
     events - coefficients, as ``mice::pool`` for coxph). PAD per the cohort's SD, as the Cox sections.
 
     Complexity: O(m c k (n p^2 + n log n) + m M n p^2) per cohort for m sets, c chained-equation cycles
     (``mi_iterations``) over the k incomplete variables (one regression on n rows and p predictors each,
-    and a sort for matching or one Cox fit per outcome, as ``stats.impute_mice`` does it) and M refitted
+    and one Cox fit per outcome, as ``stats.impute_mice`` does it) and M refitted
     models: about n log n in n, linear in m. It is the report's slowest step, so its time is reported on
     its own line (``seconds``, and the step timings); a cohort of more than ``MI_LARGE_N`` rows gets
     ``mi_imputations_large`` sets (default 5, stated in the report), and ``multiple_imputation = false``
