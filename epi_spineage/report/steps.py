@@ -22,6 +22,7 @@ import pandas as pd
 
 from epi_spineage import stats
 from epi_spineage.errors import AnalysisNotPossible, UserError
+from epi_spineage.report import plotdata
 from epi_spineage.report.results import (
     ACCEL_COLUMN,
     AGE_PREDICTOR,
@@ -251,9 +252,9 @@ def agreement(results: StudyResults) -> AgreementResult:
         out.pad_sd_years[role] = float(df[PAD_COLUMN].std(ddof=1))
         out.n_analysed[role] = c.n
         out.pad_used[role] = c.pad_kind
-        step = max(1, len(df) // 20000)  # plot data: a thinned copy is enough for a scatter
-        if "spine_age_years" in df.columns:
-            out.scatter[role] = df[["age_years", "spine_age_years"]].iloc[::step].reset_index(drop=True)
+        if "spine_age_years" in df.columns:  # plot data: 1-year cells, O(n) to count, bounded in size
+            out.scatter[role] = plotdata.age_histogram(df["age_years"], df["spine_age_years"])
+            out.scatter_line[role] = plotdata.least_squares_line(df["age_years"], df["spine_age_years"])
     out.pearson = concat(rows)
     out.pad_summary = concat(summaries)
     return out
@@ -291,7 +292,9 @@ def discrimination(results: StudyResults) -> DiscriminationResult:
                 roc = stats.roc_curve(y, score)
                 curves.append(
                     tag(
-                        roc[["fpr", "sensitivity"]].rename(columns={"sensitivity": "tpr"}),
+                        plotdata.thin_steps(
+                            roc[["fpr", "sensitivity"]].rename(columns={"sensitivity": "tpr"}), "fpr", "tpr"
+                        ),
                         cohort=role,
                         outcome=outcome,
                         predictor=pred,
@@ -374,8 +377,8 @@ def groups_km(results: StudyResults) -> GroupsKMResult:
             where,
             lambda: stats.km_curves(sub, time_col, event, group=GROUP_COLUMN, ci=cfg.km_ci, ci_level=cfg.ci_level),
         )
-        if f is not None:
-            km_full.append(tag(f, cohort=role, outcome=cfg.km_outcome))
+        if f is not None:  # plot data: event times only, thinned below a pixel (report.plotdata)
+            km_full.append(tag(plotdata.compact_curve(f), cohort=role, outcome=cfg.km_outcome))
         if sub[GROUP_COLUMN].nunique() > 1:
             t = _try(results, f"log-rank ({role})", lambda: stats.logrank(sub, time_col, event, group=GROUP_COLUMN))
             if t is not None:
