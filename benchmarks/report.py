@@ -13,6 +13,7 @@ simulator's frames stay in memory beside the analysis (the peak includes them).
 Usage::
 
     python benchmarks/report.py --n 1000000
+    python benchmarks/report.py --n 1000000 --clock cpu   # on a shared machine
     python benchmarks/report.py --n 5000000 --via parquet
 """
 
@@ -57,12 +58,53 @@ def current_rss_gb() -> float:
     return float("nan")
 
 
-def _shares(title: str, timings: dict[str, float], total: float) -> None:
-    print(f"{title:<40} {'s':>7} {'share':>7}")
+def _shares(title: str, timings: dict[str, float], total: float, peaks: dict[str, float] | None = None) -> None:
+    print(f"{title:<40} {'s':>7} {'share':>7}" + (f" {'peak GB':>8}" if peaks else ""))
     for name, sec in sorted(timings.items(), key=lambda kv: -kv[1]):
         if name == "total":
             continue
-        print(f"  {name:<38} {sec:7.2f} {100 * sec / total if total else 0:6.1f}%")
+        peak = f" {peaks[name]:8.2f}" if peaks and name in peaks else ""
+        print(f"  {name:<38} {sec:7.2f} {100 * sec / total if total else 0:6.1f}%{peak}")
+
+
+def _use_cpu_clock() -> None:
+    """Make the report's own step/section timers count this process's CPU seconds, not wall time."""
+    import types
+
+    from epi_spineage.report import analyses, document, render
+
+    cpu = types.SimpleNamespace(perf_counter=time.process_time)
+    for module in (analyses, document, render):
+        module.time = cpu  # type: ignore[attr-defined]
+
+
+def _track_step_peaks(peaks: dict[str, float]) -> None:
+    """Wrap each analysis step so that its own peak resident set is recorded (reset before, read after)."""
+    from epi_spineage.report import steps
+
+    def wrap(name, func):
+        def run(results):
+            reset_peak_rss()
+            try:
+                return func(results)
+            finally:
+                peaks[name] = peak_rss_gb()
+
+        return run
+
+    steps.STEPS[:] = [(name, attr, wrap(name, func)) for name, attr, func in steps.STEPS]
+    from epi_spineage.report import analyses
+
+    prepare = analyses.prepare_cohorts
+
+    def prepare_tracked(*args, **kwargs):
+        reset_peak_rss()
+        try:
+            return prepare(*args, **kwargs)
+        finally:
+            peaks["prepare"] = peak_rss_gb()
+
+    analyses.prepare_cohorts = prepare_tracked  # type: ignore[assignment]
 
 
 def main() -> None:
@@ -78,6 +120,13 @@ def main() -> None:
         help="hand the simulated frames to the analyses (memory) or go through a Parquet file and the "
         "report's reader (parquet)",
     )
+    ap.add_argument(
+        "--clock",
+        choices=["wall", "cpu"],
+        default="wall",
+        help="what the per-step and per-part times count: wall seconds, or this process's CPU seconds "
+        "(steadier on a machine shared with other work; the report is single-threaded)",
+    )
     args = ap.parse_args()
 
     from epi_spineage.report.analyses import run_study
@@ -85,6 +134,10 @@ def main() -> None:
     from epi_spineage.report.document import write_study_report
     from epi_spineage.synth.cohort import simulate_study
 
+    if args.clock == "cpu":
+        _use_cpu_clock()
+    step_peaks: dict[str, float] = {}
+    _track_step_peaks(step_peaks)
     # analyse every derivation row (not only the 20% test split), so the analysed cohort is --n
     config = StudyConfig(derivation_split="")
     with tempfile.TemporaryDirectory() as tmp:
@@ -121,16 +174,19 @@ def main() -> None:
             reset_peak_rss()
             mem_cohort = sum(f.memory_usage(deep=True).sum() for f in (derivation, external) if f is not None)
         t1, c1 = time.perf_counter(), time.process_time()
+        reset_peak_rss()
         results = run_study(derivation, external, config)
         results.attach_truth(truth)
         t_an, c_an = time.perf_counter() - t1, time.process_time() - c1
-        peak_an = peak_rss_gb()
+        peak_an = max([peak_rss_gb(), *step_peaks.values()])
         out = Path(args.out or tmp) / "report"
         writing: dict[str, float] = {}
         t2, c2 = time.perf_counter(), time.process_time()
+        reset_peak_rss()
         index = write_study_report(out, results, config=config, synthetic=True, source="benchmark", timings=writing)
         t_wr, c_wr = time.perf_counter() - t2, time.process_time() - c2
-        peak_all = peak_rss_gb()
+        peak_wr = peak_rss_gb()
+        peak_all = max(peak_an, peak_wr)
         size = index.stat().st_size
         out_bytes = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     analysed = sum(c.n for c in results.cohorts.values())
@@ -146,11 +202,13 @@ def main() -> None:
     print("(CPU: this process's user+system seconds; on a shared machine wall time can be far longer)")
     print(f"RSS before (GB)            {rss_before:.2f}   (simulator and interpreter, before the peak reset)")
     print(f"peak RSS analyses (GB)     {peak_an:.2f}")
+    print(f"peak RSS writing (GB)      {peak_wr:.2f}")
     print(f"peak RSS all (GB)          {peak_all:.2f}   (target < 2 at 1,000,000)")
     print(f"index.html (MB)            {size / 1e6:.2f}")
     print(f"report folder (MB)         {out_bytes / 1e6:.2f}")
-    _shares("analysis step", results.timings_s, t_an)
-    _shares("writing part", writing, t_wr)
+    clock = "CPU s" if args.clock == "cpu" else "s"
+    _shares(f"analysis step ({clock})", results.timings_s, c_an if args.clock == "cpu" else t_an, step_peaks)
+    _shares(f"writing part ({clock})", writing, c_wr if args.clock == "cpu" else t_wr)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ never from one row per participant, so writing the report takes about the same t
 - ``thin_steps``: a monotone step curve (Kaplan-Meier or Aalen-Johansen cumulative incidence, ROC)
   kept at the points where it moves by at least ``resolution`` of its range in either coordinate
   (O(m) for m points; at most about ``2 / resolution`` points per curve). Drawn as a step function,
-  the thinned curve is within ``resolution`` of the full one everywhere: far below a pixel.
+  the thinned curve is within ``resolution`` of the full one everywhere: about a pixel.
 - ``event_times_only``: the rows of a Kaplan-Meier/Aalen-Johansen curve where an event happened
   (the estimate and its Greenwood/delta-method interval change only there), plus the first and last row.
 """
@@ -91,13 +91,15 @@ def _keep_moves(x: np.ndarray, y: np.ndarray, resolution: float) -> np.ndarray:
 
 
 def thin_steps(
-    frame: pd.DataFrame, x: str, y: str, *, keys: tuple[str, ...] = CURVE_KEYS, resolution: float = RESOLUTION
+    frame: pd.DataFrame, x: str, y: str, *, keys: tuple[str, ...] = CURVE_KEYS, resolution: float | None = None
 ) -> pd.DataFrame:
     """Each curve of ``frame`` (one per combination of the ``keys`` columns present) thinned in O(m).
 
-    A point is kept when the curve enters a new cell of ``resolution`` x its range in ``x`` or in ``y``,
-    and the last point of every curve is kept. Rows keep their order; columns are unchanged.
+    A point is kept when the curve enters a new cell of ``resolution`` (default ``RESOLUTION``) x its
+    range in ``x`` or in ``y``, and the last point of every curve is kept. Rows keep their order;
+    columns are unchanged.
     """
+    resolution = RESOLUTION if resolution is None else resolution
     if frame is None or not len(frame) or x not in frame.columns or y not in frame.columns:
         return frame
     by = [k for k in keys if k in frame.columns]
