@@ -183,6 +183,7 @@ def _try(results: StudyResults, where: str, func: Callable[[], Any]) -> Any:
 
 # ---------------------------------------------------------------------------------- Table 1
 def table1(results: StudyResults) -> Table1Result:
+    """Table 1 by incident fracture. Complexity: O(n v) for v variables (``stats.table_one``), no copy."""
     cfg = results.config
     frames = []
     for role, c in results.cohorts.items():
@@ -214,6 +215,8 @@ def _pad_columns(df: pd.DataFrame) -> dict[str, str]:
 
 
 def agreement(results: StudyResults) -> AgreementResult:
+    """Pearson r, PAD summaries and the age-scatter cells. Complexity: O(n) per cohort (adds two columns
+    to the cohort frame; the scatter is 1-year cells of counts, ``plotdata.age_histogram``)."""
     level = results.config.ci_level
     out = AgreementResult()
     rows, summaries = [], []
@@ -262,7 +265,11 @@ def agreement(results: StudyResults) -> AgreementResult:
 
 # ---------------------------------------------------------------------------------- discrimination
 def discrimination(results: StudyResults) -> DiscriminationResult:
-    """AUROC of spine age vs chronological age for prevalent VF and osteoporosis, paired DeLong."""
+    """AUROC of spine age vs chronological age for prevalent VF and osteoporosis, paired DeLong.
+
+    Complexity: O(n log n) per outcome (DeLong placements and the ROC curve sort); the stored ROC curves
+    are thinned to at most ~2/``plotdata.RESOLUTION`` points, whatever n.
+    """
     level = results.config.ci_level
     out = DiscriminationResult()
     frames, curves = [], []
@@ -320,7 +327,12 @@ def _cut_source(cfg, ref_role: str, ref) -> str:
 
 
 def groups_km(results: StudyResults) -> GroupsKMResult:
-    """Tertile cut from the derivation (test) set, applied to every cohort; four groups; KM; HRs."""
+    """Tertile cut from the derivation (test) set, applied to every cohort; four groups; KM; HRs.
+
+    Complexity: O(n log n) per cohort (the tertile quantile, Kaplan-Meier, log-rank and one Cox fit of the
+    group contrasts), on a 3-column frame of the analysed rows (``columns_of``), not a copy of the cohort;
+    the stored curves are at event times only and thinned (``plotdata.compact_curve``).
+    """
     cfg = results.config
     ref_role = "derivation" if "derivation" in results.cohorts else next(iter(results.cohorts))
     ref = results.cohorts[ref_role].frame
@@ -563,6 +575,11 @@ def _pad_alternatives(results: StudyResults, out: CoxFamilyResult, outcome: str,
 
 
 def cox_fracture(results: StudyResults) -> CoxFractureResult:
+    """Cox models 1-3 per fracture outcome, and the headline HR with the other PAD.
+
+    Complexity: per outcome one O(n log n) sort shared by its models, then O(n p^2) per Newton step,
+    O(n log^2 n) for Harrell's C and O(n + d p^2) for the PH test per model (``stats.cox_per_sd``).
+    """
     cfg = results.config
     out = _fit_models(results, CoxFractureResult(), cfg.fracture_outcomes, cfg.fracture_models)
     first = next(iter(cfg.fracture_models))
@@ -571,6 +588,8 @@ def cox_fracture(results: StudyResults) -> CoxFractureResult:
 
 
 def cox_mortality(results: StudyResults) -> MortalityResult:
+    """Cox models for death, and accelerated vs not (external cohort). Complexity: as ``cox_fracture``,
+    plus two O(n log n) Cox fits on a frame of the 5 columns they read."""
     cfg = results.config
     out = _fit_models(results, MortalityResult(), [cfg.mortality_outcome], cfg.mortality_models)
     # accelerated vs not, as the paper: in the external cohort (in the derivation cohort uncorrected PAD
@@ -617,7 +636,11 @@ def cox_mortality(results: StudyResults) -> MortalityResult:
 
 
 def subgroups(results: StudyResults) -> SubgroupResult:
-    """HR per SD of PAD by sex (model 1 covariates), with the interaction p value."""
+    """HR per SD of PAD by sex (model 1 covariates), with the interaction p value.
+
+    Complexity: per outcome one Cox fit per sex and the two interaction models, O(n p^2) per Newton
+    step, sharing the outcome's sort (``stats.subgroup_hazard_ratios`` copies only the columns it reads).
+    """
     cfg = results.config
     first_model = next(iter(cfg.fracture_models.values()))
     frames = []
@@ -661,7 +684,11 @@ def subgroups(results: StudyResults) -> SubgroupResult:
 
 # ---------------------------------------------------------------------------------- rates
 def rates(results: StudyResults) -> RatesResult:
-    """Incidence per 1,000 person-years (overall, by group, by accelerated) and median follow-up."""
+    """Incidence per 1,000 person-years (overall, by group, by accelerated) and median follow-up.
+
+    Complexity: O(n G) per outcome for G groups (sums over integer-code masks) on a 3-column frame,
+    plus O(n log n) for the reverse-KM median follow-up.
+    """
     cfg = results.config
     out = RatesResult()
     inc, fu = [], []
@@ -774,7 +801,10 @@ HIP_EVENT = "fracture_hip"
 
 
 def frax(results: StudyResults) -> FraxResult:
-    """Reclassification of FRAX high risk with spine age in place of age, NRI and AUROC comparison."""
+    """Reclassification of FRAX high risk with spine age in place of age, NRI and AUROC comparison.
+
+    Complexity: O(n log n) per cohort (DeLong), O(n) for the cross-tables and NRI.
+    """
     cfg = results.config
     out = FraxResult()
     parts: dict[str, list] = {k: [] for k in ("crosstab", "reclassification", "performance", "nri", "auroc")}
@@ -849,6 +879,8 @@ def _frax_mof_for_hip(results: StudyResults, df: pd.DataFrame, role: str, event:
 
 # ---------------------------------------------------------------------------------- age-gap regression
 def age_gap(results: StudyResults) -> AgeGapResult:
+    """Linear regression of PAD on the covariates. Complexity: O(n p^2) (least squares on the complete
+    cases of the p columns)."""
     cfg = results.config
     out = AgeGapResult()
     frames = []
