@@ -67,6 +67,13 @@ def _shares(title: str, timings: dict[str, float], total: float, peaks: dict[str
         print(f"  {name:<38} {sec:7.2f} {100 * sec / total if total else 0:6.1f}%{peak}")
 
 
+def _progress(line: str) -> None:
+    """A line to stderr as each phase ends, so a long run shows where it is."""
+    import sys
+
+    print(f"[{time.strftime('%H:%M:%S')}] {line}", file=sys.stderr, flush=True)
+
+
 def _use_cpu_clock() -> None:
     """Make the report's own step/section timers count this process's CPU seconds, not wall time."""
     import types
@@ -144,6 +151,7 @@ def main() -> None:
         t0 = time.perf_counter()
         study = simulate_study(seed=args.seed, n_derivation=args.n, n_external=max(args.external, 100))
         t_sim = time.perf_counter() - t0
+        _progress(f"simulated {args.n:,} in {t_sim:.1f} s")
         truth = study.truth
         t_read = 0.0
         if args.via == "parquet":
@@ -163,6 +171,7 @@ def main() -> None:
                 cohort=str(path), mapping=None, db=None, config=config, seed=0, n_derivation=0, n_external=0
             )
             t_read = time.perf_counter() - t1
+            _progress(f"read the cohort back in {t_read:.1f} s")
             derivation, external = inputs.derivation, inputs.external
             mem_cohort = sum(f.memory_usage(deep=True).sum() for f in (derivation, external) if f is not None)
         else:
@@ -178,6 +187,7 @@ def main() -> None:
         results = run_study(derivation, external, config)
         results.attach_truth(truth)
         t_an, c_an = time.perf_counter() - t1, time.process_time() - c1
+        _progress(f"analyses {t_an:.1f} s (CPU {c_an:.1f} s), peak {max([peak_rss_gb(), *step_peaks.values()]):.2f} GB")
         peak_an = max([peak_rss_gb(), *step_peaks.values()])
         out = Path(args.out or tmp) / "report"
         writing: dict[str, float] = {}
