@@ -11,6 +11,7 @@ import contextlib
 import datetime as _dt
 import logging
 import platform
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from epi_spineage.progress import Progress
 from epi_spineage.report import figures as F
 from epi_spineage.report import labels as L
 from epi_spineage.report.config import MI_LARGE_N, StudyConfig, config_rows, config_to_toml
+from epi_spineage.report.plotdata import compact_curve
 from epi_spineage.report.render import CodeItem, FigureItem, Section, TableItem, format_ci, format_p, write_report
 from epi_spineage.report.results import (
     AGE_PREDICTOR,
@@ -208,8 +210,8 @@ def _agreement(d: _Doc) -> None:
         panels.append(
             {
                 "title": L.cohort(role),
-                "age": sc["age_years"],
-                "spine_age": sc["spine_age_years"],
+                "cells": sc,
+                "line": agr.scatter_line.get(role, (np.nan, np.nan)),
                 "r": r["estimate"],
                 "ci_low": r["ci_low"],
                 "ci_high": r["ci_high"],
@@ -220,8 +222,9 @@ def _agreement(d: _Doc) -> None:
             s,
             "age_scatter",
             F.age_scatter(panels),
-            "Predicted (uncorrected) spine age against chronological age, with the identity line and the "
-            "least-squares line; Pearson r with its Fisher-z 95% CI.",
+            "Predicted (uncorrected) spine age against chronological age: participants counted in 1-year "
+            "cells (darker: more, log scale), with the identity line and the least-squares line; Pearson r "
+            "with its Fisher-z 95% CI.",
             width=860,
         )
     ps = agr.pad_summary
@@ -890,10 +893,12 @@ def build_sections(
     qc=None,
     gallery=None,
     meta: dict | None = None,
+    timings: dict[str, float] | None = None,
 ) -> list[Section]:
+    """The report's sections in order; ``timings`` (when given) receives each section's seconds."""
     meta = meta or {"software": software_versions()}
     d = _Doc(results, fig_dir, svg)
-    for _name, func in (
+    for name, func in (
         ("summary", lambda: _summary(d, synthetic)),
         ("cohorts", lambda: _cohorts(d)),
         ("agreement", lambda: _agreement(d)),
@@ -913,7 +918,10 @@ def build_sections(
         ("quality", lambda: _quality(d, qc)),
         ("methods", lambda: _methods(d, meta)),
     ):
+        t0 = time.perf_counter()
         func()
+        if timings is not None:
+            timings[f"section {name}"] = time.perf_counter() - t0
     return [s for s in d.sections if s.paragraphs or s.bullets or s.figures or s.tables or s.code]
 
 
@@ -958,10 +966,13 @@ def write_study_report(
     gallery=None,
     svg: bool = True,
     progress: Progress | None = None,
+    timings: dict[str, float] | None = None,
 ) -> Path:
     """Figures, tables, results.json, report.qmd and index.html under ``out``; returns index.html.
 
     ``progress`` (``epi_spineage.progress``) gets the ``WRITE_STEPS`` steps with their times.
+    ``timings`` (when given) receives the seconds of each section and of each output file kind
+    (``benchmarks/report.py`` prints them).
     """
     steps = progress.step if progress is not None else _untimed
     out = Path(out)
@@ -984,11 +995,17 @@ def write_study_report(
         ):  # print copies: figures.py
             old.unlink()
     with steps("sections and figures"):
-        sections = build_sections(results, fig_dir, synthetic=synthetic, svg=svg, qc=qc, gallery=gallery, meta=meta)
+        sections = build_sections(
+            results, fig_dir, synthetic=synthetic, svg=svg, qc=qc, gallery=gallery, meta=meta, timings=timings
+        )
+    t0 = time.perf_counter()
     data_dir = fig_dir / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
     for name, frame in results.curves.items():  # the typed sections name their plot data
-        frame.to_csv(data_dir / f"{name}.csv", index=False)
+        # summaries only (binned, event times, thinned): the file does not grow with the cohort
+        compact_curve(frame).to_csv(data_dir / f"{name}.csv", index=False, float_format="%.6g")
+    if timings is not None:
+        timings["figure data (CSV)"] = time.perf_counter() - t0
     tables = dict(results.tables)
     for s in sections:  # display-only tables (e.g. per-cohort Table 1) are written too
         for t in s.tables:
@@ -1000,7 +1017,9 @@ def write_study_report(
     banner = SYNTHETIC_NOTICE if synthetic else None
     title = config.title + (" (synthetic demo)" if synthetic else "")
     with steps("write HTML, tables and exports"):
-        return write_report(out, sections, title=title, banner=banner, results_json=payload, meta=meta, tables=tables)
+        return write_report(
+            out, sections, title=title, banner=banner, results_json=payload, meta=meta, tables=tables, timings=timings
+        )
 
 
 #: the steps ``write_study_report`` reports to its progress display

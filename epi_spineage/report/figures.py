@@ -18,6 +18,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from epi_spineage.report.plotdata import thin_steps  # noqa: E402
+
 #: Okabe-Ito, colour-blind safe
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
 
@@ -81,27 +83,29 @@ def _fmt_p(p: float) -> str:
 
 
 def age_scatter(panels: list[dict]):
-    """Chronological vs spine age, one panel per cohort.
+    """Chronological vs spine age, one panel per cohort, drawn from 1-year cells of counts.
 
-    ``panels``: dicts with ``title``, ``age`` and ``spine_age`` (arrays), ``r``, ``ci_low``, ``ci_high``.
-    Large cohorts are drawn as a 2-D histogram so the figure stays small and readable.
+    ``panels``: dicts with ``title``; ``cells`` (``report.plotdata.age_histogram``: age_low, age_high,
+    spine_low, spine_high, n); ``line`` (intercept, slope of the least-squares line); ``r``,
+    ``ci_low``, ``ci_high``. The figure's cost and size do not depend on the number of participants.
     """
+    from matplotlib.colors import LogNorm
+
     with _style():
         fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.0), squeeze=False)
         for ax, panel in zip(axes[0], panels):
-            x = np.asarray(panel["age"], float)
-            y = np.asarray(panel["spine_age"], float)
-            ok = np.isfinite(x) & np.isfinite(y)
-            x, y = x[ok], y[ok]
-            if len(x) > 4000:
-                ax.hexbin(x, y, gridsize=45, cmap="Blues", mincnt=1, bins="log", linewidths=0)
-            else:
-                ax.scatter(x, y, s=5, alpha=0.35, color=PALETTE[0], linewidths=0, rasterized=True)
-            if len(x):
-                lo, hi = float(min(x.min(), y.min())), float(max(x.max(), y.max()))
+            cells = panel["cells"]
+            n = int(cells["n"].sum()) if len(cells) else 0
+            if len(cells):
+                grid, ex, ey = _cell_grid(cells)
+                mesh = ax.pcolormesh(
+                    ex, ey, grid.T, cmap="Blues", norm=LogNorm(vmin=1, vmax=max(2.0, float(np.nanmax(grid))))
+                )
+                mesh.set_rasterized(True)
+                lo, hi = float(min(ex[0], ey[0])), float(max(ex[-1], ey[-1]))
                 ax.plot([lo, hi], [lo, hi], color="0.3", lw=1, ls="--", label="identity")
-                if len(x) > 2 and np.ptp(x) > 0:
-                    slope, icept = np.polyfit(x, y, 1)
+                icept, slope = panel.get("line", (np.nan, np.nan))
+                if np.isfinite(slope):
                     ax.plot(
                         [lo, hi],
                         [icept + slope * lo, icept + slope * hi],
@@ -109,13 +113,15 @@ def age_scatter(panels: list[dict]):
                         lw=1.5,
                         label="least-squares line",
                     )
+                ax.set_xlim(ex[0], ex[-1])
+                ax.set_ylim(ey[0], ey[-1])
             ax.set_title(panel["title"])
             ax.set_xlabel("chronological age (years)")
             ax.set_ylabel("spine age (years)")
             ax.text(
                 0.03,
                 0.97,
-                f"r = {panel['r']:.2f} ({panel['ci_low']:.2f}-{panel['ci_high']:.2f})\nn = {len(x):,}",
+                f"r = {panel['r']:.2f} ({panel['ci_low']:.2f}-{panel['ci_high']:.2f})\nn = {n:,}",
                 transform=ax.transAxes,
                 va="top",
                 ha="left",
@@ -125,6 +131,21 @@ def age_scatter(panels: list[dict]):
             ax.legend(loc="lower right", frameon=False)
         fig.tight_layout()
     return fig
+
+
+def _cell_grid(cells: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The non-empty cells back on their regular grid: counts (NaN where empty) and the two edge arrays."""
+    axes = []
+    for lo_col, hi_col in (("age_low", "age_high"), ("spine_low", "spine_high")):
+        lo = cells[lo_col].to_numpy(float)
+        w = float((cells[hi_col] - cells[lo_col]).iloc[0])
+        start = float(lo.min())
+        idx = np.rint((lo - start) / w).astype(int)
+        axes.append((idx, start + w * np.arange(int(idx.max()) + 2)))
+    (ix, ex), (iy, ey) = axes
+    grid = np.full((len(ex) - 1, len(ey) - 1), np.nan)
+    grid[ix, iy] = cells["n"].to_numpy(float)
+    return grid, ex, ey
 
 
 def roc_panels(
@@ -152,6 +173,7 @@ def roc_panels(
                 if len(row):
                     r = row.iloc[0]
                     label = f"{pred}: {r['estimate']:.2f} ({r['ci_low']:.2f}-{r['ci_high']:.2f})"
+                c = thin_steps(c, "fpr", "tpr", keys=())  # bounded drawing at any n
                 ax.step(c["fpr"], c["tpr"], where="post", color=PALETTE[i % len(PALETTE)], lw=1.6, label=label)
             ax.plot([0, 1], [0, 1], color="0.6", lw=0.8, ls=":")
             p = asub["p_delong"].dropna() if "p_delong" in asub else pd.Series(dtype=float)
@@ -194,6 +216,7 @@ def km_panels(panels: list[dict], *, ylabel: str = "cumulative incidence of frac
             tmax = float(curves["time_years"].max()) if len(curves) else 1.0
             for i, g in enumerate(groups):
                 c = curves[curves["group"] == g].sort_values("time_years")
+                c = thin_steps(c, "time_years", "estimate", keys=())  # bounded drawing at any n
                 if c.empty:
                     continue
                 color = PALETTE[i % len(PALETTE)]
@@ -251,11 +274,13 @@ def cuminc_panels(panels: list[dict]):
     with _style():
         fig, axes = plt.subplots(1, n, figsize=(4.8 * n, 4.0), squeeze=False)
         for ax, panel in zip(axes[0], panels):
-            curves = panel["curves"]
+            # one O(m) pass thins every curve of the panel before the per-curve selections below
+            curves = thin_steps(panel["curves"].sort_values("time_years", kind="stable"), "time_years", "estimate")
             for i, g in enumerate(panel["groups"]):
                 color = PALETTE[i % len(PALETTE)]
                 for method, ls in (("1 - KM", "--"), ("Aalen-Johansen", "-")):
                     c = curves[(curves["group"] == g) & (curves["method"] == method)].sort_values("time_years")
+                    c = thin_steps(c, "time_years", "estimate", keys=())  # bounded drawing at any n
                     if c.empty:
                         continue
                     ax.step(

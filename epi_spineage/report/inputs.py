@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from epi_spineage.errors import UserError
@@ -39,7 +40,114 @@ def _split_table_ref(ref: str) -> tuple[Path, str | None]:
     return Path(ref), None
 
 
-def read_cohort_file(ref: str, mapping: str | None) -> pd.DataFrame:
+#: columns the report reads besides the cohort schema's and the ones the study config names
+EXTRA_ANALYSIS_COLUMNS = ("frax_source", "manufacturer")
+#: text columns with a few distinct values, held as pandas categories (1 byte a row instead of 8)
+CATEGORY_COLUMNS = ("cohort", "split", "modality", "frax_source", "manufacturer")
+
+
+def analysis_columns(available: list[str], config: StudyConfig | None = None) -> list[str]:
+    """The columns of ``available`` the report reads, in their order: the cohort schema's, the
+    config's table 1 variables, regression and model covariates, and ``EXTRA_ANALYSIS_COLUMNS``.
+
+    A registry extract often has hundreds of columns; only these are read into memory.
+    """
+    from epi_spineage.schema import COLUMNS_BY_NAME
+
+    wanted = set(COLUMNS_BY_NAME) | set(EXTRA_ANALYSIS_COLUMNS)
+    if config is not None:
+        wanted |= set(config.table1_variables) | set(config.regression_covariates)
+        for models in (config.fracture_models, config.mortality_models):
+            for covs in models.values():
+                wanted |= set(covs)
+    return [c for c in available if c in wanted]
+
+
+def compact_dtypes(df: pd.DataFrame) -> pd.DataFrame:
+    """The same values in smaller dtypes, in place: complete 0/1 columns as int8, the few-valued text
+    columns (``CATEGORY_COLUMNS``) as categories. Numbers with decimals stay float64 (the statistics
+    match R to that precision) and a 0/1 column with missing values keeps its dtype. O(n k)."""
+    from epi_spineage.tables.cohort import BINARY_COLUMNS
+
+    for col in BINARY_COLUMNS:
+        if col not in df.columns:
+            continue
+        s = df[col]
+        if s.dtype == "int8" or not (pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s)):
+            continue
+        if s.isna().any():
+            continue
+        v = s.to_numpy()
+        if np.isin(v, (0, 1)).all():  # anything else stays as it is, for validation to report
+            df[col] = v.astype(np.int8)
+    for col in CATEGORY_COLUMNS:
+        if col in df.columns and (df[col].dtype == object or pd.api.types.is_string_dtype(df[col])):
+            df[col] = df[col].astype("category")
+    return df
+
+
+def _id_text(ids: pd.Series) -> pd.Series:
+    """Participant ids as text (as ``tables.read_table``), vectorised for text and integer ids."""
+    from epi_spineage.tables.cohort import _code_text
+
+    if pd.api.types.is_integer_dtype(ids) and not ids.isna().any():
+        return ids.astype(str).astype(object)
+    if ids.dtype == object and ids.map(type).eq(str).all():
+        return ids.str.strip()
+    return ids.map(lambda v: None if v is None or (isinstance(v, float) and np.isnan(v)) else _code_text(v))
+
+
+def _read_projected(path: Path, table: str | None, config: StudyConfig | None) -> pd.DataFrame:
+    """Only the analysis columns (``analysis_columns``) of a Parquet, DuckDB or CSV file, compact dtypes.
+
+    Parquet: pyarrow reads just those columns, text as dictionaries (pandas categories); DuckDB: one
+    ``SELECT`` of those columns; CSV: pandas ``usecols``. Memory is O(n k) for the k analysis columns.
+    """
+    name = path.name.lower()
+    if name.endswith((".parquet", ".pq")):
+        import pyarrow.parquet as pq
+
+        names = list(pq.read_schema(path).names)
+        keep = analysis_columns(names, config)
+        dict_cols = [c for c in CATEGORY_COLUMNS if c in keep]
+        tbl = pq.read_table(path, columns=keep, read_dictionary=dict_cols)
+        df = tbl.to_pandas(self_destruct=True, split_blocks=True)
+        del tbl
+    elif name.endswith((".duckdb", ".db", ".ddb")):
+        import duckdb
+
+        tname = table or "cohort"
+        with duckdb.connect(str(path), read_only=True) as con:
+            tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+            if tname not in tables:
+                raise UserError(f"{path}: no table {tname!r} (has: {', '.join(sorted(tables)) or 'none'})")
+            cols = [
+                r[0]
+                for r in con.execute(
+                    "SELECT column_name FROM information_schema.columns WHERE table_name = ? ORDER BY ordinal_position",
+                    [tname],
+                ).fetchall()
+            ]
+            keep = analysis_columns(cols, config)
+            quoted = '"' + tname.replace('"', '""') + '"'
+            select = ", ".join('"' + c.replace('"', '""') + '"' for c in keep)
+            df = con.execute(f"SELECT {select} FROM {quoted}").df()
+    elif name.endswith((".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz")):
+        sep = "\t" if ".tsv" in name else ","
+        header = list(pd.read_csv(path, sep=sep, nrows=0).columns)
+        keep = analysis_columns(header, config)
+        df = pd.read_csv(path, sep=sep, usecols=keep, dtype={"participant_id": str})[keep]
+    else:
+        raise UserError(f"{path}: unsupported file type; use .csv, .tsv, .parquet or .duckdb")
+    if "participant_id" in df.columns:
+        df["participant_id"] = _id_text(df["participant_id"])
+    return compact_dtypes(df)
+
+
+def read_cohort_file(ref: str, mapping: str | None, config: StudyConfig | None = None) -> pd.DataFrame:
+    """A cohort file as the report analyses it. Without a mapping only the analysis columns are read,
+    in compact dtypes (``_read_projected``); with one, the whole table is read and mapped (the mapping
+    may rename any column), then cut to the analysis columns."""
     from epi_spineage.tables import load_mapping, read_table
 
     path, table = _split_table_ref(ref)
@@ -53,7 +161,10 @@ def read_cohort_file(ref: str, mapping: str | None) -> pd.DataFrame:
             raise UserError(f"mapping file not found: {mapping}")
         m = load_mapping(mapping)
     try:
-        return read_table(path, mapping=m, table=table)
+        if m is None:
+            return _read_projected(path, table, config)
+        df = read_table(path, mapping=m, table=table)
+        return compact_dtypes(df[analysis_columns(list(df.columns), config)])
     except UserError:
         raise
     except Exception as exc:  # a corrupt/unparsable file is the user's input, not our bug
@@ -62,10 +173,22 @@ def read_cohort_file(ref: str, mapping: str | None) -> pd.DataFrame:
 
 
 def split_roles(df: pd.DataFrame, config: StudyConfig) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
-    """The rows of each role, by the ``cohort`` column and the config's role names."""
+    """The rows of each role, by the ``cohort`` column and the config's role names.
+
+    A role that holds every row is the table itself, not a copy (a registry extract is often one cohort).
+    """
+    text = df["cohort"].astype(str)
     values = sorted(df["cohort"].dropna().astype(str).unique())
-    der = df[df["cohort"].astype(str) == config.derivation]
-    ext = df[df["cohort"].astype(str) == config.external]
+    is_der = (text == config.derivation).to_numpy()
+    is_ext = (text == config.external).to_numpy()
+    del text
+
+    def rows(mask: np.ndarray) -> pd.DataFrame:
+        if mask.all():
+            return df if isinstance(df.index, pd.RangeIndex) and df.index.start == 0 else df.reset_index(drop=True)
+        return df[mask].reset_index(drop=True)
+
+    der, ext = rows(is_der), rows(is_ext)
     if der.empty and ext.empty:
         raise UserError(
             f"no rows with cohort {config.derivation!r} or {config.external!r} (found: "
@@ -74,7 +197,7 @@ def split_roles(df: pd.DataFrame, config: StudyConfig) -> tuple[pd.DataFrame | N
     others = [v for v in values if v not in (config.derivation, config.external)]
     if others:
         log.warning("cohort value(s) not analysed: %s", ", ".join(others))
-    return (der.reset_index(drop=True) if len(der) else None, ext.reset_index(drop=True) if len(ext) else None)
+    return (der if len(der) else None, ext if len(ext) else None)
 
 
 def open_db(path: str):
@@ -91,24 +214,29 @@ CORRECTED_COLUMN = {
 }
 
 
-def read_db_cohort(con, bias_correction: str = "pooled") -> pd.DataFrame:
+def read_db_cohort(con, config: StudyConfig | None = None) -> pd.DataFrame:
     """The cohort table with spine ages taken from the scores (through ``v_cohort_scores``) where scored.
 
-    ``bias_correction``: which correction gives ``spine_age_corrected_years`` (``CORRECTED_COLUMN``).
+    Only the analysis columns (``analysis_columns``) are selected, in compact dtypes; O(n k).
+    ``config.bias_correction`` chooses which correction gives ``spine_age_corrected_years``
+    (``CORRECTED_COLUMN``).
     """
     n = con.execute("SELECT count(*) FROM cohort").fetchone()[0]
     if not n:
         raise UserError("the database's cohort table is empty: load it with `epi-spineage cohort load`")
-    corrected = CORRECTED_COLUMN[bias_correction]
+    corrected = CORRECTED_COLUMN[config.bias_correction if config is not None else "pooled"]
+    names = [d[0] for d in con.execute("SELECT * FROM cohort LIMIT 0").description]
+    keep = [c for c in analysis_columns(names, config) if c not in ("spine_age_years", "spine_age_corrected_years")]
+    select = "".join(f'c."{c}", ' for c in (q.replace('"', '""') for q in keep))
     df = con.execute(f"""
-        SELECT c.* EXCLUDE (spine_age_years, spine_age_corrected_years),
+        SELECT {select}
                coalesce(s.spine_age_years, c.spine_age_years) AS spine_age_years,
                CASE WHEN s.spine_age_years IS NOT NULL THEN s.{corrected}
                     ELSE c.spine_age_corrected_years END AS spine_age_corrected_years
         FROM cohort AS c
         LEFT JOIN v_cohort_scores AS s USING (participant_id)
     """).df()
-    return df
+    return compact_dtypes(df)
 
 
 def check_bias_selection(con, config: StudyConfig) -> list[str]:
@@ -225,7 +353,7 @@ def load_inputs(
     corrected = CORRECTED_COLUMN[config.bias_correction]
     cohorts = [cohort] if isinstance(cohort, str) else list(cohort or [])
     if cohorts:
-        frames = [read_cohort_file(c, mapping) for c in cohorts]
+        frames = [read_cohort_file(c, mapping, config) for c in cohorts]
         df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
         source = " + ".join(Path(_split_table_ref(c)[0]).name for c in cohorts)
         if db is not None:
@@ -253,7 +381,7 @@ def load_inputs(
         con = open_db(db)
         try:
             warn.extend(check_bias_selection(con, config))
-            df = read_db_cohort(con, config.bias_correction)
+            df = read_db_cohort(con, config)
             db_marks = db_synthetic_marks(con)
         finally:
             con.close()
@@ -261,6 +389,7 @@ def load_inputs(
     problems = validate_cohort(df, raise_on_error=True)
     warn.extend(problems)
     der, ext = split_roles(df, config)
+    del df
     truth = _simulator_truth(cohorts[0]) if cohorts else None
     synthetic = truth is not None
     if truth is not None:

@@ -1,5 +1,8 @@
 """From the cohort tables as given to the frames the analyses use, with every exclusion counted.
 
+One copy of the analysed rows is made per cohort (``derive_variables``); everything else is O(n) in a
+few columns. The steps then add their columns to that frame and never copy it (docs/guides/registry-scale.md).
+
 Per role: keep the analysed rows (the derivation test split), derive the analysis variables
 (``epi_spineage.tables.derive_variables``: PAD, osteoporosis, per-unit scalings), drop rows without a
 PAD (no spine age) and say how many. Nothing else is dropped here; each model reports its own
@@ -77,22 +80,28 @@ def _prepare_one(df: pd.DataFrame, role: str, config: StudyConfig, flow: list, q
         raise UserError(
             f"{role} cohort has no spine_age_years column: score the images first (epi-spineage score) or pass --db"
         )
-    frame = derive_variables(frame.reset_index(drop=True), corrected=choice, by=None)
-    no_pad = frame[PAD_COLUMN].isna()
+    # PAD from the three age columns alone first (O(n), no copy of the whole table), to know which rows
+    # have one; then the analysis variables once, on those rows (z-scores describe the analysed rows)
+    ages = [c for c in ("age_years", "spine_age_years", "spine_age_corrected_years") if c in frame.columns]
+    pad = derive_variables(frame[ages], corrected=choice, by=None)
+    no_pad = pad[PAD_COLUMN].isna().to_numpy()
     if no_pad.any():
-        uses_corrected = bool(frame["pad_corrected"].any())
+        uses_corrected = bool(pad["pad_corrected"].any())
         reason = "no spine age (image missing, unreadable or not scored)"
         if uses_corrected and "spine_age_years" in frame.columns:
-            n_raw_only = int((no_pad & frame["spine_age_years"].notna()).sum())
+            n_raw_only = int((no_pad & frame["spine_age_years"].notna().to_numpy()).sum())
             if n_raw_only:
                 reason += (
                     f"; {n_raw_only} of them have an uncorrected spine age but no corrected one, and this "
                     "cohort's PAD is the corrected one (set [pad] in --config to choose)"
                 )
         _flow(flow, role, "with spine age (PAD)", int((~no_pad).sum()), int(no_pad.sum()), reason)
-        frame = frame[~no_pad].reset_index(drop=True)
-        # z-scores must describe the analysed rows, so derive again on them
-        frame = derive_variables(frame, corrected=choice, by=None)
+        frame = frame[~no_pad]
+    del pad
+    # derive_variables works on a copy: the one copy of the analysed rows the report makes
+    frame = derive_variables(frame, corrected=choice, by=None)
+    if not isinstance(frame.index, pd.RangeIndex) or frame.index.start != 0 or frame.index.step != 1:
+        frame.index = pd.RangeIndex(len(frame))  # in place on the copy: reset_index would copy again
     if len(frame) < 20:
         raise UserError(f"{role} cohort: only {len(frame)} participant(s) with a spine age; need at least 20")
     used = frame["pad_corrected"].astype(bool)

@@ -15,6 +15,7 @@ import math
 import re
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -392,8 +393,13 @@ def write_report(
     results_json: dict[str, Any],
     meta: dict[str, Any],
     tables: dict[str, pd.DataFrame],
+    timings: dict[str, float] | None = None,
 ) -> Path:
-    """Write index.html, report.qmd, tables/*.csv and results.json under ``out_dir``; return index.html."""
+    """Write index.html, report.qmd, tables/*.csv and results.json under ``out_dir``; return index.html.
+
+    ``timings`` (when given) receives the seconds spent on each kind of file.
+    """
+    clock = _Clock(timings)
     out_dir.mkdir(parents=True, exist_ok=True)
     tdir = out_dir / "tables"
     if is_previous_report(out_dir) and tdir.is_dir():
@@ -404,15 +410,33 @@ def write_report(
     for name, frame in tables.items():
         csv_safe(frame).to_csv(tdir / f"{name}.csv", index=False)
     number_items(sections)
+    clock("tables (CSV)")
     (out_dir / "results.json").write_text(
         json.dumps(to_jsonable(results_json), indent=1, ensure_ascii=False, allow_nan=False) + "\n", encoding="utf-8"
     )
+    clock("results.json")
     (out_dir / "report.qmd").write_text(render_qmd(sections, title=title, banner=banner, meta=meta), encoding="utf-8")
     index = out_dir / "index.html"
     index.write_text(render_html(sections, title=title, banner=banner, meta=meta), encoding="utf-8")
+    clock("index.html and report.qmd")
     # manuscript exports (tables.xlsx, tables.docx) from the same tables: report/exports.py
     write_exports(out_dir, tables, sections, title=title, ci_level=(results_json.get("config") or {}).get("ci_level"))
+    clock("tables.xlsx and tables.docx")
     return index
+
+
+class _Clock:
+    """Seconds since the previous mark, stored under each mark's name (no-op without a dict)."""
+
+    def __init__(self, timings: dict[str, float] | None) -> None:
+        self.timings = timings
+        self.t = time.perf_counter()
+
+    def __call__(self, name: str) -> None:
+        now = time.perf_counter()
+        if self.timings is not None:
+            self.timings[name] = now - self.t
+        self.t = now
 
 
 def pandoc_command(qmd: Path, html: Path) -> list[str] | None:

@@ -54,11 +54,17 @@ class Table1Result:
 
 @dataclass
 class AgreementResult:
-    """Pearson r of age and spine age, the PAD summary (uncorrected and corrected side by side), scatter data."""
+    """Pearson r of age and spine age, the PAD summary (uncorrected and corrected side by side), scatter data.
+
+    ``scatter``: per cohort, counts in 1-year cells of (chronological age, spine age)
+    (``report.plotdata.age_histogram``), never one row per participant; ``scatter_line``: intercept and
+    slope of the least-squares line over all participants.
+    """
 
     pearson: pd.DataFrame = field(default_factory=_frame)
     pad_summary: pd.DataFrame = field(default_factory=_frame)
     scatter: dict[str, pd.DataFrame] = field(default_factory=dict)
+    scatter_line: dict[str, tuple[float, float]] = field(default_factory=dict)
     pearson_r: dict[str, float] = field(default_factory=dict)
     pad_mean_years: dict[str, float] = field(default_factory=dict)
     pad_sd_years: dict[str, float] = field(default_factory=dict)

@@ -23,6 +23,7 @@ import pandas as pd
 
 from epi_spineage import stats
 from epi_spineage.errors import AnalysisNotPossible, UserError
+from epi_spineage.report import plotdata
 from epi_spineage.report.config import MI_LARGE_N
 from epi_spineage.report.results import (
     ACCEL_COLUMN,
@@ -137,6 +138,28 @@ def dropped_label(model: str, dropped: tuple[str, ...]) -> str:
     return f"{model}; dropped (constant in the complete cases): {', '.join(why)}"
 
 
+_ACCEL_LABELS = {1.0: "accelerated", 0.0: "not accelerated"}
+
+
+def columns_of(df: pd.DataFrame, columns: list[str], rows: np.ndarray, **labels: pd.Series) -> pd.DataFrame:
+    """The ``rows`` (a boolean mask) of only ``columns`` of ``df``, plus each ``labels`` series as text.
+
+    What a step hands to a stats function instead of a copy of the whole cohort: O(n k) time and
+    memory for the k columns the function reads (the cohort has ~40). A label series (a group or
+    accelerated flag) becomes text once, through its categories where it is categorical, so the
+    stats functions see the same string levels as before.
+    """
+    out = df.loc[rows, list(dict.fromkeys(c for c in columns if c not in labels))]
+    for name, series in labels.items():
+        kept = series[rows]
+        if isinstance(kept.dtype, pd.CategoricalDtype):
+            text = kept.cat.rename_categories([str(c) for c in kept.cat.categories]).astype(object)
+        else:
+            text = kept.astype(str) if not pd.api.types.is_string_dtype(kept) else kept
+        out[name] = text.to_numpy()
+    return out
+
+
 def _levels_or_skip(df: pd.DataFrame, column: str, reference: str, event: str, what: str) -> None:
     """Raise ``AnalysisNotPossible`` unless ``column`` has the reference and one more non-empty level."""
     present = df[column].dropna().astype(str).value_counts()
@@ -163,6 +186,7 @@ def _try(results: StudyResults, where: str, func: Callable[[], Any]) -> Any:
 
 # ---------------------------------------------------------------------------------- Table 1
 def table1(results: StudyResults) -> Table1Result:
+    """Table 1 by incident fracture. Complexity: O(n v) for v variables (``stats.table_one``), no copy."""
     cfg = results.config
     frames = []
     for role, c in results.cohorts.items():
@@ -194,6 +218,8 @@ def _pad_columns(df: pd.DataFrame) -> dict[str, str]:
 
 
 def agreement(results: StudyResults) -> AgreementResult:
+    """Pearson r, PAD summaries and the age-scatter cells. Complexity: O(n) per cohort (adds two columns
+    to the cohort frame; the scatter is 1-year cells of counts, ``plotdata.age_histogram``)."""
     level = results.config.ci_level
     out = AgreementResult()
     rows, summaries = [], []
@@ -232,9 +258,9 @@ def agreement(results: StudyResults) -> AgreementResult:
         out.pad_sd_years[role] = float(df[PAD_COLUMN].std(ddof=1))
         out.n_analysed[role] = c.n
         out.pad_used[role] = c.pad_kind
-        step = max(1, len(df) // 20000)  # plot data: a thinned copy is enough for a scatter
-        if "spine_age_years" in df.columns:
-            out.scatter[role] = df[["age_years", "spine_age_years"]].iloc[::step].reset_index(drop=True)
+        if "spine_age_years" in df.columns:  # plot data: 1-year cells, O(n) to count, bounded in size
+            out.scatter[role] = plotdata.age_histogram(df["age_years"], df["spine_age_years"])
+            out.scatter_line[role] = plotdata.least_squares_line(df["age_years"], df["spine_age_years"])
     out.pearson = concat(rows)
     out.pad_summary = concat(summaries)
     return out
@@ -242,7 +268,11 @@ def agreement(results: StudyResults) -> AgreementResult:
 
 # ---------------------------------------------------------------------------------- discrimination
 def discrimination(results: StudyResults) -> DiscriminationResult:
-    """AUROC of spine age vs chronological age for prevalent VF and osteoporosis, paired DeLong."""
+    """AUROC of spine age vs chronological age for prevalent VF and osteoporosis, paired DeLong.
+
+    Complexity: O(n log n) per outcome (DeLong placements and the ROC curve sort); the stored ROC curves
+    are thinned to at most ~2/``plotdata.RESOLUTION`` points, whatever n.
+    """
     level = results.config.ci_level
     out = DiscriminationResult()
     frames, curves = [], []
@@ -272,7 +302,9 @@ def discrimination(results: StudyResults) -> DiscriminationResult:
                 roc = stats.roc_curve(y, score)
                 curves.append(
                     tag(
-                        roc[["fpr", "sensitivity"]].rename(columns={"sensitivity": "tpr"}),
+                        plotdata.thin_steps(
+                            roc[["fpr", "sensitivity"]].rename(columns={"sensitivity": "tpr"}), "fpr", "tpr"
+                        ),
                         cohort=role,
                         outcome=outcome,
                         predictor=pred,
@@ -298,7 +330,12 @@ def _cut_source(cfg, ref_role: str, ref) -> str:
 
 
 def groups_km(results: StudyResults) -> GroupsKMResult:
-    """Tertile cut from the derivation (test) set, applied to every cohort; four groups; KM; HRs."""
+    """Tertile cut from the derivation (test) set, applied to every cohort; four groups; KM; HRs.
+
+    Complexity: O(n log n) per cohort (the tertile quantile, Kaplan-Meier, log-rank and one Cox fit of the
+    group contrasts), on a 3-column frame of the analysed rows (``columns_of``), not a copy of the cohort;
+    the stored curves are at event times only and thinned (``plotdata.compact_curve``).
+    """
     cfg = results.config
     ref_role = "derivation" if "derivation" in results.cohorts else next(iter(results.cohorts))
     ref = results.cohorts[ref_role].frame
@@ -333,9 +370,9 @@ def groups_km(results: StudyResults) -> GroupsKMResult:
             )
         if not has_outcome(df, cfg.km_outcome):
             continue
-        sub = df[df[GROUP_COLUMN].notna()].copy()
-        sub[GROUP_COLUMN] = sub[GROUP_COLUMN].astype(str)
-        sub = sub[sub[time_col].notna() & sub[event].notna()]
+        # only the three columns Kaplan-Meier, log-rank and the group HRs read, not the whole cohort
+        keep = (df[GROUP_COLUMN].notna() & df[time_col].notna() & df[event].notna()).to_numpy()
+        sub = columns_of(df, [time_col, event], keep, **{GROUP_COLUMN: df[GROUP_COLUMN]})
         if not len(sub):
             continue
         tmax = float(sub[time_col].max())
@@ -355,8 +392,8 @@ def groups_km(results: StudyResults) -> GroupsKMResult:
             where,
             lambda: stats.km_curves(sub, time_col, event, group=GROUP_COLUMN, ci=cfg.km_ci, ci_level=cfg.ci_level),
         )
-        if f is not None:
-            km_full.append(tag(f, cohort=role, outcome=cfg.km_outcome))
+        if f is not None:  # plot data: event times only, thinned below a pixel (report.plotdata)
+            km_full.append(tag(plotdata.compact_curve(f), cohort=role, outcome=cfg.km_outcome))
         if sub[GROUP_COLUMN].nunique() > 1:
             t = _try(results, f"log-rank ({role})", lambda: stats.logrank(sub, time_col, event, group=GROUP_COLUMN))
             if t is not None:
@@ -384,7 +421,7 @@ def _group_hrs(
     reference: str = REFERENCE_GROUP,
     covariates: tuple[str, ...] = (),
 ) -> pd.DataFrame:
-    sub = df[df[column].notna()].assign(**{column: lambda d: d[column].astype(str)})
+    sub = columns_of(df, [time_col, event, *covariates], df[column].notna().to_numpy(), **{column: df[column]})
     _levels_or_skip(sub, column, reference, event, f"hazard ratios by {column}")
     res = stats.group_hazard_ratios(
         sub,
@@ -541,6 +578,11 @@ def _pad_alternatives(results: StudyResults, out: CoxFamilyResult, outcome: str,
 
 
 def cox_fracture(results: StudyResults) -> CoxFractureResult:
+    """Cox models 1-3 per fracture outcome, and the headline HR with the other PAD.
+
+    Complexity: per outcome one O(n log n) sort shared by its models, then O(n p^2) per Newton step,
+    O(n log^2 n) for Harrell's C and O(n + d p^2) for the PH test per model (``stats.cox_per_sd``).
+    """
     cfg = results.config
     out = _fit_models(results, CoxFractureResult(), cfg.fracture_outcomes, cfg.fracture_models)
     first = next(iter(cfg.fracture_models))
@@ -549,6 +591,8 @@ def cox_fracture(results: StudyResults) -> CoxFractureResult:
 
 
 def cox_mortality(results: StudyResults) -> MortalityResult:
+    """Cox models for death, and accelerated vs not (external cohort). Complexity: as ``cox_fracture``,
+    plus two O(n log n) Cox fits on a frame of the 5 columns they read."""
     cfg = results.config
     out = _fit_models(results, MortalityResult(), [cfg.mortality_outcome], cfg.mortality_models)
     # accelerated vs not, as the paper: in the external cohort (in the derivation cohort uncorrected PAD
@@ -561,8 +605,12 @@ def cox_mortality(results: StudyResults) -> MortalityResult:
             continue
         if role != "external" and "external" in results.cohorts:
             continue
-        sub = df[df[ACCEL_COLUMN].notna()].assign(
-            acceleration=lambda d: d[ACCEL_COLUMN].map({1.0: "accelerated", 0.0: "not accelerated"})
+        wanted_all = [v for v in ("age_years", "sex") if v in df.columns]
+        sub = columns_of(
+            df,
+            [time_col, event, *wanted_all],
+            df[ACCEL_COLUMN].notna().to_numpy(),
+            acceleration=df[ACCEL_COLUMN].map(_ACCEL_LABELS),
         )
         for label, wanted in (("unadjusted", []), ("age- and sex-adjusted", ["age_years", "sex"])):
             use, dropped = _usable_covariates(
@@ -591,7 +639,11 @@ def cox_mortality(results: StudyResults) -> MortalityResult:
 
 
 def subgroups(results: StudyResults) -> SubgroupResult:
-    """HR per SD of PAD by sex (model 1 covariates), with the interaction p value."""
+    """HR per SD of PAD by sex (model 1 covariates), with the interaction p value.
+
+    Complexity: per outcome one Cox fit per sex and the two interaction models, O(n p^2) per Newton
+    step, sharing the outcome's sort (``stats.subgroup_hazard_ratios`` copies only the columns it reads).
+    """
     cfg = results.config
     first_model = next(iter(cfg.fracture_models.values()))
     frames = []
@@ -635,7 +687,11 @@ def subgroups(results: StudyResults) -> SubgroupResult:
 
 # ---------------------------------------------------------------------------------- rates
 def rates(results: StudyResults) -> RatesResult:
-    """Incidence per 1,000 person-years (overall, by group, by accelerated) and median follow-up."""
+    """Incidence per 1,000 person-years (overall, by group, by accelerated) and median follow-up.
+
+    Complexity: O(n G) per outcome for G groups (sums over integer-code masks) on a 3-column frame,
+    plus O(n log n) for the reverse-KM median follow-up.
+    """
     cfg = results.config
     out = RatesResult()
     inc, fu = [], []
@@ -653,12 +709,8 @@ def rates(results: StudyResults) -> RatesResult:
             inc.append(tag(overall, cohort=role, outcome=outcome, by="all"))
             for by in (ACCEL_COLUMN, GROUP_COLUMN):
                 if by in df.columns:
-                    sub = df[df[by].notna()].copy()
-                    sub[by] = (
-                        sub[by].astype(str)
-                        if by == GROUP_COLUMN
-                        else sub[by].map({1.0: "accelerated", 0.0: "not accelerated"})
-                    )
+                    labels = df[by] if by == GROUP_COLUMN else df[by].map(_ACCEL_LABELS)
+                    sub = columns_of(df, [time_col, event], df[by].notna().to_numpy(), **{by: labels})
                     t = _try(
                         results,
                         where,
@@ -1031,7 +1083,10 @@ HIP_EVENT = "fracture_hip"
 
 
 def frax(results: StudyResults) -> FraxResult:
-    """Reclassification of FRAX high risk with spine age in place of age, NRI and AUROC comparison."""
+    """Reclassification of FRAX high risk with spine age in place of age, NRI and AUROC comparison.
+
+    Complexity: O(n log n) per cohort (DeLong), O(n) for the cross-tables and NRI.
+    """
     cfg = results.config
     out = FraxResult()
     parts: dict[str, list] = {k: [] for k in ("crosstab", "reclassification", "performance", "nri", "auroc")}
@@ -1079,8 +1134,8 @@ def _frax_mof_for_hip(results: StudyResults, df: pd.DataFrame, role: str, event:
     """AUROC of the MOF probability for hip fracture, age vs spine age (the study: 0.81 vs 0.77)."""
     if HIP_EVENT not in df.columns or event == HIP_EVENT:
         return None
-    keep = df[[event, *FRAX_COLUMNS]].apply(pd.to_numeric, errors="coerce").notna().all(axis=1)
-    kept = df[keep]
+    keep = df[[event, *FRAX_COLUMNS]].apply(pd.to_numeric, errors="coerce").notna().all(axis=1).to_numpy()
+    kept = columns_of(df, [HIP_EVENT, "frax_mof_pct", "frax_mof_spine_pct"], keep)
     y = pd.to_numeric(kept[HIP_EVENT], errors="coerce")
     if y.nunique(dropna=True) < 2:
         results.warnings.append(f"FRAX ({role}): AUROC of MOF for hip fracture not estimated (no hip fractures)")
@@ -1106,6 +1161,8 @@ def _frax_mof_for_hip(results: StudyResults, df: pd.DataFrame, role: str, event:
 
 # ---------------------------------------------------------------------------------- age-gap regression
 def age_gap(results: StudyResults) -> AgeGapResult:
+    """Linear regression of PAD on the covariates. Complexity: O(n p^2) (least squares on the complete
+    cases of the p columns)."""
     cfg = results.config
     out = AgeGapResult()
     frames = []

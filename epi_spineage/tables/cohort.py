@@ -347,7 +347,8 @@ def validate_cohort(df: pd.DataFrame, *, raise_on_error: bool = True) -> list[st
                     f"{_rows(bad)}; recode with [values.{col.name}] or [binary_values]"
                 )
         elif col.allowed is not None:
-            text = s.map(_code_text)
+            # a categorical column maps its categories and stays categorical: compare as plain text
+            text = s.map(_code_text).astype(object)
             # an empty string counts as missing (reported above for required columns)
             bad = present & ~text.isin(col.allowed).to_numpy() & text.fillna("").ne("").to_numpy()
             if bad.any():
