@@ -21,6 +21,7 @@ import pandas as pd
 from scipy import stats as _sps
 
 from epi_spineage.errors import UserError
+from epi_spineage.stats._compat import ci_level_keyword
 from epi_spineage.stats._survdata import require_columns
 
 __all__ = ["agreement_by_group", "pad_shift_test"]
@@ -58,6 +59,7 @@ def _mean_ci(x: np.ndarray, level: float) -> tuple[float, float, float]:
     return m, m - half, m + half
 
 
+@ci_level_keyword
 def agreement_by_group(
     df: pd.DataFrame,
     group=("manufacturer", "modality"),
@@ -125,6 +127,7 @@ def agreement_by_group(
     return pd.DataFrame(rows)
 
 
+@ci_level_keyword
 def pad_shift_test(
     df: pd.DataFrame,
     group: str = "manufacturer",

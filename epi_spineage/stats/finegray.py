@@ -40,6 +40,7 @@ import pandas as pd
 from scipy import stats as _sps
 
 from epi_spineage.errors import UserError
+from epi_spineage.stats._compat import ci_level_keyword
 from epi_spineage.stats._coxfit import _single_thread_blas
 from epi_spineage.stats._survdata import require_columns, z_value
 
@@ -314,6 +315,7 @@ def fit_fine_gray(
 # ---------------------------------------------------------------------------------------------
 # public API
 # ---------------------------------------------------------------------------------------------
+@ci_level_keyword
 def fine_gray(
     df: pd.DataFrame,
     time: str,

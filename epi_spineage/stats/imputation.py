@@ -53,6 +53,7 @@ import pandas as pd
 from scipy import stats as _sps
 
 from epi_spineage.errors import UserError
+from epi_spineage.stats._compat import ci_level_keyword
 from epi_spineage.stats._survdata import require_columns
 
 __all__ = ["MIData", "impute_mice", "mi_cox_per_sd", "nelson_aalen_at", "pool_rubin"]
@@ -495,6 +496,7 @@ def impute_mice(
     )
 
 
+@ci_level_keyword
 def pool_rubin(estimates, variances, dfcom: float = np.inf, *, terms=None, level: float = 0.95) -> pd.DataFrame:
     """Pool ``m`` estimates by Rubin's rules with the Barnard-Rubin degrees of freedom (``mice::pool``).
 
@@ -578,6 +580,7 @@ def pool_rubin(estimates, variances, dfcom: float = np.inf, *, terms=None, level
     )
 
 
+@ci_level_keyword
 def mi_cox_per_sd(
     mi: MIData,
     time: str,

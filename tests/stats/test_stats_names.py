@@ -65,8 +65,22 @@ def _data(n=200, seed=3):
         lambda d, kw: stats.cox_per_sd(d, "t", "e", "pad_years", ["age_years"], **kw).summary["ci_low"].to_numpy(),
         lambda d, kw: stats.age_gap_regression(d, "pad_years", ["sex"], **kw).coefficients["ci_low"].to_numpy(),
         lambda d, kw: stats.cause_specific_cox(d, "t", "ct", "pad_years", ["age_years"], **kw).summary["ci_low"],
+        lambda d, kw: stats.fine_gray(d, "t", "ct", "pad_years", ["age_years"], **kw).summary["ci_low"].to_numpy(),
+        lambda d, kw: stats.pool_rubin([[0.1], [0.3], [0.2]], [[0.01], [0.02], [0.015]], 50, **kw)["ci_low"],
+        lambda d, kw: stats.agreement_by_group(d.assign(manufacturer=d["sex"]), "manufacturer", **kw)["r_ci_low"],
     ],
-    ids=["pearson", "auc_ci", "incidence_rates", "km_curves", "cox_per_sd", "age_gap_regression", "cause_specific"],
+    ids=[
+        "pearson",
+        "auc_ci",
+        "incidence_rates",
+        "km_curves",
+        "cox_per_sd",
+        "age_gap_regression",
+        "cause_specific",
+        "fine_gray",
+        "pool_rubin",
+        "agreement_by_group",
+    ],
 )
 def test_level_is_the_deprecated_spelling_of_ci_level(call):
     d = _data()
