@@ -382,7 +382,7 @@ def groups_km(results: StudyResults) -> GroupsKMResult:
             results,
             where,
             lambda: stats.km_cumulative_failure(
-                sub, time_col, event, group=GROUP_COLUMN, times=times, ci=cfg.km_ci, ci_ci_level=cfg.ci_level
+                sub, time_col, event, group=GROUP_COLUMN, times=times, ci=cfg.km_ci, ci_level=cfg.ci_level
             ),
         )
         if a is not None:
@@ -390,7 +390,7 @@ def groups_km(results: StudyResults) -> GroupsKMResult:
         f = _try(
             results,
             where,
-            lambda: stats.km_curves(sub, time_col, event, group=GROUP_COLUMN, ci=cfg.km_ci, ci_ci_level=cfg.ci_level),
+            lambda: stats.km_curves(sub, time_col, event, group=GROUP_COLUMN, ci=cfg.km_ci, ci_level=cfg.ci_level),
         )
         if f is not None:  # plot data: event times only, thinned below a pixel (report.plotdata)
             km_full.append(tag(plotdata.compact_curve(f), cohort=role, outcome=cfg.km_outcome))
@@ -430,7 +430,7 @@ def _group_hrs(
         column,
         reference,
         ties=cfg.ties,
-        ci_ci_level=cfg.ci_level,
+        ci_level=cfg.ci_level,
         covariates=list(covariates),
         **_cox_kwargs(stats.group_hazard_ratios, cfg),
     )
@@ -476,7 +476,7 @@ def _fit_models(results: StudyResults, out: _Family, outcomes: list[str], models
                             use,
                             ties=cfg.ties,
                             sd=sd,
-                            ci_ci_level=cfg.ci_level,
+                            ci_level=cfg.ci_level,
                             model=model,
                             analysis=f"cox_{family}",
                             **_cox_kwargs(stats.cox_per_sd, cfg),
@@ -553,7 +553,7 @@ def _pad_alternatives(results: StudyResults, out: CoxFamilyResult, outcome: str,
                     use,
                     ties=cfg.ties,
                     sd=float(df[col].std(ddof=1)),
-                    ci_ci_level=cfg.ci_level,
+                    ci_level=cfg.ci_level,
                     model=model,
                     **_cox_kwargs(stats.cox_per_sd, cfg),
                 ),
@@ -669,7 +669,7 @@ def subgroups(results: StudyResults) -> SubgroupResult:
                     covariates=covs,
                     ties=cfg.ties,
                     sd=float(df[PAD_COLUMN].std(ddof=1)),
-                    ci_ci_level=cfg.ci_level,
+                    ci_level=cfg.ci_level,
                     **_cox_kwargs(stats.subgroup_hazard_ratios, cfg),
                 ),
             )
@@ -703,7 +703,7 @@ def rates(results: StudyResults) -> RatesResult:
                 continue
             event, time_col = OUTCOMES[outcome]
             where = f"incidence ({role}, {outcome})"
-            overall = _try(results, where, lambda: stats.incidence_rates(df, time_col, event, ci_ci_level=cfg.ci_level))
+            overall = _try(results, where, lambda: stats.incidence_rates(df, time_col, event, ci_level=cfg.ci_level))
             if overall is None:
                 continue
             inc.append(tag(overall, cohort=role, outcome=outcome, by="all"))
@@ -714,7 +714,7 @@ def rates(results: StudyResults) -> RatesResult:
                     t = _try(
                         results,
                         where,
-                        lambda: stats.incidence_rates(sub, time_col, event, group=by, ci_ci_level=cfg.ci_level),
+                        lambda: stats.incidence_rates(sub, time_col, event, group=by, ci_level=cfg.ci_level),
                     )
                     if t is not None:
                         inc.append(tag(t, cohort=role, outcome=outcome, by=by))
@@ -863,7 +863,7 @@ def competing_risk(results: StudyResults) -> CompetingResult:
         times = [t for t in cfg.km_times_years if t <= tmax]
 
         def fit(cr=cr, times=times):
-            kw = dict(group="acceleration", ci=cfg.km_ci, ci_ci_level=cfg.ci_level)
+            kw = dict(group="acceleration", ci=cfg.km_ci, ci_level=cfg.ci_level)
             aj = stats.aalen_johansen(cr, CR_TIME, CR_EVENT, cause=1, times=times, **kw)
             km = stats.km_cumulative_failure(cr, OUTCOMES[frac][1], OUTCOMES[frac][0], times=times, **kw)
             ajc = stats.aalen_johansen(cr, CR_TIME, CR_EVENT, cause=1, **kw)
@@ -1106,7 +1106,7 @@ def frax(results: StudyResults) -> FraxResult:
                 event=event,
                 mof_threshold=cfg.frax_mof_threshold_pct,
                 hip_threshold=cfg.frax_hip_threshold_pct,
-                ci_ci_level=cfg.ci_level,
+                ci_level=cfg.ci_level,
             ),
         )
         if res is None:
@@ -1174,7 +1174,7 @@ def age_gap(results: StudyResults) -> AgeGapResult:
         res = _try(
             results,
             f"age-gap regression ({role})",
-            lambda: stats.age_gap_regression(df, PAD_COLUMN, use, ci_ci_level=cfg.ci_level),
+            lambda: stats.age_gap_regression(df, PAD_COLUMN, use, ci_level=cfg.ci_level),
         )
         if res is None:
             continue
