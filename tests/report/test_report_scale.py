@@ -61,7 +61,7 @@ def test_results_through_the_compact_reader_equal_the_in_memory_ones(tmp_path, d
 
     path = tmp_path / "cohort.parquet"
     _cohort_table(demo_inputs).to_parquet(path, index=False)
-    config = StudyConfig()
+    config = StudyConfig(mi_imputations=2, mi_iterations=2)  # as the built_report fixture
     inputs = load_inputs(cohort=str(path), mapping=None, db=None, config=config, seed=0, n_derivation=0, n_external=0)
     results = run_study(inputs.derivation, inputs.external, config)
     want = built_report.results.tables  # the reference also has truth tables (attach_truth)
