@@ -257,9 +257,10 @@ def _specs(s: DemoSettings) -> dict:
 
     if s.event_shares != "demo":
         return {}
+    d, e = DEMO_EVENT_SHARES["derivation"], DEMO_EVENT_SHARES["external"]
     return {
-        "derivation_spec": replace(DERIVATION, **DEMO_EVENT_SHARES["derivation"]),
-        "external_spec": replace(EXTERNAL, **DEMO_EVENT_SHARES["external"]),
+        "derivation_spec": replace(DERIVATION, fracture_share=d["fracture_share"], death_share=d["death_share"]),
+        "external_spec": replace(EXTERNAL, fracture_share=e["fracture_share"], death_share=e["death_share"]),
     }
 
 
