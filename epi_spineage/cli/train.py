@@ -63,6 +63,9 @@ def build_parser():
     p.add_argument("--clip-grad", type=float, help="clip the gradient norm to this value (default: no clipping)")
     p.add_argument("--patience", type=int, help="early stopping: epochs without a better validation MAE (default 10)")
     p.add_argument("--workers", type=int, help="DataLoader workers that decode and preprocess (default 4)")
+    p.add_argument(
+        "--threads", type=int, help="torch CPU threads of the training process (default: one per core; phantom-tiny: 1)"
+    )
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument("--init-weights", help="local timm weights (safetensors/pth) for the backbone")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
@@ -145,6 +148,7 @@ def config_from_args(args):
         "clip_grad",
         "patience",
         "workers",
+        "threads",
         "device",
         "init_weights",
         "seed",
@@ -162,7 +166,7 @@ def config_from_args(args):
         value = getattr(args, name)
         if value is not None:
             settings[name] = value
-    for name in ("batch_size", "epochs", "patience"):
+    for name in ("batch_size", "epochs", "patience", "threads"):
         if name in settings and settings[name] < 1:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1")
     if settings.get("lr", 1e-4) <= 0:

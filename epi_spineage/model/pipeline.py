@@ -72,7 +72,23 @@ def _pseudonym_key(cfg: TrainConfig) -> bytes:
 
 
 def run_training(cfg: TrainConfig) -> dict:
-    """Train, calibrate, bias-correct, evaluate and save; returns the checkpoint metadata."""
+    """Train, calibrate, bias-correct, evaluate and save; returns the checkpoint metadata.
+
+    ``cfg.threads`` sets torch's intra-op threads for the job and restores the caller's afterwards.
+    """
+    if cfg.threads is None:
+        return _run_training(cfg)
+    if cfg.threads < 1:
+        raise UserError(f"threads must be at least 1, got {cfg.threads}")
+    before = torch.get_num_threads()
+    torch.set_num_threads(cfg.threads)
+    try:
+        return _run_training(cfg)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _run_training(cfg: TrainConfig) -> dict:
     rank, world, _ = dist_info()
     device = choose_device(cfg.device)
     seed_everything(cfg.seed)

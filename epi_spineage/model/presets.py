@@ -4,8 +4,9 @@
 two idle CPU cores: a small timm backbone (PP-LCNet 0.75, the best of the small backbones we tried on
 two cores) at 128 x 64, batch 16, a higher learning rate (3e-3) with a short linear warm-up,
 gradient clipping at norm 2 and cosine decay, small random affine augmentation for training from
-scratch, 40 epochs, and the validation fallback for bias correction. Everything it writes is
-synthetic and says so.
+scratch, 40 epochs, the validation fallback for bias correction, and one torch thread (two threads on
+a busy two-core machine wait on each other at every operation; docs/guides/train.md). Everything it
+writes is synthetic and says so.
 
 Presets budget by epochs, never by wall clock: a preset trains the same number of optimizer steps,
 and gives the same model, on a slow or busy machine as on a fast one (a time budget once stopped
@@ -34,6 +35,7 @@ PRESETS: dict[str, dict] = {
         "clip_grad": 2.0,
         "bias_folds": 0,
         "workers": 0,
+        "threads": 1,
         "augment": True,
         "synthetic": True,
         "phantoms": 800,
@@ -52,6 +54,7 @@ PRESETS: dict[str, dict] = {
         "clip_grad": 2.0,
         "bias_folds": 0,
         "workers": 0,
+        "threads": 1,
         "augment": True,
         "synthetic": True,
         "phantoms": 2000,

@@ -292,9 +292,10 @@ def validate_cohort(df: pd.DataFrame, *, raise_on_error: bool = True) -> list[st
         )
     for c in REQUIRED_COHORT_COLUMNS:
         if c in df.columns:
+            # not in place: under copy-on-write (pandas 3) to_numpy() returns a read-only array
             empty = df[c].isna().to_numpy()
             if c == "participant_id" or COLUMNS_BY_NAME[c].kind == "str":
-                empty |= df[c].astype(str).str.strip().eq("").to_numpy() & ~df[c].isna().to_numpy()
+                empty = empty | (df[c].astype(str).str.strip().eq("").to_numpy() & ~df[c].isna().to_numpy())
             if empty.any():
                 problems.append(f"{c}: {int(empty.sum())} row(s) missing a required value {_rows(empty)}")
     if "participant_id" in df.columns:

@@ -34,8 +34,23 @@ def test_the_whole_chain_at_a_small_size_and_a_rerun_reuses_it(tmp_path, monkeyp
     assert main(args) == 0
     printed = capfd.readouterr().out
     assert "SYNTHETIC DATA" in printed and "duckdb -readonly" in printed
-    for name in ("index.html", "results.json", "demo.duckdb", "model/meta.json", "archive/phantoms.zip"):
+    # the sizes and why are said up front; every step has its wall and CPU time
+    assert "Sizes: 30 derivation + 24 external participants" in printed and "5 events per parameter" in printed
+    assert printed.count("(CPU ") >= 6
+    for name in (
+        "index.html",
+        "results.json",
+        "demo.duckdb",
+        "model/meta.json",
+        "archive/phantoms.zip",
+        "train.log",
+        "demo-timings.json",
+    ):
         assert (out / name).exists(), name
+    timings = json.loads((out / "demo-timings.json").read_text())
+    wanted = {"train", "simulate_and_render", "score", "load_derivation", "load_external", "report"}
+    assert set(timings["steps"]) == wanted
+    assert timings["settings"]["event_shares"] == "demo"
     con = duckdb.connect(str(out / "demo.duckdb"), read_only=True)
     try:
         assert con.execute("SELECT count(*) FROM scores").fetchall()[0][0] == 54
