@@ -143,3 +143,16 @@ def test_informational_lines_are_not_warnings():
         at = src.index(text)
         call = src[src.rindex("log.", 0, at) : at]
         assert call.startswith("log.info("), (rel, text, call[:20])
+
+
+def test_train_main_leaves_the_package_log_level_as_it_was(tmp_path):
+    # train's main() quietens the package logger for its run; it used to leave it at WARNING, which
+    # silenced every later INFO line of the same process (and this module's caplog tests in a full run)
+    from epi_spineage.cli import train
+    from epi_spineage.errors import UserError
+
+    package = logging.getLogger("epi_spineage")
+    before = package.level
+    with pytest.raises(UserError):  # no key, or no manifest: either ends the run early
+        train._main(["--manifest", str(tmp_path / "missing.csv"), "--out", str(tmp_path / "run")])
+    assert package.level == before

@@ -187,12 +187,18 @@ def config_from_args(args):
 def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(max(args.verbose, 0))
+    package = logging.getLogger("epi_spineage")
+    previous = package.level
     if not args.verbose:
-        logging.getLogger("epi_spineage").setLevel(logging.WARNING)
-    cfg = config_from_args(args)
-    from epi_spineage.model.pipeline import run_training, summary_text
+        package.setLevel(logging.WARNING)
+    try:
+        cfg = config_from_args(args)
+        from epi_spineage.model.pipeline import run_training, summary_text
 
-    meta = run_training(cfg)
+        meta = run_training(cfg)
+    finally:
+        # main() may run inside another program (or a test session): leave its logging as it was
+        package.setLevel(previous)
     if not meta:  # torchrun rank > 0
         return 0
     if args.json:
