@@ -744,14 +744,20 @@ CR_TIME, CR_EVENT = "cr_years", "cr_event"
 def _competing_frame(df: pd.DataFrame, frac: str, death: str, extra: list[str]) -> pd.DataFrame:
     """Time and type of the first event (1 fracture, 2 death first, 0 censored) on the needed columns only.
 
-    O(n): a copy of the outcome columns, PAD and ``extra``, never of the whole cohort.
+    O(n): one copy of the complete rows of the outcome columns, PAD and ``extra``, never of the whole
+    cohort (the event type is worked out on the four outcome columns alone).
     """
     (f_event, f_time), (d_event, d_time) = OUTCOMES[frac], OUTCOMES[death]
-    cols = list(dict.fromkeys([f_event, f_time, d_event, d_time, PAD_COLUMN, *[c for c in extra if c in df.columns]]))
-    cr = stats.competing_event_type(
-        df[cols], fracture=f_event, death=d_event, fracture_time=f_time, death_time=d_time, out_time=CR_TIME
+    outcome = [f_event, f_time, d_event, d_time]
+    cols = list(dict.fromkeys([*outcome, PAD_COLUMN, *[c for c in extra if c in df.columns]]))
+    typed = stats.competing_event_type(
+        df[outcome], fracture=f_event, death=d_event, fracture_time=f_time, death_time=d_time, out_time=CR_TIME
     )
-    return cr[cr[CR_EVENT].notna()]
+    keep = typed[CR_EVENT].notna().to_numpy()
+    cr = df.loc[keep, cols]
+    cr[CR_TIME] = typed[CR_TIME].to_numpy()[keep]
+    cr[CR_EVENT] = typed[CR_EVENT].array[keep]
+    return cr
 
 
 def _pad_row(summary: pd.DataFrame, n_events: int, rule: float | None, **extra: Any) -> dict[str, Any]:
@@ -855,10 +861,13 @@ def competing_risk(results: StudyResults) -> CompetingResult:
         if not has_outcome(df, frac) or ACCEL_COLUMN not in df.columns:
             continue
         cr = _competing_frame(df, frac, death, [ACCEL_COLUMN])
-        cr = cr[cr[ACCEL_COLUMN].notna()].copy()
+        # only the five columns the curves and Gray's test read, on the rows with an accelerated flag
+        keep = cr[ACCEL_COLUMN].notna().to_numpy()
+        acceleration = cr[ACCEL_COLUMN].map(_ACCEL_LABELS)
+        cr = columns_of(cr, [CR_TIME, CR_EVENT, *OUTCOMES[frac]], keep, acceleration=acceleration)
+        del acceleration
         if not len(cr):
             continue
-        cr["acceleration"] = cr[ACCEL_COLUMN].map({1.0: "accelerated", 0.0: "not accelerated"})
         tmax = float(cr[CR_TIME].max())
         times = [t for t in cfg.km_times_years if t <= tmax]
 

@@ -113,14 +113,16 @@ class _Layout:
 
 
 def _revcumsum_within(a: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
-    """sum of a[start:end] for each (start, end) pair (end > start), along axis 0.
+    """sum of a[start:end] for each (start, end) pair (end > start), along axis 0; ``a`` is overwritten.
 
     Pass ``a`` in column-major order: the running sum then walks each column contiguously (2-4x
     faster at a million rows than a row-major n x p array, with the very same additions). The sums
     are ``cs[end - 1] - cs[start - 1]``, the row before 0 counting as 0 (``x - 0.0`` is ``x``), so
-    no zero row is prepended and the n x p array is not copied again.
+    no zero row is prepended and the n x p array is not copied again: the running sum is written over ``a``.
     """
-    cs = np.cumsum(a, axis=0)
+    cs = a
+    for j in range(a.shape[1]):  # column by column: numpy copies a 2-D array it accumulates in place
+        np.cumsum(a[:, j], out=a[:, j])
     hi = cs[end - 1]
     lo = cs[np.maximum(start - 1, 0)]
     lo[start == 0] = 0.0
@@ -137,8 +139,9 @@ def _loglik_parts(lay: _Layout, X: np.ndarray, Xe: np.ndarray, beta: np.ndarray)
     W = np.empty((len(w), X.shape[1] + 1), order="F")
     W[:, 0] = w
     np.multiply(X, w[:, None], out=W[:, 1:])
-    S = _revcumsum_within(W, lay.eg_start, lay.eg_stratum_end)
     A = np.add.reduceat(W[ev], lay.eg_first_event, axis=0)
+    S = _revcumsum_within(W, lay.eg_start, lay.eg_stratum_end)  # overwrites W
+    del W
     k = lay.k_of_event
     f = lay.frac
     SA = S[k] - f[:, None] * A[k]
@@ -181,9 +184,10 @@ def _fit_cox(X, time, event, strata, ties, max_iter, eps, time_order=None) -> Co
     X = np.asarray(X, dtype=float)
     n, p = X.shape
     lay = _Layout(np.asarray(time, float), np.asarray(event), strata, ties, time_order)
-    Xs = X[lay.order]
-    means = Xs.mean(axis=0) if n else np.zeros(p)
-    Xc = Xs - means
+    Xc = X[lay.order]
+    means = Xc.mean(axis=0) if n else np.zeros(p)
+    event_x = Xc[lay.ev_rows]  # the events' rows before centring (Schoenfeld residuals)
+    Xc -= means  # in place: the values of Xs - means, without a second n x p copy
     Xe = Xc[lay.ev_rows]
     lay.xe_sum = Xe.sum(axis=0)
     beta = np.zeros(p)
@@ -246,7 +250,7 @@ def _fit_cox(X, time, event, strata, ties, max_iter, eps, time_order=None) -> Co
         converged=converged,
         information_singular=singular,
         event_time=lay.time[ev],
-        event_x=Xs[ev],
+        event_x=event_x,
         event_xbar=_efron_mean(lay, xbar) + means if p else np.zeros((len(ev), 0)),
     )
 

@@ -667,7 +667,10 @@ def cause_specific_cox(
         warnings.warn("cause_specific_cox(level=...) is deprecated; use ci_level=", DeprecationWarning, stacklevel=2)
     require_columns(df, [event_type])
     codes = pd.to_numeric(df[event_type], errors="coerce")
-    tmp = df.assign(_cause_event=(codes == cause).astype(float).where(codes.notna()))
+    # only the columns the model reads beside the new event column (a copy of those, not of the whole table)
+    covariates = list(covariates)
+    cols = [c for c in dict.fromkeys([time, exposure, *covariates, kwargs.get("strata")]) if c in df.columns]
+    tmp = df[cols].assign(_cause_event=(codes == cause).astype(float).where(codes.notna()))
     res = cox_per_sd(
         tmp, time, "_cause_event", exposure, covariates, min_events_per_parameter=min_events_per_parameter, **kwargs
     )

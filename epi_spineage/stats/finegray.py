@@ -106,6 +106,16 @@ class FineGrayResult:
 # ---------------------------------------------------------------------------------------------
 # the fit on arrays
 # ---------------------------------------------------------------------------------------------
+def _blocks(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct values of the sorted ``t`` and the first row of each: ``np.unique(t, return_index=True)``
+    without its O(n log n) re-sort and its n-sized work arrays."""
+    new = np.empty(len(t), dtype=bool)
+    new[:1] = True
+    np.not_equal(t[1:], t[:-1], out=new[1:])
+    first = np.flatnonzero(new)
+    return t[first], first
+
+
 class _Layout:
     """Sort order, censoring weights and event-time bookkeeping (fixed across iterations).
 
@@ -123,7 +133,7 @@ class _Layout:
         self.comp = e == 2
         cens = e == 0
         n = len(t)
-        uniq, first = np.unique(t, return_index=True)
+        uniq, first = _blocks(t)
         at_risk = n - first  # rows with time >= u (failures at u still at risk of censoring)
         c = np.bincount(np.searchsorted(uniq, t[cens]), minlength=len(uniq))
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -149,6 +159,7 @@ class _Layout:
         self.m = np.searchsorted(tk, t, side="right")
         # competing rows with time < t_k: prefix over sorted rows up to start_k
         self.comp_idx = np.flatnonzero(self.comp)
+        self.comp_before_k = np.searchsorted(self.comp_idx, self.start_k)  # competing rows before start_k
 
 
 def _sums(lay: _Layout, X: np.ndarray, beta: np.ndarray):
@@ -158,14 +169,17 @@ def _sums(lay: _Layout, X: np.ndarray, beta: np.ndarray):
     W = np.empty((len(w), X.shape[1] + 1))
     W[:, 0] = w
     np.multiply(X, w[:, None], out=W[:, 1:])
-    # rows with time >= t_k: suffix sum from start_k
-    suffix = np.cumsum(W[::-1], axis=0)[::-1]
-    suffix = np.vstack((suffix, np.zeros((1, W.shape[1]))))
-    S = suffix[lay.start_k].copy()
-    # competing rows with time < t_k, weight G(t_k-)/G(t_i-): prefix sum of W / G over competing rows
-    Wc = np.where(lay.comp[:, None], W / np.where(lay.g > 0, lay.g, 1.0)[:, None], 0.0)
+    # competing rows with time < t_k, weight G(t_k-)/G(t_i-): a prefix sum of W / G over the competing
+    # rows alone (the other rows add zeros), read at the number of competing rows before start_k
+    ci = lay.comp_idx
+    Wc = W[ci] / np.where(lay.g[ci] > 0, lay.g[ci], 1.0)[:, None]
     prefix = np.vstack((np.zeros((1, W.shape[1])), np.cumsum(Wc, axis=0)))
-    S += lay.gk[:, None] * prefix[lay.start_k]
+    del Wc
+    # rows with time >= t_k: suffix sum from start_k (always a row: a failure is at t_k), in place
+    np.cumsum(W[::-1], axis=0, out=W[::-1])
+    S = W[lay.start_k]
+    del W
+    S += lay.gk[:, None] * prefix[lay.comp_before_k]
     return eta, w, S
 
 
@@ -206,11 +220,18 @@ def _derivatives(lay: _Layout, X: np.ndarray, beta: np.ndarray):
 
 
 def _sandwich_middle(lay: _Layout, X: np.ndarray, pieces) -> np.ndarray:
-    """sum_i (eta_i + psi_i)(eta_i + psi_i)' as crr's ``crrvv`` (one censoring group)."""
+    """sum_i (eta_i + psi_i)(eta_i + psi_i)' as crr's ``crrvv`` (one censoring group).
+
+    Memory: the n x p matrix U and one n-vector besides X; the other sums run over the competing rows
+    or the distinct censoring times only (adding the zeros of the other rows would change no value).
+    """
     w, C, D, xbar, S0 = pieces
     n, p = X.shape
-    # eta_i: dN part (failures) minus the d Lambda part
-    U = -(w[:, None] * (X * C[:, None] - D))
+    # eta_i: dN part (failures) minus the d Lambda part, -(w_i (x_i C_i - D_i)), built in place
+    U = X * C[:, None]
+    U -= D
+    U *= w[:, None]
+    np.negative(U, out=U)
     fr = lay.frows
     U[fr] += X[fr] - xbar[lay.k_of_fail]
     # psi_i: q(t) = A1(t) R0(t) - A0(t) R1(t), where A are sums over competing rows with time < t
@@ -218,28 +239,43 @@ def _sandwich_middle(lay: _Layout, X: np.ndarray, pieces) -> np.ndarray:
     # d_k G_k / S0_k (R1 with xbar_k). Then psi_i = -sum_{censored j, t_j <= t_i} q(t_j) / Y(t_j)^2
     # + [i censored] q(t_i) / Y(t_i), with Y(t) the number with time >= t.
     t = lay.time
-    uniq, first = np.unique(t, return_index=True)
-    Y = (n - first).astype(float)
-    ccount = np.bincount(np.searchsorted(uniq, t[~lay.fail & ~lay.comp]), minlength=len(uniq))
-    has_c = ccount > 0
-    if not has_c.any():
+    uniq, first = _blocks(t)
+    censored = ~lay.fail & ~lay.comp
+    ccount = np.bincount(np.searchsorted(uniq, t[censored]), minlength=len(uniq))
+    uc = np.flatnonzero(ccount)  # the distinct times with a censoring: q is needed there only
+    if not len(uc):
         return U.T @ U
-    g = np.where(lay.g > 0, lay.g, 1.0)
-    Wc = np.where(lay.comp, w / g, 0.0)
-    A0 = np.concatenate(([0.0], np.cumsum(Wc)))[first]  # rows before the block of u: time < u
-    A1 = np.vstack((np.zeros((1, p)), np.cumsum(X * Wc[:, None], axis=0)))[first]
+    tc, first_c, cc = uniq[uc], first[uc], ccount[uc]
+    Yc = (n - first_c).astype(float)
+    del uniq, first, ccount, uc
+    ci = lay.comp_idx
+    Wc = w[ci] / np.where(lay.g[ci] > 0, lay.g[ci], 1.0)
+    before = np.searchsorted(ci, first_c)  # competing rows before the block of u: time < u
+    del first_c
+    A0 = np.concatenate(([0.0], np.cumsum(Wc)))[before]
+    A1 = np.vstack((np.zeros((1, p)), np.cumsum(X[ci] * Wc[:, None], axis=0)))[before]
+    del before
     r = lay.dk * lay.gk / S0
     R0 = np.concatenate((np.cumsum(r[::-1])[::-1], [0.0]))
     R1 = np.vstack((np.cumsum((r[:, None] * xbar)[::-1], axis=0)[::-1], np.zeros((1, p))))
-    kk = np.searchsorted(lay.tk, uniq, side="left")  # first failure time >= u
-    q = A1 * R0[kk][:, None] - A0[:, None] * R1[kk]
-    step = np.where(has_c[:, None], q * (ccount / Y**2)[:, None], 0.0)
-    ss2 = -np.cumsum(step, axis=0)  # after the censorings at u, for every row with time u
-    pos = np.searchsorted(uniq, t)
-    psi = ss2[pos]
-    cr = np.flatnonzero(~lay.fail & ~lay.comp)
-    psi[cr] += q[pos[cr]] / Y[pos[cr]][:, None]
-    U += psi
+    kk = np.searchsorted(lay.tk, tc, side="left")  # first failure time >= u
+    R0k = R0[kk]
+    q = np.empty((len(tc), p))
+    for col in range(p):
+        q[:, col] = A1[:, col] * R0k - A0 * R1[kk, col]
+    del A1, A0, R0k, kk
+    # ss2 after the censorings at u, for every row with time u; row 0 (no censoring time <= t_i) is 0
+    ss2 = np.zeros((len(tc) + 1, p))
+    np.multiply(q, (cc / Yc**2)[:, None], out=ss2[1:])
+    np.cumsum(ss2[1:], axis=0, out=ss2[1:])
+    np.negative(ss2[1:], out=ss2[1:])
+    j = np.searchsorted(tc, t, side="right")  # censoring times <= t_i, + 1 into ss2
+    cr = np.flatnonzero(censored)
+    own = j[cr] - 1  # a censored row's own time is a censoring time
+    for col in range(p):  # a column at a time: one n-vector, not an n x p psi
+        psi = ss2[j, col]
+        psi[cr] += q[own, col] / Yc[own]
+        U[:, col] += psi
     return U.T @ U
 
 
@@ -254,9 +290,11 @@ def fit_fine_gray(
     X = np.asarray(X, dtype=float)
     with _single_thread_blas():
         lay = _Layout(np.asarray(time, dtype=float), np.asarray(etype))
-        Xs = X[lay.order]
-        # centring leaves the Breslow pseudo-likelihood unchanged and keeps exp() in range
-        Xc = Xs - Xs.mean(axis=0) if len(Xs) else Xs
+        # centring leaves the Breslow pseudo-likelihood unchanged and keeps exp() in range (in place: the
+        # means are taken first, so the values are those of Xs - Xs.mean(axis=0))
+        Xc = X[lay.order]
+        if len(Xc):
+            Xc -= Xc.mean(axis=0)
         p = X.shape[1]
         beta = np.zeros(p)
         loglik, score, info, pieces = _derivatives(lay, Xc, beta)

@@ -93,6 +93,14 @@ def _label(g):
     return "all" if g is None else g
 
 
+def _with_column(df: pd.DataFrame, columns: list[str], **new: pd.Series) -> pd.DataFrame:
+    """``columns`` of ``df`` (those present: ``time_event`` reports the others) with the ``new`` columns added.
+
+    A copy of the columns a function reads rather than ``df.assign``'s copy of the whole table.
+    """
+    return df[[c for c in dict.fromkeys(columns) if c in df.columns]].assign(**new)
+
+
 def _subsets(frame: pd.DataFrame, group: str | None):
     """(label, times, events) per group, in ``group_labels`` order. O(n G) for G groups: the group
     column is coded once (a hash pass) and each group is a mask of integer codes, not a comparison
@@ -549,9 +557,8 @@ def aalen_johansen(
     if (codes.dropna() < 0).any() or (codes.dropna() % 1 != 0).any():
         raise UserError(f"column {event_type!r} must hold 0 (censored) or positive integer event codes")
     indicator = (codes > 0).astype(float).where(codes.notna())
-    frame, _ = time_event(
-        df.assign(_any_event=indicator), time, "_any_event", extra=[event_type] + ([group] if group else [])
-    )
+    extra = [event_type] + ([group] if group else [])
+    frame, _ = time_event(_with_column(df, [time, *extra], _any_event=indicator), time, "_any_event", extra=extra)
     rows = []
     for g in group_labels(frame, group):
         sub = frame if g is None else frame[frame[group] == g]
@@ -622,9 +629,8 @@ def gray_test(
     require_columns(df, [event_type, group] + ([strata] if strata else []))
     codes = pd.to_numeric(df[event_type], errors="coerce")
     indicator = (codes > 0).astype(float).where(codes.notna())
-    frame, _ = time_event(
-        df.assign(_any_event=indicator), time, "_any_event", extra=[event_type, group] + ([strata] if strata else [])
-    )
+    extra = [event_type, group] + ([strata] if strata else [])
+    frame, _ = time_event(_with_column(df, [time, *extra], _any_event=indicator), time, "_any_event", extra=extra)
     labels = group_labels(frame, group)
     k = len(labels)
     et = pd.to_numeric(frame[event_type]).to_numpy().astype(np.int64)

@@ -167,3 +167,38 @@ def test_scales_n_log_n():
     small = min(run(5000) for _ in range(3))
     big = min(run(20000) for _ in range(3))
     assert big / small < 10.0
+
+
+def test_blocks_of_sorted_times_equal_numpy_unique():
+    """The layout's distinct sorted times and first rows (no re-sort) are ``np.unique``'s, ties and 0 included."""
+    from epi_spineage.stats.finegray import _blocks
+
+    rng = np.random.default_rng(3)
+    for t in (np.sort(np.round(rng.exponential(size=500), 1)), np.zeros(4), np.array([2.5]), np.zeros(0)):
+        uniq, first = _blocks(t)
+        want_u, want_f = np.unique(t, return_index=True)
+        np.testing.assert_array_equal(uniq, want_u)
+        np.testing.assert_array_equal(first, want_f)
+
+
+def test_cause_specific_cox_keeps_the_strata_column():
+    """cause_specific_cox copies only the columns it fits: a stratified fit still sees its strata column and
+    equals cox_per_sd on the cause's own event indicator."""
+    from epi_spineage.stats import cause_specific_cox, cox_per_sd
+
+    rng = np.random.default_rng(5)
+    n = 400
+    df = pd.DataFrame(
+        {
+            "t": np.round(rng.exponential(size=n), 2),
+            "e": rng.choice([0, 1, 2], size=n, p=[0.5, 0.3, 0.2]),
+            "x": rng.normal(size=n),
+            "z": rng.normal(size=n),
+            "site": rng.choice(["a", "b"], size=n),
+            "unused": ["u"] * n,
+        }
+    )
+    got = cause_specific_cox(df, "t", "e", "x", ["z"], cause=1, strata="site").summary
+    want = cox_per_sd(df.assign(d=(df["e"] == 1).astype(float)), "t", "d", "x", ["z"], strata="site").summary
+    cols = ["term", "estimate", "std_error", "p_value"]
+    pd.testing.assert_frame_equal(got[cols], want[cols], check_exact=True)
