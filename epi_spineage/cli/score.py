@@ -172,6 +172,21 @@ def _main(argv: Sequence[str] | None) -> int:
         return EXIT_OK
     if not args.model or not args.db:
         raise UserError("--model and --db are required (except with --locate)")
+    # what both engines take; each adds its own (Ray's cluster and shards, the local workers and spool)
+    common = dict(
+        batch_size=args.batch_size,
+        device=args.device,
+        decode=args.decode,
+        compile_model=args.compile,
+        limit=args.limit,
+        dry_run=args.dry_run,
+        include_non_spine=args.include_non_spine,
+        key=key,
+        lock_timeout_s=args.lock_timeout,
+        progress=args.progress,
+        store_paths=args.store_paths,
+        max_megapixels=args.max_megapixels,
+    )
     if args.engine == "ray":
         from epi_spineage.score.ray_engine import score_archives_ray
 
@@ -182,19 +197,8 @@ def _main(argv: Sequence[str] | None) -> int:
                 args.db,
                 ray_address=args.ray_address,
                 replicas=args.ray_replicas,
-                batch_size=args.batch_size,
-                device=args.device,
-                decode=args.decode,
-                compile_model=args.compile,
-                limit=args.limit,
-                dry_run=args.dry_run,
-                include_non_spine=args.include_non_spine,
-                key=key,
                 shard_dir=args.shard_dir,
-                lock_timeout_s=args.lock_timeout,
-                progress=args.progress,
-                store_paths=args.store_paths,
-                max_megapixels=args.max_megapixels,
+                **common,
             )
     else:
 
@@ -203,21 +207,10 @@ def _main(argv: Sequence[str] | None) -> int:
                 args.archives,
                 args.model,
                 args.db,
-                batch_size=args.batch_size,
                 workers=args.workers,
-                device=args.device,
-                decode=args.decode,
-                compile_model=args.compile,
-                limit=args.limit,
-                dry_run=args.dry_run,
-                include_non_spine=args.include_non_spine,
-                key=key,
                 spool_dir=args.spool,
-                lock_timeout_s=args.lock_timeout,
                 commit_interval_s=args.commit_interval,
-                progress=args.progress,
-                store_paths=args.store_paths,
-                max_megapixels=args.max_megapixels,
+                **common,
             )
 
     try:

@@ -642,11 +642,7 @@ def score_on_gpu(
                 decoder = row.get("decoder") or ""
                 summary.n_gpu_decoded += bool(decoder) and not decoder.startswith("cpu:")
                 summary.n_cpu_fallback += decoder.startswith("cpu:")
-                st = row["status"]
-                summary.n_scored += st == "scored"
-                summary.n_not_spine += st == "not_spine"
-                summary.n_duplicates += st == "duplicate"
-                summary.n_errors += st == "error"
+                summary.count(row)
             if batch_rows:
                 committer.put(to_table(batch_rows))
             if t_first is None:

@@ -75,6 +75,14 @@ class ScoreSummary:
     n_gpu_decoded: int = 0
     n_cpu_fallback: int = 0  # images the CPU reader decoded on the GPU path (see score.gpu_batches)
 
+    def count(self, row: dict) -> None:
+        """Add one final result row (scored, not_spine, duplicate or error) to the counts."""
+        st = row["status"]
+        self.n_scored += st == "scored"
+        self.n_not_spine += st == "not_spine"
+        self.n_duplicates += st == "duplicate"
+        self.n_errors += st == "error"
+
     @property
     def images_per_s(self) -> float:
         return self.n_scored / self.seconds if self.seconds > 0 else 0.0
@@ -441,12 +449,8 @@ def _score_locked(
                 mapped[lease.key] = lease.buffer
                 lease.release()
             for row in batch_rows:
-                st = row["status"]
-                summary.n_scored += st == "scored"
-                summary.n_not_spine += st == "not_spine"
-                summary.n_duplicates += st == "duplicate"
-                summary.n_errors += st == "error"
-                if st == "scored":
+                summary.count(row)
+                if row["status"] == "scored":
                     spread.add(row.get("spine_age_years"))
             if batch_rows:
                 committer.put(to_table(batch_rows))

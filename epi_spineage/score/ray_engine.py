@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from epi_spineage.errors import UserError
+from epi_spineage.score.members import DEFAULT_MAX_PIXELS
 
 log = logging.getLogger(__name__)
 
@@ -723,7 +724,7 @@ def score_archives_ray(
     lock_timeout_s: float = 60.0,
     progress: bool | None = None,
     store_paths: bool = False,
-    max_megapixels: float = 50.0,
+    max_megapixels: float = DEFAULT_MAX_PIXELS / 1e6,
     _on_event: Callable | None = None,
     _start_together: bool = False,
     _decoder_factory: Callable[[], Any] | None = None,
