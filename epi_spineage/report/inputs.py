@@ -105,6 +105,7 @@ def _read_projected(path: Path, table: str | None, config: StudyConfig | None) -
     """
     name = path.name.lower()
     if name.endswith((".parquet", ".pq")):
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
         names = list(pq.read_schema(path).names)
@@ -113,6 +114,9 @@ def _read_projected(path: Path, table: str | None, config: StudyConfig | None) -
         tbl = pq.read_table(path, columns=keep, read_dictionary=dict_cols)
         df = tbl.to_pandas(self_destruct=True, split_blocks=True)
         del tbl
+        # Arrow's allocator keeps the pages of the freed Parquet buffers for reuse (~0.3 GB at 1,000,000
+        # rows, resident for the whole report otherwise); the report allocates nothing more through Arrow
+        pa.default_memory_pool().release_unused()
     elif name.endswith((".duckdb", ".db", ".ddb")):
         import duckdb
 

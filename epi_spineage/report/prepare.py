@@ -1,7 +1,9 @@
 """From the cohort tables as given to the frames the analyses use, with every exclusion counted.
 
-One copy of the analysed rows is made per cohort (``derive_variables``); everything else is O(n) in a
-few columns. The steps then add their columns to that frame and never copy it (docs/guides/registry-scale.md).
+O(n k) time for k columns. Memory: when every row is analysed the prepared frame shares the given frame's
+columns (nothing is copied) and adds the derived ones (~15 float columns, 0.1 GB at 1,000,000); when rows are
+excluded, one copy of the kept rows is made. The steps then add their columns to that frame and never copy it
+(docs/guides/registry-scale.md). The given frame is never written to.
 
 Per role: keep the analysed rows (the derivation test split), derive the analysis variables
 (``epi_spineage.tables.derive_variables``: PAD, osteoporosis, per-unit scalings), drop rows without a
@@ -19,9 +21,26 @@ import pandas as pd
 
 from epi_spineage.errors import UserError
 from epi_spineage.report.config import StudyConfig
-from epi_spineage.schema import PAD_COLUMN
+from epi_spineage.schema import PAD_COLUMN, TSCORE_COLUMNS
 
 _PAD_CHOICE = {"auto": None, "corrected": True, "uncorrected": False}
+
+#: the columns ``tables.derive_variables`` reads (with ``by=None`` and no bias correction); only these are
+#: handed to it, so its copy is of a few columns, not of the cohort. A test checks the result equals
+#: ``derive_variables`` on the whole frame.
+_DERIVE_INPUTS = (
+    "age_years",
+    "spine_age_years",
+    "spine_age_corrected_years",
+    "height_cm",
+    "weight_kg",
+    "bmi",
+    *TSCORE_COLUMNS,
+    "osteoporosis",
+    "albumin_g_l",
+    "hemoglobin_g_dl",
+    "creatinine_mg_dl",
+)
 
 
 @dataclass
@@ -47,14 +66,16 @@ def _quality(rows: list, cohort: str, item: str, n, detail: str = "") -> None:
 
 def _prepare_one(df: pd.DataFrame, role: str, config: StudyConfig, flow: list, quality: list) -> PreparedCohort | None:
     from epi_spineage.tables import derive_variables
+    from epi_spineage.tables.cohort import DERIVED_COLUMNS
 
     name = getattr(config, role)
     n0 = len(df)
     _flow(flow, role, "rows given", n0, 0)
     frame = df
+    keep: np.ndarray | None = None  # the analysed rows, as one mask: the rows are taken once, at the end
     if role == "derivation" and config.derivation_split:
         if "split" in frame.columns and (frame["split"] == config.derivation_split).any():
-            keep = frame["split"] == config.derivation_split
+            keep = (frame["split"] == config.derivation_split).to_numpy()
             _flow(
                 flow,
                 role,
@@ -63,7 +84,6 @@ def _prepare_one(df: pd.DataFrame, role: str, config: StudyConfig, flow: list, q
                 int((~keep).sum()),
                 f"not in the {config.derivation_split} split (model training/validation images)",
             )
-            frame = frame[keep]
         else:
             warnings.warn(
                 f"derivation cohort has no split {config.derivation_split!r}: all its rows are analysed, "
@@ -83,25 +103,40 @@ def _prepare_one(df: pd.DataFrame, role: str, config: StudyConfig, flow: list, q
     # PAD from the three age columns alone first (O(n), no copy of the whole table), to know which rows
     # have one; then the analysis variables once, on those rows (z-scores describe the analysed rows)
     ages = [c for c in ("age_years", "spine_age_years", "spine_age_corrected_years") if c in frame.columns]
-    pad = derive_variables(frame[ages], corrected=choice, by=None)
+    pad = derive_variables(frame[ages] if keep is None else frame.loc[keep, ages], corrected=choice, by=None)
     no_pad = pad[PAD_COLUMN].isna().to_numpy()
     if no_pad.any():
         uses_corrected = bool(pad["pad_corrected"].any())
         reason = "no spine age (image missing, unreadable or not scored)"
         if uses_corrected and "spine_age_years" in frame.columns:
-            n_raw_only = int((no_pad & frame["spine_age_years"].notna().to_numpy()).sum())
+            raw = frame["spine_age_years"].notna().to_numpy()
+            n_raw_only = int((no_pad & (raw if keep is None else raw[keep])).sum())
             if n_raw_only:
                 reason += (
                     f"; {n_raw_only} of them have an uncorrected spine age but no corrected one, and this "
                     "cohort's PAD is the corrected one (set [pad] in --config to choose)"
                 )
         _flow(flow, role, "with spine age (PAD)", int((~no_pad).sum()), int(no_pad.sum()), reason)
-        frame = frame[~no_pad]
+        if keep is None:
+            keep = ~no_pad
+        else:
+            keep[np.flatnonzero(keep)[no_pad]] = False
     del pad
-    # derive_variables works on a copy: the one copy of the analysed rows the report makes
-    frame = derive_variables(frame, corrected=choice, by=None)
+    # The analysed rows: the caller's frame itself when every row is analysed (a shallow frame: its columns
+    # are shared, never written; the derived ones are added to this frame only), else the one copy of the
+    # kept rows. A copy of a million rows is ~0.3 GB that would stay beside the caller's (issue 18).
+    frame = frame.copy(deep=False) if keep is None else frame.take(np.flatnonzero(keep))
+    # The analysis variables from the columns derive_variables reads (derive_variables copies what it is
+    # given, so only these few are copied); its new columns, and the ones it recomputes (bmi,
+    # osteoporosis), replace or join the frame's in its order, as derive_variables(frame) would.
+    inputs = [c for c in _DERIVE_INPUTS if c in frame.columns]
+    derived = derive_variables(frame[inputs], corrected=choice, by=None)
+    for col in derived.columns:
+        if col in DERIVED_COLUMNS or col not in frame.columns:
+            frame[col] = derived[col].to_numpy() if isinstance(derived[col].dtype, np.dtype) else derived[col].array
+    del derived
     if not isinstance(frame.index, pd.RangeIndex) or frame.index.start != 0 or frame.index.step != 1:
-        frame.index = pd.RangeIndex(len(frame))  # in place on the copy: reset_index would copy again
+        frame.index = pd.RangeIndex(len(frame))  # in place on the new frame: reset_index would copy again
     if len(frame) < 20:
         raise UserError(f"{role} cohort: only {len(frame)} participant(s) with a spine age; need at least 20")
     used = frame["pad_corrected"].astype(bool)

@@ -63,7 +63,11 @@ def test_results_through_the_compact_reader_equal_the_in_memory_ones(tmp_path, d
     _cohort_table(demo_inputs).to_parquet(path, index=False)
     config = StudyConfig(mi_imputations=2, mi_iterations=2)  # as the built_report fixture
     inputs = load_inputs(cohort=str(path), mapping=None, db=None, config=config, seed=0, n_derivation=0, n_external=0)
+    given = inputs.derivation.copy(), inputs.external.copy()
     results = run_study(inputs.derivation, inputs.external, config)
+    # the prepared frames share the given frames' columns (report.prepare): no step may write to them
+    pd.testing.assert_frame_equal(inputs.derivation, given[0], check_exact=True)
+    pd.testing.assert_frame_equal(inputs.external, given[1], check_exact=True)
     want = built_report.results.tables  # the reference also has truth tables (attach_truth)
     assert set(results.tables) <= set(want) and len(results.tables) >= 10
     for name, frame in want.items():
@@ -172,3 +176,43 @@ def test_plot_data_and_figures_do_not_grow_with_n(monkeypatch):
     for name, size in csv_large.items():
         assert size < 12 * (2 / RESOLUTION + 2) * 120, (name, size)
     assert csv_large["scatter_derivation"] < 3 * csv_small["scatter_derivation"]
+
+
+def _prepared_the_old_way(df: pd.DataFrame, keep: np.ndarray) -> pd.DataFrame:
+    """What prepare made before issue 18's memory work: derive_variables (a copy) of the kept rows."""
+    from epi_spineage.tables import derive_variables
+
+    out = derive_variables(df[keep], by=None).reset_index(drop=True)
+    sex = out["sex"].astype("string").str.upper()
+    out["female"] = np.where(sex.isna(), np.nan, (sex == "F").astype(float))
+    out["male"] = 1.0 - out["female"]
+    return out
+
+
+@pytest.mark.parametrize("case", ["all rows", "no spine age", "split", "split and no spine age", "index"])
+def test_prepared_frame_shares_the_given_columns_and_equals_the_copying_path(demo_inputs, case):
+    """prepare hands derive_variables only the columns it reads and shares the given frame's columns when every
+    row is analysed: the frame is the same as derive_variables on the whole kept rows, and the given one is
+    unchanged."""
+    from epi_spineage.report.config import StudyConfig
+    from epi_spineage.report.prepare import prepare_cohorts
+
+    der = demo_inputs[0].copy()
+    keep = np.ones(len(der), bool)
+    if "no spine age" in case:
+        der.loc[der.index[::7], "spine_age_years"] = np.nan
+        keep &= der["spine_age_years"].notna().to_numpy()
+    split = ""
+    if "split" in case:
+        split = "test"
+        keep &= (der["split"] == "test").to_numpy()
+    if case == "index":
+        der.index = pd.RangeIndex(10, 10 + len(der))
+    given = der.copy()
+    cohorts, flow, _ = prepare_cohorts(der, None, StudyConfig(derivation_split=split))
+    got = cohorts["derivation"].frame
+    pd.testing.assert_frame_equal(got, _prepared_the_old_way(given, keep), check_exact=True)
+    pd.testing.assert_frame_equal(der, given, check_exact=True)  # the caller's frame is not written to
+    assert flow["n"].iloc[-1] == keep.sum()
+    if keep.all():
+        assert np.shares_memory(got["age_years"].to_numpy(), der["age_years"].to_numpy())
