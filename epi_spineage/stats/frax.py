@@ -153,6 +153,9 @@ def frax_reclassification(
     """Reclassification of FRAX high/low risk when spine age replaces chronological age.
 
     Complete cases on ``event`` and the four probabilities; ``n_excluded`` counts the others.
+    Complexity: O(n) for the cross-tables, NRI and McNemar; O(n log n) for each DeLong comparison (one sort).
+    Memory: O(n) in the five columns used (a numeric copy of them and their complete cases, the DeLong
+    placements); the frame itself is never copied (about 0.2 GB above the frame at 1,000,000 rows).
     The paired DeLong comparisons, on the same participants: MOF (chronological vs spine) and hip
     (chronological vs spine) for ``event``, and, when ``hip_event`` is a column, hip probabilities
     for that outcome (rows missing ``hip_event`` are then dropped from that comparison only).
@@ -318,12 +321,13 @@ def frax_reclassification(
     comparisons = [(event, mof, mof_spine, "MOF"), (event, hip, hip_spine, "hip")]
     if hip_event and hip_event in df.columns and hip_event != event:
         comparisons.append((hip_event, hip, hip_spine, "hip"))
-    kept = df[keep]  # the same participants as the cross-tables
+    # the same participants as the cross-tables, column by column: the kept rows of the few columns
+    # compared, not a copy of the whole (registry-sized) frame
     for outcome, col_a, col_b, what in comparisons:
         res = delong_test(
-            kept[outcome],
-            kept[col_a],
-            kept[col_b],
+            df[outcome][keep],
+            df[col_a][keep],
+            df[col_b][keep],
             names=(f"FRAX {what} (chronological age)", f"FRAX {what} (spine age)"),
             ci_level=ci_level,
         )
