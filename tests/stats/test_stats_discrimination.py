@@ -169,3 +169,76 @@ def test_fast_delong_equals_pairwise_definition_property(rows):
             var = psi.mean(axis=1).var(ddof=1) / m + psi.mean(axis=0).var(ddof=1) / n
             np.testing.assert_allclose(r.std_error**2, var, rtol=1e-9, atol=1e-15)
     assert res.ci_low <= res.difference <= res.ci_high or not np.isfinite(res.std_error)
+
+
+def _placements_before_issue18(values, is_case, m, n):
+    """The placements as computed before their temporaries were freed early (issue 18): the reference."""
+    total = values.shape[0]
+    order = np.argsort(values)
+    sv = values[order]
+    sc = is_case[order]
+    new_group = np.empty(total, dtype=bool)
+    new_group[0] = True
+    np.not_equal(sv[1:], sv[:-1], out=new_group[1:])
+    starts = np.flatnonzero(new_group)
+    ends = np.append(starts[1:], total)
+    cum_case = np.zeros(total + 1, dtype=np.int64)
+    np.cumsum(sc, out=cum_case[1:])
+    cases_before = cum_case[starts]
+    cases_in = cum_case[ends] - cases_before
+    controls_before = starts - cases_before
+    controls_in = (ends - starts) - cases_in
+    v10_group = (controls_before + 0.5 * controls_in) / n
+    v01_group = (m - cases_before - 0.5 * cases_in) / m
+    gid = np.cumsum(new_group) - 1
+    placement_sorted = np.where(sc, v10_group[gid], v01_group[gid])
+    placement = np.empty(total)
+    placement[order] = placement_sorted
+    return float(np.dot(v10_group, cases_in) / m), placement
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_placements_are_bit_for_bit_those_before_the_memory_work(seed):
+    from epi_spineage.stats.discrimination import _placements
+
+    rng = np.random.default_rng(seed)
+    size = int(rng.integers(2, 5000))
+    values = rng.normal(size=size)
+    if seed % 2:
+        values = np.round(values, 1)  # many ties, some groups with cases and controls
+    if seed == 5:
+        values[:] = 1.0  # one tie group
+    is_case = rng.random(size) < rng.uniform(0.05, 0.9)
+    is_case[0], is_case[-1] = True, False
+    m = int(is_case.sum())
+    got, want = _placements(values, is_case, m, size - m), _placements_before_issue18(values, is_case, m, size - m)
+    assert got[0] == want[0]
+    np.testing.assert_array_equal(got[1], want[1])
+    # direction "<" hands the scores over uncopied: the same numbers as multiplying them by 1.0
+    y = is_case.astype(float)
+    assert delong_test(y, values, values[::-1]).difference == delong_test(y, values * 1.0, values[::-1] * 1.0).difference
+
+
+@pytest.mark.parametrize("direction", ["<", ">"])
+def test_roc_curve_is_bit_for_bit_the_one_before_the_memory_work(direction):
+    rng = np.random.default_rng(3)
+    y = (rng.random(3000) < 0.3).astype(float)
+    y[::50] = np.nan
+    score = np.round(rng.normal(size=3000), 1)
+    score[7::61] = np.nan
+    sign = 1.0 if direction == "<" else -1.0
+    keep = ~np.isnan(y) & ~np.isnan(score)
+    yk, sk = y[keep], score[keep] * sign
+    m, n = int((yk == 1).sum()), int((yk == 0).sum())
+    order = np.argsort(-sk, kind="stable")
+    ss, ys = sk[order], yk[order]
+    last_of_tie = np.r_[ss[1:] != ss[:-1], True]
+    want = pd.DataFrame(
+        {
+            "threshold": np.r_[np.inf * sign, ss[last_of_tie] * sign],
+            "sensitivity": np.r_[0.0, np.cumsum(ys == 1)[last_of_tie] / m],
+            "specificity": np.r_[1.0, 1.0 - np.cumsum(ys == 0)[last_of_tie] / n],
+        }
+    )
+    want["fpr"] = 1.0 - want["specificity"]
+    pd.testing.assert_frame_equal(roc_curve(y, score, direction=direction), want, check_exact=True)
