@@ -91,6 +91,7 @@ def _aliased(X: np.ndarray) -> np.ndarray:
         x = X[:, j]
         q, _ = np.linalg.qr(X[:, kept])
         resid = x - q @ (q.T @ x)
+        del q  # not alive beside the next decomposition's copies
         if np.linalg.norm(resid) <= _ALIAS_TOL * np.linalg.norm(x):
             out[j] = True
         else:
@@ -127,6 +128,10 @@ def age_gap_regression(
     Covariates are used as given: pass the per-unit scalings from ``tables.derive_variables``
     (``height_dec5_cm`` = -height/5, ``fn_tscore_dec`` = -z of the FN T-score) for per-5-cm-decrement
     and per-SD-decrement coefficients.
+
+    Complexity: O(n p^3) for the alias check (one QR per term, as R's pivoting) and O(n p^2) for the fit.
+    Memory: O(n p); the peak is a QR decomposition's copies of the n x p design (numpy's ``qr`` copies
+    its input and returns Q), about 0.2 GB above the frame at 1,000,000 rows and 8 terms.
     """
     cols = [outcome, *covariates]
     absent = [c for c in cols if c not in df.columns]
@@ -141,9 +146,13 @@ def age_gap_regression(
     n_excluded = int(len(df) - n)
     Xm = np.column_stack([np.ones(n), X[keep].to_numpy(float)])
     yv = y[keep].to_numpy(float)
-    names = ["(Intercept)", *X.columns]
+    terms = list(X.columns)
+    # the design frame and the outcome column are not needed past here: freed before the QR
+    # decompositions, whose copies are the peak (a few n x p arrays)
+    del X, y, keep
+    names = ["(Intercept)", *terms]
     # a text covariate with one level in the complete cases has no indicator at all
-    single = [c for c in covariates if not any(n_ == c or n_.startswith(f"{c}[") for n_ in X.columns)]
+    single = [c for c in covariates if not any(n_ == c or n_.startswith(f"{c}[") for n_ in terms)]
     alias = _aliased(Xm) if n else np.zeros(Xm.shape[1], dtype=bool)
     row_note = {nm: (_CONSTANT if np.ptp(Xm[:, j]) == 0 else _ALIASED) for j, nm in enumerate(names) if alias[j]}
     row_note.update({c: _CONSTANT for c in single})
@@ -152,7 +161,8 @@ def age_gap_regression(
             [c for c in covariates if c in single or any(nm == c or nm.startswith(f"{c}[") for nm in row_note)]
         )
     )
-    Xf = Xm[:, ~alias]
+    Xf = Xm[:, ~alias] if alias.any() else Xm  # the same C-ordered values (the QR copies its input)
+    del Xm
     p = Xf.shape[1]
     if n <= p:
         raise UserError(f"age_gap_regression: {n} complete case(s) for {p} coefficients")
