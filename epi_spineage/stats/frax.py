@@ -155,7 +155,7 @@ def frax_reclassification(
     Complete cases on ``event`` and the four probabilities; ``n_excluded`` counts the others.
     Complexity: O(n) for the cross-tables, NRI and McNemar; O(n log n) for each DeLong comparison (one sort).
     Memory: O(n) in the five columns used (a numeric copy of them and their complete cases, the DeLong
-    placements); the frame itself is never copied (about 0.2 GB above the frame at 1,000,000 rows).
+    placements); the frame itself is never copied (about 0.13 GB above the frame at 1,000,000 rows).
     The paired DeLong comparisons, on the same participants: MOF (chronological vs spine) and hip
     (chronological vs spine) for ``event``, and, when ``hip_event`` is a column, hip probabilities
     for that outcome (rows missing ``hip_event`` are then dropped from that comparison only).
@@ -166,14 +166,21 @@ def frax_reclassification(
         raise UserError(f"frax_reclassification: column(s) not found: {absent}")
     if not 0 < ci_level < 1:
         raise UserError(f"ci_level must be between 0 and 1, got {ci_level!r}")
-    num = df[cols].apply(pd.to_numeric, errors="coerce")
-    keep = num.notna().all(axis=1).to_numpy()
-    d = num[keep]
-    y = d[event].to_numpy(float)
+    # column by column (no frame of the five): numeric values, complete cases, then each kept column's floats
+    num = {c: pd.to_numeric(df[c], errors="coerce") for c in cols}
+    keep = np.ones(len(df), dtype=bool)
+    for c in cols:
+        keep &= num[c].notna().to_numpy()
+
+    def kept(c: str) -> np.ndarray:
+        return num[c][keep].to_numpy(float)
+
+    y = kept(event)
     if not np.isin(y, (0, 1)).all():
         raise UserError(f"frax_reclassification: {event} must be 0/1")
-    chrono = _high(d[mof].to_numpy(float), d[hip].to_numpy(float), mof_threshold, hip_threshold)
-    spine = _high(d[mof_spine].to_numpy(float), d[hip_spine].to_numpy(float), mof_threshold, hip_threshold)
+    chrono = _high(kept(mof), kept(hip), mof_threshold, hip_threshold)
+    spine = _high(kept(mof_spine), kept(hip_spine), mof_threshold, hip_threshold)
+    del num
     ev = y == 1
     n, n_ev = int(keep.sum()), int(ev.sum())
     n_excluded = int(len(df) - n)
