@@ -151,7 +151,8 @@ def four_groups(
 ) -> pd.Series:
     """The four groups: chronological age < / >= median x accelerated no / yes.
 
-    Complexity: O(n) (O(n log n) when the median or the cut is computed here).
+    Complexity: O(n) (O(n log n) when the median or the cut is computed here). Memory: a few n-long
+    float vectors and the categorical's one-byte codes.
 
     ``age_median`` defaults to the median of ``df[age]`` (the cohort analysed). ``cut`` is a number
     or ``TertileCuts`` learned elsewhere; when None it is learned from ``df[pad]`` itself (with
@@ -171,9 +172,7 @@ def four_groups(
     acc = accelerated(df[pad], cut, cut_rule).to_numpy(dtype=float, na_value=np.nan)
     older = np.where(np.isnan(a), np.nan, (a >= age_median).astype(float))
     code = older * 2 + acc
-    labels = np.array(FOUR_GROUP_LABELS, dtype=object)
-    values = np.full(len(df), None, dtype=object)
-    ok = ~np.isnan(code)
-    values[ok] = labels[code[ok].astype(int)]
-    cat = pd.Categorical(values, categories=list(FOUR_GROUP_LABELS), ordered=True)
+    # the category codes directly (-1 for missing): no n-long array of label strings to hash
+    codes = np.where(np.isnan(code), -1, code).astype(np.int8)
+    cat = pd.Categorical.from_codes(codes, categories=list(FOUR_GROUP_LABELS), ordered=True)
     return pd.Series(cat, index=df.index, name="group")

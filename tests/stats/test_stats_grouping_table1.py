@@ -168,3 +168,26 @@ def test_regression_scaling_and_collinearity():
     np.testing.assert_allclose(c.loc[["(Intercept)", "h"], "estimate"], a[["estimate"]].to_numpy().ravel(), rtol=1e-10)
     f = age_gap_regression(df, covariates=["h"]).to_frame()
     assert {"analysis", "term", "estimate", "ci_low", "ci_high", "p_value", "n", "r2", "adj_r2"} <= set(f.columns)
+
+
+def test_four_groups_from_codes_equal_the_labelled_categorical():
+    """four_groups builds its categorical from codes (issue 18, memory): the same Series as labelling every
+    row and letting pandas find the categories, missing age or PAD included."""
+    from epi_spineage.stats import four_groups
+
+    rng = np.random.default_rng(4)
+    df = pd.DataFrame({"age_years": rng.normal(60, 8, 500).round(), "pad_years": rng.normal(0, 4, 500)})
+    df.loc[::17, "age_years"] = np.nan
+    df.loc[::23, "pad_years"] = np.nan
+    df.index = pd.RangeIndex(5, 505)
+    got = four_groups(df, cut=1.5)
+    a = df["age_years"].to_numpy()
+    older = np.where(np.isnan(a), np.nan, (a >= np.nanmedian(a)).astype(float))
+    acc = np.where(df["pad_years"].isna(), np.nan, (df["pad_years"].round(9) >= 1.5).astype(float))
+    code = older * 2 + acc
+    values = np.full(len(df), None, dtype=object)
+    ok = ~np.isnan(code)
+    values[ok] = np.array(FOUR_GROUP_LABELS, dtype=object)[code[ok].astype(int)]
+    want = pd.Series(pd.Categorical(values, categories=list(FOUR_GROUP_LABELS), ordered=True), index=df.index)
+    pd.testing.assert_series_equal(got, want.rename("group"))
+    assert got.cat.codes.dtype == np.int8 and got.isna().sum() == (~ok).sum()
