@@ -171,16 +171,14 @@ def frax_reclassification(
     keep = np.ones(len(df), dtype=bool)
     for c in cols:
         keep &= num[c].notna().to_numpy()
-
-    def kept(c: str) -> np.ndarray:
-        return num[c][keep].to_numpy(float)
-
-    y = kept(event)
+    kept = {c: num[c][keep].to_numpy(float) for c in cols}
+    del num
+    y = kept[event]
     if not np.isin(y, (0, 1)).all():
         raise UserError(f"frax_reclassification: {event} must be 0/1")
-    chrono = _high(kept(mof), kept(hip), mof_threshold, hip_threshold)
-    spine = _high(kept(mof_spine), kept(hip_spine), mof_threshold, hip_threshold)
-    del num
+    chrono = _high(kept[mof], kept[hip], mof_threshold, hip_threshold)
+    spine = _high(kept[mof_spine], kept[hip_spine], mof_threshold, hip_threshold)
+    del kept
     ev = y == 1
     n, n_ev = int(keep.sum()), int(ev.sum())
     n_excluded = int(len(df) - n)

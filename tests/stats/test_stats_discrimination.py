@@ -216,7 +216,8 @@ def test_placements_are_bit_for_bit_those_before_the_memory_work(seed):
     np.testing.assert_array_equal(got[1], want[1])
     # direction "<" hands the scores over uncopied: the same numbers as multiplying them by 1.0
     y = is_case.astype(float)
-    assert delong_test(y, values, values[::-1]).difference == delong_test(y, values * 1.0, values[::-1] * 1.0).difference
+    scaled = delong_test(y, values * 1.0, values[::-1] * 1.0)
+    assert delong_test(y, values, values[::-1]).difference == scaled.difference
 
 
 @pytest.mark.parametrize("direction", ["<", ">"])
