@@ -89,7 +89,8 @@ def _aliased(X: np.ndarray) -> np.ndarray:
     kept = [0]
     for j in range(1, p):
         x = X[:, j]
-        q, _ = np.linalg.qr(X[:, kept])
+        # the first columns (nothing aliased yet) as a view: qr copies its input anyway, to the same values
+        q, _ = np.linalg.qr(X[:, :j] if len(kept) == j else X[:, kept])
         resid = x - q @ (q.T @ x)
         del q  # not alive beside the next decomposition's copies
         if np.linalg.norm(resid) <= _ALIAS_TOL * np.linalg.norm(x):

@@ -55,3 +55,31 @@ def test_one_sex_and_a_linear_combination_are_listed():
     assert c.loc["sex", "note"].startswith("dropped (constant") and c.loc["both", "note"].startswith("dropped (aliased")
     assert "sex" in res.note and "both" in res.note
     assert np.isfinite(c.loc[["age_years", "prosthesis", "diabetes"], "estimate"]).all()
+
+
+def test_alias_check_on_column_views_equals_the_copying_one():
+    """_aliased hands qr a view of the leading columns while nothing is aliased (issue 18, memory): the same
+    decisions as the copy of the kept columns, which it still takes after an aliased one."""
+    import numpy as np
+
+    from epi_spineage.stats.regression import _ALIAS_TOL, _aliased
+
+    def reference(X):
+        out = np.zeros(X.shape[1], dtype=bool)
+        kept = [0]
+        for j in range(1, X.shape[1]):
+            x = X[:, j]
+            q, _ = np.linalg.qr(X[:, kept])
+            resid = x - q @ (q.T @ x)
+            if np.linalg.norm(resid) <= _ALIAS_TOL * np.linalg.norm(x):
+                out[j] = True
+            else:
+                kept.append(j)
+        return out
+
+    rng = np.random.default_rng(2)
+    X = np.column_stack([np.ones(3000), rng.normal(size=(3000, 6))])
+    X[:, 3] = X[:, 1] - 2 * X[:, 2]  # aliased with earlier columns
+    X[:, 5] = 4.0  # constant: aliased with the intercept
+    np.testing.assert_array_equal(_aliased(X), reference(X))
+    assert _aliased(X).tolist() == [False, False, False, True, False, True, False]
