@@ -176,16 +176,26 @@ def read_cohort_file(ref: str, mapping: str | None, config: StudyConfig | None =
         raise UserError(f"{path}: could not read the table ({type(exc).__name__}: {first})") from None
 
 
+def _rows_named(cohort: pd.Series, name: str) -> np.ndarray:
+    """``cohort.astype(str) == name`` as a mask; for a categorical column by its codes, without a text value
+    per row (0.2 GB at 1,000,000 rows)."""
+    if isinstance(cohort.dtype, pd.CategoricalDtype):
+        codes = cohort.cat.codes.to_numpy()
+        hit = np.flatnonzero(cohort.cat.categories.astype(str) == name)
+        mask = np.isin(codes, hit)
+        if name == "nan":  # astype(str) spells a missing value "nan"
+            mask |= codes == -1
+        return mask
+    return (cohort.astype(str) == name).to_numpy()
+
+
 def split_roles(df: pd.DataFrame, config: StudyConfig) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
     """The rows of each role, by the ``cohort`` column and the config's role names.
 
     A role that holds every row is the table itself, not a copy (a registry extract is often one cohort).
     """
-    text = df["cohort"].astype(str)
     values = sorted(df["cohort"].dropna().astype(str).unique())
-    is_der = (text == config.derivation).to_numpy()
-    is_ext = (text == config.external).to_numpy()
-    del text
+    is_der, is_ext = _rows_named(df["cohort"], config.derivation), _rows_named(df["cohort"], config.external)
 
     def rows(mask: np.ndarray) -> pd.DataFrame:
         if mask.all():

@@ -216,3 +216,17 @@ def test_prepared_frame_shares_the_given_columns_and_equals_the_copying_path(dem
     assert flow["n"].iloc[-1] == keep.sum()
     if keep.all():
         assert np.shares_memory(got["age_years"].to_numpy(), der["age_years"].to_numpy())
+
+
+@pytest.mark.parametrize(
+    "values", [["derivation", "external", None, "derivation", "nan"], [1, 2, np.nan, 1], ["a", "b"]]
+)
+def test_role_rows_by_category_codes_equal_the_text_comparison(values):
+    """split_roles finds a role's rows of a categorical cohort column by its codes (no text per row): the same
+    rows as comparing the column's text, missing values ("nan") included."""
+    from epi_spineage.report.inputs import _rows_named
+
+    for dtype in ("category", None):
+        col = pd.Series(values, dtype=dtype)
+        for name in ("derivation", "external", "nan", "1.0", "2", "a", "absent"):
+            np.testing.assert_array_equal(_rows_named(col, name), (col.astype(str) == name).to_numpy())
