@@ -167,11 +167,11 @@ def frax_reclassification(
     if not 0 < ci_level < 1:
         raise UserError(f"ci_level must be between 0 and 1, got {ci_level!r}")
     # column by column (no frame of the five): numeric values, complete cases, then each kept column's floats
-    num = {c: pd.to_numeric(df[c], errors="coerce") for c in cols}
+    num = {col: pd.to_numeric(df[col], errors="coerce") for col in cols}
     keep = np.ones(len(df), dtype=bool)
-    for c in cols:
-        keep &= num[c].notna().to_numpy()
-    kept = {c: num[c][keep].to_numpy(float) for c in cols}
+    for values in num.values():
+        keep &= values.notna().to_numpy()
+    kept = {col: values[keep].to_numpy(float) for col, values in num.items()}
     del num
     y = kept[event]
     if not np.isin(y, (0, 1)).all():
