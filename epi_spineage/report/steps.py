@@ -271,8 +271,8 @@ def discrimination(results: StudyResults) -> DiscriminationResult:
 
     Complexity: O(n log n) per outcome (DeLong placements and the ROC curve sort); the stored ROC curves
     are thinned to at most ~2/``plotdata.RESOLUTION`` points, whatever n. Memory: O(n), a few columns (the
-    spine age, the outcome) and one sort's temporaries at a time: ~0.12 GB above the frame at 1,000,000
-    rows (tracemalloc); the cohort frame is read, not written.
+    spine age, the outcome) and one sort's temporaries at a time: ~0.15 GB above the frame at 1,000,000
+    rows (memray; 0.26 GB before issue 18's memory work); the cohort frame is read, not written.
     """
     level = results.config.ci_level
     out = DiscriminationResult()
@@ -1097,7 +1097,7 @@ def frax(results: StudyResults) -> FraxResult:
 
     Complexity: O(n log n) per cohort (DeLong), O(n) for the cross-tables and NRI. Memory: O(n) in the five
     FRAX columns, never a copy of the cohort frame (``stats.frax_reclassification``): at 1,000,000 rows about
-    0.13 GB above the frame (tracemalloc), mostly one DeLong comparison's sort and placements.
+    0.16 GB above the frame (memray), mostly one DeLong comparison's sort and placements (2.30 GB peak -> 1.24).
     """
     cfg = results.config
     out = FraxResult()
@@ -1177,8 +1177,8 @@ def _frax_mof_for_hip(results: StudyResults, df: pd.DataFrame, role: str, event:
 def age_gap(results: StudyResults) -> AgeGapResult:
     """Linear regression of PAD on the covariates. Complexity: O(n p^2) (least squares on the complete
     cases of the p columns) and O(n p^3) for R's alias check. Memory: O(n p), the design and one QR
-    decomposition's copies of it (``stats.age_gap_regression``): ~0.17 GB above the frame at 1,000,000 rows and
-    8 terms (tracemalloc); the cohort frame is read, not written."""
+    decomposition's copies of it (``stats.age_gap_regression``): ~0.26 GB above the frame at 1,000,000 rows and
+    8 terms (memray, LAPACK's buffers included); the cohort frame is read, not written."""
     cfg = results.config
     out = AgeGapResult()
     frames = []

@@ -132,7 +132,7 @@ def age_gap_regression(
 
     Complexity: O(n p^3) for the alias check (one QR per term, as R's pivoting) and O(n p^2) for the fit.
     Memory: O(n p); the peak is a QR decomposition's copies of the n x p design (numpy's ``qr`` copies
-    its input and returns Q), about 0.2 GB above the frame at 1,000,000 rows and 8 terms.
+    its input and returns Q), about 0.26 GB above the frame at 1,000,000 rows and 8 terms (memray).
     """
     cols = [outcome, *covariates]
     absent = [c for c in cols if c not in df.columns]
