@@ -50,6 +50,7 @@ from epi_spineage.report.results import (
     tag,
 )
 from epi_spineage.schema import OUTCOMES, PAD_COLUMN
+from epi_spineage.stats._survdata import notna_mask
 from epi_spineage.stats.grouping import REFERENCE_GROUP
 
 SPINE_USED = "spine_age_used_years"
@@ -120,14 +121,29 @@ def _usable_covariates(
 ) -> tuple[list[str], tuple[str, ...]]:
     """Covariates that vary in the complete cases, and those dropped as constant (contract 2)."""
     cols = [c for c in [time_col, event, *([exposure] if exposure else []), *covariates] if c in df.columns]
-    cc = df[cols].dropna()
+    # the complete cases as a mask, each column tested once (no copy of the columns, no hash of every value)
+    rows = np.logical_and.reduce([np.ones(len(df), dtype=bool), *(notna_mask(df[c]) for c in dict.fromkeys(cols))])
     keep, dropped = [], []
     for c in covariates:
-        if c in cc.columns and cc[c].nunique(dropna=True) > 1:
+        if c in df.columns and _varies(df[c], rows):
             keep.append(c)
         else:
             dropped.append(c)
     return keep, tuple(dropped)
+
+
+def _varies(s: pd.Series, rows: np.ndarray) -> bool:
+    """``s[rows].nunique() > 1`` (``rows`` hold no missing value) in O(n) without hashing: numbers by
+    their min and max, a categorical by its codes, anything else against the first value."""
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        v = s.cat.codes.to_numpy()[rows]
+    elif isinstance(s.dtype, np.dtype) and s.dtype.kind in "fiub":
+        v = s.to_numpy()[rows]
+        if v.dtype.kind == "b":
+            v = v.view(np.uint8)
+    else:
+        return bool(s[rows].nunique(dropna=True) > 1)
+    return bool(len(v)) and bool(v.min() != v.max())
 
 
 def dropped_label(model: str, dropped: tuple[str, ...]) -> str:
@@ -555,6 +571,7 @@ def _pad_alternatives(results: StudyResults, out: CoxFamilyResult, outcome: str,
                     sd=float(df[col].std(ddof=1)),
                     ci_level=cfg.ci_level,
                     model=model,
+                    diagnostics=False,  # the side-by-side table shows the hazard ratio only
                     **_cox_kwargs(stats.cox_per_sd, cfg),
                 ),
             )
