@@ -379,12 +379,14 @@ def _fit_frame(
     min_events_per_parameter: float | None = None,
     diagnostics: bool = True,
     order: np.ndarray | None = None,
+    rows: np.ndarray | None = None,
 ) -> CoxResult:
     """Fit one Cox model; the guards of docs/methods.md#cox-guards (constant covariates dropped and
     listed, not-estimable fits and rows blanked with a note).
 
     ``diagnostics``: compute Harrell's C and the PH test (else NaN and an empty table); ``order``: the
-    stable ascending argsort of ``df[time]`` when the caller has it (else found or made by ``time_order``)."""
+    stable ascending argsort of ``df[time]`` when the caller has it (else found or made by ``time_order``);
+    ``rows``: a boolean mask of the rows to analyse (default all), as if ``df[rows]`` were passed."""
     if ties not in TIES:
         raise UserError(f"ties must be 'efron' or 'breslow', got {ties!r}")
     min_epp = _check_min_epp(min_events_per_parameter)
@@ -398,7 +400,7 @@ def _fit_frame(
     require_columns(df, needed)
     # each column's missing values found once, as numpy (pandas' isna on a text column is the slow part)
     present = {c: notna_mask(df[c]) for c in dict.fromkeys(needed + covars)}
-    base = np.logical_and.reduce([present[c] for c in needed])
+    base = np.logical_and.reduce([present[c] for c in needed] + ([np.asarray(rows, dtype=bool)] if rows is not None else []))
     all_missing = [c for c in covars if not (present[c] & base).any()]
     if all_missing and (exposure is not None or len(all_missing) < len(covars)):
         covars = [c for c in covars if c not in all_missing]
@@ -409,7 +411,7 @@ def _fit_frame(
     # no copy of a data frame (the same values and checks as ``time_event``)
     kept = np.logical_and.reduce([base] + [present[c] for c in covars])
     n_rows = int(kept.sum())
-    n_excluded = len(df) - n_rows
+    n_excluded = (len(df) if rows is None else int(np.count_nonzero(rows))) - n_rows
     t = numeric_values(df[time], kept)
     ev = checked_time_event(t, numeric_values(df[event], kept), time, event)
     if n_rows == 0:
@@ -910,10 +912,9 @@ def subgroup_hazard_ratios(
     by_level[has_by] = by_codes
     for i, lev in enumerate(levels):
         in_level = by_level == i
-        sub = df[in_level]
         try:
             _check_sd(sd)  # as cox_per_sd: a bad SD makes each model's row NaN with a note
-            r = _fit_frame(sub, time, event, [exposure, *covs], order=subset_order(order, in_level), **fit)
+            r = _fit_frame(df, time, event, [exposure, *covs], order=order, rows=in_level, **fit)
             row = r.summary.iloc[0].to_dict()
         except CoxModelError as exc:
             warnings.warn(f"subgroup {by}={lev}: {exc}", CoxConvergenceWarning, stacklevel=2)
@@ -923,7 +924,7 @@ def subgroup_hazard_ratios(
                 "scale": "per SD",
                 "sd": sd,
                 "ci_level": level,
-                "n": int(len(sub)),
+                "n": int(in_level.sum()),
                 "events": np.nan,
                 "n_excluded": np.nan,
                 "method": str(exc),
