@@ -623,7 +623,7 @@ def cox_fracture(results: StudyResults) -> CoxFractureResult:
     """Cox models 1-3 per fracture outcome, and the headline HR with the other PAD.
 
     Complexity: per outcome one O(n log n) sort shared by its models, then O(n p^2) per Newton step,
-    O(n log^2 n) for Harrell's C and O(n + d p^2) for the PH test per model (``stats.cox_per_sd``).
+    O(n log n) for Harrell's C and O(n + d p^2) for the PH test per model (``stats.cox_per_sd``).
     """
     cfg = results.config
     out = _fit_models(results, CoxFractureResult(), cfg.fracture_outcomes, cfg.fracture_models)

@@ -684,7 +684,7 @@ def cox_per_sd(
 ) -> CoxResult:
     """Cox model giving the hazard ratio per 1 SD of ``exposure``, adjusted for ``covariates``.
 
-    Complexity: O(n p^2) per Newton step (about 5 steps), O(n log^2 n) for Harrell's C, O(n + d p^2)
+    Complexity: O(n p^2) per Newton step (about 5 steps), O(n log n) for Harrell's C, O(n + d p^2)
     for the PH test with d events. The follow-up column is sorted once, O(n log n), and the order
     shared with every later model, subgroup, C-index and PH test of the same column (found by
     content, docs/guides/stats.md#registry-scale); a model's complete cases take it in O(n).

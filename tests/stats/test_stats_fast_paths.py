@@ -198,3 +198,41 @@ def test_a_model_view_gives_the_same_fit_as_the_cohort():
     pd.testing.assert_frame_equal(a.summary, b.summary, check_exact=True)
     pd.testing.assert_frame_equal(a.ph_test, b.ph_test, check_exact=True)
     assert a.concordance == b.concordance
+
+
+def _brute_force_counts(time, event, risk) -> np.ndarray:
+    """R's definition pair by pair, O(n^2): comparable when the shorter time is an event (a censored
+    time tied with an event time counts as longer; two events at one time are not comparable)."""
+    conc = disc = tied = 0
+    for i in np.flatnonzero(event):
+        later = (time > time[i]) | ((time == time[i]) & (event == 0))
+        conc += int((risk[later] < risk[i]).sum())
+        disc += int((risk[later] > risk[i]).sum())
+        tied += int((risk[later] == risk[i]).sum())
+    return np.array([conc, disc, tied], dtype=float)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_concordance_counts_equal_the_pairwise_definition(seed):
+    from epi_spineage.stats._concordance import concordance_counts
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(2, 400))
+    time = rng.integers(1, 30, n).astype(float)  # many tied times
+    event = (rng.random(n) < 0.4).astype(int)
+    risk = rng.integers(0, 12, n).astype(float) if seed % 2 else rng.normal(size=n)  # tied or distinct scores
+    expected = _brute_force_counts(time, event, risk)
+    np.testing.assert_array_equal(concordance_counts(time, event, risk), expected)
+    np.testing.assert_array_equal(concordance_counts(time, event, risk, np.argsort(time, kind="stable")), expected)
+
+
+def test_prefix_counts_match_a_direct_count():
+    from epi_spineage.stats._concordance import _prefix_counts
+
+    rng = np.random.default_rng(11)
+    ranks = rng.integers(0, 50, 700)
+    limits = rng.integers(0, 701, 300)
+    queries = rng.integers(0, 60, 300)  # some above every rank
+    less, equal = _prefix_counts(limits, queries, ranks)
+    np.testing.assert_array_equal(less, [(ranks[:lim] < v).sum() for lim, v in zip(limits, queries)])
+    np.testing.assert_array_equal(equal, [(ranks[:lim] == v).sum() for lim, v in zip(limits, queries)])
