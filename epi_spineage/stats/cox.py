@@ -533,8 +533,8 @@ def _fit_frame(
             zstat = beta / se
             hr, lo, hi = np.exp(beta), np.exp(beta - z * se), np.exp(beta + z * se)
         pval = 2.0 * _sps.norm.sf(np.abs(zstat))
-        eta = (X - X.mean(axis=0)) @ beta if p else np.zeros(len(t))
         if diagnostics:
+            eta = (X - X.mean(axis=0)) @ beta if p else np.zeros(len(t))
             c, counts = harrell_c(t, ev, eta, strata_codes, time_order=t_order)
             ph = _ph_test(fit, names, t, ev, t_order)
         else:
