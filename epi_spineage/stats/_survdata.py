@@ -96,7 +96,11 @@ def group_labels(frame: pd.DataFrame, group: str | None) -> list:
     """Sorted distinct group labels (``[None]`` when there is no grouping)."""
     if group is None:
         return [None]
-    values = frame[group].unique()
+    return sorted_labels(frame[group].unique())
+
+
+def sorted_labels(values) -> list:
+    """Distinct group values in ``group_labels`` order: sorted, or sorted as text when they do not compare."""
     try:
         return sorted(values)
     except TypeError:

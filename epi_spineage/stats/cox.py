@@ -816,7 +816,11 @@ def group_hazard_ratios(
     if ref_value is None:
         raise UserError(f"reference group {reference!r} is not a value of {group!r}")
     reference = str(ref_value)
-    tmp = df.assign(**{group: df[group].map(str).where(df[group].notna())})
+    # the group as text; a text column already is (str() of each of a million values costs a second)
+    text = df[group]
+    if not (text.dtype == object and all(type(v) is str for v in values)):
+        text = text.map(str).where(text.notna())
+    tmp = df.assign(**{group: text})
     res = _fit_frame(
         tmp,
         time,
