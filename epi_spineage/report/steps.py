@@ -162,17 +162,22 @@ def columns_of(df: pd.DataFrame, columns: list[str], rows: np.ndarray, **labels:
 
     What a step hands to a stats function instead of a copy of the whole cohort: O(n k) time and
     memory for the k columns the function reads (the cohort has ~40). A label series (a group or
-    accelerated flag) becomes text once, through its categories where it is categorical, so the
-    stats functions see the same string levels as before.
+    accelerated flag) becomes text once, through its categories where it is categorical (and then
+    stays a categorical of those texts, which the stats functions read through its codes instead of
+    hashing every row), so the stats functions see the same string levels as before.
     """
     out = df.loc[rows, list(dict.fromkeys(c for c in columns if c not in labels))]
     for name, series in labels.items():
         kept = series[rows]
-        if isinstance(kept.dtype, pd.CategoricalDtype):
+        names = [str(c) for c in kept.cat.categories] if isinstance(kept.dtype, pd.CategoricalDtype) else []
+        if names and len(set(names)) == len(names):
+            # kept categorical (its levels as text): the stats functions then hash nothing per row
+            text = kept.cat.rename_categories(names)
+        elif isinstance(kept.dtype, pd.CategoricalDtype):
             text = kept.cat.rename_categories([str(c) for c in kept.cat.categories]).astype(object)
         else:
             text = kept.astype(str) if not pd.api.types.is_string_dtype(kept) else kept
-        out[name] = text.to_numpy()
+        out[name] = text.array if isinstance(text.dtype, pd.CategoricalDtype) else text.to_numpy()
     return out
 
 

@@ -236,3 +236,25 @@ def test_prefix_counts_match_a_direct_count():
     less, equal = _prefix_counts(limits, queries, ranks)
     np.testing.assert_array_equal(less, [(ranks[:lim] < v).sum() for lim, v in zip(limits, queries)])
     np.testing.assert_array_equal(equal, [(ranks[:lim] == v).sum() for lim, v in zip(limits, queries)])
+
+
+def test_survival_functions_give_the_same_tables_for_a_categorical_group():
+    from epi_spineage import stats
+    from epi_spineage.report.steps import columns_of
+
+    df = _cohort(12).dropna(subset=["time"])
+    groups = pd.Series(pd.Categorical(df["site"].astype(str), categories=["c", "a", "b", "unused"]), index=df.index)
+    rows = df["site"].notna().to_numpy()
+    cat = columns_of(df, ["time", "event"], rows, grp=groups)
+    assert isinstance(cat["grp"].dtype, pd.CategoricalDtype)
+    obj = cat.assign(grp=cat["grp"].astype(object))
+    calls = [
+        lambda d: stats.km_curves(d, "time", "event", group="grp"),
+        lambda d: stats.km_cumulative_failure(d, "time", "event", group="grp", times=[1, 3]),
+        lambda d: stats.logrank(d, "time", "event", group="grp"),
+        lambda d: stats.incidence_rates(d, "time", "event", group="grp"),
+        lambda d: stats.median_followup(d, "time", "event", group="grp"),
+        lambda d: stats.group_hazard_ratios(d, "time", "event", "grp", "a"),
+    ]
+    for call in calls:
+        pd.testing.assert_frame_equal(call(cat), call(obj), check_exact=True)
