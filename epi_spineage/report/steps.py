@@ -206,7 +206,11 @@ def model_view(df: pd.DataFrame, columns) -> pd.DataFrame:
 
 def _levels_or_skip(df: pd.DataFrame, column: str, reference: str, event: str, what: str) -> None:
     """Raise ``AnalysisNotPossible`` unless ``column`` has the reference and one more non-empty level."""
-    present = df[column].dropna().astype(str).value_counts()
+    s = df[column].dropna()
+    if isinstance(s.dtype, pd.CategoricalDtype) and all(type(c) is str for c in s.cat.categories):
+        present = s.value_counts()  # counted by codes; the levels already are text
+    else:
+        present = s.astype(str).value_counts()
     present = present[present > 0]
     if reference not in present.index:
         raise AnalysisNotPossible(f"{what}: the reference group '{reference}' is empty")
