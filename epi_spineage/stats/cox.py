@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -211,15 +212,13 @@ def _text_codes(s: pd.Series, rows: np.ndarray) -> tuple[np.ndarray, list[str]]:
         uniques = [str(c) for c in dt.categories]
         present = np.bincount(raw, minlength=len(uniques)) > 0 if len(raw) else np.zeros(len(uniques), bool)
     else:
-        values = s.to_numpy()[rows] if dt == object or dt == bool else None
-        if values is not None:
-            raw, found = pd.factorize(values)
+        plain = isinstance(dt, np.dtype) and dt.kind in "Ob"  # numpy object (text) or boolean
+        if plain:
+            raw, found = pd.factorize(s.to_numpy()[rows])
             # a str hashes and compares as its text; other objects (1 and 1.0) may not, so they go the slow way
-            if dt == object and not all(type(u) is str for u in found):
-                values = None
-            else:
-                uniques = [str(u) for u in found]
-        if values is None:
+            plain = dt.kind == "b" or all(type(u) is str for u in found)
+            uniques = [str(u) for u in found]
+        if not plain:
             raw, found = pd.factorize(s[rows].astype(str).to_numpy())
             uniques = list(found)
         present = np.ones(len(uniques), dtype=bool)
@@ -400,7 +399,8 @@ def _fit_frame(
     require_columns(df, needed)
     # each column's missing values found once, as numpy (pandas' isna on a text column is the slow part)
     present = {c: notna_mask(df[c]) for c in dict.fromkeys(needed + covars)}
-    base = np.logical_and.reduce([present[c] for c in needed] + ([np.asarray(rows, dtype=bool)] if rows is not None else []))
+    in_rows = [] if rows is None else [np.asarray(rows, dtype=bool)]
+    base = np.logical_and.reduce([present[c] for c in needed] + in_rows)
     all_missing = [c for c in covars if not (present[c] & base).any()]
     if all_missing and (exposure is not None or len(all_missing) < len(covars)):
         covars = [c for c in covars if c not in all_missing]
@@ -423,9 +423,7 @@ def _fit_frame(
     # a single level (no indicator at all); both are dropped, kept as a NaN row and listed
     texts = {c: _text_codes(df[c], kept) for c in covars if not _is_numeric(df[c])}
     single_level = [c for c in texts if len(texts[c][1]) < 2]
-    X_cov, names, scales = _design_rows(
-        df, [c for c in covars if c not in single_level], reference_levels, kept, texts
-    )
+    X_cov, names, scales = _design_rows(df, [c for c in covars if c not in single_level], reference_levels, kept, texts)
     if exposure is not None:
         x = numeric_values(df[exposure], kept)
         X = np.hstack([(x / sd)[:, None], X_cov])
@@ -902,7 +900,7 @@ def subgroup_hazard_ratios(
     # rows' order from it in O(n). Only the hazard ratios and log-likelihoods are shown, so Harrell's
     # C and the PH test are not computed (``diagnostics=False``).
     order = time_order(numeric_values(df[time]))
-    fit = dict(
+    fit: dict[str, Any] = dict(
         exposure=exposure,
         sd=float(sd),
         ties=ties,
