@@ -228,10 +228,10 @@ def _text_codes(s: pd.Series, rows: np.ndarray) -> tuple[np.ndarray, list[str]]:
     return remap[raw], levels
 
 
-def _design_rows(
+def _design_columns(
     df: pd.DataFrame, columns: list[str], reference_levels: dict | None, rows: np.ndarray, texts: dict
-) -> tuple[np.ndarray, list[str], list[str]]:
-    """``_design(df[rows], ...)`` without the row copy of ``df``: the same matrix, names and scales.
+) -> tuple[list[np.ndarray], list[str], list[str]]:
+    """The columns of ``_design(df[rows], ...)`` as 1-D arrays (each contiguous), with names and scales.
 
     ``texts``: ``{column: _text_codes(...)}`` already made for the text columns."""
     blocks, names, scales = [], [], []
@@ -239,7 +239,7 @@ def _design_rows(
     for col in columns:
         s = df[col]
         if _is_numeric(s):
-            blocks.append(numeric_values(s, rows)[:, None])
+            blocks.append(numeric_values(s, rows))
             names.append(col)
             scales.append("per unit")
             continue
@@ -250,11 +250,22 @@ def _design_rows(
         for i, lev in enumerate(levels):
             if lev == ref:
                 continue
-            blocks.append((codes == i).astype(float)[:, None])
+            blocks.append((codes == i).astype(float))
             names.append(f"{col}[{lev}]")
             scales.append(f"vs {ref}")
-    X = np.hstack(blocks) if blocks else np.zeros((int(rows.sum()), 0))
-    return X, names, scales
+    return blocks, names, scales
+
+
+def _stack(columns: list[np.ndarray], n: int) -> np.ndarray:
+    return np.hstack([c[:, None] for c in columns]) if columns else np.zeros((n, 0))
+
+
+def _design_rows(
+    df: pd.DataFrame, columns: list[str], reference_levels: dict | None, rows: np.ndarray, texts: dict
+) -> tuple[np.ndarray, list[str], list[str]]:
+    """``_design(df[rows], ...)`` without the row copy of ``df``: the same matrix, names and scales."""
+    blocks, names, scales = _design_columns(df, columns, reference_levels, rows, texts)
+    return _stack(blocks, int(np.count_nonzero(rows))), names, scales
 
 
 def _ph_test(
@@ -423,21 +434,21 @@ def _fit_frame(
     # a single level (no indicator at all); both are dropped, kept as a NaN row and listed
     texts = {c: _text_codes(df[c], kept) for c in covars if not _is_numeric(df[c])}
     single_level = [c for c in texts if len(texts[c][1]) < 2]
-    X_cov, names, scales = _design_rows(df, [c for c in covars if c not in single_level], reference_levels, kept, texts)
+    columns, names, scales = _design_columns(
+        df, [c for c in covars if c not in single_level], reference_levels, kept, texts
+    )
+    sd_cols = [np.nan] * len(columns)
     if exposure is not None:
-        x = numeric_values(df[exposure], kept)
-        X = np.hstack([(x / sd)[:, None], X_cov])
+        columns = [numeric_values(df[exposure], kept) / sd] + columns
         names = [exposure] + names
         scales = ["per SD"] + scales
-        sd_cols = [sd] + [np.nan] * X_cov.shape[1]
-    else:
-        X = X_cov
-        sd_cols = [np.nan] * X.shape[1]
+        sd_cols = [sd] + sd_cols
     strata_codes = None
     if strata:
         strata_codes = _text_codes(df[strata], kept)[0]
     notes: list[str] = []
-    constant = np.array([np.ptp(X[:, j]) == 0 for j in range(X.shape[1])], dtype=bool)
+    # tested column by column while each is still contiguous (a column of the stacked matrix is strided)
+    constant = np.array([np.ptp(c) == 0 for c in columns], dtype=bool)
     if exposure is not None and constant[0]:
         raise CoxModelError(f"{exposure!r} is constant among the {n_rows} analysed rows")
     row_note: dict[str, list[str]] = {}
@@ -478,7 +489,8 @@ def _fit_frame(
             all_scales.append(design_names[n_][0])
             all_sd.append(design_names[n_][1])
     keep = ~constant
-    X = X[:, keep]
+    X = _stack([c for c, k_ in zip(columns, keep) if k_], n_rows)  # the design without its constant columns
+    del columns
     names = [n_ for n_, k_ in zip(names, keep) if k_]
     # one sort per outcome column, shared by every model, subgroup, PH test and C-index that uses
     # it (found by content in a small cache, or handed in by the caller as ``order``); these complete
