@@ -657,11 +657,13 @@ def cox_mortality(results: StudyResults) -> MortalityResult:
         if role != "external" and "external" in results.cohorts:
             continue
         wanted_all = [v for v in ("age_years", "sex") if v in df.columns]
+        # text as categoricals (sex through model_view, the labels from their two values): the group
+        # HR functions then read codes rather than hash a million strings on every call
         sub = columns_of(
-            df,
+            model_view(df, [time_col, event, *wanted_all]),
             [time_col, event, *wanted_all],
             df[ACCEL_COLUMN].notna().to_numpy(),
-            acceleration=df[ACCEL_COLUMN].map(_ACCEL_LABELS),
+            acceleration=df[ACCEL_COLUMN].map(_ACCEL_LABELS).astype("category"),
         )
         for label, wanted in (("unadjusted", []), ("age- and sex-adjusted", ["age_years", "sex"])):
             use, dropped = _usable_covariates(
