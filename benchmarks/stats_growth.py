@@ -59,7 +59,9 @@ def _steps(df: pd.DataFrame) -> dict:
         "log-rank, 4 groups": lambda: stats.logrank(df, t, e, group="group"),
         "incidence rates, 4 groups": lambda: stats.incidence_rates(df, t, e, group="group"),
         "median follow-up": lambda: stats.median_followup(df, t, e),
-        "table 1 (13 variables)": lambda: stats.table_one(df, by=e, variables=_TABLE1),
+        "table 1 (the report's variables)": lambda: stats.table_one(
+            df, by=e, variables=[v for v in _TABLE1 if v in df.columns]
+        ),
     }
 
 
