@@ -50,6 +50,7 @@ from epi_spineage.report.results import (
     tag,
 )
 from epi_spineage.schema import OUTCOMES, PAD_COLUMN
+from epi_spineage.stats._survdata import notna_mask
 from epi_spineage.stats.grouping import REFERENCE_GROUP
 
 #: the columns that hold uncorrected and corrected PAD beside the analysed one (docs/conventions.md#pad)
@@ -119,14 +120,29 @@ def _usable_covariates(
 ) -> tuple[list[str], tuple[str, ...]]:
     """Covariates that vary in the complete cases, and those dropped as constant (contract 2)."""
     cols = [c for c in [time_col, event, *([exposure] if exposure else []), *covariates] if c in df.columns]
-    cc = df[cols].dropna()
+    # the complete cases as a mask, each column tested once (no copy of the columns, no hash of every value)
+    rows = np.logical_and.reduce([np.ones(len(df), dtype=bool), *(notna_mask(df[c]) for c in dict.fromkeys(cols))])
     keep, dropped = [], []
     for c in covariates:
-        if c in cc.columns and cc[c].nunique(dropna=True) > 1:
+        if c in df.columns and _varies(df[c], rows):
             keep.append(c)
         else:
             dropped.append(c)
     return keep, tuple(dropped)
+
+
+def _varies(s: pd.Series, rows: np.ndarray) -> bool:
+    """``s[rows].nunique() > 1`` (``rows`` hold no missing value) in O(n) without hashing: numbers by
+    their min and max, a categorical by its codes, anything else against the first value."""
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        v = s.cat.codes.to_numpy()[rows]
+    elif isinstance(s.dtype, np.dtype) and s.dtype.kind in "fiub":
+        v = s.to_numpy()[rows]
+        if v.dtype.kind == "b":
+            v = v.view(np.uint8)
+    else:
+        return bool(s[rows].nunique(dropna=True) > 1)
+    return bool(len(v)) and bool(v.min() != v.max())
 
 
 def dropped_label(model: str, dropped: tuple[str, ...]) -> str:
@@ -145,23 +161,55 @@ def columns_of(df: pd.DataFrame, columns: list[str], rows: np.ndarray, **labels:
 
     What a step hands to a stats function instead of a copy of the whole cohort: O(n k) time and
     memory for the k columns the function reads (the cohort has ~40). A label series (a group or
-    accelerated flag) becomes text once, through its categories where it is categorical, so the
-    stats functions see the same string levels as before.
+    accelerated flag) becomes text once, through its categories where it is categorical (and then
+    stays a categorical of those texts, which the stats functions read through its codes instead of
+    hashing every row), so the stats functions see the same string levels as before.
     """
     out = df.loc[rows, list(dict.fromkeys(c for c in columns if c not in labels))]
     for name, series in labels.items():
         kept = series[rows]
-        if isinstance(kept.dtype, pd.CategoricalDtype):
+        names = [str(c) for c in kept.cat.categories] if isinstance(kept.dtype, pd.CategoricalDtype) else []
+        if names and len(set(names)) == len(names):
+            # kept categorical (its levels as text): the stats functions then hash nothing per row
+            text = kept.cat.rename_categories(names)
+        elif isinstance(kept.dtype, pd.CategoricalDtype):
             text = kept.cat.rename_categories([str(c) for c in kept.cat.categories]).astype(object)
         else:
             text = kept.astype(str) if not pd.api.types.is_string_dtype(kept) else kept
-        out[name] = text.to_numpy()
+        out[name] = text.array if isinstance(text.dtype, pd.CategoricalDtype) else text.to_numpy()
     return out
+
+
+def model_view(df: pd.DataFrame, columns) -> pd.DataFrame:
+    """The ``columns`` of ``df`` (those it has) as a frame that shares their memory, a text column as a
+    categorical of the same values.
+
+    What a step hands to the Cox functions it calls many times on one cohort: pandas tests a text
+    column for missing values and hashes it value by value on every call (about 40 ms at a million
+    rows each time); as a categorical it is hashed once here, O(n), and then read through its codes.
+    The models see the same text levels (``str`` of each category), so every number is the same. A
+    column holding anything but text is left as it is.
+    """
+    out = {}
+    for c in dict.fromkeys(columns):
+        if c not in df.columns:
+            continue
+        s = df[c]
+        if s.dtype == object:
+            cat = s.astype("category")
+            if all(type(v) is str for v in cat.cat.categories):
+                s = cat
+        out[c] = s
+    return pd.DataFrame(out, copy=False)
 
 
 def _levels_or_skip(df: pd.DataFrame, column: str, reference: str, event: str, what: str) -> None:
     """Raise ``AnalysisNotPossible`` unless ``column`` has the reference and one more non-empty level."""
-    present = df[column].dropna().astype(str).value_counts()
+    s = df[column].dropna()
+    if isinstance(s.dtype, pd.CategoricalDtype) and all(type(c) is str for c in s.cat.categories):
+        present = s.value_counts()  # counted by codes; the levels already are text
+    else:
+        present = s.astype(str).value_counts()
     present = present[present > 0]
     if reference not in present.index:
         raise AnalysisNotPossible(f"{what}: the reference group '{reference}' is empty")
@@ -452,10 +500,12 @@ def _fit_models(results: StudyResults, out: _Family, outcomes: list[str], models
     family = out.family
     summaries, cindex, ph = [], [], []
     for role, c in results.cohorts.items():
-        df = c.frame
-        sd = float(df[PAD_COLUMN].std(ddof=1))
+        full = c.frame
+        sd = float(full[PAD_COLUMN].std(ddof=1))
+        used = [PAD_COLUMN, *(v for covs in models.values() for v in covs)]
+        df = model_view(full, [*used, *(col for o in outcomes for col in OUTCOMES[o])])
         for outcome in outcomes:
-            if not has_outcome(df, outcome):
+            if not has_outcome(full, outcome):
                 continue
             event, time_col = OUTCOMES[outcome]
             for model, covs in models.items():
@@ -536,11 +586,11 @@ def _pad_alternatives(results: StudyResults, out: CoxFamilyResult, outcome: str,
     cfg = results.config
     rows = []
     for role, c in results.cohorts.items():
-        df = c.frame
-        kinds = _pad_columns(df)
-        if "corrected" not in kinds or not has_outcome(df, outcome):
+        kinds = _pad_columns(c.frame)
+        if "corrected" not in kinds or not has_outcome(c.frame, outcome):
             continue
         event, time_col = OUTCOMES[outcome]
+        df = model_view(c.frame, [time_col, event, *kinds.values(), *covs])
         for kind, col in kinds.items():
             use, dropped = _usable_covariates(df, time_col, event, col, [v for v in covs if v in df.columns])
             res = _try(
@@ -556,6 +606,7 @@ def _pad_alternatives(results: StudyResults, out: CoxFamilyResult, outcome: str,
                     sd=float(df[col].std(ddof=1)),
                     ci_level=cfg.ci_level,
                     model=model,
+                    diagnostics=False,  # the side-by-side table shows the hazard ratio only
                     **_cox_kwargs(stats.cox_per_sd, cfg),
                 ),
             )
@@ -582,7 +633,7 @@ def cox_fracture(results: StudyResults) -> CoxFractureResult:
     """Cox models 1-3 per fracture outcome, and the headline HR with the other PAD.
 
     Complexity: per outcome one O(n log n) sort shared by its models, then O(n p^2) per Newton step,
-    O(n log^2 n) for Harrell's C and O(n + d p^2) for the PH test per model (``stats.cox_per_sd``).
+    O(n log n) for Harrell's C and O(n + d p^2) for the PH test per model (``stats.cox_per_sd``).
     """
     cfg = results.config
     out = _fit_models(results, CoxFractureResult(), cfg.fracture_outcomes, cfg.fracture_models)
@@ -607,11 +658,13 @@ def cox_mortality(results: StudyResults) -> MortalityResult:
         if role != "external" and "external" in results.cohorts:
             continue
         wanted_all = [v for v in ("age_years", "sex") if v in df.columns]
+        # text as categoricals (sex through model_view, the labels from their two values): the group
+        # HR functions then read codes rather than hash a million strings on every call
         sub = columns_of(
-            df,
+            model_view(df, [time_col, event, *wanted_all]),
             [time_col, event, *wanted_all],
             df[ACCEL_COLUMN].notna().to_numpy(),
-            acceleration=df[ACCEL_COLUMN].map(_ACCEL_LABELS),
+            acceleration=df[ACCEL_COLUMN].map(_ACCEL_LABELS).astype("category"),
         )
         for label, wanted in (("unadjusted", []), ("age- and sex-adjusted", ["age_years", "sex"])):
             use, dropped = _usable_covariates(
@@ -648,13 +701,15 @@ def subgroups(results: StudyResults) -> SubgroupResult:
     cfg = results.config
     first_model = next(iter(cfg.fracture_models.values()))
     frames = []
+    outcomes = [*cfg.fracture_outcomes, cfg.mortality_outcome]
     for role, c in results.cohorts.items():
-        df = c.frame
-        if "sex" not in df.columns or df["sex"].dropna().nunique() < 2:
+        full = c.frame
+        if "sex" not in full.columns or full["sex"].dropna().nunique() < 2:
             results.warnings.append(f"subgroups by sex ({role}): not estimated (one sex only)")
             continue
-        for outcome in [*cfg.fracture_outcomes, cfg.mortality_outcome]:
-            if not has_outcome(df, outcome):
+        df = model_view(full, [PAD_COLUMN, "sex", *first_model, *(col for o in outcomes for col in OUTCOMES[o])])
+        for outcome in outcomes:
+            if not has_outcome(full, outcome):
                 continue
             event, time_col = OUTCOMES[outcome]
             covs = [v for v in first_model if v in df.columns]

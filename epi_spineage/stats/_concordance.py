@@ -1,4 +1,4 @@
-"""Harrell's C as R ``survival::concordance`` computes it for a Cox fit, in O(n log^2 n) numpy.
+"""Harrell's C as R ``survival::concordance`` computes it for a Cox fit, in O(n log n) numpy.
 
 A pair is comparable when the shorter time is an event; a censored time tied with an event time
 counts as the longer one; pairs tied on time with both events are not comparable (R's tied.y).
@@ -14,40 +14,43 @@ import numpy as np
 def _prefix_counts(pos_limit: np.ndarray, query_rank: np.ndarray, rank_by_pos: np.ndarray, ties: bool = True):
     """For each query: among positions [0, pos_limit) count ranks < query and ranks == query.
 
-    Dyadic decomposition of the prefix: at level L the prefix holds block (limit >> (L+1)) * 2 of
-    size 2^L when bit L of the limit is set; each level is one sort and one or two searchsorted
-    calls (a block's keys start at block * 2^L in the sorted array, as every block is full).
-    Without ties in the ranks (``ties=False``) the equal counts are not computed (returned as 0).
+    A wavelet matrix over ``rank_by_pos``: one level per bit of the ranks, from the highest; at each
+    level the sequence is stably split by that bit (zeros first) and every query's range [s, l)
+    follows its own bit into one side, adding the zeros of its range to ``less`` when its bit is 1.
+    At the end the range holds exactly the equal ranks. O(n) per level (a cumulative count and a
+    stable partition) and O(1) per query and level, so
+    O((n + q) log n) in all; the counts are integers, the same as any other way of counting them.
+    Without ties in the ranks (``ties=False``) the equal counts are not wanted (returned as 0).
     """
     n = len(rank_by_pos)
-    less = np.zeros(len(query_rank), dtype=np.int64)
-    equal = np.zeros(len(query_rank), dtype=np.int64)
-    K = np.int64(n + 2)
-    pos = np.arange(n, dtype=np.int64)
-    level = 0
-    while (1 << level) <= n:
-        bit = (pos_limit >> level) & 1
-        sel = np.flatnonzero(bit)
-        if len(sel):
-            keys = np.sort((pos >> level) * K + rank_by_pos)
-            block = (pos_limit[sel] >> (level + 1)) * 2
-            q = block * K + query_rank[sel]
-            # sorted needles make searchsorted cache-friendly (several times faster)
-            qo = np.argsort(q)
-            qs = q[qo]
-            sel_o = sel[qo]
-            lo = np.searchsorted(keys, qs, side="left")
-            less[sel_o] += lo - (block[qo] << level)
-            if ties:
-                equal[sel_o] += np.searchsorted(keys, qs, side="right") - lo
-        level += 1
+    small = n < 2**31 - 1
+    vals = np.asarray(rank_by_pos).astype(np.uint32 if small else np.int64)
+    q = np.asarray(query_rank, dtype=np.int64)
+    top = max(int(vals.max(initial=0)), int(q.max(initial=0)))
+    s = np.zeros(len(q), dtype=np.int64)
+    lim = np.asarray(pos_limit, dtype=np.int64).copy()
+    less = np.zeros(len(q), dtype=np.int64)
+    zeros = np.zeros(n + 1, dtype=np.int32 if small else np.int64)  # zeros[i]: zero bits among the first i
+    for level in range(max(top.bit_length(), 1) - 1, -1, -1):
+        bit = (vals & vals.dtype.type(1 << level)) != 0
+        np.cumsum(~bit, out=zeros[1:])
+        nz = int(zeros[n])
+        qbit = ((q >> level) & 1).astype(bool)
+        zl = zeros[lim]
+        zs = zeros[s]
+        less += np.where(qbit, zl - zs, 0)
+        s = np.where(qbit, nz + s - zs, zs)
+        lim = np.where(qbit, nz + lim - zl, zl)
+        if level:  # the stable split: zeros first, each side in its order
+            vals = np.concatenate((vals[~bit], vals[bit]))
+    equal = lim - s if ties else np.zeros(len(q), dtype=np.int64)
     return less, equal
 
 
 def concordance_counts(
     time: np.ndarray, event: np.ndarray, risk: np.ndarray, time_order: np.ndarray | None = None
 ) -> np.ndarray:
-    """(concordant, discordant, tied_x) counts of one stratum, O(n log^2 n).
+    """(concordant, discordant, tied_x) counts of one stratum, O(n log n).
 
     ``time_order``: the ascending argsort of ``time`` when the caller has it (shared with the Cox
     fit of the same outcome); then only the risk score is sorted here. The counts are integers
@@ -69,36 +72,40 @@ def concordance_counts(
         dense = np.cumsum(np.concatenate(([0], (ts[1:] != ts[:-1]).astype(np.int64))))
         tk = np.empty(n, dtype=np.int64)
         tk[time_order] = dense
-    t_sorted = time[order]
     ev_idx = np.flatnonzero(event)
-    # rows with time >= t_i form a prefix of the descending order
-    limit = np.searchsorted(-t_sorted, -time[ev_idx], side="right").astype(np.int64)
+    # rows with time >= t_i form a prefix of the descending order: all but those with a shorter time
+    per_time = np.bincount(tk)
+    shorter = np.cumsum(per_time) - per_time
+    limit = n - shorter[tk[ev_idx]]
     has_ties = rank.max() + 1 < n
     less, equal = _prefix_counts(limit, rank[ev_idx], rank[order], ties=has_ties)
     if not has_ties:
         equal = np.ones(len(ev_idx), dtype=np.int64)  # each event ties with itself only
-    # remove pairs with another event at the same time (and the event itself)
+    # remove pairs with another event at the same time (and the event itself): only the sums over
+    # the events are needed, so they are read off the events sorted by (time, risk), run by run
     K = np.int64(n + 2)
     ekeys = np.sort(tk[ev_idx] * K + rank[ev_idx])
-    base = tk[ev_idx] * K
-    q = base + rank[ev_idx]
-    lo = np.searchsorted(ekeys, q, side="left")
-    hi = np.searchsorted(ekeys, q, side="right")
-    start = np.searchsorted(ekeys, base, side="left")
-    end = np.searchsorted(ekeys, base + K, side="left")
-    less_t = lo - start
-    equal_t = hi - lo
-    tied_events = end - start
-    conc = (less - less_t).sum()
-    tied = (equal - equal_t).sum()
-    total = (limit - tied_events).sum()
+    pos = np.arange(len(ekeys), dtype=np.int64)
+    new_key = np.concatenate(([True], ekeys[1:] != ekeys[:-1]))
+    etime = ekeys // K
+    new_time = np.concatenate(([True], etime[1:] != etime[:-1]))
+    key_start = np.maximum.accumulate(np.where(new_key, pos, 0))
+    time_start = np.maximum.accumulate(np.where(new_time, pos, 0))
+    less_t = key_start - time_start  # events at the same time with a lower risk
+    equal_t = np.diff(np.append(np.flatnonzero(new_key), len(ekeys)))  # per run; summed below by run length
+    tied_events = np.diff(np.append(np.flatnonzero(new_time), len(ekeys)))
+    equal_t = (equal_t * equal_t).sum()  # each event of a run of r ties with the r events of its run
+    tied_events = (tied_events * tied_events).sum()
+    conc = less.sum() - less_t.sum()
+    tied = equal.sum() - equal_t
+    total = limit.sum() - tied_events
     return np.array([conc, total - conc - tied, tied], dtype=float)
 
 
 def harrell_c(time, event, risk, strata=None, time_order: np.ndarray | None = None) -> tuple[float, np.ndarray]:
     """Harrell's C (pairs within strata only) and the (concordant, discordant, tied_x) counts.
 
-    O(n log^2 n). ``time_order`` (optional): the stable ascending argsort of ``time``, shared with
+    O(n log n). ``time_order`` (optional): the stable ascending argsort of ``time``, shared with
     the Cox fit; each stratum takes its own from it in O(n).
     """
     time = np.asarray(time, float)

@@ -33,6 +33,43 @@ def require_columns(df: pd.DataFrame, columns) -> None:
         raise UserError(f"column(s) not in the table: {', '.join(map(str, missing))}")
 
 
+def notna_mask(s: pd.Series) -> np.ndarray:
+    """``s.notna()`` as a numpy array, O(n); a numpy float column is tested with ``isnan`` (no pandas
+    dispatch) and a numpy integer or boolean column, which cannot hold a missing value, not at all."""
+    dt = s.dtype
+    if isinstance(dt, np.dtype) and dt.kind in "fiub":
+        return ~np.isnan(s.to_numpy()) if dt.kind == "f" else np.ones(len(s), dtype=bool)
+    return s.notna().to_numpy(dtype=bool)
+
+
+def numeric_values(s: pd.Series, rows: np.ndarray | None = None) -> np.ndarray:
+    """``pd.to_numeric(s, errors="coerce")`` as float64 (NaN where missing) at the boolean ``rows``.
+
+    A numpy-backed numeric column is indexed first and converted after (the same values, no copy of
+    the whole column); anything else goes through ``pd.to_numeric``.
+    """
+    dt = s.dtype
+    if isinstance(dt, np.dtype) and dt.kind in "fiub":
+        v = s.to_numpy()
+        return (v if rows is None else v[rows]).astype(float, copy=False)
+    if rows is not None:
+        s = s[rows]
+    return pd.to_numeric(s, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+
+
+def checked_time_event(t: np.ndarray, e: np.ndarray, time: str, event: str) -> np.ndarray:
+    """Check follow-up ``t`` and events ``e`` (float arrays of the kept rows) as ``time_event`` does;
+    returns the events as int64. Raises ``UserError`` on non-numeric, negative or infinite times or
+    events other than 0/1."""
+    if np.isnan(t).any():
+        raise UserError(f"column {time!r} has non-numeric values")
+    if np.isnan(e).any() or not np.isin(e, (0.0, 1.0)).all():
+        raise UserError(f"column {event!r} must hold 0/1 event indicators")
+    if (t < 0).any() or not np.isfinite(t).all():
+        raise UserError(f"column {time!r} has negative or infinite follow-up times")
+    return e.astype(np.int64)
+
+
 def time_event(df: pd.DataFrame, time: str, event: str, extra=(), *, with_mask: bool = False):
     """Rows with a usable time and event (and non-missing ``extra`` columns); count of rows dropped.
 
@@ -43,18 +80,13 @@ def time_event(df: pd.DataFrame, time: str, event: str, extra=(), *, with_mask: 
     require_columns(df, [time, event, *extra])
     cols = [time, event] + [c for c in extra if c not in (time, event)]
     sub = df[cols]
-    keep = sub.notna().all(axis=1).to_numpy()
+    keep = np.logical_and.reduce([notna_mask(sub.iloc[:, i]) for i in range(sub.shape[1])])
     out = sub.loc[keep].copy()
     t = pd.to_numeric(out[time], errors="coerce").to_numpy(dtype=float)
     e = pd.to_numeric(out[event], errors="coerce").to_numpy(dtype=float)
-    if np.isnan(t).any():
-        raise UserError(f"column {time!r} has non-numeric values")
-    if np.isnan(e).any() or not np.isin(e, (0.0, 1.0)).all():
-        raise UserError(f"column {event!r} must hold 0/1 event indicators")
-    if (t < 0).any() or not np.isfinite(t).all():
-        raise UserError(f"column {time!r} has negative or infinite follow-up times")
+    ev = checked_time_event(t, e, time, event)
     out["_time"] = t
-    out["_event"] = e.astype(np.int64)
+    out["_event"] = ev
     if with_mask:
         return out, int((~keep).sum()), keep
     return out, int((~keep).sum())
@@ -64,7 +96,11 @@ def group_labels(frame: pd.DataFrame, group: str | None) -> list:
     """Sorted distinct group labels (``[None]`` when there is no grouping)."""
     if group is None:
         return [None]
-    values = frame[group].unique()
+    return sorted_labels(frame[group].unique())
+
+
+def sorted_labels(values) -> list:
+    """Distinct group values in ``group_labels`` order: sorted, or sorted as text when they do not compare."""
     try:
         return sorted(values)
     except TypeError:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -33,6 +34,9 @@ from epi_spineage.stats._compat import ci_level_keyword
 from epi_spineage.stats._concordance import harrell_c
 from epi_spineage.stats._coxfit import CoxFit, fit_cox
 from epi_spineage.stats._survdata import (
+    checked_time_event,
+    notna_mask,
+    numeric_values,
     require_columns,
     subset_order,
     time_event,
@@ -194,6 +198,76 @@ def _design(frame: pd.DataFrame, columns: list[str], reference_levels: dict | No
     return X, names, scales
 
 
+def _text_codes(s: pd.Series, rows: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """The values of ``s`` at the boolean ``rows`` (none missing) as text levels: ``(codes, levels)``
+    with ``levels`` sorted and ``levels[codes[i]]`` equal to ``str(value_i)``, as ``s.astype(str)`` gives.
+
+    O(n): the distinct values are found by ``pd.factorize`` (a categorical column by its codes) and only
+    they are made text, not every row; values with the same text share a level, as they do after
+    ``astype(str)``. Columns other than categoricals, booleans and text go through ``astype(str)``.
+    """
+    dt = s.dtype
+    if isinstance(dt, pd.CategoricalDtype):
+        raw = s.cat.codes.to_numpy()[rows]
+        uniques = [str(c) for c in dt.categories]
+        present = np.bincount(raw, minlength=len(uniques)) > 0 if len(raw) else np.zeros(len(uniques), bool)
+    else:
+        plain = isinstance(dt, np.dtype) and dt.kind in "Ob"  # numpy object (text) or boolean
+        if plain:
+            raw, found = pd.factorize(s.to_numpy()[rows])
+            # a str hashes and compares as its text; other objects (1 and 1.0) may not, so they go the slow way
+            plain = dt.kind == "b" or all(type(u) is str for u in found)
+            uniques = [str(u) for u in found]
+        if not plain:
+            raw, found = pd.factorize(s[rows].astype(str).to_numpy())
+            uniques = list(found)
+        present = np.ones(len(uniques), dtype=bool)
+    levels = sorted({u for u, p_ in zip(uniques, present) if p_})
+    index = {lev: i for i, lev in enumerate(levels)}
+    remap = np.array([index.get(u, -1) for u in uniques], dtype=np.intp)
+    return remap[raw], levels
+
+
+def _design_columns(
+    df: pd.DataFrame, columns: list[str], reference_levels: dict | None, rows: np.ndarray, texts: dict
+) -> tuple[list[np.ndarray], list[str], list[str]]:
+    """The columns of ``_design(df[rows], ...)`` as 1-D arrays (each contiguous), with names and scales.
+
+    ``texts``: ``{column: _text_codes(...)}`` already made for the text columns."""
+    blocks, names, scales = [], [], []
+    reference_levels = reference_levels or {}
+    for col in columns:
+        s = df[col]
+        if _is_numeric(s):
+            blocks.append(numeric_values(s, rows))
+            names.append(col)
+            scales.append("per unit")
+            continue
+        codes, levels = texts[col] if col in texts else _text_codes(s, rows)
+        ref = str(reference_levels.get(col, levels[0]))
+        if ref not in levels:
+            raise UserError(f"reference level {ref!r} of {col!r} is not in the data")
+        for i, lev in enumerate(levels):
+            if lev == ref:
+                continue
+            blocks.append((codes == i).astype(float))
+            names.append(f"{col}[{lev}]")
+            scales.append(f"vs {ref}")
+    return blocks, names, scales
+
+
+def _stack(columns: list[np.ndarray], n: int) -> np.ndarray:
+    return np.hstack([c[:, None] for c in columns]) if columns else np.zeros((n, 0))
+
+
+def _design_rows(
+    df: pd.DataFrame, columns: list[str], reference_levels: dict | None, rows: np.ndarray, texts: dict
+) -> tuple[np.ndarray, list[str], list[str]]:
+    """``_design(df[rows], ...)`` without the row copy of ``df``: the same matrix, names and scales."""
+    blocks, names, scales = _design_columns(df, columns, reference_levels, rows, texts)
+    return _stack(blocks, int(np.count_nonzero(rows))), names, scales
+
+
 def _ph_test(
     fit: CoxFit, names: list[str], time: np.ndarray, event: np.ndarray, time_order: np.ndarray | None = None
 ) -> pd.DataFrame:
@@ -203,7 +277,7 @@ def _ph_test(
     method = "scaled Schoenfeld residuals vs 1-KM(t-) (Grambsch-Therneau)"
     p = len(names)
     if p == 0 or len(fit.event_time) < 2:
-        return pd.DataFrame(columns=["term", "statistic", "df", "p_value", "rho", "method"])
+        return _empty_ph()
     resid = fit.event_x - fit.event_xbar  # Schoenfeld residuals, ordered by (stratum, time)
     order = np.argsort(fit.event_time, kind="stable")
     resid = resid[order]
@@ -227,6 +301,10 @@ def _ph_test(
     out = pd.DataFrame(rows)
     out["method"] = method
     return out
+
+
+def _empty_ph() -> pd.DataFrame:
+    return pd.DataFrame(columns=["term", "statistic", "df", "p_value", "rho", "method"])
 
 
 def _km_left(time: np.ndarray, event: np.ndarray, at: np.ndarray, order: np.ndarray | None = None) -> np.ndarray:
@@ -309,9 +387,16 @@ def _fit_frame(
     model=None,
     analysis=None,
     min_events_per_parameter: float | None = None,
+    diagnostics: bool = True,
+    order: np.ndarray | None = None,
+    rows: np.ndarray | None = None,
 ) -> CoxResult:
     """Fit one Cox model; the guards of docs/methods.md#cox-guards (constant covariates dropped and
-    listed, not-estimable fits and rows blanked with a note)."""
+    listed, not-estimable fits and rows blanked with a note).
+
+    ``diagnostics``: compute Harrell's C and the PH test (else NaN and an empty table); ``order``: the
+    stable ascending argsort of ``df[time]`` when the caller has it (else found or made by ``time_order``);
+    ``rows``: a boolean mask of the rows to analyse (default all), as if ``df[rows]`` were passed."""
     if ties not in TIES:
         raise UserError(f"ties must be 'efron' or 'breslow', got {ties!r}")
     min_epp = _check_min_epp(min_events_per_parameter)
@@ -322,40 +407,50 @@ def _fit_frame(
     # a covariate with no value in any row that has the rest (e.g. not recorded in this cohort) is
     # dropped and listed rather than emptying the complete cases
     needed = [time, event] + ([exposure] if exposure is not None else []) + ([strata] if strata else [])
-    base = df[needed].notna().all(axis=1).to_numpy()
-    all_missing = [c for c in covars if not (df[c].notna().to_numpy() & base).any()]
+    require_columns(df, needed)
+    # each column's missing values found once, as numpy (pandas' isna on a text column is the slow part)
+    present = {c: notna_mask(df[c]) for c in dict.fromkeys(needed + covars)}
+    in_rows = [] if rows is None else [np.asarray(rows, dtype=bool)]
+    base = np.logical_and.reduce([present[c] for c in needed] + in_rows)
+    all_missing = [c for c in covars if not (present[c] & base).any()]
     if all_missing and (exposure is not None or len(all_missing) < len(covars)):
         covars = [c for c in covars if c not in all_missing]
         cols = [c for c in cols if c not in all_missing]
     else:  # nothing would be left to fit: the complete-case error below says so
         all_missing = []
-    frame, n_excluded, kept = time_event(df, time, event, extra=cols, with_mask=True)
-    if len(frame) == 0:
+    # the complete cases as a mask: the model's columns are read at these rows as numpy arrays, with
+    # no copy of a data frame (the same values and checks as ``time_event``)
+    kept = np.logical_and.reduce([base] + [present[c] for c in covars])
+    n_rows = int(kept.sum())
+    n_excluded = (len(df) if rows is None else int(np.count_nonzero(rows))) - n_rows
+    t = numeric_values(df[time], kept)
+    ev = checked_time_event(t, numeric_values(df[event], kept), time, event)
+    if n_rows == 0:
         raise CoxModelError(f"no complete rows for the Cox model ({n_excluded} excluded for missing data)")
-    ev = frame["_event"].to_numpy()
     if ev.sum() == 0:
-        raise NoEventsError(f"no events in {event!r} among the {len(frame)} analysed rows")
+        raise NoEventsError(f"no events in {event!r} among the {n_rows} analysed rows")
     n_events = int(ev.sum())
     # covariates constant in the complete cases: a numeric one gives a constant column, a text one
     # a single level (no indicator at all); both are dropped, kept as a NaN row and listed
-    single_level = [c for c in covars if not _is_numeric(frame[c]) and frame[c].astype(str).nunique() < 2]
-    X_cov, names, scales = _design(frame, [c for c in covars if c not in single_level], reference_levels)
+    texts = {c: _text_codes(df[c], kept) for c in covars if not _is_numeric(df[c])}
+    single_level = [c for c in texts if len(texts[c][1]) < 2]
+    columns, names, scales = _design_columns(
+        df, [c for c in covars if c not in single_level], reference_levels, kept, texts
+    )
+    sd_cols = [np.nan] * len(columns)
     if exposure is not None:
-        x = pd.to_numeric(frame[exposure], errors="coerce").to_numpy(float)
-        X = np.hstack([(x / sd)[:, None], X_cov])
+        columns = [numeric_values(df[exposure], kept) / sd] + columns
         names = [exposure] + names
         scales = ["per SD"] + scales
-        sd_cols = [sd] + [np.nan] * X_cov.shape[1]
-    else:
-        X = X_cov
-        sd_cols = [np.nan] * X.shape[1]
+        sd_cols = [sd] + sd_cols
     strata_codes = None
     if strata:
-        strata_codes = pd.factorize(frame[strata].astype(str), sort=True)[0]
+        strata_codes = _text_codes(df[strata], kept)[0]
     notes: list[str] = []
-    constant = np.array([np.ptp(X[:, j]) == 0 for j in range(X.shape[1])], dtype=bool)
+    # tested column by column while each is still contiguous (a column of the stacked matrix is strided)
+    constant = np.array([np.ptp(c) == 0 for c in columns], dtype=bool)
     if exposure is not None and constant[0]:
-        raise CoxModelError(f"{exposure!r} is constant among the {len(frame)} analysed rows")
+        raise CoxModelError(f"{exposure!r} is constant among the {n_rows} analysed rows")
     row_note: dict[str, list[str]] = {}
     for c in all_missing:
         row_note[c] = [_DROPPED_MISSING]
@@ -386,7 +481,7 @@ def _fit_frame(
     for term in order_terms:
         if term in all_missing or term in single_level:
             all_names.append(term)
-            all_scales.append("per unit" if term in all_missing or _is_numeric(frame[term]) else "categorical")
+            all_scales.append("per unit" if term in all_missing or _is_numeric(df[term]) else "categorical")
             all_sd.append(np.nan)
             continue
         for n_ in [n_ for n_ in design_names if n_ == term or n_.startswith(f"{term}[")]:
@@ -394,12 +489,15 @@ def _fit_frame(
             all_scales.append(design_names[n_][0])
             all_sd.append(design_names[n_][1])
     keep = ~constant
-    X = X[:, keep]
+    X = _stack([c for c, k_ in zip(columns, keep) if k_], n_rows)  # the design without its constant columns
+    del columns
     names = [n_ for n_, k_ in zip(names, keep) if k_]
-    t = frame["_time"].to_numpy()
     # one sort per outcome column, shared by every model, subgroup, PH test and C-index that uses
-    # it (found by content in a small cache); these complete cases take their order in O(n)
-    t_order = subset_order(time_order(pd.to_numeric(df[time], errors="coerce").to_numpy(float)), kept)
+    # it (found by content in a small cache, or handed in by the caller as ``order``); these complete
+    # cases take their order in O(n)
+    if order is None:
+        order = time_order(numeric_values(df[time]))
+    t_order = subset_order(order, kept)
     p = X.shape[1]
     method = f"Cox PH ({ties} ties, Wald CI)" + (f", stratified by {strata}" if strata else "")
     model_unestimable: str | None = None
@@ -445,16 +543,19 @@ def _fit_frame(
             zstat = beta / se
             hr, lo, hi = np.exp(beta), np.exp(beta - z * se), np.exp(beta + z * se)
         pval = 2.0 * _sps.norm.sf(np.abs(zstat))
-        eta = (X - X.mean(axis=0)) @ beta if p else np.zeros(len(t))
-        c, counts = harrell_c(t, ev, eta, strata_codes, time_order=t_order)
-        ph = _ph_test(fit, names, t, ev, t_order)
+        if diagnostics:
+            eta = (X - X.mean(axis=0)) @ beta if p else np.zeros(len(t))
+            c, counts = harrell_c(t, ev, eta, strata_codes, time_order=t_order)
+            ph = _ph_test(fit, names, t, ev, t_order)
+        else:
+            c, counts, ph = np.nan, np.zeros(3), _empty_ph()
         loglik, loglik0, iterations = fit.loglik, fit.loglik_null, fit.iterations
         converged, var = fit.converged, fit.var
     else:
         beta = np.full(p, np.nan)
         se = zstat = hr = lo = hi = pval = np.full(p, np.nan)
         c, counts = np.nan, np.zeros(3)
-        ph = pd.DataFrame(columns=["term", "statistic", "df", "p_value", "rho", "method"])
+        ph = _empty_ph()
         loglik = loglik0 = np.nan
         iterations, converged, var = 0, False, np.full((p, p), np.nan)
     summary = pd.DataFrame(
@@ -472,7 +573,7 @@ def _fit_frame(
             "ci_level": float(level),
             "scale": "",
             "sd": np.nan,
-            "n": len(frame),
+            "n": n_rows,
             "events": n_events,
             "n_excluded": n_excluded,
             "method": method,
@@ -486,7 +587,7 @@ def _fit_frame(
         ("analysis", analysis),
         ("model", model),
         ("ci_level", float(level)),
-        ("n", len(frame)),
+        ("n", n_rows),
         ("events", n_events),
         ("n_excluded", n_excluded),
         ("method", method),
@@ -539,7 +640,7 @@ def _fit_frame(
         ph_test=ph,
         converged=converged,
         warnings=notes,
-        n=len(frame),
+        n=n_rows,
         events=n_events,
         n_excluded=n_excluded,
         sd=None if exposure is None else float(sd),
@@ -556,6 +657,11 @@ def _fit_frame(
         note=model_note,
         dropped_terms=dropped_terms,
     )
+
+
+def _check_sd(sd) -> None:
+    if not np.isfinite(sd) or sd <= 0:
+        raise ZeroVarianceError(f"sd must be positive, got {sd!r}")
 
 
 def exposure_sd(df: pd.DataFrame, exposure: str) -> float:
@@ -584,10 +690,11 @@ def cox_per_sd(
     analysis: str | None = None,
     reference_levels: dict | None = None,
     min_events_per_parameter: float | None = None,
+    diagnostics: bool = True,
 ) -> CoxResult:
     """Cox model giving the hazard ratio per 1 SD of ``exposure``, adjusted for ``covariates``.
 
-    Complexity: O(n p^2) per Newton step (about 5 steps), O(n log^2 n) for Harrell's C, O(n + d p^2)
+    Complexity: O(n p^2) per Newton step (about 5 steps), O(n log n) for Harrell's C, O(n + d p^2)
     for the PH test with d events. The follow-up column is sorted once, O(n log n), and the order
     shared with every later model, subgroup, C-index and PH test of the same column (found by
     content, docs/guides/stats.md#registry-scale); a model's complete cases take it in O(n).
@@ -610,6 +717,9 @@ def cox_per_sd(
         singular information matrix or a coefficient that looks infinite is not estimable: its
         numbers are NaN and ``note`` says "not estimable: <reason>". Whatever the rule, a row with a
         non-finite standard error or an infinite CI is NaN with such a note.
+    diagnostics : True (default) computes Harrell's C (``concordance``) and the PH test (``ph_test``);
+        False leaves them out (C is NaN, ``ph_test`` empty), for callers that show only the hazard
+        ratios: they cost about a third of a fit at registry scale. Every other figure is the same.
 
     Returns
     -------
@@ -627,8 +737,8 @@ def cox_per_sd(
     require_columns(df, [exposure])
     if sd is None:
         sd = exposure_sd(df, exposure)
-    elif not np.isfinite(sd) or sd <= 0:
-        raise ZeroVarianceError(f"sd must be positive, got {sd!r}")
+    else:
+        _check_sd(sd)
     terms = [exposure] + [c for c in covariates if c != exposure]
     return _fit_frame(
         df,
@@ -644,6 +754,7 @@ def cox_per_sd(
         model=model,
         analysis=analysis,
         min_events_per_parameter=min_events_per_parameter,
+        diagnostics=diagnostics,
     )
 
 
@@ -715,7 +826,11 @@ def group_hazard_ratios(
     if ref_value is None:
         raise UserError(f"reference group {reference!r} is not a value of {group!r}")
     reference = str(ref_value)
-    tmp = df.assign(**{group: df[group].map(str).where(df[group].notna())})
+    # the group as text; a text column already is (str() of each of a million values costs a second)
+    text = df[group]
+    if not (text.dtype == object and all(type(v) is str for v in values)):
+        text = text.map(str).where(text.notna())
+    tmp = df.assign(**{group: text})
     res = _fit_frame(
         tmp,
         time,
@@ -725,6 +840,7 @@ def group_hazard_ratios(
         level=level,
         reference_levels={group: str(reference)},
         min_events_per_parameter=min_events_per_parameter,
+        diagnostics=False,  # the table shows the hazard ratios only
     )
     s = res.summary
     s = s[s["term"].astype(str).str.startswith(f"{group}[")].copy()
@@ -790,22 +906,29 @@ def subgroup_hazard_ratios(
     # only the columns the models read: each subgroup and the interaction frame copy these, not the table
     df = df[list(dict.fromkeys([time, event, exposure, by, *covs]))]
     rows = []
-    by_text = df[by].astype(str)  # once, not once per level
-    levels = sorted(df.loc[df[by].notna(), by].astype(str).unique())
-    for lev in levels:
-        sub = df[(by_text == lev).to_numpy()]
+    if ties not in TIES:
+        raise UserError(f"ties must be 'efron' or 'breslow', got {ties!r}")
+    # the whole cohort's follow-up sorted once; each subgroup and the interaction models take their
+    # rows' order from it in O(n). Only the hazard ratios and log-likelihoods are shown, so Harrell's
+    # C and the PH test are not computed (``diagnostics=False``).
+    order = time_order(numeric_values(df[time]))
+    fit: dict[str, Any] = dict(
+        exposure=exposure,
+        sd=float(sd),
+        ties=ties,
+        level=level,
+        min_events_per_parameter=min_events_per_parameter,
+        diagnostics=False,
+    )
+    has_by = notna_mask(df[by])
+    by_codes, levels = _text_codes(df[by], has_by)
+    by_level = np.full(len(df), -1, dtype=np.intp)
+    by_level[has_by] = by_codes
+    for i, lev in enumerate(levels):
+        in_level = by_level == i
         try:
-            r = cox_per_sd(
-                sub,
-                time,
-                event,
-                exposure,
-                covs,
-                ties=ties,
-                sd=sd,
-                level=level,
-                min_events_per_parameter=min_events_per_parameter,
-            )
+            _check_sd(sd)  # as cox_per_sd: a bad SD makes each model's row NaN with a note
+            r = _fit_frame(df, time, event, [exposure, *covs], order=order, rows=in_level, **fit)
             row = r.summary.iloc[0].to_dict()
         except CoxModelError as exc:
             warnings.warn(f"subgroup {by}={lev}: {exc}", CoxConvergenceWarning, stacklevel=2)
@@ -815,7 +938,7 @@ def subgroup_hazard_ratios(
                 "scale": "per SD",
                 "sd": sd,
                 "ci_level": level,
-                "n": int(len(sub)),
+                "n": int(in_level.sum()),
                 "events": np.nan,
                 "n_excluded": np.nan,
                 "method": str(exc),
@@ -825,38 +948,21 @@ def subgroup_hazard_ratios(
         rows.append(row)
     # interaction: LR test of product terms on the complete cases of the full model
     need = [time, event, exposure, by, *covs]
-    cc = df.dropna(subset=need)
+    complete = np.logical_and.reduce([notna_mask(df[c]) for c in need])
+    cc = df[complete]
     ind = pd.get_dummies(cc[by].astype(str), prefix="_lvl", dtype=float)
     ind = ind.iloc[:, 1:]
     prod = ind.mul(pd.to_numeric(cc[exposure]) / sd, axis=0).add_prefix("_x_")
     tmp = pd.concat([cc, ind, prod], axis=1)
     base_terms = covs + list(ind.columns)
+    cc_order = subset_order(order, complete)
     try:
         with warnings.catch_warnings():
             # the product terms' own convergence and constant-term messages are not the user's models
             warnings.simplefilter("ignore", CoxTermWarning)
-            m0 = cox_per_sd(
-                tmp,
-                time,
-                event,
-                exposure,
-                base_terms,
-                ties=ties,
-                sd=sd,
-                level=level,
-                min_events_per_parameter=min_events_per_parameter,
-            )
-            m1 = cox_per_sd(
-                tmp,
-                time,
-                event,
-                exposure,
-                base_terms + list(prod.columns),
-                ties=ties,
-                sd=sd,
-                level=level,
-                min_events_per_parameter=min_events_per_parameter,
-            )
+            _check_sd(sd)
+            m0 = _fit_frame(tmp, time, event, [exposure] + base_terms, order=cc_order, **fit)
+            m1 = _fit_frame(tmp, time, event, [exposure] + base_terms + list(prod.columns), order=cc_order, **fit)
         lr = 2.0 * (m1.loglik - m0.loglik)
         k = prod.shape[1] - sum(1 for t_ in m1.dropped_terms if t_.startswith("_x_"))
         guarded = min_events_per_parameter is not None and not (m0.estimable and m1.estimable)

@@ -23,7 +23,7 @@ from scipy import stats as _sps
 from epi_spineage.errors import UserError
 from epi_spineage.stats._compat import ci_level_keyword
 from epi_spineage.stats._gray import gray_score_variance
-from epi_spineage.stats._survdata import group_labels, require_columns, time_event, z_value
+from epi_spineage.stats._survdata import group_labels, require_columns, sorted_labels, time_event, z_value
 
 CI_TYPES = ("log-log", "log", "plain")
 _AJ_VARIANCE = {"ij": "infinitesimal-jackknife", "cmprsk": "Gray delta-method (cmprsk)"}
@@ -112,7 +112,9 @@ def _subsets(frame: pd.DataFrame, group: str | None):
         return
     codes, uniques = pd.factorize(frame[group])
     index = {u: i for i, u in enumerate(uniques)}
-    for g in group_labels(frame, group):
+    # the distinct values are factorize's (no second hash pass of the column); the frame holds no missing
+    # group (time_event dropped those), so they are the values group_labels would sort
+    for g in sorted_labels(list(uniques)):
         m = codes == index[g]
         yield _label(g), t_all[m], e_all[m]
 

@@ -44,12 +44,14 @@ FISHER = "Fisher exact"
 
 
 def _is_categorical(s: pd.Series) -> bool:
+    """Categorical, boolean, text, or numbers that are all 0 or 1 (at least one present). O(n)."""
     if isinstance(s.dtype, pd.CategoricalDtype) or s.dtype == bool or str(s.dtype) == "boolean":
         return True
     if not pd.api.types.is_numeric_dtype(s):
         return True
-    vals = pd.unique(s.dropna())
-    return len(vals) > 0 and set(np.asarray(vals, dtype=float).tolist()) <= {0.0, 1.0}
+    x = s.to_numpy(dtype=float, na_value=np.nan)
+    x = x[~np.isnan(x)]
+    return len(x) > 0 and bool(((x == 0.0) | (x == 1.0)).all())
 
 
 def _continuous_test(samples: list[np.ndarray]):
@@ -192,16 +194,16 @@ def table_one(
                     }
                 )
             continue
-        text = _as_level_text(col)
-        levels = _levels(col, text)
-        present = pd.notna(text)
-        level_masks = [text == lv for lv in levels]
-        table = np.array([[int((lm & mask).sum()) for _, mask in groups] for lm in level_masks])
+        code, levels = _level_codes(col)
+        present = code >= 0
+        # counts of every (level, shown column) pair by one bincount per column: O(n) per column
+        counts = [np.bincount(code[mask & present], minlength=len(levels)) for _, mask in shown]
+        table = np.array(counts[: len(groups)], dtype=np.int64).reshape(len(groups), len(levels)).T
         stat, p, test = _categorical_test(table) if len(levels) else (np.nan, np.nan, CHI2)
-        for name, mask in shown:
+        for j, (name, mask) in enumerate(shown):
             n = int((mask & present).sum())
-            for lv, lm in zip(levels, level_masks):
-                c = int((lm & mask).sum())
+            for i, lv in enumerate(levels):
+                c = int(counts[j][i])
                 rows.append(
                     {
                         "variable": var,
@@ -245,6 +247,33 @@ def _as_level_text(col: pd.Series) -> np.ndarray:
         out[frac] = [str(v) for v in x[frac]]
         return out
     return np.array([_level_str(v) for v in col.tolist()], dtype=object)
+
+
+def _level_codes(col: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """``(code, levels)``: each row's index into ``levels`` (-1 when missing), where ``levels`` and the
+    texts are those of ``_levels(col, _as_level_text(col))``, without making text of every row.
+
+    O(n): the distinct values are found by ``pd.factorize`` (in order of first appearance; a categorical
+    by its codes) and only they are made text; values with the same text share a level, as they do in
+    ``_as_level_text``.
+    """
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        raw = col.cat.codes.to_numpy()
+        uniq_text = [_level_str(c) for c in col.cat.categories]
+    elif pd.api.types.is_numeric_dtype(col):
+        raw, uniq = pd.factorize(pd.to_numeric(col, errors="coerce").to_numpy(dtype=float, na_value=np.nan))
+        uniq_text = _as_level_text(pd.Series(np.asarray(uniq, dtype=float))).tolist()
+    else:
+        raw, uniq = pd.factorize(col.to_numpy(dtype=object))
+        uniq_text = [_level_str(v) for v in uniq]
+    raw = np.asarray(raw, dtype=np.intp)
+    counts = np.bincount(raw[raw >= 0], minlength=len(uniq_text))
+    seen = np.array([t for t, k in zip(uniq_text, counts > 0) if k and t is not None], dtype=object)
+    levels = _levels(col, seen)
+    index = {lv: i for i, lv in enumerate(levels)}
+    # code -1 (missing) reads the last entry, -1
+    remap = np.array([-1 if t is None else index.get(t, -1) for t in uniq_text] + [-1], dtype=np.intp)
+    return remap[raw], levels
 
 
 def _levels(col: pd.Series, text: np.ndarray) -> list[str]:
