@@ -81,7 +81,7 @@ def _parser():
         "--jobs",
         metavar="N",
         help='processes for the analyses: "auto" (min(2, usable cores)) or a whole number >= 1; 1 runs them one '
-        "after another; the results are the same (default: the config's [report] jobs, \"auto\")",
+        'after another; the results are the same (default: the config\'s [report] jobs, "auto")',
     )
     demo = p.add_argument_group("demo")
     demo.add_argument("--seed", type=int, default=DEMO_SEED, help=f"simulator seed (default {DEMO_SEED})")

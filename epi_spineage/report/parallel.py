@@ -36,6 +36,7 @@ import pickle
 import signal
 import threading
 import traceback
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -262,7 +263,11 @@ def _serve(conn: Any, queue: _Queue, on_done: Callable[[str, Any], None]) -> Non
 def _worker(ctx: Any, target: Callable[..., None], args: tuple[Any, ...]) -> Iterator[Any]:
     """Start the worker; on the way out (normal, error, Ctrl-C) make sure it has ended and is reaped."""
     proc = ctx.Process(target=target, args=args, name="epi_spineage analyses", daemon=True)
-    proc.start()
+    with warnings.catch_warnings():
+        # Python >= 3.12 warns about fork in a process with threads (a progress bar's monitor, a sampler):
+        # the worker takes no lock those threads hold (it computes, then writes to its own pipe)
+        warnings.filterwarnings("ignore", message=".*fork.*", category=DeprecationWarning)
+        proc.start()
     try:
         yield proc
     finally:
