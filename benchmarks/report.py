@@ -143,8 +143,13 @@ class PssSampler(threading.Thread):
 
 def _cpu_s() -> float:
     """CPU seconds of this process and of its children that have ended (the analysis worker)."""
+    return sum(_cpu_split())
+
+
+def _cpu_split() -> tuple[float, float]:
+    """(this process's, its ended children's) CPU seconds."""
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+    return me.ru_utime + me.ru_stime, kids.ru_utime + kids.ru_stime
 
 
 def _shares(title: str, timings: dict[str, float], total: float, peaks: dict[str, float] | None = None) -> None:
@@ -306,11 +311,12 @@ def main() -> None:
             mem_cohort = sum(f.memory_usage(deep=True).sum() for f in (derivation, external) if f is not None)
         own = [s for s in steps.STEPS if s[0] in OWN_LINE_STEPS]
         steps.STEPS[:] = [s for s in steps.STEPS if s[0] not in OWN_LINE_STEPS]
-        t1, c1 = time.perf_counter(), _cpu_s()
+        t1, c1, s1 = time.perf_counter(), _cpu_s(), _cpu_split()
         reset_peak_rss()
         sampler.reset()
         results = run_study(derivation, external, config)
-        t_an, c_an = time.perf_counter() - t1, _cpu_s() - c1
+        t_an, c_an, s2 = time.perf_counter() - t1, _cpu_s() - c1, _cpu_split()
+        cpu_me, cpu_worker = s2[0] - s1[0], s2[1] - s1[1]
         pss_an = sampler.peak_gb
         step_peaks, in_worker = _read_peaks(peaks_file)
         peak_an = max([peak_rss_gb(), *step_peaks.values()])
@@ -353,6 +359,11 @@ def main() -> None:
         f"paper analyses (s)         {t_an:.1f}   (CPU {c_an:.1f} s, both processes; --jobs {args.jobs} -> "
         f"{'2 processes' if two else '1 process'}; every step but {' and '.join(OWN_LINE_STEPS)})"
     )
+    if two:
+        print(
+            f"  CPU per process            this one {cpu_me:.1f} s, the worker {cpu_worker:.1f} s: on two free cores "
+            f"the analyses take about {max(cpu_me, cpu_worker):.1f} s of wall time (the larger)"
+        )
     for name in OWN_LINE_STEPS:
         if name not in own_s:
             continue

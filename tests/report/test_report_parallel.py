@@ -281,3 +281,30 @@ def test_cli_refuses_bad_jobs_in_one_line():
     )
     assert r.returncode == 2, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and "--jobs must be a whole number >= 1" in r.stderr
+
+
+def test_queue_keeps_needs_and_gives_a_dead_workers_steps_back():
+    names = [n for n, _, _ in steps.STEPS]
+    from epi_spineage.report.results import StudyResults
+
+    needs = parallel.step_needs(StudyResults(config=_config(jobs=2).validate()))
+    q = parallel._Queue(names, dict(parallel.COST_1M), needs)
+    child = [q.take("child") for _ in range(3)]
+    # the worker takes the largest independent steps; with imputation on, the fracture Cox models first
+    assert child[0] == "Cox models, fracture" and None not in child
+    assert not set(child) & q.parent_only
+    assert q.next_for_parent() == "agreement"  # the first frame writer, before the group columns' writer
+    q.done("agreement", None)
+    assert q.next_for_parent() == GROUPS
+    q.done(GROUPS, None)
+    assert q.next_for_parent() == "Cox models, mortality"  # imputation waits for it
+    q.done("Cox models, mortality", None)
+    lost = q.gone()  # the worker died holding its three steps
+    assert lost == sorted(child) and set(child) <= q.open and q.child_gone
+    taken = []
+    while (name := q.next_for_parent()) is not None:
+        assert all(d in q.outcomes for d in q.needs[name])
+        taken.append(name)
+        q.done(name, None)
+    assert taken.index("multiple imputation") > taken.index("Cox models, fracture")
+    assert set(taken) | {"agreement", GROUPS, "Cox models, mortality"} == set(names)
