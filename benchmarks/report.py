@@ -14,10 +14,10 @@ time is taken out of the writing total.
 
 ``--jobs`` (default auto: min(2, cores)) is the report's ``[report] jobs``: the analysis steps in two
 processes. Memory is then measured for both together: a thread samples the proportional set size
-(Pss, shared pages split between the processes that share them) of this process and its children every
-~50 ms from ``/proc/PID/smaps_rollup`` and keeps the largest sum, printed beside this process's own peak
-resident set (VmHWM, which counts the pages it shares with the worker in full). CPU seconds count both
-processes (this one's plus its reaped children's).
+(Pss, shared pages split between the processes that share them) of this process and its children
+(``/proc/PID/smaps_rollup``, every 50 ms or more: ``PssSampler``) and keeps the largest sum, printed
+beside the largest peak resident set of either process (VmHWM, which counts the shared pages in full).
+CPU seconds count both processes (this one's plus its reaped children's).
 
 ``--via parquet`` writes the simulated cohort to a Parquet file first and reads it back the way
 ``epi-spineage report --cohort`` does (``report.inputs.load_inputs``: only the analysis columns, compact
