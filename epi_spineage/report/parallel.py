@@ -121,6 +121,8 @@ class _Queue:
         self.outcomes: dict[str, Any] = {}
         self.error: tuple[str, BaseException | None, str] | None = None
         self.child_gone = False
+        #: the parent is ending the child (an error, Ctrl-C): its end is no news to log
+        self.stopping = False
         self.cond = threading.Condition()
 
     def _pick(self, who: str) -> str | None:
@@ -252,7 +254,7 @@ def _serve(conn: Any, queue: _Queue, on_done: Callable[[str, Any], None]) -> Non
         pass  # the child ended (normally after None, or killed): gone() below tells the parent
     finally:
         lost = queue.gone()
-        if lost and queue.error is None:
+        if lost and queue.error is None and not queue.stopping:
             log.warning(
                 "the analysis worker process ended before finishing %s; running them in this process",
                 ", ".join(lost),
@@ -326,9 +328,11 @@ def run_parallel(
                 queue.done(name, outcome)
                 on_done(name, outcome)
         except BaseException:
+            queue.stopping = True
             proc.terminate()  # a failure here (or Ctrl-C): stop the child's work now; _worker reaps it
             raise
         if queue.error is not None:
+            queue.stopping = True
             proc.terminate()
     # the child is reaped, so _serve has read EOF and ends; only then is its connection closed
     server.join(timeout=10)

@@ -235,7 +235,7 @@ def test_a_killed_worker_does_not_hang_and_its_steps_run_here(small_study, refer
     assert any("ended before finishing" in r.getMessage() and SMALL in r.getMessage() for r in caplog.records)
 
 
-def test_interrupting_the_parent_ends_the_worker(small_study, forced, monkeypatch):
+def test_interrupting_the_parent_ends_the_worker(small_study, forced, monkeypatch, caplog):
     der, ext = small_study
 
     def stuck(results):
@@ -249,8 +249,9 @@ def test_interrupting_the_parent_ends_the_worker(small_study, forced, monkeypatc
         raise KeyboardInterrupt
 
     monkeypatch.setattr(steps, "STEPS", [(n, a, interrupted if n == GROUPS else f) for n, a, f in steps.STEPS])
-    with pytest.raises(KeyboardInterrupt):
+    with caplog.at_level(logging.WARNING, logger="epi_spineage.report.parallel"), pytest.raises(KeyboardInterrupt):
         run_study(der, ext, _config(jobs=2))
+    assert not any("ended before" in r.getMessage() for r in caplog.records)  # no news: the parent ended it
     # the `forced` fixture checks that no child process is left
 
 
