@@ -202,7 +202,8 @@ def _die_with_parent(parent_pid: int) -> None:
 
 def _child_main(conn: Any, parent_pid: int, run: Callable[[str], Any]) -> None:
     """The worker: ask for a step, run it, send its outcome back, until the queue says None."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle (it ends this process)
+    with contextlib.suppress(ValueError):  # (not the main thread: then the parent's terminate() still ends it)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle (it ends this process)
     _die_with_parent(parent_pid)
     msg: tuple[Any, ...] = ("ready",)
     while True:
