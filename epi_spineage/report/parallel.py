@@ -10,9 +10,10 @@ results equal a sequential run's: the same sections, the same warnings in the sa
 
 Cross-step state. "four groups and Kaplan-Meier" adds the ``group`` and ``accelerated`` columns to the
 prepared cohort frames, which mortality, incidence rates and competing risk read (and the document
-after them); "agreement" adds ``spine_age_used_years``. These steps run in this process, a writer
-before its readers (``FRAME_WRITERS``), so the frames end as in a sequential run; the steps that come
-before a writer in the study's order do not read its columns. Multiple imputation shows the Cox
+after them); "agreement" adds ``spine_age_used_years``. The writers run in this process, in the study's
+order, so the frames end as in a sequential run; a reader runs after its writer, here or in the worker,
+which is then sent the writer's new columns (a few MB at a million) with the step (``FRAME_WRITERS``);
+the steps that come before a writer in the study's order do not read its columns. Multiple imputation shows the Cox
 sections' complete-case rows, so it runs here once those are done, with their results
 (``RESULT_READERS``). The tests check that no other step changes a cohort frame and that running the
 steps in another order that keeps these needs changes no result.
@@ -45,9 +46,10 @@ from epi_spineage.report.results import StudyResults
 
 log = logging.getLogger(__name__)
 
-#: a step that adds columns to the prepared cohort frames -> the steps that read them. They all run in
-#: the parent process, the writer first, so the columns exist where they are read and in the frames the
-#: document reads afterwards (agreement adds spine_age_used_years, which no later step reads).
+#: a step that adds columns to the prepared cohort frames -> the steps that read them. A writer runs in the
+#: parent process, so its columns are in the frames the document reads afterwards (agreement adds
+#: spine_age_used_years, which no later step reads); a reader runs after it, in the parent, or in the
+#: worker once the parent has sent it the writer's new columns.
 FRAME_WRITERS: dict[str, tuple[str, ...]] = {
     "four groups and Kaplan-Meier": ("Cox models, mortality", "incidence rates", "competing risk"),
     "agreement": (),
@@ -114,8 +116,16 @@ class _Queue:
         self.needs = {n: tuple(d for d in needs.get(n, ()) if d in names) for n in names}
         waiting = {n: sum(costs.get(m, 0.0) for m in names if n in self.needs[m]) for n in names}
         self.rank = {n: (-(costs.get(n, 0.0) + waiting[n]), i) for i, n in enumerate(names)}
-        # steps that need another's frame columns or results, and the frame writers: this process's
-        self.parent_only = {n for n in names if self.needs[n]} | {w for w in FRAME_WRITERS if w in names}
+        # the frame writers and the steps that need another's results: this process's
+        readers = {r for rs in FRAME_WRITERS.values() for r in rs}
+        self.parent_only = {w for w in FRAME_WRITERS if w in names}
+        self.parent_only |= {n for n in names if any(d not in FRAME_WRITERS for d in self.needs[n])}
+        self.frame_needs = {
+            n: tuple(d for d in self.needs[n] if d in FRAME_WRITERS) if n in readers else () for n in names
+        }
+        #: a writer's new columns, pickled ({role: {column: Series}}), and those the worker has been sent
+        self.columns: dict[str, bytes] = {}
+        self.sent: set[str] = set()
         self.open = set(names)
         self.child_has: set[str] = set()
         self.outcomes: dict[str, Any] = {}
@@ -137,10 +147,25 @@ class _Queue:
             self.child_has.add(name)
         return name
 
-    def take(self, who: str) -> str | None:
-        """The child's next step (None: nothing left it may take, or a step failed)."""
+    def take_for_child(self) -> tuple[str, list[bytes]] | None:
+        """The child's next step with the frame columns it needs and has not had yet; waits while the
+        steps left for it wait for a writer. None: nothing left it may take, or the run is ending."""
         with self.cond:
-            return None if self.error is not None else self._pick(who)
+            while self.error is None and not self.stopping:
+                name = self._pick(_CHILD)
+                if name is not None:
+                    ship = [w for w in self.frame_needs[name] if w not in self.sent and w in self.columns]
+                    self.sent.update(ship)
+                    return name, [self.columns[w] for w in ship]
+                if not any(n not in self.parent_only for n in self.open):
+                    return None
+                self.cond.wait(0.5)
+            return None
+
+    def wrote(self, name: str, columns: bytes) -> None:
+        """The writer ``name`` added these columns (before ``done``, so a reader never misses them)."""
+        with self.cond:
+            self.columns[name] = columns
 
     def next_for_parent(self) -> str | None:
         """The parent's next step; waits while the child still holds steps (it may die and leave them) or
@@ -200,7 +225,7 @@ def _die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
-def _child_main(conn: Any, parent_pid: int, run: Callable[[str], Any]) -> None:
+def _child_main(conn: Any, parent_pid: int, results: StudyResults, run: Callable[[str], Any]) -> None:
     """The worker: ask for a step, run it, send its outcome back, until the queue says None."""
     with contextlib.suppress(ValueError):  # (not the main thread: then the parent's terminate() still ends it)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle (it ends this process)
@@ -208,10 +233,16 @@ def _child_main(conn: Any, parent_pid: int, run: Callable[[str], Any]) -> None:
     msg: tuple[Any, ...] = ("ready",)
     while True:
         conn.send(msg)
-        name = conn.recv()
-        if name is None:
+        task = conn.recv()
+        if task is None:
             break
+        name, columns = task
         try:
+            for blob in columns:  # a frame writer's new columns, which this step reads
+                for role, cols in pickle.loads(blob).items():
+                    frame = results.cohorts[role].frame
+                    for col, values in cols.items():
+                        frame[col] = values
             outcome = run(name)
         except BaseException as exc:  # a programming error: the parent raises it
             tb = traceback.format_exc()
@@ -250,7 +281,7 @@ def _serve(conn: Any, queue: _Queue, on_done: Callable[[str, Any], None]) -> Non
                 _, name, why = msg
                 log.warning("%s: its result could not be sent from the worker process (%s); rerun here", name, why)
                 queue.give_back(name)
-            conn.send(queue.take(_CHILD))
+            conn.send(queue.take_for_child())
     except (EOFError, OSError):
         pass  # the child ended (normally after None, or killed): gone() below tells the parent
     finally:
@@ -318,14 +349,22 @@ def run_parallel(
     queue = _Queue(names, costs, step_needs(results))
     mine, theirs = ctx.Pipe(duplex=True)
     server = threading.Thread(target=_serve, args=(mine, queue, on_done), daemon=True, name="analyses-worker")
-    with _worker(ctx, _child_main, (theirs, os.getpid(), lambda name: run(name, {}))) as proc:
+    with _worker(ctx, _child_main, (theirs, os.getpid(), results, lambda name: run(name, {}))) as proc:
         theirs.close()  # the child holds the other end: its exit reads as EOF in _serve
         server.start()
         try:
             while (name := queue.next_for_parent()) is not None:
                 with queue.cond:
                     ready = {d: queue.outcomes[d] for d in queue.needs[name]}
+                shared = name in FRAME_WRITERS and any(r in names for r in FRAME_WRITERS[name])
+                before = {role: set(c.frame.columns) for role, c in results.cohorts.items()} if shared else {}
                 outcome = run(name, ready)
+                if shared:
+                    added = {
+                        role: {col: c.frame[col] for col in c.frame.columns if col not in before[role]}
+                        for role, c in results.cohorts.items()
+                    }
+                    queue.wrote(name, pickle.dumps(added, protocol=pickle.HIGHEST_PROTOCOL))
                 queue.done(name, outcome)
                 on_done(name, outcome)
         except BaseException:

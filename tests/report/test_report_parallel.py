@@ -104,14 +104,33 @@ def test_two_processes_give_the_sequential_results(small_study, reference, force
     _assert_same(one, two)
     assert len(set(pids.values())) == 2, "both processes ran steps"
     me = os.getpid()
-    for writer, readers in parallel.FRAME_WRITERS.items():  # the group columns' writer and readers: here
-        assert all(pids[n] == me for n in (writer, *readers))
+    assert all(pids[w] == me for w in parallel.FRAME_WRITERS)  # the frames' new columns: written here
     assert pids["multiple imputation"] == me
     # what the runner learned of the steps is still true of them (the names exist)
     names = {n for n, _, _ in steps.STEPS}
     assert set(parallel.FRAME_WRITERS) | {r for rs in parallel.FRAME_WRITERS.values() for r in rs} <= names
     assert set(parallel.RESULT_READERS) | {r for rs in parallel.RESULT_READERS.values() for r in rs} <= names
     assert set(parallel.COST_1M) == names
+
+
+def test_the_worker_runs_a_reader_of_the_group_columns_with_the_columns_sent(small_study, forced, monkeypatch):
+    """After the group columns' writer, the worker takes one of their readers (nothing else is left for
+    it), gets the columns with it, and the results are those of one process."""
+    der, ext = small_study
+    few = ("agreement", GROUPS, "incidence rates", "Cox models, mortality")
+    monkeypatch.setattr(steps, "STEPS", [s for s in steps.STEPS if s[0] in few])
+    cfg = _config(jobs=1, multiple_imputation=False)
+    one = run_study(der, ext, cfg)
+    pids = _spy_pids(monkeypatch)
+    two = run_study(der, ext, dataclasses.replace(cfg, jobs=2))
+    me = os.getpid()
+    assert pids["agreement"] == pids[GROUPS] == me
+    assert {pids["incidence rates"], pids["Cox models, mortality"]} - {me}, "the worker ran a reader"
+    assert one.warnings == two.warnings and one.skipped == two.skipped
+    for name, frame in one.tables.items():
+        pd.testing.assert_frame_equal(frame, two.tables[name], check_exact=True, obj=name)
+    for c in one.cohorts:
+        pd.testing.assert_frame_equal(one.cohorts[c].frame, two.cohorts[c].frame, check_exact=True)
 
 
 def test_jobs_one_and_small_cohorts_stay_in_one_process(small_study, monkeypatch):
@@ -290,10 +309,10 @@ def test_queue_keeps_needs_and_gives_a_dead_workers_steps_back():
 
     needs = parallel.step_needs(StudyResults(config=_config(jobs=2).validate()))
     q = parallel._Queue(names, dict(parallel.COST_1M), needs)
-    child = [q.take("child") for _ in range(3)]
+    child = [t[0] for t in (q.take_for_child() for _ in range(3)) if t is not None]
     # the worker takes the largest independent steps; with imputation on, the fracture Cox models first
     assert child[0] == "Cox models, fracture" and None not in child
-    assert not set(child) & q.parent_only
+    assert not set(child) & q.parent_only and len(child) == 3
     assert q.next_for_parent() == "agreement"  # the first frame writer, before the group columns' writer
     q.done("agreement", None)
     assert q.next_for_parent() == GROUPS
