@@ -38,6 +38,8 @@ _EPILOG = """examples:
   python -m epi_spineage.report --db scores.duckdb --out reports/scored
       a scored database: the cohort table and spine ages joined through the SQL views, plus a
       scoring-QC / drift section
+  python -m epi_spineage.report --cohort registry.parquet --config study.toml --jobs 2
+      a registry-sized cohort: the analyses in two processes (the default where two cores are usable)
   python -m epi_spineage.report --db scores.duckdb --save-cutpoints
       ... and write the accelerated-ageing cut it learned into the database (v_accelerated then flags rows)
 
@@ -75,6 +77,12 @@ def _parser():
         help="study config TOML (cohort roles, covariate sets, outcomes, thresholds); see examples/study.toml",
     )
     p.add_argument("--out", help="output folder (default reports/demo for the demo, reports/study otherwise)")
+    p.add_argument(
+        "--jobs",
+        metavar="N",
+        help='processes for the analyses: "auto" (min(2, usable cores)) or a whole number >= 1; 1 runs them one '
+        'after another; the results are the same (default: the config\'s [report] jobs, "auto")',
+    )
     demo = p.add_argument_group("demo")
     demo.add_argument("--seed", type=int, default=DEMO_SEED, help=f"simulator seed (default {DEMO_SEED})")
     demo.add_argument(
@@ -106,6 +114,10 @@ def _main(argv: Sequence[str] | None) -> int:
     from epi_spineage.report.inputs import load_gallery, load_inputs
 
     config = load_config(args.config)
+    if args.jobs is not None:
+        from epi_spineage.report.config import parse_jobs
+
+        config.jobs = parse_jobs(args.jobs)
     if args.mapping and not args.cohort:
         raise UserError("--mapping needs --cohort")
     if args.save_cutpoints and not args.db:

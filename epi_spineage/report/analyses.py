@@ -7,15 +7,22 @@ Nothing here formats or rounds; ``document`` does that.
 A step that cannot run on a user's data (``AnalysisNotPossible`` or a ``UserError`` from the stats layer:
 no events, an empty group, a missing column) is skipped and the reason goes to the data-quality section.
 Any other exception is a programming error and propagates, so that the test suite sees it.
+
+With ``config.jobs`` > 1 (default "auto": two processes where two cores are usable) and a cohort of at
+least ``parallel.PARALLEL_MIN_ROWS`` participants, the steps run in this process and one forked worker
+(``report.parallel``); the results are the same as running them one after another.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import multiprocessing
+import threading
 import time
 import warnings
 from collections.abc import Callable
-from functools import partial
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -23,8 +30,8 @@ import pandas as pd
 
 from epi_spineage.errors import AnalysisNotPossible, UserError
 from epi_spineage.progress import Progress
-from epi_spineage.report import steps
-from epi_spineage.report.config import StudyConfig
+from epi_spineage.report import parallel, steps
+from epi_spineage.report.config import StudyConfig, resolve_jobs
 from epi_spineage.report.prepare import prepare_cohorts
 from epi_spineage.report.results import (
     ACCEL_COLUMN,
@@ -45,22 +52,65 @@ log = logging.getLogger(__name__)
 DATA_ERRORS = (AnalysisNotPossible, UserError)
 
 
-def _step(results: StudyResults, name: str, func: Callable[[], Any]) -> Any:
-    """Run one analysis; a data problem skips it with a logged reason, a programming error propagates."""
+@dataclass
+class StepOutcome:
+    """What one step gave: its section result and what it added to the run's log, kept apart from
+    ``StudyResults`` until ``merge`` so that steps run in any order (or in another process) give the
+    results of running them one after another in the study's order.
+
+    ``warnings``: the lines the step appended (its "skipped" line included), in order; ``caught``: the
+    user-facing Python warnings it raised, as ``collect_warnings`` words them (added unless already
+    listed, as ``collect_warnings`` does); ``skipped``, ``timings_s``: its entries."""
+
+    name: str
+    value: Any = None
+    warnings: list[str] = field(default_factory=list)
+    caught: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+
+#: the StudyResults fields a step may add to (through the view ``run_step`` gives it)
+_LOG_FIELDS = ("warnings", "skipped", "timings_s")
+
+
+def run_step(results: StudyResults, name: str, func: Callable[[StudyResults], Any]) -> StepOutcome:
+    """Run one analysis on a view of ``results`` with an empty log; a data problem skips it with a
+    reason, a programming error propagates. ``results`` itself is not changed (``merge`` does that)."""
+    view = dataclasses.replace(results, warnings=[], skipped={}, timings_s={})
     t0 = time.perf_counter()
     out = None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            out = func()
+            out = func(view)
         except DATA_ERRORS as exc:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            results.skipped[name] = reason
-            results.warnings.append(f"{name} skipped: {reason}")
+            view.skipped[name] = reason
+            view.warnings.append(f"{name} skipped: {reason}")
             log.warning("%s skipped: %s", name, reason)
-    collect_warnings(results, name, caught)
-    results.timings_s[name] = time.perf_counter() - t0
-    return out
+    scratch = StudyResults(config=results.config)
+    collect_warnings(scratch, name, caught)
+    view.timings_s[name] = time.perf_counter() - t0
+    changed = [
+        f.name
+        for f in dataclasses.fields(results)
+        if f.name not in _LOG_FIELDS and getattr(view, f.name) is not getattr(results, f.name)
+    ]
+    if changed:  # cross-step state a parallel run could not carry: the steps' contract (steps.py) forbids it
+        raise RuntimeError(f"analysis step {name!r} set results.{', results.'.join(changed)}; a step only returns")
+    return StepOutcome(name, out, view.warnings, scratch.warnings, view.skipped, view.timings_s)
+
+
+def merge(results: StudyResults, attr: str, outcome: StepOutcome) -> None:
+    """Add one step's outcome to ``results``, as if the step had run on ``results`` itself."""
+    setattr(results, attr, outcome.value)
+    results.warnings.extend(outcome.warnings)
+    for msg in outcome.caught:
+        if msg not in results.warnings:
+            results.warnings.append(msg)
+    results.skipped.update(outcome.skipped)
+    results.timings_s.update(outcome.timings_s)
 
 
 def _data_quality(results: StudyResults, quality: pd.DataFrame) -> pd.DataFrame:
@@ -174,6 +224,36 @@ def n_steps() -> int:
     return 1 + len(steps.STEPS)
 
 
+def use_parallel(config: StudyConfig, cohorts: dict[str, Any]) -> bool:
+    """Whether ``run_study`` runs the steps in two processes: ``jobs`` > 1, fork available (Linux), not
+    inside a daemonic process (which may not have children), and a cohort big enough to pay for it."""
+    if resolve_jobs(config.jobs) < 2 or not parallel.fork_available():
+        return False
+    if multiprocessing.current_process().daemon:
+        return False
+    return sum(c.n for c in cohorts.values()) >= parallel.PARALLEL_MIN_ROWS
+
+
+def _run_parallel(results: StudyResults, bar: Progress) -> None:
+    """The steps in two processes (``report.parallel``), merged in the study's order."""
+    funcs = {name: func for name, _, func in steps.STEPS}
+    attrs = {name: attr for name, attr, _ in steps.STEPS}
+    lock = threading.Lock()
+
+    def run(name: str, ready: dict[str, StepOutcome]) -> StepOutcome:
+        # the step sees the sections of the steps it needs, as it would after them in a sequential run
+        base = dataclasses.replace(results, **{attrs[d]: o.value for d, o in ready.items()}) if ready else results
+        return run_step(base, name, funcs[name])
+
+    def shown(name: str, outcome: StepOutcome) -> None:  # either thread, as each step finishes
+        with lock:
+            bar.record(name, outcome.timings_s.get(name, float("nan")))
+
+    outcomes = parallel.run_parallel(results, list(funcs), run, shown)
+    for name, attr, _ in steps.STEPS:
+        merge(results, attr, outcomes[name])
+
+
 def run_study(
     derivation: pd.DataFrame | None,
     external: pd.DataFrame | None,
@@ -185,7 +265,8 @@ def run_study(
 
     Each step's time goes into ``results.timings_s`` and to ``progress`` (``epi_spineage.progress``:
     one line per step on a terminal, else one INFO summary line); without one, ``run_study`` makes
-    its own ("analyses").
+    its own ("analyses"). ``config.jobs`` > 1 runs the steps in two processes (``use_parallel``); the
+    results do not depend on it.
     """
     config = (config or StudyConfig()).validate()
     results = StudyResults(config=config)
@@ -204,9 +285,12 @@ def run_study(
         results.data_quality = quality
         results.timings_s["prepare"] = time.perf_counter() - t0
 
-        for name, attr, func in steps.STEPS:
-            with bar.step(name):
-                setattr(results, attr, _step(results, name, partial(func, results)))
+        if use_parallel(config, cohorts):
+            _run_parallel(results, bar)
+        else:
+            for name, attr, func in steps.STEPS:
+                with bar.step(name):
+                    merge(results, attr, run_step(results, name, func))
         results.data_quality = _data_quality(results, quality)
         results.timings_s["total"] = time.perf_counter() - t0
     finally:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import re
 import warnings
 
@@ -113,6 +114,9 @@ class StudyConfig:
     bias_calibration_set: str | None = None
     #: title shown on the report
     title: str = "Spine age and incident fracture and mortality"
+    #: processes for the analysis steps: "auto" (min(2, usable cores)) or a whole number >= 1; 1 runs them one
+    #: after another in this process (docs/guides/registry-scale.md#two-cores). The results do not depend on it.
+    jobs: int | str = "auto"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -163,6 +167,7 @@ class StudyConfig:
                 'config: [bias] correction = "per_manufacturer" needs calibration_set (the set the lines were '
                 "fitted on with `cohort bias-fit --calibration-set`)"
             )
+        self.jobs = parse_jobs(self.jobs, "config: [report] jobs")
         if self.ties not in ("efron", "breslow"):
             raise UserError(f"config: ties must be efron or breslow, not {self.ties!r}")
         if self.km_ci not in ("log-log", "log"):
@@ -183,6 +188,30 @@ class StudyConfig:
         return self
 
 
+def parse_jobs(value: object, what: str = "--jobs") -> int | str:
+    """``jobs`` as given (TOML, ``--jobs``): "auto" or a whole number >= 1; anything else is a ``UserError``."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text == "auto":
+            return "auto"
+        if text.isdigit():
+            value = int(text)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UserError(f'{what} must be a whole number >= 1 or "auto", not {value!r}')
+    return value
+
+
+def resolve_jobs(jobs: int | str) -> int:
+    """The processes ``jobs`` asks for: "auto" is min(2, the cores this process may run on)."""
+    if jobs != "auto":
+        return int(jobs)
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(2, cores))
+
+
 # TOML layout: [cohorts], [pad], [grouping], [survival], [outcomes], [models.fracture],
 # [models.mortality], [regression], [table1], [frax], [sensitivity], [report], [scoring], [bias]; each key maps
 # to one field.
@@ -201,7 +230,7 @@ _SECTIONS: dict[str, dict[str, str]] = {
     "regression": {"covariates": "regression_covariates"},
     "table1": {"variables": "table1_variables"},
     "frax": {"mof_threshold_pct": "frax_mof_threshold_pct", "hip_threshold_pct": "frax_hip_threshold_pct"},
-    "report": {"title": "title"},
+    "report": {"title": "title", "jobs": "jobs"},
     "scoring": {"drift_min_count": "drift_min_count"},
     "sensitivity": {
         "fine_gray": "fine_gray",
