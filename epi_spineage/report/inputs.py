@@ -43,7 +43,7 @@ def _split_table_ref(ref: str) -> tuple[Path, str | None]:
 #: columns the report reads besides the cohort schema's and the ones the study config names
 EXTRA_ANALYSIS_COLUMNS = ("frax_source", "manufacturer")
 #: text columns with a few distinct values, held as pandas categories (1 byte a row instead of 8)
-CATEGORY_COLUMNS = ("cohort", "split", "modality", "frax_source", "manufacturer")
+CATEGORY_COLUMNS = ("cohort", "split", "modality", "frax_source", "manufacturer", "sex")
 
 
 def analysis_columns(available: list[str], config: StudyConfig | None = None) -> list[str]:
