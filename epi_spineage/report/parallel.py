@@ -65,17 +65,17 @@ RESULT_READERS: dict[str, tuple[str, ...]] = {
 #: queue (largest first); a step not listed counts as small. Multiple imputation, when on, is the largest.
 COST_1M: dict[str, float] = {
     "multiple imputation": 600.0,
-    "subgroups by sex": 27.8,
-    "Cox models, fracture": 26.2,
-    "competing risk": 23.3,
-    "Cox models, mortality": 10.5,
-    "four groups and Kaplan-Meier": 5.9,
-    "table 1": 5.9,
-    "incidence rates": 2.9,
-    "FRAX reclassification": 2.9,
-    "discrimination": 2.1,
+    "competing risk": 20.8,
+    "Cox models, fracture": 19.3,
+    "subgroups by sex": 9.1,
+    "Cox models, mortality": 5.4,
+    "four groups and Kaplan-Meier": 2.5,
+    "incidence rates": 2.5,
     "age-gap regression": 2.1,
-    "agreement": 0.4,
+    "FRAX reclassification": 1.9,
+    "discrimination": 1.8,
+    "table 1": 0.5,
+    "agreement": 0.5,
 }
 
 #: the parallel path pays (fork, sending results back) only above this many analysed participants;
