@@ -10,7 +10,8 @@ results equal a sequential run's: the same sections, the same warnings in the sa
 
 Cross-step state. "four groups and Kaplan-Meier" adds the ``group`` and ``accelerated`` columns to the
 prepared cohort frames, which mortality, incidence rates and competing risk read (and the document
-after them); "agreement" adds ``spine_age_used_years``. The writers run in this process, in the study's
+after them); "agreement" adds the uncorrected/corrected PAD columns where preparing the cohort did not
+already make them. The writers run in this process, in the study's
 order, so the frames end as in a sequential run; a reader runs after its writer, here or in the worker,
 which is then sent the writer's new columns (a few MB at a million) with the step (``FRAME_WRITERS``);
 the steps that come before a writer in the study's order do not read its columns. Multiple imputation shows the Cox
@@ -47,8 +48,8 @@ from epi_spineage.report.results import StudyResults
 log = logging.getLogger(__name__)
 
 #: a step that adds columns to the prepared cohort frames -> the steps that read them. A writer runs in the
-#: parent process, so its columns are in the frames the document reads afterwards (agreement adds
-#: spine_age_used_years, which no later step reads); a reader runs after it, in the parent, or in the
+#: parent process, so its columns are in the frames the document reads afterwards (agreement may add
+#: the PAD columns, which the fracture Cox step would otherwise add to its own copy); a reader runs after it, in the parent, or in the
 #: worker once the parent has sent it the writer's new columns.
 FRAME_WRITERS: dict[str, tuple[str, ...]] = {
     "four groups and Kaplan-Meier": ("Cox models, mortality", "incidence rates", "competing risk"),
