@@ -39,6 +39,8 @@ def test_the_whole_chain_at_a_small_size_and_a_rerun_reuses_it(tmp_path, monkeyp
     # the sizes and why are said up front; every step has its wall and CPU time
     assert "Sizes: 30 derivation + 24 external participants" in printed and "5 events per parameter" in printed
     assert printed.count("(CPU ") >= 6
+    # the demo's figures are PNG only, and it says how to get the SVG and print copies
+    assert "--no-svg" in printed and "300-dpi print copies" in printed
     for name in (
         "index.html",
         "results.json",
