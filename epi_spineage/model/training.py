@@ -72,7 +72,8 @@ class TrainConfig:
     clip_grad: float | None = None  # clip the gradient norm (None: no clipping, the study)
     augment: bool = False
     # channels-last memory format on the CPU too (always on CUDA): the small phantom-tiny network's steps
-    # took 28 % less CPU time with it on one thread (docs/guides/train.md#measured)
+    # took 28 % less CPU time with it on one thread, but its model was weaker, so the preset keeps it off
+    # (docs/guides/train.md#measured)
     channels_last: bool = False
     cache: str = "auto"  # auto | yes | no: keep preprocessed tensors in memory
     cache_max_gib: float = 4.0
