@@ -1,9 +1,10 @@
 """``python -m epi_spineage.demo``: the whole product on synthetic data, in one command (``make demo``).
 
-Simulates the study, renders one phantom DICOM per analysed participant into a zip archive, trains the
-``phantom-tiny`` model on CPU, scores the archive into ``reports/demo/demo.duckdb`` with the public demo key,
-loads the cohort, builds the report from the database (saving the accelerated-ageing cut into it, with a
-Grad-CAM gallery of the most accelerated phantoms) and prints where everything is and three SQL queries to try.
+Trains the ``phantom-tiny`` model on CPU in the background while it simulates the study, renders one phantom
+DICOM per analysed participant into a zip archive and loads the cohort into ``reports/demo/demo.duckdb`` with
+the public demo key; then scores the archive into that database, builds the report from it (saving the
+accelerated-ageing cut into it, with a Grad-CAM gallery of the most accelerated phantoms) and prints where
+everything is and three SQL queries to try.
 
 Each step runs the package's own command-line tool in a child process, exactly as a user would, so the
 demo also shows the commands. Rerunning reuses what is there: the cohort and archive (same settings), the
@@ -52,6 +53,10 @@ DEFAULT_OUT = Path("reports/demo")
 #: model scores images like those it learned from.
 ARCHIVE_SCALE: float = PRESETS["phantom-tiny"]["phantom_scale"]
 DEMO_KEY_FILE_NAME = "PUBLIC-DEMO-KEY-not-for-real-data.txt"
+#: Phantoms in the report's Grad-CAM gallery: the most accelerated of the whole archive, picked from the
+#: database's scores, so that the report decodes and explains only these (given the whole archive's
+#: manifest, the gallery would first re-score up to 256 images of it: 17 of the report's 48 s of CPU).
+GALLERY_SIZE = 8
 
 DEMO_CONFIG = """\
 # The demo's study config (written by `python -m epi_spineage.demo`).
@@ -104,7 +109,7 @@ class DemoSettings:
 
 EPILOG = """\
 examples:
-  python -m epi_spineage.demo                       # the whole chain (make demo), about 3 min on 2 idle cores
+  python -m epi_spineage.demo                       # the whole chain (make demo), about 4 min on 2 idle cores
   python -m epi_spineage.demo --out /tmp/demo --n-derivation 60 --n-external 40 --train-phantoms 120 \\
       --allow-weak-model                              # a quick, small run (the model may be weak)
   python -m epi_spineage.demo --out /tmp/demo-published --event-shares published --n-derivation 1000
@@ -295,6 +300,34 @@ def _write_inputs(out: Path, s: DemoSettings) -> tuple[Path, Path, Path, bool]:
     return data / "derivation.parquet", data / "external.parquet", archive, False
 
 
+def _gallery_images(db: Path, manifest: Path, out: Path, n: int, key: bytes) -> Path:
+    """A manifest of the ``n`` scored phantoms with the largest PAD (``v_cohort_scores``), for the gallery.
+
+    The database holds keyed hashes only, so the archive's manifest is matched through the same key.
+    """
+    import duckdb
+    import pandas as pd
+
+    from epi_spineage.privacy import pseudonymise
+
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        top = con.execute(
+            "SELECT participant_id FROM v_cohort_scores WHERE pad_years IS NOT NULL "
+            "ORDER BY pad_years DESC, participant_id LIMIT ?",
+            [n],
+        ).fetchall()
+    finally:
+        con.close()
+    rank = {row[0]: i for i, row in enumerate(top)}
+    images = pd.read_csv(manifest)
+    hashed = images["participant_id"].map(lambda p: pseudonymise(p, key))
+    chosen = images[hashed.isin(rank)].assign(_rank=hashed.map(rank)).sort_values("_rank").drop(columns="_rank")
+    path = out / "gallery-images.csv"
+    chosen.to_csv(path, index=False)
+    return path
+
+
 def _sizes_line(s: DemoSettings) -> str:
     if s.event_shares == "demo":
         d, e = DEMO_EVENT_SHARES["derivation"], DEMO_EVENT_SHARES["external"]
@@ -372,6 +405,15 @@ def _main(argv: Sequence[str] | None) -> int:
         else:
             print(f"    {size}", flush=True)
         steps.record("simulate_and_render", time.perf_counter() - t, _self_cpu() - c, number)
+        # Loading the cohort needs no scores (the database joins them later, in v_cohort_scores), so it
+        # also runs while the model trains, off the demo's critical path.
+        for role, table in (("derivation", derivation), ("external", external)):
+            steps.run(
+                f"load_{role}",
+                f"load the {role} cohort table (ids pseudonymised with the demo key)",
+                ["epi_spineage.cohort", "load", str(table), "--db", str(db), "--key-file", str(key_file)],
+                env,
+            )
         if training is not None:
             print(f"\n    waiting for step {training.number} (training) ...", flush=True)
             training.wait(steps, "train")
@@ -396,16 +438,14 @@ def _main(argv: Sequence[str] | None) -> int:
         ],
         env,
     )
-    for role, table in (("derivation", derivation), ("external", external)):
-        steps.run(
-            f"load_{role}",
-            f"load the {role} cohort table (ids pseudonymised with the demo key)",
-            ["epi_spineage.cohort", "load", str(table), "--db", str(db), "--key-file", str(key_file)],
-            env,
-        )
     report = ["epi_spineage.report", "--db", str(db), "--out", str(out), "--config", str(config), "--save-cutpoints"]
     if not args.no_gallery:
-        report += ["--model", str(model), "--images", str(archive.with_name(archive.name + ".manifest.csv"))]
+        manifest = archive.with_name(archive.name + ".manifest.csv")
+        images = _gallery_images(db, manifest, out, GALLERY_SIZE, DEMO_KEY)
+        report += ["--model", str(model), "--images", str(images), "--gallery-size", str(GALLERY_SIZE)]
+    # PNG figures only: the SVG and 300-dpi print copies took about 9 of the report's 30 s of CPU; the demo
+    # prints the command that adds them (the same one without --no-svg, which must stay last).
+    report += ["--no-svg"]
     steps.run("report", "build the report from the database (and save the accelerated-ageing cut into it)", report, env)
 
     wall, cpu = time.perf_counter() - t0, _self_cpu() + _children_cpu() - cpu0
@@ -430,6 +470,10 @@ def _main(argv: Sequence[str] | None) -> int:
     print(f"  archive    {archive}")
     print(f"  demo key   {key_file} (public: never use it for real data)")
     print(f"  timings    {out / 'demo-timings.json'}")
+    print(
+        "The demo's figures are PNG only (report --no-svg, to save time); for SVG and 300-dpi print copies, "
+        f"rerun:\n  {_shown(report[:-1])}"
+    )
     print("\nThree queries to try (duckdb CLI, or python -c 'import duckdb; ...'):")
     for what, sql in QUERIES:
         print(f'  -- {what}\n  duckdb -readonly {db} "{sql}"')

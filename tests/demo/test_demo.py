@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 
 import duckdb
+import pandas as pd
 import pytest
+
+from epi_spineage.privacy import DEMO_KEY, pseudonymise
 
 pytestmark = [pytest.mark.needs_imaging, pytest.mark.slow]
 
@@ -29,7 +32,6 @@ def test_the_whole_chain_at_a_small_size_and_a_rerun_reuses_it(tmp_path, monkeyp
         "--train-epochs",
         "2",
         "--allow-weak-model",
-        "--no-gallery",
     ]
     assert main(args) == 0
     printed = capfd.readouterr().out
@@ -37,6 +39,8 @@ def test_the_whole_chain_at_a_small_size_and_a_rerun_reuses_it(tmp_path, monkeyp
     # the sizes and why are said up front; every step has its wall and CPU time
     assert "Sizes: 30 derivation + 24 external participants" in printed and "5 events per parameter" in printed
     assert printed.count("(CPU ") >= 6
+    # the demo's figures are PNG only, and it says how to get the SVG and print copies
+    assert "--no-svg" in printed and "300-dpi print copies" in printed
     for name in (
         "index.html",
         "results.json",
@@ -66,8 +70,15 @@ def test_the_whole_chain_at_a_small_size_and_a_rerun_reuses_it(tmp_path, monkeyp
         assert "SYNTHETIC" in con.execute(comment).fetchall()[0][0]
         meta = json.loads(con.execute("SELECT metadata_json FROM models").fetchall()[0][0])
         assert meta["quality"]["verdict"] in ("ok", "weak")
+        # the gallery explains the most accelerated phantoms of the whole archive, picked from the scores
+        top = con.execute(
+            "SELECT participant_id FROM v_cohort_scores ORDER BY pad_years DESC, participant_id LIMIT 8"
+        ).fetchall()
     finally:
         con.close()
+    chosen = pd.read_csv(out / "gallery-images.csv")
+    assert [pseudonymise(p, DEMO_KEY) for p in chosen["participant_id"]] == [r[0] for r in top]
+    assert "Grad-CAM heat maps" in (out / "index.html").read_text(encoding="utf-8")
     payload = json.loads((out / "results.json").read_text())
     assert payload["meta"]["synthetic"] is True
 
