@@ -941,6 +941,10 @@ def competing_risk(results: StudyResults) -> CompetingResult:
         aj, km, ajc, kmc = res
         at.append(tag(aj, cohort=role, method_label="Aalen-Johansen"))
         at.append(tag(km, cohort=role, method_label="1 - KM"))
+        # plot data, as the Kaplan-Meier curves: event times only, thinned below a pixel (report.plotdata), so
+        # drawing does not grow with n; the interval of Aalen-Johansen also moves at competing events
+        ajc = plotdata.compact_curve(ajc.assign(events=ajc["events"] + ajc["competing_events"]))
+        kmc = plotdata.compact_curve(kmc)
         curves.append(
             tag(ajc[["group", "time", "estimate", "ci_low", "ci_high"]], cohort=role, method="Aalen-Johansen")
         )
