@@ -102,7 +102,7 @@ def test_the_same_steps_on_a_slow_machine_as_on_a_fast_one(monkeypatch, tmp_path
             ["--preset", "phantom-tiny", "--manifest", str(manifest), "--out", str(tmp_path / "o")]
         )
     )
-    assert cfg.max_minutes is None and cfg.epochs == 40
+    assert cfg.max_minutes is None and cfg.epochs == 24
     small = dataclasses.replace(
         cfg, epochs=3, patience=3, batch_size=8, warmup_steps=2, augment=False, eval_batch_size=16
     )
