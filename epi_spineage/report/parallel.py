@@ -49,8 +49,8 @@ log = logging.getLogger(__name__)
 
 #: a step that adds columns to the prepared cohort frames -> the steps that read them. A writer runs in the
 #: parent process, so its columns are in the frames the document reads afterwards (agreement may add
-#: the PAD columns, which the fracture Cox step would otherwise add to its own copy); a reader runs after it, in the parent, or in the
-#: worker once the parent has sent it the writer's new columns.
+#: the PAD columns, which the fracture Cox step would otherwise add to its own copy); a reader runs after
+#: it, in the parent, or in the worker once the parent has sent it the writer's new columns.
 FRAME_WRITERS: dict[str, tuple[str, ...]] = {
     "four groups and Kaplan-Meier": ("Cox models, mortality", "incidence rates", "competing risk"),
     "agreement": (),
