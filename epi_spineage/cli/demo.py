@@ -109,7 +109,7 @@ class DemoSettings:
 
 EPILOG = """\
 examples:
-  python -m epi_spineage.demo                       # the whole chain (make demo), about 3 min on 2 idle cores
+  python -m epi_spineage.demo                       # the whole chain (make demo), about 2 min on 2 idle cores
   python -m epi_spineage.demo --out /tmp/demo --n-derivation 60 --n-external 40 --train-phantoms 120 \\
       --allow-weak-model                              # a quick, small run (the model may be weak)
   python -m epi_spineage.demo --out /tmp/demo-published --event-shares published --n-derivation 1000
