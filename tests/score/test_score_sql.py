@@ -16,6 +16,7 @@ from epi_spineage.db import store as db
 from epi_spineage.db.results import to_table
 from epi_spineage.privacy import pseudonymise
 from epi_spineage.score.drift import drift_summary
+from tests.model_rows import stand_in_model_row
 
 KEY = b"sql-test-key-0123456789"
 ALPHA, BETA = -0.25, 15.0
@@ -55,21 +56,7 @@ def con():
     con = duckdb.connect()
     dbschema.apply_schema(con)
     con.execute("BEGIN TRANSACTION")
-    db.register_model(
-        con,
-        {
-            "model_id": "m1",
-            "weights_hash": "w" * 64,
-            "backbone": "test",
-            "min_age_years": 40,
-            "max_age_years": 100,
-            "temperature": 1.0,
-            "preprocess_config_hash": "c" * 64,
-            "preprocess_config_json": "{}",
-            "metadata_json": json.dumps({"bias_correction": {"method": "beheshti", "alpha": ALPHA, "beta": BETA}}),
-            "registered_at": dt.datetime(2025, 1, 1),
-        },
-    )
+    db.register_model(con, stand_in_model_row({"method": "beheshti", "alpha": ALPHA, "beta": BETA}))
     rng = np.random.default_rng(5)
     ages = np.linspace(55, 85, 12)
     # Spine age close to age: small PADs, so no month of the first half-year drifts.

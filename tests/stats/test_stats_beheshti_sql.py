@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import duckdb
 import numpy as np
 import pandas as pd
@@ -13,6 +11,7 @@ from epi_spineage.db import store as db
 from epi_spineage.db.results import to_table
 from epi_spineage.model.bias import beheshti_correct
 from epi_spineage.privacy import pseudonymise
+from tests.model_rows import stand_in_model_row
 from tests.score.test_score_sql import KEY, _row
 
 
@@ -24,21 +23,7 @@ def test_view_equals_the_python_formula_on_random_values():
     spine = ages + rng.normal(0, 6, n)
     con = duckdb.connect()
     dbschema.apply_schema(con)
-    db.register_model(
-        con,
-        {
-            "model_id": "m1",
-            "weights_hash": "w" * 64,
-            "backbone": "test",
-            "min_age_years": 40,
-            "max_age_years": 100,
-            "temperature": 1.0,
-            "preprocess_config_hash": "c" * 64,
-            "preprocess_config_json": "{}",
-            "metadata_json": json.dumps({"bias_correction": {"method": "beheshti", "alpha": alpha, "beta": beta}}),
-            "registered_at": pd.Timestamp("2025-01-01").to_pydatetime(),
-        },
-    )
+    db.register_model(con, stand_in_model_row({"method": "beheshti", "alpha": alpha, "beta": beta}))
     db.load_results(con, to_table([_row(i, f"P{i:03d}", age=float(spine[i]), month=1 + i % 12) for i in range(n)]))
     cohort = pd.DataFrame(
         {

@@ -4,8 +4,6 @@ model.bias.ManufacturerBiasCorrection applies it in Python (calibration particip
 
 from __future__ import annotations
 
-import json
-
 import duckdb
 import numpy as np
 import pandas as pd
@@ -19,6 +17,7 @@ from epi_spineage.errors import UserError
 from epi_spineage.model.bias import BiasCorrection, ManufacturerBiasCorrection
 from epi_spineage.privacy import pseudonymise
 from epi_spineage.stats import agreement_by_group, pad_shift_test
+from tests.model_rows import stand_in_model_row
 from tests.score.test_score_sql import KEY, _row
 
 OFFSETS = {"ACME": 0.0, "BOREALIS": 3.0, "CYGNUS": -2.0, "TINY": 4.0}
@@ -61,21 +60,7 @@ def _database(df: pd.DataFrame, pooled_fit_pids=()) -> duckdb.DuckDBPyConnection
         "beta": POOLED[1],
         "fit_ids": [pseudonymise(p, KEY) for p in pooled_fit_pids],
     }
-    db.register_model(
-        con,
-        {
-            "model_id": "m1",
-            "weights_hash": "w" * 64,
-            "backbone": "test",
-            "min_age_years": 40,
-            "max_age_years": 100,
-            "temperature": 1.0,
-            "preprocess_config_hash": "c" * 64,
-            "preprocess_config_json": "{}",
-            "metadata_json": json.dumps({"bias_correction": bias}),
-            "registered_at": pd.Timestamp("2025-01-01").to_pydatetime(),
-        },
-    )
+    db.register_model(con, stand_in_model_row(bias))
     rows = []
     for i, r in enumerate(df.itertuples()):
         row = _row(i, r.pid, age=float(r.spine_age_years), month=1 + i % 12, manufacturer=r.manufacturer)
