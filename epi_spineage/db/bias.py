@@ -144,16 +144,13 @@ def fit_bias_corrections(
     lock_timeout_s: float = 60.0,
 ) -> tuple[str, ManufacturerBiasCorrection]:
     """Fit per-manufacturer corrections on ``calibration_set`` and store them with the model (writer lock)."""
-    from epi_spineage.db.locking import DatabaseBusy, connect_with_retry
+    from epi_spineage.db.locking import connect_or_refuse
     from epi_spineage.db.schema import apply_schema
 
     path = Path(db_path).expanduser()
     if not path.is_file():
         raise UserError(f"database not found: {path}")
-    try:
-        con = connect_with_retry(path, timeout_s=lock_timeout_s, threads=1)
-    except DatabaseBusy as exc:
-        raise UserError(str(exc)) from None
+    con = connect_or_refuse(path, timeout_s=lock_timeout_s, threads=1)
     try:
         apply_schema(con)
         mid, fit = fit_from_db(con, calibration_set, model_id=model_id, min_images=min_images)

@@ -60,7 +60,7 @@ def load_cohort(
     ``synthetic``: the rows come from the simulator; the table is marked so that reports say so.
     """
     from epi_spineage.db import schema as dbschema
-    from epi_spineage.db.locking import DatabaseBusy, connect_with_retry
+    from epi_spineage.db.locking import connect_or_refuse, connect_with_retry
     from epi_spineage.privacy import key_fingerprint
 
     if not _IDENT.match(table):
@@ -73,10 +73,7 @@ def load_cohort(
         )
     data = pseudonymise_ids(df, key)
     data["key_fingerprint"] = key_fingerprint(key)
-    try:
-        con = connect_with_retry(db_path, timeout_s=lock_timeout_s)
-    except DatabaseBusy as exc:
-        raise UserError(str(exc)) from None
+    con = connect_or_refuse(db_path, timeout_s=lock_timeout_s)
     from epi_spineage.db.migrate_v3 import compact_database
     from epi_spineage.db.migrations import schema_version
     from epi_spineage.db.store import check_database_key

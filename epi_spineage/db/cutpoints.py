@@ -53,17 +53,14 @@ def save_cutpoint(
     ``cut_rule`` is written both to ``cut_rule`` and to the 0.1.0 column ``comparison`` (which stays
     NOT NULL), so that older readers agree. The database is created or migrated as every writer does.
     """
-    from epi_spineage.db.locking import DatabaseBusy, connect_with_retry
+    from epi_spineage.db.locking import connect_or_refuse
     from epi_spineage.db.schema import apply_schema
 
     _check(name, value_years, cut_rule)
     path = Path(db_path).expanduser()
     if not path.parent.is_dir():
         raise UserError(f"folder not found for the database: {path.parent}")
-    try:
-        con = connect_with_retry(path, timeout_s=lock_timeout_s, threads=1)
-    except DatabaseBusy as exc:
-        raise UserError(str(exc)) from None
+    con = connect_or_refuse(path, timeout_s=lock_timeout_s, threads=1)
     try:
         apply_schema(con)
         con.execute("BEGIN TRANSACTION").fetchall()

@@ -100,6 +100,15 @@ def connect_with_retry(
             delay = min(delay * 2, max_delay_s)
 
 
+def connect_or_refuse(path: str | os.PathLike, *, timeout_s: float = 60.0, threads: int | None = None):
+    """``connect_with_retry`` for a user's command: a file still busy after ``timeout_s`` is a ``UserError``
+    (one line naming the holder, exit 2), not a traceback."""
+    try:
+        return connect_with_retry(path, timeout_s=timeout_s, threads=threads)
+    except DatabaseBusy as exc:
+        raise UserError(str(exc)) from None
+
+
 @contextlib.contextmanager
 def write_transaction(path: str | os.PathLike, *, timeout_s: float = 60.0, threads: int | None = 1) -> Iterator[object]:
     """A connection with an open transaction, committed on success and closed straight after.

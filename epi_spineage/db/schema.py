@@ -61,14 +61,10 @@ def run_sql_tests(con) -> dict[str, int]:
 
 def upgrade_database(path, *, key: bytes | None = None, lock_timeout_s: float = 60.0) -> tuple[int | None, int]:
     """Open ``path`` for writing, apply pending migrations and the views; returns (version before, after)."""
-    from epi_spineage.db.locking import DatabaseBusy, connect_with_retry
+    from epi_spineage.db.locking import connect_or_refuse
     from epi_spineage.db.migrations import LATEST, schema_version
-    from epi_spineage.errors import UserError
 
-    try:
-        con = connect_with_retry(path, timeout_s=lock_timeout_s)
-    except DatabaseBusy as exc:
-        raise UserError(str(exc)) from None
+    con = connect_or_refuse(path, timeout_s=lock_timeout_s)
     try:
         before = schema_version(con)
         apply_schema(con, key=key)
