@@ -54,27 +54,30 @@ def reset_peak_rss() -> bool:
         return False
 
 
-def peak_rss_gb() -> float:
-    """Peak resident set (VmHWM) since the last reset, in GB; falls back to ``ru_maxrss``."""
+def _status_gb(field: str) -> float | None:
+    """A kB field of ``/proc/self/status`` (``VmHWM``, ``VmRSS``) in GB; None where there is none."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) * 1024 / 1e9
     except OSError:
         pass
+    return None
+
+
+def peak_rss_gb() -> float:
+    """Peak resident set (VmHWM) since the last reset, in GB; falls back to ``ru_maxrss``."""
+    peak = _status_gb("VmHWM")
+    if peak is not None:
+        return peak
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
 
 
 def current_rss_gb() -> float:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024 / 1e9
-    except OSError:
-        pass
-    return float("nan")
+    rss = _status_gb("VmRSS")
+    return float("nan") if rss is None else rss
 
 
 def _pss_kb(pid: int) -> int:

@@ -22,6 +22,8 @@ import warnings
 
 import pandas as pd
 
+from epi_spineage.report.config import DEFAULT_TABLE1_VARIABLES
+
 OUTCOME = ("fracture_any_years", "fracture_any")
 DEATH = ("death_years", "death")
 
@@ -60,27 +62,9 @@ def _steps(df: pd.DataFrame) -> dict:
         "incidence rates, 4 groups": lambda: stats.incidence_rates(df, t, e, group="group"),
         "median follow-up": lambda: stats.median_followup(df, t, e),
         "table 1 (the report's variables)": lambda: stats.table_one(
-            df, by=e, variables=[v for v in _TABLE1 if v in df.columns]
+            df, by=e, variables=[v for v in DEFAULT_TABLE1_VARIABLES if v in df.columns]
         ),
     }
-
-
-#: the report's default Table 1 variables (``report.config.StudyConfig.table1_variables``)
-_TABLE1 = [
-    "age_years",
-    "spine_age_years",
-    "female",
-    "bmi",
-    "prior_fracture",
-    "prevalent_vf",
-    "prosthesis",
-    "glucocorticoid",
-    "rheumatoid_arthritis",
-    "tscore_lumbar",
-    "tscore_femoral_neck",
-    "tscore_total_hip",
-    "osteoporosis",
-]
 
 
 def _best(fn, repeats: int) -> float:
