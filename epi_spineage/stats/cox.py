@@ -173,29 +173,9 @@ def _is_numeric(s: pd.Series) -> bool:
 
 
 def _design(frame: pd.DataFrame, columns: list[str], reference_levels: dict | None):
-    """Numeric columns as they are; others dummy-coded against a reference level."""
-    blocks, names, scales = [], [], []
-    reference_levels = reference_levels or {}
-    for col in columns:
-        s = frame[col]
-        if _is_numeric(s):
-            blocks.append(pd.to_numeric(s).to_numpy(float)[:, None])
-            names.append(col)
-            scales.append("per unit")
-            continue
-        text = s.astype(str)  # once per column, not once per level
-        levels = sorted(text.unique())
-        ref = str(reference_levels.get(col, levels[0]))
-        if ref not in levels:
-            raise UserError(f"reference level {ref!r} of {col!r} is not in the data")
-        for lev in levels:
-            if lev == ref:
-                continue
-            blocks.append((text == lev).to_numpy(float)[:, None])
-            names.append(f"{col}[{lev}]")
-            scales.append(f"vs {ref}")
-    X = np.hstack(blocks) if blocks else np.zeros((len(frame), 0))
-    return X, names, scales
+    """Numeric columns as they are; others dummy-coded against a reference level (sorted text levels,
+    the first by default). ``frame`` holds complete cases: every row is used."""
+    return _design_rows(frame, columns, reference_levels, np.ones(len(frame), dtype=bool), {})
 
 
 def _text_codes(s: pd.Series, rows: np.ndarray) -> tuple[np.ndarray, list[str]]:

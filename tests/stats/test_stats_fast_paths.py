@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from epi_spineage.errors import UserError
 from epi_spineage.report.steps import _varies, model_view
 from epi_spineage.stats import cox_per_sd, group_hazard_ratios, subgroup_hazard_ratios, table_one
 from epi_spineage.stats._coxfit import fit_cox
@@ -69,6 +70,33 @@ def test_text_codes_give_the_levels_of_astype_str(values):
     assert [levels[c] for c in codes] == list(text)
 
 
+def _design_reference(frame: pd.DataFrame, columns: list[str], reference_levels: dict | None):
+    """The design as ``cox._design`` built it from a copied frame before it became ``_design_rows`` at every
+    row: numeric columns as they are, others ``astype(str)`` and dummy-coded against a reference level."""
+    blocks, names, scales = [], [], []
+    reference_levels = reference_levels or {}
+    for col in columns:
+        s = frame[col]
+        if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+            blocks.append(pd.to_numeric(s).to_numpy(float)[:, None])
+            names.append(col)
+            scales.append("per unit")
+            continue
+        text = s.astype(str)
+        levels = sorted(text.unique())
+        ref = str(reference_levels.get(col, levels[0]))
+        if ref not in levels:
+            raise UserError(f"reference level {ref!r} of {col!r} is not in the data")
+        for lev in levels:
+            if lev == ref:
+                continue
+            blocks.append((text == lev).to_numpy(float)[:, None])
+            names.append(f"{col}[{lev}]")
+            scales.append(f"vs {ref}")
+    X = np.hstack(blocks) if blocks else np.zeros((len(frame), 0))
+    return X, names, scales
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_design_from_arrays_equals_the_design_of_the_copied_frame(seed):
     df = _cohort(seed)
@@ -76,10 +104,14 @@ def test_design_from_arrays_equals_the_design_of_the_copied_frame(seed):
     frame, _, kept = time_event(df, "time", "event", extra=["pad", *cols], with_mask=True)
     texts = {c: _text_codes(df[c], kept) for c in ("sex", "site", "smoker")}
     for ref in (None, {"sex": "M", "site": "b"}):
-        X_old, names_old, scales_old = _design(frame, cols, ref)
+        X_old, names_old, scales_old = _design_reference(frame, cols, ref)
         X_new, names_new, scales_new = _design_rows(df, cols, ref, kept, texts)
         np.testing.assert_array_equal(X_new, X_old)
         assert (names_new, scales_new) == (names_old, scales_old)
+        # and the whole-frame design the Fine-Gray and domain-shift models use
+        X_all, names_all, scales_all = _design(frame, cols, ref)
+        np.testing.assert_array_equal(X_all, X_old)
+        assert (names_all, scales_all) == (names_old, scales_old)
 
 
 @pytest.mark.parametrize("ties", ["efron", "breslow"])
