@@ -20,6 +20,7 @@ from typing import Any
 import pyarrow as pa
 
 from epi_spineage.db.paths import hash_path, is_path_hash
+from epi_spineage.db.schema import quote_ident
 from epi_spineage.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -153,7 +154,7 @@ def compact_database(path: str | os.PathLike, *, timeout_s: float = 60.0) -> Non
         ).fetchall()
         src = con.execute("SELECT current_database()").fetchall()[0][0]
         con.execute("ATTACH ? AS epi_compact", [str(tmp)]).fetchall()
-        con.execute(f"COPY FROM DATABASE {_ident(src)} TO epi_compact").fetchall()
+        con.execute(f"COPY FROM DATABASE {quote_ident(src)} TO epi_compact").fetchall()
         for table, comment in comments:
             con.execute(f'COMMENT ON TABLE epi_compact.main."{table}" IS ' + _literal(comment)).fetchall()
         con.execute("DETACH epi_compact").fetchall()
@@ -163,11 +164,6 @@ def compact_database(path: str | os.PathLike, *, timeout_s: float = 60.0) -> Non
     finally:
         con.close()
         tmp.unlink(missing_ok=True)
-
-
-def _ident(name: str) -> str:
-    """A quoted SQL identifier (the database's name comes from its file name, which may hold quotes)."""
-    return '"' + str(name).replace('"', '""') + '"'
 
 
 def _literal(text: str) -> str:

@@ -59,6 +59,23 @@ def run_sql_tests(con) -> dict[str, int]:
     return out
 
 
+def quote_ident(name: str) -> str:
+    """``name`` as a quoted SQL identifier: a table or column name from a user's file may hold quotes or
+    spaces, and is never spliced into SQL unquoted."""
+    return '"' + str(name).replace('"', '""') + '"'
+
+
+def require_table(con, path, table: str) -> str:
+    """``table`` quoted, if the DuckDB file ``path`` (open as ``con``) has it; else a ``UserError`` that
+    lists the tables it has."""
+    from epi_spineage.errors import UserError
+
+    tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    if table not in tables:
+        raise UserError(f"{path}: no table {table!r} (has: {', '.join(sorted(tables)) or 'none'})")
+    return quote_ident(table)
+
+
 def upgrade_database(path, *, key: bytes | None = None, lock_timeout_s: float = 60.0) -> tuple[int | None, int]:
     """Open ``path`` for writing, apply pending migrations and the views; returns (version before, after)."""
     from epi_spineage.db.locking import connect_or_refuse

@@ -120,11 +120,11 @@ def _read_projected(path: Path, table: str | None, config: StudyConfig | None) -
     elif name.endswith((".duckdb", ".db", ".ddb")):
         import duckdb
 
+        from epi_spineage.db.schema import quote_ident, require_table
+
         tname = table or "cohort"
         with duckdb.connect(str(path), read_only=True) as con:
-            tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
-            if tname not in tables:
-                raise UserError(f"{path}: no table {tname!r} (has: {', '.join(sorted(tables)) or 'none'})")
+            quoted = require_table(con, path, tname)
             cols = [
                 r[0]
                 for r in con.execute(
@@ -133,8 +133,7 @@ def _read_projected(path: Path, table: str | None, config: StudyConfig | None) -
                 ).fetchall()
             ]
             keep = analysis_columns(cols, config)
-            quoted = '"' + tname.replace('"', '""') + '"'
-            select = ", ".join('"' + c.replace('"', '""') + '"' for c in keep)
+            select = ", ".join(quote_ident(c) for c in keep)
             df = con.execute(f"SELECT {select} FROM {quoted}").df()
     elif name.endswith((".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz")):
         sep = "\t" if ".tsv" in name else ","

@@ -242,13 +242,10 @@ def _read_file(p: Path, table: str | None, id_names: set[str]) -> pd.DataFrame:
     if name.endswith((".duckdb", ".db", ".ddb")):
         import duckdb
 
-        tname = table or "cohort"
+        from epi_spineage.db.schema import require_table
+
         with duckdb.connect(str(p), read_only=True) as con:
-            tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
-            if tname not in tables:
-                raise UserError(f"{p}: no table {tname!r} (has: {', '.join(sorted(tables)) or 'none'})")
-            quoted = '"' + tname.replace('"', '""') + '"'
-            return con.execute(f"SELECT * FROM {quoted}").df()
+            return con.execute(f"SELECT * FROM {require_table(con, p, table or 'cohort')}").df()
     if name.endswith((".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz")):
         sep = "\t" if ".tsv" in name else ","
         header = pd.read_csv(p, sep=sep, nrows=0).columns

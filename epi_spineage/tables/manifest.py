@@ -76,8 +76,9 @@ def _read_duckdb(path: Path, table: str | None) -> pd.DataFrame:
             table = "manifest" if "manifest" in tables else (tables[0] if len(tables) == 1 else None)
         if table is None or table not in tables:
             raise UserError(f"{path}: choose a table with --table (has: {', '.join(tables) or 'none'})")
-        quoted = '"' + table.replace('"', '""') + '"'  # a table name may hold quotes
-        return con.execute(f"SELECT * FROM {quoted}").df()
+        from epi_spineage.db.schema import quote_ident
+
+        return con.execute(f"SELECT * FROM {quote_ident(table)}").df()
     finally:
         con.close()
 
